@@ -1,0 +1,75 @@
+// Stateless per-frame compression: raw DEFLATE (RFC 1951) with a preset dictionary, flagged in the header byte.
+// A stream per connection would compress better but costs 77-215 KB of window and state per socket, which is the
+// whole memory budget of a hundred idle sessions; so every frame stands alone and only the dictionary is shared.
+// The encoder compresses only bodies of at least compressionBodyBytesMin and keeps the result only when smaller
+// (ciphertext does not compress). Inflate is capped at the frame limit so a deflate bomb costs at most that.
+
+import { deflateSync, Inflate } from "fflate";
+import { ErrorCode, ProtocolError } from "./errors.ts";
+
+export interface Compressor {
+  readonly name: string;
+  deflate(body: Uint8Array): Uint8Array;
+  /** Inflates `body`; a ProtocolError (inflateTooLarge, badCompression) instead of throwing. */
+  inflate(body: Uint8Array, bytesMax: number): Uint8Array | ProtocolError;
+}
+
+/**
+ * The preset dictionary of token dictionary version 1. DEFLATE matches against its last bytes first, so the most
+ * common strings come last. It holds what compressible frames repeat: MessagePack shapes of device lists and
+ * error messages. Changing it changes the wire format: a new dictionary needs a new dictionary version.
+ */
+export const presetDictionary: Uint8Array = new TextEncoder().encode(
+  [
+    "device-list mismatch: missing devices, extra devices",
+    "rate limited; slow down",
+    "queue full for recipient device",
+    "unknown account",
+    "unknown device",
+    "server shutting down; reconnect later",
+    "replaced by a newer login of this device",
+  ].join("\n") +
+    // Device-list entries: [device, createdAtSeconds (uint32), lastSeenAtSeconds (uint32)].
+    "\u0093\u0001\u00ce\u0000\u0000\u0000\u0000\u00ce\u0093\u0002\u00ce\u0093\u0003\u00ce",
+);
+
+/** Input bytes fed to the streaming inflater per step: one step can produce at most ~1 MB (1032:1), then we check. */
+const inflateStepBytes = 256;
+/** DEFLATE level: 6 is zlib's default trade-off between speed and size. */
+const deflateLevel = 6;
+
+export const fflateCompressor: Compressor = Object.freeze({
+  name: "fflate",
+  deflate(body: Uint8Array): Uint8Array {
+    return deflateSync(body, { level: deflateLevel, dictionary: presetDictionary });
+  },
+  inflate(body: Uint8Array, bytesMax: number): Uint8Array | ProtocolError {
+    const chunks: Uint8Array[] = [];
+    let total = 0;
+    let tooLarge = false;
+    const inflater = new Inflate({ dictionary: presetDictionary }, (chunk) => {
+      total += chunk.length;
+      if (total > bytesMax) tooLarge = true;
+      else chunks.push(chunk);
+    });
+    try {
+      for (let offset = 0; offset < body.length && !tooLarge; offset += inflateStepBytes) {
+        const end = Math.min(offset + inflateStepBytes, body.length);
+        inflater.push(body.subarray(offset, end), end === body.length);
+      }
+    } catch (caught) {
+      return new ProtocolError(ErrorCode.badCompression, "compressed body does not inflate", { cause: caught });
+    }
+    if (tooLarge)
+      return new ProtocolError(ErrorCode.inflateTooLarge, `compressed body inflates past ${bytesMax} bytes`);
+    if (body.length === 0) return new ProtocolError(ErrorCode.badCompression, "empty compressed body");
+    if (chunks.length === 1) return chunks[0]!;
+    const joined = new Uint8Array(total);
+    let offset = 0;
+    for (const chunk of chunks) {
+      joined.set(chunk, offset);
+      offset += chunk.length;
+    }
+    return joined;
+  },
+});

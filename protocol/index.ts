@@ -1,0 +1,42 @@
+// The public face of protocol/: a pure codec (no I/O, no timers, no Bun-only APIs) shared by server and client.
+export { linkMessage, loginMessage, registerMessage } from "./auth-message.ts";
+export { type Compressor, fflateCompressor, presetDictionary } from "./compression.ts";
+export {
+  type ErrorAction,
+  ErrorCode,
+  type ErrorCodeName,
+  errorAction,
+  errorCodeName,
+  errorCodes,
+  ProtocolError,
+} from "./errors.ts";
+export {
+  type DecodeResult,
+  type EncodeOptions,
+  FrameCodec,
+  type FrameCodecOptions,
+  headerCompressedBit,
+  headerKindMask,
+} from "./frame-codec.ts";
+export { FrameReader } from "./frame-reader.ts";
+export { assertLimits, defaultLimits, type Limits, testLimits } from "./limits.ts";
+export {
+  decodePreamble,
+  encodePreamble,
+  type Preamble,
+  preambleBytes,
+  protocolVersion,
+  protocolVersionMin,
+} from "./preamble.ts";
+export type * from "./stanzas.ts";
+export {
+  ReceiptType,
+  type ReceiptTypeValue,
+  RegistrationMode,
+  type RegistrationModeName,
+  type RegistrationModeValue,
+  StanzaKind,
+  type StanzaKindName,
+  stanzaKindName,
+  tokenDictionaryVersion,
+} from "./tokens.ts";

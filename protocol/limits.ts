@@ -1,0 +1,165 @@
+// Every limit of the protocol and of a session, in one place. Names carry their unit last (TigerBeetle style).
+// The server's config may override the operational limits; the wire limits are part of the protocol version and a
+// client learns the ones that matter from the challenge stanza.
+
+export interface Limits {
+  /** Largest frame on the wire: length prefix + header byte + body. A larger declared length closes the session. */
+  readonly frameBytesMax: number;
+  /** Largest opaque payload of one message (the end-to-end encrypted bytes). */
+  readonly payloadBytesMax: number;
+  /** Longest string field (handles, codes, error messages) in UTF-8 bytes. */
+  readonly stringBytesMax: number;
+  /** Longest handle, in UTF-8 bytes. */
+  readonly handleBytesMax: number;
+  /** Most items in any array field (device lists, per-device payload pairs, receipt client ids). */
+  readonly arrayItemsMax: number;
+  /** Deepest nesting of arrays in a body; the body array itself is depth 1. */
+  readonly nestingDepthMax: number;
+  /** Most devices one account may have (and so the most recipients of one send). */
+  readonly devicesPerAccountMax: number;
+  /** Most client ids one receipt may name. */
+  readonly receiptClientIdsMax: number;
+  /** Bodies shorter than this are never worth deflating (the deflate block overhead eats the gain). */
+  readonly compressionBodyBytesMin: number;
+
+  /** Deadline between accept and a successful login (or registration). */
+  readonly loginTimeoutMs: number;
+  /** A logged-in session that sends nothing for this long gets a ping; silence for twice this closes it. */
+  readonly idleTimeoutMs: number;
+  /** Resolution of the timer wheel that runs every session deadline. */
+  readonly timerTickMs: number;
+  /** Messages delivered to a device and not yet acknowledged; past this the server stops pushing to it. */
+  readonly deliveryWindowMessages: number;
+  /** Unsent bytes kept for one socket; past this the server stops pushing to it until `drain`. */
+  readonly outboundBytesMax: number;
+  /** Bytes of a partial inbound frame kept for one socket (equals frameBytesMax: the tail of one frame). */
+  readonly inboundBytesMax: number;
+  /** Token bucket per session: stanzas per second refilled, and the burst allowed. */
+  readonly rateStanzasPerSecond: number;
+  readonly rateBurstStanzas: number;
+  /** A session that keeps sending after this many rate-limit errors in a row is closed as a flood. */
+  readonly rateViolationsMax: number;
+  /** Entries in one device's queue; a send that would pass it is refused before any ack. */
+  readonly queueMessagesMax: number;
+  /** Bytes of payload in one device's queue; same rule. */
+  readonly queueBytesMax: number;
+  /** Rows of one group commit; a batch reaching it is committed at once instead of at the end of the turn. */
+  readonly commitBatchRowsMax: number;
+  /** Entries read from the store per step of an offline drain. */
+  readonly drainBatchEntries: number;
+  /** How long an undelivered queue entry is kept. */
+  readonly retentionMs: number;
+  /** Rows one sweep step deletes (one transaction), so a large expiry never blocks the loop for long. */
+  readonly sweepBatchRows: number;
+  /** Interval between retention sweeps. */
+  readonly sweepIntervalMs: number;
+  /** Lifetime of a device-link code. */
+  readonly linkCodeTtlMs: number;
+  /** Lifetime of an invite code. */
+  readonly inviteTtlMs: number;
+  /** Most concurrent sessions one process accepts; the next connection is refused with a goaway. */
+  readonly sessionsMax: number;
+  /** Upper bound of the jittered retry-after a goaway tells clients when the server stops. */
+  readonly goawayRetryAfterMsMax: number;
+}
+
+const kibibyte = 1024;
+const second = 1000;
+const minute = 60 * second;
+const day = 24 * 60 * minute;
+
+export const defaultLimits: Limits = Object.freeze({
+  frameBytesMax: 64 * kibibyte,
+  payloadBytesMax: 60 * kibibyte,
+  stringBytesMax: 256,
+  handleBytesMax: 32,
+  arrayItemsMax: 256,
+  nestingDepthMax: 3,
+  devicesPerAccountMax: 16,
+  receiptClientIdsMax: 128,
+  compressionBodyBytesMin: 96,
+
+  loginTimeoutMs: 10 * second,
+  idleTimeoutMs: 4 * minute,
+  timerTickMs: 250,
+  deliveryWindowMessages: 128,
+  outboundBytesMax: 256 * kibibyte,
+  inboundBytesMax: 64 * kibibyte,
+  rateStanzasPerSecond: 200,
+  rateBurstStanzas: 400,
+  rateViolationsMax: 50,
+  queueMessagesMax: 10_000,
+  queueBytesMax: 64 * 1024 * kibibyte,
+  commitBatchRowsMax: 4096,
+  drainBatchEntries: 256,
+  retentionMs: 30 * day,
+  sweepBatchRows: 5000,
+  sweepIntervalMs: 10 * minute,
+  linkCodeTtlMs: 10 * minute,
+  inviteTtlMs: 7 * day,
+  sessionsMax: 1_000_000,
+  goawayRetryAfterMsMax: 30 * second,
+});
+
+/** Small limits for tests, so that every edge is cheap to reach. */
+export const testLimits: Limits = Object.freeze({
+  ...defaultLimits,
+  frameBytesMax: 1024,
+  payloadBytesMax: 512,
+  stringBytesMax: 64,
+  handleBytesMax: 16,
+  arrayItemsMax: 16,
+  devicesPerAccountMax: 4,
+  receiptClientIdsMax: 8,
+  compressionBodyBytesMin: 48,
+  loginTimeoutMs: 500,
+  idleTimeoutMs: 2000,
+  timerTickMs: 50,
+  deliveryWindowMessages: 8,
+  outboundBytesMax: 4 * kibibyte,
+  inboundBytesMax: 1024,
+  rateStanzasPerSecond: 50,
+  rateBurstStanzas: 50,
+  rateViolationsMax: 10,
+  queueMessagesMax: 20,
+  queueBytesMax: 8 * kibibyte,
+  commitBatchRowsMax: 64,
+  drainBatchEntries: 4,
+  sweepBatchRows: 10,
+  sweepIntervalMs: 1000,
+});
+
+/** Longest frame length prefix: frameBytesMax must fit in it. */
+export const frameLengthVarintBytesMax = 3;
+
+/**
+ * Checks the relations between limits; throws (a bug or a bad config, not a peer's fault) when one is broken.
+ * Runs on the defaults and the test set when this module loads, and on every config the server accepts.
+ */
+export function assertLimits(limits: Limits): Limits {
+  const fail = (relation: string) => {
+    throw new Error(`limits: ${relation} does not hold`);
+  };
+  for (const [name, value] of Object.entries(limits)) {
+    if (typeof value !== "number" || !Number.isSafeInteger(value) || value <= 0) fail(`${name} > 0 (integer)`);
+  }
+  if (limits.frameBytesMax >= 2 ** (7 * frameLengthVarintBytesMax)) fail("frameBytesMax < 2^21");
+  // A send carries the payload plus at most ~32 bytes of framing and ids; a per-device send carries one per device.
+  if (limits.payloadBytesMax + 64 > limits.frameBytesMax) fail("payloadBytesMax + 64 <= frameBytesMax");
+  if (limits.handleBytesMax > limits.stringBytesMax) fail("handleBytesMax <= stringBytesMax");
+  if (limits.devicesPerAccountMax * 2 > limits.arrayItemsMax) fail("devicesPerAccountMax * 2 <= arrayItemsMax");
+  if (limits.receiptClientIdsMax > limits.arrayItemsMax) fail("receiptClientIdsMax <= arrayItemsMax");
+  if (limits.nestingDepthMax < 3) fail("nestingDepthMax >= 3 (device-list entries are arrays in an array)");
+  if (limits.inboundBytesMax < limits.frameBytesMax) fail("inboundBytesMax >= frameBytesMax");
+  if (limits.outboundBytesMax < limits.frameBytesMax) fail("outboundBytesMax >= frameBytesMax");
+  if (limits.rateBurstStanzas < limits.rateStanzasPerSecond / 10) fail("rateBurstStanzas >= rateStanzasPerSecond / 10");
+  if (limits.timerTickMs * 2 > limits.loginTimeoutMs) fail("timerTickMs * 2 <= loginTimeoutMs");
+  if (limits.loginTimeoutMs > limits.idleTimeoutMs) fail("loginTimeoutMs <= idleTimeoutMs");
+  if (limits.drainBatchEntries > limits.deliveryWindowMessages * 4) fail("drainBatchEntries <= 4 * window");
+  if (limits.deliveryWindowMessages > limits.queueMessagesMax) fail("deliveryWindowMessages <= queueMessagesMax");
+  if (limits.payloadBytesMax > limits.queueBytesMax) fail("payloadBytesMax <= queueBytesMax");
+  return limits;
+}
+
+assertLimits(defaultLimits);
+assertLimits(testLimits);

@@ -1,0 +1,351 @@
+// Stanza <-> positional field array. The field order of each kind is the wire contract (PROTOCOL.md lists it).
+// Decoding validates every field's type and range and returns a ProtocolError (wrongFieldType) instead of throwing.
+
+import { ErrorCode, ProtocolError } from "./errors.ts";
+import type { Limits } from "./limits.ts";
+import type { DeviceInfo, DevicePayload, Stanza } from "./stanzas.ts";
+import { ReceiptType, type ReceiptTypeValue, StanzaKind, type StanzaKindName, stanzaKindName } from "./tokens.ts";
+
+const uint32Max = 0xffff_ffff;
+
+/** The positional fields of a stanza, ready for MessagePack. */
+export function stanzaFields(stanza: Stanza): unknown[] {
+  switch (stanza.kind) {
+    case "challenge":
+      return [stanza.nonce, stanza.serverTimeSeconds, stanza.registrationMode, stanza.frameBytesMax];
+    case "login":
+      return [stanza.account, stanza.device, stanza.signature];
+    case "register":
+      return [stanza.invite, stanza.handle, stanza.publicKey, stanza.signature];
+    case "link":
+      return [stanza.code, stanza.publicKey, stanza.signature];
+    case "welcome":
+      return [stanza.account, stanza.device, stanza.lastClientId];
+    case "send": {
+      const payload = stanza.payload;
+      if (payload instanceof Uint8Array) return [stanza.clientId, stanza.to, payload];
+      const pairs: unknown[] = [];
+      for (const entry of payload) pairs.push(entry.device, entry.payload);
+      return [stanza.clientId, stanza.to, pairs];
+    }
+    case "serverAck":
+      return [stanza.clientId];
+    case "error": {
+      const fields: unknown[] = [stanza.code, stanza.clientId, stanza.message];
+      if (stanza.missingDevices !== undefined || stanza.extraDevices !== undefined) {
+        fields.push(stanza.missingDevices ?? [], stanza.extraDevices ?? []);
+      }
+      return fields;
+    }
+    case "deliver":
+      return [stanza.seq, stanza.from, stanza.fromDevice, stanza.clientId, stanza.timeSeconds, stanza.payload];
+    case "ack":
+      return [stanza.seq];
+    case "receipt":
+      return [stanza.type, stanza.to, stanza.toDevice, stanza.clientIds];
+    case "deliverReceipt":
+      return [
+        stanza.seq,
+        stanza.type,
+        stanza.from,
+        stanza.fromDevice,
+        stanza.senderDevice,
+        stanza.clientIds,
+        stanza.timeSeconds,
+      ];
+    case "queueEmpty":
+    case "ping":
+    case "pong":
+      return [];
+    case "goaway":
+      return [stanza.code, stanza.retryAfterMs, stanza.message];
+    case "lookup":
+      return [stanza.clientId, stanza.handle];
+    case "lookupResult":
+      return [stanza.clientId, stanza.account, stanza.devices];
+    case "linkCreate":
+    case "devices":
+      return [stanza.clientId];
+    case "linkCode":
+      return [stanza.clientId, stanza.code, stanza.expiresAtSeconds];
+    case "deviceList":
+      return [
+        stanza.clientId,
+        stanza.devices.map((entry) => [entry.device, entry.createdAtSeconds, entry.lastSeenAtSeconds]),
+      ];
+    case "deviceRemove":
+      return [stanza.clientId, stanza.device];
+  }
+}
+
+/** Thrown only inside this module and turned into a returned ProtocolError at its edge. */
+class FieldError {
+  constructor(readonly message: string) {}
+}
+
+function fail(message: string): never {
+  throw new FieldError(message);
+}
+
+/** Reads fields in order, checking each one's type; `name` goes into the error message. */
+class FieldReader {
+  private index = 0;
+  constructor(private readonly fields: readonly unknown[]) {}
+
+  private next(name: string): unknown {
+    if (this.index >= this.fields.length) fail(`missing field ${name}`);
+    return this.fields[this.index++];
+  }
+
+  get remaining(): number {
+    return this.fields.length - this.index;
+  }
+
+  uint32(name: string): number {
+    const value = this.next(name);
+    if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > uint32Max) {
+      fail(`${name} must be an unsigned 32-bit integer`);
+    }
+    return value;
+  }
+
+  /** An id: 1 .. 2^32-1 (0 is never an id). */
+  id(name: string): number {
+    const value = this.uint32(name);
+    if (value === 0) fail(`${name} must not be 0`);
+    return value;
+  }
+
+  idOrNull(name: string): number | null {
+    if (this.fields[this.index] === null) {
+      this.index++;
+      return null;
+    }
+    return this.id(name);
+  }
+
+  bytes(name: string, lengthMax: number, lengthExact?: number): Uint8Array {
+    const value = this.next(name);
+    if (!(value instanceof Uint8Array)) fail(`${name} must be bytes`);
+    if (lengthExact !== undefined && value.length !== lengthExact) fail(`${name} must be ${lengthExact} bytes`);
+    if (value.length > lengthMax) fail(`${name} longer than ${lengthMax} bytes`);
+    return value;
+  }
+
+  string(name: string, bytesMax: number): string {
+    const value = this.next(name);
+    if (typeof value !== "string") fail(`${name} must be a string`);
+    // A UTF-8 byte count is at most 3 per UTF-16 unit; only measure exactly when the quick bound is not enough.
+    if (value.length * 3 > bytesMax && new TextEncoder().encode(value).length > bytesMax) {
+      fail(`${name} longer than ${bytesMax} bytes`);
+    }
+    return value;
+  }
+
+  stringOrNull(name: string, bytesMax: number): string | null {
+    if (this.fields[this.index] === null) {
+      this.index++;
+      return null;
+    }
+    return this.string(name, bytesMax);
+  }
+
+  array(name: string, itemsMax: number): readonly unknown[] {
+    const value = this.next(name);
+    if (!Array.isArray(value)) fail(`${name} must be an array`);
+    if (value.length > itemsMax) fail(`${name} has more than ${itemsMax} items`);
+    return value;
+  }
+
+  idArray(name: string, itemsMax: number): number[] {
+    const items = this.array(name, itemsMax);
+    const ids = new Array<number>(items.length);
+    for (let index = 0; index < items.length; index++) {
+      const value = items[index];
+      if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > uint32Max) {
+        fail(`${name}[${index}] must be an id`);
+      }
+      ids[index] = value;
+    }
+    return ids;
+  }
+
+  receiptType(name: string): ReceiptTypeValue {
+    const value = this.uint32(name);
+    if (value !== ReceiptType.delivered && value !== ReceiptType.read) fail(`${name} is not a receipt type`);
+    return value;
+  }
+}
+
+function decodeKind(kind: StanzaKindName, fields: readonly unknown[], limits: Limits): Stanza {
+  const read = new FieldReader(fields);
+  const publicKeyBytes = 32;
+  const signatureBytes = 64;
+  const nonceBytes = 32;
+  switch (kind) {
+    case "challenge":
+      return {
+        kind,
+        nonce: read.bytes("nonce", nonceBytes, nonceBytes),
+        serverTimeSeconds: read.uint32("serverTimeSeconds"),
+        registrationMode: read.uint32("registrationMode"),
+        frameBytesMax: read.uint32("frameBytesMax"),
+      };
+    case "login":
+      return {
+        kind,
+        account: read.id("account"),
+        device: read.id("device"),
+        signature: read.bytes("signature", signatureBytes, signatureBytes),
+      };
+    case "register":
+      return {
+        kind,
+        invite: read.stringOrNull("invite", limits.stringBytesMax),
+        handle: read.string("handle", limits.handleBytesMax),
+        publicKey: read.bytes("publicKey", publicKeyBytes, publicKeyBytes),
+        signature: read.bytes("signature", signatureBytes, signatureBytes),
+      };
+    case "link":
+      return {
+        kind,
+        code: read.string("code", limits.stringBytesMax),
+        publicKey: read.bytes("publicKey", publicKeyBytes, publicKeyBytes),
+        signature: read.bytes("signature", signatureBytes, signatureBytes),
+      };
+    case "welcome":
+      return {
+        kind,
+        account: read.id("account"),
+        device: read.id("device"),
+        lastClientId: read.uint32("lastClientId"),
+      };
+    case "send": {
+      const clientId = read.id("clientId");
+      const to = read.id("to");
+      if (fields[2] instanceof Uint8Array) {
+        return { kind, clientId, to, payload: read.bytes("payload", limits.payloadBytesMax) };
+      }
+      const pairs = read.array("payload", limits.devicesPerAccountMax * 2);
+      if (pairs.length === 0 || pairs.length % 2 !== 0) fail("payload must be bytes or device/payload pairs");
+      const pairReader = new FieldReader(pairs);
+      const payloads: DevicePayload[] = [];
+      for (let index = 0; index < pairs.length; index += 2) {
+        payloads.push({
+          device: pairReader.id(`payload[${index}].device`),
+          payload: pairReader.bytes(`payload[${index}].payload`, limits.payloadBytesMax),
+        });
+      }
+      return { kind, clientId, to, payload: payloads };
+    }
+    case "serverAck":
+    case "linkCreate":
+    case "devices":
+      return { kind, clientId: read.id("clientId") };
+    case "error": {
+      const code = read.uint32("code");
+      const clientId = read.idOrNull("clientId");
+      const message = read.stringOrNull("message", limits.stringBytesMax);
+      if (read.remaining >= 2) {
+        const missingDevices = read.idArray("missingDevices", limits.devicesPerAccountMax);
+        const extraDevices = read.idArray("extraDevices", limits.devicesPerAccountMax);
+        return { kind, code, clientId, message, missingDevices, extraDevices };
+      }
+      return { kind, code, clientId, message };
+    }
+    case "deliver":
+      return {
+        kind,
+        seq: read.id("seq"),
+        from: read.id("from"),
+        fromDevice: read.id("fromDevice"),
+        clientId: read.id("clientId"),
+        timeSeconds: read.uint32("timeSeconds"),
+        payload: read.bytes("payload", limits.payloadBytesMax),
+      };
+    case "ack":
+      return { kind, seq: read.id("seq") };
+    case "receipt": {
+      const stanza = {
+        kind,
+        type: read.receiptType("type"),
+        to: read.id("to"),
+        toDevice: read.id("toDevice"),
+        clientIds: read.idArray("clientIds", limits.receiptClientIdsMax),
+      };
+      if (stanza.clientIds.length === 0) fail("clientIds must not be empty");
+      return stanza;
+    }
+    case "deliverReceipt":
+      return {
+        kind,
+        seq: read.id("seq"),
+        type: read.receiptType("type"),
+        from: read.id("from"),
+        fromDevice: read.id("fromDevice"),
+        senderDevice: read.id("senderDevice"),
+        clientIds: read.idArray("clientIds", limits.receiptClientIdsMax),
+        timeSeconds: read.uint32("timeSeconds"),
+      };
+    case "queueEmpty":
+    case "ping":
+    case "pong":
+      return { kind };
+    case "goaway":
+      return {
+        kind,
+        code: read.uint32("code"),
+        retryAfterMs: read.uint32("retryAfterMs"),
+        message: read.stringOrNull("message", limits.stringBytesMax),
+      };
+    case "lookup":
+      return { kind, clientId: read.id("clientId"), handle: read.string("handle", limits.handleBytesMax) };
+    case "lookupResult":
+      return {
+        kind,
+        clientId: read.id("clientId"),
+        account: read.idOrNull("account"),
+        devices: read.idArray("devices", limits.devicesPerAccountMax),
+      };
+    case "linkCode":
+      return {
+        kind,
+        clientId: read.id("clientId"),
+        code: read.string("code", limits.stringBytesMax),
+        expiresAtSeconds: read.uint32("expiresAtSeconds"),
+      };
+    case "deviceList": {
+      const clientId = read.id("clientId");
+      const entries = read.array("devices", limits.devicesPerAccountMax);
+      const devices: DeviceInfo[] = entries.map((entry, index) => {
+        if (!Array.isArray(entry)) fail(`devices[${index}] must be an array`);
+        const entryReader = new FieldReader(entry);
+        return {
+          device: entryReader.id(`devices[${index}].device`),
+          createdAtSeconds: entryReader.uint32(`devices[${index}].createdAtSeconds`),
+          lastSeenAtSeconds: entryReader.uint32(`devices[${index}].lastSeenAtSeconds`),
+        };
+      });
+      return { kind, clientId, devices };
+    }
+    case "deviceRemove":
+      return { kind, clientId: read.id("clientId"), device: read.id("device") };
+  }
+}
+
+/** Turns a decoded body into a stanza of kind `kindToken`, or a ProtocolError. Never throws. */
+export function stanzaFromFields(kindToken: number, body: unknown, limits: Limits): Stanza | ProtocolError {
+  const kind = stanzaKindName(kindToken);
+  if (kind === undefined) return new ProtocolError(ErrorCode.unknownKind, `unknown stanza kind ${kindToken}`);
+  if (!Array.isArray(body)) return new ProtocolError(ErrorCode.wrongFieldType, `${kind}: body must be an array`);
+  try {
+    return decodeKind(kind, body, limits);
+  } catch (caught) {
+    if (caught instanceof FieldError) return new ProtocolError(ErrorCode.wrongFieldType, `${kind}: ${caught.message}`);
+    return new ProtocolError(ErrorCode.malformedBody, `${kind}: undecodable body`, { cause: caught });
+  }
+}
+
+export function stanzaKindToken(stanza: Stanza): number {
+  return StanzaKind[stanza.kind];
+}

@@ -1,0 +1,193 @@
+// The stanzas of protocol version 1, as typed values. On the wire each is a MessagePack array of positional fields
+// (see stanza-codec.ts and PROTOCOL.md); here they carry names. Ids (accounts, devices, client ids, sequences) are
+// unsigned 32-bit integers; times are whole seconds since the Unix epoch.
+
+import type { ReceiptTypeValue } from "./tokens.ts";
+
+/** One payload for one device of the recipient account (client-side fan-out). */
+export interface DevicePayload {
+  readonly device: number;
+  readonly payload: Uint8Array;
+}
+
+/** A device as listed to its own account. */
+export interface DeviceInfo {
+  readonly device: number;
+  readonly createdAtSeconds: number;
+  readonly lastSeenAtSeconds: number;
+}
+
+export interface ChallengeStanza {
+  readonly kind: "challenge";
+  /** 32 random bytes the device signs to log in, register or link. */
+  readonly nonce: Uint8Array;
+  readonly serverTimeSeconds: number;
+  readonly registrationMode: number;
+  readonly frameBytesMax: number;
+}
+export interface LoginStanza {
+  readonly kind: "login";
+  readonly account: number;
+  readonly device: number;
+  /** Ed25519 signature of loginMessage(nonce, account, device). */
+  readonly signature: Uint8Array;
+}
+export interface RegisterStanza {
+  readonly kind: "register";
+  /** Invite code (required in invite mode, null in open mode). */
+  readonly invite: string | null;
+  readonly handle: string;
+  readonly publicKey: Uint8Array;
+  /** Ed25519 signature of registerMessage(nonce, handle): proof that the device holds the key. */
+  readonly signature: Uint8Array;
+}
+export interface LinkStanza {
+  readonly kind: "link";
+  readonly code: string;
+  readonly publicKey: Uint8Array;
+  /** Ed25519 signature of linkMessage(nonce, code). */
+  readonly signature: Uint8Array;
+}
+export interface WelcomeStanza {
+  readonly kind: "welcome";
+  readonly account: number;
+  readonly device: number;
+  /** Highest client id the server has stored from this device: sends up to it need no resend. */
+  readonly lastClientId: number;
+}
+export interface SendStanza {
+  readonly kind: "send";
+  /** Chosen by the sending device, strictly increasing per device; recognises retries. */
+  readonly clientId: number;
+  readonly to: number;
+  /** One payload for every device of `to`, or one payload per device. */
+  readonly payload: Uint8Array | ReadonlyArray<DevicePayload>;
+}
+export interface ServerAckStanza {
+  readonly kind: "serverAck";
+  readonly clientId: number;
+}
+export interface ErrorStanza {
+  readonly kind: "error";
+  readonly code: number;
+  /** The client id of the stanza this answers, or null when it answers the session as a whole. */
+  readonly clientId: number | null;
+  readonly message: string | null;
+  /** deviceMismatch only: devices of the recipient the send had no payload for, and payloads for unknown devices. */
+  readonly missingDevices?: readonly number[];
+  readonly extraDevices?: readonly number[];
+}
+export interface DeliverStanza {
+  readonly kind: "deliver";
+  readonly seq: number;
+  readonly from: number;
+  readonly fromDevice: number;
+  readonly clientId: number;
+  readonly timeSeconds: number;
+  readonly payload: Uint8Array;
+}
+export interface AckStanza {
+  readonly kind: "ack";
+  /** Every queue entry up to and including this sequence has been received. */
+  readonly seq: number;
+}
+export interface ReceiptStanza {
+  readonly kind: "receipt";
+  readonly type: ReceiptTypeValue;
+  /** The original sender: account, device and the client ids of its messages. */
+  readonly to: number;
+  readonly toDevice: number;
+  readonly clientIds: readonly number[];
+}
+export interface DeliverReceiptStanza {
+  readonly kind: "deliverReceipt";
+  readonly seq: number;
+  readonly type: ReceiptTypeValue;
+  /** The recipient device that received or read the messages. */
+  readonly from: number;
+  readonly fromDevice: number;
+  /** Client ids of messages sent by `sender device` (the device these ids belong to). */
+  readonly senderDevice: number;
+  readonly clientIds: readonly number[];
+  readonly timeSeconds: number;
+}
+export interface QueueEmptyStanza {
+  readonly kind: "queueEmpty";
+}
+export interface PingStanza {
+  readonly kind: "ping";
+}
+export interface PongStanza {
+  readonly kind: "pong";
+}
+export interface GoawayStanza {
+  readonly kind: "goaway";
+  /** An error code saying why (shuttingDown, replaced, ...); its range says whether to come back. */
+  readonly code: number;
+  /** Wait at least this long before reconnecting. */
+  readonly retryAfterMs: number;
+  readonly message: string | null;
+}
+export interface LookupStanza {
+  readonly kind: "lookup";
+  readonly clientId: number;
+  readonly handle: string;
+}
+export interface LookupResultStanza {
+  readonly kind: "lookupResult";
+  readonly clientId: number;
+  /** null when no account has that handle. */
+  readonly account: number | null;
+  readonly devices: readonly number[];
+}
+export interface LinkCreateStanza {
+  readonly kind: "linkCreate";
+  readonly clientId: number;
+}
+export interface LinkCodeStanza {
+  readonly kind: "linkCode";
+  readonly clientId: number;
+  readonly code: string;
+  readonly expiresAtSeconds: number;
+}
+export interface DevicesStanza {
+  readonly kind: "devices";
+  readonly clientId: number;
+}
+export interface DeviceListStanza {
+  readonly kind: "deviceList";
+  readonly clientId: number;
+  readonly devices: readonly DeviceInfo[];
+}
+export interface DeviceRemoveStanza {
+  readonly kind: "deviceRemove";
+  readonly clientId: number;
+  readonly device: number;
+}
+
+export type Stanza =
+  | ChallengeStanza
+  | LoginStanza
+  | RegisterStanza
+  | LinkStanza
+  | WelcomeStanza
+  | SendStanza
+  | ServerAckStanza
+  | ErrorStanza
+  | DeliverStanza
+  | AckStanza
+  | ReceiptStanza
+  | DeliverReceiptStanza
+  | QueueEmptyStanza
+  | PingStanza
+  | PongStanza
+  | GoawayStanza
+  | LookupStanza
+  | LookupResultStanza
+  | LinkCreateStanza
+  | LinkCodeStanza
+  | DevicesStanza
+  | DeviceListStanza
+  | DeviceRemoveStanza;
+
+export type StanzaOf<K extends Stanza["kind"]> = Extract<Stanza, { kind: K }>;

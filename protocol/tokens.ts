@@ -1,0 +1,57 @@
+// The token dictionary: every enumeration on the wire is a small integer from here, never a string.
+// Version 1. A token keeps its meaning forever; a new dictionary version may only add tokens. The error codes in
+// errors.ts are part of the same dictionary version.
+
+export const tokenDictionaryVersion = 1;
+
+/** Stanza kinds: the low 6 bits of a frame's header byte (0 is never a kind). */
+export const StanzaKind = Object.freeze({
+  challenge: 1,
+  login: 2,
+  register: 3,
+  link: 4,
+  welcome: 5,
+  send: 6,
+  serverAck: 7,
+  error: 8,
+  deliver: 9,
+  ack: 10,
+  receipt: 11,
+  deliverReceipt: 12,
+  queueEmpty: 13,
+  ping: 14,
+  pong: 15,
+  goaway: 16,
+  lookup: 17,
+  lookupResult: 18,
+  linkCreate: 19,
+  linkCode: 20,
+  devices: 21,
+  deviceList: 22,
+  deviceRemove: 23,
+} as const);
+
+export type StanzaKindName = keyof typeof StanzaKind;
+
+const kindNames: Array<StanzaKindName | undefined> = [];
+for (const [name, token] of Object.entries(StanzaKind) as Array<[StanzaKindName, number]>) kindNames[token] = name;
+
+export function stanzaKindName(token: number): StanzaKindName | undefined {
+  return kindNames[token];
+}
+
+/** Receipt types (a `receipt` from a reader, a `deliver-receipt` to the sender's devices). */
+export const ReceiptType = Object.freeze({
+  delivered: 1,
+  read: 2,
+} as const);
+export type ReceiptTypeValue = (typeof ReceiptType)[keyof typeof ReceiptType];
+
+/** How new accounts come to be (announced in the challenge). */
+export const RegistrationMode = Object.freeze({
+  closed: 0,
+  invite: 1,
+  open: 2,
+} as const);
+export type RegistrationModeValue = (typeof RegistrationMode)[keyof typeof RegistrationMode];
+export type RegistrationModeName = keyof typeof RegistrationMode;
