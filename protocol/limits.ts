@@ -30,8 +30,10 @@ export interface Limits {
   readonly timerTickMs: number;
   /** Messages delivered to a device and not yet acknowledged; past this the server stops pushing to it. */
   readonly deliveryWindowMessages: number;
-  /** Unsent bytes kept for one socket; past this the server stops pushing to it until `drain`. */
+  /** Unsent bytes kept for one socket; past this the server stops pushing messages to it until `drain`. */
   readonly outboundBytesMax: number;
+  /** Unsent bytes at which a peer that still does not read is closed (slowConsumer): replies alone can pile up. */
+  readonly outboundBytesCloseMax: number;
   /** Bytes of a partial inbound frame kept for one socket (equals frameBytesMax: the tail of one frame). */
   readonly inboundBytesMax: number;
   /** Token bucket per session: stanzas per second refilled, and the burst allowed. */
@@ -57,6 +59,8 @@ export interface Limits {
   readonly linkCodeTtlMs: number;
   /** Lifetime of an invite code. */
   readonly inviteTtlMs: number;
+  /** Accounts whose device lists the server caches (least recently used are dropped; they are re-read on need). */
+  readonly directoryAccountsMax: number;
   /** Most concurrent sessions one process accepts; the next connection is refused with a goaway. */
   readonly sessionsMax: number;
   /** Upper bound of the jittered retry-after a goaway tells clients when the server stops. */
@@ -84,6 +88,7 @@ export const defaultLimits: Limits = Object.freeze({
   timerTickMs: 250,
   deliveryWindowMessages: 128,
   outboundBytesMax: 256 * kibibyte,
+  outboundBytesCloseMax: 1024 * kibibyte,
   inboundBytesMax: 64 * kibibyte,
   rateStanzasPerSecond: 200,
   rateBurstStanzas: 400,
@@ -97,6 +102,7 @@ export const defaultLimits: Limits = Object.freeze({
   sweepIntervalMs: 10 * minute,
   linkCodeTtlMs: 10 * minute,
   inviteTtlMs: 7 * day,
+  directoryAccountsMax: 100_000,
   sessionsMax: 1_000_000,
   goawayRetryAfterMsMax: 30 * second,
 });
@@ -117,6 +123,7 @@ export const testLimits: Limits = Object.freeze({
   timerTickMs: 50,
   deliveryWindowMessages: 8,
   outboundBytesMax: 4 * kibibyte,
+  outboundBytesCloseMax: 16 * kibibyte,
   inboundBytesMax: 1024,
   rateStanzasPerSecond: 50,
   rateBurstStanzas: 50,
@@ -127,6 +134,7 @@ export const testLimits: Limits = Object.freeze({
   drainBatchEntries: 4,
   sweepBatchRows: 10,
   sweepIntervalMs: 1000,
+  directoryAccountsMax: 100,
 });
 
 /** Longest frame length prefix: frameBytesMax must fit in it. */
@@ -152,6 +160,7 @@ export function assertLimits(limits: Limits): Limits {
   if (limits.nestingDepthMax < 3) fail("nestingDepthMax >= 3 (device-list entries are arrays in an array)");
   if (limits.inboundBytesMax < limits.frameBytesMax) fail("inboundBytesMax >= frameBytesMax");
   if (limits.outboundBytesMax < limits.frameBytesMax) fail("outboundBytesMax >= frameBytesMax");
+  if (limits.outboundBytesCloseMax < 2 * limits.outboundBytesMax) fail("outboundBytesCloseMax >= 2 * outboundBytesMax");
   if (limits.rateBurstStanzas < limits.rateStanzasPerSecond / 10) fail("rateBurstStanzas >= rateStanzasPerSecond / 10");
   if (limits.timerTickMs * 2 > limits.loginTimeoutMs) fail("timerTickMs * 2 <= loginTimeoutMs");
   if (limits.loginTimeoutMs > limits.idleTimeoutMs) fail("loginTimeoutMs <= idleTimeoutMs");

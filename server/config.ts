@@ -1,0 +1,150 @@
+// Configuration: defaults < TOML file < environment (SWITCHBOARD_*) < command-line flags. The result is frozen and
+// checked once at start; a bad value stops the start with a message naming the key.
+//
+// Keys are the same everywhere, in camelCase in TOML (`dataDir`, `[limits] queueMessagesMax`), in
+// SCREAMING_SNAKE_CASE after SWITCHBOARD_ in the environment (SWITCHBOARD_DATA_DIR, SWITCHBOARD_QUEUE_MESSAGES_MAX),
+// and in kebab-case as flags (--data-dir, --queue-messages-max).
+
+import { existsSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { assertLimits, defaultLimits, type Limits, type RegistrationModeName } from "../protocol/index.ts";
+
+export type Synchronous = "normal" | "full";
+export type LogLevel = "debug" | "info" | "warn" | "error";
+
+export interface Config {
+  /** Address the TCP listener binds. */
+  readonly host: string;
+  /** TCP port; 0 picks a free one (tests). */
+  readonly port: number;
+  /** Directory for the SQLite database; created on start. */
+  readonly dataDir: string;
+  /** SQLite `synchronous`: normal survives a process crash, full also survives power loss (slower commits). */
+  readonly synchronous: Synchronous;
+  /** How accounts come to be: invite (operator-issued codes), open (development), closed. */
+  readonly registration: RegistrationModeName;
+  readonly logLevel: LogLevel;
+  /** Listeners sharing the port with SO_REUSEPORT (Bun's accept backlog is fixed at 512 per listener). */
+  readonly listeners: number;
+  /** Admin HTTP (metrics, health) address and port; port 0 disables it. */
+  readonly adminHost: string;
+  readonly adminPort: number;
+  readonly limits: Limits;
+}
+
+export const defaultConfig: Config = Object.freeze({
+  host: "127.0.0.1",
+  port: 7420,
+  dataDir: "./data",
+  synchronous: "normal",
+  registration: "invite",
+  logLevel: "info",
+  listeners: 1,
+  adminHost: "127.0.0.1",
+  adminPort: 7421,
+  limits: defaultLimits,
+});
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+export function databasePath(config: Config): string {
+  return join(config.dataDir, "switchboard.sqlite");
+}
+
+const serverKeys = Object.keys(defaultConfig).filter((key) => key !== "limits") as Array<keyof Config>;
+const limitKeys = Object.keys(defaultLimits) as Array<keyof Limits>;
+
+function camelFromSnake(snake: string): string {
+  return snake.toLowerCase().replace(/_([a-z])/g, (_, letter: string) => letter.toUpperCase());
+}
+function camelFromKebab(kebab: string): string {
+  return kebab.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase());
+}
+
+type RawValues = Record<string, unknown>;
+
+function coerce(key: string, value: unknown, template: unknown): unknown {
+  if (typeof template === "number") {
+    const number = typeof value === "string" ? Number(value.replaceAll("_", "")) : value;
+    if (typeof number !== "number" || !Number.isFinite(number)) throw new ConfigError(`${key}: expected a number`);
+    return number;
+  }
+  if (typeof template === "string") {
+    if (typeof value !== "string" && typeof value !== "number") throw new ConfigError(`${key}: expected a string`);
+    return String(value);
+  }
+  return value;
+}
+
+function validate(config: Config): Config {
+  const oneOf = (key: string, value: string, allowed: readonly string[]) => {
+    if (!allowed.includes(value)) throw new ConfigError(`${key}: expected one of ${allowed.join(", ")}, got ${value}`);
+  };
+  oneOf("synchronous", config.synchronous, ["normal", "full"]);
+  oneOf("registration", config.registration, ["invite", "open", "closed"]);
+  oneOf("logLevel", config.logLevel, ["debug", "info", "warn", "error"]);
+  for (const key of ["port", "adminPort"] as const) {
+    if (!Number.isInteger(config[key]) || config[key] < 0 || config[key] > 65535)
+      throw new ConfigError(`${key}: 0..65535`);
+  }
+  if (!Number.isInteger(config.listeners) || config.listeners < 1 || config.listeners > 64) {
+    throw new ConfigError("listeners: 1..64");
+  }
+  try {
+    assertLimits(config.limits);
+  } catch (caught) {
+    throw new ConfigError((caught as Error).message);
+  }
+  return config;
+}
+
+/** Builds the config from layered sources. `file` may be undefined (no file); a named file must exist. */
+export function loadConfig(options: {
+  file?: string | undefined;
+  env?: Record<string, string | undefined>;
+  flags?: RawValues;
+  base?: Partial<Config> & { limits?: Partial<Limits> };
+}): Config {
+  const server: RawValues = { ...defaultConfig, ...options.base };
+  const limits: RawValues = { ...defaultLimits, ...options.base?.limits };
+  const apply = (source: string, key: string, value: unknown) => {
+    if ((serverKeys as string[]).includes(key)) {
+      server[key] = coerce(`${source} ${key}`, value, (defaultConfig as unknown as RawValues)[key]);
+    } else if ((limitKeys as string[]).includes(key)) {
+      limits[key] = coerce(`${source} ${key}`, value, 0);
+    } else {
+      throw new ConfigError(`${source}: unknown key ${key}`);
+    }
+  };
+
+  if (options.file !== undefined) {
+    if (!existsSync(options.file)) throw new ConfigError(`config file ${options.file} not found`);
+    let parsed: RawValues;
+    try {
+      parsed = Bun.TOML.parse(readFileSync(options.file, "utf8")) as RawValues;
+    } catch (caught) {
+      throw new ConfigError(`config file ${options.file}: ${(caught as Error).message}`);
+    }
+    for (const [key, value] of Object.entries(parsed)) {
+      if (key === "limits" && typeof value === "object" && value !== null) {
+        for (const [limitKey, limitValue] of Object.entries(value as RawValues)) {
+          if (!(limitKeys as string[]).includes(limitKey))
+            throw new ConfigError(`${options.file}: unknown limit ${limitKey}`);
+          apply(options.file, limitKey, limitValue);
+        }
+      } else {
+        apply(options.file, key, value);
+      }
+    }
+  }
+  for (const [name, value] of Object.entries(options.env ?? {})) {
+    if (!name.startsWith("SWITCHBOARD_") || value === undefined || name === "SWITCHBOARD_CONFIG") continue;
+    apply("environment", camelFromSnake(name.slice("SWITCHBOARD_".length)), value);
+  }
+  for (const [name, value] of Object.entries(options.flags ?? {})) apply("flag", camelFromKebab(name), value);
+
+  const config = { ...server, limits: Object.freeze(limits as unknown as Limits) } as unknown as Config;
+  return Object.freeze(validate({ ...config, dataDir: resolve(config.dataDir) }));
+}

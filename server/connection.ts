@@ -1,0 +1,224 @@
+// The life of one connection, independent of its transport: open, bytes in, writable again, closed. It decodes the
+// preamble and frames, applies the rate limit, runs deadlines on the timer wheel, and dispatches stanzas to the
+// handlers one at a time and in order. A peer's bad input ends in an error frame with a code and a closed session,
+// never in an exception that reaches the event loop.
+
+import { decodePreamble, ErrorCode, ProtocolError, preambleBytes, type Stanza } from "../protocol/index.ts";
+import type { AccountRequests } from "./account-requests.ts";
+import type { Auth } from "./auth.ts";
+import type { ServerContext } from "./context.ts";
+import type { Delivery } from "./delivery.ts";
+import { Session, SessionState } from "./session.ts";
+import { TimerWheel } from "./timer-wheel.ts";
+import type { TransportSocket } from "./transport.ts";
+
+export class ConnectionHandler {
+  readonly wheel: TimerWheel<Session>;
+  private readonly sessions = new Set<Session>();
+  /** Set while stopping: new connections get a goaway at once. */
+  draining = false;
+  /** Jittered retry hint (ms) for goaways while draining; set by the server's stop. */
+  drainRetryAfterMs: () => number = () => 0;
+
+  constructor(
+    private readonly context: ServerContext,
+    private readonly delivery: Delivery,
+    private readonly auth: Auth,
+    private readonly requests: AccountRequests,
+  ) {
+    this.wheel = new TimerWheel<Session>(context.limits.timerTickMs, (session) => this.deadline(session), context.now);
+    context.io.onWritable = (session) => {
+      if (session.deviceState !== null) this.delivery.pump(session.deviceState);
+    };
+  }
+
+  get count(): number {
+    return this.sessions.size;
+  }
+
+  /** Every open session (for shutdown and metrics). */
+  all(): Iterable<Session> {
+    return this.sessions;
+  }
+
+  open(socket: TransportSocket): Session {
+    const { limits, metrics, now } = this.context;
+    const session = new Session(socket, now(), limits.rateBurstStanzas);
+    metrics.connectionsAccepted.inc();
+    this.sessions.add(session);
+    if (this.draining) {
+      this.context.io.goaway(session, ErrorCode.shuttingDown, this.drainRetryAfterMs(), "server shutting down");
+      return session;
+    }
+    if (this.sessions.size > limits.sessionsMax) {
+      this.context.io.goaway(session, ErrorCode.serverFull, limits.goawayRetryAfterMsMax, "server full");
+      return session;
+    }
+    this.wheel.schedule(session, now() + limits.loginTimeoutMs);
+    return session;
+  }
+
+  data(session: Session, chunk: Uint8Array): void {
+    if (session.state === SessionState.closed) return;
+    const { limits, metrics } = this.context;
+    metrics.bytesIn.inc(undefined, chunk.length);
+    session.lastInboundAtMs = this.context.now();
+    session.pingOutstanding = false;
+    if (session.inbound === null) session.inbound = chunk;
+    else {
+      const joined = new Uint8Array(session.inbound.length + chunk.length);
+      joined.set(session.inbound, 0);
+      joined.set(chunk, session.inbound.length);
+      session.inbound = joined;
+    }
+    // Bytes waiting behind a slow handler, or one frame's worth of a partial frame: more than that is a flood.
+    if (session.inbound.length > limits.inboundBytesMax) {
+      if (session.busy) return this.context.io.close(session, ErrorCode.flood, "sending faster than the server reads");
+    }
+    if (!session.busy) void this.process(session);
+  }
+
+  /** Decodes and handles every complete frame in `inbound`, awaiting asynchronous handlers in order. */
+  private async process(session: Session): Promise<void> {
+    const { codec, io } = this.context;
+    session.busy = true;
+    try {
+      while (session.inbound !== null && session.state !== SessionState.closed) {
+        const source = session.inbound;
+        if (session.state === SessionState.preamble) {
+          const preamble = decodePreamble(source);
+          if (preamble === "more") break;
+          if (preamble instanceof ProtocolError) return this.protocolError(session, preamble);
+          session.inbound = source.length > preambleBytes ? source.subarray(preambleBytes) : null;
+          if (this.draining)
+            return io.goaway(session, ErrorCode.shuttingDown, this.drainRetryAfterMs(), "server shutting down");
+          this.auth.challenge(session);
+          continue;
+        }
+        const result = codec.decode(source, 0);
+        if (result.status === "more") break;
+        if (result.status === "error") return this.protocolError(session, result.error);
+        session.inbound = result.consumed < source.length ? source.subarray(result.consumed) : null;
+        this.context.metrics.framesIn.inc({ kind: result.stanza.kind });
+        if (!this.admit(session, result.stanza)) continue;
+        await this.dispatch(session, result.stanza);
+      }
+      // Keep a partial frame in a buffer of its own size, not in the (possibly large) chunk it arrived in.
+      const rest = session.inbound;
+      if (rest !== null && rest.byteLength * 2 < rest.buffer.byteLength) session.inbound = rest.slice();
+    } catch (error) {
+      // A bug in a handler: this session ends, the process and every other session go on.
+      this.context.log.error("handler_failed", {
+        session: session.id,
+        error: String(error),
+        stack: (error as Error).stack,
+      });
+      io.close(session, ErrorCode.internalError, "internal error");
+    } finally {
+      session.busy = false;
+    }
+  }
+
+  private protocolError(session: Session, error: ProtocolError): void {
+    this.context.log.info("protocol_error", { session: session.id, code: error.code, reason: error.message });
+    this.context.io.close(session, error.code, error.message);
+  }
+
+  /** The token bucket: true if the stanza may be handled. Acks and pongs are free (they only lower the load). */
+  private admit(session: Session, stanza: Stanza): boolean {
+    if (stanza.kind === "ack" || stanza.kind === "pong") return true;
+    const { limits, now, io } = this.context;
+    const nowMs = now();
+    const refill = ((nowMs - session.rateRefilledAtMs) * limits.rateStanzasPerSecond) / 1000;
+    session.rateTokens = Math.min(limits.rateBurstStanzas, session.rateTokens + refill);
+    session.rateRefilledAtMs = nowMs;
+    if (session.rateTokens >= 1) {
+      session.rateTokens -= 1;
+      session.rateViolations = 0;
+      return true;
+    }
+    session.rateViolations++;
+    if (session.rateViolations > limits.rateViolationsMax) {
+      io.close(session, ErrorCode.flood, "rate limit exceeded repeatedly");
+      return false;
+    }
+    const clientId = "clientId" in stanza ? stanza.clientId : null;
+    this.context.metrics.errors.inc({ code: "rateLimited" });
+    io.send(session, { kind: "error", code: ErrorCode.rateLimited, clientId, message: "rate limited; slow down" });
+    return false;
+  }
+
+  private dispatch(session: Session, stanza: Stanza): Promise<void> | void {
+    if (stanza.kind === "ping") return void this.context.io.send(session, { kind: "pong" });
+    if (stanza.kind === "pong") return;
+    if (session.state === SessionState.authenticating) {
+      switch (stanza.kind) {
+        case "login":
+          return this.auth.login(session, stanza);
+        case "register":
+          return this.auth.register(session, stanza);
+        case "link":
+          return this.auth.link(session, stanza);
+      }
+    } else if (session.state === SessionState.ready) {
+      switch (stanza.kind) {
+        case "send":
+          return this.delivery.send(session, stanza);
+        case "ack":
+          return this.delivery.ack(session, stanza.seq);
+        case "receipt":
+          return this.delivery.receipt(session, stanza);
+        case "lookup":
+          return this.requests.lookup(session, stanza);
+        case "linkCreate":
+          return this.requests.linkCreate(session, stanza);
+        case "devices":
+          return this.requests.devices(session, stanza);
+        case "deviceRemove":
+          return this.requests.deviceRemove(session, stanza);
+      }
+    }
+    this.context.io.close(session, ErrorCode.unexpectedStanza, `${stanza.kind} is not expected now`);
+  }
+
+  /**
+   * A session's deadline on the wheel came: login timeout, keepalive ping, or idle close. The login deadline of a
+   * session that has logged in since simply becomes its first keepalive deadline (loginTimeoutMs <= idleTimeoutMs).
+   */
+  private deadline(session: Session): void {
+    if (session.state === SessionState.closed) return;
+    const { limits, now, io } = this.context;
+    const nowMs = now();
+    if (session.state !== SessionState.ready) {
+      return io.close(session, ErrorCode.loginTimeout, `no login within ${limits.loginTimeoutMs} ms`);
+    }
+    const silentMs = nowMs - session.lastInboundAtMs;
+    if (silentMs < limits.idleTimeoutMs) {
+      this.wheel.schedule(session, session.lastInboundAtMs + limits.idleTimeoutMs);
+      return;
+    }
+    if (session.pingOutstanding) return io.close(session, ErrorCode.idleTimeout, "no answer to keepalive");
+    session.pingOutstanding = true;
+    io.send(session, { kind: "ping" });
+    this.wheel.schedule(session, nowMs + limits.idleTimeoutMs);
+  }
+
+  writable(session: Session): void {
+    this.context.io.drained(session);
+  }
+
+  closed(session: Session): void {
+    if (!this.sessions.delete(session)) return;
+    this.context.metrics.connectionsClosed.inc();
+    this.wheel.cancel(session);
+    session.state = SessionState.closed;
+    session.inbound = null;
+    session.outbound = null;
+    session.outboundBytes = 0;
+    session.nonce = null;
+    if (session.account !== 0) {
+      this.context.router.detach(session.account, session.device, session);
+      this.delivery.detach(session);
+    }
+  }
+}

@@ -1,0 +1,24 @@
+// What every handler can reach, passed in explicitly (no module-level wiring).
+
+import type { FrameCodec, Limits } from "../protocol/index.ts";
+import type { Storage } from "../storage/index.ts";
+import type { Config } from "./config.ts";
+import type { Directory } from "./directory.ts";
+import type { Logger } from "./log.ts";
+import type { Metrics } from "./metrics.ts";
+import type { Router } from "./router.ts";
+import type { SessionIo } from "./session-io.ts";
+
+export interface ServerContext {
+  readonly config: Config;
+  readonly limits: Limits;
+  readonly codec: FrameCodec;
+  readonly storage: Storage;
+  readonly directory: Directory;
+  readonly router: Router;
+  readonly io: SessionIo;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  /** Milliseconds since the epoch; tests may pass a fake clock. */
+  readonly now: () => number;
+}

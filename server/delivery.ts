@@ -1,0 +1,573 @@
+// The delivery pipeline (DESIGN.md): validate a send, recognise retries, give each recipient device the next
+// sequence of its queue, add the rows to the group commit, push to online devices within their window at once, and
+// server-ack the sender once the message is durable (or acknowledged by every recipient before its commit).
+// Cumulative acks delete rows and send `delivered` receipts back to every device of the sender through the same
+// queues; a device that logs in drains its queue in order and gets queueEmpty at the end.
+//
+// Handlers may await the store (a device's state is loaded on first use). A session's stanzas are handled one at a
+// time, in order (see connection.ts), and every mutation of shared state happens after the last await of a handler,
+// on states looked up again at that point, so an eviction during the await can never fork a device's sequence.
+
+import { ErrorCode, ReceiptType, type ReceiptTypeValue, type SendStanza, type Stanza } from "../protocol/index.ts";
+import type { QueueEntry } from "../storage/index.ts";
+import type { ServerContext } from "./context.ts";
+import { DeviceState, deviceKey, type InFlightEntry, type PendingEntry } from "./device-state.ts";
+import {
+  type CommitStats,
+  GroupCommit,
+  type OpenBatch,
+  type PendingMessage,
+  type PendingRecipient,
+} from "./group-commit.ts";
+import { type Session, SessionState } from "./session.ts";
+
+/** Attempts to find every state of a send in memory after loading them; eviction between tries is rare. */
+const stateLoadAttemptsMax = 3;
+
+export class Delivery {
+  private readonly states = new Map<string, DeviceState>();
+  private readonly loading = new Map<string, Promise<DeviceState | undefined>>();
+  readonly commit: GroupCommit;
+
+  constructor(private readonly context: ServerContext) {
+    this.commit = new GroupCommit(
+      context.storage.queues,
+      context.limits.commitBatchRowsMax,
+      (batch, stats) => this.committed(batch, stats),
+      (error) => this.commitFailed(error),
+    );
+  }
+
+  get deviceStates(): number {
+    return this.states.size;
+  }
+
+  // ---- device states -------------------------------------------------------------------------------------------
+
+  /** The state of a device: from memory, or loaded from the store (undefined when the device does not exist). */
+  private async loadState(account: number, device: number): Promise<DeviceState | undefined> {
+    const key = deviceKey(account, device);
+    const present = this.states.get(key);
+    if (present !== undefined) return present;
+    let loading = this.loading.get(key);
+    if (loading === undefined) {
+      loading = this.context.storage.devices.get({ account, device }).then((record) => {
+        this.loading.delete(key);
+        if (record === undefined) return undefined;
+        const raced = this.states.get(key);
+        if (raced !== undefined) return raced;
+        const state = new DeviceState(account, device, record);
+        this.states.set(key, state);
+        return state;
+      });
+      this.loading.set(key, loading);
+    }
+    return loading;
+  }
+
+  /**
+   * The states of `devices` of `account`, all in memory at the moment this resolves (so the caller may mutate them
+   * before its next await). Devices that do not exist are left out. Undefined if eviction kept winning (busy).
+   */
+  private async statesOf(account: number, devices: readonly number[]): Promise<DeviceState[] | undefined> {
+    for (let attempt = 0; attempt < stateLoadAttemptsMax; attempt++) {
+      const found: DeviceState[] = [];
+      let missing = false;
+      for (const device of devices) {
+        const state = this.states.get(deviceKey(account, device));
+        if (state === undefined) missing = true;
+        else if (!state.removed) found.push(state);
+      }
+      if (!missing) return found;
+      const loaded = await Promise.all(devices.map((device) => this.loadState(account, device)));
+      // A device that does not exist in the store is not missing: drop it from the list and look again.
+      devices = devices.filter((_, index) => loaded[index] !== undefined);
+    }
+    return undefined;
+  }
+
+  private dropIfIdle(state: DeviceState): void {
+    if (state.isDroppable && this.states.get(state.key) === state) this.states.delete(state.key);
+  }
+
+  // ---- sessions ------------------------------------------------------------------------------------------------
+
+  /** Binds a logged-in session to its device and starts the drain. Undefined when the device is gone. */
+  async attach(session: Session): Promise<DeviceState | undefined> {
+    const states = await this.statesOf(session.account, [session.device]);
+    const state = states?.[0];
+    if (state === undefined || session.state !== SessionState.ready) return undefined;
+    const previous = state.session;
+    if (previous !== null && previous !== session) this.detach(previous);
+    state.session = session;
+    state.deliveredSeq = state.ackedSeq;
+    state.inFlight = null;
+    session.deviceState = state;
+    return state;
+  }
+
+  detach(session: Session): void {
+    const state = session.deviceState;
+    session.deviceState = null;
+    if (state === null || state.session !== session) return;
+    state.session = null;
+    state.inFlight = null;
+    state.deliveredSeq = state.ackedSeq;
+    this.dropIfIdle(state);
+  }
+
+  // ---- send ----------------------------------------------------------------------------------------------------
+
+  async send(session: Session, stanza: SendStanza): Promise<void> {
+    const { io, limits, directory } = this.context;
+    const sender = session.deviceState;
+    if (sender === null) return;
+    if (stanza.clientId <= sender.lastClientId) return this.recognisedRetry(session, sender, stanza.clientId);
+    const refuse = (code: number, message: string, lists?: { missing: number[]; extra: number[] }) => {
+      this.context.metrics.errors.inc({ code });
+      io.send(session, {
+        kind: "error",
+        code,
+        clientId: stanza.clientId,
+        message,
+        ...(lists === undefined ? {} : { missingDevices: lists.missing, extraDevices: lists.extra }),
+      });
+    };
+
+    const devices = await directory.load(stanza.to);
+    if (devices === undefined) return refuse(ErrorCode.unknownAccount, `no account ${stanza.to}`);
+    const targets = stanza.to === session.account ? devices.filter((device) => device !== session.device) : devices;
+    if (targets.length === 0) return refuse(ErrorCode.badRequest, "the recipient has no other device");
+
+    // One payload for all devices, or exactly one per device of the recipient (client-side fan-out).
+    const payloadByDevice = new Map<number, Uint8Array>();
+    if (stanza.payload instanceof Uint8Array) {
+      for (const device of targets) payloadByDevice.set(device, stanza.payload);
+    } else {
+      for (const entry of stanza.payload) {
+        if (payloadByDevice.has(entry.device)) return refuse(ErrorCode.badRequest, `device ${entry.device} twice`);
+        payloadByDevice.set(entry.device, entry.payload);
+      }
+      const missing = targets.filter((device) => !payloadByDevice.has(device));
+      const extra = [...payloadByDevice.keys()].filter((device) => !targets.includes(device));
+      if (missing.length > 0 || extra.length > 0) {
+        return refuse(ErrorCode.deviceMismatch, "payloads do not match the recipient's devices", { missing, extra });
+      }
+    }
+
+    const states = await this.statesOf(stanza.to, targets);
+    if (states === undefined) return refuse(ErrorCode.busy, "server busy; retry");
+    if (session.state !== SessionState.ready || session.deviceState !== sender) return;
+    // A retry of this very send may have been accepted while we waited.
+    if (stanza.clientId <= sender.lastClientId) return this.recognisedRetry(session, sender, stanza.clientId);
+    for (const state of states) {
+      const bytes = payloadByDevice.get(state.device)?.length ?? 0;
+      if (state.queueRows + 1 > limits.queueMessagesMax || state.queueBytes + bytes > limits.queueBytesMax) {
+        return refuse(ErrorCode.queueFull, `queue of device ${state.device} is full; retry later`);
+      }
+    }
+
+    // Accepted: from here on nothing awaits until the commit.
+    const batch = this.commit.batch;
+    sender.lastClientId = stanza.clientId;
+    batch.touched.add(sender);
+    const message: PendingMessage = {
+      sender: session,
+      senderAccount: session.account,
+      senderDevice: session.device,
+      clientId: stanza.clientId,
+      createdAtMs: this.context.now(),
+      recipients: [],
+      liveRecipients: states.length,
+      serverAcked: false,
+    };
+    const onCancel = () => {
+      message.liveRecipients--;
+      if (message.liveRecipients === 0) this.serverAck(message);
+    };
+    for (const state of states) {
+      const payload = payloadByDevice.get(state.device)!;
+      const entry = this.enqueue(batch, state, payload.length, onCancel);
+      const recipient: PendingRecipient = { state, entry, payload };
+      message.recipients.push(recipient);
+    }
+    batch.messages.push(message);
+    batch.rows += states.length;
+    this.context.metrics.messagesAccepted.inc();
+    for (const recipient of message.recipients) {
+      this.pushLive(recipient.state, recipient.entry.seq, {
+        seq: recipient.entry.seq,
+        senderAccount: message.senderAccount,
+        senderDevice: message.senderDevice,
+        clientId: message.clientId,
+        bytes: recipient.payload.length,
+        frame: () => ({
+          kind: "deliver",
+          seq: recipient.entry.seq,
+          from: message.senderAccount,
+          fromDevice: message.senderDevice,
+          clientId: message.clientId,
+          timeSeconds: Math.floor(message.createdAtMs / 1000),
+          payload: recipient.payload,
+        }),
+      });
+    }
+    this.commit.schedule();
+  }
+
+  /** A send whose client id the server already has: server-ack it once that send is durable. */
+  private recognisedRetry(session: Session, sender: DeviceState, clientId: number): void {
+    if (clientId <= sender.committedClientId) {
+      this.context.io.send(session, { kind: "serverAck", clientId });
+      return;
+    }
+    this.commit.batch.afterCommit.push(() => this.context.io.send(session, { kind: "serverAck", clientId }));
+    this.commit.schedule();
+  }
+
+  private serverAck(message: PendingMessage): void {
+    if (message.serverAcked) return;
+    message.serverAcked = true;
+    this.context.io.send(message.sender, { kind: "serverAck", clientId: message.clientId });
+  }
+
+  /** Gives `state` its next sequence for an entry of `bytes`, in the open batch. */
+  private enqueue(batch: OpenBatch, state: DeviceState, bytes: number, onCancel: (() => void) | null): PendingEntry {
+    const entry: PendingEntry = { seq: ++state.lastSeq, bytes, cancelled: false, onCancel };
+    if (state.pending === null) state.pending = [];
+    state.pending.push(entry);
+    state.queueRows++;
+    state.queueBytes += bytes;
+    batch.touched.add(state);
+    return entry;
+  }
+
+  // ---- pushing to online devices -------------------------------------------------------------------------------
+
+  /** Pushes a fresh entry at once when it is next in line and the window and socket have room. */
+  private pushLive(state: DeviceState, seq: number, entry: LiveEntry): void {
+    const session = state.session;
+    if (session === null || state.reading || seq !== state.deliveredSeq + 1) return;
+    if (state.inFlightCount >= this.context.limits.deliveryWindowMessages || !this.context.io.canPush(session)) return;
+    this.push(state, session, entry);
+  }
+
+  private push(state: DeviceState, session: Session, entry: LiveEntry): void {
+    state.deliveredSeq = entry.seq;
+    if (state.inFlight === null) state.inFlight = [];
+    state.inFlight.push({
+      seq: entry.seq,
+      senderAccount: entry.senderAccount,
+      senderDevice: entry.senderDevice,
+      clientId: entry.clientId,
+      bytes: entry.bytes,
+    });
+    this.context.io.send(session, entry.frame());
+  }
+
+  /**
+   * Moves the drain forward: reads committed entries past the cursor from the store while the window and the
+   * socket have room; sends queueEmpty once everything assigned so far has been pushed.
+   */
+  pump(state: DeviceState): void {
+    const session = state.session;
+    if (session === null || session.state !== SessionState.ready || state.reading) return;
+    const room = this.context.limits.deliveryWindowMessages - state.inFlightCount;
+    if (state.deliveredSeq < state.committedSeq) {
+      if (room > 0 && this.context.io.canPush(session)) void this.drain(state, session, room);
+      return;
+    }
+    if (state.deliveredSeq >= state.lastSeq && !session.queueEmptySent) {
+      session.queueEmptySent = true;
+      this.context.io.send(session, { kind: "queueEmpty" });
+    }
+  }
+
+  private async drain(state: DeviceState, session: Session, room: number): Promise<void> {
+    const limit = Math.min(room, this.context.limits.drainBatchEntries);
+    const committedAtRead = state.committedSeq;
+    state.reading = true;
+    let entries: QueueEntry[];
+    try {
+      entries = await this.context.storage.queues.read(state, state.deliveredSeq, limit);
+    } catch (error) {
+      state.reading = false;
+      this.context.log.error("drain_read_failed", {
+        account: state.account,
+        device: state.device,
+        error: String(error),
+      });
+      this.context.io.close(session, ErrorCode.internalError, "queue read failed");
+      return;
+    } finally {
+      state.reading = false;
+    }
+    if (state.session !== session || session.state !== SessionState.ready) {
+      this.dropIfIdle(state);
+      return;
+    }
+    for (const entry of entries) {
+      if (entry.seq <= state.deliveredSeq || entry.seq <= state.ackedSeq) continue;
+      this.push(state, session, liveEntryOf(entry));
+    }
+    // A short read saw every committed row past the cursor: the rest up to the commit mark were acknowledged.
+    if (entries.length < limit && state.deliveredSeq < committedAtRead) state.deliveredSeq = committedAtRead;
+    this.pump(state);
+  }
+
+  // ---- acks and receipts ---------------------------------------------------------------------------------------
+
+  /** A cumulative ack: everything up to `seq` (at most what was pushed in this session) is received. */
+  async ack(session: Session, seq: number): Promise<void> {
+    const state = session.deviceState;
+    if (state === null) return;
+    const upto = Math.min(seq, state.deliveredSeq);
+    if (upto <= state.ackedSeq) return;
+
+    // Delivered receipts go to every device of each sender: load those device lists and states first.
+    const senders = new Map<number, Map<number, number[]>>(); // account -> sender device -> client ids
+    for (const entry of state.inFlight ?? []) {
+      if (entry.seq > upto) break;
+      if (entry.senderAccount === 0) continue;
+      let byDevice = senders.get(entry.senderAccount);
+      if (byDevice === undefined) senders.set(entry.senderAccount, (byDevice = new Map()));
+      let clientIds = byDevice.get(entry.senderDevice);
+      if (clientIds === undefined) byDevice.set(entry.senderDevice, (clientIds = []));
+      clientIds.push(entry.clientId);
+    }
+    const receiptTargets: Array<{ account: number; devices: readonly number[] }> = [];
+    for (const account of senders.keys()) {
+      const devices = await this.context.directory.load(account);
+      if (devices !== undefined) receiptTargets.push({ account, devices });
+    }
+    const targetStates = new Map<number, DeviceState[]>();
+    for (const target of receiptTargets) {
+      const states = await this.statesOf(target.account, target.devices);
+      if (states !== undefined) targetStates.set(target.account, states);
+    }
+    if (session.deviceState !== state || state.session !== session || upto <= state.ackedSeq) return;
+    if (this.states.get(state.key) !== state) return;
+    for (const [account, states] of targetStates) {
+      // Eviction may have happened while we awaited others: use the states in memory now.
+      for (let index = 0; index < states.length; index++) {
+        const current = this.states.get(states[index]!.key);
+        if (current === undefined) targetStates.delete(account);
+        else states[index] = current;
+      }
+    }
+
+    // Synchronous from here.
+    const batch = this.commit.batch;
+    const inFlight = state.inFlight ?? [];
+    let acked = 0;
+    while (acked < inFlight.length && inFlight[acked]!.seq <= upto) {
+      const entry = inFlight[acked]!;
+      // Never below 0: the retention sweep may have deleted (and uncounted) an entry still in the window.
+      state.queueRows = Math.max(0, state.queueRows - 1);
+      state.queueBytes = Math.max(0, state.queueBytes - entry.bytes);
+      acked++;
+    }
+    inFlight.splice(0, acked);
+    state.ackedSeq = upto;
+    for (const entry of state.pending ?? []) {
+      if (entry.seq > upto) break;
+      if (entry.cancelled) continue;
+      entry.cancelled = true;
+      this.context.metrics.entriesCancelled.inc();
+      entry.onCancel?.();
+    }
+    batch.acks.set(state, upto);
+    batch.rows++;
+    const now = this.context.now();
+    for (const [account, byDevice] of senders) {
+      const states = targetStates.get(account);
+      if (states === undefined) continue;
+      for (const [senderDevice, clientIds] of byDevice) {
+        this.receiptToAll(batch, states, ReceiptType.delivered, state, senderDevice, clientIds, now);
+      }
+    }
+    this.commit.schedule();
+    this.pump(state);
+  }
+
+  /** A receipt from a reader (type read, or delivered sent by hand) for messages of `to`/`toDevice`. */
+  async receipt(
+    session: Session,
+    stanza: { type: ReceiptTypeValue; to: number; toDevice: number; clientIds: readonly number[] },
+  ): Promise<void> {
+    const reader = session.deviceState;
+    if (reader === null) return;
+    const devices = await this.context.directory.load(stanza.to);
+    if (devices === undefined) {
+      this.context.io.send(session, {
+        kind: "error",
+        code: ErrorCode.unknownAccount,
+        clientId: null,
+        message: `no account ${stanza.to}`,
+      });
+      return;
+    }
+    const states = await this.statesOf(stanza.to, devices);
+    if (states === undefined || session.deviceState !== reader) return;
+    const batch = this.commit.batch;
+    this.receiptToAll(batch, states, stanza.type, reader, stanza.toDevice, stanza.clientIds, this.context.now());
+    this.commit.schedule();
+  }
+
+  /** Queues one receipt entry on each of `states`, skipping devices whose queue is full (receipts are not acked). */
+  private receiptToAll(
+    batch: OpenBatch,
+    states: readonly DeviceState[],
+    type: number,
+    from: DeviceState,
+    senderDevice: number,
+    clientIds: readonly number[],
+    createdAtMs: number,
+  ): void {
+    const { limits } = this.context;
+    for (let start = 0; start < clientIds.length; start += limits.receiptClientIdsMax) {
+      const chunk = clientIds.slice(start, start + limits.receiptClientIdsMax);
+      const bytes = chunk.length * 4;
+      for (const state of states) {
+        if (
+          state.removed ||
+          state.queueRows + 1 > limits.queueMessagesMax ||
+          state.queueBytes + bytes > limits.queueBytesMax
+        ) {
+          continue;
+        }
+        const entry = this.enqueue(batch, state, bytes, null);
+        batch.receipts.push({
+          state,
+          entry,
+          receiptType: type,
+          peerAccount: from.account,
+          peerDevice: from.device,
+          senderDevice,
+          clientIds: chunk,
+          createdAtMs,
+        });
+        batch.rows++;
+        this.pushLive(state, entry.seq, {
+          seq: entry.seq,
+          senderAccount: 0,
+          senderDevice: 0,
+          clientId: 0,
+          bytes,
+          frame: () => ({
+            kind: "deliverReceipt",
+            seq: entry.seq,
+            type: type as ReceiptTypeValue,
+            from: from.account,
+            fromDevice: from.device,
+            senderDevice,
+            clientIds: chunk,
+            timeSeconds: Math.floor(createdAtMs / 1000),
+          }),
+        });
+      }
+    }
+  }
+
+  // ---- devices -------------------------------------------------------------------------------------------------
+
+  /** Stops queueing for a removed device and drops its state; the caller removes it from the store afterwards. */
+  async forgetDevice(account: number, device: number): Promise<void> {
+    const state = this.states.get(deviceKey(account, device));
+    if (state !== undefined) {
+      state.removed = true;
+      for (const entry of state.pending ?? []) entry.cancelled = true;
+      if (state.session !== null) this.detach(state.session);
+      this.states.delete(state.key);
+    }
+    // Rows of this device already handed to the store commit before its removal does.
+    await this.commit.flush();
+  }
+
+  /** Re-reads the queue depth of devices in memory after the retention sweep deleted some of their rows. */
+  async resyncCounters(devices: ReadonlyArray<{ account: number; device: number }>): Promise<void> {
+    for (const key of devices) {
+      if (!this.states.has(deviceKey(key.account, key.device))) continue;
+      const record = await this.context.storage.devices.get(key);
+      const state = this.states.get(deviceKey(key.account, key.device));
+      if (record === undefined || state === undefined) continue;
+      let rows = record.queueRows;
+      let bytes = record.queueBytes;
+      for (const entry of state.pending ?? []) {
+        if (entry.cancelled) continue;
+        rows++;
+        bytes += entry.bytes;
+      }
+      state.queueRows = rows;
+      state.queueBytes = bytes;
+    }
+  }
+
+  // ---- commits -------------------------------------------------------------------------------------------------
+
+  private committed(batch: OpenBatch, stats: CommitStats): void {
+    const { metrics } = this.context;
+    metrics.commitRows.observe(stats.rows);
+    metrics.commitSeconds.observe(stats.durationMs / 1000);
+    for (const [state, marks] of batch.marks) {
+      if (marks.lastSeq > state.committedSeq) state.committedSeq = marks.lastSeq;
+      if (marks.lastClientId > state.committedClientId) state.committedClientId = marks.lastClientId;
+    }
+    for (const message of batch.messages) this.serverAck(message);
+    for (const callback of batch.afterCommit) callback();
+    for (const state of batch.touched) {
+      if (state.session !== null) this.pump(state);
+      else this.dropIfIdle(state);
+    }
+  }
+
+  private commitFailed(error: unknown): void {
+    // Nothing of the failed batch was acknowledged to a sender, but memory and store now disagree on sequences.
+    // Crash loudly: the supervisor restarts the process, which reloads the truth from the store.
+    this.context.log.error("commit_failed", { error: String(error) });
+    process.exit(70);
+  }
+}
+
+/** What is needed to push one queue entry and to remember it in the window. */
+interface LiveEntry extends InFlightEntry {
+  frame(): Stanza;
+}
+
+function liveEntryOf(entry: QueueEntry): LiveEntry {
+  if (entry.kind === "message") {
+    return {
+      seq: entry.seq,
+      senderAccount: entry.senderAccount,
+      senderDevice: entry.senderDevice,
+      clientId: entry.clientId,
+      bytes: entry.payload.length,
+      frame: () => ({
+        kind: "deliver",
+        seq: entry.seq,
+        from: entry.senderAccount,
+        fromDevice: entry.senderDevice,
+        clientId: entry.clientId,
+        timeSeconds: Math.floor(entry.createdAtMs / 1000),
+        payload: entry.payload,
+      }),
+    };
+  }
+  return {
+    seq: entry.seq,
+    senderAccount: 0,
+    senderDevice: 0,
+    clientId: 0,
+    bytes: entry.clientIds.length * 4,
+    frame: () => ({
+      kind: "deliverReceipt",
+      seq: entry.seq,
+      type: entry.receiptType as ReceiptTypeValue,
+      from: entry.peerAccount,
+      fromDevice: entry.peerDevice,
+      senderDevice: entry.senderDevice,
+      clientIds: entry.clientIds,
+      timeSeconds: Math.floor(entry.createdAtMs / 1000),
+    }),
+  };
+}

@@ -1,0 +1,76 @@
+// What the server keeps in memory for a device it is working with: its queue's high-water marks, depth (for the
+// quota), the online session and the delivery window. It exists while the device is online or has entries in an
+// uncommitted batch; otherwise the store holds the same facts and the state is dropped.
+
+import type { Session } from "./session.ts";
+
+/** A queue entry pushed to the device and not yet acknowledged (the window). */
+export interface InFlightEntry {
+  readonly seq: number;
+  /** For messages: who sent it, so that an ack can send a delivered receipt. Receipts: senderAccount 0. */
+  readonly senderAccount: number;
+  readonly senderDevice: number;
+  readonly clientId: number;
+  /** Bytes the entry counts in the quota (payload length, or 4 per receipt client id). */
+  readonly bytes: number;
+}
+
+/** An entry of the open batch for this device, so that an ack arriving before the commit can cancel it. */
+export interface PendingEntry {
+  readonly seq: number;
+  readonly bytes: number;
+  cancelled: boolean;
+  /** Called once when the entry is cancelled (counts down the message's live recipients). */
+  readonly onCancel: (() => void) | null;
+}
+
+export function deviceKey(account: number, device: number): string {
+  return `${account}:${device}`;
+}
+
+export class DeviceState {
+  readonly key: string;
+  /** Highest sequence assigned; committedSeq is the highest persisted. */
+  lastSeq: number;
+  committedSeq: number;
+  /** Highest client id this device has had accepted as a sender; committedClientId is the persisted one. */
+  lastClientId: number;
+  committedClientId: number;
+  /** Entries and payload bytes in the queue, uncommitted ones included: the quota. */
+  queueRows: number;
+  queueBytes: number;
+  /** Highest sequence the device acknowledged in this process. */
+  ackedSeq = 0;
+  /** Highest sequence pushed to the current session (the drain cursor); reset when a session attaches. */
+  deliveredSeq = 0;
+  inFlight: InFlightEntry[] | null = null;
+  pending: PendingEntry[] | null = null;
+  session: Session | null = null;
+  /** A drain read from the store is running. */
+  reading = false;
+  /** The device was removed: nothing more is queued for it. */
+  removed = false;
+
+  constructor(
+    readonly account: number,
+    readonly device: number,
+    stored: { lastSeq: number; lastClientId: number; queueRows: number; queueBytes: number },
+  ) {
+    this.key = deviceKey(account, device);
+    this.lastSeq = stored.lastSeq;
+    this.committedSeq = stored.lastSeq;
+    this.lastClientId = stored.lastClientId;
+    this.committedClientId = stored.lastClientId;
+    this.queueRows = stored.queueRows;
+    this.queueBytes = stored.queueBytes;
+  }
+
+  get inFlightCount(): number {
+    return this.inFlight === null ? 0 : this.inFlight.length;
+  }
+
+  /** Nothing in memory that the store does not also have: the state may be dropped. */
+  get isDroppable(): boolean {
+    return this.session === null && (this.pending === null || this.pending.length === 0) && !this.reading;
+  }
+}

@@ -1,0 +1,194 @@
+// Group commit: the rows of every send, receipt and ack of one event-loop turn go into one transaction. The batch is
+// committed at the end of the turn (setImmediate), or at once when it reaches commitBatchRowsMax. Commits run one at
+// a time; what arrives during a commit waits in the next batch.
+//
+// An entry whose device acknowledges it before its batch commits is cancelled and never written (the insert and the
+// delete cancel out), which keeps most online traffic off the disk. Its sequence still advances the stored high-water
+// mark, so sequences are never handed out twice.
+
+import type { QueueBatch, QueueStore } from "../storage/index.ts";
+import type { DeviceState, PendingEntry } from "./device-state.ts";
+import type { Session } from "./session.ts";
+
+export interface PendingRecipient {
+  readonly state: DeviceState;
+  readonly entry: PendingEntry;
+  /** The same Uint8Array for every recipient of a one-payload send (stored once), or this device's own payload. */
+  readonly payload: Uint8Array;
+}
+
+export interface PendingMessage {
+  readonly sender: Session;
+  readonly senderAccount: number;
+  readonly senderDevice: number;
+  readonly clientId: number;
+  readonly createdAtMs: number;
+  readonly recipients: PendingRecipient[];
+  /** Recipients that have not acknowledged it yet; at 0 the sender may have its server-ack before the commit. */
+  liveRecipients: number;
+  serverAcked: boolean;
+}
+
+export interface PendingReceipt {
+  readonly state: DeviceState;
+  readonly entry: PendingEntry;
+  readonly receiptType: number;
+  readonly peerAccount: number;
+  readonly peerDevice: number;
+  readonly senderDevice: number;
+  readonly clientIds: readonly number[];
+  readonly createdAtMs: number;
+}
+
+export class OpenBatch {
+  readonly messages: PendingMessage[] = [];
+  readonly receipts: PendingReceipt[] = [];
+  readonly acks = new Map<DeviceState, number>();
+  /** Devices whose sequence or client id high-water marks moved. */
+  readonly touched = new Set<DeviceState>();
+  /** The marks as written by this batch, captured when it is handed to the store. */
+  readonly marks = new Map<DeviceState, { lastSeq: number; lastClientId: number }>();
+  readonly afterCommit: Array<() => void> = [];
+  rows = 0;
+
+  get isEmpty(): boolean {
+    return this.rows === 0 && this.touched.size === 0 && this.afterCommit.length === 0;
+  }
+}
+
+export interface CommitStats {
+  readonly rows: number;
+  readonly cancelled: number;
+  readonly durationMs: number;
+}
+
+export class GroupCommit {
+  private open = new OpenBatch();
+  private committing: Promise<void> | null = null;
+  private scheduled = false;
+
+  constructor(
+    private readonly store: QueueStore,
+    private readonly batchRowsMax: number,
+    private readonly onCommitted: (batch: OpenBatch, stats: CommitStats) => void,
+    private readonly onFailure: (error: unknown) => void,
+  ) {}
+
+  /** The batch that new rows go into. */
+  get batch(): OpenBatch {
+    return this.open;
+  }
+
+  /** Call after adding rows: commits at the end of this turn, or now if the batch is full. */
+  schedule(): void {
+    if (this.open.rows >= this.batchRowsMax) {
+      void this.flush();
+      return;
+    }
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      void this.flush();
+    });
+  }
+
+  /** Commits the open batch (after any commit already running). Resolves when it is durable. */
+  async flush(): Promise<void> {
+    while (this.committing !== null) await this.committing;
+    if (this.open.isEmpty) return;
+    const batch = this.open;
+    this.open = new OpenBatch();
+    // Entries of this batch can no longer be cancelled in place: a later ack becomes a delete in a later batch.
+    // (Every device with an entry in the batch is in `touched`: assigning a sequence touches it.)
+    for (const state of batch.touched) state.pending = null;
+    const { rows, cancelled } = toQueueBatch(batch);
+    const startedAt = performance.now();
+    this.committing = this.store
+      .commit(rows)
+      .then(
+        () => this.onCommitted(batch, { rows: countRows(rows), cancelled, durationMs: performance.now() - startedAt }),
+        (error: unknown) => this.onFailure(error),
+      )
+      .finally(() => {
+        this.committing = null;
+      });
+    await this.committing;
+    if (!this.open.isEmpty) this.schedule();
+  }
+
+  /** Resolves once nothing is open or committing (shutdown). Bounded: each round commits what was open. */
+  async idle(roundsMax = 100): Promise<void> {
+    for (let round = 0; round < roundsMax && (!this.open.isEmpty || this.committing !== null); round++) {
+      await this.flush();
+    }
+  }
+}
+
+function countRows(batch: QueueBatch): number {
+  let rows = batch.receipts.length + batch.acks.length;
+  for (const message of batch.messages) rows += message.recipients.length;
+  return rows;
+}
+
+function toQueueBatch(batch: OpenBatch): { rows: QueueBatch; cancelled: number } {
+  let cancelled = 0;
+  const messages: QueueBatch["messages"] = [];
+  for (const message of batch.messages) {
+    // Recipients sharing one payload become one stored message (payload stored once); per-device payloads, one each.
+    let current: QueueBatch["messages"][number] | null = null;
+    for (const recipient of message.recipients) {
+      if (recipient.entry.cancelled || recipient.state.removed) {
+        cancelled++;
+        continue;
+      }
+      if (current === null || current.payload !== recipient.payload) {
+        current = {
+          senderAccount: message.senderAccount,
+          senderDevice: message.senderDevice,
+          clientId: message.clientId,
+          createdAtMs: message.createdAtMs,
+          payload: recipient.payload,
+          recipients: [],
+        };
+        messages.push(current);
+      }
+      current.recipients.push({
+        account: recipient.state.account,
+        device: recipient.state.device,
+        seq: recipient.entry.seq,
+      });
+    }
+  }
+  const receipts: QueueBatch["receipts"] = [];
+  for (const receipt of batch.receipts) {
+    if (receipt.entry.cancelled || receipt.state.removed) {
+      cancelled++;
+      continue;
+    }
+    receipts.push({
+      account: receipt.state.account,
+      device: receipt.state.device,
+      seq: receipt.entry.seq,
+      receiptType: receipt.receiptType,
+      peerAccount: receipt.peerAccount,
+      peerDevice: receipt.peerDevice,
+      senderDevice: receipt.senderDevice,
+      clientIds: [...receipt.clientIds],
+      createdAtMs: receipt.createdAtMs,
+    });
+  }
+  const acks: QueueBatch["acks"] = [];
+  for (const [state, uptoSeq] of batch.acks) {
+    if (!state.removed) acks.push({ account: state.account, device: state.device, uptoSeq });
+  }
+  const sequences: QueueBatch["sequences"] = [];
+  const clientIds: QueueBatch["clientIds"] = [];
+  for (const state of batch.touched) {
+    if (state.removed) continue;
+    batch.marks.set(state, { lastSeq: state.lastSeq, lastClientId: state.lastClientId });
+    sequences.push({ account: state.account, device: state.device, lastSeq: state.lastSeq });
+    clientIds.push({ account: state.account, device: state.device, lastClientId: state.lastClientId });
+  }
+  return { rows: { messages, receipts, acks, sequences, clientIds }, cancelled };
+}

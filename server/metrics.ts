@@ -1,0 +1,141 @@
+// Counters, gauges and histograms, written out in the Prometheus text format (version 0.0.4). Written here rather
+// than taken from prom-client: we need a few dozen series, labels from small fixed sets, and no Node-specific
+// collectors; this file is smaller than the adapter code a library would need.
+
+type Labels = Readonly<Record<string, string | number>>;
+
+function labelText(labels: Labels | undefined): string {
+  if (labels === undefined) return "";
+  const parts = Object.entries(labels).map(([key, value]) => `${key}="${String(value).replace(/["\\\n]/g, "_")}"`);
+  return parts.length === 0 ? "" : `{${parts.join(",")}}`;
+}
+
+abstract class Metric {
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly type: "counter" | "gauge" | "histogram",
+  ) {}
+  abstract lines(): string[];
+}
+
+export class Counter extends Metric {
+  private readonly values = new Map<string, number>();
+  constructor(name: string, help: string) {
+    super(name, help, "counter");
+  }
+  inc(labels?: Labels, by = 1): void {
+    const key = labelText(labels);
+    this.values.set(key, (this.values.get(key) ?? 0) + by);
+  }
+  get(labels?: Labels): number {
+    return this.values.get(labelText(labels)) ?? 0;
+  }
+  lines(): string[] {
+    if (this.values.size === 0) return [`${this.name} 0`];
+    return [...this.values].map(([labels, value]) => `${this.name}${labels} ${value}`);
+  }
+}
+
+export class Gauge extends Metric {
+  private readonly values = new Map<string, number>();
+  constructor(
+    name: string,
+    help: string,
+    private readonly collect?: () => number | Array<[Labels, number]>,
+  ) {
+    super(name, help, "gauge");
+  }
+  set(value: number, labels?: Labels): void {
+    this.values.set(labelText(labels), value);
+  }
+  lines(): string[] {
+    if (this.collect !== undefined) {
+      const collected = this.collect();
+      if (typeof collected === "number") return [`${this.name} ${collected}`];
+      return collected.map(([labels, value]) => `${this.name}${labelText(labels)} ${value}`);
+    }
+    return [...this.values].map(([labels, value]) => `${this.name}${labels} ${value}`);
+  }
+}
+
+export class Histogram extends Metric {
+  private readonly counts: number[];
+  private sum = 0;
+  private count = 0;
+  constructor(
+    name: string,
+    help: string,
+    private readonly buckets: readonly number[],
+  ) {
+    super(name, help, "histogram");
+    this.counts = new Array<number>(buckets.length).fill(0);
+  }
+  observe(value: number): void {
+    this.sum += value;
+    this.count++;
+    for (let index = 0; index < this.buckets.length; index++) if (value <= this.buckets[index]!) this.counts[index]!++;
+  }
+  get observations(): number {
+    return this.count;
+  }
+  lines(): string[] {
+    const lines = this.buckets.map((bound, index) => `${this.name}_bucket{le="${bound}"} ${this.counts[index]}`);
+    lines.push(
+      `${this.name}_bucket{le="+Inf"} ${this.count}`,
+      `${this.name}_sum ${this.sum}`,
+      `${this.name}_count ${this.count}`,
+    );
+    return lines;
+  }
+}
+
+/** Every metric of the server, by name. Gauges that read live state get their collector from the server. */
+export class Metrics {
+  readonly connectionsAccepted = new Counter(
+    "switchboard_connections_accepted_total",
+    "TCP/WebSocket connections accepted",
+  );
+  readonly connectionsClosed = new Counter("switchboard_connections_closed_total", "Connections closed");
+  readonly logins = new Counter("switchboard_logins_total", "Successful logins, registrations and links, by kind");
+  readonly loginFailures = new Counter("switchboard_login_failures_total", "Failed authentications, by error code");
+  readonly framesIn = new Counter("switchboard_frames_in_total", "Frames received, by stanza kind");
+  readonly framesOut = new Counter("switchboard_frames_out_total", "Frames sent, by stanza kind");
+  readonly bytesIn = new Counter("switchboard_bytes_in_total", "Bytes received on client sockets");
+  readonly bytesOut = new Counter("switchboard_bytes_out_total", "Bytes written to client sockets");
+  readonly errors = new Counter("switchboard_errors_total", "Error frames sent, by code name");
+  readonly messagesAccepted = new Counter("switchboard_messages_accepted_total", "Sends accepted (server-acked)");
+  readonly entriesCancelled = new Counter(
+    "switchboard_entries_cancelled_total",
+    "Queue entries acknowledged before their batch committed (never written)",
+  );
+  readonly commitRows = new Histogram(
+    "switchboard_commit_rows",
+    "Rows per group commit",
+    [1, 4, 16, 64, 256, 1024, 4096, 16384],
+  );
+  readonly commitSeconds = new Histogram(
+    "switchboard_commit_duration_seconds",
+    "Duration of one group commit",
+    [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1],
+  );
+  readonly sweptRows = new Counter("switchboard_retention_swept_total", "Queue rows deleted past retention");
+  private readonly gauges: Gauge[] = [];
+
+  gauge(name: string, help: string, collect: () => number | Array<[Labels, number]>): void {
+    this.gauges.push(new Gauge(name, help, collect));
+  }
+
+  /** The Prometheus text exposition of every metric. */
+  render(): string {
+    const all: Metric[] = [
+      ...(Object.values(this).filter((value) => value instanceof Metric) as Metric[]),
+      ...this.gauges,
+    ];
+    const out: string[] = [];
+    for (const metric of all) {
+      out.push(`# HELP ${metric.name} ${metric.help}`, `# TYPE ${metric.name} ${metric.type}`, ...metric.lines());
+    }
+    return `${out.join("\n")}\n`;
+  }
+}

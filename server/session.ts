@@ -1,0 +1,69 @@
+// One session per connected socket: a small object of fixed shape, created in `open` (Bun.listen would otherwise
+// share one `data` object between sockets). Buffers exist only while needed: `inbound` holds bytes not yet decoded
+// (at most one partial frame, or frames waiting behind an asynchronous handler), `outbound` holds frames queued during
+// this event-loop turn plus whatever the socket did not take (Bun's write() keeps nothing).
+
+import type { DeviceState } from "./device-state.ts";
+import type { WheelEntry } from "./timer-wheel.ts";
+import type { TransportSocket } from "./transport.ts";
+
+export const SessionState = Object.freeze({
+  /** Waiting for the 4-byte preamble. */
+  preamble: 0,
+  /** Challenge sent; waiting for login, register or link. */
+  authenticating: 1,
+  /** Logged in. */
+  ready: 2,
+  /** Closed or closing: nothing more is read or written. */
+  closed: 3,
+});
+export type SessionStateValue = (typeof SessionState)[keyof typeof SessionState];
+
+let nextSessionId = 1;
+
+export class Session implements WheelEntry {
+  readonly id = nextSessionId++;
+  state: SessionStateValue = SessionState.preamble;
+  account = 0;
+  device = 0;
+  /** The device's delivery state, while logged in. */
+  deviceState: DeviceState | null = null;
+  /** The challenge nonce, until login succeeds (then null: a signature is good for one login). */
+  nonce: Uint8Array | null = null;
+
+  inbound: Uint8Array | null = null;
+  /** Frames to write at the end of this turn, then the unsent tail. */
+  outbound: Uint8Array[] | null = null;
+  outboundBytes = 0;
+  /** An asynchronous handler (a store read) is running; inbound frames wait in order behind it. */
+  busy = false;
+
+  lastInboundAtMs: number;
+  /** A keepalive ping went out and no frame has come since. */
+  pingOutstanding = false;
+  /** Token bucket of the rate limit. */
+  rateTokens: number;
+  rateRefilledAtMs: number;
+  rateViolations = 0;
+  /** queueEmpty was sent for this session's drain. */
+  queueEmptySent = false;
+
+  wheelNext: WheelEntry | null = null;
+  wheelPrev: WheelEntry | null = null;
+  wheelSlot = -1;
+  wheelDueMs = 0;
+
+  constructor(
+    readonly socket: TransportSocket,
+    nowMs: number,
+    rateBurst: number,
+  ) {
+    this.lastInboundAtMs = nowMs;
+    this.rateTokens = rateBurst;
+    this.rateRefilledAtMs = nowMs;
+  }
+
+  get isOpen(): boolean {
+    return this.state !== SessionState.closed;
+  }
+}

@@ -1,0 +1,69 @@
+// Raw TCP through Bun.listen. Each socket's `data` is a fresh Session created in `open` (the object given to
+// Bun.listen as `data` would be shared by every socket). Several listeners may share the port with SO_REUSEPORT:
+// Bun's accept backlog is fixed at 512 per listener, so one listener overflows in a reconnect storm.
+
+import type { Socket, TCPSocketListener } from "bun";
+import type { ConnectionHandler } from "./connection.ts";
+import type { Session } from "./session.ts";
+
+export interface TcpListeners {
+  readonly port: number;
+  /** Stops accepting; open sockets stay. */
+  stop(): void;
+  /** Swaps the socket handlers of every listener (SIGHUP reload): open sockets keep their sessions. */
+  reload(connections: ConnectionHandler): void;
+}
+
+type SessionSocket = Socket<Session | undefined>;
+
+function handlers(connections: ConnectionHandler) {
+  return {
+    open(socket: SessionSocket) {
+      socket.data = connections.open(socket);
+    },
+    data(socket: SessionSocket, chunk: Buffer) {
+      if (socket.data !== undefined) connections.data(socket.data, chunk);
+    },
+    drain(socket: SessionSocket) {
+      if (socket.data !== undefined) connections.writable(socket.data);
+    },
+    close(socket: SessionSocket) {
+      if (socket.data !== undefined) connections.closed(socket.data);
+    },
+    error(socket: SessionSocket, error: Error) {
+      // A socket error is the peer's or the network's: log it through close (Bun closes the socket after this).
+      void error;
+      if (socket.data !== undefined) connections.closed(socket.data);
+    },
+  };
+}
+
+export function listenTcp(
+  options: { host: string; port: number; listeners: number },
+  connections: ConnectionHandler,
+): TcpListeners {
+  const listeners: TCPSocketListener<Session | undefined>[] = [];
+  let port = options.port;
+  for (let index = 0; index < options.listeners; index++) {
+    const listener = Bun.listen<Session | undefined>({
+      hostname: options.host,
+      port,
+      // reusePort is supported on Linux but missing from bun-types' TCP options.
+      ...({ reusePort: options.listeners > 1 } as object),
+      data: undefined,
+      socket: handlers(connections),
+    });
+    // With port 0 the first listener picks the port; the others join it.
+    port = listener.port;
+    listeners.push(listener);
+  }
+  return {
+    port,
+    stop() {
+      for (const listener of listeners) listener.stop(false);
+    },
+    reload(next: ConnectionHandler) {
+      for (const listener of listeners) listener.reload({ socket: handlers(next) });
+    },
+  };
+}

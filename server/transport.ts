@@ -1,0 +1,10 @@
+// What a session needs of its socket. Raw TCP sockets (Bun.listen) satisfy it as they are; the WebSocket path wraps
+// its socket in the same shape, so sessions, auth and delivery exist once for both transports.
+
+export interface TransportSocket {
+  /** Writes what the socket takes now and returns the number of bytes taken; the caller keeps the rest. */
+  write(bytes: Uint8Array): number;
+  /** Flushes what the kernel has and closes. */
+  end(): void;
+  readonly remoteAddress: string;
+}

@@ -1,0 +1,84 @@
+import { Database } from "bun:sqlite";
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Kysely } from "kysely";
+import { BunSqliteDialect } from "kysely-bun-sqlite";
+import { busyTimeoutMs, openSqliteDatabase, openSqliteStorage } from "./database-sqlite.ts";
+import { migrateToLatest, migrations } from "./migrations/index.ts";
+import type { StorageSchema } from "./schema.ts";
+
+const directory = mkdtempSync(join(tmpdir(), "switchboard-database-"));
+afterAll(() => rmSync(directory, { recursive: true, force: true }));
+
+const tables = ["accounts", "devices", "invites", "link_codes", "messages", "queue"];
+
+function pragma(database: Database, name: string): unknown {
+  return Object.values(database.query(`pragma ${name}`).get() as Record<string, unknown>)[0];
+}
+
+function userTables(database: Database): string[] {
+  const rows = database
+    .query("select name from sqlite_master where type = 'table' and name not like 'sqlite_%' order by name")
+    .all() as Array<{ name: string }>;
+  return rows.map((row) => row.name).filter((name) => !name.startsWith("kysely_"));
+}
+
+describe("sqlite database", () => {
+  test("a file connection runs in WAL mode with the chosen synchronous level and foreign keys", () => {
+    const normal = openSqliteDatabase({ path: join(directory, "normal.sqlite") });
+    expect(pragma(normal, "journal_mode")).toBe("wal");
+    expect(pragma(normal, "synchronous")).toBe(1);
+    expect(pragma(normal, "foreign_keys")).toBe(1);
+    expect(pragma(normal, "busy_timeout")).toBe(busyTimeoutMs);
+    normal.close();
+    const full = openSqliteDatabase({ path: join(directory, "full.sqlite"), synchronous: "full" });
+    expect(pragma(full, "synchronous")).toBe(2);
+    full.close();
+  });
+
+  test("migrations run twice leave one schema and one record per migration", async () => {
+    const database = new Database(":memory:", { strict: true });
+    const kysely = new Kysely<StorageSchema>({ dialect: new BunSqliteDialect({ database }) });
+    await migrateToLatest(kysely);
+    await migrateToLatest(kysely);
+    expect(userTables(database)).toEqual(tables);
+    const recorded = database.query("select name from kysely_migration order by name").all() as Array<{ name: string }>;
+    expect(recorded.map((row) => row.name)).toEqual(Object.keys(migrations));
+    // A migration interrupted before it was recorded runs again without failing.
+    for (const migration of Object.values(migrations)) await migration.up(kysely);
+    expect(userTables(database)).toEqual(tables);
+    await kysely.destroy();
+  });
+
+  test("opening an existing file again migrates nothing and keeps its data", async () => {
+    const path = join(directory, "reopen.sqlite");
+    const first = await openSqliteStorage({ path });
+    await first.accounts.create("alice", new Uint8Array(32), 1_000);
+    await first.close();
+    await first.close();
+    const second = await openSqliteStorage({ path });
+    expect(await second.accounts.count()).toBe(1);
+    await second.close();
+    const observer = new Database(path, { readonly: true });
+    expect(userTables(observer)).toEqual(tables);
+    expect((observer.query("select count(*) as count from kysely_migration").get() as { count: number }).count).toBe(
+      Object.keys(migrations).length,
+    );
+    observer.close();
+  });
+
+  test("a closed store refuses further use", async () => {
+    const storage = await openSqliteStorage({ path: ":memory:" });
+    await storage.close();
+    await expect(storage.devices.get({ account: 1, device: 1 })).rejects.toThrow();
+  });
+
+  test("schema checks refuse a public key that is not 32 bytes", async () => {
+    const storage = await openSqliteStorage({ path: ":memory:" });
+    await expect(storage.accounts.create("alice", new Uint8Array(31), 1_000)).rejects.toThrow();
+    expect(await storage.accounts.count()).toBe(0);
+    await storage.close();
+  });
+});

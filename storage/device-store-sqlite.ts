@@ -1,0 +1,101 @@
+import type { Database, Statement } from "bun:sqlite";
+import type { Kysely, Selectable } from "kysely";
+import type { DeviceKey, DeviceRecord, DeviceStore } from "./device-store.ts";
+import type { SqliteQueueRows } from "./queue-rows-sqlite.ts";
+import type { DevicesTable, StorageSchema } from "./schema.ts";
+import { AccountNotFoundError } from "./storage-errors.ts";
+
+// get and touch run on every login, so they are prepared statements; list is a cold query through Kysely. Writes
+// that take several statements run in bun:sqlite's synchronous transactions (see database-sqlite.ts).
+
+export class SqliteDeviceStore implements DeviceStore {
+  readonly #kysely: Kysely<StorageSchema>;
+  readonly #get: Statement<Selectable<DevicesTable>, [number, number]>;
+  readonly #touch: Statement<unknown, [number, number, number]>;
+  readonly #takeDeviceId: Statement<{ device_id: number }, [number]>;
+  readonly #insert: Statement<unknown, [number, number, Uint8Array, number, number]>;
+  readonly #delete: Statement<unknown, [number, number]>;
+  readonly #addTransaction: (account: number, publicKey: Uint8Array, nowMs: number) => DeviceRecord;
+  readonly #removeTransaction: (account: number, device: number) => boolean;
+
+  constructor(database: Database, kysely: Kysely<StorageSchema>, queueRows: SqliteQueueRows) {
+    this.#kysely = kysely;
+    this.#get = database.prepare("select * from devices where account_id = ? and device_id = ?");
+    this.#touch = database.prepare("update devices set last_seen_at = ? where account_id = ? and device_id = ?");
+    this.#takeDeviceId = database.prepare(
+      "update accounts set next_device_id = next_device_id + 1 where id = ? returning next_device_id - 1 as device_id",
+    );
+    this.#insert = database.prepare(insertDeviceSql);
+    this.#delete = database.prepare("delete from devices where account_id = ? and device_id = ?");
+
+    this.#addTransaction = database.transaction((account: number, publicKey: Uint8Array, nowMs: number) => {
+      const taken = this.#takeDeviceId.get(account);
+      if (taken === null) throw new AccountNotFoundError(account);
+      this.#insert.run(account, taken.device_id, publicKey, nowMs, nowMs);
+      return newDeviceRecord(account, taken.device_id, publicKey, nowMs);
+    }).immediate;
+    this.#removeTransaction = database.transaction((account: number, device: number) => {
+      queueRows.deleteDevice(account, device);
+      return this.#delete.run(account, device).changes > 0;
+    }).immediate;
+  }
+
+  async add(account: number, publicKey: Uint8Array, nowMs: number): Promise<DeviceRecord> {
+    return this.#addTransaction(account, publicKey, nowMs);
+  }
+
+  async get(key: DeviceKey): Promise<DeviceRecord | undefined> {
+    const row = this.#get.get(key.account, key.device);
+    return row === null ? undefined : toDeviceRecord(row);
+  }
+
+  async list(account: number): Promise<DeviceRecord[]> {
+    const rows = await this.#kysely
+      .selectFrom("devices")
+      .selectAll()
+      .where("account_id", "=", account)
+      .orderBy("device_id")
+      .execute();
+    return rows.map(toDeviceRecord);
+  }
+
+  async remove(key: DeviceKey): Promise<boolean> {
+    return this.#removeTransaction(key.account, key.device);
+  }
+
+  async touch(key: DeviceKey, nowMs: number): Promise<void> {
+    this.#touch.run(nowMs, key.account, key.device);
+  }
+}
+
+// Counters and marks start at their defaults (0).
+export const insertDeviceSql =
+  "insert into devices (account_id, device_id, public_key, created_at, last_seen_at) values (?, ?, ?, ?, ?)";
+
+export function newDeviceRecord(account: number, device: number, publicKey: Uint8Array, nowMs: number): DeviceRecord {
+  return {
+    account,
+    device,
+    publicKey,
+    createdAtMs: nowMs,
+    lastSeenAtMs: nowMs,
+    lastSeq: 0,
+    lastClientId: 0,
+    queueRows: 0,
+    queueBytes: 0,
+  };
+}
+
+function toDeviceRecord(row: Selectable<DevicesTable>): DeviceRecord {
+  return {
+    account: row.account_id,
+    device: row.device_id,
+    publicKey: row.public_key,
+    createdAtMs: row.created_at,
+    lastSeenAtMs: row.last_seen_at,
+    lastSeq: row.last_seq,
+    lastClientId: row.last_client_id,
+    queueRows: row.queue_rows,
+    queueBytes: row.queue_bytes,
+  };
+}

@@ -1,0 +1,35 @@
+// A device of an account. Device ids start at 1 in each account and are never reused.
+
+export interface DeviceKey {
+  readonly account: number;
+  readonly device: number;
+}
+
+export interface DeviceRecord {
+  account: number;
+  device: number;
+  // The 32-byte Ed25519 public key the device logs in with. No secret is ever stored.
+  publicKey: Uint8Array;
+  createdAtMs: number;
+  lastSeenAtMs: number;
+  // The highest queue sequence ever assigned to this device (0 before the first).
+  lastSeq: number;
+  // The highest client id this device has had stored as a sender (0 before the first).
+  lastClientId: number;
+  // The current depth of the device's queue, for quotas: its rows, and the bytes they hold (the payload length of a
+  // message, 4 bytes per client id of a receipt).
+  queueRows: number;
+  queueBytes: number;
+}
+
+export interface DeviceStore {
+  // Gives the device the next device id of its account. Throws AccountNotFoundError if the account does not exist.
+  add(account: number, publicKey: Uint8Array, nowMs: number): Promise<DeviceRecord>;
+  get(key: DeviceKey): Promise<DeviceRecord | undefined>;
+  // Ordered by device id.
+  list(account: number): Promise<DeviceRecord[]>;
+  // Also deletes the device's queue rows (and releases their shared payloads). Returns false if absent.
+  remove(key: DeviceKey): Promise<boolean>;
+  // Records when the device was last seen; does nothing if the device is absent.
+  touch(key: DeviceKey, nowMs: number): Promise<void>;
+}

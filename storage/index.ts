@@ -1,0 +1,11 @@
+// The public face of storage/: the store interfaces and the SQLite implementation. Other folders import only this.
+
+export type { AccountRecord, AccountStore } from "./account-store.ts";
+export { openSqliteStorage, type SqliteStorageOptions } from "./database-sqlite.ts";
+export type { DeviceKey, DeviceRecord, DeviceStore } from "./device-store.ts";
+export type { InviteRecord, InviteStore } from "./invite-store.ts";
+export type { LinkCodeStore } from "./link-code-store.ts";
+export { MigrationError } from "./migrations/index.ts";
+export type { QueueBatch, QueueEntry, QueueStore } from "./queue-store.ts";
+export type { Storage } from "./storage.ts";
+export { AccountNotFoundError } from "./storage-errors.ts";

@@ -1,0 +1,34 @@
+import { type Kysely, type Migration, type MigrationProvider, Migrator } from "kysely";
+import * as initial from "./0001-initial.ts";
+
+// Every migration, by name. A static record rather than Kysely's FileMigrationProvider, so migrations work the same
+// from a bundled or compiled server where there is no migrations folder to glob. Names sort in the order they apply.
+export const migrations: Readonly<Record<string, Migration>> = Object.freeze({
+  "0001-initial": initial,
+});
+
+export const staticMigrationProvider: MigrationProvider = {
+  getMigrations: async () => migrations,
+};
+
+export class MigrationError extends Error {
+  override readonly name = "MigrationError";
+  readonly migrationName: string | undefined;
+
+  constructor(migrationName: string | undefined, cause: unknown) {
+    super(`migration ${migrationName ?? "(setup)"} failed`, { cause });
+    this.migrationName = migrationName;
+  }
+}
+
+// Applies every migration not yet recorded in the database; applying them again does nothing. Throws MigrationError.
+// The caller decides the transaction: Kysely runs SQLite migrations without one (its SQLite adapter reports no
+// transactional DDL), so openSqliteStorage wraps this call in one.
+export async function migrateToLatest<Schema>(database: Kysely<Schema>): Promise<void> {
+  const migrator = new Migrator({ db: database, provider: staticMigrationProvider });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error !== undefined) {
+    const failed = results?.find((result) => result.status === "Error");
+    throw new MigrationError(failed?.migrationName, error);
+  }
+}

@@ -1,0 +1,255 @@
+import type { Database, Statement } from "bun:sqlite";
+import { type Kysely, sql } from "kysely";
+import { clientIdBytes, packClientIds, unpackClientIds } from "./client-id-list.ts";
+import type { DeviceKey } from "./device-store.ts";
+import { deviceKeyText, type SqliteQueueRows, type SweptRows } from "./queue-rows-sqlite.ts";
+import type { QueueBatch, QueueEntry, QueueStore } from "./queue-store.ts";
+import { queueKindMessage, queueKindReceipt, type StorageSchema } from "./schema.ts";
+
+// The hot paths (commit, read) run prepared statements, prepared once, inside bun:sqlite's synchronous transactions:
+// no other work can interleave with a batch, and a batch costs no query compilation.
+
+interface DeviceChange {
+  readonly account: number;
+  readonly device: number;
+  rows: number;
+  bytes: number;
+  lastSeq: number;
+  lastClientId: number;
+  // Whether the device row exists; rows for a device that does not are skipped.
+  exists: boolean;
+}
+
+interface QueueRow {
+  seq: number;
+  kind: number;
+  peer_account: number;
+  peer_device: number;
+  client_id: number | null;
+  receipt_type: number | null;
+  client_ids: Uint8Array | null;
+  sender_device: number | null;
+  created_at: number;
+  payload: Uint8Array | null;
+}
+
+type Recipient = QueueBatch["messages"][number]["recipients"][number];
+
+export class SqliteQueueStore implements QueueStore {
+  readonly #kysely: Kysely<StorageSchema>;
+  readonly #queueRows: SqliteQueueRows;
+  readonly #changeDevice: Statement<unknown, [number, number, number, number, number, number]>;
+  readonly #insertMessage: Statement<unknown, [Uint8Array, number, number]>;
+  readonly #insertInline: Statement<
+    unknown,
+    [number, number, number, number, number, number, number, Uint8Array, number]
+  >;
+  readonly #insertShared: Statement<unknown, [number, number, number, number, number, number, number, number, number]>;
+  readonly #insertReceipt: Statement<
+    unknown,
+    [number, number, number, number, number, number, Uint8Array, number, number, number]
+  >;
+  readonly #read: Statement<QueueRow, [number, number, number, number]>;
+  readonly #commitTransaction: (batch: QueueBatch) => void;
+  readonly #sweepTransaction: (beforeMs: number, limit: number) => SweptRows;
+
+  constructor(database: Database, kysely: Kysely<StorageSchema>, queueRows: SqliteQueueRows) {
+    this.#kysely = kysely;
+    this.#queueRows = queueRows;
+    // The high-water marks take the max, so a late or repeated batch never lowers them.
+    this.#changeDevice = database.prepare(
+      `update devices set queue_rows = queue_rows + ?, queue_bytes = queue_bytes + ?,
+         last_seq = max(last_seq, ?), last_client_id = max(last_client_id, ?)
+       where account_id = ? and device_id = ?`,
+    );
+    this.#insertMessage = database.prepare("insert into messages (payload, refs, created_at) values (?, ?, ?)");
+    this.#insertInline = database.prepare(
+      `insert into queue (account_id, device_id, seq, kind, peer_account, peer_device, client_id, created_at, payload, bytes)
+       values (?, ?, ?, ${queueKindMessage}, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.#insertShared = database.prepare(
+      `insert into queue (account_id, device_id, seq, kind, peer_account, peer_device, client_id, created_at, message_id, bytes)
+       values (?, ?, ?, ${queueKindMessage}, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.#insertReceipt = database.prepare(
+      `insert into queue (account_id, device_id, seq, kind, peer_account, peer_device, receipt_type, client_ids, sender_device, created_at, bytes)
+       values (?, ?, ?, ${queueKindReceipt}, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.#read = database.prepare(
+      `select q.seq, q.kind, q.peer_account, q.peer_device, q.client_id, q.receipt_type, q.client_ids, q.sender_device, q.created_at,
+         coalesce(q.payload, m.payload) as payload
+       from queue q left join messages m on m.id = q.message_id
+       where q.account_id = ? and q.device_id = ? and q.seq > ?
+       order by q.seq limit ?`,
+    );
+    // Immediate: take the write lock when the transaction begins, so it cannot fail half way to upgrade its lock.
+    this.#commitTransaction = database.transaction((batch: QueueBatch) => this.#write(batch)).immediate;
+    this.#sweepTransaction = database.transaction((beforeMs: number, limit: number) =>
+      queueRows.deleteCreatedBefore(beforeMs, limit),
+    ).immediate;
+  }
+
+  async commit(batch: QueueBatch): Promise<void> {
+    this.#commitTransaction(batch);
+  }
+
+  async read(key: DeviceKey, afterSeq: number, limit: number): Promise<QueueEntry[]> {
+    // SQLite reads a negative limit as "no limit".
+    if (limit <= 0) return [];
+    return this.#read.all(key.account, key.device, afterSeq, limit).map(toEntry);
+  }
+
+  async sweep(beforeMs: number, limit: number): Promise<{ deleted: number; devices: DeviceKey[] }> {
+    return this.#sweepTransaction(beforeMs, limit);
+  }
+
+  async totals(): Promise<{ rows: number; bytes: number }> {
+    const totals = await this.#kysely
+      .selectFrom("devices")
+      .select([
+        sql<number>`coalesce(sum(queue_rows), 0)`.as("rows"),
+        sql<number>`coalesce(sum(queue_bytes), 0)`.as("bytes"),
+      ])
+      .executeTakeFirstOrThrow();
+    return { rows: totals.rows, bytes: totals.bytes };
+  }
+
+  // Inserts first, then acks, so an ack covers rows of its own batch. Each device's counters and marks are updated
+  // once per batch, before the inserts, which also tells which recipient devices still exist.
+  #write(batch: QueueBatch): void {
+    const changes = new Map<string, DeviceChange>();
+    const change = (account: number, device: number): DeviceChange => {
+      const key = deviceKeyText(account, device);
+      let found = changes.get(key);
+      if (found === undefined) {
+        found = { account, device, rows: 0, bytes: 0, lastSeq: 0, lastClientId: 0, exists: false };
+        changes.set(key, found);
+      }
+      return found;
+    };
+
+    for (const message of batch.messages) {
+      for (const recipient of message.recipients) {
+        const recipientChange = change(recipient.account, recipient.device);
+        recipientChange.rows += 1;
+        recipientChange.bytes += message.payload.byteLength;
+        recipientChange.lastSeq = Math.max(recipientChange.lastSeq, recipient.seq);
+      }
+      const senderChange = change(message.senderAccount, message.senderDevice);
+      senderChange.lastClientId = Math.max(senderChange.lastClientId, message.clientId);
+    }
+    for (const receipt of batch.receipts) {
+      const receiptChange = change(receipt.account, receipt.device);
+      receiptChange.rows += 1;
+      receiptChange.bytes += receipt.clientIds.length * clientIdBytes;
+      receiptChange.lastSeq = Math.max(receiptChange.lastSeq, receipt.seq);
+    }
+    for (const sequence of batch.sequences) {
+      const sequenceChange = change(sequence.account, sequence.device);
+      sequenceChange.lastSeq = Math.max(sequenceChange.lastSeq, sequence.lastSeq);
+    }
+    for (const clientId of batch.clientIds) {
+      const clientIdChange = change(clientId.account, clientId.device);
+      clientIdChange.lastClientId = Math.max(clientIdChange.lastClientId, clientId.lastClientId);
+    }
+
+    for (const deviceChange of changes.values()) {
+      const { account, device, rows, bytes, lastSeq, lastClientId } = deviceChange;
+      deviceChange.exists = this.#changeDevice.run(rows, bytes, lastSeq, lastClientId, account, device).changes > 0;
+    }
+
+    const exists = (recipient: Recipient): boolean =>
+      changes.get(deviceKeyText(recipient.account, recipient.device))!.exists;
+    for (const message of batch.messages) {
+      const { senderAccount, senderDevice, clientId, createdAtMs, payload } = message;
+      const recipients = message.recipients.filter(exists);
+      const bytes = payload.byteLength;
+      if (recipients.length === 1) {
+        const { account, device, seq } = recipients[0]!;
+        this.#insertInline.run(
+          account,
+          device,
+          seq,
+          senderAccount,
+          senderDevice,
+          clientId,
+          createdAtMs,
+          payload,
+          bytes,
+        );
+      } else if (recipients.length > 1) {
+        // Fan-out: one copy of the payload, one reference per recipient row.
+        const messageId = Number(this.#insertMessage.run(payload, recipients.length, createdAtMs).lastInsertRowid);
+        for (const { account, device, seq } of recipients) {
+          this.#insertShared.run(
+            account,
+            device,
+            seq,
+            senderAccount,
+            senderDevice,
+            clientId,
+            createdAtMs,
+            messageId,
+            bytes,
+          );
+        }
+      }
+    }
+    for (const receipt of batch.receipts) {
+      const { account, device, seq, receiptType, peerAccount, peerDevice, senderDevice, clientIds, createdAtMs } =
+        receipt;
+      if (!changes.get(deviceKeyText(account, device))!.exists) continue;
+      const packed = packClientIds(clientIds);
+      this.#insertReceipt.run(
+        account,
+        device,
+        seq,
+        peerAccount,
+        peerDevice,
+        receiptType,
+        packed,
+        senderDevice,
+        createdAtMs,
+        packed.byteLength,
+      );
+    }
+
+    for (const ack of batch.acks) {
+      this.#queueRows.deleteUpTo(ack.account, ack.device, ack.uptoSeq);
+    }
+  }
+}
+
+function toEntry(row: QueueRow): QueueEntry {
+  if (row.kind === queueKindMessage) {
+    // Exactly one of payload and message_id is set, and a referenced payload exists while refs > 0.
+    if (row.payload === null || row.client_id === null) {
+      throw new Error(`bug: message row ${row.seq} has no payload or client id`);
+    }
+    return {
+      kind: "message",
+      seq: row.seq,
+      senderAccount: row.peer_account,
+      senderDevice: row.peer_device,
+      clientId: row.client_id,
+      createdAtMs: row.created_at,
+      payload: row.payload,
+    };
+  }
+  if (row.kind === queueKindReceipt) {
+    if (row.receipt_type === null || row.client_ids === null || row.sender_device === null) {
+      throw new Error(`bug: receipt row ${row.seq} has no type or client ids`);
+    }
+    return {
+      kind: "receipt",
+      seq: row.seq,
+      receiptType: row.receipt_type,
+      peerAccount: row.peer_account,
+      peerDevice: row.peer_device,
+      senderDevice: row.sender_device,
+      clientIds: unpackClientIds(row.client_ids),
+      createdAtMs: row.created_at,
+    };
+  }
+  throw new Error(`bug: queue row ${row.seq} has unknown kind ${row.kind}`);
+}

@@ -1,0 +1,71 @@
+import type { DeviceKey } from "./device-store.ts";
+
+// One entry of a device's queue, in sequence order. A receipt's peer is the device that produced it.
+export type QueueEntry =
+  | {
+      kind: "message";
+      seq: number;
+      senderAccount: number;
+      senderDevice: number;
+      clientId: number;
+      createdAtMs: number;
+      payload: Uint8Array;
+    }
+  | {
+      kind: "receipt";
+      seq: number;
+      receiptType: number;
+      peerAccount: number;
+      peerDevice: number;
+      // The device of the original sender whose client ids these are (the receipt goes to all its account's devices).
+      senderDevice: number;
+      clientIds: number[];
+      createdAtMs: number;
+    };
+
+// Everything one group commit writes. The server assigns sequences; the store only records them.
+export interface QueueBatch {
+  // A message with its recipients; the payload is stored inline when there is one recipient, once in `messages`
+  // otherwise. A recipient device that no longer exists (removed after its sequence was assigned) is skipped: its
+  // queue is gone, and one such race must not fail the whole batch.
+  messages: Array<{
+    senderAccount: number;
+    senderDevice: number;
+    clientId: number;
+    createdAtMs: number;
+    payload: Uint8Array;
+    recipients: Array<{ account: number; device: number; seq: number }>;
+  }>;
+  receipts: Array<{
+    account: number;
+    device: number;
+    seq: number;
+    receiptType: number;
+    peerAccount: number;
+    peerDevice: number;
+    senderDevice: number;
+    clientIds: number[];
+    createdAtMs: number;
+  }>;
+  // Cumulative acknowledgements: delete every row of that device with seq <= uptoSeq. Applied after the inserts of
+  // the same batch, so an ack covers rows the batch itself adds.
+  acks: Array<{ account: number; device: number; uptoSeq: number }>;
+  // High-water marks to persist (max with what is stored; never lowered). Sequences whose rows were cancelled before
+  // commit still advance last_seq. The store also raises last_seq to every seq it inserts, and last_client_id to the
+  // client id of every message it stores, so the marks never fall behind the rows.
+  sequences: Array<{ account: number; device: number; lastSeq: number }>;
+  clientIds: Array<{ account: number; device: number; lastClientId: number }>;
+}
+
+export interface QueueStore {
+  // Writes the whole batch in ONE transaction (all or nothing), keeping queue_rows/queue_bytes and messages.refs
+  // exact. A duplicate (account, device, seq) fails the whole batch.
+  commit(batch: QueueBatch): Promise<void>;
+  // Entries with seq > afterSeq, ascending, at most `limit` (none when limit <= 0).
+  read(key: DeviceKey, afterSeq: number, limit: number): Promise<QueueEntry[]>;
+  // Deletes at most `limit` rows created before `beforeMs` (retention), oldest first, keeping counters and refs
+  // exact; returns the rows deleted and the devices touched (each once).
+  sweep(beforeMs: number, limit: number): Promise<{ deleted: number; devices: DeviceKey[] }>;
+  // The depth of all queues together, from the per-device counters.
+  totals(): Promise<{ rows: number; bytes: number }>;
+}

@@ -1,0 +1,89 @@
+import type { Generated } from "kysely";
+
+// Kysely's view of the tables. Column names are the database's (snake_case); the stores map rows to the camelCase
+// records of their interfaces. Times are milliseconds since the epoch; ids are positive integers below 2^32.
+
+export interface AccountsTable {
+  id: Generated<number>;
+  handle: string;
+  created_at: number;
+  // The id the next device of this account gets. Device ids are never reused, so a removed device's id cannot be
+  // mistaken for a new device's by a peer that still holds it.
+  next_device_id: number;
+}
+
+export interface DevicesTable {
+  account_id: number;
+  device_id: number;
+  // The 32-byte Ed25519 public key. No secret is ever stored.
+  public_key: Uint8Array;
+  created_at: number;
+  last_seen_at: number;
+  // The highest queue sequence ever assigned to this device, so sequences are never reused after a restart.
+  last_seq: Generated<number>;
+  // The highest client id this device has had stored as a sender, so a retried send is recognised after a restart.
+  last_client_id: Generated<number>;
+  // The current depth of this device's queue, kept exact by every write to the queue, so quotas cost no scan.
+  queue_rows: Generated<number>;
+  queue_bytes: Generated<number>;
+}
+
+export const queueKindMessage = 0;
+export const queueKindReceipt = 1;
+
+export interface QueueTable {
+  account_id: number;
+  device_id: number;
+  seq: number;
+  // queueKindMessage or queueKindReceipt.
+  kind: number;
+  // For a message, the sender; for a receipt, the device that produced it.
+  peer_account: number;
+  peer_device: number;
+  // Messages only: the sender's client id.
+  client_id: number | null;
+  // Receipts only: the receipt type and the client ids it covers, packed as little-endian uint32.
+  receipt_type: number | null;
+  client_ids: Uint8Array | null;
+  // Receipts only: the original sender's device, whose client ids `client_ids` are.
+  sender_device: number | null;
+  created_at: number;
+  // Exactly one of payload and message_id is set for a message: the payload inline when it went to one device, or a
+  // reference to its single shared copy in `messages` when it went to several.
+  payload: Uint8Array | null;
+  message_id: number | null;
+  // The bytes this row holds for the quota counters: the payload length, or the packed client ids of a receipt.
+  bytes: number;
+}
+
+export interface MessagesTable {
+  id: Generated<number>;
+  payload: Uint8Array;
+  // How many queue rows point at this payload; the row is deleted when it reaches 0.
+  refs: number;
+  created_at: number;
+}
+
+export interface InvitesTable {
+  code: string;
+  created_at: number;
+  expires_at: number;
+  used_at: number | null;
+  used_by: number | null;
+}
+
+export interface LinkCodesTable {
+  code: string;
+  account_id: number;
+  created_at: number;
+  expires_at: number;
+}
+
+export interface StorageSchema {
+  accounts: AccountsTable;
+  devices: DevicesTable;
+  queue: QueueTable;
+  messages: MessagesTable;
+  invites: InvitesTable;
+  link_codes: LinkCodesTable;
+}
