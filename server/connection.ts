@@ -72,10 +72,13 @@ export class ConnectionHandler {
       session.inbound = joined;
     }
     // Bytes waiting behind a slow handler, or one frame's worth of a partial frame: more than that is a flood.
-    if (session.inbound.length > limits.inboundBytesMax) {
-      if (session.busy) return this.context.io.close(session, ErrorCode.flood, "sending faster than the server reads");
+    if (session.busy) {
+      if (session.inbound.length > limits.inboundBytesMax) {
+        this.context.io.close(session, ErrorCode.flood, "sending faster than the server reads");
+      }
+      return;
     }
-    if (!session.busy) void this.process(session);
+    void this.process(session);
   }
 
   /** Decodes and handles every complete frame in `inbound`, awaiting asynchronous handlers in order. */
@@ -190,14 +193,18 @@ export class ConnectionHandler {
     const { limits, now, io } = this.context;
     const nowMs = now();
     if (session.state !== SessionState.ready) {
-      return io.close(session, ErrorCode.loginTimeout, `no login within ${limits.loginTimeoutMs} ms`);
+      io.close(session, ErrorCode.loginTimeout, `no login within ${limits.loginTimeoutMs} ms`);
+      return;
     }
     const silentMs = nowMs - session.lastInboundAtMs;
     if (silentMs < limits.idleTimeoutMs) {
       this.wheel.schedule(session, session.lastInboundAtMs + limits.idleTimeoutMs);
       return;
     }
-    if (session.pingOutstanding) return io.close(session, ErrorCode.idleTimeout, "no answer to keepalive");
+    if (session.pingOutstanding) {
+      io.close(session, ErrorCode.idleTimeout, "no answer to keepalive");
+      return;
+    }
     session.pingOutstanding = true;
     io.send(session, { kind: "ping" });
     this.wheel.schedule(session, nowMs + limits.idleTimeoutMs);

@@ -329,10 +329,10 @@ export class Delivery {
     for (const entry of state.inFlight ?? []) {
       if (entry.seq > upto) break;
       if (entry.senderAccount === 0) continue;
-      let byDevice = senders.get(entry.senderAccount);
-      if (byDevice === undefined) senders.set(entry.senderAccount, (byDevice = new Map()));
-      let clientIds = byDevice.get(entry.senderDevice);
-      if (clientIds === undefined) byDevice.set(entry.senderDevice, (clientIds = []));
+      const byDevice = senders.get(entry.senderAccount) ?? new Map<number, number[]>();
+      senders.set(entry.senderAccount, byDevice);
+      const clientIds = byDevice.get(entry.senderDevice) ?? [];
+      byDevice.set(entry.senderDevice, clientIds);
       clientIds.push(entry.clientId);
     }
     const receiptTargets: Array<{ account: number; devices: readonly number[] }> = [];

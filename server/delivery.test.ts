@@ -1,0 +1,313 @@
+// The delivery contract through real sockets on 127.0.0.1 and a real SQLite file: online and offline delivery in
+// order, acks deleting rows, receipts (also to an offline sender), retries stored once, quota, retention, device
+// fan-out and mismatch.
+
+import { Database } from "bun:sqlite";
+import { afterEach, describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { ErrorCode, ReceiptType } from "../protocol/index.ts";
+import {
+  bytesOf,
+  newDeviceKey,
+  RawClient,
+  registeredClient,
+  startTestServer,
+  type TestServer,
+  textOf,
+  waitFor,
+} from "./test-kit.ts";
+
+let running: TestServer | null = null;
+const clients: RawClient[] = [];
+
+afterEach(async () => {
+  for (const client of clients.splice(0)) client.close();
+  await running?.stop();
+  running = null;
+});
+
+async function serverWith(limits: Parameters<typeof startTestServer>[0] = {}): Promise<TestServer> {
+  running = await startTestServer(limits);
+  return running;
+}
+
+async function user(server: TestServer, handle: string) {
+  const registered = await registeredClient(server.port, handle);
+  clients.push(registered.client);
+  return registered;
+}
+
+/** Queue rows of one device, read through a second connection to the server's SQLite file. */
+function queueRows(server: TestServer, account: number, device: number): number {
+  const database = new Database(join(server.dataDir, "switchboard.sqlite"), { readonly: true });
+  try {
+    const row = database
+      .query("select count(*) as rows from queue where account_id = ? and device_id = ?")
+      .get(account, device) as { rows: number };
+    return row.rows;
+  } finally {
+    database.close();
+  }
+}
+
+describe("delivery", () => {
+  test("online: the recipient gets the message, the sender its server-ack and then a delivered receipt", async () => {
+    const server = await serverWith();
+    const { client: alice } = await user(server, "alice");
+    const { client: bob } = await user(server, "bob");
+    const clientId = alice.send(bob.account, bytesOf("hello bob"));
+    const ack = await alice.next("serverAck");
+    expect(ack.clientId).toBe(clientId);
+    const deliver = await bob.next("deliver");
+    expect(textOf(deliver.payload)).toBe("hello bob");
+    expect(deliver).toMatchObject({ from: alice.account, fromDevice: alice.device, clientId, seq: 1 });
+    bob.ack(deliver.seq);
+    const receipt = await alice.next("deliverReceipt");
+    expect(receipt).toMatchObject({
+      type: ReceiptType.delivered,
+      from: bob.account,
+      fromDevice: bob.device,
+      senderDevice: alice.device,
+      clientIds: [clientId],
+    });
+  });
+
+  test("offline: messages wait in the queue and arrive in order after login, then queueEmpty", async () => {
+    const server = await serverWith();
+    const { client: alice } = await user(server, "alice");
+    const { client: bob, key: bobKey } = await user(server, "bob");
+    const bobAccount = bob.account;
+    bob.close();
+    await bob.waitClosed();
+    const sent = [1, 2, 3, 4, 5, 6].map((index) => alice.send(bobAccount, bytesOf(`m${index}`)));
+    for (const clientId of sent) expect((await alice.next("serverAck")).clientId).toBe(clientId);
+    expect(queueRows(server, bobAccount, 1)).toBe(6);
+
+    const again = await RawClient.connect(server.port);
+    clients.push(again);
+    await again.login(bobAccount, 1, bobKey);
+    // The test window is 8 entries: all six arrive, in order, then queueEmpty.
+    const texts: string[] = [];
+    for (let index = 0; index < 6; index++) {
+      const deliver = await again.next("deliver");
+      texts.push(textOf(deliver.payload));
+      expect(deliver.seq).toBe(index + 1);
+    }
+    expect(texts).toEqual(["m1", "m2", "m3", "m4", "m5", "m6"]);
+    await again.next("queueEmpty");
+    const queueEmptyIndex = again.received.findIndex((stanza) => stanza.kind === "queueEmpty");
+    const lastDeliverIndex = again.received.findLastIndex((stanza) => stanza.kind === "deliver");
+    expect(queueEmptyIndex).toBeGreaterThan(lastDeliverIndex);
+
+    // Acks delete the rows.
+    again.ack(6);
+    await alice.next("deliverReceipt");
+    await waitFor(() => queueRows(server, bobAccount, 1) === 0, 2000, "rows deleted");
+  });
+
+  test("a drain longer than the window continues as acks open it", async () => {
+    const server = await serverWith();
+    const { client: alice } = await user(server, "alice");
+    const { client: bob, key } = await user(server, "bob");
+    const bobAccount = bob.account;
+    bob.close();
+    await bob.waitClosed();
+    const count = 19; // testLimits.queueMessagesMax is 20; the window is 8
+    for (let index = 0; index < count; index++) alice.send(bobAccount, bytesOf(`n${index}`));
+    await waitFor(() => alice.all("serverAck").length === count, 3000, "all server-acks");
+
+    const again = await RawClient.connect(server.port);
+    clients.push(again);
+    await again.login(bobAccount, 1, key);
+    await waitFor(() => again.all("deliver").length === 8, 2000, "first window");
+    await Bun.sleep(50);
+    expect(again.all("deliver").length).toBe(8);
+    let acked = 0;
+    while (acked < count) {
+      await waitFor(() => again.all("deliver").length > acked, 2000, "more deliveries");
+      const delivered = again.all("deliver");
+      acked = delivered[delivered.length - 1]!.seq;
+      again.ack(acked);
+    }
+    expect(again.all("deliver").map((deliver) => textOf(deliver.payload))).toEqual(
+      Array.from({ length: count }, (_, index) => `n${index}`),
+    );
+    await again.next("queueEmpty");
+  });
+
+  test("read receipts reach the sender, also when the sender was offline at the time", async () => {
+    const server = await serverWith();
+    const { client: alice, key: aliceKey } = await user(server, "alice");
+    const { client: bob } = await user(server, "bob");
+    const aliceAccount = alice.account;
+    const clientId = alice.send(bob.account, bytesOf("read me"));
+    await alice.next("serverAck");
+    const deliver = await bob.next("deliver");
+    alice.close();
+    await alice.waitClosed();
+    bob.ack(deliver.seq);
+    bob.sendStanza({ kind: "receipt", type: ReceiptType.read, to: aliceAccount, toDevice: 1, clientIds: [clientId] });
+    await Bun.sleep(100);
+
+    const again = await RawClient.connect(server.port);
+    clients.push(again);
+    await again.login(aliceAccount, 1, aliceKey);
+    const delivered = await again.next("deliverReceipt", (receipt) => receipt.type === ReceiptType.delivered);
+    const read = await again.next("deliverReceipt", (receipt) => receipt.type === ReceiptType.read);
+    expect(delivered.clientIds).toEqual([clientId]);
+    expect(read).toMatchObject({ from: bob.account, fromDevice: bob.device, senderDevice: 1, clientIds: [clientId] });
+    expect(read.seq).toBeGreaterThan(delivered.seq);
+  });
+
+  test("a retried send is recognised and stored once", async () => {
+    const server = await serverWith();
+    const { client: alice } = await user(server, "alice");
+    const { client: bob } = await user(server, "bob");
+    const bobAccount = bob.account;
+    bob.close();
+    await bob.waitClosed();
+    const clientId = alice.send(bobAccount, bytesOf("once"));
+    alice.send(bobAccount, bytesOf("once"), clientId); // a retry in the same session
+    await waitFor(() => alice.all("serverAck").length === 2, 2000, "two server-acks");
+    expect(alice.all("serverAck").map((ack) => ack.clientId)).toEqual([clientId, clientId]);
+    expect(queueRows(server, bobAccount, 1)).toBe(1);
+  });
+
+  test("welcome tells the last client id the server stored; a resend after reconnect is acked, not stored again", async () => {
+    const server = await serverWith();
+    const { client: alice, key } = await user(server, "alice");
+    const { client: bob } = await user(server, "bob");
+    const bobAccount = bob.account;
+    bob.close();
+    await bob.waitClosed();
+    const first = alice.send(bobAccount, bytesOf("a"));
+    const second = alice.send(bobAccount, bytesOf("b"));
+    await waitFor(() => alice.all("serverAck").length === 2, 2000, "server-acks");
+    alice.close();
+    const again = await RawClient.connect(server.port);
+    clients.push(again);
+    const welcome = await again.login(alice.account, 1, key);
+    expect(welcome.lastClientId).toBe(second);
+    again.send(bobAccount, bytesOf("a"), first);
+    expect((await again.next("serverAck")).clientId).toBe(first);
+    expect(queueRows(server, bobAccount, 1)).toBe(2);
+  });
+
+  test("a full queue refuses the send with queueFull before any ack", async () => {
+    const server = await serverWith({
+      limits: { queueMessagesMax: 3, deliveryWindowMessages: 2, drainBatchEntries: 2 },
+    });
+    const { client: alice } = await user(server, "alice");
+    const { client: bob } = await user(server, "bob");
+    const bobAccount = bob.account;
+    bob.close();
+    await bob.waitClosed();
+    for (let index = 0; index < 3; index++) alice.send(bobAccount, bytesOf(`q${index}`));
+    await waitFor(() => alice.all("serverAck").length === 3, 2000, "three acks");
+    const refused = alice.send(bobAccount, bytesOf("too many"));
+    const error = await alice.next("error");
+    expect(error).toMatchObject({ code: ErrorCode.queueFull, clientId: refused });
+    expect(alice.all("serverAck").some((ack) => ack.clientId === refused)).toBe(false);
+    expect(queueRows(server, bobAccount, 1)).toBe(3);
+  });
+
+  test("entries past retention are swept and counters follow", async () => {
+    const server = await serverWith({ limits: { retentionMs: 50 } });
+    const { client: alice } = await user(server, "alice");
+    const { client: bob } = await user(server, "bob");
+    const bobAccount = bob.account;
+    bob.close();
+    await bob.waitClosed();
+    alice.send(bobAccount, bytesOf("expires"));
+    await alice.next("serverAck");
+    expect(queueRows(server, bobAccount, 1)).toBe(1);
+    await Bun.sleep(80);
+    const deleted = await server.server.sweeper.run();
+    expect(deleted).toBe(1);
+    expect(queueRows(server, bobAccount, 1)).toBe(0);
+  });
+
+  test("one payload goes to every device of the recipient; per-device payloads must match the device list", async () => {
+    const server = await serverWith();
+    const { client: alice } = await user(server, "alice");
+    const { client: bob } = await user(server, "bob");
+    // Bob links a second device.
+    bob.sendStanza({ kind: "linkCreate", clientId: bob.clientId() });
+    const { code } = await bob.next("linkCode");
+    const bobPhone = await RawClient.connect(server.port);
+    clients.push(bobPhone);
+    const welcome = await bobPhone.link(code, newDeviceKey());
+    expect(welcome).toMatchObject({ account: bob.account, device: 2 });
+
+    const lookupId = alice.clientId();
+    alice.sendStanza({ kind: "lookup", clientId: lookupId, handle: "bob" });
+    expect(await alice.next("lookupResult")).toMatchObject({
+      clientId: lookupId,
+      account: bob.account,
+      devices: [1, 2],
+    });
+
+    alice.send(bob.account, bytesOf("to both"));
+    await alice.next("serverAck");
+    expect(textOf((await bob.next("deliver")).payload)).toBe("to both");
+    expect(textOf((await bobPhone.next("deliver")).payload)).toBe("to both");
+
+    const mismatch = alice.send(bob.account, [
+      { device: 1, payload: bytesOf("one") },
+      { device: 3, payload: bytesOf("three") },
+    ]);
+    const error = await alice.next("error");
+    expect(error).toMatchObject({
+      code: ErrorCode.deviceMismatch,
+      clientId: mismatch,
+      missingDevices: [2],
+      extraDevices: [3],
+    });
+
+    alice.send(bob.account, [
+      { device: 1, payload: bytesOf("for laptop") },
+      { device: 2, payload: bytesOf("for phone") },
+    ]);
+    await alice.next("serverAck");
+    expect(textOf((await bob.next("deliver")).payload)).toBe("for laptop");
+    expect(textOf((await bobPhone.next("deliver")).payload)).toBe("for phone");
+  });
+
+  test("a removed device is closed with deviceRemoved and can no longer log in", async () => {
+    const server = await serverWith();
+    const { client: bob } = await user(server, "bob");
+    bob.sendStanza({ kind: "linkCreate", clientId: bob.clientId() });
+    const { code } = await bob.next("linkCode");
+    const phoneKey = newDeviceKey();
+    const phone = await RawClient.connect(server.port);
+    clients.push(phone);
+    await phone.link(code, phoneKey);
+
+    const listId = bob.clientId();
+    bob.sendStanza({ kind: "devices", clientId: listId });
+    const list = await bob.next("deviceList");
+    expect(list.devices.map((device) => device.device)).toEqual([1, 2]);
+
+    const removeId = bob.clientId();
+    bob.sendStanza({ kind: "deviceRemove", clientId: removeId, device: 2 });
+    expect((await bob.next("serverAck")).clientId).toBe(removeId);
+    const closing = await phone.next("error");
+    expect(closing.code).toBe(ErrorCode.deviceRemoved);
+    await phone.waitClosed();
+
+    const retry = await RawClient.connect(server.port);
+    clients.push(retry);
+    retry.sendStanza({
+      kind: "login",
+      account: bob.account,
+      device: 2,
+      signature: new Uint8Array(64),
+    });
+    expect((await retry.next("error")).code).toBe(ErrorCode.badCredentials);
+
+    // The last device cannot be removed.
+    const lastId = bob.clientId();
+    bob.sendStanza({ kind: "deviceRemove", clientId: lastId, device: 1 });
+    expect(await bob.next("error")).toMatchObject({ code: ErrorCode.notAllowed, clientId: lastId });
+  });
+});

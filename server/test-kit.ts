@@ -1,0 +1,282 @@
+// Test fixtures for the server: a server on 127.0.0.1 port 0 with a temporary data directory, and a raw protocol
+// client that speaks frames directly (independent of the client SDK, so server tests do not depend on it).
+// Every wait is bounded.
+
+import { generateKeyPairSync, type KeyObject, sign } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Socket } from "bun";
+import {
+  encodePreamble,
+  FrameCodec,
+  FrameReader,
+  type Limits,
+  linkMessage,
+  loginMessage,
+  registerMessage,
+  type Stanza,
+  type StanzaOf,
+  testLimits,
+} from "../protocol/index.ts";
+import { type Config, loadConfig } from "./config.ts";
+import { createLogger } from "./log.ts";
+import { type RunningServer, startServer } from "./server.ts";
+
+export const waitTimeoutMs = 5000;
+
+export function temporaryDirectory(prefix = "switchboard-test-"): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export async function waitFor(predicate: () => boolean, timeoutMs = waitTimeoutMs, what = "condition"): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await Bun.sleep(5);
+  }
+}
+
+export interface TestServer {
+  readonly server: RunningServer;
+  readonly port: number;
+  readonly dataDir: string;
+  readonly config: Config;
+  stop(): Promise<void>;
+}
+
+export function testConfig(options: {
+  dataDir: string;
+  limits?: Partial<Limits>;
+  registration?: Config["registration"];
+  port?: number;
+}): Config {
+  return loadConfig({
+    base: {
+      port: options.port ?? 0,
+      dataDir: options.dataDir,
+      registration: options.registration ?? "open",
+      adminPort: 0,
+      logLevel: "warn",
+      limits: { ...testLimits, ...options.limits },
+    },
+  });
+}
+
+export async function startTestServer(
+  options: { limits?: Partial<Limits>; registration?: Config["registration"]; dataDir?: string; port?: number } = {},
+): Promise<TestServer> {
+  const dataDir = options.dataDir ?? temporaryDirectory();
+  const config = testConfig({ ...options, dataDir });
+  const server = await startServer(config, { log: createLogger("warn", (line) => process.stderr.write(line)) });
+  return {
+    server,
+    port: server.port,
+    dataDir,
+    config,
+    async stop() {
+      await server.stop({ timeoutMs: 1000 });
+      if (options.dataDir === undefined) rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface DeviceKey {
+  readonly privateKey: KeyObject;
+  readonly publicKey: Uint8Array;
+}
+
+export function newDeviceKey(): DeviceKey {
+  const pair = generateKeyPairSync("ed25519");
+  const der = pair.publicKey.export({ format: "der", type: "spki" });
+  return { privateKey: pair.privateKey, publicKey: new Uint8Array(der.subarray(der.length - 32)) };
+}
+
+export function signWith(key: DeviceKey, message: Uint8Array): Uint8Array {
+  return new Uint8Array(sign(null, message, key.privateKey));
+}
+
+/** A raw protocol client over TCP. Collects every stanza it receives; `next` takes them out in order, by kind. */
+export class RawClient {
+  readonly codec: FrameCodec;
+  private readonly reader: FrameReader;
+  readonly received: Stanza[] = [];
+  private taken = new Set<Stanza>();
+  socket: Socket<undefined> | null = null;
+  closed = false;
+  decodeError: string | null = null;
+  account = 0;
+  device = 0;
+  nonce: Uint8Array | null = null;
+  private nextClientId = 1;
+
+  constructor(limits: Limits = testLimits) {
+    this.codec = new FrameCodec({ limits });
+    this.reader = new FrameReader(this.codec);
+  }
+
+  static async connect(
+    port: number,
+    options: { preamble?: boolean; host?: string; limits?: Limits } = {},
+  ): Promise<RawClient> {
+    const client = new RawClient(options.limits);
+    client.socket = await Bun.connect({
+      hostname: options.host ?? "127.0.0.1",
+      port,
+      socket: {
+        data: (_socket, chunk) => client.onData(chunk),
+        close: () => {
+          client.closed = true;
+        },
+        error: () => {
+          client.closed = true;
+        },
+      },
+    });
+    if (options.preamble !== false) {
+      client.write(encodePreamble());
+      const challenge = await client.next("challenge");
+      client.nonce = challenge.nonce;
+    }
+    return client;
+  }
+
+  private onData(chunk: Uint8Array): void {
+    this.reader.push(new Uint8Array(chunk));
+    for (;;) {
+      const result = this.reader.next();
+      if (result.status === "more") return;
+      if (result.status === "error") {
+        this.decodeError = result.error.message;
+        return;
+      }
+      this.received.push(result.stanza);
+    }
+  }
+
+  write(bytes: Uint8Array): number {
+    return this.socket!.write(bytes);
+  }
+
+  sendStanza(stanza: Stanza): void {
+    this.write(this.codec.encode(stanza));
+  }
+
+  clientId(): number {
+    return this.nextClientId++;
+  }
+
+  setNextClientId(next: number): void {
+    this.nextClientId = next;
+  }
+
+  /** The next not-yet-taken stanza of `kind` (matching `where`), waiting for it up to timeoutMs. */
+  async next<K extends Stanza["kind"]>(
+    kind: K,
+    where: (stanza: StanzaOf<K>) => boolean = () => true,
+    timeoutMs = waitTimeoutMs,
+  ): Promise<StanzaOf<K>> {
+    let found: StanzaOf<K> | undefined;
+    await waitFor(
+      () => {
+        found = this.received.find(
+          (stanza): stanza is StanzaOf<K> =>
+            stanza.kind === kind && !this.taken.has(stanza) && where(stanza as StanzaOf<K>),
+        );
+        return found !== undefined;
+      },
+      timeoutMs,
+      `${kind} (received so far: ${this.received.map((stanza) => stanza.kind).join(",")})`,
+    );
+    this.taken.add(found!);
+    return found!;
+  }
+
+  all<K extends Stanza["kind"]>(kind: K): StanzaOf<K>[] {
+    return this.received.filter((stanza): stanza is StanzaOf<K> => stanza.kind === kind);
+  }
+
+  async register(
+    handle: string,
+    key: DeviceKey = newDeviceKey(),
+    invite: string | null = null,
+  ): Promise<StanzaOf<"welcome">> {
+    this.sendStanza({
+      kind: "register",
+      invite,
+      handle,
+      publicKey: key.publicKey,
+      signature: signWith(key, registerMessage(this.nonce!, handle)),
+    });
+    const welcome = await this.next("welcome");
+    this.account = welcome.account;
+    this.device = welcome.device;
+    return welcome;
+  }
+
+  async login(account: number, device: number, key: DeviceKey): Promise<StanzaOf<"welcome">> {
+    this.sendStanza({
+      kind: "login",
+      account,
+      device,
+      signature: signWith(key, loginMessage(this.nonce!, account, device)),
+    });
+    const welcome = await this.next("welcome");
+    this.account = welcome.account;
+    this.device = welcome.device;
+    this.setNextClientId(welcome.lastClientId + 1);
+    return welcome;
+  }
+
+  async link(code: string, key: DeviceKey): Promise<StanzaOf<"welcome">> {
+    this.sendStanza({
+      kind: "link",
+      code,
+      publicKey: key.publicKey,
+      signature: signWith(key, linkMessage(this.nonce!, code)),
+    });
+    const welcome = await this.next("welcome");
+    this.account = welcome.account;
+    this.device = welcome.device;
+    return welcome;
+  }
+
+  /** Sends a message and returns its client id (does not wait for the server-ack). */
+  send(
+    to: number,
+    payload: Uint8Array | Array<{ device: number; payload: Uint8Array }>,
+    clientId = this.clientId(),
+  ): number {
+    this.sendStanza({ kind: "send", clientId, to, payload });
+    return clientId;
+  }
+
+  ack(seq: number): void {
+    this.sendStanza({ kind: "ack", seq });
+  }
+
+  async waitClosed(timeoutMs = waitTimeoutMs): Promise<void> {
+    await waitFor(() => this.closed, timeoutMs, "connection close");
+  }
+
+  close(): void {
+    this.socket?.end();
+  }
+}
+
+/** Registers a new account on a fresh connection; returns the logged-in client and its key. */
+export async function registeredClient(port: number, handle: string): Promise<{ client: RawClient; key: DeviceKey }> {
+  const client = await RawClient.connect(port);
+  const key = newDeviceKey();
+  await client.register(handle, key);
+  await client.next("queueEmpty");
+  return { client, key };
+}
+
+export function bytesOf(text: string): Uint8Array {
+  return new TextEncoder().encode(text);
+}
+
+export function textOf(bytes: Uint8Array): string {
+  return new TextDecoder().decode(bytes);
+}
