@@ -49,7 +49,9 @@ export class TimerWheel<T extends WheelEntry> {
   /** Schedules (or moves) `entry` to fire at `dueMs`. */
   schedule(entry: T, dueMs: number): void {
     if (entry.wheelSlot >= 0) this.cancel(entry);
-    const slot = Math.floor(Math.max(dueMs, this.cursorMs + this.tickMs) / this.tickMs) % this.heads.length;
+    // The first slot starting at or after the due time: when the cursor reaches it, the entry is due. (The cursor is
+    // the start of the next slot to visit, so a due time already passed lands in that slot.)
+    const slot = Math.ceil(Math.max(dueMs, this.cursorMs) / this.tickMs) % this.heads.length;
     entry.wheelDueMs = dueMs;
     entry.wheelSlot = slot;
     entry.wheelPrev = null;
