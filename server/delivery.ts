@@ -306,12 +306,19 @@ export class Delivery {
       this.dropIfIdle(state);
       return;
     }
+    let pushedAll = true;
     for (const entry of entries) {
       if (entry.seq <= state.deliveredSeq || entry.seq <= state.ackedSeq) continue;
+      // The socket may fill up part way: what is not pushed now is read again when it drains.
+      if (state.inFlightCount >= this.context.limits.deliveryWindowMessages || !this.context.io.canPush(session)) {
+        pushedAll = false;
+        break;
+      }
       this.push(state, session, liveEntryOf(entry));
     }
     // A short read saw every committed row past the cursor: the rest up to the commit mark were acknowledged.
-    if (entries.length < limit && state.deliveredSeq < committedAtRead) state.deliveredSeq = committedAtRead;
+    if (pushedAll && entries.length < limit && state.deliveredSeq < committedAtRead)
+      state.deliveredSeq = committedAtRead;
     this.pump(state);
   }
 

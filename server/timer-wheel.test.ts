@@ -38,7 +38,7 @@ describe("timer wheel", () => {
     const clock = wheelWithClock();
     const start = clock.now;
     const entries = Array.from({ length: 200 }, (_, index) => new Entry(`e${index}`));
-    entries.forEach((entry, index) => clock.wheel.schedule(entry, start + 1 + ((index * 37) % 400)));
+    for (const [index, entry] of entries.entries()) clock.wheel.schedule(entry, start + 1 + ((index * 37) % 400));
     clock.advanceTo(start + 1000, 3);
     expect(clock.fired).toHaveLength(200);
     for (const { name, at } of clock.fired) {

@@ -1,0 +1,158 @@
+// A peer's bad input gets an error frame with a code and a closed session; other sessions keep working and nothing
+// acknowledged is lost. Real sockets on 127.0.0.1.
+
+import { afterEach, describe, expect, test } from "bun:test";
+import { ErrorCode } from "../protocol/index.ts";
+import { bytesOf, RawClient, registeredClient, startTestServer, type TestServer, textOf } from "./test-kit.ts";
+
+let running: TestServer | null = null;
+const clients: RawClient[] = [];
+
+afterEach(async () => {
+  for (const client of clients.splice(0)) client.close();
+  await running?.stop();
+  running = null;
+});
+
+async function pairAndBystander(server: TestServer) {
+  const alice = (await registeredClient(server.port, "alice")).client;
+  const bob = (await registeredClient(server.port, "bob")).client;
+  clients.push(alice, bob);
+  return { alice, bob };
+}
+
+/** Alice and Bob still talk after someone else misbehaved, and Bob's unacked message survives. */
+async function stillWorks(alice: RawClient, bob: RawClient, text: string): Promise<void> {
+  alice.send(bob.account, bytesOf(text));
+  await alice.next("serverAck");
+  expect(textOf((await bob.next("deliver", (deliver) => textOf(deliver.payload) === text)).payload)).toBe(text);
+}
+
+const badFrames: Array<{ name: string; bytes: () => Uint8Array; code: number; loggedIn?: boolean }> = [
+  { name: "a wrong preamble", bytes: () => bytesOf("GET / HTTP/1.1\r\n\r\n"), code: ErrorCode.badPreamble },
+  {
+    name: "an unsupported protocol version",
+    bytes: () => Uint8Array.of(0x53, 0x42, 9, 1),
+    code: ErrorCode.versionUnsupported,
+  },
+  // Length 0x0f_ff_ff (3-byte varint) passes the 1 KiB test frame limit.
+  {
+    name: "an oversize declared length",
+    bytes: () => Uint8Array.of(0xff, 0xff, 0x3f),
+    code: ErrorCode.frameTooLarge,
+    loggedIn: true,
+  },
+  {
+    name: "a varint longer than 3 bytes",
+    bytes: () => Uint8Array.of(0x80, 0x80, 0x80, 0x01),
+    code: ErrorCode.malformedFrame,
+    loggedIn: true,
+  },
+  {
+    name: "an unknown stanza kind",
+    bytes: () => Uint8Array.of(0x02, 0x3f, 0x90),
+    code: ErrorCode.unknownKind,
+    loggedIn: true,
+  },
+  {
+    name: "a body that is not MessagePack",
+    bytes: () => Uint8Array.of(0x02, 0x06, 0xc1),
+    code: ErrorCode.malformedBody,
+    loggedIn: true,
+  },
+  // send with a string where the client id belongs: [ "x", 1, bin(1) ]
+  {
+    name: "a field of the wrong type",
+    bytes: () => Uint8Array.of(0x08, 0x06, 0x93, 0xa1, 0x78, 0x01, 0xc4, 0x01, 0x00),
+    code: ErrorCode.wrongFieldType,
+    loggedIn: true,
+  },
+  {
+    name: "nesting deeper than the limit",
+    bytes: () => Uint8Array.of(0x07, 0x06, 0x91, 0x91, 0x91, 0x91, 0x91, 0x90),
+    code: ErrorCode.nestingTooDeep,
+    loggedIn: true,
+  },
+  {
+    name: "a server-only stanza (deliver) from a client",
+    bytes: () => Uint8Array.of(0x02, 0x0d, 0x90),
+    code: ErrorCode.unexpectedStanza,
+    loggedIn: true,
+  },
+];
+
+describe("bad input", () => {
+  for (const bad of badFrames) {
+    test(`${bad.name}: error ${bad.code}, session closed, others unaffected`, async () => {
+      running = await startTestServer();
+      const { alice, bob } = await pairAndBystander(running);
+      // Bob holds an unacknowledged delivery while the bad peer misbehaves.
+      alice.send(bob.account, bytesOf("before"));
+      await bob.next("deliver");
+
+      let attacker: RawClient;
+      if (bad.loggedIn) {
+        attacker = (await registeredClient(running.port, "mallory")).client;
+      } else {
+        attacker = await RawClient.connect(running.port, { preamble: false });
+      }
+      clients.push(attacker);
+      attacker.write(bad.bytes());
+      const error = await attacker.next("error");
+      expect(error.code).toBe(bad.code);
+      await attacker.waitClosed();
+      await stillWorks(alice, bob, `after ${bad.name}`);
+    });
+  }
+
+  test("a frame split into single bytes is still understood", async () => {
+    running = await startTestServer();
+    const { alice, bob } = await pairAndBystander(running);
+    const frame = alice.codec.encode({
+      kind: "send",
+      clientId: alice.clientId(),
+      to: bob.account,
+      payload: bytesOf("drip"),
+    });
+    for (const byte of frame) {
+      alice.write(Uint8Array.of(byte));
+      await Bun.sleep(1);
+    }
+    await alice.next("serverAck");
+    expect(textOf((await bob.next("deliver")).payload)).toBe("drip");
+  });
+
+  test("a flood is rate-limited with rateLimited errors, then closed as a flood", async () => {
+    running = await startTestServer({
+      limits: { rateStanzasPerSecond: 20, rateBurstStanzas: 10, rateViolationsMax: 5 },
+    });
+    const { alice, bob } = await pairAndBystander(running);
+    const flooder = (await registeredClient(running.port, "flooder")).client;
+    clients.push(flooder);
+    const frames: Uint8Array[] = [];
+    for (let index = 0; index < 40; index++) frames.push(flooder.codec.encode({ kind: "ping" }));
+    flooder.write(new Uint8Array(Buffer.concat(frames)));
+    const limited = await flooder.next("error", (error) => error.code === ErrorCode.rateLimited);
+    expect(limited.code).toBe(ErrorCode.rateLimited);
+    const closing = await flooder.next("error", (error) => error.code === ErrorCode.flood);
+    expect(closing.code).toBe(ErrorCode.flood);
+    await flooder.waitClosed();
+    // Only the burst was answered.
+    expect(flooder.all("pong").length).toBeLessThanOrEqual(11);
+    await stillWorks(alice, bob, "after the flood");
+  });
+
+  test("a sender over the rate gets rateLimited with its client id and can retry later", async () => {
+    running = await startTestServer({
+      limits: { rateStanzasPerSecond: 10, rateBurstStanzas: 3, rateViolationsMax: 50 },
+    });
+    const { alice, bob } = await pairAndBystander(running);
+    const ids = [1, 2, 3, 4, 5].map(() => alice.send(bob.account, bytesOf("r")));
+    const error = await alice.next("error");
+    expect(error.code).toBe(ErrorCode.rateLimited);
+    expect(ids).toContain(error.clientId!);
+    await Bun.sleep(400);
+    const retried = alice.send(bob.account, bytesOf("r"));
+    expect((await alice.next("serverAck", (ack) => ack.clientId === retried)).clientId).toBe(retried);
+  });
+});
