@@ -34,7 +34,10 @@ export interface Limits {
   readonly outboundBytesMax: number;
   /** Unsent bytes at which a peer that still does not read is closed (slowConsumer): replies alone can pile up. */
   readonly outboundBytesCloseMax: number;
-  /** Bytes of a partial inbound frame kept for one socket (equals frameBytesMax: the tail of one frame). */
+  /**
+   * Bytes received and not yet handled for one socket (a partial frame, or frames waiting behind a store read);
+   * past it the session is closed as a flood. At least frameBytesMax.
+   */
   readonly inboundBytesMax: number;
   /** Token bucket per session: stanzas per second refilled, and the burst allowed. */
   readonly rateStanzasPerSecond: number;

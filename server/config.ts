@@ -23,11 +23,13 @@ export interface Config {
   readonly synchronous: Synchronous;
   /** How accounts come to be: invite (operator-issued codes), open (development), closed. */
   readonly registration: RegistrationModeName;
+  /** Lowest level written to the JSON-lines log on stdout: debug, info, warn, error. */
   readonly logLevel: LogLevel;
   /** Listeners sharing the port with SO_REUSEPORT (Bun's accept backlog is fixed at 512 per listener). */
   readonly listeners: number;
-  /** Admin HTTP (metrics, health) address and port; port 0 disables it. */
+  /** Address of the admin HTTP listener (metrics, health); keep it on loopback or a private network. */
   readonly adminHost: string;
+  /** Port of the admin HTTP listener; 0 disables it. */
   readonly adminPort: number;
   readonly limits: Limits;
 }
