@@ -10,7 +10,10 @@ const dataDir = temporaryDirectory();
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
 async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = Bun.spawn([process.execPath, cliPath, ...args, "--data-dir", dataDir], { stdout: "pipe", stderr: "pipe" });
+  const child = Bun.spawn([process.execPath, cliPath, ...args, "--data-dir", dataDir], {
+    stdout: "pipe",
+    stderr: "pipe",
+  });
   const [stdout, stderr, code] = await Promise.all([
     new Response(child.stdout).text(),
     new Response(child.stderr).text(),

@@ -79,6 +79,20 @@ async function start(flags: Record<string, string>): Promise<void> {
   };
   process.on("SIGTERM", () => void stop("SIGTERM"));
   process.on("SIGINT", () => void stop("SIGINT"));
+  // SIGHUP: read the config again (same file, environment and flags) and load the handler code afresh.
+  process.on("SIGHUP", () => {
+    server.context.log.info("signal", { signal: "SIGHUP" });
+    let next: Config;
+    try {
+      next = configFrom(flags, []);
+    } catch (error) {
+      server.context.log.error("reload_failed", { error: String(error) });
+      return;
+    }
+    server.reload(next).catch(() => {
+      // Logged by reload; the running code and config stay.
+    });
+  });
 }
 
 async function invite(flags: Record<string, string>): Promise<void> {

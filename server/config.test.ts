@@ -17,7 +17,10 @@ describe("config", () => {
     const directory = temporaryDirectory();
     try {
       const file = join(directory, "switchboard.toml");
-      writeFileSync(file, 'port = 1000\nregistration = "open"\n[limits]\nqueueMessagesMax = 500\nrateBurstStanzas = 900\n');
+      writeFileSync(
+        file,
+        'port = 1000\nregistration = "open"\n[limits]\nqueueMessagesMax = 500\nrateBurstStanzas = 900\n',
+      );
       const config = loadConfig({
         file,
         env: { SWITCHBOARD_PORT: "2000", SWITCHBOARD_QUEUE_MESSAGES_MAX: "600", HOME: "/x" },

@@ -47,6 +47,63 @@ export const defaultConfig: Config = Object.freeze({
   limits: defaultLimits,
 });
 
+/**
+ * Keys a SIGHUP reload cannot change (the listeners, the store, and the wire limits that clients were told or that
+ * sized structures at start); a reload that changes one keeps the running value and logs it. Every other key and
+ * limit is reloadable.
+ */
+export const restartOnlyKeys: ReadonlySet<string> = new Set([
+  "host",
+  "port",
+  "dataDir",
+  "synchronous",
+  "listeners",
+  "adminHost",
+  "adminPort",
+  "frameBytesMax",
+  "payloadBytesMax",
+  "stringBytesMax",
+  "handleBytesMax",
+  "arrayItemsMax",
+  "nestingDepthMax",
+  "devicesPerAccountMax",
+  "receiptClientIdsMax",
+  "compressionBodyBytesMin",
+  "timerTickMs",
+  "commitBatchRowsMax",
+  "directoryAccountsMax",
+  "sweepIntervalMs",
+]);
+
+/**
+ * Merges a freshly loaded config into the running one: reloadable keys take the new value, restart-only keys keep
+ * the running one. Returns the result and the names of keys that changed, split by what happens to them.
+ */
+export function mergeReload(running: Config, next: Config): { config: Config; applied: string[]; ignored: string[] } {
+  const applied: string[] = [];
+  const ignored: string[] = [];
+  const server: Record<string, unknown> = { ...running };
+  const limits: Record<string, unknown> = { ...running.limits };
+  for (const [key, value] of Object.entries(next)) {
+    if (key === "limits" || (running as unknown as Record<string, unknown>)[key] === value) continue;
+    if (restartOnlyKeys.has(key)) ignored.push(key);
+    else {
+      server[key] = value;
+      applied.push(key);
+    }
+  }
+  for (const [key, value] of Object.entries(next.limits)) {
+    if ((running.limits as unknown as Record<string, unknown>)[key] === value) continue;
+    if (restartOnlyKeys.has(key)) ignored.push(key);
+    else {
+      limits[key] = value;
+      applied.push(key);
+    }
+  }
+  const config = Object.freeze({ ...server, limits: Object.freeze(limits) }) as unknown as Config;
+  return { config: validate(config), applied, ignored };
+}
+
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
 }

@@ -9,24 +9,25 @@ import type { Auth } from "./auth.ts";
 import type { ServerContext } from "./context.ts";
 import type { Delivery } from "./delivery.ts";
 import { Session, SessionState } from "./session.ts";
-import { TimerWheel } from "./timer-wheel.ts";
+import type { SessionTable } from "./session-table.ts";
+import type { TimerWheel } from "./timer-wheel.ts";
 import type { TransportSocket } from "./transport.ts";
 
 export class ConnectionHandler {
-  readonly wheel: TimerWheel<Session>;
-  private readonly sessions = new Set<Session>();
-  /** Set while stopping: new connections get a goaway at once. */
-  draining = false;
-  /** Jittered retry hint (ms) for goaways while draining; set by the server's stop. */
-  drainRetryAfterMs: () => number = () => 0;
+  private readonly sessions: Set<Session>;
+  private readonly wheel: TimerWheel<Session>;
 
   constructor(
     private readonly context: ServerContext,
     private readonly delivery: Delivery,
     private readonly auth: Auth,
     private readonly requests: AccountRequests,
+    private readonly table: SessionTable,
   ) {
-    this.wheel = new TimerWheel<Session>(context.limits.timerTickMs, (session) => this.deadline(session), context.now);
+    this.sessions = table.sessions;
+    this.wheel = table.wheel;
+    // The newest handler takes over the deadlines and the writable callback of every session.
+    table.wheel.onExpire = (session) => this.deadline(session);
     context.io.onWritable = (session) => {
       if (session.deviceState !== null) this.delivery.pump(session.deviceState);
     };
@@ -41,13 +42,17 @@ export class ConnectionHandler {
     return this.sessions;
   }
 
+  private get drainRetryAfterMs(): number {
+    return this.table.retryAfterMs(this.context.limits.goawayRetryAfterMsMax);
+  }
+
   open(socket: TransportSocket): Session {
     const { limits, metrics, now } = this.context;
     const session = new Session(socket, now(), limits.rateBurstStanzas);
     metrics.connectionsAccepted.inc();
     this.sessions.add(session);
-    if (this.draining) {
-      this.context.io.goaway(session, ErrorCode.shuttingDown, this.drainRetryAfterMs(), "server shutting down");
+    if (this.table.draining) {
+      this.context.io.goaway(session, ErrorCode.shuttingDown, this.drainRetryAfterMs, "server shutting down");
       return session;
     }
     if (this.sessions.size > limits.sessionsMax) {
@@ -93,8 +98,10 @@ export class ConnectionHandler {
           if (preamble === "more") break;
           if (preamble instanceof ProtocolError) return this.protocolError(session, preamble);
           session.inbound = source.length > preambleBytes ? source.subarray(preambleBytes) : null;
-          if (this.draining)
-            return io.goaway(session, ErrorCode.shuttingDown, this.drainRetryAfterMs(), "server shutting down");
+          if (this.table.draining) {
+            io.goaway(session, ErrorCode.shuttingDown, this.drainRetryAfterMs, "server shutting down");
+            return;
+          }
           this.auth.challenge(session);
           continue;
         }

@@ -9,15 +9,16 @@ import type { Metrics } from "./metrics.ts";
 import type { Router } from "./router.ts";
 import type { SessionIo } from "./session-io.ts";
 
+/** config, limits and log are replaced in place by a SIGHUP reload; everything reads them at the time of use. */
 export interface ServerContext {
-  readonly config: Config;
-  readonly limits: Limits;
+  config: Config;
+  limits: Limits;
   readonly codec: FrameCodec;
   readonly storage: Storage;
   readonly directory: Directory;
   readonly router: Router;
   readonly io: SessionIo;
-  readonly log: Logger;
+  log: Logger;
   readonly metrics: Metrics;
   /** Milliseconds since the epoch; tests may pass a fake clock. */
   readonly now: () => number;

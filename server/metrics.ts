@@ -120,10 +120,24 @@ export class Metrics {
     [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1],
   );
   readonly sweptRows = new Counter("switchboard_retention_swept_total", "Queue rows deleted past retention");
+  readonly reloads = new Counter("switchboard_reloads_total", "SIGHUP reloads of handler code and config, by result");
   private readonly gauges: Gauge[] = [];
 
   gauge(name: string, help: string, collect: () => number | Array<[Labels, number]>): void {
     this.gauges.push(new Gauge(name, help, collect));
+  }
+
+  /** Values read asynchronously (the store's totals) just before each render. */
+  private readonly refreshers: Array<() => Promise<void>> = [];
+
+  refreshBeforeRender(refresh: () => Promise<void>): void {
+    this.refreshers.push(refresh);
+  }
+
+  /** The Prometheus text exposition of every metric, after the asynchronous refreshers ran. */
+  async renderFresh(): Promise<string> {
+    for (const refresh of this.refreshers) await refresh();
+    return this.render();
   }
 
   /** The Prometheus text exposition of every metric. */

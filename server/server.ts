@@ -1,34 +1,48 @@
 // Composes a running server from its config: storage, codec, directory, router, delivery, handlers, listeners,
-// the timer wheel and the retention sweeper. `stop` is the graceful path used by SIGTERM and by tests.
+// the timer wheel, the retention sweeper and the admin HTTP listener. `stop` is the graceful path (SIGTERM) and
+// `reload` the SIGHUP path: new handler code and reloadable config, with every connection kept.
 
 import { mkdirSync } from "node:fs";
 import { ErrorCode, FrameCodec } from "../protocol/index.ts";
 import { openSqliteStorage, type Storage } from "../storage/index.ts";
-import { AccountRequests } from "./account-requests.ts";
-import { Auth } from "./auth.ts";
-import { type Config, databasePath } from "./config.ts";
-import { ConnectionHandler } from "./connection.ts";
+import type { AccountRequests } from "./account-requests.ts";
+import { type AdminHttp, listenAdmin } from "./admin-http.ts";
+import type { Auth } from "./auth.ts";
+import { type Config, databasePath, mergeReload } from "./config.ts";
+import type { ConnectionHandler } from "./connection.ts";
 import type { ServerContext } from "./context.ts";
 import { Delivery } from "./delivery.ts";
 import { Directory } from "./directory.ts";
+import { EventLoopLag } from "./event-loop-lag.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 import { RetentionSweeper } from "./retention-sweeper.ts";
 import { LocalRouter } from "./router-local.ts";
 import { SessionIo } from "./session-io.ts";
+import { SessionTable } from "./session-table.ts";
 import { listenTcp, type TcpListeners } from "./tcp-listener.ts";
 
 export interface RunningServer {
   readonly port: number;
+  /** The admin HTTP port, or 0 when disabled. */
+  readonly adminPort: number;
   readonly context: ServerContext;
+  /** The handler of the current code generation (a reload replaces it). */
   readonly connections: ConnectionHandler;
   readonly delivery: Delivery;
   readonly sweeper: RetentionSweeper;
+  /** How many times the handler code was loaded (1 at start, +1 per reload). */
+  readonly generation: number;
   /**
-   * Graceful stop: stop accepting, goaway (jittered retry-after) to every session, commit what is pending, close
-   * sockets and the store. Resolves when done; bounded by `timeoutMs`.
+   * Graceful stop: stop accepting, commit what is pending, goaway (jittered retry-after) to every session, wait for
+   * the sockets to close (at most `timeoutMs`), commit again, close the store. Idempotent.
    */
   stop(options?: { timeoutMs?: number }): Promise<void>;
+  /**
+   * Loads the handler code afresh and applies reloadable config from `nextConfig` (restart-only keys keep their
+   * running values). Open sessions stay connected and are answered by the new code.
+   */
+  reload(nextConfig?: Config): Promise<{ generation: number; applied: string[]; ignored: string[] }>;
 }
 
 export interface StartOptions {
@@ -41,8 +55,32 @@ export interface StartOptions {
 /** Default bound for a graceful stop: sockets get this long to take their goaway before they are closed anyway. */
 export const stopTimeoutMsDefault = 10_000;
 
+interface HandlerModules {
+  ConnectionHandler: typeof ConnectionHandler;
+  Auth: typeof Auth;
+  AccountRequests: typeof AccountRequests;
+}
+
+/**
+ * Imports the handler modules. A generation above 1 imports them under a new URL, which gives fresh module instances
+ * with the code as it is on disk now; the modules they import (delivery, storage, protocol) stay shared, so the state
+ * they hold survives.
+ */
+async function importHandlers(generation: number): Promise<HandlerModules> {
+  const suffix = generation === 1 ? "" : `?generation=${generation}`;
+  const [connection, auth, requests] = await Promise.all([
+    import(`./connection.ts${suffix}`) as Promise<typeof import("./connection.ts")>,
+    import(`./auth.ts${suffix}`) as Promise<typeof import("./auth.ts")>,
+    import(`./account-requests.ts${suffix}`) as Promise<typeof import("./account-requests.ts")>,
+  ]);
+  return {
+    ConnectionHandler: connection.ConnectionHandler,
+    Auth: auth.Auth,
+    AccountRequests: requests.AccountRequests,
+  };
+}
+
 export async function startServer(config: Config, options: StartOptions = {}): Promise<RunningServer> {
-  const log = options.log ?? createLogger(config.logLevel);
   const limits = config.limits;
   let storage = options.storage;
   if (storage === undefined) {
@@ -52,6 +90,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const metrics = new Metrics();
   const codec = new FrameCodec({ limits });
   const io = new SessionIo(codec, limits, metrics);
+  const now = options.now ?? Date.now;
   const context: ServerContext = {
     config,
     limits,
@@ -60,27 +99,41 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     directory: new Directory(storage, limits.directoryAccountsMax),
     router: new LocalRouter(),
     io,
-    log,
+    log: options.log ?? createLogger(config.logLevel),
     metrics,
-    now: options.now ?? Date.now,
+    now,
   };
   const delivery = new Delivery(context);
-  const auth = new Auth(context, delivery);
-  const requests = new AccountRequests(context, delivery);
-  const connections = new ConnectionHandler(context, delivery, auth, requests);
+  const table = new SessionTable(limits.timerTickMs, now);
+  let generation = 1;
+  const build = (modules: HandlerModules): ConnectionHandler => {
+    const auth = new modules.Auth(context, delivery);
+    const requests = new modules.AccountRequests(context, delivery);
+    return new modules.ConnectionHandler(context, delivery, auth, requests, table);
+  };
+  let connections = build(await importHandlers(generation));
   const sweeper = new RetentionSweeper(context, (devices) => delivery.resyncCounters(devices));
-  metrics.gauge("switchboard_sessions", "Open sessions", () => connections.count);
-  metrics.gauge("switchboard_device_states", "Devices with delivery state in memory", () => delivery.deviceStates);
+  const lag = new EventLoopLag();
+  registerGauges(metrics, table, delivery, storage, lag);
 
   const listeners: TcpListeners = listenTcp(
     { host: config.host, port: config.port, listeners: config.listeners },
     connections,
   );
-  connections.wheel.start();
+  let admin: AdminHttp | null = null;
+  if (config.adminPort !== 0) {
+    admin = listenAdmin(
+      { host: config.adminHost, port: config.adminPort },
+      { metrics: () => metrics.renderFresh(), ready: () => !table.draining },
+    );
+  }
+  table.wheel.start();
   sweeper.start();
-  log.info("server_started", {
+  lag.start();
+  context.log.info("server_started", {
     host: config.host,
     port: listeners.port,
+    adminPort: admin?.port ?? 0,
     listeners: config.listeners,
     dataDir: config.dataDir,
     synchronous: config.synchronous,
@@ -91,23 +144,98 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const stop = (stopOptions: { timeoutMs?: number } = {}): Promise<void> => {
     stopping ??= (async () => {
       const timeoutMs = stopOptions.timeoutMs ?? stopTimeoutMsDefault;
+      table.draining = true;
       listeners.stop();
       sweeper.stop();
-      connections.draining = true;
-      connections.drainRetryAfterMs = () => Math.floor(Math.random() * limits.goawayRetryAfterMsMax);
       await delivery.commit.idle();
-      for (const session of [...connections.all()]) {
-        io.goaway(session, ErrorCode.shuttingDown, connections.drainRetryAfterMs(), "server shutting down");
+      for (const session of [...table.sessions]) {
+        const retryAfterMs = table.retryAfterMs(context.limits.goawayRetryAfterMsMax);
+        io.goaway(session, ErrorCode.shuttingDown, retryAfterMs, "server shutting down");
       }
       const deadline = Date.now() + timeoutMs;
-      while (connections.count > 0 && Date.now() < deadline) await Bun.sleep(10);
+      while (table.sessions.size > 0 && Date.now() < deadline) await Bun.sleep(10);
       await delivery.commit.idle();
-      connections.wheel.stop();
+      table.wheel.stop();
+      lag.stop();
+      admin?.stop();
       if (options.storage === undefined) await storage.close();
-      log.info("server_stopped", { sessionsLeft: connections.count });
+      context.log.info("server_stopped", { sessionsLeft: table.sessions.size });
     })();
     return stopping;
   };
 
-  return { port: listeners.port, context, connections, delivery, sweeper, stop };
+  const reload = async (nextConfig: Config = context.config) => {
+    const merged = mergeReload(context.config, nextConfig);
+    try {
+      const modules = await importHandlers(generation + 1);
+      generation++;
+      context.config = merged.config;
+      context.limits = merged.config.limits;
+      io.limits = merged.config.limits;
+      if (merged.applied.includes("logLevel") && options.log === undefined)
+        context.log = createLogger(merged.config.logLevel);
+      connections = build(modules);
+      listeners.reload(connections);
+      metrics.reloads.inc({ result: "ok" });
+      context.log.info("reloaded", { generation, applied: merged.applied, needRestart: merged.ignored });
+    } catch (error) {
+      // The old code keeps running: a reload that cannot load must not take the server down.
+      metrics.reloads.inc({ result: "failed" });
+      context.log.error("reload_failed", { error: String(error) });
+      throw error;
+    }
+    return { generation, applied: merged.applied, ignored: merged.ignored };
+  };
+
+  return {
+    port: listeners.port,
+    adminPort: admin?.port ?? 0,
+    context,
+    get connections() {
+      return connections;
+    },
+    delivery,
+    sweeper,
+    get generation() {
+      return generation;
+    },
+    stop,
+    reload,
+  };
+}
+
+function registerGauges(
+  metrics: Metrics,
+  table: SessionTable,
+  delivery: Delivery,
+  storage: Storage,
+  lag: EventLoopLag,
+): void {
+  const stateNames = ["preamble", "authenticating", "ready", "closed"] as const;
+  metrics.gauge("switchboard_sessions", "Open sessions by state", () => {
+    const counts = [0, 0, 0, 0];
+    for (const session of table.sessions) counts[session.state]!++;
+    return stateNames.map((name, index) => [{ state: name }, counts[index]!] as [Record<string, string>, number]);
+  });
+  metrics.gauge("switchboard_device_states", "Devices with delivery state in memory", () => delivery.deviceStates);
+  let queueRows = 0;
+  let queueBytes = 0;
+  metrics.refreshBeforeRender(async () => {
+    const totals = await storage.queues.totals();
+    queueRows = totals.rows;
+    queueBytes = totals.bytes;
+  });
+  metrics.gauge("switchboard_queue_rows", "Entries in all device queues (committed)", () => queueRows);
+  metrics.gauge("switchboard_queue_bytes", "Payload bytes in all device queues (committed)", () => queueBytes);
+  metrics.gauge(
+    "switchboard_event_loop_lag_seconds",
+    "Worst event-loop lag since the previous scrape",
+    () => lag.takeMax() / 1000,
+  );
+  metrics.gauge(
+    "switchboard_resident_memory_bytes",
+    "Resident set size of the process",
+    () => process.memoryUsage().rss,
+  );
+  metrics.gauge("switchboard_heap_used_bytes", "JavaScript heap in use", () => process.memoryUsage().heapUsed);
 }

@@ -22,7 +22,8 @@ export class SessionIo {
 
   constructor(
     private readonly codec: FrameCodec,
-    private readonly limits: Limits,
+    /** Replaced by a reload (outbound limits are reloadable). */
+    public limits: Limits,
     private readonly metrics: Metrics,
   ) {}
 

@@ -24,7 +24,8 @@ export class TimerWheel<T extends WheelEntry> {
 
   constructor(
     private readonly tickMs: number,
-    private readonly onExpire: (entry: T) => void,
+    /** Called for each expired entry; replaceable (a code reload installs the new handler's). */
+    public onExpire: (entry: T) => void,
     private readonly now: () => number = Date.now,
     slots: number = wheelSlotsDefault,
   ) {

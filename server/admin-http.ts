@@ -1,0 +1,46 @@
+// The admin HTTP listener (loopback by default): Prometheus metrics, liveness and readiness. It is a separate
+// Bun.serve from the client listeners so that operators can firewall it apart and so that a flood of clients never
+// queues behind a scrape.
+
+import type { Server } from "bun";
+
+export interface AdminHttp {
+  readonly port: number;
+  stop(): void;
+}
+
+export interface AdminSources {
+  /** The Prometheus text exposition. */
+  metrics(): Promise<string>;
+  /** False while draining (SIGTERM): load balancers stop sending new clients. */
+  ready(): boolean;
+}
+
+export function listenAdmin(options: { host: string; port: number }, sources: AdminSources): AdminHttp {
+  const server: Server<undefined> = Bun.serve({
+    hostname: options.host,
+    port: options.port,
+    async fetch(request) {
+      const path = new URL(request.url).pathname;
+      if (request.method !== "GET") return new Response("method not allowed\n", { status: 405 });
+      switch (path) {
+        case "/metrics":
+          return new Response(await sources.metrics(), {
+            headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+          });
+        case "/healthz":
+          return new Response("ok\n");
+        case "/readyz":
+          return sources.ready() ? new Response("ready\n") : new Response("draining\n", { status: 503 });
+        default:
+          return new Response("not found: /metrics, /healthz, /readyz\n", { status: 404 });
+      }
+    },
+  });
+  return {
+    port: server.port ?? options.port,
+    stop() {
+      void server.stop(true);
+    },
+  };
+}
