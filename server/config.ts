@@ -31,6 +31,19 @@ export interface Config {
   readonly adminHost: string;
   /** Port of the admin HTTP listener; 0 disables it. */
   readonly adminPort: number;
+  /** Address of the WebSocket listener (the same frames as TCP, in binary messages). */
+  readonly wsHost: string;
+  /** Port of the WebSocket listener; 0 disables it. */
+  readonly wsPort: number;
+  /** URL path that upgrades to WebSocket. */
+  readonly wsPath: string;
+  /**
+   * Origins allowed to open a WebSocket, comma-separated (`https://chat.example.com,http://localhost:7422`); `*`
+   * allows any. Empty: only the listener's own origin. Requests without an Origin header (non-browser clients) pass.
+   */
+  readonly wsOrigins: string;
+  /** Serve the web chat page (client/web) at `/` of the WebSocket listener: `on` or `off`. */
+  readonly webClient: string;
   readonly limits: Limits;
 }
 
@@ -44,6 +57,11 @@ export const defaultConfig: Config = Object.freeze({
   listeners: 1,
   adminHost: "127.0.0.1",
   adminPort: 7421,
+  wsHost: "127.0.0.1",
+  wsPort: 0,
+  wsPath: "/ws",
+  wsOrigins: "",
+  webClient: "off",
   limits: defaultLimits,
 });
 
@@ -60,6 +78,10 @@ export const restartOnlyKeys: ReadonlySet<string> = new Set([
   "listeners",
   "adminHost",
   "adminPort",
+  "wsHost",
+  "wsPort",
+  "wsPath",
+  "webClient",
   "frameBytesMax",
   "payloadBytesMax",
   "stringBytesMax",
@@ -144,7 +166,9 @@ function validate(config: Config): Config {
   oneOf("synchronous", config.synchronous, ["normal", "full"]);
   oneOf("registration", config.registration, ["invite", "open", "closed"]);
   oneOf("logLevel", config.logLevel, ["debug", "info", "warn", "error"]);
-  for (const key of ["port", "adminPort"] as const) {
+  oneOf("webClient", config.webClient, ["on", "off"]);
+  if (!config.wsPath.startsWith("/")) throw new ConfigError("wsPath: must start with /");
+  for (const key of ["port", "adminPort", "wsPort"] as const) {
     if (!Number.isInteger(config[key]) || config[key] < 0 || config[key] > 65535)
       throw new ConfigError(`${key}: 0..65535`);
   }

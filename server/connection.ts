@@ -129,6 +129,11 @@ export class ConnectionHandler {
     }
   }
 
+  /** Closes a session for a transport-level violation (for example a text message on the WebSocket path). */
+  reject(session: Session, error: ProtocolError): void {
+    this.protocolError(session, error);
+  }
+
   private protocolError(session: Session, error: ProtocolError): void {
     this.context.log.info("protocol_error", { session: session.id, code: error.code, reason: error.message });
     this.context.io.close(session, error.code, error.message);

@@ -21,11 +21,14 @@ import { LocalRouter } from "./router-local.ts";
 import { SessionIo } from "./session-io.ts";
 import { SessionTable } from "./session-table.ts";
 import { listenTcp, type TcpListeners } from "./tcp-listener.ts";
+import { listenWebSocket, type WsListener } from "./ws-listener.ts";
 
 export interface RunningServer {
   readonly port: number;
   /** The admin HTTP port, or 0 when disabled. */
   readonly adminPort: number;
+  /** The WebSocket port, or 0 when disabled. */
+  readonly wsPort: number;
   readonly context: ServerContext;
   /** The handler of the current code generation (a reload replaces it). */
   readonly connections: ConnectionHandler;
@@ -120,6 +123,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     { host: config.host, port: config.port, listeners: config.listeners },
     connections,
   );
+  const webSocket: WsListener | null = config.wsPort === 0 ? null : listenWebSocket(config, connections);
   let admin: AdminHttp | null = null;
   if (config.adminPort !== 0) {
     admin = listenAdmin(
@@ -134,6 +138,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     host: config.host,
     port: listeners.port,
     adminPort: admin?.port ?? 0,
+    wsPort: webSocket?.port ?? 0,
     listeners: config.listeners,
     dataDir: config.dataDir,
     synchronous: config.synchronous,
@@ -146,6 +151,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       const timeoutMs = stopOptions.timeoutMs ?? stopTimeoutMsDefault;
       table.draining = true;
       listeners.stop();
+      webSocket?.stop();
       sweeper.stop();
       await delivery.commit.idle();
       for (const session of [...table.sessions]) {
@@ -176,6 +182,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         context.log = createLogger(merged.config.logLevel);
       connections = build(modules);
       listeners.reload(connections);
+      webSocket?.reload(connections);
       metrics.reloads.inc({ result: "ok" });
       context.log.info("reloaded", { generation, applied: merged.applied, needRestart: merged.ignored });
     } catch (error) {
@@ -190,6 +197,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   return {
     port: listeners.port,
     adminPort: admin?.port ?? 0,
+    wsPort: webSocket?.port ?? 0,
     context,
     get connections() {
       return connections;

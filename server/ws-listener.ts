@@ -1,0 +1,146 @@
+// WebSocket through Bun.serve: binary messages carry the protocol's bytes exactly as on TCP (the preamble, then
+// frames; a message may hold several whole frames or part of one, it is read as a stream), and every socket gets the
+// same Session, auth, routing and delivery as TCP through the TransportSocket shape. No per-connection compression:
+// permessage-deflate would cost tens of KB per socket; frames keep the protocol's own per-frame compression.
+//
+// Backpressure is handled as on TCP: write() takes bytes only while Bun holds nothing unsent for the socket, so the
+// session keeps the unsent tail itself (bounded by outboundBytesMax / outboundBytesCloseMax) and flushes on drain.
+
+import { existsSync, readFileSync } from "node:fs";
+import { extname, join, normalize } from "node:path";
+import type { Server, ServerWebSocket } from "bun";
+import { ErrorCode, ProtocolError } from "../protocol/index.ts";
+import type { Config } from "./config.ts";
+import type { ConnectionHandler } from "./connection.ts";
+import type { Session } from "./session.ts";
+import type { TransportSocket } from "./transport.ts";
+
+export interface WsListener {
+  readonly port: number;
+  stop(): void;
+  /** Swaps the handler (SIGHUP reload): open sockets keep their sessions. */
+  reload(connections: ConnectionHandler): void;
+}
+
+interface WsData {
+  session: Session | undefined;
+  readonly remoteAddress: string;
+}
+
+/** Bun's WebSocket idle timeout is in seconds and at most 960; ours (keepalive on the wheel) comes first. */
+const bunIdleTimeoutSecondsMax = 960;
+const webClientDirectory = new URL("../client/web/", import.meta.url).pathname;
+const contentTypes: Record<string, string> = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+  ".svg": "image/svg+xml",
+  ".json": "application/json",
+};
+
+class WebSocketTransport implements TransportSocket {
+  constructor(private readonly socket: ServerWebSocket<WsData>) {}
+
+  get remoteAddress(): string {
+    return this.socket.data.remoteAddress;
+  }
+
+  write(bytes: Uint8Array): number {
+    // While Bun still holds bytes for this socket, take nothing: the session keeps them (as write() on TCP).
+    if (this.socket.getBufferedAmount() > 0) return 0;
+    const status = this.socket.sendBinary(bytes);
+    // >0: sent; -1: accepted into Bun's buffer (backpressure; drain follows); 0: dropped (closed or over the limit).
+    return status === 0 ? 0 : bytes.length;
+  }
+
+  end(): void {
+    this.socket.close(1000, "closed by server");
+  }
+}
+
+/** Whether a browser page from `origin` may connect. No Origin header: not a browser, allowed. */
+export function originAllowed(origin: string | null, allowList: string, ownOrigin: string): boolean {
+  if (origin === null) return true;
+  const allowed = allowList
+    .split(",")
+    .map((entry) => entry.trim())
+    .filter(Boolean);
+  if (allowed.includes("*")) return true;
+  if (allowed.length === 0) return origin === ownOrigin;
+  return allowed.includes(origin);
+}
+
+function staticFile(path: string): Response | undefined {
+  const relative = normalize(path === "/" ? "/index.html" : path).replace(/^\/+/, "");
+  if (relative.startsWith("..")) return undefined;
+  const file = join(webClientDirectory, relative);
+  if (!file.startsWith(webClientDirectory) || !existsSync(file)) return undefined;
+  return new Response(readFileSync(file), {
+    headers: { "content-type": contentTypes[extname(file)] ?? "application/octet-stream" },
+  });
+}
+
+export function listenWebSocket(config: Config, initial: ConnectionHandler): WsListener {
+  let connections = initial;
+  const { limits } = config;
+  const server: Server<WsData> = Bun.serve<WsData>({
+    hostname: config.wsHost,
+    port: config.wsPort,
+    fetch(request, bunServer) {
+      const url = new URL(request.url);
+      if (url.pathname === config.wsPath) {
+        const ownOrigin = `${url.protocol === "https:" ? "https" : "http"}://${url.host}`;
+        if (!originAllowed(request.headers.get("origin"), config.wsOrigins, ownOrigin)) {
+          return new Response("origin not allowed\n", { status: 403 });
+        }
+        const remoteAddress = bunServer.requestIP(request)?.address ?? "";
+        if (bunServer.upgrade(request, { data: { session: undefined, remoteAddress } })) return undefined;
+        return new Response("expected a WebSocket upgrade\n", { status: 426 });
+      }
+      if (config.webClient === "on" && request.method === "GET") {
+        const file = staticFile(url.pathname);
+        if (file !== undefined) return file;
+      }
+      return new Response("not found\n", { status: 404 });
+    },
+    websocket: {
+      // A message holds at most what a session may buffer inbound.
+      maxPayloadLength: limits.inboundBytesMax,
+      backpressureLimit: limits.outboundBytesCloseMax,
+      closeOnBackpressureLimit: false,
+      idleTimeout: Math.min(bunIdleTimeoutSecondsMax, Math.ceil((limits.idleTimeoutMs * 2) / 1000) + 30),
+      perMessageDeflate: false,
+      sendPings: false,
+      open(socket) {
+        socket.data.session = connections.open(new WebSocketTransport(socket));
+      },
+      message(socket, message) {
+        const session = socket.data.session;
+        if (session === undefined) return;
+        if (typeof message === "string") {
+          connections.reject(
+            session,
+            new ProtocolError(ErrorCode.malformedFrame, "text message: the protocol is binary"),
+          );
+          return;
+        }
+        connections.data(session, new Uint8Array(message.buffer, message.byteOffset, message.byteLength));
+      },
+      drain(socket) {
+        if (socket.data.session !== undefined) connections.writable(socket.data.session);
+      },
+      close(socket) {
+        if (socket.data.session !== undefined) connections.closed(socket.data.session);
+      },
+    },
+  });
+  return {
+    port: server.port ?? config.wsPort,
+    stop() {
+      void server.stop(false);
+    },
+    reload(next: ConnectionHandler) {
+      connections = next;
+    },
+  };
+}
