@@ -19,19 +19,29 @@ export interface Compressor {
  * common strings come last. It holds what compressible frames repeat: MessagePack shapes of device lists and
  * error messages. Changing it changes the wire format: a new dictionary needs a new dictionary version.
  */
-export const presetDictionary: Uint8Array = new TextEncoder().encode(
-  [
-    "device-list mismatch: missing devices, extra devices",
-    "rate limited; slow down",
-    "queue full for recipient device",
-    "unknown account",
-    "unknown device",
-    "server shutting down; reconnect later",
-    "replaced by a newer login of this device",
-  ].join("\n") +
-    // Device-list entries: [device, createdAtSeconds (uint32), lastSeenAtSeconds (uint32)].
-    "\u0093\u0001\u00ce\u0000\u0000\u0000\u0000\u00ce\u0093\u0002\u00ce\u0093\u0003\u00ce",
+export const presetDictionary: Uint8Array = joinBytes(
+  new TextEncoder().encode(
+    [
+      "device-list mismatch: missing devices, extra devices",
+      "rate limited; slow down",
+      "queue full for recipient device",
+      "unknown account",
+      "unknown device",
+      "server shutting down; reconnect later",
+      "replaced by a newer login of this device",
+    ].join("\n"),
+  ),
+  // Device-list entries: [device, createdAtSeconds (uint32), lastSeenAtSeconds (uint32)]. Raw bytes, not text: as a
+  // string, TextEncoder would turn each byte >= 0x80 into two UTF-8 bytes (0x93 -> c2 93).
+  Uint8Array.of(0x93, 0x01, 0xce, 0x00, 0x00, 0x00, 0x00, 0xce, 0x93, 0x02, 0xce, 0x93, 0x03, 0xce),
 );
+
+function joinBytes(head: Uint8Array, tail: Uint8Array): Uint8Array {
+  const joined = new Uint8Array(head.length + tail.length);
+  joined.set(head, 0);
+  joined.set(tail, head.length);
+  return joined;
+}
 
 /** Input bytes fed to the streaming inflater per step: one step can produce at most ~1 MB (1032:1), then we check. */
 const inflateStepBytes = 256;

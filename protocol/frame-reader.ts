@@ -6,6 +6,8 @@ import type { DecodeResult, FrameCodec } from "./frame-codec.ts";
 export class FrameReader {
   private pending: Uint8Array | null = null;
   private offset = 0;
+  /** A buffer this reader allocated, with room past `pending` to append in place; null while `pending` is a chunk. */
+  private owned: Uint8Array | null = null;
 
   constructor(private readonly codec: FrameCodec) {}
 
@@ -14,13 +16,26 @@ export class FrameReader {
     if (this.pending === null || this.offset >= this.pending.length) {
       this.pending = chunk;
       this.offset = 0;
+      this.owned = null;
       return;
     }
     const rest = this.pending.length - this.offset;
-    const joined = new Uint8Array(rest + chunk.length);
-    joined.set(this.pending.subarray(this.offset), 0);
-    joined.set(chunk, rest);
-    this.pending = joined;
+    // Appending in place only ever writes past the bytes already handed out, so earlier payload views stay intact.
+    // Growing by doubling keeps a frame that arrives a byte at a time linear, not quadratic, in its length.
+    const owned = this.owned;
+    if (owned !== null && this.pending.byteOffset + this.pending.length + chunk.length <= owned.length) {
+      const end = this.pending.byteOffset + this.pending.length;
+      owned.set(chunk, end);
+      this.pending = owned.subarray(this.pending.byteOffset, end + chunk.length);
+      return;
+    }
+    const grown = new Uint8Array(
+      Math.max(rest + chunk.length, Math.min(2 * rest, this.codec.limits.frameBytesMax), 256),
+    );
+    grown.set(this.pending.subarray(this.offset), 0);
+    grown.set(chunk, rest);
+    this.owned = grown;
+    this.pending = grown.subarray(0, rest + chunk.length);
     this.offset = 0;
   }
 
@@ -33,6 +48,7 @@ export class FrameReader {
       if (this.offset >= this.pending.length) {
         this.pending = null;
         this.offset = 0;
+        this.owned = null;
       }
     }
     return result;

@@ -68,6 +68,8 @@ export function scanMsgpack(bytes: Uint8Array, offset: number, end: number, dept
     if (type >= 0xa0 && type <= 0xbf) length = type & 0x1f;
     else if (type >= 0x90 && type <= 0x9f) items = type & 0x0f;
     else if (type >= 0x80 && type <= 0x8f) items = (type & 0x0f) * 2;
+    else if (type === 0xc1)
+      return "invalid"; // never used; checked before its (absent) size would be read
     else {
       const sizeBytes =
         type === 0xc4 || type === 0xd9 || type === 0xc7
@@ -102,7 +104,7 @@ export function scanMsgpack(bytes: Uint8Array, offset: number, end: number, dept
           items = size * 2;
           break;
         default:
-          return "invalid"; // 0xc1 is never used
+          return "invalid";
       }
     }
     if (length >= 0) {

@@ -1,0 +1,627 @@
+// Generates the language-neutral test vectors (golden.json, bad-inputs.json) from the codec, and checks each one on
+// the way: a golden frame must decode back to its value, a bad input must fail with the code written next to it.
+// Run `bun protocol/vectors/generate.ts --write` after a deliberate wire change, then read the diff by hand; without
+// a flag it prints both files as one JSON object. The tests compare the committed files with this output.
+//
+// Also the place of the small JSON helpers the test kit shares: bytes travel in JSON as {"hex": "..."}.
+
+import { deflateSync } from "fflate";
+import { presetDictionary } from "../compression.ts";
+import { ErrorCode, type ErrorCodeName, errorCodeName, ProtocolError } from "../errors.ts";
+import { FrameCodec } from "../frame-codec.ts";
+import { defaultLimits } from "../limits.ts";
+import { protocolVersion } from "../preamble.ts";
+import type { Stanza } from "../stanzas.ts";
+import { ReceiptType, RegistrationMode, StanzaKind, tokenDictionaryVersion } from "../tokens.ts";
+
+// ---------------------------------------------------------------------------------------------------------------
+// JSON helpers
+
+export function bytesToHex(bytes: Uint8Array): string {
+  let hex = "";
+  for (const byte of bytes) hex += byte.toString(16).padStart(2, "0");
+  return hex;
+}
+
+export function hexToBytes(hex: string): Uint8Array {
+  if (hex.length % 2 !== 0 || /[^0-9a-f]/.test(hex)) throw new Error(`not lowercase hex: ${hex.slice(0, 40)}`);
+  const bytes = new Uint8Array(hex.length / 2);
+  for (let index = 0; index < bytes.length; index++)
+    bytes[index] = Number.parseInt(hex.slice(index * 2, index * 2 + 2), 16);
+  return bytes;
+}
+
+/** A stanza (or any part of one) as plain JSON: byte fields become {"hex": "..."}; undefined fields are dropped. */
+export function toJsonValue(value: unknown): unknown {
+  if (value instanceof Uint8Array) return { hex: bytesToHex(value) };
+  if (Array.isArray(value)) return value.map(toJsonValue);
+  if (value !== null && typeof value === "object") {
+    const result: Record<string, unknown> = {};
+    for (const [key, field] of Object.entries(value)) if (field !== undefined) result[key] = toJsonValue(field);
+    return result;
+  }
+  return value;
+}
+
+/** The inverse of toJsonValue: {"hex": "..."} objects become Uint8Array. */
+export function fromJsonValue(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(fromJsonValue);
+  if (value !== null && typeof value === "object") {
+    const entries = Object.entries(value);
+    if (entries.length === 1 && entries[0]![0] === "hex" && typeof entries[0]![1] === "string") {
+      return hexToBytes(entries[0]![1]);
+    }
+    return Object.fromEntries(entries.map(([key, field]) => [key, fromJsonValue(field)]));
+  }
+  return value;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Shapes of the two files
+
+export interface FrameVector {
+  readonly name: string;
+  readonly kind: string;
+  /** The stanza kind token (low 6 bits of the header byte). */
+  readonly token: number;
+  /** The whole frame: length varint, header byte, body. */
+  readonly hex: string;
+  /** True when the header's compressed bit is set. Deflate output is not canonical: check these by decoding. */
+  readonly compressed: boolean;
+  readonly value: unknown;
+}
+
+export interface BudgetVector extends FrameVector {
+  readonly bytes: number;
+  readonly budgetBytesMax: number;
+}
+
+export interface PreambleVector {
+  readonly name: string;
+  readonly hex: string;
+  /** "ok" with the versions, "more" (too few bytes yet), or "error" with the code. */
+  readonly result: "ok" | "more" | "error";
+  readonly value?: { readonly protocolVersion: number; readonly dictionaryVersion: number };
+  readonly code?: number;
+  readonly codeName?: string;
+}
+
+export interface GoldenFile {
+  readonly description: string;
+  readonly limits: "default";
+  readonly protocolVersion: number;
+  readonly dictionaryVersion: number;
+  readonly presetDictionaryHex: string;
+  readonly preambles: readonly PreambleVector[];
+  readonly frames: readonly FrameVector[];
+  readonly budgets: readonly BudgetVector[];
+}
+
+export interface BadInput {
+  readonly name: string;
+  readonly hex: string;
+  readonly code: number;
+  readonly codeName: string;
+}
+
+export interface BadInputsFile {
+  readonly description: string;
+  readonly limits: "default";
+  readonly inputs: readonly BadInput[];
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Sample values: recognisable byte patterns, realistic ids and times
+
+function pattern(length: number, start: number): Uint8Array {
+  return Uint8Array.from({ length }, (_, index) => (start + index) & 0xff);
+}
+
+const nonce = pattern(32, 0x00);
+const publicKey = pattern(32, 0xa0);
+const signature = pattern(64, 0x40);
+const payload20 = pattern(20, 0x80);
+const time = 1_763_800_000; // 2025-11-22T08:26:40Z
+const alice = 1_000_001;
+const bob = 1_000_002;
+/** Ids near 2^32, for the budget cases. */
+const idHigh = 0xffff_fffe;
+
+function deviceInfos(count: number): Array<{ device: number; createdAtSeconds: number; lastSeenAtSeconds: number }> {
+  return Array.from({ length: count }, (_, index) => ({
+    device: index + 1,
+    createdAtSeconds: time - 86_400 * (count - index),
+    lastSeenAtSeconds: time - 60 * index,
+  }));
+}
+
+interface FrameCase {
+  readonly name: string;
+  readonly stanza: Stanza;
+  readonly compress?: boolean;
+}
+
+const frameCases: readonly FrameCase[] = [
+  {
+    name: "challenge, invite registration",
+    stanza: {
+      kind: "challenge",
+      nonce,
+      serverTimeSeconds: time,
+      registrationMode: RegistrationMode.invite,
+      frameBytesMax: 65536,
+    },
+  },
+  { name: "login", stanza: { kind: "login", account: alice, device: 1, signature } },
+  {
+    name: "register with an invite",
+    stanza: { kind: "register", invite: "K7QX-93FD", handle: "alice", publicKey, signature },
+  },
+  {
+    name: "register in open mode (invite null)",
+    stanza: { kind: "register", invite: null, handle: "bob", publicKey, signature },
+  },
+  { name: "link", stanza: { kind: "link", code: "482913", publicKey, signature } },
+  { name: "welcome", stanza: { kind: "welcome", account: alice, device: 2, lastClientId: 41 } },
+  { name: "welcome of a new device", stanza: { kind: "welcome", account: bob, device: 1, lastClientId: 0 } },
+  {
+    name: "send, one payload for every device",
+    stanza: { kind: "send", clientId: 42, to: bob, payload: payload20 },
+  },
+  {
+    name: "send, one payload per device",
+    stanza: {
+      kind: "send",
+      clientId: 43,
+      to: bob,
+      payload: [
+        { device: 1, payload: pattern(16, 0x10) },
+        { device: 3, payload: pattern(16, 0x30) },
+      ],
+    },
+  },
+  { name: "serverAck", stanza: { kind: "serverAck", clientId: 42 } },
+  {
+    name: "error answering a send (queueFull)",
+    stanza: { kind: "error", code: ErrorCode.queueFull, clientId: 44, message: "queue full for recipient device" },
+  },
+  {
+    name: "error for the session (unexpectedStanza, no client id, no message)",
+    stanza: { kind: "error", code: ErrorCode.unexpectedStanza, clientId: null, message: null },
+  },
+  {
+    name: "error with device lists (deviceMismatch)",
+    stanza: {
+      kind: "error",
+      code: ErrorCode.deviceMismatch,
+      clientId: 43,
+      message: "device-list mismatch: missing devices, extra devices",
+      missingDevices: [2],
+      extraDevices: [3],
+    },
+  },
+  {
+    name: "deliver",
+    stanza: {
+      kind: "deliver",
+      seq: 7,
+      from: alice,
+      fromDevice: 1,
+      clientId: 42,
+      timeSeconds: time,
+      payload: payload20,
+    },
+  },
+  { name: "ack", stanza: { kind: "ack", seq: 7 } },
+  {
+    name: "receipt, delivered",
+    stanza: { kind: "receipt", type: ReceiptType.delivered, to: alice, toDevice: 1, clientIds: [42] },
+  },
+  {
+    name: "receipt, read, three messages",
+    stanza: { kind: "receipt", type: ReceiptType.read, to: alice, toDevice: 1, clientIds: [42, 43, 44] },
+  },
+  {
+    name: "deliverReceipt",
+    stanza: {
+      kind: "deliverReceipt",
+      seq: 8,
+      type: ReceiptType.delivered,
+      from: bob,
+      fromDevice: 1,
+      senderDevice: 1,
+      clientIds: [42],
+      timeSeconds: time + 2,
+    },
+  },
+  { name: "queueEmpty", stanza: { kind: "queueEmpty" } },
+  { name: "ping", stanza: { kind: "ping" } },
+  { name: "pong", stanza: { kind: "pong" } },
+  {
+    name: "goaway, server stopping",
+    stanza: {
+      kind: "goaway",
+      code: ErrorCode.shuttingDown,
+      retryAfterMs: 12_500,
+      message: "server shutting down; reconnect later",
+    },
+  },
+  { name: "goaway, replaced", stanza: { kind: "goaway", code: ErrorCode.replaced, retryAfterMs: 0, message: null } },
+  { name: "lookup", stanza: { kind: "lookup", clientId: 45, handle: "bob" } },
+  { name: "lookupResult, found", stanza: { kind: "lookupResult", clientId: 45, account: bob, devices: [1, 3] } },
+  { name: "lookupResult, no such handle", stanza: { kind: "lookupResult", clientId: 45, account: null, devices: [] } },
+  { name: "linkCreate", stanza: { kind: "linkCreate", clientId: 46 } },
+  { name: "linkCode", stanza: { kind: "linkCode", clientId: 46, code: "482913", expiresAtSeconds: time + 600 } },
+  { name: "devices", stanza: { kind: "devices", clientId: 47 } },
+  { name: "deviceList, two devices", stanza: { kind: "deviceList", clientId: 47, devices: deviceInfos(2) } },
+  { name: "deviceRemove", stanza: { kind: "deviceRemove", clientId: 48, device: 3 } },
+  {
+    name: "deviceList, 16 devices, compressed",
+    stanza: { kind: "deviceList", clientId: 49, devices: deviceInfos(16) },
+    compress: true,
+  },
+  {
+    name: "error with a long message, compressed",
+    stanza: {
+      kind: "error",
+      code: ErrorCode.deviceMismatch,
+      clientId: 50,
+      message:
+        "device-list mismatch: missing devices, extra devices; unknown device 9; unknown device 10; unknown device 11",
+      missingDevices: [2, 4, 5],
+      extraDevices: [9, 10, 11],
+    },
+    compress: true,
+  },
+];
+
+interface BudgetCase extends FrameCase {
+  readonly budgetBytesMax: number;
+}
+
+// The wire budgets of DESIGN.md: a 20-byte payload, account ids, client ids and sequences near 2^32. Device numbers
+// are per account (1, 2, ...), so they stay one-byte fixints; 127 is the largest that does.
+const budgetCases: readonly BudgetCase[] = [
+  {
+    name: "budget: send, 20-byte payload",
+    stanza: { kind: "send", clientId: idHigh, to: idHigh - 1, payload: payload20 },
+    budgetBytesMax: 36,
+  },
+  {
+    name: "budget: deliver, 20-byte payload",
+    stanza: {
+      kind: "deliver",
+      seq: idHigh - 2,
+      from: idHigh - 1,
+      fromDevice: 127,
+      clientId: idHigh,
+      timeSeconds: time,
+      payload: payload20,
+    },
+    budgetBytesMax: 48,
+  },
+  { name: "budget: serverAck", stanza: { kind: "serverAck", clientId: idHigh }, budgetBytesMax: 8 },
+  { name: "budget: ack", stanza: { kind: "ack", seq: idHigh - 2 }, budgetBytesMax: 8 },
+  {
+    name: "budget: receipt for one message",
+    stanza: { kind: "receipt", type: ReceiptType.read, to: idHigh - 1, toDevice: 127, clientIds: [idHigh] },
+    budgetBytesMax: 16,
+  },
+];
+
+// ---------------------------------------------------------------------------------------------------------------
+// Builders
+
+function frameVector(codec: FrameCodec, frameCase: FrameCase): FrameVector {
+  const frame = codec.encode(frameCase.stanza, { compress: frameCase.compress === true });
+  const decoded = codec.decode(frame);
+  if (decoded.status !== "frame") throw new Error(`${frameCase.name}: does not decode: ${JSON.stringify(decoded)}`);
+  if (decoded.consumed !== frame.length) throw new Error(`${frameCase.name}: consumed ${decoded.consumed}`);
+  const value = toJsonValue(decoded.stanza);
+  if (JSON.stringify(value) !== JSON.stringify(toJsonValue(frameCase.stanza))) {
+    throw new Error(`${frameCase.name}: decodes to another value: ${JSON.stringify(value)}`);
+  }
+  if ((frameCase.compress === true) !== decoded.compressed) {
+    throw new Error(`${frameCase.name}: compressed is ${decoded.compressed}`);
+  }
+  return {
+    name: frameCase.name,
+    kind: frameCase.stanza.kind,
+    token: StanzaKind[frameCase.stanza.kind],
+    hex: bytesToHex(frame),
+    compressed: decoded.compressed,
+    value,
+  };
+}
+
+function preambleVectors(): PreambleVector[] {
+  const ok = (name: string, hex: string, protocol: number, dictionary: number): PreambleVector => ({
+    name,
+    hex,
+    result: "ok",
+    value: { protocolVersion: protocol, dictionaryVersion: dictionary },
+  });
+  const error = (name: string, hex: string, codeName: ErrorCodeName): PreambleVector => ({
+    name,
+    hex,
+    result: "error",
+    code: ErrorCode[codeName],
+    codeName,
+  });
+  return [
+    ok("protocol 1, dictionary 1", "53420101", protocolVersion, tokenDictionaryVersion),
+    { name: "magic only: wait for more", hex: "5342", result: "more" },
+    { name: "first byte only: wait for more", hex: "53", result: "more" },
+    { name: "nothing yet", hex: "", result: "more" },
+    error("an HTTP request is not a Switchboard peer", "47455420", "badPreamble"),
+    error("a wrong first byte fails at once", "47", "badPreamble"),
+    error("a wrong second byte fails at once", "5343", "badPreamble"),
+    error("protocol version 0", "53420001", "versionUnsupported"),
+    error("protocol version 2 (newer than this server)", "53420201", "versionUnsupported"),
+    error("dictionary version 0", "53420100", "versionUnsupported"),
+    error("dictionary version 2 (newer than this server)", "53420102", "versionUnsupported"),
+  ];
+}
+
+export function buildGolden(): GoldenFile {
+  const codec = new FrameCodec({ limits: defaultLimits });
+  const frames = frameCases.map((frameCase) => frameVector(codec, frameCase));
+  const covered = new Set(frames.map((frame) => frame.kind));
+  for (const kind of Object.keys(StanzaKind)) if (!covered.has(kind)) throw new Error(`no golden frame for ${kind}`);
+  const budgets = budgetCases.map((budgetCase): BudgetVector => {
+    const vector = frameVector(codec, budgetCase);
+    const bytes = vector.hex.length / 2;
+    if (bytes > budgetCase.budgetBytesMax) {
+      throw new Error(`${budgetCase.name}: ${bytes} bytes pass the budget of ${budgetCase.budgetBytesMax}`);
+    }
+    return { ...vector, bytes, budgetBytesMax: budgetCase.budgetBytesMax };
+  });
+  return {
+    description:
+      "Switchboard protocol golden vectors. Every frame's hex is the whole frame (length varint, header byte, " +
+      "MessagePack body); value is the decoded stanza with byte fields as {hex}. Compressed frames must decode to " +
+      "their value; their deflate bytes are one valid encoding, not the only one. Generated by generate.ts.",
+    limits: "default",
+    protocolVersion,
+    dictionaryVersion: tokenDictionaryVersion,
+    presetDictionaryHex: bytesToHex(presetDictionary),
+    preambles: preambleVectors(),
+    frames,
+    budgets,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Bad inputs: hand-assembled bytes, so that they say exactly what is wrong
+
+/** A frame around `bodyHex`: canonical length varint, then the header byte. */
+function frameHex(header: number, bodyHex: string): string {
+  const length = 1 + bodyHex.length / 2;
+  const prefix: number[] = [];
+  let rest = length;
+  while (rest >= 0x80) {
+    prefix.push((rest & 0x7f) | 0x80);
+    rest >>>= 7;
+  }
+  prefix.push(rest);
+  return bytesToHex(Uint8Array.from(prefix)) + header.toString(16).padStart(2, "0") + bodyHex;
+}
+
+/** A MessagePack bin of `length` bytes of `fill`, as hex (bin 8/16). */
+function binHex(length: number, fill: number): string {
+  const head =
+    length < 0x100 ? `c4${length.toString(16).padStart(2, "0")}` : `c5${length.toString(16).padStart(4, "0")}`;
+  return head + fill.toString(16).padStart(2, "0").repeat(length);
+}
+
+function deflateHex(body: Uint8Array): string {
+  return bytesToHex(deflateSync(body, { level: 9, dictionary: presetDictionary }));
+}
+
+const k = StanzaKind;
+const compressedBit = 0x80;
+
+function badInputCases(): Array<{ name: string; hex: string; codeName: ErrorCodeName }> {
+  const limits = defaultLimits;
+  const signature63 = binHex(63, 0x40);
+  const publicKey31 = binHex(31, 0xa0);
+  const signature64 = binHex(64, 0x40);
+  const nonce31 = binHex(31, 0x00);
+  // A body of a million 0x90 bytes (empty arrays): it deflates to about a kilobyte and inflates far past the limit.
+  const bomb = new Uint8Array(1 << 20).fill(0x90);
+  const tooManyDevices = Array.from({ length: limits.devicesPerAccountMax + 1 }, (_, index) => index + 1);
+  return [
+    // framing
+    {
+      name: "declared length one past frameBytesMax (65534 + 3 prefix bytes = 65537)",
+      hex: "feff03",
+      codeName: "frameTooLarge",
+    },
+    { name: "largest 3-byte declared length", hex: "ffff7f", codeName: "frameTooLarge" },
+    { name: "non-canonical (overlong) length varint: 2 as 82 00", hex: "82000e90", codeName: "malformedFrame" },
+    { name: "length varint longer than 3 bytes", hex: "8080808001", codeName: "malformedFrame" },
+    { name: "empty frame (length 0)", hex: "00", codeName: "malformedFrame" },
+    { name: "reserved header bit (0x40) set", hex: frameHex(0x40 | k.ping, "90"), codeName: "malformedFrame" },
+    { name: "unknown kind 0", hex: frameHex(0, "90"), codeName: "unknownKind" },
+    { name: "unknown kind 63", hex: frameHex(63, "90"), codeName: "unknownKind" },
+    { name: "unknown kind 24 (next free token)", hex: frameHex(24, "90"), codeName: "unknownKind" },
+    { name: "header byte only, no body", hex: frameHex(k.ping, ""), codeName: "malformedBody" },
+    // MessagePack structure
+    { name: "trailing bytes after the body value", hex: frameHex(k.ping, "9000"), codeName: "malformedBody" },
+    { name: "invalid MessagePack byte 0xc1", hex: frameHex(k.ping, "c1"), codeName: "malformedBody" },
+    { name: "body truncated inside an array", hex: frameHex(k.serverAck, "92"), codeName: "malformedBody" },
+    { name: "map body (maps are never used)", hex: frameHex(k.ping, "81a16101"), codeName: "malformedBody" },
+    { name: "empty map body", hex: frameHex(k.ping, "80"), codeName: "wrongFieldType" },
+    { name: "body not an array (nil)", hex: frameHex(k.ping, "c0"), codeName: "wrongFieldType" },
+    { name: "body not an array (integer)", hex: frameHex(k.ack, "07"), codeName: "wrongFieldType" },
+    {
+      name: "nesting deeper than nestingDepthMax (3)",
+      hex: frameHex(k.deviceList, "922f91919190"),
+      codeName: "nestingTooDeep",
+    },
+    { name: "extension type (never used)", hex: frameHex(k.ping, "91d40001"), codeName: "malformedBody" },
+    {
+      name: "string longer than stringBytesMax",
+      hex: frameHex(k.goaway, `93cd013900da0101${"61".repeat(257)}`),
+      codeName: "malformedBody",
+    },
+    {
+      name: "array longer than arrayItemsMax",
+      hex: frameHex(k.lookupResult, `932dce000f4242dc0101${"01".repeat(257)}`),
+      codeName: "malformedBody",
+    },
+    // field types
+    { name: "string where an id is expected", hex: frameHex(k.serverAck, "91a23432"), codeName: "wrongFieldType" },
+    { name: "negative integer id", hex: frameHex(k.serverAck, "91ff"), codeName: "wrongFieldType" },
+    { name: "float id (1.5)", hex: frameHex(k.serverAck, "91cb3ff8000000000000"), codeName: "wrongFieldType" },
+    { name: "id 0", hex: frameHex(k.serverAck, "9100"), codeName: "wrongFieldType" },
+    { name: "id 2^32 (uint 64)", hex: frameHex(k.serverAck, "91cf0000000100000000"), codeName: "wrongFieldType" },
+    { name: "nil where an id is expected", hex: frameHex(k.ack, "91c0"), codeName: "wrongFieldType" },
+    { name: "bin where a string is expected", hex: frameHex(k.lookup, "922dc403626f62"), codeName: "wrongFieldType" },
+    {
+      name: "login signature of 63 bytes",
+      hex: frameHex(k.login, `93ce000f424101${signature63}`),
+      codeName: "wrongFieldType",
+    },
+    {
+      name: "register publicKey of 31 bytes",
+      hex: frameHex(k.register, `94c0a3626f62${publicKey31}${signature64}`),
+      codeName: "wrongFieldType",
+    },
+    {
+      name: "challenge nonce of 31 bytes",
+      hex: frameHex(k.challenge, `94${nonce31}ce6921738001ce00010000`),
+      codeName: "wrongFieldType",
+    },
+    {
+      name: "missing field (login without signature)",
+      hex: frameHex(k.login, "92ce000f424101"),
+      codeName: "wrongFieldType",
+    },
+    { name: "missing field (empty body for ack)", hex: frameHex(k.ack, "90"), codeName: "wrongFieldType" },
+    {
+      name: "receipt with an empty clientIds list",
+      hex: frameHex(k.receipt, "9401ce000f42410190"),
+      codeName: "wrongFieldType",
+    },
+    { name: "receipt type 3 (unknown)", hex: frameHex(k.receipt, "9403ce000f424101912a"), codeName: "wrongFieldType" },
+    {
+      name: "receipt naming more than receiptClientIdsMax client ids",
+      hex: frameHex(
+        k.receipt,
+        `9401ce000f424101dc${(limits.receiptClientIdsMax + 1).toString(16).padStart(4, "0")}${"2a".repeat(limits.receiptClientIdsMax + 1)}`,
+      ),
+      codeName: "wrongFieldType",
+    },
+    {
+      name: "send with a per-device list of odd length",
+      hex: frameHex(k.send, `932ace000f424293${"01"}${binHex(4, 0x11)}${"03"}`),
+      codeName: "wrongFieldType",
+    },
+    {
+      name: "send with an empty per-device list",
+      hex: frameHex(k.send, "932ace000f424290"),
+      codeName: "wrongFieldType",
+    },
+    {
+      name: "lookupResult with more devices than devicesPerAccountMax",
+      hex: frameHex(
+        k.lookupResult,
+        `932dce000f4242dc00${tooManyDevices.length.toString(16)}${tooManyDevices.map((device) => device.toString(16).padStart(2, "0")).join("")}`,
+      ),
+      codeName: "wrongFieldType",
+    },
+    {
+      name: "deviceList entry that is not an array",
+      hex: frameHex(k.deviceList, "922f9101"),
+      codeName: "wrongFieldType",
+    },
+    {
+      name: "send payload one byte over payloadBytesMax",
+      hex: frameHex(k.send, `932ace000f4242${binHex(limits.payloadBytesMax + 1, 0x80)}`),
+      codeName: "wrongFieldType",
+    },
+    // compression
+    {
+      name: "compressed frame that is not valid deflate (reserved block type)",
+      hex: frameHex(compressedBit | k.ping, "07"),
+      codeName: "badCompression",
+    },
+    {
+      name: "compressed frame cut short inside the deflate stream",
+      hex: frameHex(compressedBit | k.ping, deflateHex(pattern(200, 0)).slice(0, 20)),
+      codeName: "badCompression",
+    },
+    {
+      name: "compressed frame with an empty body",
+      hex: frameHex(compressedBit | k.ping, ""),
+      codeName: "badCompression",
+    },
+    {
+      name: "deflate bomb: 1 MiB of body in about 1 KiB, past frameBytesMax",
+      hex: frameHex(compressedBit | k.ping, deflateHex(bomb)),
+      codeName: "inflateTooLarge",
+    },
+    {
+      name: "compressed body that inflates to invalid MessagePack",
+      hex: frameHex(compressedBit | k.ping, deflateHex(Uint8Array.of(0xc1))),
+      codeName: "malformedBody",
+    },
+  ];
+}
+
+export function buildBadInputs(): BadInputsFile {
+  const codec = new FrameCodec({ limits: defaultLimits });
+  const inputs = badInputCases().map(({ name, hex, codeName }): BadInput => {
+    const result = codec.decode(hexToBytes(hex));
+    if (result.status !== "error") throw new Error(`bad input "${name}" gives ${result.status}`);
+    if (!(result.error instanceof ProtocolError)) throw new Error(`bad input "${name}": not a ProtocolError`);
+    if (result.error.code !== ErrorCode[codeName]) {
+      throw new Error(
+        `bad input "${name}": ${errorCodeName(result.error.code)} (${result.error.message}), not ${codeName}`,
+      );
+    }
+    return { name, hex, code: ErrorCode[codeName], codeName };
+  });
+  return {
+    description:
+      "Switchboard protocol bad inputs: each hex is the start of a stream (after the preamble) that a receiver must " +
+      "refuse with the error code given, decoding with the default limits. Generated and checked by generate.ts.",
+    limits: "default",
+    inputs,
+  };
+}
+
+export const goldenPath = new URL("./golden.json", import.meta.url);
+export const badInputsPath = new URL("./bad-inputs.json", import.meta.url);
+
+/** The committed vector files, as the tests read them. */
+export async function loadGolden(): Promise<GoldenFile> {
+  return (await Bun.file(goldenPath).json()) as GoldenFile;
+}
+
+export async function loadBadInputs(): Promise<BadInputsFile> {
+  return (await Bun.file(badInputsPath).json()) as BadInputsFile;
+}
+
+export function serialize(value: unknown): string {
+  return `${JSON.stringify(value, null, 2)}\n`;
+}
+
+if (import.meta.main) {
+  const write = process.argv.includes("--write");
+  const golden = serialize(buildGolden());
+  const badInputs = serialize(buildBadInputs());
+  if (write) {
+    await Bun.write(goldenPath, golden);
+    await Bun.write(badInputsPath, badInputs);
+    // The repository's formatter owns the layout of JSON files (short arrays on one line); run it so that the lint
+    // step stays clean. The tests compare parsed values, so the layout never matters to them.
+    const biome = new URL("../../node_modules/.bin/biome", import.meta.url).pathname;
+    const formatted = Bun.spawnSync([biome, "format", "--write", goldenPath.pathname, badInputsPath.pathname]);
+    if (formatted.exitCode !== 0) console.warn(`biome format failed: ${formatted.stderr.toString()}`);
+    console.log(`wrote ${goldenPath.pathname} and ${badInputsPath.pathname}`);
+  } else {
+    console.log(serialize({ golden: JSON.parse(golden), badInputs: JSON.parse(badInputs) }));
+  }
+}
