@@ -367,7 +367,7 @@ describe("limits", () => {
   test("decoding uses the limits it was given", () => {
     const send = hexToBytes(golden.frames.find((vector) => vector.name.startsWith("send, one payload per"))!.hex);
     expect(codec.decode(send).status).toBe("frame");
-    const tight = new FrameCodec({ limits: { ...testLimits, payloadBytesMax: 15 } });
+    const tight = new FrameCodec({ limits: { ...testLimits, devicesPerAccountMax: 1 } });
     const refused = tight.decode(send);
     expect(refused.status === "error" && refused.error.code === ErrorCode.wrongFieldType).toBe(true);
   });
@@ -413,6 +413,25 @@ describe("PROTOCOL.md stays in line with the code", async () => {
   test("the budget table matches the budget vectors", () => {
     for (const vector of golden.budgets) {
       expect(spec).toContain(`| \`${vector.kind}\` | ${vector.bytes} | ${vector.budgetBytesMax} |`);
+    }
+  });
+});
+
+describe("error messages are cut to what the peer may decode", () => {
+  test("an error or goaway message over stringBytesMax is truncated on a character boundary, never malformed", () => {
+    const small = new FrameCodec({ limits: testLimits });
+    const long = `${"é".repeat(40)}tail`; // 84 UTF-8 bytes, over the test limit of 64
+    for (const stanza of [
+      { kind: "error", code: 100, clientId: null, message: long },
+      { kind: "goaway", code: 313, retryAfterMs: 5, message: long },
+    ] as const) {
+      const result = small.decode(small.encode(stanza));
+      expect(result.status).toBe("frame");
+      if (result.status !== "frame" || !("message" in result.stanza)) throw new Error("not decoded");
+      const message = result.stanza.message!;
+      expect(new TextEncoder().encode(message).length).toBeLessThanOrEqual(testLimits.stringBytesMax);
+      expect(long.startsWith(message)).toBe(true);
+      expect(message.length).toBe(32);
     }
   });
 });

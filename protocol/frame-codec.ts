@@ -64,6 +64,11 @@ export class FrameCodec {
 
   /** The whole frame for `stanza`, as a new buffer the caller owns. Throws only on a bug (a stanza over the limits). */
   encode(stanza: Stanza, options?: EncodeOptions): Uint8Array {
+    // A human-readable message longer than the peer may decode would turn an error into a malformed frame.
+    if ((stanza.kind === "error" || stanza.kind === "goaway") && stanza.message !== null) {
+      const message = truncateUtf8(stanza.message, this.limits.stringBytesMax);
+      if (message !== stanza.message) stanza = { ...stanza, message };
+    }
     let body: Uint8Array = this.encoder.encodeSharedRef(stanzaFields(stanza));
     let header = stanzaKindToken(stanza);
     if (options?.compress === true && body.length >= this.limits.compressionBodyBytesMin) {
@@ -130,4 +135,17 @@ export class FrameCodec {
     if (stanza instanceof ProtocolError) return { status: "error", error: stanza };
     return { status: "frame", stanza, consumed: frameBytes, compressed };
   }
+}
+
+const utf8 = new TextEncoder();
+
+/** `text` cut to at most `bytesMax` UTF-8 bytes, on a character boundary. */
+export function truncateUtf8(text: string, bytesMax: number): string {
+  if (text.length * 3 <= bytesMax) return text;
+  const bytes = utf8.encode(text);
+  if (bytes.length <= bytesMax) return text;
+  let end = bytesMax;
+  // Back up over continuation bytes (10xxxxxx) so the cut falls between characters.
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
+  return new TextDecoder().decode(bytes.subarray(0, end));
 }

@@ -112,6 +112,7 @@ export function randomStanza(random: Random, kind: StanzaKindName, limits: Limit
         serverTimeSeconds: uint32(),
         registrationMode: uint32(),
         frameBytesMax: uint32(),
+        payloadBytesMax: uint32(),
       };
     case "login":
       return { kind, account: id(), device: id(), signature: random.bytes(64) };

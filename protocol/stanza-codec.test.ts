@@ -177,7 +177,7 @@ describe("stanza fields", () => {
 
   test("byte fields have exact lengths where the crypto needs them", () => {
     const nonce = new Uint8Array(32);
-    expect(fromFields("challenge", [nonce, 0, 0, 0])).toMatchObject({ kind: "challenge" });
+    expect(fromFields("challenge", [nonce, 0, 0, 0, 0])).toMatchObject({ kind: "challenge" });
     expectWrongField(fromFields("challenge", [new Uint8Array(31), 0, 0, 0]), "nonce must be 32 bytes");
     expectWrongField(fromFields("challenge", [new Uint8Array(33), 0, 0, 0]), "nonce");
     expectWrongField(fromFields("login", [1, 1, new Uint8Array(63)]), "signature must be 64 bytes");
@@ -245,8 +245,15 @@ describe("stanza fields", () => {
     expectWrongField(fromFields("send", [1, 2, [1]]), "pairs");
     expectWrongField(fromFields("send", [1, 2, [0, new Uint8Array(1)]]), "device");
     expectWrongField(fromFields("send", [1, 2, ["x", new Uint8Array(1)]]));
-    expectWrongField(fromFields("send", [1, 2, new Uint8Array(defaultLimits.payloadBytesMax + 1)]), "payload longer");
-    expect(fromFields("send", [1, 2, new Uint8Array(defaultLimits.payloadBytesMax)])).toMatchObject({ kind: "send" });
+    // A send's payload is bounded by the frame only: the server refuses one over payloadBytesMax with
+    // payloadTooLarge (103) and keeps the session. A deliver's payload is held to payloadBytesMax.
+    expect(fromFields("send", [1, 2, new Uint8Array(defaultLimits.payloadBytesMax + 1)])).toMatchObject({
+      kind: "send",
+    });
+    expectWrongField(
+      fromFields("deliver", [1, 2, 1, 3, 0, new Uint8Array(defaultLimits.payloadBytesMax + 1)]),
+      "payload longer",
+    );
     expect(fromFields("send", [1, 2, new Uint8Array(0)])).toMatchObject({ payload: new Uint8Array(0) });
   });
 

@@ -12,7 +12,13 @@ const uint32Max = 0xffff_ffff;
 export function stanzaFields(stanza: Stanza): unknown[] {
   switch (stanza.kind) {
     case "challenge":
-      return [stanza.nonce, stanza.serverTimeSeconds, stanza.registrationMode, stanza.frameBytesMax];
+      return [
+        stanza.nonce,
+        stanza.serverTimeSeconds,
+        stanza.registrationMode,
+        stanza.frameBytesMax,
+        stanza.payloadBytesMax,
+      ];
     case "login":
       return [stanza.account, stanza.device, stanza.signature];
     case "register":
@@ -190,6 +196,7 @@ function decodeKind(kind: StanzaKindName, fields: readonly unknown[], limits: Li
         serverTimeSeconds: read.uint32("serverTimeSeconds"),
         registrationMode: read.uint32("registrationMode"),
         frameBytesMax: read.uint32("frameBytesMax"),
+        payloadBytesMax: read.uint32("payloadBytesMax"),
       };
     case "login":
       return {
@@ -223,8 +230,10 @@ function decodeKind(kind: StanzaKindName, fields: readonly unknown[], limits: Li
     case "send": {
       const clientId = read.id("clientId");
       const to = read.id("to");
+      // Payloads of a send are bounded here by the frame only: the server answers one over payloadBytesMax with
+      // payloadTooLarge and keeps the session (a client may not know the server's configured limit).
       if (fields[2] instanceof Uint8Array) {
-        return { kind, clientId, to, payload: read.bytes("payload", limits.payloadBytesMax) };
+        return { kind, clientId, to, payload: read.bytes("payload", limits.frameBytesMax) };
       }
       const pairs = read.array("payload", limits.devicesPerAccountMax * 2);
       if (pairs.length === 0 || pairs.length % 2 !== 0) fail("payload must be bytes or device/payload pairs");
@@ -233,7 +242,7 @@ function decodeKind(kind: StanzaKindName, fields: readonly unknown[], limits: Li
       for (let index = 0; index < pairs.length; index += 2) {
         payloads.push({
           device: pairReader.id(`payload[${index}].device`),
-          payload: pairReader.bytes(`payload[${index}].payload`, limits.payloadBytesMax),
+          payload: pairReader.bytes(`payload[${index}].payload`, limits.frameBytesMax),
         });
       }
       return { kind, clientId, to, payload: payloads };

@@ -24,6 +24,8 @@ export interface ChallengeStanza {
   readonly serverTimeSeconds: number;
   readonly registrationMode: number;
   readonly frameBytesMax: number;
+  /** The largest payload of one message this server accepts (a larger one is refused with payloadTooLarge). */
+  readonly payloadBytesMax: number;
 }
 export interface LoginStanza {
   readonly kind: "login";

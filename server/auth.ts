@@ -45,6 +45,7 @@ export class Auth {
       serverTimeSeconds: Math.floor(this.context.now() / 1000),
       registrationMode: RegistrationMode[this.context.config.registration],
       frameBytesMax: this.context.limits.frameBytesMax,
+      payloadBytesMax: this.context.limits.payloadBytesMax,
     });
   }
 

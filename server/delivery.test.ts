@@ -211,6 +211,20 @@ describe("delivery", () => {
     expect(queueRows(server, bobAccount, 1)).toBe(3);
   });
 
+  test("a payload over payloadBytesMax is refused with payloadTooLarge and the session stays open", async () => {
+    const server = await serverWith();
+    const { client: alice } = await user(server, "alice");
+    const { client: bob } = await user(server, "bob");
+    const challengeLimit = alice.challenge!.payloadBytesMax;
+    expect(challengeLimit).toBe(server.config.limits.payloadBytesMax);
+    const refused = alice.send(bob.account, new Uint8Array(challengeLimit + 1));
+    expect(await alice.next("error")).toMatchObject({ code: ErrorCode.payloadTooLarge, clientId: refused });
+    alice.send(bob.account, new Uint8Array(challengeLimit));
+    await alice.next("serverAck");
+    expect((await bob.next("deliver")).payload.length).toBe(challengeLimit);
+    expect(alice.closed).toBe(false);
+  });
+
   test("entries past retention are swept and counters follow", async () => {
     const server = await serverWith({ limits: { retentionMs: 50 } });
     const { client: alice } = await user(server, "alice");

@@ -139,6 +139,12 @@ export class Delivery {
     const targets = stanza.to === session.account ? devices.filter((device) => device !== session.device) : devices;
     if (targets.length === 0) return refuse(ErrorCode.badRequest, "the recipient has no other device");
 
+    const payloads =
+      stanza.payload instanceof Uint8Array ? [stanza.payload] : stanza.payload.map((entry) => entry.payload);
+    if (payloads.some((payload) => payload.length > limits.payloadBytesMax)) {
+      return refuse(ErrorCode.payloadTooLarge, `payload over ${limits.payloadBytesMax} bytes`);
+    }
+
     // One payload for all devices, or exactly one per device of the recipient (client-side fan-out).
     const payloadByDevice = new Map<number, Uint8Array>();
     if (stanza.payload instanceof Uint8Array) {

@@ -108,6 +108,7 @@ export class RawClient {
   account = 0;
   device = 0;
   nonce: Uint8Array | null = null;
+  challenge: StanzaOf<"challenge"> | null = null;
   private nextClientId = 1;
 
   constructor(limits: Limits = testLimits) {
@@ -137,6 +138,7 @@ export class RawClient {
       client.write(encodePreamble());
       const challenge = await client.next("challenge");
       client.nonce = challenge.nonce;
+      client.challenge = challenge;
     }
     return client;
   }

@@ -150,6 +150,7 @@ const frameCases: readonly FrameCase[] = [
       serverTimeSeconds: time,
       registrationMode: RegistrationMode.invite,
       frameBytesMax: 65536,
+      payloadBytesMax: 61440,
     },
   },
   { name: "login", stanza: { kind: "login", account: alice, device: 1, signature } },
@@ -537,8 +538,8 @@ function badInputCases(): Array<{ name: string; hex: string; codeName: ErrorCode
       codeName: "wrongFieldType",
     },
     {
-      name: "send payload one byte over payloadBytesMax",
-      hex: frameHex(k.send, `932ace000f4242${binHex(limits.payloadBytesMax + 1, 0x80)}`),
+      name: "deliver payload one byte over payloadBytesMax",
+      hex: frameHex(k.deliver, `9601ce000f42420101ce692173c0${binHex(limits.payloadBytesMax + 1, 0x80)}`),
       codeName: "wrongFieldType",
     },
     // compression
