@@ -76,7 +76,7 @@ class WsClient {
     return this.received.splice(index, 1)[0] as Extract<Stanza, { kind: K }>;
   }
   send(stanza: Stanza): void {
-    this.socket.send(this.codec.encode(stanza));
+    this.socket.send(new Uint8Array(this.codec.encode(stanza)));
   }
 }
 
@@ -85,7 +85,7 @@ describe("WebSocket listener", () => {
     const server = await serverWithWebSocket();
     const web = await WsClient.open(`ws://127.0.0.1:${server.wsPort}/ws`);
     cleanups.push(() => web.socket.close());
-    web.socket.send(encodePreamble());
+    web.socket.send(new Uint8Array(encodePreamble()));
     const { nonce } = await web.next("challenge");
     const key = newDeviceKey();
     web.send({

@@ -1,0 +1,87 @@
+// Receipts from this device (read, or delivered by hand): best effort, never answered by the server.
+// Receipts asked for in one event-loop turn are merged per (type, sender account, sender device) and written at the
+// end of the turn, after the pending ack (so a sender sees "delivered" before "read" even when the app sends the
+// read receipt from inside its message listener), in chunks of receiptClientIdsMax. While disconnected they wait,
+// at most receiptsPendingMax stanzas (the oldest are dropped first).
+
+import type { ReceiptStanza, ReceiptTypeValue } from "../protocol/index.ts";
+
+interface Batch {
+  readonly type: ReceiptTypeValue;
+  readonly to: number;
+  readonly toDevice: number;
+  readonly clientIds: number[];
+}
+
+export class ReceiptQueue {
+  private batch = new Map<string, Batch>();
+  private batchIds = 0;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private readonly waiting: ReceiptStanza[] = [];
+
+  /** `beforeFlush` writes the pending ack; `write` returns false when no session takes the stanza now. */
+  constructor(
+    private readonly chunkMax: number,
+    private readonly pendingMax: number,
+    private readonly beforeFlush: () => void,
+    private readonly write: (stanza: ReceiptStanza) => boolean,
+  ) {}
+
+  add(type: ReceiptTypeValue, to: number, toDevice: number, clientIds: readonly number[]): void {
+    const key = `${type}:${to}:${toDevice}`;
+    let batch = this.batch.get(key);
+    if (batch === undefined) {
+      batch = { type, to, toDevice, clientIds: [] };
+      this.batch.set(key, batch);
+    }
+    for (const clientId of clientIds) batch.clientIds.push(clientId);
+    this.batchIds += clientIds.length;
+    if (this.batchIds >= this.pendingMax * this.chunkMax) this.flush();
+    else this.timer ??= setTimeout(() => this.flush(), 0);
+  }
+
+  flush(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    const batches = this.batch;
+    this.batch = new Map();
+    this.batchIds = 0;
+    if (batches.size === 0) return;
+    this.beforeFlush();
+    for (const { type, to, toDevice, clientIds } of batches.values()) {
+      for (let start = 0; start < clientIds.length; start += this.chunkMax) {
+        const stanza: ReceiptStanza = {
+          kind: "receipt",
+          type,
+          to,
+          toDevice,
+          clientIds: clientIds.slice(start, start + this.chunkMax),
+        };
+        if (!this.write(stanza)) this.keep(stanza);
+      }
+    }
+  }
+
+  /** A session is up again: write what waited. */
+  resume(): void {
+    const waiting = this.waiting.splice(0);
+    for (let index = 0; index < waiting.length; index++) {
+      if (this.write(waiting[index]!)) continue;
+      this.waiting.push(...waiting.slice(index));
+      return;
+    }
+  }
+
+  clear(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    this.batch.clear();
+    this.batchIds = 0;
+    this.waiting.length = 0;
+  }
+
+  private keep(stanza: ReceiptStanza): void {
+    this.waiting.push(stanza);
+    if (this.waiting.length > this.pendingMax) this.waiting.shift();
+  }
+}
