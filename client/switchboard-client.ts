@@ -6,11 +6,12 @@
 // credentials, replaced, device removed, version unsupported, ...) ends the client instead.
 //
 // Sends: each goes into the bounded outbox and resolves on its serverAck. Client ids strictly increase per device;
-// an entry gets its id when first written and keeps it for resends. After a reconnect, entries whose id is at most
-// welcome.lastClientId were stored by the server (their ack was lost): they resolve at once without a resend; the
-// others are written again, in order, with the same id (the server recognises a retry and stores it once).
-// A refused send (error with its id) rejects with a ClientError and spends its id; for the retry range (rateLimited,
-// queueFull, busy) the app sends again later, which is a new message with a new id.
+// an entry gets its id when first written and keeps it for resends. After a reconnect, every entry not yet
+// server-acked is written again, in order, with the same id: the server keeps a window of which recent ids it
+// stored, so it server-acks a stored one again (stored once) and handles a refused or lost one as new. (Resolving
+// entries at or below welcome.lastClientId instead would be wrong: an id refused with an error the client never
+// saw sits below a later stored id.) A refused send (error with its id) rejects with a ClientError; for the retry
+// range (rateLimited, queueFull, busy) the app sends again later, which is a new message with a new id.
 //
 // Receiving: every deliver / deliverReceipt is handed to the listeners, then acked (coalesced, see
 // ack-coalescer.ts). Duplicates (same sender device and client id) are dropped but still acked.
@@ -439,13 +440,6 @@ export class SwitchboardClient {
     this.phaseValue = "ready";
     this.backoff.reset();
     this.clientIdNext = Math.max(this.clientIdNext, stanza.lastClientId + 1);
-    // Sends the server stored whose ack was lost with the previous connection.
-    for (const entry of this.outbox.all()) {
-      if (entry.clientId !== 0 && entry.clientId <= stanza.lastClientId) {
-        this.outbox.remove(entry);
-        entry.resolve({ clientId: entry.clientId });
-      }
-    }
     this.pingTimer = setInterval(() => this.keepalive(connection), this.options.pingIntervalMs);
     this.pumpOutbox();
     this.requests.resume();

@@ -193,6 +193,31 @@ describe("delivery", () => {
     expect(queueRows(server, bobAccount, 1)).toBe(2);
   });
 
+  test("a resend of a refused client id is handled as new even after a later id was stored; ids past the window are refused", async () => {
+    const server = await serverWith();
+    const { client: alice } = await user(server, "alice");
+    const { client: bob } = await user(server, "bob");
+    const refused = alice.send(999_999, bytesOf("to nobody"));
+    expect(await alice.next("error")).toMatchObject({ code: ErrorCode.unknownAccount, clientId: refused });
+    const later = alice.send(bob.account, bytesOf("later"));
+    await alice.next("serverAck", (ack) => ack.clientId === later);
+    // The client never saw the error (say) and resends the refused id, now to a real recipient: it is stored.
+    alice.send(bob.account, bytesOf("resent"), refused);
+    expect((await alice.next("serverAck", (ack) => ack.clientId === refused)).clientId).toBe(refused);
+    const texts = [textOf((await bob.next("deliver")).payload), textOf((await bob.next("deliver")).payload)];
+    expect(texts).toEqual(["later", "resent"]);
+    // Resending a stored id is recognised (acked, not stored again).
+    alice.send(bob.account, bytesOf("resent"), refused);
+    await alice.next("serverAck", (ack) => ack.clientId === refused);
+    await Bun.sleep(50);
+    expect(bob.all("deliver")).toHaveLength(2);
+    // An id more than 64 below the highest stored one cannot be told apart: refused, never guessed.
+    const far = alice.send(bob.account, bytesOf("far ahead"), later + 100);
+    await alice.next("serverAck", (ack) => ack.clientId === far);
+    alice.send(bob.account, bytesOf("too old"), later);
+    expect(await alice.next("error")).toMatchObject({ code: ErrorCode.clientIdReused, clientId: later });
+  });
+
   test("a full queue refuses the send with queueFull before any ack", async () => {
     const server = await serverWith({
       limits: { queueMessagesMax: 3, deliveryWindowMessages: 2, drainBatchEntries: 2 },

@@ -10,6 +10,7 @@
 
 import { ErrorCode, ReceiptType, type ReceiptTypeValue, type SendStanza, type Stanza } from "../protocol/index.ts";
 import type { QueueEntry } from "../storage/index.ts";
+import { clientIdStatus, markStored } from "./client-id-window.ts";
 import type { ServerContext } from "./context.ts";
 import { DeviceState, deviceKey, type InFlightEntry, type PendingEntry } from "./device-state.ts";
 import {
@@ -122,7 +123,6 @@ export class Delivery {
     const { io, limits, directory } = this.context;
     const sender = session.deviceState;
     if (sender === null) return;
-    if (stanza.clientId <= sender.lastClientId) return this.recognisedRetry(session, sender, stanza.clientId);
     const refuse = (code: number, message: string, lists?: { missing: number[]; extra: number[] }) => {
       this.context.metrics.errors.inc({ code });
       io.send(session, {
@@ -133,6 +133,15 @@ export class Delivery {
         ...(lists === undefined ? {} : { missingDevices: lists.missing, extraDevices: lists.extra }),
       });
     };
+
+    const status = clientIdStatus(sender.clientIds, stanza.clientId);
+    if (status === "stored") return this.recognisedRetry(session, sender, stanza.clientId);
+    if (status === "tooOld") {
+      return refuse(
+        ErrorCode.clientIdReused,
+        `client id ${stanza.clientId} is older than the retry window; use a new id`,
+      );
+    }
 
     const devices = await directory.load(stanza.to);
     if (devices === undefined) return refuse(ErrorCode.unknownAccount, `no account ${stanza.to}`);
@@ -165,7 +174,9 @@ export class Delivery {
     if (states === undefined) return refuse(ErrorCode.busy, "server busy; retry");
     if (session.state !== SessionState.ready || session.deviceState !== sender) return;
     // A retry of this very send may have been accepted while we waited.
-    if (stanza.clientId <= sender.lastClientId) return this.recognisedRetry(session, sender, stanza.clientId);
+    if (clientIdStatus(sender.clientIds, stanza.clientId) === "stored") {
+      return this.recognisedRetry(session, sender, stanza.clientId);
+    }
     for (const state of states) {
       const bytes = payloadByDevice.get(state.device)?.length ?? 0;
       if (state.queueRows + 1 > limits.queueMessagesMax || state.queueBytes + bytes > limits.queueBytesMax) {
@@ -175,7 +186,7 @@ export class Delivery {
 
     // Accepted: from here on nothing awaits until the commit.
     const batch = this.commit.batch;
-    sender.lastClientId = stanza.clientId;
+    sender.clientIds = markStored(sender.clientIds, stanza.clientId);
     batch.touched.add(sender);
     const message: PendingMessage = {
       sender: session,
@@ -223,7 +234,7 @@ export class Delivery {
 
   /** A send whose client id the server already has: server-ack it once that send is durable. */
   private recognisedRetry(session: Session, sender: DeviceState, clientId: number): void {
-    if (clientId <= sender.committedClientId) {
+    if (clientIdStatus(sender.committedClientIds, clientId) === "stored") {
       this.context.io.send(session, { kind: "serverAck", clientId });
       return;
     }
@@ -524,7 +535,7 @@ export class Delivery {
     metrics.commitSeconds.observe(stats.durationMs / 1000);
     for (const [state, marks] of batch.marks) {
       if (marks.lastSeq > state.committedSeq) state.committedSeq = marks.lastSeq;
-      if (marks.lastClientId > state.committedClientId) state.committedClientId = marks.lastClientId;
+      if (marks.clientIds.last >= state.committedClientIds.last) state.committedClientIds = marks.clientIds;
     }
     for (const message of batch.messages) this.serverAck(message);
     for (const callback of batch.afterCommit) callback();

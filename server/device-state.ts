@@ -2,6 +2,7 @@
 // quota), the online session and the delivery window. It exists while the device is online or has entries in an
 // uncommitted batch; otherwise the store holds the same facts and the state is dropped.
 
+import { type ClientIdMarks, windowFromBytes } from "./client-id-window.ts";
 import type { Session } from "./session.ts";
 
 /** A queue entry pushed to the device and not yet acknowledged (the window). */
@@ -33,9 +34,9 @@ export class DeviceState {
   /** Highest sequence assigned; committedSeq is the highest persisted. */
   lastSeq: number;
   committedSeq: number;
-  /** Highest client id this device has had accepted as a sender; committedClientId is the persisted one. */
-  lastClientId: number;
-  committedClientId: number;
+  /** Which client ids this device has had accepted as a sender (see client-id-window.ts), and the persisted ones. */
+  clientIds: ClientIdMarks;
+  committedClientIds: ClientIdMarks;
   /** Entries and payload bytes in the queue, uncommitted ones included: the quota. */
   queueRows: number;
   queueBytes: number;
@@ -54,13 +55,19 @@ export class DeviceState {
   constructor(
     readonly account: number,
     readonly device: number,
-    stored: { lastSeq: number; lastClientId: number; queueRows: number; queueBytes: number },
+    stored: {
+      lastSeq: number;
+      lastClientId: number;
+      clientIdWindow: Uint8Array;
+      queueRows: number;
+      queueBytes: number;
+    },
   ) {
     this.key = deviceKey(account, device);
     this.lastSeq = stored.lastSeq;
     this.committedSeq = stored.lastSeq;
-    this.lastClientId = stored.lastClientId;
-    this.committedClientId = stored.lastClientId;
+    this.clientIds = { last: stored.lastClientId, window: windowFromBytes(stored.clientIdWindow) };
+    this.committedClientIds = this.clientIds;
     this.queueRows = stored.queueRows;
     this.queueBytes = stored.queueBytes;
   }

@@ -7,6 +7,7 @@
 // mark, so sequences are never handed out twice.
 
 import type { QueueBatch, QueueStore } from "../storage/index.ts";
+import { type ClientIdMarks, windowToBytes } from "./client-id-window.ts";
 import type { DeviceState, PendingEntry } from "./device-state.ts";
 import type { Session } from "./session.ts";
 
@@ -47,7 +48,7 @@ export class OpenBatch {
   /** Devices whose sequence or client id high-water marks moved. */
   readonly touched = new Set<DeviceState>();
   /** The marks as written by this batch, captured when it is handed to the store. */
-  readonly marks = new Map<DeviceState, { lastSeq: number; lastClientId: number }>();
+  readonly marks = new Map<DeviceState, { lastSeq: number; clientIds: ClientIdMarks }>();
   readonly afterCommit: Array<() => void> = [];
   rows = 0;
 
@@ -186,9 +187,14 @@ function toQueueBatch(batch: OpenBatch): { rows: QueueBatch; cancelled: number }
   const clientIds: QueueBatch["clientIds"] = [];
   for (const state of batch.touched) {
     if (state.removed) continue;
-    batch.marks.set(state, { lastSeq: state.lastSeq, lastClientId: state.lastClientId });
+    batch.marks.set(state, { lastSeq: state.lastSeq, clientIds: state.clientIds });
     sequences.push({ account: state.account, device: state.device, lastSeq: state.lastSeq });
-    clientIds.push({ account: state.account, device: state.device, lastClientId: state.lastClientId });
+    clientIds.push({
+      account: state.account,
+      device: state.device,
+      lastClientId: state.clientIds.last,
+      clientIdWindow: windowToBytes(state.clientIds.window),
+    });
   }
   return { rows: { messages, receipts, acks, sequences, clientIds }, cancelled };
 }

@@ -68,6 +68,9 @@ export class SqliteDeviceStore implements DeviceStore {
   }
 }
 
+/** Size of the stored client id window: 64 bits. */
+export const clientIdWindowBytes = 8;
+
 // Counters and marks start at their defaults (0).
 export const insertDeviceSql =
   "insert into devices (account_id, device_id, public_key, created_at, last_seen_at) values (?, ?, ?, ?, ?)";
@@ -81,6 +84,7 @@ export function newDeviceRecord(account: number, device: number, publicKey: Uint
     lastSeenAtMs: nowMs,
     lastSeq: 0,
     lastClientId: 0,
+    clientIdWindow: new Uint8Array(clientIdWindowBytes),
     queueRows: 0,
     queueBytes: 0,
   };
@@ -95,6 +99,7 @@ function toDeviceRecord(row: Selectable<DevicesTable>): DeviceRecord {
     lastSeenAtMs: row.last_seen_at,
     lastSeq: row.last_seq,
     lastClientId: row.last_client_id,
+    clientIdWindow: row.client_id_window ?? new Uint8Array(clientIdWindowBytes),
     queueRows: row.queue_rows,
     queueBytes: row.queue_bytes,
   };

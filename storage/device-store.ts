@@ -16,6 +16,8 @@ export interface DeviceRecord {
   lastSeq: number;
   // The highest client id this device has had stored as a sender (0 before the first).
   lastClientId: number;
+  // 8 bytes, little-endian: bit k set when client id lastClientId - k was stored (all zero before the first).
+  clientIdWindow: Uint8Array;
   // The current depth of the device's queue, for quotas: its rows, and the bytes they hold (the payload length of a
   // message, 4 bytes per client id of a receipt).
   queueRows: number;

@@ -39,6 +39,7 @@ export class SqliteQueueStore implements QueueStore {
   readonly #kysely: Kysely<StorageSchema>;
   readonly #queueRows: SqliteQueueRows;
   readonly #changeDevice: Statement<unknown, [number, number, number, number, number, number]>;
+  readonly #setClientIdWindow: Statement<unknown, [Uint8Array, number, number, number]>;
   readonly #insertMessage: Statement<unknown, [Uint8Array, number, number]>;
   readonly #insertInline: Statement<
     unknown,
@@ -61,6 +62,9 @@ export class SqliteQueueStore implements QueueStore {
       `update devices set queue_rows = queue_rows + ?, queue_bytes = queue_bytes + ?,
          last_seq = max(last_seq, ?), last_client_id = max(last_client_id, ?)
        where account_id = ? and device_id = ?`,
+    );
+    this.#setClientIdWindow = database.prepare(
+      "update devices set client_id_window = ? where account_id = ? and device_id = ? and last_client_id = ?",
     );
     this.#insertMessage = database.prepare("insert into messages (payload, refs, created_at) values (?, ?, ?)");
     this.#insertInline = database.prepare(
@@ -156,6 +160,10 @@ export class SqliteQueueStore implements QueueStore {
     for (const deviceChange of changes.values()) {
       const { account, device, rows, bytes, lastSeq, lastClientId } = deviceChange;
       deviceChange.exists = this.#changeDevice.run(rows, bytes, lastSeq, lastClientId, account, device).changes > 0;
+    }
+
+    for (const { account, device, lastClientId, clientIdWindow } of batch.clientIds) {
+      this.#setClientIdWindow.run(clientIdWindow, account, device, lastClientId);
     }
 
     const exists = (recipient: Recipient): boolean =>

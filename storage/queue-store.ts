@@ -54,7 +54,9 @@ export interface QueueBatch {
   // commit still advance last_seq. The store also raises last_seq to every seq it inserts, and last_client_id to the
   // client id of every message it stores, so the marks never fall behind the rows.
   sequences: Array<{ account: number; device: number; lastSeq: number }>;
-  clientIds: Array<{ account: number; device: number; lastClientId: number }>;
+  // With the window of which recent client ids were stored (see DeviceRecord.clientIdWindow); written only when
+  // lastClientId is the device's highest after this batch.
+  clientIds: Array<{ account: number; device: number; lastClientId: number; clientIdWindow: Uint8Array }>;
 }
 
 export interface QueueStore {

@@ -23,6 +23,9 @@ export interface DevicesTable {
   last_seq: Generated<number>;
   // The highest client id this device has had stored as a sender, so a retried send is recognised after a restart.
   last_client_id: Generated<number>;
+  // Which of the 64 client ids up to last_client_id were stored (bit k: last_client_id - k), 8 bytes little-endian;
+  // null before the first. Lets a resend of a refused id be told from a resend of a stored one.
+  client_id_window: Uint8Array | null;
   // The current depth of this device's queue, kept exact by every write to the queue, so quotas cost no scan.
   queue_rows: Generated<number>;
   queue_bytes: Generated<number>;

@@ -53,6 +53,7 @@ export function describeStorageConformance(
           lastSeenAtMs: 1_000,
           lastSeq: 0,
           lastClientId: 0,
+          clientIdWindow: new Uint8Array(8),
           queueRows: 0,
           queueBytes: 0,
         });
@@ -151,6 +152,7 @@ export function describeStorageConformance(
           lastSeenAtMs: 2_000,
           lastSeq: 0,
           lastClientId: 0,
+          clientIdWindow: new Uint8Array(8),
           queueRows: 0,
           queueBytes: 0,
         });
@@ -369,20 +371,21 @@ export function describeStorageConformance(
         await storage.queues.commit(
           batchOf({
             sequences: [{ account: bob, device: 1, lastSeq: 10 }],
-            clientIds: [{ account: alice, device: 1, lastClientId: 20 }],
+            clientIds: [{ account: alice, device: 1, lastClientId: 20, clientIdWindow: window(0b101) }],
           }),
         );
         expect(await storage.devices.get(bobKey)).toMatchObject({ lastSeq: 10, queueRows: 0 });
-        expect(await storage.devices.get(aliceKey)).toMatchObject({ lastClientId: 20 });
+        expect(await storage.devices.get(aliceKey)).toMatchObject({ lastClientId: 20, clientIdWindow: window(0b101) });
 
         await storage.queues.commit(
           batchOf({
             sequences: [{ account: bob, device: 1, lastSeq: 4 }],
-            clientIds: [{ account: alice, device: 1, lastClientId: 3 }],
+            clientIds: [{ account: alice, device: 1, lastClientId: 3, clientIdWindow: window(0b1) }],
           }),
         );
         expect(await storage.devices.get(bobKey)).toMatchObject({ lastSeq: 10 });
-        expect(await storage.devices.get(aliceKey)).toMatchObject({ lastClientId: 20 });
+        // A lower mark changes neither the mark nor the window that belongs to the higher one.
+        expect(await storage.devices.get(aliceKey)).toMatchObject({ lastClientId: 20, clientIdWindow: window(0b101) });
 
         // Stored rows raise the marks too: the recipient's sequence and the sender's client id.
         await storage.queues.commit(batchOf({ messages: [message(alice, 1, 25, bytes(1), [[bob, 1, 12]])] }));
@@ -445,7 +448,7 @@ export function describeStorageConformance(
           receipts: [receipt(alice, 2, 1, [1])],
           acks: [{ account: bob, device: 1, uptoSeq: 1 }],
           sequences: [{ account: alice, device: 2, lastSeq: 50 }],
-          clientIds: [{ account: bob, device: 2, lastClientId: 60 }],
+          clientIds: [{ account: bob, device: 2, lastClientId: 60, clientIdWindow: window(1) }],
         });
         await expect(storage.queues.commit(failing)).rejects.toThrow();
         expect(await snapshot(storage, alice, bob)).toEqual(before);
@@ -769,4 +772,11 @@ async function snapshot(storage: Storage, alice: number, bob: number): Promise<u
 
 function sortKeys(keys: DeviceKey[]): DeviceKey[] {
   return [...keys].sort((left, right) => left.account - right.account || left.device - right.device);
+}
+
+/** An 8-byte client id window with the given low bits set. */
+function window(bits: number): Uint8Array {
+  const bytes = new Uint8Array(8);
+  new DataView(bytes.buffer).setUint32(0, bits, true);
+  return bytes;
 }

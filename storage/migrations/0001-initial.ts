@@ -34,6 +34,7 @@ export async function up(database: Kysely<unknown>): Promise<void> {
     .addColumn("last_seen_at", "integer", (column) => column.notNull())
     .addColumn("last_seq", "integer", (column) => column.notNull().defaultTo(0))
     .addColumn("last_client_id", "integer", (column) => column.notNull().defaultTo(0))
+    .addColumn("client_id_window", "blob")
     .addColumn("queue_rows", "integer", (column) => column.notNull().defaultTo(0))
     .addColumn("queue_bytes", "integer", (column) => column.notNull().defaultTo(0))
     .addPrimaryKeyConstraint("devices_primary_key", ["account_id", "device_id"])
