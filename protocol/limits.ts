@@ -48,8 +48,14 @@ export interface Limits {
   readonly queueMessagesMax: number;
   /** Bytes of payload in one device's queue; same rule. */
   readonly queueBytesMax: number;
-  /** Rows of one group commit; a batch reaching it is committed at once instead of at the end of the turn. */
+  /** Rows of one group commit; a batch reaching it is committed at once instead of waiting for commitDelayMs. */
   readonly commitBatchRowsMax: number;
+  /**
+   * How long a group commit collects rows (0: until the end of the event-loop turn). Entries that online devices
+   * acknowledge within it are never written, and their senders get the server-ack as soon as the recipients ack;
+   * senders to offline devices wait at most this long (plus the commit) for theirs.
+   */
+  readonly commitDelayMs: number;
   /** Entries read from the store per step of an offline drain. */
   readonly drainBatchEntries: number;
   /** How long an undelivered queue entry is kept. */
@@ -99,6 +105,7 @@ export const defaultLimits: Limits = Object.freeze({
   queueMessagesMax: 10_000,
   queueBytesMax: 64 * 1024 * kibibyte,
   commitBatchRowsMax: 4096,
+  commitDelayMs: 5,
   drainBatchEntries: 256,
   retentionMs: 30 * day,
   sweepBatchRows: 5000,
@@ -134,6 +141,7 @@ export const testLimits: Limits = Object.freeze({
   queueMessagesMax: 20,
   queueBytesMax: 8 * kibibyte,
   commitBatchRowsMax: 64,
+  commitDelayMs: 2,
   drainBatchEntries: 4,
   sweepBatchRows: 10,
   sweepIntervalMs: 1000,
@@ -152,7 +160,9 @@ export function assertLimits(limits: Limits): Limits {
     throw new Error(`limits: ${relation} does not hold`);
   };
   for (const [name, value] of Object.entries(limits)) {
-    if (typeof value !== "number" || !Number.isSafeInteger(value) || value <= 0) fail(`${name} > 0 (integer)`);
+    // commitDelayMs may be 0 (commit at the end of each event-loop turn); every other limit is positive.
+    const least = name === "commitDelayMs" ? 0 : 1;
+    if (typeof value !== "number" || !Number.isSafeInteger(value) || value < least) fail(`${name} > 0 (integer)`);
   }
   if (limits.frameBytesMax >= 2 ** (7 * frameLengthVarintBytesMax)) fail("frameBytesMax < 2^21");
   // A send carries the payload plus at most ~32 bytes of framing and ids; a per-device send carries one per device.

@@ -18,6 +18,7 @@ Commands:
   account show <handle|id>   show an account and its devices
   account remove <handle|id> remove an account, its devices and queued messages (stop the server first)
   chat [options]             a terminal chat client (see: switchboard chat --help)
+  doctor [--sessions N]      compare the host's limits with what the configured capacity needs
   help                       this text
 
 Options for every command: --config <file.toml> and any config key as a flag (--data-dir ./data, --port 7420,
@@ -172,6 +173,10 @@ export async function main(argv: readonly string[]): Promise<number> {
       case "account":
         await account(positional, flags);
         return 0;
+      case "doctor": {
+        const { runDoctorCommand } = await import("./doctor.ts");
+        return await runDoctorCommand(rest);
+      }
       case "chat": {
         const { runChat } = await import("../client/chat.ts");
         return await runChat(rest);

@@ -93,6 +93,7 @@ export const restartOnlyKeys: ReadonlySet<string> = new Set([
   "compressionBodyBytesMin",
   "timerTickMs",
   "commitBatchRowsMax",
+  "commitDelayMs",
   "directoryAccountsMax",
   "sweepIntervalMs",
 ]);

@@ -109,9 +109,10 @@ export class ConnectionHandler {
         if (result.status === "more") break;
         if (result.status === "error") return this.protocolError(session, result.error);
         session.inbound = result.consumed < source.length ? source.subarray(result.consumed) : null;
-        this.context.metrics.framesIn.inc({ kind: result.stanza.kind });
+        this.context.metrics.framesIn.incLabel(result.stanza.kind);
         if (!this.admit(session, result.stanza)) continue;
-        await this.dispatch(session, result.stanza);
+        const handled = this.dispatch(session, result.stanza);
+        if (handled !== undefined) await handled;
       }
       // Keep a partial frame in a buffer of its own size, not in the (possibly large) chunk it arrived in.
       const rest = session.inbound;

@@ -34,6 +34,7 @@ export class Delivery {
     this.commit = new GroupCommit(
       context.storage.queues,
       context.limits.commitBatchRowsMax,
+      context.limits.commitDelayMs,
       (batch, stats) => this.committed(batch, stats),
       (error) => this.commitFailed(error),
     );

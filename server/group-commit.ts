@@ -1,6 +1,6 @@
-// Group commit: the rows of every send, receipt and ack of one event-loop turn go into one transaction. The batch is
-// committed at the end of the turn (setImmediate), or at once when it reaches commitBatchRowsMax. Commits run one at
-// a time; what arrives during a commit waits in the next batch.
+// Group commit: the rows of every send, receipt and ack that arrive within commitDelayMs go into one transaction (with
+// a delay of 0, those of one event-loop turn). A batch reaching commitBatchRowsMax is committed at once. Commits run
+// one at a time; what arrives during a commit waits in the next batch.
 //
 // An entry whose device acknowledges it before its batch commits is cancelled and never written (the insert and the
 // delete cancel out), which keeps most online traffic off the disk. Its sequence still advances the stored high-water
@@ -71,6 +71,7 @@ export class GroupCommit {
   constructor(
     private readonly store: QueueStore,
     private readonly batchRowsMax: number,
+    private readonly delayMs: number,
     private readonly onCommitted: (batch: OpenBatch, stats: CommitStats) => void,
     private readonly onFailure: (error: unknown) => void,
   ) {}
@@ -88,10 +89,12 @@ export class GroupCommit {
     }
     if (this.scheduled) return;
     this.scheduled = true;
-    setImmediate(() => {
+    const run = () => {
       this.scheduled = false;
       void this.flush();
-    });
+    };
+    if (this.delayMs > 0) setTimeout(run, this.delayMs);
+    else setImmediate(run);
   }
 
   /** Commits the open batch (after any commit already running). Resolves when it is durable. */

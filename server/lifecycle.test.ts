@@ -42,7 +42,7 @@ describe("SIGHUP reload", () => {
   test("new handler code answers sessions that stayed connected; reloadable config applies", async () => {
     // Run the server from a copy of the code, so that the test can change the code on disk.
     const copy = scratch();
-    for (const folder of ["protocol", "storage", "server"])
+    for (const folder of ["protocol", "storage", "server", "client"])
       cpSync(join(repositoryRoot, folder), join(copy, folder), { recursive: true });
     cpSync(join(repositoryRoot, "package.json"), join(copy, "package.json"));
     symlinkSync(join(repositoryRoot, "node_modules"), join(copy, "node_modules"));

@@ -21,11 +21,27 @@ abstract class Metric {
 
 export class Counter extends Metric {
   private readonly values = new Map<string, number>();
-  constructor(name: string, help: string) {
+  /** Label text by value, for counters with one label: the hot path builds no object and no string. */
+  private readonly keysByValue = new Map<string | number, string>();
+  constructor(
+    name: string,
+    help: string,
+    /** The name of the counter's single label, when it has one (for `incLabel`). */
+    private readonly labelName?: string,
+  ) {
     super(name, help, "counter");
   }
   inc(labels?: Labels, by = 1): void {
     const key = labelText(labels);
+    this.values.set(key, (this.values.get(key) ?? 0) + by);
+  }
+  /** `inc({ [labelName]: value })` without building the label object each time. */
+  incLabel(value: string | number, by = 1): void {
+    let key = this.keysByValue.get(value);
+    if (key === undefined) {
+      key = labelText({ [this.labelName ?? "label"]: value });
+      this.keysByValue.set(value, key);
+    }
     this.values.set(key, (this.values.get(key) ?? 0) + by);
   }
   get(labels?: Labels): number {
@@ -99,8 +115,8 @@ export class Metrics {
   readonly connectionsClosed = new Counter("switchboard_connections_closed_total", "Connections closed");
   readonly logins = new Counter("switchboard_logins_total", "Successful logins, registrations and links, by kind");
   readonly loginFailures = new Counter("switchboard_login_failures_total", "Failed authentications, by error code");
-  readonly framesIn = new Counter("switchboard_frames_in_total", "Frames received, by stanza kind");
-  readonly framesOut = new Counter("switchboard_frames_out_total", "Frames sent, by stanza kind");
+  readonly framesIn = new Counter("switchboard_frames_in_total", "Frames received, by stanza kind", "kind");
+  readonly framesOut = new Counter("switchboard_frames_out_total", "Frames sent, by stanza kind", "kind");
   readonly bytesIn = new Counter("switchboard_bytes_in_total", "Bytes received on client sockets");
   readonly bytesOut = new Counter("switchboard_bytes_out_total", "Bytes written to client sockets");
   readonly errors = new Counter("switchboard_errors_total", "Error frames sent, by code name");

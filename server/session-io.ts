@@ -30,7 +30,7 @@ export class SessionIo {
   /** Queues a stanza for the session; false when the session is closed. */
   send(session: Session, stanza: Stanza, options?: EncodeOptions): boolean {
     if (session.state === SessionState.closed) return false;
-    this.metrics.framesOut.inc({ kind: stanza.kind });
+    this.metrics.framesOut.incLabel(stanza.kind);
     return this.sendFrame(session, this.codec.encode(stanza, options));
   }
 
