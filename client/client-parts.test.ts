@@ -68,6 +68,17 @@ describe("keys", () => {
     expect(verifyEd25519(other.publicKey, message, signature)).toBe(false);
     await expect(importKeyPairJwk({ kty: "EC" })).rejects.toThrow(TypeError);
   });
+
+  test("a non-extractable key (as a browser keeps it) signs, but its bytes cannot be exported", async () => {
+    const keyPair = await generateKeyPair({ extractable: false });
+    expect(keyPair.privateKey.extractable).toBe(false);
+    expect(keyPair.publicKey).toHaveLength(32);
+    const message = loginMessage(new Uint8Array(32).fill(9), 4, 1);
+    expect(verifyEd25519(keyPair.publicKey, message, await sign(keyPair, message))).toBe(true);
+    await expect(exportKeyPairJwk(keyPair)).rejects.toThrow();
+    await expect(exportPrivateKeyPkcs8(keyPair)).rejects.toThrow();
+    expect((await generateKeyPair()).privateKey.extractable).toBe(true); // the default stays exportable
+  });
 });
 
 describe("outbox and validation", () => {

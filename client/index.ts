@@ -31,6 +31,7 @@ export {
   type DeviceKeyPair,
   exportKeyPairJwk,
   exportPrivateKeyPkcs8,
+  type GenerateKeyPairOptions,
   generateKeyPair,
   importKeyPairJwk,
   importKeyPairPkcs8,

@@ -13,9 +13,19 @@ export interface DeviceKeyPair {
   readonly publicKey: Uint8Array;
 }
 
-/** A fresh key pair. The private key is extractable so that the app can store it. */
-export async function generateKeyPair(): Promise<DeviceKeyPair> {
-  const pair = (await crypto.subtle.generateKey(algorithm, true, ["sign", "verify"])) as CryptoKeyPair;
+export interface GenerateKeyPairOptions {
+  /**
+   * Whether the private key can be exported (default true: a file-based app stores it as JWK). A browser app keeps
+   * a non-extractable key instead and stores the CryptoKey object itself in IndexedDB (it is structured-cloneable):
+   * page scripts can then sign with it but never read its bytes.
+   */
+  readonly extractable?: boolean;
+}
+
+/** A fresh key pair. The private key is extractable unless `extractable: false`. */
+export async function generateKeyPair(options: GenerateKeyPairOptions = {}): Promise<DeviceKeyPair> {
+  const extractable = options.extractable ?? true;
+  const pair = (await crypto.subtle.generateKey(algorithm, extractable, ["sign", "verify"])) as CryptoKeyPair;
   const publicKey = new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey));
   return Object.freeze({ privateKey: pair.privateKey, publicKey });
 }

@@ -1,5 +1,5 @@
-// The seam between the client and the bytes: TCP now (transport-tcp.ts), WebSocket later (same frames, one
-// transport per connection). A transport carries one connection; the client makes a new one for each attempt.
+// The seam between the client and the bytes: raw TCP (transport-tcp.ts) or WebSocket (transport-websocket.ts), the
+// same frames either way. A transport carries one connection; the client makes a new one for each attempt.
 
 export interface TransportEvents {
   /** Bytes arrived. The chunk belongs to the receiver (the transport never reuses it). */

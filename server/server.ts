@@ -121,24 +121,33 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const lag = new EventLoopLag();
   registerGauges(metrics, table, delivery, storage, lag);
 
-  const listeners: TcpListeners = listenTcp(
-    { host: config.host, port: config.port, listeners: config.listeners },
-    connections,
-  );
-  const webSocket: WsListener | null = config.wsPort === 0 ? null : listenWebSocket(config, connections);
+  // A port already in use fails the start: close what was opened before it, so a caller can retry cleanly.
+  let listeners: TcpListeners | null = null;
+  let webSocket: WsListener | null = null;
   let admin: AdminHttp | null = null;
-  if (config.adminPort !== 0) {
-    admin = listenAdmin(
-      { host: config.adminHost, port: config.adminPort },
-      { metrics: () => metrics.renderFresh(), ready: () => !table.draining },
-    );
+  try {
+    listeners = listenTcp({ host: config.host, port: config.port, listeners: config.listeners }, connections);
+    if (config.wsPort !== 0) webSocket = listenWebSocket(config, connections);
+    if (config.adminPort !== 0) {
+      admin = listenAdmin(
+        { host: config.adminHost, port: config.adminPort },
+        { metrics: () => metrics.renderFresh(), ready: () => !table.draining },
+      );
+    }
+  } catch (error) {
+    listeners?.stop();
+    webSocket?.stop();
+    admin?.stop();
+    if (options.storage === undefined) await storage.close();
+    throw error;
   }
+  const tcp: TcpListeners = listeners;
   table.wheel.start();
   sweeper.start();
   lag.start();
   context.log.info("server_started", {
     host: config.host,
-    port: listeners.port,
+    port: tcp.port,
     adminPort: admin?.port ?? 0,
     wsPort: webSocket?.port ?? 0,
     listeners: config.listeners,
@@ -152,7 +161,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     stopping ??= (async () => {
       const timeoutMs = stopOptions.timeoutMs ?? stopTimeoutMsDefault;
       table.draining = true;
-      listeners.stop();
+      tcp.stop();
       webSocket?.stop();
       sweeper.stop();
       await delivery.commit.idle();
@@ -183,7 +192,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       if (merged.applied.includes("logLevel") && options.log === undefined)
         context.log = createLogger(merged.config.logLevel);
       connections = build(modules);
-      listeners.reload(connections);
+      tcp.reload(connections);
       webSocket?.reload(connections);
       metrics.reloads.inc({ result: "ok" });
       context.log.info("reloaded", { generation, applied: merged.applied, needRestart: merged.ignored });
@@ -197,7 +206,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   };
 
   return {
-    port: listeners.port,
+    port: tcp.port,
     adminPort: admin?.port ?? 0,
     wsPort: webSocket?.port ?? 0,
     context,

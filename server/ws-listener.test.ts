@@ -134,3 +134,24 @@ describe("WebSocket listener", () => {
     expect(originAllowed("http://y", "*", "http://x")).toBe(true);
   });
 });
+
+describe("start failures", () => {
+  test("a WebSocket port in use fails the start and leaves nothing open behind", async () => {
+    const blocker = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    cleanups.push(() => blocker.stop(true));
+    const dataDir = temporaryDirectory();
+    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const config = loadConfig({
+      base: { port: 0, adminPort: 0, dataDir, registration: "open", wsPort: blocker.port, limits: testLimits },
+    });
+    await expect(startServer(config, { log: createLogger("warn", () => {}) })).rejects.toThrow();
+    // The store was closed: a second server opens the same data directory and serves.
+    const again = await startServer(loadConfig({ base: { port: 0, adminPort: 0, dataDir, registration: "open" } }), {
+      log: createLogger("warn", () => {}),
+    });
+    cleanups.push(() => again.stop({ timeoutMs: 500 }));
+    const { client } = await registeredClient(again.port, "after");
+    cleanups.push(() => client.close());
+    expect(client.account).toBe(1);
+  });
+});

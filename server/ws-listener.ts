@@ -14,6 +14,7 @@ import type { Config } from "./config.ts";
 import type { ConnectionHandler } from "./connection.ts";
 import type { Session } from "./session.ts";
 import type { TransportSocket } from "./transport.ts";
+import { webClientBundlePath, webClientBundleResponse } from "./web-client-bundle.ts";
 
 export interface WsListener {
   readonly port: number;
@@ -30,12 +31,11 @@ interface WsData {
 /** Bun's WebSocket idle timeout is in seconds and at most 960; ours (keepalive on the wheel) comes first. */
 const bunIdleTimeoutSecondsMax = 960;
 const webClientDirectory = new URL("../client/web/", import.meta.url).pathname;
+/** The only static files served (the page's sources and tests in the same folder are not). */
 const contentTypes: Record<string, string> = {
   ".html": "text/html; charset=utf-8",
-  ".js": "text/javascript; charset=utf-8",
   ".css": "text/css; charset=utf-8",
   ".svg": "image/svg+xml",
-  ".json": "application/json",
 };
 
 class WebSocketTransport implements TransportSocket {
@@ -74,10 +74,9 @@ function staticFile(path: string): Response | undefined {
   const relative = normalize(path === "/" ? "/index.html" : path).replace(/^\/+/, "");
   if (relative.startsWith("..")) return undefined;
   const file = join(webClientDirectory, relative);
-  if (!file.startsWith(webClientDirectory) || !existsSync(file)) return undefined;
-  return new Response(readFileSync(file), {
-    headers: { "content-type": contentTypes[extname(file)] ?? "application/octet-stream" },
-  });
+  const contentType = contentTypes[extname(file)];
+  if (contentType === undefined || !file.startsWith(webClientDirectory) || !existsSync(file)) return undefined;
+  return new Response(readFileSync(file), { headers: { "content-type": contentType } });
 }
 
 export function listenWebSocket(config: Config, initial: ConnectionHandler): WsListener {
@@ -98,6 +97,8 @@ export function listenWebSocket(config: Config, initial: ConnectionHandler): WsL
         return new Response("expected a WebSocket upgrade\n", { status: 426 });
       }
       if (config.webClient === "on" && request.method === "GET") {
+        // The page's script: app.ts and the SDK bundled for browsers at the first request (web-client-bundle.ts).
+        if (url.pathname === webClientBundlePath) return webClientBundleResponse(config.wsPath);
         const file = staticFile(url.pathname);
         if (file !== undefined) return file;
       }

@@ -1,0 +1,237 @@
+// What the web chat shows, without the DOM (so that it is tested in Bun): conversations by peer account, each
+// message with its mark, receipts applied to our own messages, and which received messages still need a read
+// receipt. Every collection is bounded; the oldest entries go first.
+//
+// Marks only rise: pending (written, not stored yet) < sent ✓ (serverAck) < delivered ✓✓ < read. A receipt can come
+// before the send's own promise settles (the serverAck and the receipt in one read): it waits in `early` until the
+// message gets its client id.
+
+export type Mark = "pending" | "sent" | "delivered" | "read" | "failed";
+
+const markRank: Record<Mark, number> = { failed: 0, pending: 1, sent: 2, delivered: 3, read: 4 };
+
+/** Messages kept per conversation (the oldest are dropped from the view). */
+export const messagesPerConversationMax = 500;
+/** Conversations kept (the least recently active is dropped). */
+export const conversationsMax = 200;
+/** Receipts kept for sends whose client id is not known yet. */
+export const earlyReceiptsMax = 1000;
+/** Own messages remembered by client id for their marks. */
+export const sentRememberedMax = 2000;
+
+export interface ChatMessage {
+  /** Local, increasing: a stable key for the view. */
+  readonly id: number;
+  readonly mine: boolean;
+  readonly text: string;
+  /** The sender (ours for `mine`). */
+  readonly from: number;
+  readonly fromDevice: number;
+  /** The sender device's id of the message; null for our own until the server stored it. */
+  clientId: number | null;
+  mark: Mark;
+  /** Why a send failed (mark "failed"). */
+  error: string | null;
+  /** For received messages: a read receipt was sent. */
+  readSent: boolean;
+  readonly timeMs: number;
+}
+
+export interface Conversation {
+  readonly account: number;
+  readonly messages: ChatMessage[];
+  /** Received messages not shown yet. */
+  unread: number;
+  lastActivityMs: number;
+}
+
+export interface IncomingMessage {
+  readonly from: number;
+  readonly fromDevice: number;
+  readonly clientId: number;
+  readonly text: string;
+  readonly timeSeconds: number;
+}
+
+export interface IncomingReceipt {
+  readonly type: "delivered" | "read";
+  readonly from: number;
+  readonly senderDevice: number;
+  readonly clientIds: readonly number[];
+}
+
+/** Read receipts to send: one per sender device. */
+export interface ReadReceipt {
+  readonly to: number;
+  readonly toDevice: number;
+  readonly clientIds: number[];
+}
+
+export class ChatState {
+  readonly conversations = new Map<number, Conversation>();
+  private readonly labels = new Map<number, string>();
+  private readonly sentByClientId = new Map<number, ChatMessage>();
+  private readonly early = new Map<number, Mark>();
+  private nextId = 1;
+  selected: number | null = null;
+
+  constructor(
+    readonly account: number,
+    readonly device: number,
+    handle: string | null,
+    private readonly now: () => number = Date.now,
+  ) {
+    if (handle !== null) this.labels.set(account, handle);
+  }
+
+  label(account: number): string {
+    const handle = this.labels.get(account);
+    if (account === this.account) return handle === undefined ? "you" : `${handle} (you)`;
+    return handle ?? `#${account}`;
+  }
+
+  setLabel(account: number, handle: string): void {
+    this.labels.set(account, handle);
+  }
+
+  /** Opens (or creates) the conversation with `account` and shows it. */
+  open(account: number): Conversation {
+    const conversation = this.conversation(account);
+    this.selected = account;
+    return conversation;
+  }
+
+  /** Conversations, most recently active first. */
+  list(): Conversation[] {
+    return [...this.conversations.values()].sort((a, b) => b.lastActivityMs - a.lastActivityMs);
+  }
+
+  /** A message we are sending to `to`: pending until `stored`. */
+  outgoing(to: number, text: string): ChatMessage {
+    const message = this.add(to, {
+      mine: true,
+      text,
+      from: this.account,
+      fromDevice: this.device,
+      clientId: null,
+      mark: "pending",
+    });
+    return message;
+  }
+
+  /** The server stored our message (serverAck): ✓, plus any receipt that came first. */
+  stored(message: ChatMessage, clientId: number): void {
+    message.clientId = clientId;
+    this.raise(message, "sent");
+    this.sentByClientId.set(clientId, message);
+    if (this.sentByClientId.size > sentRememberedMax)
+      this.sentByClientId.delete(this.sentByClientId.keys().next().value!);
+    const early = this.early.get(clientId);
+    if (early !== undefined) {
+      this.early.delete(clientId);
+      this.raise(message, early);
+    }
+  }
+
+  failed(message: ChatMessage, reason: string): void {
+    message.mark = "failed";
+    message.error = reason;
+  }
+
+  /**
+   * A message arrived. It counts as unread until its conversation is shown (a message into a conversation nobody
+   * opened is delivered, not read).
+   */
+  incoming(event: IncomingMessage): ChatMessage {
+    const message = this.add(event.from, {
+      mine: false,
+      text: event.text,
+      from: event.from,
+      fromDevice: event.fromDevice,
+      clientId: event.clientId,
+      mark: "delivered",
+    });
+    if (this.selected !== event.from) this.conversation(event.from).unread++;
+    return message;
+  }
+
+  /** Applies a delivered/read receipt for our messages; returns whether a mark changed. */
+  receipt(event: IncomingReceipt): boolean {
+    if (event.senderDevice !== this.device || event.from === this.account) return false;
+    const mark: Mark = event.type === "read" ? "read" : "delivered";
+    let changed = false;
+    for (const clientId of event.clientIds) {
+      const message = this.sentByClientId.get(clientId);
+      if (message !== undefined) {
+        changed = this.raise(message, mark) || changed;
+        continue;
+      }
+      const previous = this.early.get(clientId);
+      if (previous === undefined || markRank[mark] > markRank[previous]) this.early.set(clientId, mark);
+      if (this.early.size > earlyReceiptsMax) this.early.delete(this.early.keys().next().value!);
+    }
+    return changed;
+  }
+
+  /**
+   * The received messages of the shown conversation that have no read receipt yet, grouped by sender device;
+   * they count as read from now on (call it when they are on screen).
+   */
+  takeReadReceipts(): ReadReceipt[] {
+    if (this.selected === null) return [];
+    const conversation = this.conversations.get(this.selected);
+    if (conversation === undefined) return [];
+    conversation.unread = 0;
+    const byDevice = new Map<string, ReadReceipt>();
+    for (const message of conversation.messages) {
+      if (message.mine || message.readSent || message.clientId === null) continue;
+      message.readSent = true;
+      message.mark = "read";
+      const key = `${message.from}:${message.fromDevice}`;
+      let receipt = byDevice.get(key);
+      if (receipt === undefined) {
+        receipt = { to: message.from, toDevice: message.fromDevice, clientIds: [] };
+        byDevice.set(key, receipt);
+      }
+      receipt.clientIds.push(message.clientId);
+    }
+    return [...byDevice.values()];
+  }
+
+  private conversation(account: number): Conversation {
+    let conversation = this.conversations.get(account);
+    if (conversation === undefined) {
+      conversation = { account, messages: [], unread: 0, lastActivityMs: this.now() };
+      this.conversations.set(account, conversation);
+      if (this.conversations.size > conversationsMax) this.dropLeastActive();
+    }
+    return conversation;
+  }
+
+  private dropLeastActive(): void {
+    let oldest: Conversation | null = null;
+    for (const conversation of this.conversations.values()) {
+      if (conversation.account === this.selected) continue;
+      if (oldest === null || conversation.lastActivityMs < oldest.lastActivityMs) oldest = conversation;
+    }
+    if (oldest !== null) this.conversations.delete(oldest.account);
+  }
+
+  private add(
+    peer: number,
+    fields: Pick<ChatMessage, "mine" | "text" | "from" | "fromDevice" | "clientId" | "mark">,
+  ): ChatMessage {
+    const conversation = this.conversation(peer);
+    const message: ChatMessage = { id: this.nextId++, error: null, readSent: false, timeMs: this.now(), ...fields };
+    conversation.messages.push(message);
+    if (conversation.messages.length > messagesPerConversationMax) conversation.messages.shift();
+    conversation.lastActivityMs = message.timeMs;
+    return message;
+  }
+
+  private raise(message: ChatMessage, mark: Mark): boolean {
+    if (message.mark === "failed" || markRank[mark] <= markRank[message.mark]) return false;
+    message.mark = mark;
+    return true;
+  }
+}

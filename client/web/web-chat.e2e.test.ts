@@ -1,0 +1,212 @@
+// The web chat end to end in a real browser: Debian's Chromium (/usr/bin/chromium) driven by playwright-core, against
+// a server in this process with the WebSocket listener and the web client on, registration by invite. Two users
+// register in two browser contexts (separate storage), chat both ways, and the page shows ✓ sent (the peer is
+// offline), ✓✓ delivered (the peer's page is open on another conversation) and read (the peer opened it); the peer
+// logs in again with the non-extractable key its browser kept in IndexedDB. Screenshots go to test-artifacts/.
+// A missing Chromium fails the test (it is never skipped).
+
+import { afterEach, describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
+import { cleanups, runCleanups, startSuiteServer, temporaryDataDir } from "../delivery-suite.ts";
+
+const chromiumPath = "/usr/bin/chromium";
+const chromiumArgs = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+const artifactsDirectory = new URL("../../test-artifacts/", import.meta.url).pathname;
+const testTimeoutMs = 30_000;
+/** Each browser wait (a selector, a navigation, the launch). */
+const stepTimeoutMs = 8000;
+
+afterEach(runCleanups);
+
+/** A page of the chat with its errors collected (a page error fails the test). */
+interface ChatPage {
+  readonly page: Page;
+  readonly errors: string[];
+}
+
+async function openChat(context: BrowserContext, url: string): Promise<ChatPage> {
+  const page = await context.newPage();
+  page.setDefaultTimeout(stepTimeoutMs);
+  const errors: string[] = [];
+  page.on("pageerror", (error) => errors.push(`page error: ${error.message}`));
+  page.on("console", (message) => {
+    if (message.type() === "error") errors.push(`console error: ${message.text()}`);
+  });
+  await page.goto(url);
+  return { page, errors };
+}
+
+async function register(chat: ChatPage, handle: string, invite: string): Promise<void> {
+  const { page } = chat;
+  await page.locator("#setup").waitFor({ state: "visible" });
+  await page.fill("#register-handle", handle);
+  await page.fill("#register-invite", invite);
+  await page.click("#register-button");
+  await online(page);
+  await page.locator("#chat").waitFor({ state: "visible" });
+}
+
+async function online(page: Page): Promise<void> {
+  await page.locator('#status[data-state="online"]').waitFor();
+}
+
+async function openPeer(page: Page, handle: string): Promise<void> {
+  await page.fill("#peer-handle", handle);
+  await page.press("#peer-handle", "Enter");
+  await page.locator("#peer-title", { hasText: handle }).waitFor();
+}
+
+async function say(page: Page, text: string): Promise<void> {
+  await page.fill("#message-text", text);
+  await page.press("#message-text", "Enter");
+}
+
+/** Waits until our message `text` carries `mark` and returns the mark's visible text. */
+async function markOf(page: Page, text: string, mark: string): Promise<string> {
+  const message = page.locator(`li.message.mine[data-mark="${mark}"]`, { hasText: text });
+  await message.waitFor();
+  return (await message.locator(".mark").textContent()) ?? "";
+}
+
+/** What the page's IndexedDB holds for the device key (read in the page: the key never leaves the browser). */
+function storedKey(page: Page): Promise<{ algorithm: string; extractable: boolean; usages: string[] } | null> {
+  return page.evaluate(
+    () =>
+      new Promise((resolve, reject) => {
+        const open = indexedDB.open("switchboard-web-chat");
+        open.onerror = () => reject(open.error);
+        open.onsuccess = () => {
+          const request = open.result.transaction("identity").objectStore("identity").get("device");
+          request.onerror = () => reject(request.error);
+          request.onsuccess = () => {
+            const key = (request.result as { keyPair?: { privateKey?: CryptoKey } } | undefined)?.keyPair?.privateKey;
+            open.result.close();
+            resolve(
+              key === undefined
+                ? null
+                : { algorithm: key.algorithm.name, extractable: key.extractable, usages: [...key.usages] },
+            );
+          };
+        };
+      }),
+  );
+}
+
+/** Debian's Chromium with a fresh, empty profile (closed after the test). Missing: the test fails, it is not skipped. */
+async function launchChromium(): Promise<Browser> {
+  if (!existsSync(chromiumPath)) {
+    throw new Error(
+      `${chromiumPath} is missing: the web chat's end-to-end test drives Debian's Chromium; install Debian's chromium: apt-get install -y chromium`,
+    );
+  }
+  const browser = await chromium.launch({ executablePath: chromiumPath, args: chromiumArgs, timeout: stepTimeoutMs });
+  cleanups.push(() => browser.close());
+  return browser;
+}
+
+/** A server with the web client on and registration by invite; returns the page URL and `count` invite codes. */
+async function webServer(count: number): Promise<{ url: string; invites: string[] }> {
+  const dataDir = temporaryDataDir();
+  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+  const server = await startSuiteServer({ dataDir, config: { registration: "invite", webClient: "on" } });
+  cleanups.push(() => server.server.stop({ timeoutMs: 1000 }));
+  const invites = Array.from({ length: count }, () => `e2e-${crypto.randomUUID()}`);
+  const now = Date.now();
+  for (const code of invites) await server.server.context.storage.invites.issue(code, now, now + 3_600_000);
+  return { url: `http://127.0.0.1:${server.wsPort}/`, invites };
+}
+
+describe("web chat in headless Chromium", () => {
+  test(
+    "two users register in two browser contexts, chat both ways, and see sent, delivered and read marks",
+    async () => {
+      const browser = await launchChromium();
+      const { url, invites } = await webServer(2);
+      const aliceContext = await browser.newContext({ viewport: { width: 900, height: 560 } });
+      const bobContext = await browser.newContext({ viewport: { width: 900, height: 560 } });
+      const alice = await openChat(aliceContext, url);
+      let bob = await openChat(bobContext, url);
+
+      await register(alice, "alice", invites[0]!);
+      await register(bob, "bob", invites[1]!);
+      expect(await alice.page.textContent("#me")).toContain("alice");
+      expect(await alice.page.textContent("#key-info")).toContain("non-extractable, stored in this browser");
+      expect(await storedKey(alice.page)).toEqual({ algorithm: "Ed25519", extractable: false, usages: ["sign"] });
+
+      // Bob is away: alice's message is stored by the server, ✓ sent.
+      await bob.page.close();
+      await openPeer(alice.page, "bob");
+      await say(alice.page, "hello bob");
+      expect(await markOf(alice.page, "hello bob", "sent")).toBe("✓");
+
+      // Bob comes back: the page logs in with the key kept in IndexedDB, no registration. The message lands in a
+      // conversation bob has not opened: ✓✓ delivered, not read.
+      bob = await openChat(bobContext, url);
+      await online(bob.page);
+      expect(await bob.page.isVisible("#setup")).toBe(false);
+      expect(await bob.page.textContent("#me")).toContain("bob");
+      await bob.page.locator("#conversations .unread", { hasText: "1" }).waitFor();
+      expect(await markOf(alice.page, "hello bob", "delivered")).toBe("✓✓");
+
+      // Bob opens the conversation (by handle: the same account): the message is on screen, alice sees read.
+      await openPeer(bob.page, "alice");
+      await bob.page.locator("li.message:not(.mine)", { hasText: "hello bob" }).waitFor();
+      expect(await markOf(alice.page, "hello bob", "read")).toBe("✓✓ read");
+      expect(await bob.page.locator("#conversations li").count()).toBe(1);
+
+      // And back: alice has bob's conversation open, so bob's reply is read at once.
+      await say(bob.page, "hi alice");
+      await alice.page.locator("li.message:not(.mine)", { hasText: "hi alice" }).waitFor();
+      expect(await markOf(bob.page, "hi alice", "read")).toBe("✓✓ read");
+      await say(alice.page, "see you");
+      await bob.page.locator("li.message:not(.mine)", { hasText: "see you" }).waitFor();
+      await markOf(alice.page, "see you", "read");
+
+      mkdirSync(artifactsDirectory, { recursive: true });
+      await alice.page.screenshot({ path: join(artifactsDirectory, "web-chat.png") });
+      await bob.page.screenshot({ path: join(artifactsDirectory, "web-chat-bob.png") });
+      expect([...alice.errors, ...bob.errors]).toEqual([]);
+    },
+    testTimeoutMs,
+  );
+
+  test(
+    "fallbacks with a visible note: no IndexedDB keeps the key in the tab; no Ed25519 blocks registration",
+    async () => {
+      const browser = await launchChromium();
+      const { url, invites } = await webServer(1);
+
+      const noStorage = await browser.newContext();
+      await noStorage.addInitScript(() => Object.defineProperty(window, "indexedDB", { value: undefined }));
+      const carol = await openChat(noStorage, url);
+      await register(carol, "carol", invites[0]!);
+      expect(await carol.page.textContent("#notice")).toContain("lives in this tab only");
+      expect(await carol.page.textContent("#key-info")).toContain("kept in this tab only");
+
+      const noEd25519 = await browser.newContext();
+      await noEd25519.addInitScript(() => {
+        const generateKey = crypto.subtle.generateKey.bind(crypto.subtle);
+        crypto.subtle.generateKey = ((algorithm: AlgorithmIdentifier, ...rest: unknown[]) =>
+          (typeof algorithm === "string" ? algorithm : algorithm.name) === "Ed25519"
+            ? Promise.reject(new DOMException("Unrecognized name.", "NotSupportedError"))
+            : (generateKey as (...args: unknown[]) => Promise<unknown>)(algorithm, ...rest)) as never;
+      });
+      const dave = await openChat(noEd25519, url);
+      await dave.page.locator('#notice[data-level="error"]', { hasText: "no Ed25519 in WebCrypto" }).waitFor();
+      expect(await dave.page.isDisabled("#register-button")).toBe(true);
+      expect([...carol.errors, ...dave.errors]).toEqual([]);
+    },
+    testTimeoutMs,
+  );
+});
