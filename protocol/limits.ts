@@ -64,6 +64,10 @@ export interface Limits {
   readonly sweepBatchRows: number;
   /** Interval between retention sweeps. */
   readonly sweepIntervalMs: number;
+  /** How often "last seen" times of devices that logged in or out are written (one transaction for all of them). */
+  readonly lastSeenFlushMs: number;
+  /** Devices waiting for their "last seen" write; reaching it writes at once. */
+  readonly lastSeenPendingMax: number;
   /** Lifetime of a device-link code. */
   readonly linkCodeTtlMs: number;
   /** Lifetime of an invite code. */
@@ -110,6 +114,8 @@ export const defaultLimits: Limits = Object.freeze({
   retentionMs: 30 * day,
   sweepBatchRows: 5000,
   sweepIntervalMs: 10 * minute,
+  lastSeenFlushMs: 5 * second,
+  lastSeenPendingMax: 10_000,
   linkCodeTtlMs: 10 * minute,
   inviteTtlMs: 7 * day,
   directoryAccountsMax: 100_000,
@@ -146,6 +152,8 @@ export const testLimits: Limits = Object.freeze({
   sweepBatchRows: 10,
   sweepIntervalMs: 1000,
   directoryAccountsMax: 100,
+  lastSeenFlushMs: 100,
+  lastSeenPendingMax: 16,
 });
 
 /** Longest frame length prefix: frameBytesMax must fit in it. */

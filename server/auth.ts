@@ -156,8 +156,6 @@ export class Auth {
     this.context.metrics.logins.inc({ kind });
     this.context.io.send(session, { kind: "welcome", account, device, lastClientId: state.committedClientIds.last });
     this.delivery.pump(state);
-    void this.context.storage.devices.touch({ account, device }, this.context.now()).catch((error: unknown) => {
-      this.context.log.warn("touch_failed", { account, device, error: String(error) });
-    });
+    this.context.lastSeen.note(account, device);
   }
 }

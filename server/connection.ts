@@ -237,6 +237,7 @@ export class ConnectionHandler {
     session.outboundBytes = 0;
     session.nonce = null;
     if (session.account !== 0) {
+      if (session.deviceState !== null) this.context.lastSeen.note(session.account, session.device);
       this.context.router.detach(session.account, session.device, session);
       this.delivery.detach(session);
     }

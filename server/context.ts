@@ -4,6 +4,7 @@ import type { FrameCodec, Limits } from "../protocol/index.ts";
 import type { Storage } from "../storage/index.ts";
 import type { Config } from "./config.ts";
 import type { Directory } from "./directory.ts";
+import type { LastSeenRecorder } from "./last-seen.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Router } from "./router.ts";
@@ -20,6 +21,7 @@ export interface ServerContext {
   readonly io: SessionIo;
   log: Logger;
   readonly metrics: Metrics;
+  readonly lastSeen: LastSeenRecorder;
   /** Milliseconds since the epoch; tests may pass a fake clock. */
   readonly now: () => number;
 }

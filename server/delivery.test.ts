@@ -350,3 +350,21 @@ describe("delivery", () => {
     expect(await bob.next("error")).toMatchObject({ code: ErrorCode.notAllowed, clientId: lastId });
   });
 });
+
+describe("last seen", () => {
+  test("logins and logouts are written in batches", async () => {
+    const server = await serverWith({ limits: { lastSeenFlushMs: 60_000, lastSeenPendingMax: 2 } });
+    const startedAt = Date.now();
+    const { client: alice } = await user(server, "alice");
+    const storage = server.server.context.storage;
+    // Registration sets last seen; one pending note is below the batch size, so nothing more is written yet.
+    const before = (await storage.devices.get({ account: alice.account, device: 1 }))!.lastSeenAtMs;
+    await Bun.sleep(20);
+    const { client: bob } = await user(server, "bob"); // the second note reaches lastSeenPendingMax: both written
+    await Bun.sleep(20);
+    const after = (await storage.devices.get({ account: alice.account, device: 1 }))!.lastSeenAtMs;
+    expect(before).toBeGreaterThanOrEqual(startedAt);
+    expect(after).toBeGreaterThan(before);
+    expect((await storage.devices.get({ account: bob.account, device: 1 }))!.lastSeenAtMs).toBe(after);
+  });
+});

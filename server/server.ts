@@ -15,6 +15,7 @@ import type { ServerContext } from "./context.ts";
 import { Delivery } from "./delivery.ts";
 import { Directory } from "./directory.ts";
 import { EventLoopLag } from "./event-loop-lag.ts";
+import { LastSeenRecorder } from "./last-seen.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 import { RetentionSweeper } from "./retention-sweeper.ts";
@@ -96,7 +97,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const codec = new FrameCodec({ limits, compressor: zlibCompressor });
   const io = new SessionIo(codec, limits, metrics);
   const now = options.now ?? Date.now;
-  const context: ServerContext = {
+  const base = {
     config,
     limits,
     codec,
@@ -108,6 +109,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     metrics,
     now,
   };
+  // The recorder reads limits and log through the context (both reloadable), so it gets the finished object.
+  const context: ServerContext = Object.assign(base, { lastSeen: new LastSeenRecorder(base) });
   const delivery = new Delivery(context);
   const table = new SessionTable(limits.timerTickMs, now);
   let generation = 1;
@@ -144,6 +147,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const tcp: TcpListeners = listeners;
   table.wheel.start();
   sweeper.start();
+  context.lastSeen.start();
   lag.start();
   context.log.info("server_started", {
     host: config.host,
@@ -172,6 +176,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       const deadline = Date.now() + timeoutMs;
       while (table.sessions.size > 0 && Date.now() < deadline) await Bun.sleep(10);
       await delivery.commit.idle();
+      context.lastSeen.stop();
+      await context.lastSeen.flush();
       table.wheel.stop();
       lag.stop();
       admin?.stop();

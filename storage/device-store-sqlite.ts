@@ -16,6 +16,7 @@ export class SqliteDeviceStore implements DeviceStore {
   readonly #insert: Statement<unknown, [number, number, Uint8Array, number, number]>;
   readonly #delete: Statement<unknown, [number, number]>;
   readonly #addTransaction: (account: number, publicKey: Uint8Array, nowMs: number) => DeviceRecord;
+  readonly #touchTransaction: (keys: readonly DeviceKey[], nowMs: number) => void;
   readonly #removeTransaction: (account: number, device: number) => boolean;
 
   constructor(database: Database, kysely: Kysely<StorageSchema>, queueRows: SqliteQueueRows) {
@@ -34,6 +35,9 @@ export class SqliteDeviceStore implements DeviceStore {
       this.#insert.run(account, taken.device_id, publicKey, nowMs, nowMs);
       return newDeviceRecord(account, taken.device_id, publicKey, nowMs);
     }).immediate;
+    this.#touchTransaction = database.transaction((keys: readonly DeviceKey[], nowMs: number) => {
+      for (const key of keys) this.#touch.run(nowMs, key.account, key.device);
+    });
     this.#removeTransaction = database.transaction((account: number, device: number) => {
       queueRows.deleteDevice(account, device);
       return this.#delete.run(account, device).changes > 0;
@@ -63,8 +67,8 @@ export class SqliteDeviceStore implements DeviceStore {
     return this.#removeTransaction(key.account, key.device);
   }
 
-  async touch(key: DeviceKey, nowMs: number): Promise<void> {
-    this.#touch.run(nowMs, key.account, key.device);
+  async touch(keys: readonly DeviceKey[], nowMs: number): Promise<void> {
+    this.#touchTransaction(keys, nowMs);
   }
 }
 

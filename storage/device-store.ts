@@ -33,5 +33,7 @@ export interface DeviceStore {
   // Also deletes the device's queue rows (and releases their shared payloads). Returns false if absent.
   remove(key: DeviceKey): Promise<boolean>;
   // Records when the device was last seen; does nothing if the device is absent.
-  touch(key: DeviceKey, nowMs: number): Promise<void>;
+  // Records when these devices were last seen, in one transaction (the server batches logins and logouts: one write
+  // per login would cost as much as the login's signature check). Unknown devices are ignored.
+  touch(keys: readonly DeviceKey[], nowMs: number): Promise<void>;
 }

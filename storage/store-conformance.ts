@@ -172,11 +172,18 @@ export function describeStorageConformance(
 
       test("touch records when the device was last seen", async () => {
         const alice = await createAccount(storage, "alice");
-        await storage.devices.touch({ account: alice, device: 1 }, 5_000);
+        await storage.devices.add(alice, publicKey(2), 1_000);
+        await storage.devices.touch(
+          [
+            { account: alice, device: 1 },
+            { account: alice, device: 9 },
+          ],
+          5_000,
+        );
         const device = await storage.devices.get({ account: alice, device: 1 });
         expect(device?.lastSeenAtMs).toBe(5_000);
         expect(device?.createdAtMs).toBe(1_000);
-        await storage.devices.touch({ account: alice, device: 9 }, 5_000);
+        expect((await storage.devices.get({ account: alice, device: 2 }))?.lastSeenAtMs).toBe(1_000);
         expect(await storage.devices.get({ account: alice, device: 9 })).toBeUndefined();
       });
 
