@@ -129,7 +129,14 @@ export class Auth {
         `an account has at most ${limits.devicesPerAccountMax} devices`,
       );
     }
-    const record = await storage.devices.add(account, stanza.publicKey, this.context.now());
+    let record: Awaited<ReturnType<typeof storage.devices.add>>;
+    try {
+      record = await storage.devices.add(account, stanza.publicKey, this.context.now());
+    } catch (error) {
+      // The account's device ids are used up (2^21 links), or it was removed meanwhile.
+      this.context.log.warn("device_add_failed", { account, error: String(error) });
+      return this.refuse(session, ErrorCode.tooManyDevices, "no device can be added to this account");
+    }
     directory.invalidate(account);
     this.context.log.info("device_linked", { account, device: record.device });
     if (session.state !== SessionState.authenticating) return;

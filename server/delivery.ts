@@ -26,8 +26,8 @@ import { type Session, SessionState } from "./session.ts";
 const stateLoadAttemptsMax = 3;
 
 export class Delivery {
-  private readonly states = new Map<string, DeviceState>();
-  private readonly loading = new Map<string, Promise<DeviceState | undefined>>();
+  private readonly states = new Map<number, DeviceState>();
+  private readonly loading = new Map<number, Promise<DeviceState | undefined>>();
   readonly commit: GroupCommit;
 
   constructor(private readonly context: ServerContext) {

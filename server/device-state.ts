@@ -25,12 +25,15 @@ export interface PendingEntry {
   readonly onCancel: (() => void) | null;
 }
 
-export function deviceKey(account: number, device: number): string {
-  return `${account}:${device}`;
+/** Device ids are below 2^21 (the store enforces it), so one safe integer keys a device: no string per device. */
+const devicesPerAccountIdSpace = 2 ** 21;
+
+export function deviceKey(account: number, device: number): number {
+  return account * devicesPerAccountIdSpace + device;
 }
 
 export class DeviceState {
-  readonly key: string;
+  readonly key: number;
   /** Highest sequence assigned; committedSeq is the highest persisted. */
   lastSeq: number;
   committedSeq: number;

@@ -5,9 +5,10 @@
 
 import type { DeviceKey } from "../storage/index.ts";
 import type { ServerContext } from "./context.ts";
+import { deviceKey } from "./device-state.ts";
 
 export class LastSeenRecorder {
-  private pending = new Map<string, DeviceKey>();
+  private pending = new Map<number, DeviceKey>();
   private timer: ReturnType<typeof setInterval> | null = null;
   private flushing: Promise<void> | null = null;
 
@@ -23,7 +24,7 @@ export class LastSeenRecorder {
   }
 
   note(account: number, device: number): void {
-    this.pending.set(`${account}:${device}`, { account, device });
+    this.pending.set(deviceKey(account, device), { account, device });
     if (this.pending.size >= this.context.limits.lastSeenPendingMax) void this.flush();
   }
 

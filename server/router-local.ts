@@ -4,7 +4,7 @@ import type { Session } from "./session.ts";
 
 /** The in-process router: device key -> session. */
 export class LocalRouter implements Router {
-  private readonly sessions = new Map<string, Session>();
+  private readonly sessions = new Map<number, Session>();
 
   attach(account: number, device: number, session: Session): Session | undefined {
     const key = deviceKey(account, device);

@@ -82,3 +82,19 @@ describe("sqlite database", () => {
     await storage.close();
   });
 });
+
+describe("device ids", () => {
+  test("stay below 2^21 (the server keys a device by account * 2^21 + device): the next add past it fails", async () => {
+    const path = join(directory, "device-ids.sqlite");
+    const storage = await openSqliteStorage({ path });
+    const created = await storage.accounts.create("alice", new Uint8Array(32).fill(1), 1_000);
+    const raw = new Database(path);
+    raw.run("update accounts set next_device_id = 2097151 where id = ?", [created!.account.id]);
+    raw.close();
+    const last = await storage.devices.add(created!.account.id, new Uint8Array(32).fill(2), 1_000);
+    expect(last.device).toBe(2097151);
+    await expect(storage.devices.add(created!.account.id, new Uint8Array(32).fill(3), 1_000)).rejects.toThrow();
+    expect(await storage.devices.list(created!.account.id)).toHaveLength(2);
+    await storage.close();
+  });
+});

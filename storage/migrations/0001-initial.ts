@@ -9,6 +9,8 @@ import { type Kysely, sql } from "kysely";
 // for every message, to guard what messages.refs already keeps exact.
 
 const idLimit = sql`4294967296`;
+// Device ids stay below 2^21 so that the server can key a device by one safe integer: account * 2^21 + device.
+const deviceIdLimit = sql`2097152`;
 
 export async function up(database: Kysely<unknown>): Promise<void> {
   // autoIncrement: an account id is never reused, so messages from a removed account still waiting in other queues
@@ -21,7 +23,7 @@ export async function up(database: Kysely<unknown>): Promise<void> {
     .addColumn("created_at", "integer", (column) => column.notNull())
     .addColumn("next_device_id", "integer", (column) => column.notNull())
     .addCheckConstraint("accounts_id_range", sql`id > 0 and id < ${idLimit}`)
-    .addCheckConstraint("accounts_next_device_id_range", sql`next_device_id > 0 and next_device_id <= ${idLimit}`)
+    .addCheckConstraint("accounts_next_device_id_range", sql`next_device_id > 0 and next_device_id <= ${deviceIdLimit}`)
     .execute();
 
   await database.schema
@@ -39,7 +41,7 @@ export async function up(database: Kysely<unknown>): Promise<void> {
     .addColumn("queue_bytes", "integer", (column) => column.notNull().defaultTo(0))
     .addPrimaryKeyConstraint("devices_primary_key", ["account_id", "device_id"])
     .addForeignKeyConstraint("devices_account_foreign_key", ["account_id"], "accounts", ["id"])
-    .addCheckConstraint("devices_device_id_range", sql`device_id > 0 and device_id < ${idLimit}`)
+    .addCheckConstraint("devices_device_id_range", sql`device_id > 0 and device_id < ${deviceIdLimit}`)
     .addCheckConstraint("devices_public_key_length", sql`length(public_key) = 32`)
     .addCheckConstraint("devices_queue_counters", sql`queue_rows >= 0 and queue_bytes >= 0`)
     .modifyEnd(sql`without rowid`)
