@@ -4,6 +4,7 @@
 // live beside it and are imported by path: client/key-file.ts (identity in a JSON file) and client/chat.ts (the
 // terminal chat, `switchboard chat`).
 
+export { Backoff } from "./backoff.ts";
 export { ClientClosedError, ClientError, OutboxFullError, RequestTimeoutError } from "./client-errors.ts";
 export type {
   ClientEventMap,

@@ -1,0 +1,85 @@
+#!/usr/bin/env bun
+// The runtime's floor for the density baseline: a bare Bun.listen server that accepts plain sockets, reads nothing
+// of use and answers nothing. Run as its own process (so its RSS is its own), it prints {"event":"listening",
+// "port":N} and runs until its stdin closes or it gets SIGTERM. `startBareServer` is the parent's side.
+
+import type { Subprocess } from "bun";
+import { trackChild } from "./child-processes.ts";
+import { processRssBytes } from "./proc-stats.ts";
+
+const startTimeoutMs = 10_000;
+
+export interface BareServer {
+  readonly port: number;
+  readonly pid: number;
+  rssBytes(): number | null;
+  stop(): Promise<void>;
+}
+
+export async function startBareServer(): Promise<BareServer> {
+  const child: Subprocess<"pipe", "pipe", "inherit"> = Bun.spawn(
+    [process.execPath, new URL(import.meta.url).pathname],
+    { stdin: "pipe", stdout: "pipe", stderr: "inherit" },
+  );
+  trackChild(child);
+  const reader = child.stdout.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  const deadline = Date.now() + startTimeoutMs;
+  while (!text.includes("\n")) {
+    const read = await Promise.race([reader.read(), Bun.sleep(Math.max(0, deadline - Date.now())).then(() => null)]);
+    if (read === null || read.done) {
+      child.kill("SIGKILL");
+      throw new Error("bare server did not start");
+    }
+    text += decoder.decode(read.value, { stream: true });
+  }
+  reader.releaseLock();
+  const { port } = JSON.parse(text.slice(0, text.indexOf("\n"))) as { port: number };
+  return {
+    port,
+    pid: child.pid,
+    rssBytes: () => processRssBytes(child.pid),
+    async stop() {
+      child.kill("SIGTERM");
+      const exited = await Promise.race([child.exited, Bun.sleep(5_000).then(() => null)]);
+      if (exited === null) {
+        child.kill("SIGKILL");
+        await child.exited;
+      }
+    },
+  };
+}
+
+if (import.meta.main) {
+  let open = 0;
+  const listener = Bun.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    data: undefined,
+    socket: {
+      open() {
+        open++;
+      },
+      data() {},
+      close() {
+        open--;
+      },
+      error() {},
+    },
+  });
+  process.stdout.write(`${JSON.stringify({ event: "listening", port: listener.port })}\n`);
+  const stop = () => {
+    void open;
+    listener.stop(true);
+    process.exit(0);
+  };
+  process.on("SIGTERM", stop);
+  // The parent died or closed our stdin: leave too.
+  void (async () => {
+    for await (const _ of Bun.stdin.stream()) {
+      // Nothing is expected on stdin.
+    }
+    stop();
+  })();
+}

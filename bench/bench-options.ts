@@ -1,0 +1,243 @@
+// Command-line options of `npm run bench -- <scenario> [options]`, with each scenario's defaults (sized to finish in
+// a few minutes on a 2-core host) and the --quick sizes for smoke runs.
+
+export const scenarioNames = ["density", "throughput", "latency", "storm", "micro"] as const;
+export type ScenarioName = (typeof scenarioNames)[number];
+
+/** A server process holds at most ~19,900 sockets here (RLIMIT_NOFILE 20,000 cannot be raised). */
+export const serverSessionsMax = 19_000;
+
+export interface BenchOptions {
+  readonly scenario: ScenarioName;
+  readonly quick: boolean;
+  /** An existing server (host:port) instead of starting one; its admin listener and process id if known. */
+  readonly target: string | null;
+  readonly admin: string | null;
+  readonly serverPid: number | null;
+  readonly out: string | null;
+  readonly seed: number;
+  /** Idle sessions (density, latency, storm). */
+  readonly sessions: number;
+  /** Measuring time of a phase in seconds (throughput online phase, each latency probe phase). */
+  readonly durationS: number;
+  readonly warmupS: number;
+  /** Quiet time before memory is read (density) or the probe starts (latency, storm). */
+  readonly settleS: number;
+  readonly sessionsPerWorker: number;
+  /** Login attempts in flight per load worker while ramping. */
+  readonly concurrency: number;
+  readonly workers: number | null;
+  /** Throughput: sender/receiver pairs, sends in flight per sender, offline messages in all, payload size. */
+  readonly pairs: number;
+  readonly window: number;
+  readonly messages: number;
+  readonly payloadBytes: number;
+  readonly synchronous: "normal" | "full";
+  /** Latency and storm: one probe every intervalMs. */
+  readonly intervalMs: number;
+  /** Storm: how long the probe runs before the drop, and the bound on getting everyone back. */
+  readonly baselineS: number;
+  readonly deadlineS: number;
+  /** Storm: drop with a reset (RST) instead of a graceful close (FIN). */
+  readonly dropAbort: boolean;
+  /** Storm: override the SDK's reconnect backoff (initial ms). */
+  readonly backoffInitialMs: number | null;
+  /** Micro: tinybench time per task. */
+  readonly microTimeMs: number;
+  /** Write a CPU profile of the server (bun --cpu-prof) next to the result. */
+  readonly profile: boolean;
+  readonly progress: boolean;
+  /** Extra server flags, name=value (kebab-case, no dashes). */
+  readonly serverFlags: Readonly<Record<string, string>>;
+}
+
+interface Defaults {
+  sessions: number;
+  durationS: number;
+  warmupS: number;
+  settleS: number;
+  pairs: number;
+  window: number;
+  messages: number;
+  baselineS: number;
+  deadlineS: number;
+  microTimeMs: number;
+}
+
+const fullDefaults: Defaults = {
+  sessions: 15_000,
+  durationS: 10,
+  warmupS: 1,
+  settleS: 10,
+  pairs: 100,
+  window: 32,
+  messages: 100_000,
+  baselineS: 3,
+  deadlineS: 120,
+  microTimeMs: 400,
+};
+
+const quickDefaults: Defaults = {
+  sessions: 500,
+  durationS: 2,
+  warmupS: 0.5,
+  settleS: 1,
+  pairs: 20,
+  window: 16,
+  messages: 4_000,
+  baselineS: 1,
+  deadlineS: 30,
+  microTimeMs: 40,
+};
+
+export const usage = `npm run bench -- <scenario> [options]
+
+Scenarios:
+  density      N idle logged-in sessions: server RSS, JS heap and kernel socket memory per session, logins/s while
+               ramping, accept-queue overflows, ratio to a bare Bun.listen server holding as many plain sockets
+  throughput   K sender/receiver pairs with the full ack chain: delivered msgs/s, server CPU s per million; then
+               M messages queued for offline devices, the devices log in and drain: enqueue and drain rates
+  latency      round trip of a probe pair with and without N idle sessions: p50/p99/max and the p99 ratio
+  storm        N sessions drop at once and reconnect with jittered backoff: time until all are back, failures,
+               probe p99 during the storm
+  micro        tinybench: codec, Ed25519 verification, the store's batch insert and ack-delete
+
+Options:
+  --quick                  small sizes for a smoke run (500 sessions, ~2 s phases)
+  --sessions N             idle sessions (default 15000; at most ${serverSessionsMax} for a server started here)
+  --duration-s N           measuring time of a phase (default 10)
+  --settle-s N             quiet time before memory is read / the probe starts (default 10 density, else 3)
+  --seed N                 seeds keys, handles and jitter (default 1)
+  --out FILE               result file (default bench/results/<scenario>-<timestamp>.json)
+  --target HOST:PORT       use a running server (open registration) instead of starting one
+  --admin HOST:PORT        its admin HTTP listener (metrics); --server-pid PID to read its /proc
+  --sessions-per-worker N  sessions per load worker process (default 5000, at most 15000)
+  --concurrency N          logins in flight per load worker while ramping (default 128)
+  --workers N              load worker processes for throughput (default 1)
+  --pairs K --window W --messages M --payload-bytes B   throughput sizes (100, 32, 100000, 20)
+  --synchronous normal|full                             durability of the server's commits (throughput)
+  --interval-ms N          probe interval (default 5)
+  --baseline-s N --deadline-s N --backoff-initial-ms N  storm: probe time before the drop, bound, backoff
+  --drop fin|rst           storm: close the sockets gracefully (default) or reset them
+  --micro-time-ms N        tinybench time per task (default 400)
+  --server-flag NAME=VALUE extra flag for the server (repeatable), e.g. --server-flag listeners=2
+  --profile                write a CPU profile of the server (bun --cpu-prof --cpu-prof-md) next to the result
+  --no-progress            no progress bar on stderr`;
+
+export class OptionsError extends Error {
+  override readonly name = "OptionsError";
+}
+
+const knownOptions = new Set([
+  "quick",
+  "profile",
+  "no-progress",
+  "target",
+  "admin",
+  "server-pid",
+  "out",
+  "seed",
+  "sessions",
+  "duration-s",
+  "warmup-s",
+  "settle-s",
+  "sessions-per-worker",
+  "concurrency",
+  "workers",
+  "pairs",
+  "window",
+  "messages",
+  "payload-bytes",
+  "synchronous",
+  "interval-ms",
+  "baseline-s",
+  "deadline-s",
+  "backoff-initial-ms",
+  "drop",
+  "micro-time-ms",
+]);
+const booleanFlags = new Set(["quick", "profile", "no-progress", "help"]);
+
+export function parseBenchArguments(argv: readonly string[]): BenchOptions | "help" {
+  const positional: string[] = [];
+  const values = new Map<string, string>();
+  const serverFlags: Record<string, string> = {};
+  for (let index = 0; index < argv.length; index++) {
+    const argument = argv[index]!;
+    if (!argument.startsWith("--")) {
+      positional.push(argument);
+      continue;
+    }
+    const equals = argument.indexOf("=");
+    const name = equals > 0 ? argument.slice(2, equals) : argument.slice(2);
+    if (!knownOptions.has(name) && name !== "server-flag" && name !== "help") {
+      throw new OptionsError(`unknown option --${name}`);
+    }
+    let value: string;
+    if (booleanFlags.has(name)) value = equals > 0 ? argument.slice(equals + 1) : "true";
+    else if (equals > 0) value = argument.slice(equals + 1);
+    else if (index + 1 < argv.length) value = argv[++index]!;
+    else throw new OptionsError(`--${name} needs a value`);
+    if (name === "server-flag") {
+      const split = value.indexOf("=");
+      if (split <= 0) throw new OptionsError(`--server-flag ${value}: NAME=VALUE`);
+      serverFlags[value.slice(0, split).replace(/^--/, "")] = value.slice(split + 1);
+    } else values.set(name, value);
+  }
+  if (values.has("help") || positional[0] === "help" || positional.length === 0) return "help";
+  const scenario = positional[0] as ScenarioName;
+  if (!scenarioNames.includes(scenario)) throw new OptionsError(`unknown scenario ${positional[0]}`);
+  if (positional.length > 1) throw new OptionsError(`unexpected argument ${positional[1]}`);
+
+  const quick = values.get("quick") === "true";
+  const defaults = quick ? quickDefaults : fullDefaults;
+  const number = (name: string, fallback: number, min: number, max: number, integer = true): number => {
+    const text = values.get(name);
+    if (text === undefined) return fallback;
+    const parsed = Number(text.replaceAll("_", ""));
+    if (!Number.isFinite(parsed) || parsed < min || parsed > max || (integer && !Number.isInteger(parsed))) {
+      throw new OptionsError(`--${name}: ${integer ? "an integer" : "a number"} in ${min}..${max}`);
+    }
+    return parsed;
+  };
+  const optionalNumber = (name: string, min: number, max: number): number | null =>
+    values.has(name) ? number(name, 0, min, max) : null;
+
+  const target = values.get("target") ?? null;
+  const sessions = number("sessions", defaults.sessions, 1, target === null ? serverSessionsMax : 1_000_000);
+  const synchronous = values.get("synchronous") ?? "normal";
+  const drop = values.get("drop") ?? "fin";
+  if (drop !== "fin" && drop !== "rst") throw new OptionsError("--drop: fin or rst");
+  if (synchronous !== "normal" && synchronous !== "full") throw new OptionsError("--synchronous: normal or full");
+  const settleDefault = scenario === "density" ? defaults.settleS : Math.min(3, defaults.settleS);
+  return {
+    scenario,
+    quick,
+    target,
+    admin: values.get("admin") ?? null,
+    serverPid: optionalNumber("server-pid", 1, 2 ** 31),
+    out: values.get("out") ?? null,
+    seed: number("seed", 1, 0, 2 ** 31),
+    sessions,
+    durationS: number("duration-s", defaults.durationS, 0.1, 3600, false),
+    warmupS: number("warmup-s", defaults.warmupS, 0, 600, false),
+    settleS: number("settle-s", settleDefault, 0, 600, false),
+    sessionsPerWorker: number("sessions-per-worker", 5_000, 1, 15_000),
+    concurrency: number("concurrency", 128, 1, 4096),
+    workers: optionalNumber("workers", 1, 16),
+    pairs: number("pairs", defaults.pairs, 1, 5_000),
+    window: number("window", defaults.window, 1, 10_000),
+    messages: number("messages", defaults.messages, 1, 10_000_000),
+    payloadBytes: number("payload-bytes", 20, 4, 60 * 1024),
+    synchronous,
+    intervalMs: number("interval-ms", 5, 1, 10_000),
+    baselineS: number("baseline-s", defaults.baselineS, 0.1, 600, false),
+    deadlineS: number("deadline-s", defaults.deadlineS, 1, 3600, false),
+    backoffInitialMs: optionalNumber("backoff-initial-ms", 1, 600_000),
+    dropAbort: (values.get("drop") ?? "fin") === "rst",
+    microTimeMs: number("micro-time-ms", defaults.microTimeMs, 1, 60_000),
+    profile: values.get("profile") === "true",
+    progress: values.get("no-progress") !== "true",
+    serverFlags,
+  };
+}

@@ -1,0 +1,127 @@
+// Smoke test of the bench runner: every scenario runs through the real code path (the CLI as a child process, a
+// real server process, load workers over loopback) at small sizes, and its JSON result must hold sane figures.
+// This checks that the bench works, not how fast anything is.
+
+import { afterAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const cliPath = new URL("./cli.ts", import.meta.url).pathname;
+const directory = mkdtempSync(join(tmpdir(), "switchboard-bench-test-"));
+const scenarioTimeoutMs = 45_000;
+
+afterAll(() => rmSync(directory, { recursive: true, force: true }));
+
+interface Result {
+  readonly scenario: string;
+  readonly sane: boolean;
+  readonly machine: { readonly cpus: number; readonly bunVersion: string; readonly kernel: string };
+  // biome-ignore lint/suspicious/noExplicitAny: parsed JSON of every scenario's shape, checked by the expectations.
+  readonly raw: Record<string, any>;
+  readonly charts: readonly string[];
+}
+
+async function runBench(scenario: string, ...flags: string[]): Promise<Result> {
+  const out = join(directory, `${scenario}.json`);
+  const child = Bun.spawn(
+    [process.execPath, cliPath, scenario, "--quick", "--no-progress", "--out", out, "--seed", "7", ...flags],
+    { stdin: "ignore", stdout: "pipe", stderr: "pipe" },
+  );
+  const timer = setTimeout(() => child.kill("SIGKILL"), scenarioTimeoutMs - 2_000);
+  const [code, stdout, stderr] = await Promise.all([
+    child.exited,
+    new Response(child.stdout).text(),
+    new Response(child.stderr).text(),
+  ]);
+  clearTimeout(timer);
+  if (code !== 0) throw new Error(`bench ${scenario} exited ${code}\n${stdout}\n${stderr}`);
+  expect(stdout).toContain("| figure");
+  const result = JSON.parse(readFileSync(out, "utf8")) as Result;
+  expect(result.scenario).toBe(scenario);
+  expect(result.sane).toBe(true);
+  expect(result.machine.cpus).toBeGreaterThan(0);
+  expect(result.machine.bunVersion).toBe(Bun.version);
+  return result;
+}
+
+describe("bench runner (quick sizes, real processes on loopback)", () => {
+  test(
+    "density: every session logs in, memory per session and the bare floor are measured, the chart is written",
+    async () => {
+      const result = await runBench("density", "--sessions", "300", "--settle-s", "0.5");
+      const { switchboard, bare } = result.raw;
+      expect(switchboard.ramp.ready + switchboard.warm.ready).toBe(300);
+      expect(switchboard.ramp.failed + switchboard.warm.failed).toBe(0);
+      expect(switchboard.unexpectedCloses).toBe(0);
+      expect(switchboard.rssAfterBytes).toBeGreaterThan(switchboard.rssEmptyBytes);
+      expect(bare.open).toBe(300);
+      expect(Number.isFinite(result.raw.ratio)).toBe(true);
+      expect(switchboard.ramp.loginsPerSecond).toBeGreaterThan(0);
+      expect(result.charts).toHaveLength(1);
+      expect(readFileSync(result.charts[0]!, "utf8")).toStartWith("<svg");
+    },
+    scenarioTimeoutMs,
+  );
+
+  test(
+    "throughput: every send is server-acked, delivered once and its receipt comes back; the offline queue drains",
+    async () => {
+      const result = await runBench("throughput", "--pairs", "10", "--duration-s", "1", "--messages", "2000");
+      const { online, offline } = result.raw;
+      expect(online.totals.sent).toBeGreaterThan(0);
+      expect(online.totals.delivered).toBe(online.totals.sent);
+      expect(online.totals.serverAcked).toBe(online.totals.sent);
+      expect(online.totals.receiptClientIds).toBe(online.totals.sent);
+      expect(online.totals.duplicates).toBe(0);
+      expect(online.deliveredPerSecond).toBeGreaterThan(0);
+      expect(online.serverCpuSecondsPerMillion).toBeGreaterThan(0);
+      expect(offline.totals.delivered).toBe(offline.totals.messages);
+      expect(offline.totals.serverAcked).toBe(offline.totals.messages);
+      expect(offline.queueRowsBeforeDrain).toBeGreaterThanOrEqual(offline.totals.messages);
+      expect(offline.enqueueRate).toBeGreaterThan(0);
+      expect(offline.drainRate).toBeGreaterThan(0);
+      expect(Object.keys(result.raw.errors)).toHaveLength(0);
+    },
+    scenarioTimeoutMs,
+  );
+
+  test(
+    "latency: the probe measures round trips with and without the idle crowd",
+    async () => {
+      const result = await runBench("latency", "--sessions", "300", "--duration-s", "1", "--settle-s", "0.5");
+      expect(result.raw.ramp.ready).toBe(300);
+      expect(result.raw.alone.rttMs.count).toBeGreaterThan(10);
+      expect(result.raw.crowd.rttMs.count).toBeGreaterThan(10);
+      expect(result.raw.alone.lost + result.raw.crowd.lost).toBe(0);
+      expect(result.raw.ratio).toBeGreaterThan(0);
+    },
+    scenarioTimeoutMs,
+  );
+
+  test(
+    "storm: every dropped session comes back with backoff, none fails",
+    async () => {
+      const result = await runBench("storm", "--sessions", "300", "--baseline-s", "0.5", "--settle-s", "0.5");
+      expect(result.raw.dropped).toBe(300);
+      expect(result.raw.back).toBe(300);
+      expect(result.raw.failed).toBe(0);
+      expect(result.raw.recoveryS).toBeGreaterThan(0);
+      expect(result.raw.serverLogins).toBeGreaterThanOrEqual(300);
+      expect(result.raw.probe.before.rttMs.count).toBeGreaterThan(0);
+    },
+    scenarioTimeoutMs,
+  );
+
+  test(
+    "micro: codec, signature and store rows are all measured",
+    async () => {
+      const result = await runBench("micro", "--micro-time-ms", "20");
+      expect(result.raw.codec.length).toBeGreaterThan(0);
+      for (const row of result.raw.signatures) expect(row.opsPerSecond).toBeGreaterThan(0);
+      for (const row of result.raw.store) expect(row.rowsPerSecond).toBeGreaterThan(0);
+      expect(existsSync(join(directory, "micro.json"))).toBe(true);
+    },
+    scenarioTimeoutMs,
+  );
+});

@@ -1,0 +1,438 @@
+// The sessions of one load worker: one Slot per device, connecting with Bun.connect from the worker's source address,
+// logging in (the challenge nonce signed with the device's key, or a registration), decoding frames with protocol/,
+// acknowledging what arrives and answering pings. What a scenario adds (traffic, the probe) plugs in through hooks.
+//
+// Kept lean on purpose, because the worker shares the host's cores with the server under test: one Slot of fixed
+// shape per socket, one FrameCodec for the process, buffers only while a frame is partial or the socket is full, one
+// sweep timer for every connect deadline, and the ack and sends of one read written together.
+
+import type { KeyObject } from "node:crypto";
+import type { Socket, TCPSocketConnectOptions } from "bun";
+import {
+  defaultLimits,
+  encodePreamble,
+  FrameCodec,
+  loginMessage,
+  registerMessage,
+  type Stanza,
+} from "../protocol/index.ts";
+import { devicePrivateKey, rawPublicKey, signWith } from "./device-keys.ts";
+import { benchHandle } from "./seed-accounts.ts";
+import type { DropReply, WorkerCounters, WorkerInit } from "./worker-protocol.ts";
+
+export const SlotState = { idle: 0, connecting: 1, authenticating: 2, ready: 3, closing: 4 } as const;
+export type SlotStateValue = (typeof SlotState)[keyof typeof SlotState];
+
+/** A stuck peer (it does not read) would otherwise grow a slot's unsent tail without bound. */
+const outboundBytesMax = 8 * 1024 * 1024;
+const sweepIntervalMs = 100;
+
+/** One device's session. Fixed shape; everything per socket lives here. */
+export class Slot {
+  socket: Socket<Slot> | null = null;
+  state: SlotStateValue = SlotState.idle;
+  /** Bumped per attempt, so callbacks of an abandoned attempt are ignored. */
+  attempt = 0;
+  attemptStartedAtMs = 0;
+  pending: Uint8Array | null = null;
+  outbound: Uint8Array | null = null;
+  maxSeq = 0;
+  ackedSeq = 0;
+  nextClientId = 1;
+  /** The code of the last error or goaway received on this connection, and its retry hint. */
+  closeCode = 0;
+  retryAfterMs = 0;
+  /** Traffic: the receiver's account, sends written and not server-acked, sends left (Infinity: until stopped). */
+  peer = 0;
+  inFlight = 0;
+  sendsLeft = 0;
+  /** Whether deliveries to this slot go to the probe. */
+  probed = false;
+
+  constructor(
+    readonly index: number,
+    public account: number,
+  ) {}
+}
+
+/** Whoever started the current logins (a ramp or a storm) hears how each attempt ended. */
+export interface LoginRun {
+  settled(slot: Slot, ok: boolean, reason: string): void;
+}
+
+export function nowMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+export function increment(table: Record<string, number>, key: string | number): void {
+  table[key] = (table[key] ?? 0) + 1;
+}
+
+export class WorkerSessions {
+  readonly slots: Slot[] = [];
+  readonly counters = {
+    logins: 0,
+    connectAttempts: 0,
+    failedAttempts: 0,
+    sent: 0,
+    serverAcked: 0,
+    sendRefused: 0,
+    delivered: 0,
+    duplicates: 0,
+    receiptFrames: 0,
+    receiptClientIds: 0,
+    acksSent: 0,
+    firstDeliverAtMs: 0,
+    lastDeliverAtMs: 0,
+    lastServerAckAtMs: 0,
+    lastReceiptAtMs: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    unexpectedCloses: 0,
+    errorCodes: {} as Record<string, number>,
+    goawayCodes: {} as Record<string, number>,
+  };
+  readyCount = 0;
+  /** Attempts between connect and welcome, for their deadline. */
+  readonly inFlight = new Set<Slot>();
+  loginRun: LoginRun | null = null;
+  /** After each read of a ready slot (traffic refills its window here). */
+  afterRead: ((slot: Slot) => void) | null = null;
+  /** A delivery to a slot marked `probed`. */
+  onProbeDelivery: ((slot: Slot, payload: Uint8Array, atMs: number) => void) | null = null;
+  /** Bumped by each drop: reconnects then bind a fresh source address (see load-fleet.ts). */
+  private addressGeneration = 0;
+  private readonly keys: KeyObject[] = [];
+  private readonly publicKeys: Uint8Array[] = [];
+  private readonly codec = new FrameCodec({ limits: defaultLimits });
+  private readonly preamble = encodePreamble();
+  private readonly handlers;
+  private readonly sweep: ReturnType<typeof setInterval>;
+  /** Frames produced while one read is handled, written together at its end. */
+  private batch: Uint8Array[] = [];
+  private batchBytes = 0;
+  private batchSlot: Slot | null = null;
+
+  constructor(readonly init: WorkerInit) {
+    for (let index = 0; index < init.count; index++) {
+      const key = devicePrivateKey(init.runSeed, init.keyFirst + index);
+      this.keys.push(key);
+      if (init.accounts === null) this.publicKeys.push(rawPublicKey(key));
+      this.slots.push(new Slot(index, init.accounts?.[index] ?? 0));
+    }
+    this.handlers = {
+      open: (socket: Socket<Slot>) => this.opened(socket),
+      data: (socket: Socket<Slot>, chunk: Buffer) => this.read(socket.data, chunk),
+      drain: (socket: Socket<Slot>) => this.drain(socket.data),
+      close: (socket: Socket<Slot>) => this.closed(socket.data, socket),
+      error: (socket: Socket<Slot>) => this.closed(socket.data, socket),
+      connectError: (socket: Socket<Slot>) => {
+        const slot = socket.data as Slot | undefined;
+        if (slot !== undefined && slot.state === SlotState.connecting && slot.socket === null) {
+          this.attemptFailed(slot, "connectError");
+        }
+      },
+    };
+    // Connect deadlines of every attempt in flight, on one timer.
+    this.sweep = setInterval(() => {
+      if (this.inFlight.size === 0) return;
+      const expired = nowMs() - init.connectTimeoutMs;
+      for (const slot of this.inFlight) {
+        if (slot.attemptStartedAtMs < expired) this.attemptFailed(slot, "timeout");
+      }
+    }, sweepIntervalMs);
+  }
+
+  /** The Bun.connect option binding this worker's current source address (Bun >= 1.3 has it; bun-types not yet). */
+  sourceAddress(): { localAddress?: string } {
+    const prefix = this.init.localAddressPrefix;
+    return prefix === null ? {} : { localAddress: `${prefix}${1 + (this.addressGeneration % 254)}` };
+  }
+
+  // ---- connecting and logging in -------------------------------------------------------------------------------
+
+  startAttempt(slot: Slot): void {
+    slot.attempt++;
+    slot.state = SlotState.connecting;
+    slot.attemptStartedAtMs = nowMs();
+    slot.pending = null;
+    slot.outbound = null;
+    slot.closeCode = 0;
+    slot.retryAfterMs = 0;
+    // maxSeq stays: entries redelivered after a reconnect are duplicates. The ack is sent again (the old one may
+    // have been lost with the connection).
+    slot.ackedSeq = 0;
+    this.counters.connectAttempts++;
+    this.inFlight.add(slot);
+    const attempt = slot.attempt;
+    const options = {
+      hostname: this.init.host,
+      port: this.init.port,
+      data: slot,
+      socket: this.handlers,
+      ...this.sourceAddress(),
+    } as TCPSocketConnectOptions<Slot>;
+    Bun.connect(options).catch(() => {
+      if (slot.attempt === attempt && slot.state === SlotState.connecting) this.attemptFailed(slot, "connectError");
+    });
+  }
+
+  attemptFailed(slot: Slot, reason: string): void {
+    this.inFlight.delete(slot);
+    slot.attempt++;
+    const socket = slot.socket;
+    slot.socket = null;
+    slot.state = SlotState.idle;
+    slot.pending = null;
+    slot.outbound = null;
+    socket?.terminate();
+    this.counters.failedAttempts++;
+    this.loginRun?.settled(slot, false, reason);
+  }
+
+  private opened(socket: Socket<Slot>): void {
+    const slot = socket.data;
+    if (slot.state !== SlotState.connecting || slot.socket !== null) {
+      // Its attempt was abandoned (connect deadline) before the connection opened.
+      socket.terminate();
+      return;
+    }
+    slot.socket = socket;
+    this.write(slot, this.preamble);
+  }
+
+  private loggedIn(slot: Slot): void {
+    this.inFlight.delete(slot);
+    slot.state = SlotState.ready;
+    this.readyCount++;
+    this.counters.logins++;
+    this.loginRun?.settled(slot, true, "");
+  }
+
+  private closed(slot: Slot, socket: Socket<Slot>): void {
+    // A socket of an abandoned attempt (or a second callback for the same close) is not this slot's any more.
+    if (slot.socket !== socket) return;
+    const state = slot.state;
+    slot.socket = null;
+    slot.pending = null;
+    slot.outbound = null;
+    if (state === SlotState.ready) {
+      this.readyCount--;
+      this.counters.unexpectedCloses++;
+      slot.state = SlotState.idle;
+      slot.inFlight = 0;
+    } else if (state === SlotState.closing) {
+      slot.state = SlotState.idle;
+    } else if (state === SlotState.connecting || state === SlotState.authenticating) {
+      this.attemptFailed(slot, slot.closeCode === 0 ? "closedBeforeWelcome" : `code${slot.closeCode}`);
+    }
+  }
+
+  /** Closes the ready sessions among `indexes` (all when null): gracefully (FIN) or with a reset (RST). */
+  drop(indexes: readonly number[] | null, abort: boolean): DropReply {
+    const atMs = nowMs();
+    let dropped = 0;
+    this.addressGeneration++;
+    for (const slot of this.select(indexes, (candidate) => candidate.state === SlotState.ready)) {
+      slot.state = SlotState.closing;
+      this.readyCount--;
+      slot.inFlight = 0;
+      if (abort) slot.socket?.terminate();
+      else slot.socket?.end();
+      dropped++;
+    }
+    return { atMs, dropped };
+  }
+
+  closeAll(): void {
+    clearInterval(this.sweep);
+    for (const slot of this.slots) {
+      if (slot.state === SlotState.ready) this.readyCount--;
+      if (slot.state !== SlotState.idle) slot.state = SlotState.closing;
+      slot.socket?.terminate();
+    }
+  }
+
+  select(indexes: readonly number[] | null, wanted: (slot: Slot) => boolean): Slot[] {
+    const chosen = indexes === null ? this.slots : indexes.map((index) => this.slots[index]!);
+    return chosen.filter(wanted);
+  }
+
+  // ---- writing -------------------------------------------------------------------------------------------------
+
+  send(slot: Slot, stanza: Stanza): void {
+    const frame = this.codec.encode(stanza);
+    if (this.batchSlot !== slot) {
+      this.write(slot, frame);
+      return;
+    }
+    this.batch.push(frame);
+    this.batchBytes += frame.length;
+  }
+
+  private flushBatch(slot: Slot): void {
+    this.batchSlot = null;
+    if (this.batch.length === 0) return;
+    let bytes: Uint8Array;
+    if (this.batch.length === 1) bytes = this.batch[0]!;
+    else {
+      bytes = new Uint8Array(this.batchBytes);
+      let offset = 0;
+      for (const frame of this.batch) {
+        bytes.set(frame, offset);
+        offset += frame.length;
+      }
+    }
+    this.batch = [];
+    this.batchBytes = 0;
+    this.write(slot, bytes);
+  }
+
+  /** Bun's write() takes what the socket takes and drops the rest: keep the rest and write it on drain. */
+  private write(slot: Slot, bytes: Uint8Array): void {
+    const socket = slot.socket;
+    if (socket === null) return;
+    this.counters.bytesOut += bytes.length;
+    if (slot.outbound !== null) {
+      if (slot.outbound.length + bytes.length > outboundBytesMax) {
+        socket.terminate();
+        return;
+      }
+      const joined = new Uint8Array(slot.outbound.length + bytes.length);
+      joined.set(slot.outbound, 0);
+      joined.set(bytes, slot.outbound.length);
+      slot.outbound = joined;
+      return;
+    }
+    const written = socket.write(bytes);
+    if (written < bytes.length) slot.outbound = bytes.slice(Math.max(0, written));
+  }
+
+  private drain(slot: Slot): void {
+    const rest = slot.outbound;
+    const socket = slot.socket;
+    if (rest === null || socket === null) return;
+    const written = socket.write(rest);
+    slot.outbound = written >= rest.length ? null : rest.subarray(Math.max(0, written));
+  }
+
+  // ---- reading -------------------------------------------------------------------------------------------------
+
+  private read(slot: Slot, chunk: Uint8Array): void {
+    this.counters.bytesIn += chunk.length;
+    let source: Uint8Array = chunk;
+    if (slot.pending !== null) {
+      source = new Uint8Array(slot.pending.length + chunk.length);
+      source.set(slot.pending, 0);
+      source.set(chunk, slot.pending.length);
+      slot.pending = null;
+    }
+    this.batchSlot = slot;
+    let offset = 0;
+    while (offset < source.length) {
+      const result = this.codec.decode(source, offset);
+      if (result.status === "more") break;
+      if (result.status === "error") {
+        increment(this.counters.errorCodes, `decode${result.error.code}`);
+        this.flushBatch(slot);
+        slot.socket?.terminate();
+        return;
+      }
+      offset += result.consumed;
+      this.handle(slot, result.stanza);
+    }
+    if (offset < source.length) slot.pending = source.slice(offset);
+    if (slot.state === SlotState.ready) {
+      if (slot.maxSeq > slot.ackedSeq) {
+        slot.ackedSeq = slot.maxSeq;
+        this.counters.acksSent++;
+        this.send(slot, { kind: "ack", seq: slot.maxSeq });
+      }
+      this.afterRead?.(slot);
+    }
+    this.flushBatch(slot);
+  }
+
+  private handle(slot: Slot, stanza: Stanza): void {
+    const counters = this.counters;
+    switch (stanza.kind) {
+      case "challenge": {
+        if (slot.state !== SlotState.connecting) return;
+        slot.state = SlotState.authenticating;
+        const key = this.keys[slot.index]!;
+        if (slot.account !== 0) {
+          const signature = signWith(key, loginMessage(stanza.nonce, slot.account, 1));
+          this.send(slot, { kind: "login", account: slot.account, device: 1, signature });
+        } else {
+          const handle = benchHandle(this.init.runSeed, this.init.keyFirst + slot.index);
+          const signature = signWith(key, registerMessage(stanza.nonce, handle));
+          const publicKey = this.publicKeys[slot.index]!;
+          this.send(slot, { kind: "register", invite: null, handle, publicKey, signature });
+        }
+        return;
+      }
+      case "welcome":
+        if (slot.state !== SlotState.authenticating) return;
+        slot.account = stanza.account;
+        slot.nextClientId = Math.max(slot.nextClientId, stanza.lastClientId + 1);
+        this.loggedIn(slot);
+        return;
+      case "deliver": {
+        const at = nowMs();
+        if (stanza.seq <= slot.maxSeq) {
+          counters.duplicates++;
+          return;
+        }
+        slot.maxSeq = stanza.seq;
+        counters.delivered++;
+        if (counters.firstDeliverAtMs === 0) counters.firstDeliverAtMs = at;
+        counters.lastDeliverAtMs = at;
+        if (slot.probed) this.onProbeDelivery?.(slot, stanza.payload, at);
+        return;
+      }
+      case "deliverReceipt":
+        if (stanza.seq > slot.maxSeq) slot.maxSeq = stanza.seq;
+        counters.receiptFrames++;
+        counters.receiptClientIds += stanza.clientIds.length;
+        counters.lastReceiptAtMs = nowMs();
+        return;
+      case "serverAck":
+        counters.serverAcked++;
+        counters.lastServerAckAtMs = nowMs();
+        if (slot.inFlight > 0) slot.inFlight--;
+        return;
+      case "ping":
+        this.send(slot, { kind: "pong" });
+        return;
+      case "error":
+        increment(counters.errorCodes, stanza.code);
+        slot.closeCode = stanza.code;
+        // A refused send (rate limit, full queue) spends its client id: free its place in the window.
+        if (stanza.clientId !== null && slot.inFlight > 0) {
+          slot.inFlight--;
+          counters.sendRefused++;
+        }
+        return;
+      case "goaway":
+        increment(counters.goawayCodes, stanza.code);
+        slot.closeCode = stanza.code;
+        slot.retryAfterMs = stanza.retryAfterMs;
+        return;
+      default:
+        return;
+    }
+  }
+
+  report(plainOpen: number): WorkerCounters {
+    const usage = process.cpuUsage();
+    return {
+      atMs: nowMs(),
+      ready: this.readyCount,
+      ...this.counters,
+      errorCodes: { ...this.counters.errorCodes },
+      goawayCodes: { ...this.counters.goawayCodes },
+      plainOpen,
+      cpuSeconds: (usage.user + usage.system) / 1e6,
+    };
+  }
+}
