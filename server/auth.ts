@@ -7,6 +7,7 @@
 
 import {
   ErrorCode,
+  errorCodeName,
   type LinkStanza,
   type LoginStanza,
   linkMessage,
@@ -50,7 +51,7 @@ export class Auth {
   }
 
   private fail(session: Session, code: number, message: string): void {
-    this.context.metrics.loginFailures.inc({ code });
+    this.context.metrics.loginFailures.incLabel(errorCodeName(code));
     this.context.log.info("login_failed", {
       session: session.id,
       code,
@@ -62,7 +63,7 @@ export class Auth {
 
   /** Refuses a request that may be corrected on the same connection (the login timeout still runs). */
   private refuse(session: Session, code: number, message: string): void {
-    this.context.metrics.loginFailures.inc({ code });
+    this.context.metrics.loginFailures.incLabel(errorCodeName(code));
     this.context.io.send(session, { kind: "error", code, clientId: null, message });
   }
 

@@ -159,7 +159,7 @@ export class ConnectionHandler {
       return false;
     }
     const clientId = "clientId" in stanza ? stanza.clientId : null;
-    this.context.metrics.errors.inc({ code: "rateLimited" });
+    this.context.metrics.errors.incLabel("rateLimited");
     io.send(session, { kind: "error", code: ErrorCode.rateLimited, clientId, message: "rate limited; slow down" });
     return false;
   }

@@ -8,7 +8,14 @@
 // time, in order (see connection.ts), and every mutation of shared state happens after the last await of a handler,
 // on states looked up again at that point, so an eviction during the await can never fork a device's sequence.
 
-import { ErrorCode, ReceiptType, type ReceiptTypeValue, type SendStanza, type Stanza } from "../protocol/index.ts";
+import {
+  ErrorCode,
+  errorCodeName,
+  ReceiptType,
+  type ReceiptTypeValue,
+  type SendStanza,
+  type Stanza,
+} from "../protocol/index.ts";
 import type { QueueEntry } from "../storage/index.ts";
 import { clientIdStatus, markStored } from "./client-id-window.ts";
 import type { ServerContext } from "./context.ts";
@@ -125,7 +132,7 @@ export class Delivery {
     const sender = session.deviceState;
     if (sender === null) return;
     const refuse = (code: number, message: string, lists?: { missing: number[]; extra: number[] }) => {
-      this.context.metrics.errors.inc({ code });
+      this.context.metrics.errors.incLabel(errorCodeName(code));
       io.send(session, {
         kind: "error",
         code,

@@ -10,6 +10,8 @@ export interface Logger {
   info(event: string, fields?: Record<string, unknown>): void;
   warn(event: string, fields?: Record<string, unknown>): void;
   error(event: string, fields?: Record<string, unknown>): void;
+  /** Written at every level (as info): start and stop, which tools read for the port and the outcome. */
+  notice(event: string, fields?: Record<string, unknown>): void;
 }
 
 export function createLogger(
@@ -17,8 +19,8 @@ export function createLogger(
   write: (line: string) => void = (line) => process.stdout.write(line),
 ): Logger {
   const threshold = levelRank[level];
-  const emit = (entryLevel: LogLevel, event: string, fields?: Record<string, unknown>) => {
-    if (levelRank[entryLevel] < threshold) return;
+  const emit = (entryLevel: LogLevel, event: string, fields?: Record<string, unknown>, always = false) => {
+    if (!always && levelRank[entryLevel] < threshold) return;
     write(`${JSON.stringify({ time: new Date().toISOString(), level: entryLevel, event, ...fields })}\n`);
   };
   return {
@@ -26,5 +28,6 @@ export function createLogger(
     info: (event, fields) => emit("info", event, fields),
     warn: (event, fields) => emit("warn", event, fields),
     error: (event, fields) => emit("error", event, fields),
+    notice: (event, fields) => emit("info", event, fields, true),
   };
 }

@@ -114,12 +114,24 @@ export class Metrics {
   );
   readonly connectionsClosed = new Counter("switchboard_connections_closed_total", "Connections closed");
   readonly logins = new Counter("switchboard_logins_total", "Successful logins, registrations and links, by kind");
-  readonly loginFailures = new Counter("switchboard_login_failures_total", "Failed authentications, by error code");
+  readonly loginFailures = new Counter(
+    "switchboard_login_failures_total",
+    "Failed or refused authentications, by error code name",
+    "code",
+  );
   readonly framesIn = new Counter("switchboard_frames_in_total", "Frames received, by stanza kind", "kind");
   readonly framesOut = new Counter("switchboard_frames_out_total", "Frames sent, by stanza kind", "kind");
   readonly bytesIn = new Counter("switchboard_bytes_in_total", "Bytes received on client sockets");
   readonly bytesOut = new Counter("switchboard_bytes_out_total", "Bytes written to client sockets");
-  readonly errors = new Counter("switchboard_errors_total", "Error frames sent, by code name");
+  readonly socketWrites = new Counter(
+    "switchboard_socket_writes_total",
+    "write() calls on client sockets (frames_out / this = frames per write)",
+  );
+  readonly errors = new Counter(
+    "switchboard_errors_total",
+    "Error frames sent and sessions aborted, by code name",
+    "code",
+  );
   readonly messagesAccepted = new Counter("switchboard_messages_accepted_total", "Sends accepted (server-acked)");
   readonly entriesCancelled = new Counter(
     "switchboard_entries_cancelled_total",

@@ -149,7 +149,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   sweeper.start();
   context.lastSeen.start();
   lag.start();
-  context.log.info("server_started", {
+  context.log.notice("server_started", {
     host: config.host,
     port: tcp.port,
     adminPort: admin?.port ?? 0,
@@ -182,7 +182,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       lag.stop();
       admin?.stop();
       if (options.storage === undefined) await storage.close();
-      context.log.info("server_stopped", { sessionsLeft: table.sessions.size });
+      context.log.notice("server_stopped", { sessionsLeft: table.sessions.size });
     })();
     return stopping;
   };

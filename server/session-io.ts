@@ -82,6 +82,7 @@ export class SessionIo {
     }
     const wasOverLimit = session.outboundBytes >= this.limits.outboundBytesMax;
     const written = Math.max(0, session.socket.write(bytes));
+    this.metrics.socketWrites.inc();
     this.metrics.bytesOut.inc(undefined, written);
     if (written >= bytes.length) {
       session.outbound = null;
@@ -104,7 +105,7 @@ export class SessionIo {
   /** Sends an error frame (best effort), then closes. */
   close(session: Session, code: number, message: string | null, clientId: number | null = null): void {
     if (session.state === SessionState.closed) return;
-    this.metrics.errors.inc({ code: errorCodeName(code) });
+    this.metrics.errors.incLabel(errorCodeName(code));
     this.send(session, { kind: "error", code, clientId, message });
     this.end(session);
   }
@@ -119,7 +120,7 @@ export class SessionIo {
   /** Closes at once without writing more (the peer does not read anyway). */
   abort(session: Session, code: number): void {
     if (session.state === SessionState.closed) return;
-    this.metrics.errors.inc({ code: errorCodeName(code) });
+    this.metrics.errors.incLabel(errorCodeName(code));
     session.outbound = null;
     session.outboundBytes = 0;
     session.state = SessionState.closed;
