@@ -368,3 +368,26 @@ describe("last seen", () => {
     expect((await storage.devices.get({ account: bob.account, device: 1 }))!.lastSeenAtMs).toBe(after);
   });
 });
+
+describe("between devices of one account", () => {
+  test("a message to one's own other device is delivered; the delivered receipt goes to the sender, not back to the reader", async () => {
+    running = await startTestServer();
+    const { client: laptop } = await registeredClient(running.port, "solo");
+    clients.push(laptop);
+    laptop.sendStanza({ kind: "linkCreate", clientId: laptop.clientId() });
+    const { code } = await laptop.next("linkCode");
+    const phone = await RawClient.connect(running.port);
+    clients.push(phone);
+    await phone.link(code, newDeviceKey());
+    await phone.next("queueEmpty");
+    const clientId = laptop.send(laptop.account, bytesOf("note to self"));
+    await laptop.next("serverAck");
+    const deliver = await phone.next("deliver");
+    expect(textOf(deliver.payload)).toBe("note to self");
+    phone.ack(deliver.seq);
+    const receipt = await laptop.next("deliverReceipt");
+    expect(receipt).toMatchObject({ from: laptop.account, fromDevice: 2, senderDevice: 1, clientIds: [clientId] });
+    await Bun.sleep(100);
+    expect(phone.all("deliverReceipt")).toHaveLength(0);
+  });
+});

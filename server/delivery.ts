@@ -461,7 +461,9 @@ export class Delivery {
       const chunk = clientIds.slice(start, start + limits.receiptClientIdsMax);
       const bytes = chunk.length * 4;
       for (const state of states) {
+        // The device that produced the receipt never needs it (a message between two devices of one account).
         if (
+          state === from ||
           state.removed ||
           state.queueRows + 1 > limits.queueMessagesMax ||
           state.queueBytes + bytes > limits.queueBytesMax
