@@ -128,6 +128,8 @@ export class ConnectionHandler {
     } finally {
       session.busy = false;
     }
+    // Between handlers an idle device gives its delivery state back (the next message loads it again).
+    this.delivery.releaseIfIdle(session);
   }
 
   /** Closes a session for a transport-level violation (for example a text message on the WebSocket path). */
@@ -237,7 +239,8 @@ export class ConnectionHandler {
     session.outboundBytes = 0;
     session.nonce = null;
     if (session.account !== 0) {
-      if (session.deviceState !== null) this.context.lastSeen.note(session.account, session.device);
+      if (session.deviceState !== null || session.stateReleased)
+        this.context.lastSeen.note(session.account, session.device);
       this.context.router.detach(session.account, session.device, session);
       this.delivery.detach(session);
     }

@@ -391,3 +391,30 @@ describe("between devices of one account", () => {
     expect(phone.all("deliverReceipt")).toHaveLength(0);
   });
 });
+
+describe("idle device states", () => {
+  test("an idle online device holds no delivery state; a message loads it again and arrives at once", async () => {
+    running = await startTestServer();
+    const { client: alice } = await registeredClient(running.port, "alice");
+    const { client: bob } = await registeredClient(running.port, "bob");
+    clients.push(alice, bob);
+    const delivery = running.server.delivery;
+    await waitFor(() => delivery.deviceStates === 0, 2000, "idle states released");
+    for (let round = 0; round < 3; round++) {
+      const clientId = alice.send(bob.account, bytesOf(`round ${round}`));
+      expect((await alice.next("serverAck", (ack) => ack.clientId === clientId)).clientId).toBe(clientId);
+      const deliver = await bob.next("deliver");
+      expect(textOf(deliver.payload)).toBe(`round ${round}`);
+      bob.ack(deliver.seq);
+      await alice.next("deliverReceipt");
+      // Alice acks her receipt too; then both go idle again and give their states back.
+      alice.ack(alice.all("deliverReceipt").at(-1)!.seq);
+      await waitFor(() => delivery.deviceStates === 0, 2000, `states released after round ${round}`);
+    }
+    expect(bob.all("deliver").map((deliver) => deliver.seq)).toEqual([1, 2, 3]);
+    // A read receipt from an idle reader still goes through.
+    bob.sendStanza({ kind: "receipt", type: ReceiptType.read, to: alice.account, toDevice: 1, clientIds: [1, 2, 3] });
+    const read = await alice.next("deliverReceipt", (receipt) => receipt.type === ReceiptType.read);
+    expect(read.clientIds).toEqual([1, 2, 3]);
+  });
+});

@@ -67,6 +67,11 @@ export class Delivery {
         if (raced !== undefined) return raced;
         const state = new DeviceState(account, device, record);
         this.states.set(key, state);
+        // An online device whose idle state was released gets it back (see releaseIfIdle).
+        const session = this.context.router.find(account, device);
+        if (session?.stateReleased && session.state === SessionState.ready) {
+          this.reattach(state, session);
+        }
         return state;
       });
       this.loading.set(key, loading);
@@ -115,9 +120,45 @@ export class Delivery {
     return state;
   }
 
+  /**
+   * Releases the state of an online device that has nothing going on: its queue delivered and acknowledged, nothing
+   * uncommitted, no handler of its session running. An idle session then costs no state object; the state is
+   * loaded again from the store (where it is the same) when a message comes for the device or it sends.
+   */
+  releaseIfIdle(session: Session): void {
+    const state = session.deviceState;
+    if (state === null || session.busy || !session.queueEmptySent || state.reading) return;
+    if (state.inFlightCount > 0 || (state.pending !== null && state.pending.length > 0)) return;
+    // Delivered up to the last sequence with nothing in flight: every entry was acknowledged (in this session, or
+    // in an earlier one for those the drain skipped).
+    if (state.deliveredSeq < state.lastSeq) return;
+    if (state.committedSeq !== state.lastSeq || state.committedClientIds !== state.clientIds) return;
+    state.session = null;
+    session.deviceState = null;
+    session.stateReleased = true;
+    if (this.states.get(state.key) === state) this.states.delete(state.key);
+  }
+
+  /** A released session's device got a state again: everything up to its last sequence was delivered and acked. */
+  private reattach(state: DeviceState, session: Session): void {
+    state.session = session;
+    state.ackedSeq = state.lastSeq;
+    state.deliveredSeq = state.lastSeq;
+    session.deviceState = state;
+    session.stateReleased = false;
+  }
+
+  /** The session's device state, loading it again if it was released. Undefined when the device is gone. */
+  private async stateOfSession(session: Session): Promise<DeviceState | undefined> {
+    if (session.deviceState !== null) return session.deviceState;
+    await this.statesOf(session.account, [session.device]);
+    return session.deviceState ?? undefined;
+  }
+
   detach(session: Session): void {
     const state = session.deviceState;
     session.deviceState = null;
+    session.stateReleased = false;
     if (state === null || state.session !== session) return;
     state.session = null;
     state.inFlight = null;
@@ -129,8 +170,9 @@ export class Delivery {
 
   async send(session: Session, stanza: SendStanza): Promise<void> {
     const { io, limits, directory } = this.context;
-    const sender = session.deviceState;
-    if (sender === null) return;
+    // (A state is never released while its session's handler runs, so `sender` stays the session's state.)
+    const sender = session.deviceState ?? (await this.stateOfSession(session));
+    if (sender === undefined) return;
     const refuse = (code: number, message: string, lists?: { missing: number[]; extra: number[] }) => {
       this.context.metrics.errors.incLabel(errorCodeName(code));
       io.send(session, {
@@ -345,6 +387,7 @@ export class Delivery {
     if (pushedAll && entries.length < limit && state.deliveredSeq < committedAtRead)
       state.deliveredSeq = committedAtRead;
     this.pump(state);
+    this.releaseIfIdle(session);
   }
 
   // ---- acks and receipts ---------------------------------------------------------------------------------------
@@ -427,8 +470,7 @@ export class Delivery {
     session: Session,
     stanza: { type: ReceiptTypeValue; to: number; toDevice: number; clientIds: readonly number[] },
   ): Promise<void> {
-    const reader = session.deviceState;
-    if (reader === null) return;
+    const reader = { account: session.account, device: session.device };
     const devices = await this.context.directory.load(stanza.to);
     if (devices === undefined) {
       this.context.io.send(session, {
@@ -440,7 +482,7 @@ export class Delivery {
       return;
     }
     const states = await this.statesOf(stanza.to, devices);
-    if (states === undefined || session.deviceState !== reader) return;
+    if (states === undefined || session.state !== SessionState.ready) return;
     const batch = this.commit.batch;
     this.receiptToAll(batch, states, stanza.type, reader, stanza.toDevice, stanza.clientIds, this.context.now());
     this.commit.schedule();
@@ -451,7 +493,7 @@ export class Delivery {
     batch: OpenBatch,
     states: readonly DeviceState[],
     type: number,
-    from: DeviceState,
+    from: { readonly account: number; readonly device: number },
     senderDevice: number,
     clientIds: readonly number[],
     createdAtMs: number,
@@ -463,7 +505,7 @@ export class Delivery {
       for (const state of states) {
         // The device that produced the receipt never needs it (a message between two devices of one account).
         if (
-          state === from ||
+          (state.account === from.account && state.device === from.device) ||
           state.removed ||
           state.queueRows + 1 > limits.queueMessagesMax ||
           state.queueBytes + bytes > limits.queueBytesMax
@@ -550,8 +592,12 @@ export class Delivery {
     for (const message of batch.messages) this.serverAck(message);
     for (const callback of batch.afterCommit) callback();
     for (const state of batch.touched) {
-      if (state.session !== null) this.pump(state);
-      else this.dropIfIdle(state);
+      const session = state.session;
+      if (session === null) this.dropIfIdle(state);
+      else {
+        this.pump(state);
+        this.releaseIfIdle(session);
+      }
     }
   }
 

@@ -26,8 +26,10 @@ export class Session implements WheelEntry {
   state: SessionStateValue = SessionState.preamble;
   account = 0;
   device = 0;
-  /** The device's delivery state, while logged in. */
+  /** The device's delivery state, while logged in and not idle (see Delivery.releaseIfIdle). */
   deviceState: DeviceState | null = null;
+  /** Logged in, with its idle state released: everything delivered and acknowledged. */
+  stateReleased = false;
   /** The challenge nonce, until login succeeds (then null: a signature is good for one login). */
   nonce: Uint8Array | null = null;
 
