@@ -110,6 +110,7 @@ export class ConnectionHandler {
         if (result.status === "error") return this.protocolError(session, result.error);
         session.inbound = result.consumed < source.length ? source.subarray(result.consumed) : null;
         this.context.metrics.framesIn.incLabel(result.stanza.kind);
+        this.context.metrics.frameBytesIn.incLabel(result.stanza.kind, result.consumed);
         if (!this.admit(session, result.stanza)) continue;
         const handled = this.dispatch(session, result.stanza);
         if (handled !== undefined) await handled;

@@ -121,6 +121,16 @@ export class Metrics {
   );
   readonly framesIn = new Counter("switchboard_frames_in_total", "Frames received, by stanza kind", "kind");
   readonly framesOut = new Counter("switchboard_frames_out_total", "Frames sent, by stanza kind", "kind");
+  readonly frameBytesIn = new Counter(
+    "switchboard_frame_bytes_in_total",
+    "Bytes of frames received, by stanza kind",
+    "kind",
+  );
+  readonly frameBytesOut = new Counter(
+    "switchboard_frame_bytes_out_total",
+    "Bytes of frames sent, by stanza kind",
+    "kind",
+  );
   readonly bytesIn = new Counter("switchboard_bytes_in_total", "Bytes received on client sockets");
   readonly bytesOut = new Counter("switchboard_bytes_out_total", "Bytes written to client sockets");
   readonly socketWrites = new Counter(

@@ -30,8 +30,10 @@ export class SessionIo {
   /** Queues a stanza for the session; false when the session is closed. */
   send(session: Session, stanza: Stanza, options?: EncodeOptions): boolean {
     if (session.state === SessionState.closed) return false;
+    const frame = this.codec.encode(stanza, options);
     this.metrics.framesOut.incLabel(stanza.kind);
-    return this.sendFrame(session, this.codec.encode(stanza, options));
+    this.metrics.frameBytesOut.incLabel(stanza.kind, frame.length);
+    return this.sendFrame(session, frame);
   }
 
   sendFrame(session: Session, frame: Uint8Array): boolean {
