@@ -154,7 +154,7 @@ describe("admin HTTP and listeners", () => {
       'switchboard_sessions{state="ready"} 1',
       'switchboard_logins_total{kind="register"} 1',
       'switchboard_frames_in_total{kind="ping"} 1',
-      'switchboard_frame_bytes_in_total{kind="ping"} 2',
+      'switchboard_frame_bytes_in_total{kind="ping"} 3', // 02 0e 90
       "switchboard_bytes_in_total",
       "switchboard_queue_rows",
       "switchboard_commit_duration_seconds_bucket",
