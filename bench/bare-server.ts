@@ -1,7 +1,9 @@
 #!/usr/bin/env bun
 // The runtime's floor for the density baseline: a bare Bun.listen server that accepts plain sockets, reads nothing
-// of use and answers nothing. Run as its own process (so its RSS is its own), it prints {"event":"listening",
-// "port":N} and runs until its stdin closes or it gets SIGTERM. `startBareServer` is the parent's side.
+// of use and answers nothing; or, with --ws, a bare Bun.serve that upgrades /ws to WebSocket (no per-message deflate,
+// no pings, empty handlers) and holds the sockets idle. Run as its own process (so its RSS is its own), it prints
+// {"event":"listening","port":N} and runs until its stdin closes or it gets SIGTERM. `startBareServer` is the
+// parent's side.
 
 import type { Subprocess } from "bun";
 import { trackChild } from "./child-processes.ts";
@@ -16,9 +18,12 @@ export interface BareServer {
   stop(): Promise<void>;
 }
 
-export async function startBareServer(): Promise<BareServer> {
+/** The path the WebSocket floor upgrades (the server's default). */
+export const bareWebSocketPath = "/ws";
+
+export async function startBareServer(mode: "tcp" | "ws" = "tcp"): Promise<BareServer> {
   const child: Subprocess<"pipe", "pipe", "inherit"> = Bun.spawn(
-    [process.execPath, new URL(import.meta.url).pathname],
+    [process.execPath, new URL(import.meta.url).pathname, ...(mode === "ws" ? ["--ws"] : [])],
     { stdin: "pipe", stdout: "pipe", stderr: "inherit" },
   );
   trackChild(child);
@@ -51,7 +56,44 @@ export async function startBareServer(): Promise<BareServer> {
   };
 }
 
-if (import.meta.main) {
+/** The WebSocket floor: as the server's listener minus the session (ws-listener.ts), with empty handlers. */
+function serveWebSocket(): { port: number; stop(): void } {
+  const server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch(request, bunServer) {
+      if (new URL(request.url).pathname === bareWebSocketPath && bunServer.upgrade(request, { data: undefined })) {
+        return undefined;
+      }
+      return new Response("not found\n", { status: 404 });
+    },
+    websocket: {
+      perMessageDeflate: false,
+      sendPings: false,
+      idleTimeout: 960,
+      open() {},
+      message() {},
+      close() {},
+    },
+  });
+  return { port: server.port ?? 0, stop: () => void server.stop(true) };
+}
+
+if (import.meta.main && process.argv.includes("--ws")) {
+  const listener = serveWebSocket();
+  process.stdout.write(`${JSON.stringify({ event: "listening", port: listener.port })}\n`);
+  const stop = () => {
+    listener.stop();
+    process.exit(0);
+  };
+  process.on("SIGTERM", stop);
+  void (async () => {
+    for await (const _ of Bun.stdin.stream()) {
+      // Nothing is expected on stdin.
+    }
+    stop();
+  })();
+} else if (import.meta.main) {
   let open = 0;
   const listener = Bun.listen({
     hostname: "127.0.0.1",

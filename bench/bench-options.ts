@@ -47,6 +47,8 @@ export interface BenchOptions {
   /** Write a CPU profile of the server (bun --cpu-prof) next to the result. */
   readonly profile: boolean;
   readonly progress: boolean;
+  /** Density: the sessions' transport, raw TCP or WebSocket (the server's --ws-port, binary messages). */
+  readonly transport: "tcp" | "ws";
   /** Extra server flags, name=value (kebab-case, no dashes). */
   readonly serverFlags: Readonly<Record<string, string>>;
 }
@@ -120,6 +122,9 @@ Options:
   --baseline-s N --deadline-s N --backoff-initial-ms N  storm: probe time before the drop, bound, backoff
   --drop fin|rst           storm: close the sockets gracefully (default) or reset them
   --micro-time-ms N        tinybench time per task (default 400)
+  --transport tcp|ws       density: sessions over raw TCP (default) or WebSocket (the server's --ws-port, /ws),
+                           against a bare Bun.listen or a bare Bun.serve WebSocket floor; with --target, the target
+                           is the WebSocket host:port
   --server-flag NAME=VALUE extra flag for the server (repeatable), e.g. --server-flag listeners=2
   --profile                write a CPU profile of the server (bun --cpu-prof --cpu-prof-md) next to the result
   --no-progress            no progress bar on stderr`;
@@ -155,6 +160,7 @@ const knownOptions = new Set([
   "backoff-initial-ms",
   "drop",
   "micro-time-ms",
+  "transport",
 ]);
 const booleanFlags = new Set(["quick", "profile", "no-progress", "help"]);
 
@@ -209,6 +215,9 @@ export function parseBenchArguments(argv: readonly string[]): BenchOptions | "he
   const drop = values.get("drop") ?? "fin";
   if (drop !== "fin" && drop !== "rst") throw new OptionsError("--drop: fin or rst");
   if (synchronous !== "normal" && synchronous !== "full") throw new OptionsError("--synchronous: normal or full");
+  const transport = values.get("transport") ?? "tcp";
+  if (transport !== "tcp" && transport !== "ws") throw new OptionsError("--transport: tcp or ws");
+  if (transport === "ws" && scenario !== "density") throw new OptionsError("--transport ws: density only");
   const settleDefault = scenario === "density" ? defaults.settleS : Math.min(3, defaults.settleS);
   return {
     scenario,
@@ -238,6 +247,7 @@ export function parseBenchArguments(argv: readonly string[]): BenchOptions | "he
     microTimeMs: number("micro-time-ms", defaults.microTimeMs, 1, 60_000),
     profile: values.get("profile") === "true",
     progress: values.get("no-progress") !== "true",
+    transport,
     serverFlags,
   };
 }

@@ -20,6 +20,8 @@ interface Result {
   // biome-ignore lint/suspicious/noExplicitAny: parsed JSON of every scenario's shape, checked by the expectations.
   readonly raw: Record<string, any>;
   readonly charts: readonly string[];
+  readonly title: string;
+  readonly figures: ReadonlyArray<{ readonly name: string; readonly value: unknown }>;
 }
 
 async function runBench(scenario: string, ...flags: string[]): Promise<Result> {
@@ -60,6 +62,29 @@ describe("bench runner (quick sizes, real processes on loopback)", () => {
       expect(switchboard.ramp.loginsPerSecond).toBeGreaterThan(0);
       expect(result.charts).toHaveLength(1);
       expect(readFileSync(result.charts[0]!, "utf8")).toStartWith("<svg");
+    },
+    scenarioTimeoutMs,
+  );
+
+  test(
+    "density --transport ws: every WebSocket session logs in, the ratio to the bare WebSocket floor is measured",
+    async () => {
+      const result = await runBench("density", "--transport", "ws", "--sessions", "200", "--settle-s", "0.3");
+      const { switchboard, bare } = result.raw;
+      expect(result.raw.transport).toBe("ws");
+      expect(result.title).toContain("WebSocket");
+      expect(switchboard.ramp.ready + switchboard.warm.ready).toBe(200);
+      expect(switchboard.ramp.failed + switchboard.warm.failed).toBe(0);
+      expect(switchboard.unexpectedCloses).toBe(0);
+      expect(switchboard.serverLogins).toBe(switchboard.ramp.ready);
+      expect(bare.open).toBe(200);
+      expect(bare.failed).toBe(0);
+      // Sane: positive and finite (small sizes are noisy, so no bound on the value itself).
+      expect(Number.isFinite(result.raw.ratio)).toBe(true);
+      expect(result.raw.ratio).toBeGreaterThan(0);
+      const ratio = result.figures.find((figure) => figure.name === "ratio to bare floor");
+      expect(ratio?.value).toBeGreaterThan(0);
+      expect(result.figures.some((figure) => figure.name === "server RSS per WebSocket session (settled)")).toBe(true);
     },
     scenarioTimeoutMs,
   );

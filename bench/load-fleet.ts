@@ -5,7 +5,7 @@
 
 import type { Subprocess } from "bun";
 import { trackChild } from "./child-processes.ts";
-import type { WorkerCommand, WorkerCounters, WorkerEvent, WorkerInit } from "./worker-protocol.ts";
+import type { Transport, WorkerCommand, WorkerCounters, WorkerEvent, WorkerInit } from "./worker-protocol.ts";
 
 const workerPath = new URL("./load-worker.ts", import.meta.url).pathname;
 /** A worker also holds its stdio, timers and a few files: this many sockets leave room under 20,000 files. */
@@ -158,6 +158,9 @@ export interface FleetOptions {
   readonly accounts: readonly number[] | null;
   readonly connectTimeoutMs: number;
   readonly randomSeed: number;
+  /** Raw TCP (default), or WebSocket at wsPath of host:port. */
+  readonly transport?: Transport;
+  readonly wsPath?: string;
 }
 
 /** Several load workers driven together. */
@@ -216,6 +219,8 @@ export class LoadFleet {
                 : options.accounts.slice(first - options.keyFirst, first - options.keyFirst + count),
             connectTimeoutMs: options.connectTimeoutMs,
             randomSeed: options.randomSeed * 1000 + index,
+            transport: options.transport ?? "tcp",
+            wsPath: options.wsPath ?? "/ws",
           };
           return worker.request({ cmd: "init", ...init }, 60_000);
         }),

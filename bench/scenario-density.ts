@@ -8,14 +8,20 @@
 // memory never counts. Kernel socket memory is the change of /proc/net/sockstat's TCP `mem` (both ends of every
 // loopback connection are in this host's kernel). The JS heap is the server's heapUsed from its admin /metrics, as
 // scraped (no forced GC: garbage not yet collected counts).
+//
+// With --transport ws the same is measured over WebSocket: the floor is a bare Bun.serve whose /ws upgrades with
+// per-message deflate off and empty handlers, taking N sockets that only did the handshake; the server under test
+// gets a --ws-port and the load workers speak WebSocket over their own Bun.connect sockets
+// (websocket-client-frames.ts), so they still bind their source addresses.
 
 import { sample, sumDelta } from "./admin-metrics.ts";
-import { startBareServer } from "./bare-server.ts";
+import { bareWebSocketPath, startBareServer } from "./bare-server.ts";
 import { LoadFleet } from "./load-fleet.ts";
 import { kernelSlabBytes, type SocketStats, socketStats } from "./proc-stats.ts";
 import { ProgressBar } from "./progress-bar.ts";
 import { type ScenarioHarness, type ServerSample, settle } from "./scenario-harness.ts";
 import type { Figure, ScenarioResult } from "./scenario-result.ts";
+import { freePort } from "./server-process.ts";
 import { round } from "./stats.ts";
 import { lineChartSvg } from "./svg-chart.ts";
 import type { PlainReply } from "./worker-protocol.ts";
@@ -78,7 +84,7 @@ function perUnit(before: number | null, after: number | null, count: number): nu
 
 async function measureBare(harness: ScenarioHarness, sessions: number, warmup: number) {
   const { options } = harness;
-  const bare = await startBareServer();
+  const bare = await startBareServer(options.transport);
   const split = LoadFleet.split(sessions, options.sessionsPerWorker);
   const warmSplit = warmupSplit(split, sessions, warmup);
   const fleet = await LoadFleet.start({
@@ -99,6 +105,7 @@ async function measureBare(harness: ScenarioHarness, sessions: number, warmup: n
         port: bare.port,
         count: counts[worker.index]!,
         concurrency: options.concurrency,
+        wsPath: options.transport === "ws" ? bareWebSocketPath : null,
         deadlineMs: 120_000,
       }),
       150_000,
@@ -162,10 +169,12 @@ export async function runDensity(harness: ScenarioHarness): Promise<ScenarioResu
   const warmup = warmupSessions(sessions);
   const bareResult = await measureBare(harness, sessions, warmup);
 
-  const { server, accounts } = await harness.server({}, sessions);
+  const ws = options.transport === "ws";
+  const serverFlags: Record<string, string> = ws ? { "ws-host": "127.0.0.1", "ws-port": String(freePort()) } : {};
+  const { server, accounts } = await harness.server(serverFlags, sessions);
   const split = LoadFleet.split(sessions, options.sessionsPerWorker);
   const warmSplit = warmupSplit(split, sessions, warmup);
-  const fleet = await harness.fleet(server, accounts, 0, split);
+  const fleet = await harness.fleet(server, accounts, 0, split, options.transport);
   await Bun.sleep(1000);
   const rssEmpty = await server.rssBytes();
   const heapEmpty = await server.heapUsedBytes();
@@ -215,12 +224,20 @@ export async function runDensity(harness: ScenarioHarness): Promise<ScenarioResu
   if (rssAfter !== null) switchboardPoints.push([loggedIn, rssAfter / mebibyte]);
   const barePoints = toPoints(bareResult.samples, 0);
   const svg = lineChartSvg({
-    title: `Server RSS against connected sessions (${sessions.toLocaleString("en-US")})`,
+    title: `Server RSS against connected ${ws ? "WebSocket " : ""}sessions (${sessions.toLocaleString("en-US")})`,
     xLabel: "connected sessions (logged in / plain sockets)",
     yLabel: "RSS (MiB)",
     series: [
-      { name: "switchboard (logged-in sessions)", color: "#1f77b4", points: switchboardPoints },
-      { name: "bare Bun.listen (plain sockets)", color: "#ff7f0e", points: barePoints },
+      {
+        name: ws ? "switchboard (logged-in WebSocket sessions)" : "switchboard (logged-in sessions)",
+        color: "#1f77b4",
+        points: switchboardPoints,
+      },
+      {
+        name: ws ? "bare Bun.serve (idle WebSockets)" : "bare Bun.listen (plain sockets)",
+        color: "#ff7f0e",
+        points: barePoints,
+      },
     ],
   });
 
@@ -234,8 +251,16 @@ export async function runDensity(harness: ScenarioHarness): Promise<ScenarioResu
       met: loggedIn === sessions,
     },
     { name: "login failures", value: failed, unit: "", goal: "0", met: failed === 0 },
-    { name: "server RSS per session (settled)", value: bytes(rssPerSession), unit: "B" },
-    { name: "bare Bun floor per socket", value: bytes(bareResult.rssPerSocketBytes), unit: "B" },
+    {
+      name: ws ? "server RSS per WebSocket session (settled)" : "server RSS per session (settled)",
+      value: bytes(rssPerSession),
+      unit: "B",
+    },
+    {
+      name: ws ? "bare Bun WebSocket floor per socket" : "bare Bun floor per socket",
+      value: bytes(bareResult.rssPerSocketBytes),
+      unit: "B",
+    },
     {
       name: "ratio to bare floor",
       value: ratio === null ? null : round(ratio, 2),
@@ -272,9 +297,12 @@ export async function runDensity(harness: ScenarioHarness): Promise<ScenarioResu
   const sane = loggedIn === sessions && failed === 0 && bareResult.open === sessions && unexpectedCloses === 0;
   return {
     scenario: "density",
-    title: `density: ${sessions.toLocaleString("en-US")} idle logged-in sessions vs a bare Bun.listen floor`,
+    title: ws
+      ? `density over WebSocket: ${sessions.toLocaleString("en-US")} idle logged-in WebSocket sessions vs a bare Bun.serve WebSocket floor`
+      : `density: ${sessions.toLocaleString("en-US")} idle logged-in sessions vs a bare Bun.listen floor`,
     figures,
     raw: {
+      transport: options.transport,
       sessions,
       warmup,
       seedingMs: harness.seedingMs,
@@ -307,6 +335,11 @@ export async function runDensity(harness: ScenarioHarness): Promise<ScenarioResu
     notes: [
       `Per-session figures are marginal: growth from a warm-up of ${warmup} sessions (sockets) to ${sessions}, over the ${sessions - warmup} added, after ${options.settleS} s of settling; "incl. one-time costs" divides the growth from an empty process by all ${sessions}.`,
       "RSS is the server process's VmRSS alone; the load workers run in their own processes.",
+      ...(ws
+        ? [
+            `Transport: WebSocket (binary messages at /ws, no per-message deflate); the floor is a bare Bun.serve upgrading ${bareWebSocketPath} with empty handlers, each socket only upgraded, then idle.`,
+          ]
+        : []),
       "The load workers share the host's 2 cores with the server, which handles logins on one thread: logins/s is what this host reaches with both on it.",
       "Kernel figures count both ends of each loopback connection (client and server sockets are in this kernel); slab is host-wide, so other activity adds noise.",
       "JS heap is heapUsed as scraped, without a forced GC.",

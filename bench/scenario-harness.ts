@@ -13,7 +13,7 @@ import { ProgressBar } from "./progress-bar.ts";
 import { seedAccounts } from "./seed-accounts.ts";
 import { type BenchServer, startBenchServer, targetServer } from "./server-process.ts";
 import { distribution, round } from "./stats.ts";
-import type { ConnectReply } from "./worker-protocol.ts";
+import type { ConnectReply, Transport } from "./worker-protocol.ts";
 
 const rampSampleIntervalMs = 250;
 
@@ -111,16 +111,23 @@ export class ScenarioHarness {
     return { server, accounts: [...seeded.accounts] };
   }
 
-  /** Load workers for key indexes keyFirst .. keyFirst + sessions - 1, split by --sessions-per-worker. */
+  /**
+   * Load workers for key indexes keyFirst .. keyFirst + sessions - 1, split by --sessions-per-worker. Over
+   * WebSocket they connect to the server's --ws-port (a --target is then its WebSocket host:port), path /ws.
+   */
   async fleet(
     server: BenchServer,
     accounts: number[] | null,
     keyFirst: number,
     sessionsPerWorker: readonly number[],
+    transport: Transport = "tcp",
   ): Promise<LoadFleet> {
+    const wsPort = server.flags["ws-port"];
     const fleetOptions: FleetOptions = {
       host: server.host,
-      port: server.port,
+      port: transport === "ws" && wsPort !== undefined ? Number(wsPort) : server.port,
+      transport,
+      wsPath: server.flags["ws-path"] ?? "/ws",
       runSeed: this.runSeed,
       sessionsPerWorker,
       keyFirst,

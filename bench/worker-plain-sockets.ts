@@ -1,17 +1,43 @@
 // Plain sockets for the density baseline: connected to the bare server from the worker's source address, never
-// written to or read from. What they cost the bare server is the runtime's floor per socket.
+// written to or read from. What they cost the bare server is the runtime's floor per socket. For the WebSocket floor
+// each socket sends the upgrade request and waits for the 101 (handshake only), then stays idle.
 
 import type { Socket, TCPSocketConnectOptions } from "bun";
+import { readHandshake, upgradeRequest } from "./websocket-client-frames.ts";
 import type { PlainReply } from "./worker-protocol.ts";
 import type { RunProgress } from "./worker-runs.ts";
 import { nowMs } from "./worker-sessions.ts";
 
+/** A socket waiting for the server's answer to its upgrade; undefined once open (or for raw TCP). */
+interface Upgrading {
+  received: Uint8Array;
+  settle(error: string | null): void;
+}
+
+type PlainSocket = Socket<Upgrading | undefined>;
+
+const upgradeTimeoutMs = 15_000;
+
 export class PlainSockets {
-  private readonly sockets = new Set<Socket<undefined>>();
+  private readonly sockets = new Set<PlainSocket>();
   private readonly handlers = {
-    data() {},
-    close: (socket: Socket<undefined>) => {
+    data(socket: PlainSocket, chunk: Buffer) {
+      const upgrading = socket.data;
+      if (upgrading === undefined) return;
+      const received = new Uint8Array(upgrading.received.length + chunk.length);
+      received.set(upgrading.received, 0);
+      received.set(chunk, upgrading.received.length);
+      upgrading.received = received;
+      const result = readHandshake(received);
+      if (result.status === "more") return;
+      socket.data = undefined;
+      upgrading.settle(result.status === "open" ? null : result.reason);
+    },
+    close: (socket: PlainSocket) => {
       this.sockets.delete(socket);
+      const upgrading = socket.data;
+      socket.data = undefined;
+      upgrading?.settle("closed");
     },
     error() {},
     connectError() {},
@@ -23,9 +49,35 @@ export class PlainSockets {
     return this.sockets.size;
   }
 
+  /** Sends the upgrade request on `socket` and waits (bounded) for the server's 101. */
+  private upgrade(socket: PlainSocket, host: string, port: number, path: string): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        socket.data = undefined;
+        reject(new Error("wsUpgradeTimeout"));
+      }, upgradeTimeoutMs);
+      socket.data = {
+        received: new Uint8Array(0),
+        settle(error) {
+          clearTimeout(timer);
+          if (error === null) resolve();
+          else reject(new Error(error));
+        },
+      };
+      socket.write(upgradeRequest(host, port, path));
+    });
+  }
+
   async connect(
     progress: RunProgress,
-    command: { host: string; port: number; count: number; concurrency: number; deadlineMs: number },
+    command: {
+      host: string;
+      port: number;
+      count: number;
+      concurrency: number;
+      deadlineMs: number;
+      wsPath: string | null;
+    },
   ): Promise<PlainReply> {
     const startedAtMs = nowMs();
     const deadline = startedAtMs + command.deadlineMs;
@@ -37,6 +89,7 @@ export class PlainSockets {
     const one = async () => {
       while (started < command.count && nowMs() < deadline) {
         started++;
+        let socket: PlainSocket | null = null;
         try {
           const options = {
             hostname: command.host,
@@ -44,11 +97,14 @@ export class PlainSockets {
             data: undefined,
             socket: this.handlers,
             ...this.sourceAddress(),
-          } as TCPSocketConnectOptions<undefined>;
-          this.sockets.add(await Bun.connect(options));
+          } as TCPSocketConnectOptions<Upgrading | undefined>;
+          socket = await Bun.connect(options);
+          if (command.wsPath !== null) await this.upgrade(socket, command.host, command.port, command.wsPath);
+          this.sockets.add(socket);
           open++;
           lastOpenAtMs = nowMs();
         } catch {
+          socket?.terminate();
           failed++;
           progress.failed++;
         }

@@ -23,7 +23,12 @@ export interface WorkerInit {
   readonly connectTimeoutMs: number;
   /** Seeds this worker's jitter. */
   readonly randomSeed: number;
+  /** Raw TCP, or WebSocket over the same sockets (upgrade at wsPath, then binary messages). */
+  readonly transport: Transport;
+  readonly wsPath: string;
 }
+
+export type Transport = "tcp" | "ws";
 
 export interface TrafficCommand {
   /** [sender, receiver] local slot indexes. */
@@ -49,6 +54,8 @@ export type WorkerCommand =
       readonly cmd: "plain";
       readonly host: string;
       readonly port: number;
+      /** Upgrade each plain socket to WebSocket at this path (handshake only, then idle); null: raw TCP. */
+      readonly wsPath: string | null;
       readonly count: number;
       readonly concurrency: number;
       readonly deadlineMs: number;

@@ -18,10 +18,20 @@ import {
 } from "../protocol/index.ts";
 import { devicePrivateKey, rawPublicKey, signWith } from "./device-keys.ts";
 import { benchHandle } from "./seed-accounts.ts";
+import {
+  encodeClientFrame,
+  readHandshake,
+  readServerFrames,
+  upgradeRequest,
+  WsOpcode,
+} from "./websocket-client-frames.ts";
 import type { DropReply, WorkerCounters, WorkerInit } from "./worker-protocol.ts";
 
 export const SlotState = { idle: 0, connecting: 1, authenticating: 2, ready: 3, closing: 4 } as const;
 export type SlotStateValue = (typeof SlotState)[keyof typeof SlotState];
+/** The WebSocket layer of a slot: none (raw TCP), waiting for the server's 101, or open. */
+export const WsState = { none: 0, upgrading: 1, open: 2 } as const;
+export type WsStateValue = (typeof WsState)[keyof typeof WsState];
 
 /** A stuck peer (it does not read) would otherwise grow a slot's unsent tail without bound. */
 const outboundBytesMax = 8 * 1024 * 1024;
@@ -36,6 +46,9 @@ export class Slot {
   attemptStartedAtMs = 0;
   pending: Uint8Array | null = null;
   outbound: Uint8Array | null = null;
+  /** WebSocket transport: the layer's state, and the bytes of a partial handshake answer or WebSocket frame. */
+  ws: WsStateValue = WsState.none;
+  wsPending: Uint8Array | null = null;
   maxSeq = 0;
   ackedSeq = 0;
   nextClientId = 1;
@@ -122,7 +135,7 @@ export class WorkerSessions {
     }
     this.handlers = {
       open: (socket: Socket<Slot>) => this.opened(socket),
-      data: (socket: Socket<Slot>, chunk: Buffer) => this.read(socket.data, chunk),
+      data: (socket: Socket<Slot>, chunk: Buffer) => this.received(socket.data, chunk),
       drain: (socket: Socket<Slot>) => this.drain(socket.data),
       close: (socket: Socket<Slot>) => this.closed(socket.data, socket),
       error: (socket: Socket<Slot>) => this.closed(socket.data, socket),
@@ -157,6 +170,8 @@ export class WorkerSessions {
     slot.attemptStartedAtMs = nowMs();
     slot.pending = null;
     slot.outbound = null;
+    slot.ws = this.init.transport === "ws" ? WsState.upgrading : WsState.none;
+    slot.wsPending = null;
     slot.closeCode = 0;
     slot.retryAfterMs = 0;
     // maxSeq stays: entries redelivered after a reconnect are duplicates. The ack is sent again (the old one may
@@ -185,6 +200,7 @@ export class WorkerSessions {
     slot.state = SlotState.idle;
     slot.pending = null;
     slot.outbound = null;
+    slot.wsPending = null;
     socket?.terminate();
     this.counters.failedAttempts++;
     this.loginRun?.settled(slot, false, reason);
@@ -198,7 +214,10 @@ export class WorkerSessions {
       return;
     }
     slot.socket = socket;
-    this.write(slot, this.preamble);
+    // WebSocket: the upgrade request first; the preamble follows the server's 101 (wsRead).
+    if (slot.ws === WsState.upgrading)
+      this.writeRaw(slot, upgradeRequest(this.init.host, this.init.port, this.init.wsPath));
+    else this.write(slot, this.preamble);
   }
 
   private loggedIn(slot: Slot): void {
@@ -216,6 +235,7 @@ export class WorkerSessions {
     slot.socket = null;
     slot.pending = null;
     slot.outbound = null;
+    slot.wsPending = null;
     if (state === SlotState.ready) {
       this.readyCount--;
       this.counters.unexpectedCloses++;
@@ -288,8 +308,14 @@ export class WorkerSessions {
     this.write(slot, bytes);
   }
 
-  /** Bun's write() takes what the socket takes and drops the rest: keep the rest and write it on drain. */
+  /** Writes protocol bytes: as they are on TCP, as one masked binary message on WebSocket. */
   private write(slot: Slot, bytes: Uint8Array): void {
+    if (slot.ws === WsState.none) this.writeRaw(slot, bytes);
+    else if (slot.ws === WsState.open) this.writeRaw(slot, encodeClientFrame(WsOpcode.binary, bytes));
+  }
+
+  /** Bun's write() takes what the socket takes and drops the rest: keep the rest and write it on drain. */
+  private writeRaw(slot: Slot, bytes: Uint8Array): void {
     const socket = slot.socket;
     if (socket === null) return;
     this.counters.bytesOut += bytes.length;
@@ -318,8 +344,58 @@ export class WorkerSessions {
 
   // ---- reading -------------------------------------------------------------------------------------------------
 
-  private read(slot: Slot, chunk: Uint8Array): void {
+  private received(slot: Slot, chunk: Uint8Array): void {
     this.counters.bytesIn += chunk.length;
+    if (slot.ws === WsState.none) this.read(slot, chunk);
+    else this.wsRead(slot, chunk);
+  }
+
+  /**
+   * WebSocket: the server's answer to the upgrade (then the preamble goes out), then its frames; binary payloads go
+   * to read() as the protocol's stream, pings are answered, a close ends the connection. Only a partial handshake
+   * answer or frame is kept between reads.
+   */
+  private wsRead(slot: Slot, chunk: Uint8Array): void {
+    let source: Uint8Array = chunk;
+    if (slot.wsPending !== null) {
+      source = new Uint8Array(slot.wsPending.length + chunk.length);
+      source.set(slot.wsPending, 0);
+      source.set(chunk, slot.wsPending.length);
+      slot.wsPending = null;
+    }
+    let offset = 0;
+    if (slot.ws === WsState.upgrading) {
+      const handshake = readHandshake(source);
+      if (handshake.status === "more") {
+        slot.wsPending = source === chunk ? chunk.slice() : source;
+        return;
+      }
+      if (handshake.status === "error") {
+        if (slot.state === SlotState.connecting) this.attemptFailed(slot, handshake.reason);
+        else slot.socket?.terminate();
+        return;
+      }
+      slot.ws = WsState.open;
+      offset = handshake.consumed;
+      this.write(slot, this.preamble);
+    }
+    const frames = readServerFrames(source, offset);
+    for (const reply of frames.replies) this.writeRaw(slot, reply);
+    if (frames.data !== null) this.read(slot, frames.data);
+    if (frames.error !== null) {
+      increment(this.counters.errorCodes, frames.error);
+      slot.socket?.terminate();
+      return;
+    }
+    if (frames.closed) {
+      slot.socket?.end();
+      return;
+    }
+    const rest = offset + frames.consumed;
+    if (rest < source.length && slot.socket !== null) slot.wsPending = source.slice(rest);
+  }
+
+  private read(slot: Slot, chunk: Uint8Array): void {
     let source: Uint8Array = chunk;
     if (slot.pending !== null) {
       source = new Uint8Array(slot.pending.length + chunk.length);
