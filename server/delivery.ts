@@ -19,7 +19,8 @@ import {
 import type { QueueEntry } from "../storage/index.ts";
 import { clientIdStatus, markStored } from "./client-id-window.ts";
 import type { ServerContext } from "./context.ts";
-import { DeviceState, deviceKey, type InFlightEntry, type PendingEntry } from "./device-state.ts";
+import type { DeviceState, InFlightEntry, PendingEntry } from "./device-state.ts";
+import { DeviceStates } from "./device-states.ts";
 import {
   type CommitStats,
   GroupCommit,
@@ -29,15 +30,12 @@ import {
 } from "./group-commit.ts";
 import { type Session, SessionState } from "./session.ts";
 
-/** Attempts to find every state of a send in memory after loading them; eviction between tries is rare. */
-const stateLoadAttemptsMax = 3;
-
 export class Delivery {
-  private readonly states = new Map<number, DeviceState>();
-  private readonly loading = new Map<number, Promise<DeviceState | undefined>>();
+  readonly devices: DeviceStates;
   readonly commit: GroupCommit;
 
   constructor(private readonly context: ServerContext) {
+    this.devices = new DeviceStates(context);
     this.commit = new GroupCommit(
       context.storage.queues,
       context.limits.commitBatchRowsMax,
@@ -48,67 +46,26 @@ export class Delivery {
   }
 
   get deviceStates(): number {
-    return this.states.size;
+    return this.devices.size;
+  }
+
+  /** Gives back the state of an idle online device (see DeviceStates.releaseIfIdle). */
+  releaseIfIdle(session: Session): void {
+    this.devices.releaseIfIdle(session);
+  }
+
+  /** Re-reads queue depths after the retention sweep (see DeviceStates.resyncCounters). */
+  resyncCounters(devices: ReadonlyArray<{ account: number; device: number }>): Promise<void> {
+    return this.devices.resyncCounters(devices);
   }
 
   // ---- device states -------------------------------------------------------------------------------------------
-
-  /** The state of a device: from memory, or loaded from the store (undefined when the device does not exist). */
-  private async loadState(account: number, device: number): Promise<DeviceState | undefined> {
-    const key = deviceKey(account, device);
-    const present = this.states.get(key);
-    if (present !== undefined) return present;
-    let loading = this.loading.get(key);
-    if (loading === undefined) {
-      loading = this.context.storage.devices.get({ account, device }).then((record) => {
-        this.loading.delete(key);
-        if (record === undefined) return undefined;
-        const raced = this.states.get(key);
-        if (raced !== undefined) return raced;
-        const state = new DeviceState(account, device, record);
-        this.states.set(key, state);
-        // An online device whose idle state was released gets it back (see releaseIfIdle).
-        const session = this.context.router.find(account, device);
-        if (session?.stateReleased && session.state === SessionState.ready) {
-          this.reattach(state, session);
-        }
-        return state;
-      });
-      this.loading.set(key, loading);
-    }
-    return loading;
-  }
-
-  /**
-   * The states of `devices` of `account`, all in memory at the moment this resolves (so the caller may mutate them
-   * before its next await). Devices that do not exist are left out. Undefined if eviction kept winning (busy).
-   */
-  private async statesOf(account: number, devices: readonly number[]): Promise<DeviceState[] | undefined> {
-    for (let attempt = 0; attempt < stateLoadAttemptsMax; attempt++) {
-      const found: DeviceState[] = [];
-      let missing = false;
-      for (const device of devices) {
-        const state = this.states.get(deviceKey(account, device));
-        if (state === undefined) missing = true;
-        else if (!state.removed) found.push(state);
-      }
-      if (!missing) return found;
-      const loaded = await Promise.all(devices.map((device) => this.loadState(account, device)));
-      // A device that does not exist in the store is not missing: drop it from the list and look again.
-      devices = devices.filter((_, index) => loaded[index] !== undefined);
-    }
-    return undefined;
-  }
-
-  private dropIfIdle(state: DeviceState): void {
-    if (state.isDroppable && this.states.get(state.key) === state) this.states.delete(state.key);
-  }
 
   // ---- sessions ------------------------------------------------------------------------------------------------
 
   /** Binds a logged-in session to its device and starts the drain. Undefined when the device is gone. */
   async attach(session: Session): Promise<DeviceState | undefined> {
-    const states = await this.statesOf(session.account, [session.device]);
+    const states = await this.devices.statesOf(session.account, [session.device]);
     const state = states?.[0];
     if (state === undefined || session.state !== SessionState.ready) return undefined;
     const previous = state.session;
@@ -120,41 +77,6 @@ export class Delivery {
     return state;
   }
 
-  /**
-   * Releases the state of an online device that has nothing going on: its queue delivered and acknowledged, nothing
-   * uncommitted, no handler of its session running. An idle session then costs no state object; the state is
-   * loaded again from the store (where it is the same) when a message comes for the device or it sends.
-   */
-  releaseIfIdle(session: Session): void {
-    const state = session.deviceState;
-    if (state === null || session.busy || !session.queueEmptySent || state.reading) return;
-    if (state.inFlightCount > 0 || (state.pending !== null && state.pending.length > 0)) return;
-    // Delivered up to the last sequence with nothing in flight: every entry was acknowledged (in this session, or
-    // in an earlier one for those the drain skipped).
-    if (state.deliveredSeq < state.lastSeq) return;
-    if (state.committedSeq !== state.lastSeq || state.committedClientIds !== state.clientIds) return;
-    state.session = null;
-    session.deviceState = null;
-    session.stateReleased = true;
-    if (this.states.get(state.key) === state) this.states.delete(state.key);
-  }
-
-  /** A released session's device got a state again: everything up to its last sequence was delivered and acked. */
-  private reattach(state: DeviceState, session: Session): void {
-    state.session = session;
-    state.ackedSeq = state.lastSeq;
-    state.deliveredSeq = state.lastSeq;
-    session.deviceState = state;
-    session.stateReleased = false;
-  }
-
-  /** The session's device state, loading it again if it was released. Undefined when the device is gone. */
-  private async stateOfSession(session: Session): Promise<DeviceState | undefined> {
-    if (session.deviceState !== null) return session.deviceState;
-    await this.statesOf(session.account, [session.device]);
-    return session.deviceState ?? undefined;
-  }
-
   detach(session: Session): void {
     const state = session.deviceState;
     session.deviceState = null;
@@ -163,7 +85,7 @@ export class Delivery {
     state.session = null;
     state.inFlight = null;
     state.deliveredSeq = state.ackedSeq;
-    this.dropIfIdle(state);
+    this.devices.dropIfIdle(state);
   }
 
   // ---- send ----------------------------------------------------------------------------------------------------
@@ -171,7 +93,7 @@ export class Delivery {
   async send(session: Session, stanza: SendStanza): Promise<void> {
     const { io, limits, directory } = this.context;
     // (A state is never released while its session's handler runs, so `sender` stays the session's state.)
-    const sender = session.deviceState ?? (await this.stateOfSession(session));
+    const sender = session.deviceState ?? (await this.devices.stateOfSession(session));
     if (sender === undefined) return;
     const refuse = (code: number, message: string, lists?: { missing: number[]; extra: number[] }) => {
       this.context.metrics.errors.incLabel(errorCodeName(code));
@@ -220,7 +142,7 @@ export class Delivery {
       }
     }
 
-    const states = await this.statesOf(stanza.to, targets);
+    const states = await this.devices.statesOf(stanza.to, targets);
     if (states === undefined) return refuse(ErrorCode.busy, "server busy; retry");
     if (session.state !== SessionState.ready || session.deviceState !== sender) return;
     // A retry of this very send may have been accepted while we waited.
@@ -370,7 +292,7 @@ export class Delivery {
       state.reading = false;
     }
     if (state.session !== session || session.state !== SessionState.ready) {
-      this.dropIfIdle(state);
+      this.devices.dropIfIdle(state);
       return;
     }
     let pushedAll = true;
@@ -387,7 +309,7 @@ export class Delivery {
     if (pushedAll && entries.length < limit && state.deliveredSeq < committedAtRead)
       state.deliveredSeq = committedAtRead;
     this.pump(state);
-    this.releaseIfIdle(session);
+    this.devices.releaseIfIdle(session);
   }
 
   // ---- acks and receipts ---------------------------------------------------------------------------------------
@@ -417,15 +339,15 @@ export class Delivery {
     }
     const targetStates = new Map<number, DeviceState[]>();
     for (const target of receiptTargets) {
-      const states = await this.statesOf(target.account, target.devices);
+      const states = await this.devices.statesOf(target.account, target.devices);
       if (states !== undefined) targetStates.set(target.account, states);
     }
     if (session.deviceState !== state || state.session !== session || upto <= state.ackedSeq) return;
-    if (this.states.get(state.key) !== state) return;
+    if (this.devices.get(state.account, state.device) !== state) return;
     for (const [account, states] of targetStates) {
       // Eviction may have happened while we awaited others: use the states in memory now.
       for (let index = 0; index < states.length; index++) {
-        const current = this.states.get(states[index]!.key);
+        const current = this.devices.get(states[index]!.account, states[index]!.device);
         if (current === undefined) targetStates.delete(account);
         else states[index] = current;
       }
@@ -481,7 +403,7 @@ export class Delivery {
       });
       return;
     }
-    const states = await this.statesOf(stanza.to, devices);
+    const states = await this.devices.statesOf(stanza.to, devices);
     if (states === undefined || session.state !== SessionState.ready) return;
     const batch = this.commit.batch;
     this.receiptToAll(batch, states, stanza.type, reader, stanza.toDevice, stanza.clientIds, this.context.now());
@@ -549,34 +471,15 @@ export class Delivery {
 
   /** Stops queueing for a removed device and drops its state; the caller removes it from the store afterwards. */
   async forgetDevice(account: number, device: number): Promise<void> {
-    const state = this.states.get(deviceKey(account, device));
+    const state = this.devices.get(account, device);
     if (state !== undefined) {
       state.removed = true;
       for (const entry of state.pending ?? []) entry.cancelled = true;
       if (state.session !== null) this.detach(state.session);
-      this.states.delete(state.key);
+      this.devices.delete(state);
     }
     // Rows of this device already handed to the store commit before its removal does.
     await this.commit.flush();
-  }
-
-  /** Re-reads the queue depth of devices in memory after the retention sweep deleted some of their rows. */
-  async resyncCounters(devices: ReadonlyArray<{ account: number; device: number }>): Promise<void> {
-    for (const key of devices) {
-      if (!this.states.has(deviceKey(key.account, key.device))) continue;
-      const record = await this.context.storage.devices.get(key);
-      const state = this.states.get(deviceKey(key.account, key.device));
-      if (record === undefined || state === undefined) continue;
-      let rows = record.queueRows;
-      let bytes = record.queueBytes;
-      for (const entry of state.pending ?? []) {
-        if (entry.cancelled) continue;
-        rows++;
-        bytes += entry.bytes;
-      }
-      state.queueRows = rows;
-      state.queueBytes = bytes;
-    }
   }
 
   // ---- commits -------------------------------------------------------------------------------------------------
@@ -593,10 +496,10 @@ export class Delivery {
     for (const callback of batch.afterCommit) callback();
     for (const state of batch.touched) {
       const session = state.session;
-      if (session === null) this.dropIfIdle(state);
+      if (session === null) this.devices.dropIfIdle(state);
       else {
         this.pump(state);
-        this.releaseIfIdle(session);
+        this.devices.releaseIfIdle(session);
       }
     }
   }
