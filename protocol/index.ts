@@ -19,6 +19,7 @@ export {
   headerKindMask,
 } from "./frame-codec.ts";
 export { FrameReader } from "./frame-reader.ts";
+export { appendInbound, consumeInbound, type InboundBytes } from "./inbound-bytes.ts";
 export { assertLimits, defaultLimits, type Limits, testLimits } from "./limits.ts";
 export {
   decodePreamble,

@@ -3,7 +3,15 @@
 // handlers one at a time and in order. A peer's bad input ends in an error frame with a code and a closed session,
 // never in an exception that reaches the event loop.
 
-import { decodePreamble, ErrorCode, ProtocolError, preambleBytes, type Stanza } from "../protocol/index.ts";
+import {
+  appendInbound,
+  consumeInbound,
+  decodePreamble,
+  ErrorCode,
+  ProtocolError,
+  preambleBytes,
+  type Stanza,
+} from "../protocol/index.ts";
 import type { AccountRequests } from "./account-requests.ts";
 import type { Auth } from "./auth.ts";
 import type { ServerContext } from "./context.ts";
@@ -69,16 +77,10 @@ export class ConnectionHandler {
     metrics.bytesIn.inc(undefined, chunk.length);
     session.lastInboundAtMs = this.context.now();
     session.pingOutstanding = false;
-    if (session.inbound === null) session.inbound = chunk;
-    else {
-      const joined = new Uint8Array(session.inbound.length + chunk.length);
-      joined.set(session.inbound, 0);
-      joined.set(chunk, session.inbound.length);
-      session.inbound = joined;
-    }
+    appendInbound(session, chunk, limits.inboundBytesMax);
     // Bytes waiting behind a slow handler, or one frame's worth of a partial frame: more than that is a flood.
     if (session.busy) {
-      if (session.inbound.length > limits.inboundBytesMax) {
+      if (session.inbound!.length > limits.inboundBytesMax) {
         this.context.io.close(session, ErrorCode.flood, "sending faster than the server reads");
       }
       return;
@@ -97,7 +99,7 @@ export class ConnectionHandler {
           const preamble = decodePreamble(source);
           if (preamble === "more") break;
           if (preamble instanceof ProtocolError) return this.protocolError(session, preamble);
-          session.inbound = source.length > preambleBytes ? source.subarray(preambleBytes) : null;
+          consumeInbound(session, preambleBytes);
           if (this.table.draining) {
             io.goaway(session, ErrorCode.shuttingDown, this.drainRetryAfterMs, "server shutting down");
             return;
@@ -108,7 +110,7 @@ export class ConnectionHandler {
         const result = codec.decode(source, 0);
         if (result.status === "more") break;
         if (result.status === "error") return this.protocolError(session, result.error);
-        session.inbound = result.consumed < source.length ? source.subarray(result.consumed) : null;
+        consumeInbound(session, result.consumed);
         this.context.metrics.framesIn.incLabel(result.stanza.kind);
         this.context.metrics.frameBytesIn.incLabel(result.stanza.kind, result.consumed);
         if (!this.admit(session, result.stanza)) continue;
@@ -117,7 +119,9 @@ export class ConnectionHandler {
       }
       // Keep a partial frame in a buffer of its own size, not in the (possibly large) chunk it arrived in.
       const rest = session.inbound;
-      if (rest !== null && rest.byteLength * 2 < rest.buffer.byteLength) session.inbound = rest.slice();
+      if (rest !== null && !session.inboundOwned && rest.byteLength * 2 < rest.buffer.byteLength) {
+        session.inbound = rest.slice();
+      }
     } catch (error) {
       // A bug in a handler: this session ends, the process and every other session go on.
       this.context.log.error("handler_failed", {
@@ -236,6 +240,7 @@ export class ConnectionHandler {
     this.wheel.cancel(session);
     session.state = SessionState.closed;
     session.inbound = null;
+    session.inboundOwned = false;
     session.outbound = null;
     session.outboundBytes = 0;
     session.nonce = null;

@@ -3,6 +3,7 @@
 // (at most one partial frame, or frames waiting behind an asynchronous handler), `outbound` holds frames queued during
 // this event-loop turn plus whatever the socket did not take (Bun's write() keeps nothing).
 
+import type { InboundBytes } from "../protocol/index.ts";
 import type { DeviceState } from "./device-state.ts";
 import type { WheelEntry } from "./timer-wheel.ts";
 import type { TransportSocket } from "./transport.ts";
@@ -21,7 +22,7 @@ export type SessionStateValue = (typeof SessionState)[keyof typeof SessionState]
 
 let nextSessionId = 1;
 
-export class Session implements WheelEntry {
+export class Session implements WheelEntry, InboundBytes {
   readonly id = nextSessionId++;
   state: SessionStateValue = SessionState.preamble;
   account = 0;
@@ -34,6 +35,8 @@ export class Session implements WheelEntry {
   nonce: Uint8Array | null = null;
 
   inbound: Uint8Array | null = null;
+  /** See protocol/inbound-bytes.ts: `inbound` has room to be appended to in place. */
+  inboundOwned = false;
   /** Frames to write at the end of this turn, then the unsent tail. */
   outbound: Uint8Array[] | null = null;
   outboundBytes = 0;

@@ -4,7 +4,7 @@ import { clientIdBytes, packClientIds, unpackClientIds } from "./client-id-list.
 import type { DeviceKey } from "./device-store.ts";
 import { deviceKeyText, type SqliteQueueRows, type SweptRows } from "./queue-rows-sqlite.ts";
 import type { QueueBatch, QueueEntry, QueueStore } from "./queue-store.ts";
-import { queueKindMessage, queueKindReceipt, type StorageSchema } from "./schema.ts";
+import { type QueueTable, queueKindMessage, queueKindReceipt, type StorageSchema } from "./schema.ts";
 
 // The hot paths (commit, read) run prepared statements, prepared once, inside bun:sqlite's synchronous transactions:
 // no other work can interleave with a batch, and a batch costs no query compilation.
@@ -20,18 +20,20 @@ interface DeviceChange {
   exists: boolean;
 }
 
-interface QueueRow {
-  seq: number;
-  kind: number;
-  peer_account: number;
-  peer_device: number;
-  client_id: number | null;
-  receipt_type: number | null;
-  client_ids: Uint8Array | null;
-  sender_device: number | null;
-  created_at: number;
-  payload: Uint8Array | null;
-}
+/** A row as the read query returns it: the queue's columns, with `payload` resolved from `messages` when shared. */
+type QueueRow = Pick<
+  QueueTable,
+  | "seq"
+  | "kind"
+  | "peer_account"
+  | "peer_device"
+  | "client_id"
+  | "receipt_type"
+  | "client_ids"
+  | "sender_device"
+  | "created_at"
+  | "payload"
+>;
 
 type Recipient = QueueBatch["messages"][number]["recipients"][number];
 
