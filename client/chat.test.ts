@@ -127,6 +127,62 @@ test("two people chat: messages, marks, and a second run from the key file", asy
   expect(await againRun).toBe(0);
 });
 
+test("a failed /to clears the peer: the next line goes to nobody, not to the previous peer", async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), "switchboard-chat-test-"));
+  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+  const config = loadConfig({
+    base: { port: 0, dataDir, registration: "open", adminPort: 0, logLevel: "warn", limits: testLimits },
+  });
+  const server = await startServer(config);
+  cleanups.push(() => server.stop({ timeoutMs: 1000 }));
+  const port = String(server.port);
+
+  const alice = new ScriptedIo();
+  const bob = new ScriptedIo();
+  cleanups.push(() => alice.end());
+  cleanups.push(() => bob.end());
+  const aliceRun = runChat(["--port", port, "--key-file", join(dataDir, "alice.json"), "--register", "alice"], alice);
+  const bobRun = runChat(["--port", port, "--key-file", join(dataDir, "bob.json"), "--register", "bob"], bob);
+  await alice.expectLine("connected as alice");
+  await bob.expectLine("connected as bob");
+
+  alice.type("/to bob");
+  await alice.expectLine("talking to bob");
+  alice.type("first for bob");
+  await bob.expectLine(": first for bob");
+
+  alice.type("/to dora");
+  await alice.expectLine("nobody is called dora");
+  alice.type("meant for dora");
+  await waitFor(() => alice.has("meant for dora") || alice.has("not sent: choose"));
+  // An empty /to is a failed /to as well.
+  alice.type("/to bob");
+  await alice.expectLine("talking to bob");
+  alice.type("/to");
+  await alice.expectLine("usage: /to <handle>; no peer now (was bob)");
+  alice.type("also not for bob");
+  await waitFor(() => alice.output.filter((line) => line.includes("not sent: choose")).length === 2);
+
+  // Messages from one device to one recipient arrive in order: had either line gone to bob, it would come first.
+  alice.type("/to bob");
+  await waitFor(() => alice.output.filter((line) => line.includes("talking to bob")).length === 2);
+  alice.type("second for bob");
+  await bob.expectLine(": second for bob");
+  // bob's chat names alice by her account number (#1): he never looked her up.
+  expect(bob.output.filter((line) => /^#\d+: /.test(line)).map((line) => line.replace(/^#\d+: /, ""))).toEqual([
+    "first for bob",
+    "second for bob",
+  ]);
+  expect(alice.output.some((line) => line.includes("you → bob: meant for dora"))).toBe(false);
+  expect(alice.has("nobody is called dora; no peer now (was bob)")).toBe(true);
+  expect(alice.has("not sent: choose someone first")).toBe(true);
+
+  alice.type("/quit");
+  bob.end();
+  expect(await aliceRun).toBe(0);
+  expect(await bobRun).toBe(0);
+});
+
 test("usage errors exit with 2", async () => {
   const dataDir = mkdtempSync(join(tmpdir(), "switchboard-chat-test-"));
   cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));

@@ -325,9 +325,19 @@ class ChatSession {
           io.print(chatUsage);
           return;
         case "/to": {
-          if (argument === "") return io.print("* usage: /to <handle>");
-          const found = await client.lookup(argument);
-          if (found.account === null) return io.print(`* nobody is called ${argument}`);
+          // A /to that does not succeed leaves no peer: the next line must not go to the previous one (a private
+          // message reaching the wrong person). Cleared before the lookup, so a lookup that throws clears it too.
+          const previous = this.peer;
+          this.peer = null;
+          const noPeer = `no peer now${previous === null ? "" : ` (was ${previous.label})`}: nothing is sent until a /to succeeds`;
+          if (argument === "") return io.print(`* usage: /to <handle>; ${noPeer}`);
+          let found: Awaited<ReturnType<SwitchboardClient["lookup"]>>;
+          try {
+            found = await client.lookup(argument);
+          } catch (error) {
+            return io.print(`* ${describe(error)}; ${noPeer}`);
+          }
+          if (found.account === null) return io.print(`* nobody is called ${argument}; ${noPeer}`);
           this.labels.set(found.account, argument);
           this.peer = { account: found.account, label: argument };
           io.print(`* talking to ${argument} (${found.devices.length} device${found.devices.length === 1 ? "" : "s"})`);
@@ -366,7 +376,7 @@ class ChatSession {
   private say(text: string): void {
     const peer = this.peer;
     if (peer === null) {
-      this.io.print("* choose someone first: /to <handle>");
+      this.io.print("* not sent: choose someone first with /to <handle>");
       return;
     }
     const number = ++this.sentCount;
