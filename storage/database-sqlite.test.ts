@@ -1,11 +1,13 @@
 import { Database } from "bun:sqlite";
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Kysely } from "kysely";
+import { Kysely, Migrator } from "kysely";
 import { BunSqliteDialect } from "kysely-bun-sqlite";
+import { codeKeyFileName } from "./code-hasher.ts";
 import { busyTimeoutMs, openSqliteDatabase, openSqliteStorage } from "./database-sqlite.ts";
+import * as initial from "./migrations/0001-initial.ts";
 import { migrateToLatest, migrations } from "./migrations/index.ts";
 import type { StorageSchema } from "./schema.ts";
 
@@ -32,6 +34,7 @@ describe("sqlite database", () => {
     expect(pragma(normal, "synchronous")).toBe(1);
     expect(pragma(normal, "foreign_keys")).toBe(1);
     expect(pragma(normal, "busy_timeout")).toBe(busyTimeoutMs);
+    expect(pragma(normal, "secure_delete")).toBe(1);
     normal.close();
     const full = openSqliteDatabase({ path: join(directory, "full.sqlite"), synchronous: "full" });
     expect(pragma(full, "synchronous")).toBe(2);
@@ -96,5 +99,78 @@ describe("device ids", () => {
     await expect(storage.devices.add(created!.account.id, new Uint8Array(32).fill(3), 1_000)).rejects.toThrow();
     expect(await storage.devices.list(created!.account.id)).toHaveLength(2);
     await storage.close();
+  });
+});
+
+function modeOf(path: string): number {
+  return statSync(path).mode & 0o777;
+}
+
+describe("file modes", () => {
+  test("the database, its -wal and -shm, and the code key are 0600 even under umask 000", async () => {
+    const data = join(directory, "modes");
+    mkdirSync(data);
+    const path = join(data, "switchboard.sqlite");
+    const previous = process.umask(0);
+    try {
+      const storage = await openSqliteStorage({ path });
+      await storage.invites.issue("some-invite", 1_000, 2_000);
+      for (const file of [path, `${path}-wal`, `${path}-shm`, join(data, codeKeyFileName)])
+        expect(modeOf(file)).toBe(0o600);
+      await storage.close();
+    } finally {
+      process.umask(previous);
+    }
+  });
+
+  test("an existing database with looser modes is tightened when opened", async () => {
+    const path = join(directory, "loose.sqlite");
+    const previous = process.umask(0);
+    try {
+      const loose = new Database(path, { create: true });
+      loose.run("pragma journal_mode = wal");
+      loose.run("create table t (x)");
+      expect(modeOf(path)).toBe(0o644);
+      const storage = await openSqliteStorage({ path });
+      expect(modeOf(path)).toBe(0o600);
+      expect(modeOf(`${path}-wal`)).toBe(0o600);
+      await storage.close();
+      loose.close();
+    } finally {
+      process.umask(previous);
+    }
+  });
+});
+
+describe("migration 0002: hashed codes", () => {
+  test("drops unused plaintext codes (any copy made before could hold them), keeps used invites' history", async () => {
+    const path = join(directory, "plaintext.sqlite");
+    const before = new Database(path, { create: true, strict: true });
+    before.run("pragma journal_mode = wal");
+    const kysely = new Kysely<unknown>({ dialect: new BunSqliteDialect({ database: before }) });
+    const onlyInitial = { getMigrations: async () => ({ "0001-initial": initial }) };
+    expect((await new Migrator({ db: kysely, provider: onlyInitial }).migrateToLatest()).error).toBeUndefined();
+    before.run("insert into accounts (handle, created_at, next_device_id) values ('alice', 1, 2)");
+    before.run("insert into invites values ('plaintext-unused-invite', 1, 9999999999999, null, null)");
+    before.run("insert into invites values ('plaintext-used-invite', 1, 9999999999999, 5, 1)");
+    before.run("insert into link_codes values ('plaintext-link-code', 1, 1, 9999999999999)");
+    await kysely.destroy();
+
+    const storage = await openSqliteStorage({ path });
+    expect(await storage.invites.consume("plaintext-unused-invite", 10)).toBe(false);
+    expect(await storage.linkCodes.consume("plaintext-link-code", 10)).toBeUndefined();
+    const invites = await storage.invites.list();
+    expect(invites).toEqual([
+      { codeHash: expect.any(String), createdAtMs: 1, expiresAtMs: 9999999999999, usedAtMs: 5 },
+    ]);
+    // New codes work; the accounts are untouched.
+    await storage.invites.issue("fresh", 10, 20);
+    expect(await storage.invites.consume("fresh", 11)).toBe(true);
+    expect(await storage.accounts.byHandle("alice")).toMatchObject({ handle: "alice" });
+    await storage.close();
+    // Closing checkpoints the log into the file and removes it; secure_delete zeroed the dropped tables' pages.
+    const bytes = readFileSync(path);
+    for (const code of ["plaintext-unused-invite", "plaintext-used-invite", "plaintext-link-code"])
+      expect(bytes.includes(code)).toBe(false);
   });
 });

@@ -1,8 +1,11 @@
 import { Database } from "bun:sqlite";
+import { chmodSync, closeSync, constants, openSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { Kysely } from "kysely";
 import { BunSqliteDialect } from "kysely-bun-sqlite";
 import type { AccountStore } from "./account-store.ts";
 import { SqliteAccountStore } from "./account-store-sqlite.ts";
+import { CodeHasher, codeKeyFileName, loadOrCreateCodeKey, privateFileMode } from "./code-hasher.ts";
 import type { DeviceStore } from "./device-store.ts";
 import { SqliteDeviceStore } from "./device-store-sqlite.ts";
 import type { InviteStore } from "./invite-store.ts";
@@ -27,7 +30,14 @@ export interface SqliteStorageOptions {
   // "normal" (the default) survives a crash of the process, and may lose the last transactions on power loss;
   // "full" also survives power loss, at the cost of an fsync per commit.
   readonly synchronous?: "normal" | "full";
+  // The file of the key that invite and link codes are hashed under (code-hasher.ts), created at the first open.
+  // Default: code-hash.key in the database's directory (the data directory); an in-memory store uses a key of its own
+  // that dies with it.
+  readonly codeKeyPath?: string;
 }
+
+// The database file and the files SQLite keeps beside it. All are created, or tightened, to mode 0600.
+const sqliteFileSuffixes = ["", "-wal", "-shm"] as const;
 
 // One connection, shared by two ways in:
 // - Kysely (over kysely-bun-sqlite) for migrations and cold queries, each a single statement;
@@ -37,11 +47,16 @@ export interface SqliteStorageOptions {
 // statements, and a synchronous transaction run in that gap would land inside it on the same connection. A
 // synchronous transaction cannot be interleaved with anything, and bun:sqlite is synchronous anyway.
 export async function openSqliteStorage(options: SqliteStorageOptions): Promise<Storage> {
+  const hasher = isFile(options.path)
+    ? new CodeHasher(loadOrCreateCodeKey(options.codeKeyPath ?? join(dirname(options.path), codeKeyFileName)))
+    : CodeHasher.ephemeral();
   const database = openSqliteDatabase(options);
   try {
     const kysely = new Kysely<StorageSchema>({ dialect: new BunSqliteDialect({ database }) });
     await migrate(database, kysely);
-    return new SqliteStorage(database, kysely);
+    // The migration wrote the log, so -wal and -shm exist now (SQLite gives them the main file's mode already).
+    restrictFileModes(options.path);
+    return new SqliteStorage(database, kysely, hasher);
   } catch (error) {
     database.close();
     throw error;
@@ -50,6 +65,12 @@ export async function openSqliteStorage(options: SqliteStorageOptions): Promise<
 
 // The connection with the settings every store relies on. Not part of the public face: tests use it to check them.
 export function openSqliteDatabase(options: SqliteStorageOptions): Database {
+  // Created 0600 before SQLite opens it, so there is no moment at which another user may open it; SQLite then creates
+  // -wal and -shm with the main file's mode. An existing file (from before modes were set) is tightened.
+  if (isFile(options.path)) {
+    closeSync(openSync(options.path, constants.O_RDWR | constants.O_CREAT, privateFileMode));
+    restrictFileModes(options.path);
+  }
   const database = new Database(options.path, { create: true, readwrite: true, strict: true });
   try {
     // First, so that switching the journal mode already waits for another connection's lock.
@@ -58,10 +79,28 @@ export function openSqliteDatabase(options: SqliteStorageOptions): Database {
     database.run(`pragma synchronous = ${options.synchronous === "full" ? "full" : "normal"}`);
     database.run("pragma foreign_keys = on");
     database.run(`pragma journal_size_limit = ${journalSizeLimitBytes}`);
+    // Deleted rows (a delivered payload, a used code) are overwritten with zeros in their page, and freed pages are
+    // zeroed, so the database file keeps no copy once the delete is checkpointed into it. Older page images stay in
+    // the -wal file until SQLite reuses that part of the log; OPERATIONS.md (Durability) says what that guarantees.
+    database.run("pragma secure_delete = on");
     return database;
   } catch (error) {
     database.close();
     throw error;
+  }
+}
+
+function isFile(path: string): boolean {
+  return path !== ":memory:" && path !== "" && !path.startsWith("file:");
+}
+
+function restrictFileModes(path: string): void {
+  for (const suffix of sqliteFileSuffixes) {
+    try {
+      chmodSync(`${path}${suffix}`, privateFileMode);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+    }
   }
 }
 
@@ -88,15 +127,15 @@ class SqliteStorage implements Storage {
   readonly #kysely: Kysely<StorageSchema>;
   #closed = false;
 
-  constructor(database: Database, kysely: Kysely<StorageSchema>) {
+  constructor(database: Database, kysely: Kysely<StorageSchema>, hasher: CodeHasher) {
     this.#database = database;
     this.#kysely = kysely;
     const queueRows = new SqliteQueueRows(database);
     this.accounts = new SqliteAccountStore(database, kysely, queueRows);
     this.devices = new SqliteDeviceStore(database, kysely, queueRows);
     this.queues = new SqliteQueueStore(database, kysely, queueRows);
-    this.invites = new SqliteInviteStore(kysely);
-    this.linkCodes = new SqliteLinkCodeStore(kysely);
+    this.invites = new SqliteInviteStore(kysely, hasher);
+    this.linkCodes = new SqliteLinkCodeStore(kysely, hasher);
   }
 
   async close(): Promise<void> {

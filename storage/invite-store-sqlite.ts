@@ -1,23 +1,33 @@
 import type { Kysely } from "kysely";
+import type { CodeHasher } from "./code-hasher.ts";
 import type { InviteRecord, InviteStore } from "./invite-store.ts";
 import type { StorageSchema } from "./schema.ts";
 
-// Invites are cold: every query goes through Kysely, each a single statement.
+// Invites are cold: every query goes through Kysely, each a single statement. Codes are looked up by their keyed
+// hash, so the database never holds a code (see code-hasher.ts).
 
 // The most invites list() returns. Invites are issued by an operator by hand, so this is far above real use.
 export const inviteListRowsMax = 10_000;
 
 export class SqliteInviteStore implements InviteStore {
   readonly #kysely: Kysely<StorageSchema>;
+  readonly #hasher: CodeHasher;
 
-  constructor(kysely: Kysely<StorageSchema>) {
+  constructor(kysely: Kysely<StorageSchema>, hasher: CodeHasher) {
     this.#kysely = kysely;
+    this.#hasher = hasher;
   }
 
   async issue(code: string, nowMs: number, expiresAtMs: number): Promise<void> {
     await this.#kysely
       .insertInto("invites")
-      .values({ code, created_at: nowMs, expires_at: expiresAtMs, used_at: null, used_by: null })
+      .values({
+        code_hash: this.#hasher.hash(code),
+        created_at: nowMs,
+        expires_at: expiresAtMs,
+        used_at: null,
+        used_by: null,
+      })
       .execute();
   }
 
@@ -26,7 +36,7 @@ export class SqliteInviteStore implements InviteStore {
     const result = await this.#kysely
       .updateTable("invites")
       .set({ used_at: nowMs, used_by: usedBy ?? null })
-      .where("code", "=", code)
+      .where("code_hash", "=", this.#hasher.hash(code))
       .where("used_at", "is", null)
       .where("expires_at", ">", nowMs)
       .executeTakeFirst();
@@ -36,13 +46,13 @@ export class SqliteInviteStore implements InviteStore {
   async list(): Promise<InviteRecord[]> {
     const rows = await this.#kysely
       .selectFrom("invites")
-      .select(["code", "created_at", "expires_at", "used_at"])
+      .select(["code_hash", "created_at", "expires_at", "used_at"])
       .orderBy("created_at")
-      .orderBy("code")
+      .orderBy("code_hash")
       .limit(inviteListRowsMax)
       .execute();
     return rows.map((row) => ({
-      code: row.code,
+      codeHash: Buffer.from(row.code_hash).toString("hex"),
       createdAtMs: row.created_at,
       expiresAtMs: row.expires_at,
       usedAtMs: row.used_at,

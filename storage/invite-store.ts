@@ -1,7 +1,11 @@
 // Invite codes for closed registration: issued by the operator, each usable once before it expires.
+//
+// Implementations keep only a keyed hash of each code (storage/code-hasher.ts), never the code: a copy of the
+// database must not hold a code anyone can register with. Callers pass plaintext codes; the hashing is the store's.
 
 export interface InviteRecord {
-  code: string;
+  // The stored keyed hash of the code, in hex: tells invites apart; the code itself cannot be recovered from it.
+  codeHash: string;
   createdAtMs: number;
   expiresAtMs: number;
   usedAtMs: number | null;

@@ -1,8 +1,10 @@
 import type { Kysely } from "kysely";
+import type { CodeHasher } from "./code-hasher.ts";
 import type { LinkCodeStore } from "./link-code-store.ts";
 import type { StorageSchema } from "./schema.ts";
 
-// Link codes are cold: every query goes through Kysely, each a single statement.
+// Link codes are cold: every query goes through Kysely, each a single statement. Codes are looked up by their keyed
+// hash, so the database never holds a code (see code-hasher.ts).
 
 // How many expired codes one issue() deletes. More than one, so expired codes are deleted faster than codes are
 // issued and the table stays near the number of live codes; few enough that issue() stays cheap.
@@ -10,21 +12,23 @@ export const linkCodePurgeRowsMax = 16;
 
 export class SqliteLinkCodeStore implements LinkCodeStore {
   readonly #kysely: Kysely<StorageSchema>;
+  readonly #hasher: CodeHasher;
 
-  constructor(kysely: Kysely<StorageSchema>) {
+  constructor(kysely: Kysely<StorageSchema>, hasher: CodeHasher) {
     this.#kysely = kysely;
+    this.#hasher = hasher;
   }
 
   async issue(account: number, code: string, nowMs: number, expiresAtMs: number): Promise<void> {
     await this.#kysely
       .deleteFrom("link_codes")
-      .where("code", "in", (query) =>
-        query.selectFrom("link_codes").select("code").where("expires_at", "<=", nowMs).limit(linkCodePurgeRowsMax),
+      .where("code_hash", "in", (query) =>
+        query.selectFrom("link_codes").select("code_hash").where("expires_at", "<=", nowMs).limit(linkCodePurgeRowsMax),
       )
       .execute();
     await this.#kysely
       .insertInto("link_codes")
-      .values({ code, account_id: account, created_at: nowMs, expires_at: expiresAtMs })
+      .values({ code_hash: this.#hasher.hash(code), account_id: account, created_at: nowMs, expires_at: expiresAtMs })
       .execute();
   }
 
@@ -33,7 +37,7 @@ export class SqliteLinkCodeStore implements LinkCodeStore {
     // deleted too, as it is of no further use.
     const row = await this.#kysely
       .deleteFrom("link_codes")
-      .where("code", "=", code)
+      .where("code_hash", "=", this.#hasher.hash(code))
       .returning(["account_id", "expires_at"])
       .executeTakeFirst();
     return row !== undefined && row.expires_at > nowMs ? row.account_id : undefined;

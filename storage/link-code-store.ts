@@ -1,4 +1,7 @@
 // Short-lived codes that let a logged-in device of an account link a new device to it.
+//
+// Implementations keep only a keyed hash of each code (storage/code-hasher.ts), never the code: a copy of the
+// database must not hold a code anyone can link a device with. Callers pass plaintext codes; the hashing is the store's.
 
 export interface LinkCodeStore {
   // Throws if the code already exists or the account does not. May also delete a few expired codes, so that codes

@@ -67,8 +67,10 @@ export interface MessagesTable {
   created_at: number;
 }
 
+// Invite and link codes are kept only as their keyed hash (storage/code-hasher.ts: HMAC-SHA-256, 32 bytes), so a copy
+// of the database holds no usable code.
 export interface InvitesTable {
-  code: string;
+  code_hash: Uint8Array;
   created_at: number;
   expires_at: number;
   used_at: number | null;
@@ -76,7 +78,7 @@ export interface InvitesTable {
 }
 
 export interface LinkCodesTable {
-  code: string;
+  code_hash: Uint8Array;
   account_id: number;
   created_at: number;
   expires_at: number;
