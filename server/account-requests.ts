@@ -15,6 +15,15 @@ import { type Session, SessionState } from "./session.ts";
 /** Random bytes in a link code: 80 bits, written as 16 base32 characters, so codes cannot be guessed in 10 minutes. */
 const linkCodeRandomBytes = 10;
 const base32Alphabet = "abcdefghijkmnpqrstuvwxyz23456789";
+/**
+ * Removals remembered so that a resent deviceRemove is answered with serverAck again (its first answer may have been
+ * lost with its connection). In memory, oldest first out: a few tens of bytes each. A removal forgotten (by this bound, a
+ * restart or a reload) makes a resend get unknownDevice, which PROTOCOL.md tells clients to read as "already gone":
+ * device ids are never reused. Persisting removals would need a store change for a case the client can settle alone.
+ */
+const removedDevicesRememberedMax = 10_000;
+/** Device ids stay below 2^21 (storage), so account * 2^21 + device is an exact key (below 2^53). */
+const deviceIdsPerAccount = 2 ** 21;
 
 export function randomCode(bytes: number): string {
   const random = crypto.getRandomValues(new Uint8Array(bytes));
@@ -34,6 +43,9 @@ export function randomCode(bytes: number): string {
 }
 
 export class AccountRequests {
+  /** Keys (account * 2^21 + device) of devices removed by a deviceRemove, in removal order. */
+  private readonly removedDevices = new Set<number>();
+
   constructor(
     private readonly context: ServerContext,
     private readonly delivery: Delivery,
@@ -84,7 +96,13 @@ export class AccountRequests {
     const { storage, directory, io, router } = this.context;
     const account = session.account;
     const devices = await directory.load(account);
+    const key = account * deviceIdsPerAccount + stanza.device;
     if (devices === undefined || !devices.includes(stanza.device)) {
+      // A resend of a removal that was done (its serverAck may have been lost): the same answer again.
+      if (this.removedDevices.has(key)) {
+        if (session.state === SessionState.ready) io.send(session, { kind: "serverAck", clientId: stanza.clientId });
+        return;
+      }
       io.send(session, {
         kind: "error",
         code: ErrorCode.unknownDevice,
@@ -106,11 +124,19 @@ export class AccountRequests {
     await this.delivery.forgetDevice(account, stanza.device);
     await storage.devices.remove({ account, device: stanza.device });
     directory.invalidate(account);
+    this.rememberRemoved(key);
     this.context.log.info("device_removed", { account, device: stanza.device, by: session.device });
     if (removedSession !== undefined) {
       router.detach(account, stanza.device, removedSession);
       io.close(removedSession, ErrorCode.deviceRemoved, "this device was removed from its account");
     }
     if (session.state === SessionState.ready) io.send(session, { kind: "serverAck", clientId: stanza.clientId });
+  }
+
+  private rememberRemoved(key: number): void {
+    this.removedDevices.add(key);
+    if (this.removedDevices.size > removedDevicesRememberedMax) {
+      this.removedDevices.delete(this.removedDevices.values().next().value!);
+    }
   }
 }

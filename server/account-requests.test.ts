@@ -1,0 +1,223 @@
+// What a resent request does (PROTOCOL.md section 11, "Resending requests"), through real sockets with the raw
+// client: each kind is sent twice with the same client id, as a client does after a lost answer, and once more
+// after a reconnect where the table says so.
+
+import { afterEach, describe, expect, test } from "bun:test";
+import { ErrorCode, ReceiptType } from "../protocol/index.ts";
+import {
+  bytesOf,
+  type DeviceKey,
+  newDeviceKey,
+  RawClient,
+  registeredClient,
+  startTestServer,
+  type TestServer,
+} from "./test-kit.ts";
+
+let running: TestServer | null = null;
+const clients: RawClient[] = [];
+
+afterEach(async () => {
+  for (const client of clients.splice(0)) client.close();
+  await running?.stop();
+  running = null;
+});
+
+async function server(): Promise<TestServer> {
+  running = await startTestServer();
+  return running;
+}
+
+async function user(port: number, handle: string): Promise<{ client: RawClient; key: DeviceKey }> {
+  const registered = await registeredClient(port, handle);
+  clients.push(registered.client);
+  return registered;
+}
+
+async function connect(port: number): Promise<RawClient> {
+  const client = await RawClient.connect(port);
+  clients.push(client);
+  return client;
+}
+
+/** Links a new device to `owner`'s account; returns its client. */
+async function linkDevice(port: number, owner: RawClient): Promise<RawClient> {
+  owner.sendStanza({ kind: "linkCreate", clientId: owner.clientId() });
+  const { code } = await owner.next("linkCode");
+  const device = await connect(port);
+  await device.link(code, newDeviceKey());
+  await device.next("queueEmpty");
+  return device;
+}
+
+describe("resending a request after a lost answer", () => {
+  test("lookup and devices: the same answer again", async () => {
+    const { port } = await server();
+    const { client: alice } = await user(port, "alice");
+    const { client: bob } = await user(port, "bob");
+    const lookupId = alice.clientId();
+    alice.sendStanza({ kind: "lookup", clientId: lookupId, handle: "bob" });
+    alice.sendStanza({ kind: "lookup", clientId: lookupId, handle: "bob" });
+    const first = await alice.next("lookupResult");
+    const second = await alice.next("lookupResult");
+    expect(second).toEqual(first);
+    expect(first).toMatchObject({ clientId: lookupId, account: bob.account, devices: [1] });
+
+    const devicesId = alice.clientId();
+    alice.sendStanza({ kind: "devices", clientId: devicesId });
+    alice.sendStanza({ kind: "devices", clientId: devicesId });
+    const list = await alice.next("deviceList");
+    expect(await alice.next("deviceList")).toEqual(list);
+    expect(list.clientId).toBe(devicesId);
+  });
+
+  test("linkCreate: a resend makes a second code, and both stay valid until used or expired", async () => {
+    const { port } = await server();
+    const { client: alice } = await user(port, "alice");
+    const clientId = alice.clientId();
+    alice.sendStanza({ kind: "linkCreate", clientId });
+    alice.sendStanza({ kind: "linkCreate", clientId });
+    const first = await alice.next("linkCode");
+    const second = await alice.next("linkCode");
+    expect([first.clientId, second.clientId]).toEqual([clientId, clientId]);
+    expect(second.code).not.toBe(first.code);
+    for (const code of [first.code, second.code]) {
+      const device = await connect(port);
+      const welcome = await device.link(code, newDeviceKey());
+      expect(welcome.account).toBe(alice.account);
+    }
+  });
+
+  test("deviceRemove: a resend of a done removal gets serverAck again, also after a reconnect", async () => {
+    const { port } = await server();
+    const { client: alice, key } = await user(port, "alice");
+    const phone = await linkDevice(port, alice);
+    expect(phone.device).toBe(2);
+
+    const removeId = alice.clientId();
+    alice.sendStanza({ kind: "deviceRemove", clientId: removeId, device: 2 });
+    alice.sendStanza({ kind: "deviceRemove", clientId: removeId, device: 2 });
+    expect((await alice.next("serverAck")).clientId).toBe(removeId);
+    expect((await alice.next("serverAck")).clientId).toBe(removeId);
+    // The removed device's own connection ends with an error frame 403 (PROTOCOL.md section 12).
+    expect((await phone.next("error")).code).toBe(ErrorCode.deviceRemoved);
+    await phone.waitClosed();
+
+    // After a reconnect, the resend (same client id) and a new request (new id) for the removed device both succeed.
+    alice.close();
+    const again = await connect(port);
+    await again.login(alice.account, alice.device, key);
+    again.sendStanza({ kind: "deviceRemove", clientId: removeId, device: 2 });
+    expect((await again.next("serverAck")).clientId).toBe(removeId);
+    const newId = again.clientId();
+    again.sendStanza({ kind: "deviceRemove", clientId: newId, device: 2 });
+    expect((await again.next("serverAck")).clientId).toBe(newId);
+
+    // A device the account never had is still unknownDevice; the last device still cannot go.
+    const unknownId = again.clientId();
+    again.sendStanza({ kind: "deviceRemove", clientId: unknownId, device: 9 });
+    expect(await again.next("error")).toMatchObject({ code: ErrorCode.unknownDevice, clientId: unknownId });
+    const lastId = again.clientId();
+    again.sendStanza({ kind: "deviceRemove", clientId: lastId, device: 1 });
+    expect(await again.next("error")).toMatchObject({ code: ErrorCode.notAllowed, clientId: lastId });
+    expect(again.closed).toBe(false);
+  });
+
+  test("deviceRemove: a removal done by another device of the account is success for this one too", async () => {
+    const { port } = await server();
+    const { client: alice } = await user(port, "alice");
+    const laptop = await linkDevice(port, alice);
+    await linkDevice(port, alice); // device 3
+    const aliceId = alice.clientId();
+    alice.sendStanza({ kind: "deviceRemove", clientId: aliceId, device: 3 });
+    expect((await alice.next("serverAck")).clientId).toBe(aliceId);
+    const laptopId = laptop.clientId();
+    laptop.sendStanza({ kind: "deviceRemove", clientId: laptopId, device: 3 });
+    expect((await laptop.next("serverAck")).clientId).toBe(laptopId);
+    // Another account's removals are not this account's: its device 3 never existed.
+    const { client: bob } = await user(port, "bob");
+    const bobId = bob.clientId();
+    bob.sendStanza({ kind: "deviceRemove", clientId: bobId, device: 3 });
+    expect(await bob.next("error")).toMatchObject({ code: ErrorCode.unknownDevice, clientId: bobId });
+  });
+
+  test("receipt: a resend is queued again (the sender may see it twice); to an unknown account, 101 without id", async () => {
+    const { port } = await server();
+    const { client: alice } = await user(port, "alice");
+    const { client: bob } = await user(port, "bob");
+    const clientId = alice.send(bob.account, bytesOf("hi"));
+    await alice.next("serverAck");
+    const deliver = await bob.next("deliver");
+    bob.ack(deliver.seq);
+    await alice.next("deliverReceipt", (receipt) => receipt.type === ReceiptType.delivered);
+    const read = { kind: "receipt", type: ReceiptType.read, to: alice.account, toDevice: 1, clientIds: [clientId] };
+    bob.sendStanza(read as never);
+    bob.sendStanza(read as never);
+    const first = await alice.next("deliverReceipt", (receipt) => receipt.type === ReceiptType.read);
+    const second = await alice.next("deliverReceipt", (receipt) => receipt.type === ReceiptType.read);
+    expect(second.clientIds).toEqual(first.clientIds);
+    expect(second.seq).toBeGreaterThan(first.seq);
+
+    bob.sendStanza({ kind: "receipt", type: ReceiptType.read, to: 999_999, toDevice: 1, clientIds: [clientId] });
+    expect(await bob.next("error")).toMatchObject({ code: ErrorCode.unknownAccount, clientId: null });
+    expect(bob.closed).toBe(false);
+  });
+});
+
+/**
+ * Sends an auth stanza through the test kit (which knows its current shape and signature) when its answer is an error:
+ * the kit's helper waits for a welcome that does not come, so its rejection is dropped.
+ */
+function refused(attempt: Promise<unknown>): void {
+  attempt.catch(() => {});
+}
+
+describe("resending an auth stanza", () => {
+  test("login: on a new connection it logs in again; on the same connection after welcome it is 308", async () => {
+    const { port } = await server();
+    const { client: alice, key } = await user(port, "alice");
+    const again = await connect(port);
+    await again.login(alice.account, alice.device, key);
+    // The older connection is replaced.
+    expect((await alice.next("goaway")).code).toBe(ErrorCode.replaced);
+    await again.next("queueEmpty");
+    refused(again.login(alice.account, alice.device, key));
+    expect((await again.next("error")).code).toBe(ErrorCode.unexpectedStanza);
+    await again.waitClosed();
+  });
+
+  test("register: a resend after a lost welcome finds its handle taken (104)", async () => {
+    const { port } = await server();
+    const key = newDeviceKey();
+    const first = await connect(port);
+    await first.register("alice", key);
+    first.close();
+    // The same key and handle on a new connection, signed over the new nonce: the account exists already.
+    const again = await connect(port);
+    refused(again.register("alice", key));
+    expect(await again.next("error")).toMatchObject({ code: ErrorCode.handleTaken, clientId: null });
+    expect(again.closed).toBe(false);
+  });
+
+  test("link: a resend after a lost welcome finds its code used (107); the first link made a device", async () => {
+    const { port } = await server();
+    const { client: alice } = await user(port, "alice");
+    alice.sendStanza({ kind: "linkCreate", clientId: alice.clientId() });
+    const { code } = await alice.next("linkCode");
+    const key = newDeviceKey();
+    const first = await connect(port);
+    await first.link(code, key);
+    first.close();
+    // The same key and code on a new connection, signed over the new nonce: the code is used up.
+    const again = await connect(port);
+    refused(again.link(code, key));
+    expect(await again.next("error")).toMatchObject({ code: ErrorCode.linkCodeInvalid, clientId: null });
+    expect(again.closed).toBe(false);
+
+    const listId = alice.clientId();
+    alice.sendStanza({ kind: "devices", clientId: listId });
+    const list = await alice.next("deviceList");
+    // The first link's device exists: a client that lost its welcome removes it from another device.
+    expect(list.devices.map((device) => device.device)).toEqual([1, 2]);
+  });
+});
