@@ -3,10 +3,10 @@
 // Store commands (invite, account) open the same SQLite file as the server; SQLite's WAL lets them run while the
 // server runs.
 
-import { mkdirSync } from "node:fs";
 import { openSqliteStorage, type Storage } from "../storage/index.ts";
 import { randomCode } from "./account-requests.ts";
 import { type Config, ConfigError, databasePath, loadConfig } from "./config.ts";
+import { DataDirectoryLockedError, prepareDataDirectory } from "./data-directory.ts";
 import { startServer } from "./server.ts";
 
 const usage = `switchboard <command> [options]
@@ -59,7 +59,7 @@ function configFrom(flags: Record<string, string>, ownFlags: readonly string[]):
 }
 
 async function openStore(config: Config): Promise<Storage> {
-  mkdirSync(config.dataDir, { recursive: true });
+  prepareDataDirectory(config.dataDir);
   return openSqliteStorage({ path: databasePath(config), synchronous: config.synchronous });
 }
 
@@ -191,7 +191,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         return 2;
     }
   } catch (error) {
-    if (error instanceof ConfigError) {
+    // A second server on a data directory in use: exit 2 like a bad config, as restarting cannot fix it.
+    if (error instanceof ConfigError || error instanceof DataDirectoryLockedError) {
       console.error(`switchboard: ${error.message}`);
       return 2;
     }

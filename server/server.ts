@@ -2,7 +2,6 @@
 // the timer wheel, the retention sweeper and the admin HTTP listener. `stop` is the graceful path (SIGTERM) and
 // `reload` the SIGHUP path: new handler code and reloadable config, with every connection kept.
 
-import { mkdirSync } from "node:fs";
 import { ErrorCode, FrameCodec } from "../protocol/index.ts";
 import { openSqliteStorage, type Storage } from "../storage/index.ts";
 import type { AccountRequests } from "./account-requests.ts";
@@ -12,6 +11,7 @@ import { zlibCompressor } from "./compression-zlib.ts";
 import { type Config, databasePath, mergeReload } from "./config.ts";
 import type { ConnectionHandler } from "./connection.ts";
 import type { ServerContext } from "./context.ts";
+import { type DataDirectoryLock, lockDataDirectory, prepareDataDirectory } from "./data-directory.ts";
 import { Delivery } from "./delivery.ts";
 import { Directory } from "./directory.ts";
 import { EventLoopLag } from "./event-loop-lag.ts";
@@ -88,9 +88,17 @@ async function importHandlers(generation: number): Promise<HandlerModules> {
 export async function startServer(config: Config, options: StartOptions = {}): Promise<RunningServer> {
   const limits = config.limits;
   let storage = options.storage;
+  // Held from before the database opens until after it closes: one server per data directory (data-directory.ts).
+  let lock: DataDirectoryLock | null = null;
   if (storage === undefined) {
-    mkdirSync(config.dataDir, { recursive: true });
-    storage = await openSqliteStorage({ path: databasePath(config), synchronous: config.synchronous });
+    prepareDataDirectory(config.dataDir);
+    lock = lockDataDirectory(config.dataDir);
+    try {
+      storage = await openSqliteStorage({ path: databasePath(config), synchronous: config.synchronous });
+    } catch (error) {
+      lock.release();
+      throw error;
+    }
   }
   const metrics = new Metrics();
   // node:zlib inflates a small frame ~10x faster than fflate here (bench/micro-codec.ts); the bytes are the same.
@@ -142,6 +150,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     webSocket?.stop();
     admin?.stop();
     if (options.storage === undefined) await storage.close();
+    lock?.release();
     throw error;
   }
   const tcp: TcpListeners = listeners;
@@ -182,6 +191,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       lag.stop();
       admin?.stop();
       if (options.storage === undefined) await storage.close();
+      lock?.release();
       context.log.notice("server_stopped", { sessionsLeft: table.sessions.size });
     })();
     return stopping;
