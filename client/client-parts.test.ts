@@ -4,8 +4,9 @@
 import { describe, expect, test } from "bun:test";
 import { loginMessage } from "../protocol/index.ts";
 import { verifyEd25519 } from "../server/signature.ts";
+import { AckCoalescer } from "./ack-coalescer.ts";
 import { Backoff } from "./backoff.ts";
-import { DuplicateFilter } from "./duplicate-filter.ts";
+import { DuplicateFilter, duplicateWindowIds } from "./duplicate-filter.ts";
 import {
   ClientClosedError,
   ClientError,
@@ -34,10 +35,12 @@ describe("Backoff", () => {
 });
 
 describe("DuplicateFilter", () => {
-  test("recognises a client id at or below the highest seen per sender device, within a bounded memory", () => {
+  test("recognises exact client ids per sender device, within a bounded memory", () => {
     const filter = new DuplicateFilter(2);
     expect(filter.isDuplicate(1, 1, 5)).toBe(false);
     expect(filter.isDuplicate(1, 1, 5)).toBe(true);
+    // A lower id not seen yet is new: a send refused for now and retried with its own id after later ones.
+    expect(filter.isDuplicate(1, 1, 4)).toBe(false);
     expect(filter.isDuplicate(1, 1, 4)).toBe(true);
     expect(filter.isDuplicate(1, 2, 5)).toBe(false); // another device of the same account
     expect(filter.isDuplicate(1, 1, 6)).toBe(false); // 1:1 is now the most recent
@@ -45,6 +48,63 @@ describe("DuplicateFilter", () => {
     expect(filter.senderDevices).toBe(2);
     expect(filter.isDuplicate(1, 2, 5)).toBe(false); // forgotten: seen as new
     expect(filter.isDuplicate(1, 1, 6)).toBe(false); // and 2:1 pushed out 1:1 in turn
+  });
+
+  test("the window covers the server's resend window; an id below it cannot be new, so it is a duplicate", () => {
+    const filter = new DuplicateFilter(4);
+    expect(filter.isDuplicate(7, 1, 100)).toBe(false);
+    expect(filter.isDuplicate(7, 1, 100 - duplicateWindowIds + 1)).toBe(false); // the oldest id in the window
+    expect(filter.isDuplicate(7, 1, 100 - duplicateWindowIds + 1)).toBe(true);
+    expect(filter.isDuplicate(7, 1, 100 - duplicateWindowIds)).toBe(true); // below: never stored new by the server
+    // A jump past the window forgets the old bits but not the rule.
+    expect(filter.isDuplicate(7, 1, 100 + 3 * duplicateWindowIds)).toBe(false);
+    expect(filter.isDuplicate(7, 1, 101)).toBe(true);
+    expect(filter.isDuplicate(7, 1, 100 + 3 * duplicateWindowIds - 1)).toBe(false);
+  });
+
+  test("a duplicate of a message whose listeners still run hands back their work (its ack must wait)", async () => {
+    const filter = new DuplicateFilter(4);
+    expect(filter.admit(3, 1, 9).duplicate).toBe(false);
+    let finish: () => void = () => {};
+    const storing = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    filter.track(3, 1, 9, storing);
+    const again = filter.admit(3, 1, 9);
+    expect(again.duplicate).toBe(true);
+    expect(again.duplicate && again.pending).toBe(storing);
+    finish();
+    await storing;
+    await Bun.sleep(0);
+    const later = filter.admit(3, 1, 9);
+    expect(later.duplicate && later.pending).toBe(null);
+    expect(filter.pendingMessages).toBe(0);
+  });
+});
+
+describe("AckCoalescer", () => {
+  test("an ack of one session is never written on the next, and later acks still wait for earlier listeners", async () => {
+    const written: number[] = [];
+    const acks = new AckCoalescer(
+      (seq) => written.push(seq),
+      () => {},
+    );
+    acks.newSession();
+    let finish: () => void = () => {};
+    const storing = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    acks.note(40, [storing]); // a slow store in the first session
+    await Bun.sleep(5);
+    expect(written).toEqual([]);
+    acks.newSession(); // the connection dropped; the server restarted and numbered its queue anew
+    acks.note(3, []);
+    await Bun.sleep(5);
+    // The new session's ack waits behind the first session's listener, and 40 is never written.
+    expect(written).toEqual([]);
+    finish();
+    await Bun.sleep(5);
+    expect(written).toEqual([3]);
   });
 });
 

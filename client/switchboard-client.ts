@@ -438,6 +438,7 @@ export class SwitchboardClient {
     if (this.connectTimer !== null) clearTimeout(this.connectTimer);
     this.connectTimer = null;
     this.phaseValue = "ready";
+    this.acks.newSession();
     this.backoff.reset();
     this.clientIdNext = Math.max(this.clientIdNext, stanza.lastClientId + 1);
     this.pingTimer = setInterval(() => this.keepalive(connection), this.options.pingIntervalMs);
@@ -452,17 +453,23 @@ export class SwitchboardClient {
   }
 
   private deliver(stanza: DeliverStanza): void {
-    const duplicate = this.duplicates.isDuplicate(stanza.from, stanza.fromDevice, stanza.clientId);
-    const waits = duplicate
-      ? []
-      : this.events.emit("message", {
-          seq: stanza.seq,
-          from: stanza.from,
-          fromDevice: stanza.fromDevice,
-          clientId: stanza.clientId,
-          timeSeconds: stanza.timeSeconds,
-          payload: stanza.payload,
-        });
+    const admission = this.duplicates.admit(stanza.from, stanza.fromDevice, stanza.clientId);
+    if (admission.duplicate) {
+      // Acked once the first copy's listeners are done with it (they may still be storing it).
+      this.acks.note(stanza.seq, admission.pending === null ? [] : [admission.pending]);
+      return;
+    }
+    const waits = this.events.emit("message", {
+      seq: stanza.seq,
+      from: stanza.from,
+      fromDevice: stanza.fromDevice,
+      clientId: stanza.clientId,
+      timeSeconds: stanza.timeSeconds,
+      payload: stanza.payload,
+    });
+    if (waits.length > 0) {
+      this.duplicates.track(stanza.from, stanza.fromDevice, stanza.clientId, Promise.allSettled(waits));
+    }
     this.acks.note(stanza.seq, waits);
   }
 

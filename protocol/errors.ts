@@ -44,6 +44,7 @@ export const ErrorCode = Object.freeze({
   truncatedFrame: 315,
   badPreamble: 316,
   serverFull: 317,
+  frameTimeout: 318,
   // stop: do not reconnect on your own
   badCredentials: 400,
   versionUnsupported: 401,

@@ -44,6 +44,11 @@ export interface Limits {
   readonly rateBurstStanzas: number;
   /** A session that keeps sending after this many rate-limit errors in a row is closed as a flood. */
   readonly rateViolationsMax: number;
+  /**
+   * Acks, pings and pongs cost 1/this of a token: a well-behaved device sends about one ack per delivered batch and
+   * one pong per keepalive, so they get more room than requests, but every frame kind counts against the budget.
+   */
+  readonly rateControlStanzasPerToken: number;
   /** Entries in one device's queue; a send that would pass it is refused before any ack. */
   readonly queueMessagesMax: number;
   /** Bytes of payload in one device's queue; same rule. */
@@ -58,6 +63,18 @@ export interface Limits {
   readonly commitDelayMs: number;
   /** Entries read from the store per step of an offline drain. */
   readonly drainBatchEntries: number;
+  /**
+   * Sequences each commit reserves ahead of a device's last assigned one (stored as its last_seq). An entry is
+   * pushed before its commit only within the reservation, and a state loaded later starts above it, so a sequence
+   * a device may have seen is never handed out again, not even after kill -9. A device's sequence grows by at most
+   * this much each time the server loads its state, so this is kept small.
+   */
+  readonly seqReservationBlock: number;
+  /**
+   * A frame must arrive whole within this time from its first byte; only whole frames count as life for the idle
+   * timeout, so a peer that drips a partial frame is closed (frameTimeout) instead of holding a buffer forever.
+   */
+  readonly frameCompletionMs: number;
   /** How long an undelivered queue entry is kept. */
   readonly retentionMs: number;
   /** Rows one sweep step deletes (one transaction), so a large expiry never blocks the loop for long. */
@@ -106,11 +123,14 @@ export const defaultLimits: Limits = Object.freeze({
   rateStanzasPerSecond: 200,
   rateBurstStanzas: 400,
   rateViolationsMax: 50,
+  rateControlStanzasPerToken: 8,
   queueMessagesMax: 10_000,
   queueBytesMax: 64 * 1024 * kibibyte,
   commitBatchRowsMax: 4096,
   commitDelayMs: 5,
   drainBatchEntries: 256,
+  seqReservationBlock: 64,
+  frameCompletionMs: 30 * second,
   retentionMs: 30 * day,
   sweepBatchRows: 5000,
   sweepIntervalMs: 10 * minute,
@@ -144,11 +164,14 @@ export const testLimits: Limits = Object.freeze({
   rateStanzasPerSecond: 50,
   rateBurstStanzas: 50,
   rateViolationsMax: 10,
+  rateControlStanzasPerToken: 4,
   queueMessagesMax: 20,
   queueBytesMax: 8 * kibibyte,
   commitBatchRowsMax: 64,
   commitDelayMs: 2,
   drainBatchEntries: 4,
+  seqReservationBlock: 4,
+  frameCompletionMs: 1000,
   sweepBatchRows: 10,
   sweepIntervalMs: 1000,
   directoryAccountsMax: 100,
@@ -185,6 +208,8 @@ export function assertLimits(limits: Limits): Limits {
   if (limits.rateBurstStanzas < limits.rateStanzasPerSecond / 10) fail("rateBurstStanzas >= rateStanzasPerSecond / 10");
   if (limits.timerTickMs * 2 > limits.loginTimeoutMs) fail("timerTickMs * 2 <= loginTimeoutMs");
   if (limits.loginTimeoutMs > limits.idleTimeoutMs) fail("loginTimeoutMs <= idleTimeoutMs");
+  if (limits.timerTickMs * 2 > limits.frameCompletionMs) fail("timerTickMs * 2 <= frameCompletionMs");
+  if (limits.frameCompletionMs > limits.idleTimeoutMs) fail("frameCompletionMs <= idleTimeoutMs");
   if (limits.drainBatchEntries > limits.deliveryWindowMessages * 4) fail("drainBatchEntries <= 4 * window");
   if (limits.deliveryWindowMessages > limits.queueMessagesMax) fail("deliveryWindowMessages <= queueMessagesMax");
   if (limits.payloadBytesMax > limits.queueBytesMax) fail("payloadBytesMax <= queueBytesMax");

@@ -130,7 +130,9 @@ describe("bad input", () => {
     const flooder = (await registeredClient(running.port, "flooder")).client;
     clients.push(flooder);
     const frames: Uint8Array[] = [];
-    for (let index = 0; index < 40; index++) frames.push(flooder.codec.encode({ kind: "ping" }));
+    for (let index = 0; index < 40; index++) {
+      frames.push(flooder.codec.encode({ kind: "lookup", clientId: flooder.clientId(), handle: "alice" }));
+    }
     flooder.write(new Uint8Array(Buffer.concat(frames)));
     const limited = await flooder.next("error", (error) => error.code === ErrorCode.rateLimited);
     expect(limited.code).toBe(ErrorCode.rateLimited);
@@ -138,8 +140,83 @@ describe("bad input", () => {
     expect(closing.code).toBe(ErrorCode.flood);
     await flooder.waitClosed();
     // Only the burst was answered.
-    expect(flooder.all("pong").length).toBeLessThanOrEqual(11);
+    expect(flooder.all("lookupResult").length).toBeLessThanOrEqual(11);
     await stillWorks(alice, bob, "after the flood");
+  });
+
+  // Acks, pings and pongs were once free: one connection writing pongs kept the server at 100 % CPU and was never
+  // closed. Every frame kind counts now (control frames at a fraction of a token).
+  for (const kind of ["pong", "ping", "ack"] as const) {
+    test(`a flood of ${kind} frames is closed as a flood, without an answer per frame`, async () => {
+      running = await startTestServer({
+        limits: { rateStanzasPerSecond: 20, rateBurstStanzas: 10, rateViolationsMax: 5, rateControlStanzasPerToken: 4 },
+      });
+      const { alice, bob } = await pairAndBystander(running);
+      const flooder = (await registeredClient(running.port, `${kind}-flooder`)).client;
+      clients.push(flooder);
+      const frame =
+        kind === "ack" ? flooder.codec.encode({ kind: "ack", seq: 1 }) : flooder.codec.encode({ kind } as never);
+      const frames: Uint8Array[] = [];
+      // The burst (10 tokens) holds 40 control frames; 200 are well past it.
+      for (let index = 0; index < 200; index++) frames.push(frame);
+      const startedAt = Date.now();
+      flooder.write(new Uint8Array(Buffer.concat(frames)));
+      const closing = await flooder.next("error", (error) => error.code === ErrorCode.flood);
+      expect(closing.code).toBe(ErrorCode.flood);
+      await flooder.waitClosed(1000);
+      expect(Date.now() - startedAt).toBeLessThan(1000);
+      // Over the budget a control frame is dropped, never answered with an error of its own.
+      expect(flooder.all("error").filter((error) => error.code === ErrorCode.rateLimited)).toHaveLength(0);
+      if (kind === "ping") expect(flooder.all("pong").length).toBeLessThanOrEqual(41);
+      await stillWorks(alice, bob, `after the ${kind} flood`);
+    });
+  }
+
+  test("a partial frame dripped a byte at a time is closed at frameCompletionMs (bytes are not life)", async () => {
+    running = await startTestServer({ limits: { frameCompletionMs: 600, idleTimeoutMs: 5000 } });
+    const { alice, bob } = await pairAndBystander(running);
+    const dripper = (await registeredClient(running.port, "dripper")).client;
+    clients.push(dripper);
+    const frame = dripper.codec.encode({
+      kind: "send",
+      clientId: dripper.clientId(),
+      to: bob.account,
+      payload: bytesOf("x".repeat(200)),
+    });
+    const startedAt = Date.now();
+    let sent = 0;
+    // All but the last byte, one byte every 50 ms: each byte used to reset the idle clock forever.
+    while (!dripper.closed && sent < frame.length - 1 && Date.now() - startedAt < 3000) {
+      dripper.write(frame.subarray(sent, sent + 1));
+      sent++;
+      await Bun.sleep(50);
+    }
+    const error = await dripper.next("error", (error) => error.code === ErrorCode.frameTimeout);
+    expect(error.code).toBe(ErrorCode.frameTimeout);
+    await dripper.waitClosed();
+    const closedAfterMs = Date.now() - startedAt;
+    expect(closedAfterMs).toBeGreaterThanOrEqual(550);
+    // The deadline plus at most two wheel ticks and the drip step.
+    expect(closedAfterMs).toBeLessThan(600 + 2 * running.config.limits.timerTickMs + 200);
+    await stillWorks(alice, bob, "after the dripper");
+  });
+
+  test("a slow frame that completes within frameCompletionMs is handled; whole frames keep a session alive", async () => {
+    running = await startTestServer({ limits: { frameCompletionMs: 1000, idleTimeoutMs: 1200 } });
+    const { alice, bob } = await pairAndBystander(running);
+    const frame = alice.codec.encode({
+      kind: "send",
+      clientId: alice.clientId(),
+      to: bob.account,
+      payload: bytesOf("slow"),
+    });
+    for (const byte of frame) {
+      alice.write(Uint8Array.of(byte));
+      await Bun.sleep(20);
+    }
+    await alice.next("serverAck");
+    expect(textOf((await bob.next("deliver")).payload)).toBe("slow");
+    expect(alice.closed).toBe(false);
   });
 
   test("a sender over the rate gets rateLimited with its client id and can retry later", async () => {

@@ -67,7 +67,8 @@ export class ConnectionHandler {
       this.context.io.goaway(session, ErrorCode.serverFull, limits.goawayRetryAfterMsMax, "server full");
       return session;
     }
-    this.wheel.schedule(session, now() + limits.loginTimeoutMs);
+    session.loginDueMs = now() + limits.loginTimeoutMs;
+    this.wheel.schedule(session, session.loginDueMs);
     return session;
   }
 
@@ -75,8 +76,8 @@ export class ConnectionHandler {
     if (session.state === SessionState.closed) return;
     const { limits, metrics } = this.context;
     metrics.bytesIn.inc(undefined, chunk.length);
-    session.lastInboundAtMs = this.context.now();
-    session.pingOutstanding = false;
+    // Bytes alone are not life (a peer dripping a partial frame must not stay forever): whole frames are, in
+    // process(), where a partial frame left over starts its completion deadline.
     appendInbound(session, chunk, limits.inboundBytesMax);
     // Bytes waiting behind a slow handler, or one frame's worth of a partial frame: more than that is a flood.
     if (session.busy) {
@@ -100,6 +101,7 @@ export class ConnectionHandler {
           if (preamble === "more") break;
           if (preamble instanceof ProtocolError) return this.protocolError(session, preamble);
           consumeInbound(session, preambleBytes);
+          this.alive(session);
           if (this.table.draining) {
             io.goaway(session, ErrorCode.shuttingDown, this.drainRetryAfterMs, "server shutting down");
             return;
@@ -111,12 +113,15 @@ export class ConnectionHandler {
         if (result.status === "more") break;
         if (result.status === "error") return this.protocolError(session, result.error);
         consumeInbound(session, result.consumed);
+        this.alive(session);
         this.context.metrics.framesIn.incLabel(result.stanza.kind);
         this.context.metrics.frameBytesIn.incLabel(result.stanza.kind, result.consumed);
         if (!this.admit(session, result.stanza)) continue;
         const handled = this.dispatch(session, result.stanza);
         if (handled !== undefined) await handled;
       }
+      // What is left is the start of a frame: its completion deadline runs from now (frames before it were whole).
+      if (session.inbound !== null && session.partialSinceMs === 0) this.startPartial(session);
       // Keep a partial frame in a buffer of its own size, not in the (possibly large) chunk it arrived in.
       const rest = session.inbound;
       if (rest !== null && !session.inboundOwned && rest.byteLength * 2 < rest.buffer.byteLength) {
@@ -137,6 +142,21 @@ export class ConnectionHandler {
     this.delivery.releaseIfIdle(session);
   }
 
+  /** A whole frame arrived: the peer is alive, and nothing partial is pending until more bytes come. */
+  private alive(session: Session): void {
+    session.lastInboundAtMs = this.context.now();
+    session.pingOutstanding = false;
+    session.partialSinceMs = 0;
+  }
+
+  /** Bytes of a new frame arrived: it must be whole within frameCompletionMs (see deadline()). */
+  private startPartial(session: Session): void {
+    const nowMs = this.context.now();
+    session.partialSinceMs = nowMs;
+    const dueMs = nowMs + this.context.limits.frameCompletionMs;
+    if (session.wheelSlot < 0 || dueMs < session.wheelDueMs) this.wheel.schedule(session, dueMs);
+  }
+
   /** Closes a session for a transport-level violation (for example a text message on the WebSocket path). */
   reject(session: Session, error: ProtocolError): void {
     this.protocolError(session, error);
@@ -147,24 +167,32 @@ export class ConnectionHandler {
     this.context.io.close(session, error.code, error.message);
   }
 
-  /** The token bucket: true if the stanza may be handled. Acks and pongs are free (they only lower the load). */
+  /**
+   * The token bucket: true if the stanza may be handled. Every frame kind counts (a flood of pongs or acks is a
+   * flood like any other); acks, pings and pongs cost a fraction of a token. Over the budget, a request gets
+   * rateLimited; a control frame is dropped without an answer (a later cumulative ack covers a dropped one). A
+   * peer that stays over the budget for rateViolationsMax frames in a row is closed as a flood.
+   */
   private admit(session: Session, stanza: Stanza): boolean {
-    if (stanza.kind === "ack" || stanza.kind === "pong") return true;
     const { limits, now, io } = this.context;
+    const control = stanza.kind === "ack" || stanza.kind === "pong" || stanza.kind === "ping";
+    const cost = control ? 1 / limits.rateControlStanzasPerToken : 1;
     const nowMs = now();
     const refill = ((nowMs - session.rateRefilledAtMs) * limits.rateStanzasPerSecond) / 1000;
     session.rateTokens = Math.min(limits.rateBurstStanzas, session.rateTokens + refill);
     session.rateRefilledAtMs = nowMs;
-    if (session.rateTokens >= 1) {
-      session.rateTokens -= 1;
+    if (session.rateTokens >= cost) {
+      session.rateTokens -= cost;
       session.rateViolations = 0;
       return true;
     }
     session.rateViolations++;
     if (session.rateViolations > limits.rateViolationsMax) {
+      this.context.metrics.errors.incLabel("flood");
       io.close(session, ErrorCode.flood, "rate limit exceeded repeatedly");
       return false;
     }
+    if (control) return false;
     const clientId = "clientId" in stanza ? stanza.clientId : null;
     this.context.metrics.errors.incLabel("rateLimited");
     io.send(session, { kind: "error", code: ErrorCode.rateLimited, clientId, message: "rate limited; slow down" });
@@ -212,13 +240,24 @@ export class ConnectionHandler {
     if (session.state === SessionState.closed) return;
     const { limits, now, io } = this.context;
     const nowMs = now();
+    const partialDueMs = session.partialSinceMs === 0 ? Infinity : session.partialSinceMs + limits.frameCompletionMs;
+    if (nowMs >= partialDueMs) {
+      this.context.metrics.errors.incLabel("frameTimeout");
+      io.close(session, ErrorCode.frameTimeout, `frame not complete within ${limits.frameCompletionMs} ms`);
+      return;
+    }
     if (session.state !== SessionState.ready) {
+      // The wheel may have fired early for a partial frame that has since completed.
+      if (session.loginDueMs > nowMs) {
+        this.wheel.schedule(session, Math.min(session.loginDueMs, partialDueMs));
+        return;
+      }
       io.close(session, ErrorCode.loginTimeout, `no login within ${limits.loginTimeoutMs} ms`);
       return;
     }
     const silentMs = nowMs - session.lastInboundAtMs;
     if (silentMs < limits.idleTimeoutMs) {
-      this.wheel.schedule(session, session.lastInboundAtMs + limits.idleTimeoutMs);
+      this.wheel.schedule(session, Math.min(session.lastInboundAtMs + limits.idleTimeoutMs, partialDueMs));
       return;
     }
     if (session.pingOutstanding) {
@@ -227,7 +266,7 @@ export class ConnectionHandler {
     }
     session.pingOutstanding = true;
     io.send(session, { kind: "ping" });
-    this.wheel.schedule(session, nowMs + limits.idleTimeoutMs);
+    this.wheel.schedule(session, Math.min(nowMs + limits.idleTimeoutMs, partialDueMs));
   }
 
   writable(session: Session): void {

@@ -411,10 +411,87 @@ describe("idle device states", () => {
       alice.ack(alice.all("deliverReceipt").at(-1)!.seq);
       await waitFor(() => delivery.deviceStates === 0, 2000, `states released after round ${round}`);
     }
-    expect(bob.all("deliver").map((deliver) => deliver.seq)).toEqual([1, 2, 3]);
+    // Each load starts above the stored reservation (seqReservationBlock ahead): increasing, never reused.
+    const block = running.config.limits.seqReservationBlock;
+    const seqs = bob.all("deliver").map((deliver) => deliver.seq);
+    expect(seqs[0]).toBe(1);
+    for (let index = 1; index < seqs.length; index++) {
+      expect(seqs[index]!).toBeGreaterThan(seqs[index - 1]!);
+      expect(seqs[index]! - seqs[index - 1]!).toBeLessThanOrEqual(block + 1);
+    }
     // A read receipt from an idle reader still goes through.
     bob.sendStanza({ kind: "receipt", type: ReceiptType.read, to: alice.account, toDevice: 1, clientIds: [1, 2, 3] });
     const read = await alice.next("deliverReceipt", (receipt) => receipt.type === ReceiptType.read);
     expect(read.clientIds).toEqual([1, 2, 3]);
+  });
+});
+
+describe("acknowledgements not yet committed", () => {
+  // An outside review: a device that acked everything and logged in again within milliseconds got every entry
+  // again (the drain read rows whose delete was still in the open batch), and a device emptied by an ack kept
+  // refusing senders with queueFull (its state was released and reloaded with the store's stale counters).
+  test("an immediate re-login after acking everything gets nothing again", async () => {
+    const server = await serverWith({ limits: { commitDelayMs: 400 } });
+    const { client: alice } = await user(server, "alice");
+    const { client: bob, key: bobKey } = await user(server, "bob");
+    const bobAccount = bob.account;
+    bob.close();
+    await bob.waitClosed();
+    for (let index = 0; index < 10; index++) alice.send(bobAccount, bytesOf(`m${index}`));
+    await waitFor(() => alice.all("serverAck").length === 10, 3000, "server-acks");
+    const first = await RawClient.connect(server.port);
+    clients.push(first);
+    await first.login(bobAccount, 1, bobKey);
+    // The delivery window is smaller than 10: ack as entries come, until the queue is empty.
+    while (first.all("queueEmpty").length === 0) {
+      const count = first.all("deliver").length;
+      if (count > 0) first.ack(first.all("deliver").at(-1)!.seq);
+      await waitFor(() => first.all("deliver").length > count || first.all("queueEmpty").length > 0, 3000, "drain");
+    }
+    expect(first.all("deliver")).toHaveLength(10);
+    first.ack(first.all("deliver").at(-1)!.seq);
+    first.sendStanza({ kind: "ping" });
+    await first.next("pong");
+    first.close();
+    await first.waitClosed();
+    // Well inside the 400 ms commit delay: the deletes are not written yet.
+    const second = await RawClient.connect(server.port);
+    clients.push(second);
+    await second.login(bobAccount, 1, bobKey);
+    await second.next("queueEmpty");
+    expect(second.all("deliver")).toHaveLength(0);
+  });
+
+  test("a queue emptied by an ack accepts the next send at once (quota counters stay exact)", async () => {
+    const server = await serverWith({ limits: { commitDelayMs: 300 } });
+    const queueMax = server.config.limits.queueMessagesMax;
+    const { client: alice } = await user(server, "alice");
+    const { client: bob, key: bobKey } = await user(server, "bob");
+    const bobAccount = bob.account;
+    bob.close();
+    await bob.waitClosed();
+    for (let index = 0; index < queueMax; index++) alice.send(bobAccount, bytesOf(`m${index}`));
+    await waitFor(() => alice.all("serverAck").length === queueMax, 3000, "server-acks");
+    alice.send(bobAccount, bytesOf("one too many"));
+    expect((await alice.next("error")).code).toBe(ErrorCode.queueFull);
+
+    const again = await RawClient.connect(server.port);
+    clients.push(again);
+    await again.login(bobAccount, 1, bobKey);
+    while (again.all("deliver").length < queueMax) {
+      const delivers = again.all("deliver");
+      again.ack(delivers.at(-1)!.seq);
+      await waitFor(() => again.all("deliver").length > delivers.length, 3000, "more delivers");
+    }
+    again.ack(again.all("deliver").at(-1)!.seq);
+    await again.next("queueEmpty");
+    // Right after the ack, before its deletes commit, and again after: both accepted.
+    const now = alice.send(bobAccount, bytesOf("right after the ack"));
+    expect((await alice.next("serverAck", (ack) => ack.clientId === now)).clientId).toBe(now);
+    await Bun.sleep(400);
+    const later = alice.send(bobAccount, bytesOf("after the commit"));
+    expect((await alice.next("serverAck", (ack) => ack.clientId === later)).clientId).toBe(later);
+    expect(alice.all("error").filter((error) => error.code === ErrorCode.queueFull)).toHaveLength(1);
+    expect(queueRows(server, bobAccount, 1)).toBeLessThanOrEqual(2);
   });
 });

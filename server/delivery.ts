@@ -40,6 +40,7 @@ export class Delivery {
       context.storage.queues,
       context.limits.commitBatchRowsMax,
       context.limits.commitDelayMs,
+      context.limits.seqReservationBlock,
       (batch, stats) => this.committed(batch, stats),
       (error) => this.commitFailed(error),
     );
@@ -233,10 +234,14 @@ export class Delivery {
 
   // ---- pushing to online devices -------------------------------------------------------------------------------
 
-  /** Pushes a fresh entry at once when it is next in line and the window and socket have room. */
+  /**
+   * Pushes a fresh entry at once when it is next in line, within the stored reservation (so that it can never be
+   * handed out again after a crash), and the window and socket have room. Otherwise the drain pushes it after its
+   * commit.
+   */
   private pushLive(state: DeviceState, seq: number, entry: LiveEntry): void {
     const session = state.session;
-    if (session === null || state.reading || seq !== state.deliveredSeq + 1) return;
+    if (session === null || state.reading || seq !== state.deliveredSeq + 1 || seq > state.reservedSeq) return;
     if (state.inFlightCount >= this.context.limits.deliveryWindowMessages || !this.context.io.canPush(session)) return;
     this.push(state, session, entry);
   }
@@ -490,7 +495,13 @@ export class Delivery {
     metrics.commitSeconds.observe(stats.durationMs / 1000);
     for (const [state, marks] of batch.marks) {
       if (marks.lastSeq > state.committedSeq) state.committedSeq = marks.lastSeq;
+      if (marks.reservedSeq > state.reservedSeq) state.reservedSeq = marks.reservedSeq;
       if (marks.clientIds.last >= state.committedClientIds.last) state.committedClientIds = marks.clientIds;
+    }
+    // Acknowledged rows are gone from the store now: a state may be dropped or released again (see ackUncommitted).
+    for (const [state, uptoSeq] of batch.acks) {
+      if (uptoSeq > state.committedAckSeq) state.committedAckSeq = uptoSeq;
+      batch.touched.add(state);
     }
     for (const message of batch.messages) this.serverAck(message);
     for (const callback of batch.afterCommit) callback();

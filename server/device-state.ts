@@ -34,9 +34,16 @@ export function deviceKey(account: number, device: number): number {
 
 export class DeviceState {
   readonly key: number;
-  /** Highest sequence assigned; committedSeq is the highest persisted. */
+  /** Highest sequence assigned; committedSeq is the highest whose batch committed. */
   lastSeq: number;
   committedSeq: number;
+  /**
+   * Highest sequence the store has reserved for this device (devices.last_seq): every sequence up to it may have
+   * been shown to the device, so a state loaded later (after a crash too) starts above it. An entry may be pushed
+   * before its commit only while its sequence is within the reservation; each commit moves the reservation to
+   * lastSeq + seqReservationBlock (see group-commit.ts). A sequence number therefore means one entry forever.
+   */
+  reservedSeq: number;
   /** Which client ids this device has had accepted as a sender (see client-id-window.ts), and the persisted ones. */
   clientIds: ClientIdMarks;
   committedClientIds: ClientIdMarks;
@@ -45,6 +52,12 @@ export class DeviceState {
   queueBytes: number;
   /** Highest sequence the device acknowledged in this process. */
   ackedSeq = 0;
+  /**
+   * Highest acknowledged sequence whose deletes have committed. While it is below ackedSeq the store still holds
+   * acknowledged rows and counts them in its quota counters, so the state must stay in memory: a state loaded from
+   * the store then would deliver those rows again and count them against the quota.
+   */
+  committedAckSeq = 0;
   /** Highest sequence pushed to the current session (the drain cursor); reset when a session attaches. */
   deliveredSeq = 0;
   inFlight: InFlightEntry[] | null = null;
@@ -69,6 +82,7 @@ export class DeviceState {
     this.key = deviceKey(account, device);
     this.lastSeq = stored.lastSeq;
     this.committedSeq = stored.lastSeq;
+    this.reservedSeq = stored.lastSeq;
     this.clientIds = { last: stored.lastClientId, window: windowFromBytes(stored.clientIdWindow) };
     this.committedClientIds = this.clientIds;
     this.queueRows = stored.queueRows;
@@ -79,8 +93,18 @@ export class DeviceState {
     return this.inFlight === null ? 0 : this.inFlight.length;
   }
 
+  /** An acknowledgement whose deletes have not committed yet. */
+  get ackUncommitted(): boolean {
+    return this.ackedSeq > this.committedAckSeq;
+  }
+
   /** Nothing in memory that the store does not also have: the state may be dropped. */
   get isDroppable(): boolean {
-    return this.session === null && (this.pending === null || this.pending.length === 0) && !this.reading;
+    return (
+      this.session === null &&
+      (this.pending === null || this.pending.length === 0) &&
+      !this.reading &&
+      !this.ackUncommitted
+    );
   }
 }

@@ -93,6 +93,8 @@ export class DeviceStates {
     // in an earlier one for those the drain skipped).
     if (state.deliveredSeq < state.lastSeq) return;
     if (state.committedSeq !== state.lastSeq || state.committedClientIds !== state.clientIds) return;
+    // The store must not hold acknowledged rows: a state loaded from it would deliver them again and count them.
+    if (state.ackUncommitted) return;
     state.session = null;
     session.deviceState = null;
     session.stateReleased = true;
@@ -103,6 +105,7 @@ export class DeviceStates {
   private reattach(state: DeviceState, session: Session): void {
     state.session = session;
     state.ackedSeq = state.lastSeq;
+    state.committedAckSeq = state.lastSeq;
     state.deliveredSeq = state.lastSeq;
     session.deviceState = state;
     session.stateReleased = false;

@@ -4,7 +4,9 @@
 //
 // An entry whose device acknowledges it before its batch commits is cancelled and never written (the insert and the
 // delete cancel out), which keeps most online traffic off the disk. Its sequence still advances the stored high-water
-// mark, so sequences are never handed out twice.
+// mark, so sequences are never handed out twice. Each batch stores, as a device's last_seq, a reservation
+// seqReservationBlock ahead of its last assigned sequence; entries are pushed before their commit only within the
+// reservation, so after kill -9 the next process starts above every sequence a device may have seen.
 
 import type { QueueBatch, QueueStore } from "../storage/index.ts";
 import { type ClientIdMarks, windowToBytes } from "./client-id-window.ts";
@@ -48,7 +50,7 @@ export class OpenBatch {
   /** Devices whose sequence or client id high-water marks moved. */
   readonly touched = new Set<DeviceState>();
   /** The marks as written by this batch, captured when it is handed to the store. */
-  readonly marks = new Map<DeviceState, { lastSeq: number; clientIds: ClientIdMarks }>();
+  readonly marks = new Map<DeviceState, { lastSeq: number; reservedSeq: number; clientIds: ClientIdMarks }>();
   readonly afterCommit: Array<() => void> = [];
   rows = 0;
 
@@ -72,6 +74,7 @@ export class GroupCommit {
     private readonly store: QueueStore,
     private readonly batchRowsMax: number,
     private readonly delayMs: number,
+    private readonly seqReservationBlock: number,
     private readonly onCommitted: (batch: OpenBatch, stats: CommitStats) => void,
     private readonly onFailure: (error: unknown) => void,
   ) {}
@@ -106,7 +109,7 @@ export class GroupCommit {
     // Entries of this batch can no longer be cancelled in place: a later ack becomes a delete in a later batch.
     // (Every device with an entry in the batch is in `touched`: assigning a sequence touches it.)
     for (const state of batch.touched) state.pending = null;
-    const { rows, cancelled } = toQueueBatch(batch);
+    const { rows, cancelled } = toQueueBatch(batch, this.seqReservationBlock);
     const startedAt = performance.now();
     this.committing = this.store
       .commit(rows)
@@ -135,7 +138,7 @@ function countRows(batch: QueueBatch): number {
   return rows;
 }
 
-function toQueueBatch(batch: OpenBatch): { rows: QueueBatch; cancelled: number } {
+function toQueueBatch(batch: OpenBatch, seqReservationBlock: number): { rows: QueueBatch; cancelled: number } {
   let cancelled = 0;
   const messages: QueueBatch["messages"] = [];
   for (const message of batch.messages) {
@@ -190,8 +193,10 @@ function toQueueBatch(batch: OpenBatch): { rows: QueueBatch; cancelled: number }
   const clientIds: QueueBatch["clientIds"] = [];
   for (const state of batch.touched) {
     if (state.removed) continue;
-    batch.marks.set(state, { lastSeq: state.lastSeq, clientIds: state.clientIds });
-    sequences.push({ account: state.account, device: state.device, lastSeq: state.lastSeq });
+    // The stored last_seq is a reservation ahead of what is assigned: see DeviceState.reservedSeq.
+    const reservedSeq = Math.max(state.reservedSeq, state.lastSeq + seqReservationBlock);
+    batch.marks.set(state, { lastSeq: state.lastSeq, reservedSeq, clientIds: state.clientIds });
+    sequences.push({ account: state.account, device: state.device, lastSeq: reservedSeq });
     clientIds.push({
       account: state.account,
       device: state.device,

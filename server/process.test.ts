@@ -219,3 +219,67 @@ describe("crash and process faults", () => {
     expect(received.every((text, index) => text.startsWith(`m${index}:`))).toBe(true);
   }, 60_000);
 });
+
+describe("sequence numbers across kill -9", () => {
+  // An outside review: entries pushed before their commit, then kill -9, and the next process handed the same
+  // sequence numbers to other messages; a client that acked the old numbers deleted entries it never stored.
+  test("sequences shown before a commit are never handed out again after kill -9 (commitDelayMs 1500)", async () => {
+    const dataDir = temporaryDirectory();
+    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const start = async () => {
+      const server = await startServerProcess({
+        "data-dir": dataDir,
+        registration: "open",
+        "admin-port": 0,
+        "log-level": "warn",
+        "commit-delay-ms": 1500,
+      });
+      cleanups.push(() => {
+        server.process.kill("SIGKILL");
+      });
+      return server;
+    };
+    const first = await start();
+    const alice = await connectDefault(first.port);
+    const aliceKey = newDeviceKey();
+    const aliceWelcome = await alice.register("alice", aliceKey);
+    const bobKey = newDeviceKey();
+    const bob = await connectDefault(first.port);
+    const bobWelcome = await bob.register("bob", bobKey);
+    await bob.next("queueEmpty");
+
+    // One committed message first, so that the store holds a reservation for Bob's queue.
+    alice.send(bobWelcome.account, bytesOf("committed"));
+    await alice.next("serverAck", () => true, 5000);
+    const committed = await bob.next("deliver", () => true, 5000);
+    // Then five pushed at once but not committed (the commit waits 1.5 s): Bob sees their sequences.
+    for (let index = 0; index < 5; index++) alice.send(bobWelcome.account, bytesOf(`uncommitted ${index}`));
+    await waitFor(() => bob.all("deliver").length === 6, 1000, "live pushes before the commit");
+    expect(alice.all("serverAck")).toHaveLength(1);
+    const seen = bob.all("deliver").map((deliver) => deliver.seq);
+    first.process.kill("SIGKILL");
+    await first.waitExit();
+    alice.close();
+    bob.close();
+
+    const second = await start();
+    const aliceAgain = await connectDefault(second.port);
+    await aliceAgain.login(aliceWelcome.account, aliceWelcome.device, aliceKey);
+    aliceAgain.setNextClientId(100);
+    const bobAgain = await connectDefault(second.port);
+    await bobAgain.login(bobWelcome.account, bobWelcome.device, bobKey);
+    // Bob's stale ack of the highest sequence he saw must not delete anything new.
+    bobAgain.ack(Math.max(...seen));
+    for (let index = 0; index < 3; index++) aliceAgain.send(bobWelcome.account, bytesOf(`after restart ${index}`));
+    await waitFor(() => aliceAgain.all("serverAck").length === 3, 8000, "server-acks after the restart");
+    const fresh = await Promise.all(
+      [0, 1, 2].map((index) =>
+        bobAgain.next("deliver", (deliver) => textOf(deliver.payload) === `after restart ${index}`, 8000),
+      ),
+    );
+    // The committed message was acked by nobody: it comes again with its own sequence.
+    const redelivered = bobAgain.all("deliver").find((deliver) => textOf(deliver.payload) === "committed");
+    expect(redelivered?.seq).toBe(committed.seq);
+    for (const deliver of fresh) expect(deliver.seq).toBeGreaterThan(Math.max(...seen));
+  }, 30_000);
+});

@@ -43,7 +43,12 @@ export class Session implements WheelEntry, InboundBytes {
   /** An asynchronous handler (a store read) is running; inbound frames wait in order behind it. */
   busy = false;
 
+  /** When the last whole frame (or the preamble) arrived: only whole frames count as life. */
   lastInboundAtMs: number;
+  /** Until login: when the login deadline falls. */
+  loginDueMs = 0;
+  /** When the first byte of the partial frame now in `inbound` arrived; 0 when there is none. */
+  partialSinceMs = 0;
   /** A keepalive ping went out and no frame has come since. */
   pingOutstanding = false;
   /** Token bucket of the rate limit. */
