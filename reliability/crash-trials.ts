@@ -1,0 +1,612 @@
+// Crash trials: the real server process under load is killed with SIGKILL at a random moment and restarted on the same
+// data directory; then the contract is checked (ledger.ts: nothing server-acked lost, no duplicates, per-pair order,
+// no seq reused). Each trial, from its own seed:
+//   - SDK senders and raw-protocol senders (raw-device.ts, with their own outbox) send messages at random moments;
+//     each is also a recipient of the others' messages (stored at once);
+//   - an SDK recipient online throughout whose `message` listener stores slowly (awaits a random delay; the SDK acks
+//     only after the listener's promise settles) and whose app "dies" now and then mid-store (the client is closed
+//     with stores pending, which are then never made; a fresh client with the same key and the same application
+//     store carries on);
+//   - an SDK recipient offline during the load (or online for a while, then gone again);
+//   - an account with a linked second device: device 1 online and slow, device 2 mostly offline;
+//   - the server is killed during the load, down for a moment, and restarted (on the same port when it is free);
+//     everyone reconnects, the offline devices come online, and the runner waits (bounded) for quiescence.
+// Everything runs on 127.0.0.1 in this process except the server; every wait is bounded.
+
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ClientClosedError, ClientError } from "../client/client-errors.ts";
+import type { LoginCredentials } from "../client/client-options.ts";
+import { SwitchboardClient } from "../client/switchboard-client.ts";
+import { TcpTransport } from "../client/transport-tcp.ts";
+import { Random } from "../protocol/fuzz.ts";
+import { defaultLimits } from "../protocol/index.ts";
+import { newDeviceKey, RawClient } from "../server/test-kit.ts";
+import { type AppStore, deviceKey, Ledger, type LedgerCounts, messageKey } from "./ledger.ts";
+import { RawDevice } from "./raw-device.ts";
+import { type ServerChild, startServerChild } from "./server-child.ts";
+
+/**
+ * commitDelayMs values the trials cycle through. The config accepts any integer >= 0 (protocol/limits.ts); these
+ * span "end of the turn" (0), the test and default values (2, 5) and long batches, where a crash loses the most.
+ */
+export const commitDelaysMs: readonly number[] = [0, 1, 2, 5, 10, 20, 50, 100];
+
+export interface CrashOptions {
+  readonly trials: number;
+  readonly seed: number;
+  /** One commit delay for every trial; null cycles through commitDelaysMs. */
+  readonly commitDelayMs: number | null;
+  /** How long senders keep sending (the kill falls inside it). */
+  readonly loadMs: number;
+  /** Messages each sender sends in a trial (a range). */
+  readonly messagesPerSender: readonly [number, number];
+  /** Bound of the wait for quiescence after the restart. */
+  readonly settleMs: number;
+  readonly log: (line: string) => void;
+  /** Keep going after a failed trial (the summary counts every trial). */
+  readonly keepGoing: boolean;
+}
+
+export const defaultCrashOptions: CrashOptions = {
+  trials: 10,
+  seed: 1,
+  commitDelayMs: null,
+  loadMs: 1500,
+  messagesPerSender: [20, 40],
+  settleMs: 20_000,
+  log: (line) => console.log(line),
+  keepGoing: true,
+};
+
+export interface TrialResult extends LedgerCounts {
+  readonly trial: number;
+  readonly seed: number;
+  readonly commitDelayMs: number;
+  readonly killAtMs: number;
+  readonly downMs: number;
+  readonly samePort: boolean;
+  readonly appDeaths: number;
+  readonly settled: boolean;
+  readonly elapsedMs: number;
+  readonly notes: readonly string[];
+  /** Set when the trial itself could not run (setup failed): counts as a failure. */
+  readonly error: string | null;
+}
+
+export interface CrashSummary {
+  readonly kind: "crash";
+  readonly seed: number;
+  readonly trials: number;
+  readonly commitDelaysMs: readonly number[];
+  readonly sent: number;
+  readonly acked: number;
+  readonly expectedDeliveries: number;
+  readonly redeliveries: number;
+  readonly appDeaths: number;
+  readonly lost: number;
+  readonly duplicates: number;
+  readonly order: number;
+  readonly seqReused: number;
+  readonly unsettled: number;
+  readonly failedTrials: number;
+  readonly errors: number;
+  readonly elapsedMs: number;
+  readonly ok: boolean;
+}
+
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder();
+const sdkReconnect = { initialMs: 50, maxMs: 400, jitter: 0.5 };
+const setupTimeoutMs = 10_000;
+
+/** Where the server listens now: SDK clients and raw devices read it at each connection attempt. */
+class ServerAddress {
+  port = 0;
+}
+
+function sdkTransport(address: ServerAddress) {
+  return () => new TcpTransport({ host: "127.0.0.1", port: address.port, bufferedBytesMax: 4 * 1024 * 1024 });
+}
+
+async function withTimeout<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * A recipient application on the SDK: its store survives the app's deaths; its client does not. `storeDelayMaxMs`
+ * 0 stores synchronously.
+ */
+class SdkApp {
+  client: SwitchboardClient | null = null;
+  private life = 0;
+  pendingStores = 0;
+  deaths = 0;
+  nextClientId = 1;
+  welcomes = 0;
+  lastDisconnect = "";
+
+  constructor(
+    readonly name: string,
+    readonly credentials: LoginCredentials,
+    readonly store: AppStore,
+    private readonly address: ServerAddress,
+    private readonly random: Random,
+    readonly storeDelayMaxMs: number,
+  ) {}
+
+  get online(): boolean {
+    return this.client !== null;
+  }
+
+  describe(): string {
+    const { account, device } = this.credentials;
+    return (
+      `${this.name} (${account}:${device}): ${this.client?.phase ?? "not running"}, welcomes ${this.welcomes}, ` +
+      `deaths ${this.deaths}, stored ${this.store.storedCount}, last disconnect: ${this.lastDisconnect || "none"}`
+    );
+  }
+
+  /** Opens a fresh client (the app starts); does not wait for the welcome. */
+  start(): SwitchboardClient {
+    if (this.client !== null) return this.client;
+    const life = ++this.life;
+    const client = new SwitchboardClient({
+      credentials: this.credentials,
+      firstClientId: this.nextClientId,
+      transport: sdkTransport(this.address),
+      reconnect: sdkReconnect,
+    });
+    client.on("message", (message) => {
+      const text = textDecoder.decode(message.payload);
+      this.store.sawSeq(message.seq, `message ${message.from}:${message.fromDevice}:${message.clientId} ${text}`);
+      const key = messageKey(message.from, message.fromDevice, message.clientId);
+      if (this.store.handed(key)) return;
+      if (this.storeDelayMaxMs === 0) {
+        this.store.store(key, text);
+        return;
+      }
+      this.pendingStores++;
+      return Bun.sleep(this.random.below(this.storeDelayMaxMs + 1)).then(() => {
+        this.pendingStores--;
+        // The app died while storing: the store never happened (and the dead client never acks it).
+        if (life !== this.life) return;
+        this.store.store(key, text);
+      });
+    });
+    client.on("receipt", (receipt) => {
+      this.store.sawSeq(
+        receipt.seq,
+        `receipt ${receipt.type} ${receipt.from}:${receipt.fromDevice}>${receipt.senderDevice} ${receipt.clientIds.join(",")}`,
+      );
+    });
+    client.on("error", () => {}); // refusals are seen through the send promises
+    client.on("connected", () => {
+      this.welcomes++;
+    });
+    client.on("disconnected", (event) => {
+      this.lastDisconnect = `${event.code ?? "-"} ${event.reason}${event.willReconnect ? "" : " (stopped)"}`;
+    });
+    this.client = client;
+    client.connect().catch(() => {});
+    return client;
+  }
+
+  /**
+   * The app dies ("death") or the user quits it ("quit"): either way its client is dropped without finishing what
+   * it was doing; only deaths are counted.
+   */
+  stop(how: "death" | "quit"): void {
+    const client = this.client;
+    if (client === null) return;
+    this.nextClientId = client.nextClientId;
+    this.life++;
+    this.pendingStores = 0;
+    this.client = null;
+    if (how === "death") this.deaths++;
+    void client.close();
+  }
+}
+
+/** A sender on the SDK: its app keeps a message until the send resolves, and sends it again after a retry-range refusal. */
+class SdkSender {
+  constructor(
+    readonly app: SdkApp,
+    private readonly ledger: Ledger,
+  ) {}
+
+  get pending(): number {
+    return this.app.client?.pendingSends ?? 0;
+  }
+
+  send(to: number, token: string, attempt = 0): void {
+    const client = this.app.client;
+    if (client === null) throw new Error("bug: an SDK sender without a client");
+    if (attempt === 0)
+      this.ledger.sent(token, deviceKey(this.app.credentials.account, this.app.credentials.device), to);
+    client.send(to, textEncoder.encode(token)).then(
+      (result) => this.ledger.acked(token, result.clientId),
+      (error: unknown) => {
+        if (error instanceof ClientError && error.action === "retry" && attempt < 20) {
+          setTimeout(() => this.send(to, token, attempt + 1), 100);
+        } else if (!(error instanceof ClientClosedError)) {
+          this.ledger.refused(token, String(error));
+        }
+      },
+    );
+  }
+}
+
+async function registerSdk(address: ServerAddress, handle: string): Promise<LoginCredentials> {
+  const client = new SwitchboardClient({
+    register: { handle },
+    transport: sdkTransport(address),
+    reconnect: sdkReconnect,
+  });
+  try {
+    await withTimeout(client.connect(), setupTimeoutMs, `register ${handle}`);
+    return client.credentials!;
+  } finally {
+    await client.close();
+  }
+}
+
+async function linkSdk(address: ServerAddress, first: LoginCredentials): Promise<LoginCredentials> {
+  const owner = new SwitchboardClient({
+    credentials: first,
+    transport: sdkTransport(address),
+    reconnect: sdkReconnect,
+  });
+  try {
+    await withTimeout(owner.connect(), setupTimeoutMs, "login to link");
+    const { code } = await withTimeout(owner.createLinkCode(), setupTimeoutMs, "link code");
+    const second = new SwitchboardClient({ link: { code }, transport: sdkTransport(address), reconnect: sdkReconnect });
+    try {
+      await withTimeout(second.connect(), setupTimeoutMs, "link");
+      return second.credentials!;
+    } finally {
+      await second.close();
+    }
+  } finally {
+    await owner.close();
+  }
+}
+
+function trialSeed(seed: number, trial: number): number {
+  return (seed + trial) >>> 0;
+}
+
+export async function runTrial(
+  trial: number,
+  seed: number,
+  commitDelayMs: number,
+  options: CrashOptions,
+): Promise<TrialResult> {
+  const started = performance.now();
+  const random = new Random(seed);
+  const dataDir = mkdtempSync(join(tmpdir(), "switchboard-crash-"));
+  const address = new ServerAddress();
+  const ledger = new Ledger();
+  const flags = { "commit-delay-ms": commitDelayMs };
+  const apps: SdkApp[] = [];
+  const rawDevices: RawDevice[] = [];
+  const timers = new Set<ReturnType<typeof setTimeout>>();
+  const later = (delayMs: number, action: () => void) => {
+    const timer = setTimeout(() => {
+      timers.delete(timer);
+      action();
+    }, delayMs);
+    timers.add(timer);
+  };
+  let server: ServerChild | null = null;
+  let killAtMs = 0;
+  let downMs = 0;
+  let samePort = true;
+  let settled = false;
+  try {
+    server = await startServerChild({ dataDir, flags });
+    address.port = server.port;
+
+    // Accounts: raw senders (registered with the test kit's raw client), SDK senders and recipients.
+    const rawCount = 2;
+    const rawAccounts: Array<{ account: number; key: ReturnType<typeof newDeviceKey> }> = [];
+    for (let index = 0; index < rawCount; index++) {
+      const client = await RawClient.connect(address.port, { limits: defaultLimits });
+      const key = newDeviceKey();
+      const welcome = await client.register(`raw${index}`, key);
+      client.close();
+      rawAccounts.push({ account: welcome.account, key });
+    }
+    const sdkSenderCredentials = [await registerSdk(address, "sdk0"), await registerSdk(address, "sdk1")];
+    const slowCredentials = await registerSdk(address, "slow");
+    const offlineCredentials = await registerSdk(address, "offline");
+    const pairFirst = await registerSdk(address, "pair");
+    const pairSecond = await linkSdk(address, pairFirst);
+
+    const storeDelays = [5, 20, 60];
+    const newApp = (name: string, credentials: LoginCredentials, storeDelayMaxMs: number) => {
+      const store = ledger.addDevice(credentials.account, credentials.device);
+      const app = new SdkApp(name, credentials, store, address, random, storeDelayMaxMs);
+      apps.push(app);
+      return app;
+    };
+    const sdkSenders = sdkSenderCredentials.map(
+      (credentials, index) => new SdkSender(newApp(`sdk${index}`, credentials, 0), ledger),
+    );
+    const slow = newApp("slow", slowCredentials, random.pick(storeDelays));
+    const offline = newApp("offline", offlineCredentials, random.pick(storeDelays));
+    const pairOne = newApp("pair/1", pairFirst, random.pick(storeDelays));
+    const pairTwo = newApp("pair/2", pairSecond, random.pick(storeDelays));
+    const killable = [slow, offline, pairOne, pairTwo];
+
+    for (const { account, key } of rawAccounts) {
+      const store = ledger.addDevice(account, 1);
+      const device: RawDevice = new RawDevice({
+        account,
+        device: 1,
+        key,
+        port: () => address.port,
+        events: {
+          inbound: (stanza) => {
+            if (stanza.kind === "deliver") {
+              const text = textDecoder.decode(stanza.payload);
+              store.sawSeq(stanza.seq, `message ${stanza.from}:${stanza.fromDevice}:${stanza.clientId} ${text}`);
+              const messageId = messageKey(stanza.from, stanza.fromDevice, stanza.clientId);
+              if (!store.handed(messageId)) store.store(messageId, text);
+            } else {
+              const type = stanza.type === 2 ? "read" : "delivered";
+              store.sawSeq(
+                stanza.seq,
+                `receipt ${type} ${stanza.from}:${stanza.fromDevice}>${stanza.senderDevice} ${stanza.clientIds.join(",")}`,
+              );
+            }
+          },
+          serverAck: (token, clientId) => ledger.acked(token, clientId),
+          refused: (token, code) => ledger.refused(token, `error ${code}`),
+        },
+      });
+      rawDevices.push(device);
+    }
+
+    // Who is online when the load starts.
+    for (const sender of sdkSenders) sender.app.start();
+    for (const device of rawDevices) device.start();
+    slow.start();
+    pairOne.start();
+    const onlineDeadline = Date.now() + setupTimeoutMs;
+    const notReady = () => [
+      ...rawDevices.filter((device) => !device.isReady).map((device) => `raw ${device.account}:${device.device}`),
+      ...apps.filter((app) => app.online && app.client!.phase !== "ready").map((app) => app.describe()),
+    ];
+    while (notReady().length > 0) {
+      if (Date.now() > onlineDeadline)
+        throw new Error(`not online after ${setupTimeoutMs} ms: ${notReady().join("; ")}`);
+      await Bun.sleep(5);
+    }
+
+    const recipientAccounts = [
+      slowCredentials.account,
+      offlineCredentials.account,
+      pairFirst.account,
+      ...rawAccounts.map((raw) => raw.account),
+      ...sdkSenderCredentials.map((credentials) => credentials.account),
+    ];
+    type Sender = { name: string; account: number; send: (to: number, token: string) => void };
+    const senders: Sender[] = [
+      ...sdkSenders.map((sender, index) => ({
+        name: `sdk${index}`,
+        account: sender.app.credentials.account,
+        send: (to: number, token: string) => sender.send(to, token),
+      })),
+      ...rawDevices.map((device, index) => ({
+        name: `raw${index}`,
+        account: device.account,
+        send: (to: number, token: string) => {
+          ledger.sent(token, deviceKey(device.account, device.device), to);
+          device.send(to, token);
+        },
+      })),
+    ];
+
+    // The load: every send at a random moment within loadMs.
+    const loadStarted = performance.now();
+    for (const sender of senders) {
+      const count = random.between(options.messagesPerSender[0], options.messagesPerSender[1]);
+      for (let index = 0; index < count; index++) {
+        const targets = recipientAccounts.filter((account) => account !== sender.account);
+        const to = random.pick(targets);
+        const token = `t${trial}/${sender.name}/${index}`;
+        later(random.below(options.loadMs), () => sender.send(to, token));
+      }
+    }
+    // A burst from every sender just before the kill, so that the crash finds uncommitted rows and unanswered sends.
+    killAtMs = random.between(Math.floor(options.loadMs * 0.1), options.loadMs);
+    for (const sender of senders) {
+      const burst = random.between(3, 10);
+      const targets = recipientAccounts.filter((account) => account !== sender.account);
+      for (let index = 0; index < burst; index++) {
+        const to = random.pick(targets);
+        const token = `t${trial}/${sender.name}/burst${index}`;
+        later(Math.max(0, killAtMs - random.below(commitDelayMs + 10)), () => sender.send(to, token));
+      }
+    }
+    // The offline devices drop in for a while, sometimes.
+    for (const app of [offline, pairTwo]) {
+      if (random.below(2) === 0) {
+        const from = random.below(options.loadMs);
+        const until = from + random.between(50, options.loadMs / 2);
+        later(from, () => app.start());
+        later(until, () => app.stop("quit"));
+      }
+    }
+    // App deaths mid-store: at a few random moments, an app with stores in progress dies and comes back.
+    const deathsPlanned = random.between(1, 4);
+    for (let death = 0; death < deathsPlanned; death++) {
+      const app = random.pick(killable);
+      const at = random.below(options.loadMs + 500);
+      const tryKill = (tries: number) => {
+        if (app.online && app.pendingStores > 0) {
+          const offlineByDefault = app === offline || app === pairTwo;
+          app.stop("death");
+          // An offline-by-default device that died stays down until the end; the others come back soon.
+          if (!offlineByDefault) later(random.below(200), () => app.start());
+        } else if (tries < 20) later(15, () => tryKill(tries + 1));
+      };
+      later(at, () => tryKill(0));
+    }
+
+    // The crash.
+    await Bun.sleep(Math.max(0, killAtMs - (performance.now() - loadStarted)));
+    const oldPort = server.port;
+    await server.kill("SIGKILL");
+    downMs = random.below(400);
+    await Bun.sleep(downMs);
+    try {
+      server = await startServerChild({ dataDir, port: oldPort, flags, bindRetryMs: 2000 });
+    } catch {
+      samePort = false;
+      server = await startServerChild({ dataDir, flags });
+    }
+    address.port = server.port;
+
+    // The rest of the load, then everyone online.
+    const loadLeftMs = options.loadMs + 600 - (performance.now() - loadStarted);
+    if (loadLeftMs > 0) await Bun.sleep(loadLeftMs);
+    // Every send has been made by now; what is still scheduled is drop-ins and deaths, which end here.
+    for (const timer of timers) clearTimeout(timer);
+    timers.clear();
+    for (const app of apps) app.start();
+    for (const device of rawDevices) device.start();
+
+    // Quiescence: every send answered and every acked message held by each recipient app; then a short grace
+    // period for late duplicates.
+    const deadline = performance.now() + options.settleMs;
+    while (performance.now() < deadline) {
+      const sendsPending =
+        sdkSenders.reduce((total, sender) => total + sender.pending, 0) +
+        rawDevices.reduce((total, device) => total + device.pending, 0);
+      if (sendsPending === 0 && ledger.unsettled === 0 && ledger.complete()) {
+        settled = true;
+        break;
+      }
+      await Bun.sleep(25);
+    }
+    await Bun.sleep(300);
+    const counts = ledger.counts();
+    const failed = counts.lost + counts.duplicates + counts.order + counts.seqReused + counts.unsettled > 0;
+    if (failed) for (const app of apps) ledger.notes.push(app.describe());
+    return {
+      trial,
+      seed,
+      commitDelayMs,
+      killAtMs,
+      downMs,
+      samePort,
+      appDeaths: apps.reduce((total, app) => total + app.deaths, 0),
+      settled,
+      elapsedMs: Math.round(performance.now() - started),
+      notes: settled ? ledger.notes : [...ledger.notes, ...(server?.logTail().slice(-10) ?? [])],
+      error: null,
+      ...counts,
+    };
+  } catch (error) {
+    const counts = ledger.counts();
+    return {
+      trial,
+      seed,
+      commitDelayMs,
+      killAtMs,
+      downMs,
+      samePort,
+      appDeaths: apps.reduce((total, app) => total + app.deaths, 0),
+      settled,
+      elapsedMs: Math.round(performance.now() - started),
+      notes: [...ledger.notes, ...(server?.logTail().slice(-10) ?? [])],
+      error: (error as Error).message,
+      ...counts,
+    };
+  } finally {
+    for (const timer of timers) clearTimeout(timer);
+    for (const app of apps) app.stop("quit");
+    for (const device of rawDevices) device.stop();
+    await server?.kill("SIGKILL");
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+export function trialFailed(result: TrialResult): boolean {
+  return (
+    result.error !== null ||
+    result.lost > 0 ||
+    result.duplicates > 0 ||
+    result.order > 0 ||
+    result.seqReused > 0 ||
+    result.unsettled > 0
+  );
+}
+
+export function trialLine(result: TrialResult): string {
+  const verdict = trialFailed(result) ? "FAIL" : "ok";
+  return (
+    `trial ${result.trial} seed ${result.seed} commitDelayMs ${result.commitDelayMs}: ${verdict} ` +
+    `sent ${result.sent} acked ${result.acked} expected ${result.expectedDeliveries} stored ${result.stored} ` +
+    `redelivered ${result.redeliveries} | lost ${result.lost} duplicates ${result.duplicates} order ${result.order} ` +
+    `seqReused ${result.seqReused} unsettled ${result.unsettled} | kill at ${result.killAtMs} ms, down ` +
+    `${result.downMs} ms${result.samePort ? "" : " (new port)"}, app deaths ${result.appDeaths}, ` +
+    `${result.elapsedMs} ms${result.error === null ? "" : ` | error: ${result.error.split("\n")[0]}`}`
+  );
+}
+
+export async function runCrashTrials(
+  partial: Partial<CrashOptions> = {},
+): Promise<{ summary: CrashSummary; results: TrialResult[] }> {
+  const options: CrashOptions = { ...defaultCrashOptions, ...partial };
+  const started = performance.now();
+  const results: TrialResult[] = [];
+  const log = options.log;
+  log(
+    `crash: ${options.trials} trials, seed ${options.seed}, commit delays ${
+      options.commitDelayMs === null ? commitDelaysMs.join("/") : options.commitDelayMs
+    } ms (replay trial i: --seed <its seed> --trials 1 --commit-delay-ms <its delay>)`,
+  );
+  for (let trial = 0; trial < options.trials; trial++) {
+    const commitDelayMs = options.commitDelayMs ?? commitDelaysMs[trial % commitDelaysMs.length]!;
+    const result = await runTrial(trial, trialSeed(options.seed, trial), commitDelayMs, options);
+    results.push(result);
+    log(trialLine(result));
+    if (trialFailed(result)) for (const note of result.notes.slice(0, 40)) log(`  ${note}`);
+    if (trialFailed(result) && !options.keepGoing) break;
+  }
+  const sum = (pick: (result: TrialResult) => number) => results.reduce((total, result) => total + pick(result), 0);
+  const summary: CrashSummary = {
+    kind: "crash",
+    seed: options.seed,
+    trials: results.length,
+    commitDelaysMs: [...new Set(results.map((result) => result.commitDelayMs))].sort((a, b) => a - b),
+    sent: sum((result) => result.sent),
+    acked: sum((result) => result.acked),
+    expectedDeliveries: sum((result) => result.expectedDeliveries),
+    redeliveries: sum((result) => result.redeliveries),
+    appDeaths: sum((result) => result.appDeaths),
+    lost: sum((result) => result.lost),
+    duplicates: sum((result) => result.duplicates),
+    order: sum((result) => result.order),
+    seqReused: sum((result) => result.seqReused),
+    unsettled: sum((result) => result.unsettled),
+    failedTrials: results.filter(trialFailed).length,
+    errors: results.filter((result) => result.error !== null).length,
+    elapsedMs: Math.round(performance.now() - started),
+    ok: results.length > 0 && !results.some(trialFailed),
+  };
+  log(JSON.stringify(summary));
+  return { summary, results };
+}
