@@ -34,6 +34,9 @@ export interface SqliteStorageOptions {
   // Default: code-hash.key in the database's directory (the data directory); an in-memory store uses a key of its own
   // that dies with it.
   readonly codeKeyPath?: string;
+  // Zero deleted content (the default, and what the server always uses). False exists only so that
+  // bench/micro-secure-delete.ts can measure what it costs in one run; no config key reaches it.
+  readonly secureDelete?: boolean;
 }
 
 // The database file and the files SQLite keeps beside it. All are created, or tightened, to mode 0600.
@@ -82,7 +85,7 @@ export function openSqliteDatabase(options: SqliteStorageOptions): Database {
     // Deleted rows (a delivered payload, a used code) are overwritten with zeros in their page, and freed pages are
     // zeroed, so the database file keeps no copy once the delete is checkpointed into it. Older page images stay in
     // the -wal file until SQLite reuses that part of the log; OPERATIONS.md (Durability) says what that guarantees.
-    database.run("pragma secure_delete = on");
+    database.run(`pragma secure_delete = ${options.secureDelete === false ? "off" : "on"}`);
     return database;
   } catch (error) {
     database.close();
