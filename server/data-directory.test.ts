@@ -5,7 +5,11 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { loadConfig } from "./config.ts";
+import { DataDirectoryLockedError } from "./data-directory.ts";
 import { type ServerProcess, startServerProcess } from "./fixtures/server-process.ts";
+import { createLogger } from "./log.ts";
+import { startServer } from "./server.ts";
 import { bytesOf, RawClient, registeredClient, temporaryDirectory, waitFor } from "./test-kit.ts";
 
 const cliPath = new URL("./cli.ts", import.meta.url).pathname;
@@ -160,5 +164,21 @@ describe("one server per data directory", () => {
     expect(await first.waitExit()).toBe(0);
     const second = await server(dataDir);
     await waitFor(() => second.port > 0, 1000, "second server");
+  });
+
+  test("in one process too: a second startServer is refused, and a start that fails releases the lock", async () => {
+    const dataDir = scratch();
+    const quiet = { log: createLogger("warn", () => {}) };
+    const config = (wsPort = 0) =>
+      loadConfig({ base: { port: 0, adminPort: 0, wsPort, dataDir, registration: "open" } });
+    const first = await startServer(config(), quiet);
+    await expect(startServer(config(), quiet)).rejects.toThrow(DataDirectoryLockedError);
+    await first.stop({ timeoutMs: 500 });
+
+    const blocker = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    cleanups.push(() => blocker.stop(true));
+    await expect(startServer(config(blocker.port), quiet)).rejects.toThrow(/EADDRINUSE|in use|listen/i);
+    const again = await startServer(config(), quiet);
+    await again.stop({ timeoutMs: 500 });
   });
 });
