@@ -37,26 +37,13 @@ describe("key file", () => {
     const server = await startTestServer();
     cleanups.push(() => server.stop());
     const keyFile = join(scratch(), "alice.key.json");
+    // Children inherit the umask: 000 would leave every file the chat creates readable by all unless it sets modes.
     const previous = process.umask(0);
-    let chat: ReturnType<typeof Bun.spawn<{ stdin: "pipe"; stdout: "pipe"; stderr: "pipe" }>>;
-    try {
-      chat = Bun.spawn(
-        [
-          process.execPath,
-          cliPath,
-          "chat",
-          "--port",
-          String(server.port),
-          "--key-file",
-          keyFile,
-          "--register",
-          "alice",
-        ],
-        { stdin: "pipe", stdout: "pipe", stderr: "pipe" },
-      );
-    } finally {
-      process.umask(previous);
-    }
+    const chat = Bun.spawn(
+      [process.execPath, cliPath, "chat", "--port", String(server.port), "--key-file", keyFile, "--register", "alice"],
+      { stdin: "pipe", stdout: "pipe", stderr: "pipe" },
+    );
+    process.umask(previous);
     cleanups.push(() => {
       chat.kill("SIGKILL");
     });
