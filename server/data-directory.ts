@@ -87,40 +87,31 @@ function readHolderPid(path: string): number | undefined {
 const lockExclusive = 2;
 const lockNonBlocking = 4;
 
-interface Libc {
-  flock(descriptor: number, operation: number): number;
-  errno(): number;
-  readonly wouldBlock: number;
-}
+const errnoInterrupted = 4; // EINTR, on Linux and macOS alike
 
-let libc: Libc | undefined;
-
-// libc, opened on first use. Linux and macOS only, as the rest of the server (SO_REUSEPORT, systemd).
-function openLibc(): Libc {
-  if (libc !== undefined) return libc;
+// flock(descriptor, LOCK_EX | LOCK_NB) through libc: true if taken, false if another open file holds it. libc is
+// opened for the call and closed after it: the lock is taken once per start. Linux and macOS only, as the rest of the
+// server (SO_REUSEPORT, systemd). errno is read right after the call, on the same thread.
+function tryExclusiveLock(descriptor: number): boolean {
   const darwin = process.platform === "darwin";
   const errnoSymbol = darwin ? "__error" : "__errno_location";
+  const wouldBlock = darwin ? 35 : 11; // EWOULDBLOCK
   const library = dlopen(darwin ? "libc.dylib" : "libc.so.6", {
     flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
     [errnoSymbol]: { args: [], returns: FFIType.ptr },
   });
-  const errnoLocation = library.symbols[errnoSymbol]!;
-  libc = {
-    flock: (descriptor, operation) => library.symbols.flock!(descriptor, operation) as number,
-    errno: () => read.i32(errnoLocation() as NonNullable<ReturnType<typeof errnoLocation>>, 0),
-    wouldBlock: darwin ? 35 : 11,
-  };
-  return libc;
-}
-
-function tryExclusiveLock(descriptor: number): boolean {
-  const library = openLibc();
-  for (let attempt = 0; attempt < 3; attempt++) {
-    if (library.flock(descriptor, lockExclusive | lockNonBlocking) === 0) return true;
-    const errno = library.errno();
-    if (errno === library.wouldBlock) return false;
-    // EINTR (4 on both): a signal arrived during the call; try again, a bounded number of times.
-    if (errno !== 4) throw new Error(`flock failed with errno ${errno}`);
+  try {
+    const flock = library.symbols.flock!;
+    const errnoLocation = library.symbols[errnoSymbol]!;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (flock(descriptor, lockExclusive | lockNonBlocking) === 0) return true;
+      const errno = read.i32(errnoLocation() as NonNullable<ReturnType<typeof errnoLocation>>, 0);
+      if (errno === wouldBlock) return false;
+      // A signal arrived during the call: try again, a bounded number of times.
+      if (errno !== errnoInterrupted) throw new Error(`flock on the data directory lock failed with errno ${errno}`);
+    }
+    throw new Error("flock on the data directory lock was interrupted repeatedly");
+  } finally {
+    library.close();
   }
-  throw new Error("flock interrupted repeatedly");
 }
