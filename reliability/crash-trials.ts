@@ -36,8 +36,9 @@ export const commitDelaysMs: readonly number[] = [0, 1, 2, 5, 10, 20, 50, 100];
 export interface CrashOptions {
   readonly trials: number;
   readonly seed: number;
-  /** One commit delay for every trial; null cycles through commitDelaysMs. */
+  /** One commit delay for every trial; null cycles through `commitDelaysMs`. */
   readonly commitDelayMs: number | null;
+  readonly commitDelaysMs: readonly number[];
   /** How long senders keep sending (the kill falls inside it). */
   readonly loadMs: number;
   /** Messages each sender sends in a trial (a range). */
@@ -53,6 +54,7 @@ export const defaultCrashOptions: CrashOptions = {
   trials: 10,
   seed: 1,
   commitDelayMs: null,
+  commitDelaysMs,
   loadMs: 1500,
   messagesPerSender: [20, 40],
   settleMs: 20_000,
@@ -575,11 +577,11 @@ export async function runCrashTrials(
   const log = options.log;
   log(
     `crash: ${options.trials} trials, seed ${options.seed}, commit delays ${
-      options.commitDelayMs === null ? commitDelaysMs.join("/") : options.commitDelayMs
+      options.commitDelayMs === null ? options.commitDelaysMs.join("/") : options.commitDelayMs
     } ms (replay trial i: --seed <its seed> --trials 1 --commit-delay-ms <its delay>)`,
   );
   for (let trial = 0; trial < options.trials; trial++) {
-    const commitDelayMs = options.commitDelayMs ?? commitDelaysMs[trial % commitDelaysMs.length]!;
+    const commitDelayMs = options.commitDelayMs ?? options.commitDelaysMs[trial % options.commitDelaysMs.length]!;
     const result = await runTrial(trial, trialSeed(options.seed, trial), commitDelayMs, options);
     results.push(result);
     log(trialLine(result));

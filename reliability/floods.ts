@@ -1,0 +1,456 @@
+// Floods and slowloris against a real server process, with a well-behaved pair (probe-pair.ts) measuring round trips:
+//   1. baseline: the pair alone;
+//   2. for each inbound frame kind (ping, pong, ack, send, receipt, lookup, garbage bytes) in turn, 4 logged-in
+//      flooders write that frame as fast as their sockets take it; the pair's p50/p99 during the flood is compared
+//      with the baseline, and each flooder's time until the server closed it (and the code) is recorded.
+//      Goal: p99 within 2x the baseline, every flooder closed within 1 s;
+//   3. slowloris: many sessions (half before login, half after) write all but the last bytes of a large frame, then
+//      one byte now and then; when (and whether) each is closed, and the server's memory (PSS, smaps_rollup);
+//   4. receipt flood into an offline device's queue (4 accounts pacing themselves just under the rate limit), then
+//      a real friend's message to that device: is it still accepted?
+
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { distribution, round } from "../bench/stats.ts";
+import { Random } from "../protocol/fuzz.ts";
+import { defaultLimits, encodePreamble, FrameCodec, type Stanza } from "../protocol/index.ts";
+import { ProbePair, registerAccount } from "./probe-pair.ts";
+import { RawSession } from "./raw-session.ts";
+import { processPssBytes, type ServerChild, startServerChild } from "./server-child.ts";
+
+export const floodKinds: readonly string[] = ["ping", "pong", "ack", "send", "receipt", "lookup", "garbage"];
+
+export interface FloodOptions {
+  readonly kinds: readonly string[];
+  readonly flooders: number;
+  readonly baselineMs: number;
+  /** How long one kind's flood lasts at most (flooders still open then are reported as not closed). */
+  readonly floodMs: number;
+  readonly slowlorisSessions: number;
+  /** Interval between the slowloris' single bytes. */
+  readonly slowlorisDripMs: number;
+  /** How long to watch the slowloris sessions at most. */
+  readonly slowlorisWatchMs: number;
+  readonly receiptFlood: boolean;
+  readonly receiptFloodMs: number;
+  /** Flags of the server (kebab-case); the limits below are read back from them for the deadlines. */
+  readonly flags: Readonly<Record<string, string | number>>;
+  readonly seed: number;
+  readonly log: (line: string) => void;
+  /** Goals. */
+  readonly closeWithinMs: number;
+  readonly p99RatioMax: number;
+}
+
+export const defaultFloodOptions: FloodOptions = {
+  kinds: floodKinds,
+  flooders: 4,
+  baselineMs: 3000,
+  floodMs: 3000,
+  slowlorisSessions: 200,
+  slowlorisDripMs: 1000,
+  slowlorisWatchMs: 45_000,
+  receiptFlood: true,
+  receiptFloodMs: 6000,
+  flags: {},
+  seed: 1,
+  log: (line) => console.log(line),
+  closeWithinMs: 1000,
+  p99RatioMax: 2,
+};
+
+export interface FlooderResult {
+  /** ms from the start of the flood to the close; null when still open at the end of the flood. */
+  readonly closedAfterMs: number | null;
+  readonly code: string | null;
+  readonly bytesWritten: number;
+  readonly rateLimitedErrors: number;
+}
+
+export interface KindResult {
+  readonly kind: string;
+  readonly flooders: readonly FlooderResult[];
+  readonly pair: { readonly count: number; readonly p50Ms: number; readonly p99Ms: number; readonly p99Ratio: number };
+  readonly allClosedWithinGoal: boolean;
+  readonly p99WithinGoal: boolean;
+}
+
+export interface SlowlorisResult {
+  readonly sessions: number;
+  readonly stage: "authenticating" | "ready";
+  /** The deadline that should close them, from the server's limits. */
+  readonly deadlineMs: number;
+  readonly closed: number;
+  readonly closedWithinDeadline: number;
+  readonly closedAfterMs: { readonly min: number | null; readonly max: number | null };
+  readonly codes: Readonly<Record<string, number>>;
+}
+
+export interface FloodSummary {
+  readonly kind: "flood";
+  readonly seed: number;
+  readonly baseline: { readonly count: number; readonly p50Ms: number; readonly p99Ms: number };
+  readonly kinds: readonly KindResult[];
+  readonly slowloris: {
+    readonly results: readonly SlowlorisResult[];
+    readonly pssBytes: { readonly before: number | null; readonly peak: number | null; readonly after: number | null };
+  } | null;
+  readonly receiptFlood: {
+    readonly receiptsWritten: number;
+    readonly queueMessagesMax: number;
+    readonly friendAccepted: boolean;
+    readonly friendAnswer: string;
+  } | null;
+  readonly probe: { readonly lost: number; readonly disconnects: number };
+  readonly ok: boolean;
+}
+
+const codec = new FrameCodec({ limits: defaultLimits });
+
+function repeated(frame: Uint8Array, bytes: number): Uint8Array {
+  const count = Math.max(1, Math.floor(bytes / frame.length));
+  const buffer = new Uint8Array(count * frame.length);
+  for (let index = 0; index < count; index++) buffer.set(frame, index * frame.length);
+  return buffer;
+}
+
+/** A 64 KiB block of `kind` frames (or random bytes), for flooding. */
+function floodBlock(kind: string, random: Random, victim: number): Uint8Array {
+  const stanzaOf = (index: number): Stanza => {
+    switch (kind) {
+      case "ping":
+        return { kind: "ping" };
+      case "pong":
+        return { kind: "pong" };
+      case "ack":
+        return { kind: "ack", seq: index + 1 };
+      case "send":
+        return { kind: "send", clientId: index + 1, to: victim, payload: random.bytes(20) };
+      case "receipt":
+        return { kind: "receipt", type: 2, to: victim, toDevice: 1, clientIds: [index + 1] };
+      case "lookup":
+        return { kind: "lookup", clientId: index + 1, handle: "nobody-here" };
+      default:
+        throw new Error(`unknown flood kind ${kind}`);
+    }
+  };
+  if (kind === "garbage") return random.bytes(64 * 1024);
+  if (kind === "ping" || kind === "pong") return repeated(codec.encode(stanzaOf(0)), 64 * 1024);
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  for (let index = 0; total < 64 * 1024; index++) {
+    const frame = codec.encode(stanzaOf(index));
+    parts.push(frame);
+    total += frame.length;
+  }
+  const block = new Uint8Array(total);
+  let offset = 0;
+  for (const part of parts) {
+    block.set(part, offset);
+    offset += part.length;
+  }
+  return block;
+}
+
+function limitFlag(flags: Readonly<Record<string, string | number>>, name: string, fallback: number): number {
+  const value = flags[name];
+  return value === undefined ? fallback : Number(value);
+}
+
+async function floodOneKind(
+  server: ServerChild,
+  kind: string,
+  options: FloodOptions,
+  random: Random,
+  probe: ProbePair,
+  baselineP99: number,
+  victim: number,
+  serial: { next: number },
+): Promise<KindResult> {
+  const sessions: RawSession[] = [];
+  for (let index = 0; index < options.flooders; index++) {
+    sessions.push(await RawSession.registered(server.port, `flood${serial.next++}`));
+  }
+  const block = floodBlock(kind, random, victim);
+  const started = performance.now();
+  const deadline = started + options.floodMs;
+  await Promise.all(
+    sessions.map(async (session) => {
+      while (!session.closed && performance.now() < deadline) {
+        if (!(await session.writeAll(block, deadline))) break;
+      }
+    }),
+  );
+  const ended = performance.now();
+  // Give closes already under way a moment to arrive.
+  await Bun.sleep(50);
+  for (const session of sessions) session.close();
+  const trips = distribution(probe.between(started, ended));
+  const flooders = sessions.map((session) => ({
+    closedAfterMs:
+      session.closedAtMs === null || session.closedAtMs > ended ? null : Math.round(session.closedAtMs - started),
+    code: session.closeCode,
+    bytesWritten: session.bytesWritten,
+    rateLimitedErrors: session.rateLimited,
+  }));
+  const p99Ratio = trips.count === 0 ? Number.POSITIVE_INFINITY : trips.p99 / baselineP99;
+  return {
+    kind,
+    flooders,
+    pair: { count: trips.count, p50Ms: round(trips.p50, 2), p99Ms: round(trips.p99, 2), p99Ratio: round(p99Ratio, 2) },
+    allClosedWithinGoal: flooders.every(
+      (flooder) => flooder.closedAfterMs !== null && flooder.closedAfterMs <= options.closeWithinMs,
+    ),
+    p99WithinGoal: p99Ratio <= options.p99RatioMax,
+  };
+}
+
+/** Sessions that send all but the last bytes of a large frame, then a byte every dripMs; when are they closed? */
+export async function slowloris(
+  server: ServerChild,
+  options: Pick<FloodOptions, "slowlorisSessions" | "slowlorisDripMs" | "slowlorisWatchMs" | "flags" | "log">,
+  serial: { next: number },
+): Promise<{
+  results: SlowlorisResult[];
+  pssBytes: { before: number | null; peak: number | null; after: number | null };
+}> {
+  const loginTimeoutMs = limitFlag(options.flags, "login-timeout-ms", defaultLimits.loginTimeoutMs);
+  const completionMs = limitFlag(
+    options.flags,
+    "frame-completion-ms",
+    (defaultLimits as unknown as Record<string, number>).frameCompletionMs ?? defaultLimits.idleTimeoutMs,
+  );
+  const tickMs = limitFlag(options.flags, "timer-tick-ms", defaultLimits.timerTickMs);
+  const payloadBytes = Math.min(defaultLimits.payloadBytesMax, 60_000);
+  const big = codec.encode({ kind: "send", clientId: 1, to: 1, payload: new Uint8Array(payloadBytes).fill(7) });
+  const heldBack = 16;
+  const before = await processPssBytes(server.pid);
+  const half = Math.floor(options.slowlorisSessions / 2);
+  const stages: Array<{ stage: "authenticating" | "ready"; sessions: RawSession[]; startedAt: number[] }> = [
+    { stage: "authenticating", sessions: [], startedAt: [] },
+    { stage: "ready", sessions: [], startedAt: [] },
+  ];
+  // Logged-in sessions first (registering takes a moment), then the ones that never log in.
+  for (let index = 0; index < options.slowlorisSessions - half; index++) {
+    const session = await RawSession.registered(server.port, `slow${serial.next++}`);
+    stages[1]!.sessions.push(session);
+  }
+  for (let index = 0; index < half; index++) {
+    const session = await RawSession.connect(server.port);
+    session.write(encodePreamble());
+    stages[0]!.sessions.push(session);
+  }
+  for (const stage of stages) {
+    for (const session of stage.sessions) {
+      stage.startedAt.push(performance.now());
+      await session.writeAll(big.subarray(0, big.length - heldBack), performance.now() + 2000);
+    }
+  }
+  await Bun.sleep(200);
+  const peak = await processPssBytes(server.pid);
+  let peakSeen = peak;
+  const all = stages.flatMap((stage) => stage.sessions);
+  const watchEnd = performance.now() + options.slowlorisWatchMs;
+  let dripped = 0;
+  while (performance.now() < watchEnd && all.some((session) => !session.closed)) {
+    await Bun.sleep(options.slowlorisDripMs);
+    dripped++;
+    if (dripped < heldBack) {
+      const offset = big.length - heldBack + dripped - 1;
+      for (const session of all) if (!session.closed) session.write(big.subarray(offset, offset + 1));
+    }
+    const now = await processPssBytes(server.pid);
+    if (now !== null && (peakSeen === null || now > peakSeen)) peakSeen = now;
+  }
+  const after = await processPssBytes(server.pid);
+  const results: SlowlorisResult[] = stages.map(({ stage, sessions, startedAt }) => {
+    const deadlineMs = stage === "authenticating" ? Math.min(loginTimeoutMs, completionMs) : completionMs;
+    const closedAfter = sessions
+      .map((session, index) => (session.closedAtMs === null ? null : session.closedAtMs - startedAt[index]!))
+      .filter((value): value is number => value !== null);
+    const codes: Record<string, number> = {};
+    for (const session of sessions) {
+      const code = session.closed ? (session.closeCode ?? "closed") : "open";
+      codes[code] = (codes[code] ?? 0) + 1;
+    }
+    // Slack: two timer ticks and a little scheduling.
+    const bound = deadlineMs + 2 * tickMs + 250;
+    return {
+      sessions: sessions.length,
+      stage,
+      deadlineMs,
+      closed: closedAfter.length,
+      closedWithinDeadline: closedAfter.filter((value) => value <= bound).length,
+      closedAfterMs: {
+        min: closedAfter.length === 0 ? null : Math.round(Math.min(...closedAfter)),
+        max: closedAfter.length === 0 ? null : Math.round(Math.max(...closedAfter)),
+      },
+      codes,
+    };
+  });
+  for (const session of all) session.close();
+  return { results, pssBytes: { before, peak: peakSeen, after } };
+}
+
+/** Receipts paced just under the rate limit into an offline device's queue; then a friend's message to it. */
+async function receiptFlood(
+  options: FloodOptions,
+  random: Random,
+): Promise<{ receiptsWritten: number; queueMessagesMax: number; friendAccepted: boolean; friendAnswer: string }> {
+  const queueMessagesMax = 1000;
+  const dataDir = mkdtempSync(join(tmpdir(), "switchboard-receipts-"));
+  const server = await startServerChild({
+    dataDir,
+    flags: { ...options.flags, "queue-messages-max": queueMessagesMax },
+  });
+  try {
+    const victim = await registerAccount(server.port, "victim");
+    const friend = await RawSession.registered(server.port, "friend");
+    const flooders: RawSession[] = [];
+    for (let index = 0; index < 4; index++) flooders.push(await RawSession.registered(server.port, `rcpt${index}`));
+    const rate = limitFlag(options.flags, "rate-stanzas-per-second", defaultLimits.rateStanzasPerSecond);
+    const perTickMs = 50;
+    const perTick = Math.max(1, Math.floor((rate * 0.9 * perTickMs) / 1000));
+    const deadline = performance.now() + options.receiptFloodMs;
+    let receiptsWritten = 0;
+    let clientId = 1;
+    while (performance.now() < deadline && flooders.some((session) => !session.closed)) {
+      for (const session of flooders) {
+        for (let index = 0; index < perTick; index++) {
+          const ids = Array.from({ length: 1 + random.below(4) }, () => clientId++);
+          if (
+            session.write(codec.encode({ kind: "receipt", type: 2, to: victim.account, toDevice: 1, clientIds: ids })) >
+            0
+          )
+            receiptsWritten++;
+        }
+      }
+      await Bun.sleep(perTickMs);
+    }
+    await Bun.sleep(200);
+    friend.write(codec.encode({ kind: "send", clientId: 1, to: victim.account, payload: random.bytes(20) }));
+    const answerDeadline = performance.now() + 5000;
+    let friendAnswer = "no answer";
+    let friendAccepted = false;
+    while (performance.now() < answerDeadline) {
+      const answer = friend.received.find(
+        (stanza) =>
+          (stanza.kind === "serverAck" && stanza.clientId === 1) || (stanza.kind === "error" && stanza.clientId === 1),
+      );
+      if (answer !== undefined) {
+        friendAccepted = answer.kind === "serverAck";
+        friendAnswer =
+          answer.kind === "serverAck" ? "serverAck" : `error ${answer.kind === "error" ? answer.code : ""}`;
+        break;
+      }
+      await Bun.sleep(10);
+    }
+    for (const session of [...flooders, friend]) session.close();
+    return { receiptsWritten, queueMessagesMax, friendAccepted, friendAnswer };
+  } finally {
+    await server.kill("SIGKILL");
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+export async function runFloods(partial: Partial<FloodOptions> = {}): Promise<{ summary: FloodSummary }> {
+  const options: FloodOptions = { ...defaultFloodOptions, ...partial };
+  for (const kind of options.kinds) if (!floodKinds.includes(kind)) throw new Error(`unknown flood kind ${kind}`);
+  const log = options.log;
+  const random = new Random(options.seed);
+  const dataDir = mkdtempSync(join(tmpdir(), "switchboard-flood-"));
+  let server: ServerChild | null = null;
+  let probe: ProbePair | null = null;
+  try {
+    server = await startServerChild({ dataDir, flags: options.flags });
+    const port = server.port;
+    log(`flood: seed ${options.seed}, server pid ${server.pid}, flags ${JSON.stringify(options.flags)}`);
+    probe = await ProbePair.create(() => port, "flood");
+    const victim = await registerAccount(port, "flood-victim");
+    probe.start(10);
+    const baselineStart = performance.now();
+    await Bun.sleep(options.baselineMs);
+    const baselineTrips = distribution(probe.between(baselineStart, performance.now()));
+    const baseline = {
+      count: baselineTrips.count,
+      p50Ms: round(baselineTrips.p50, 2),
+      p99Ms: round(baselineTrips.p99, 2),
+    };
+    log(`flood: baseline ${baseline.count} round trips, p50 ${baseline.p50Ms} ms, p99 ${baseline.p99Ms} ms`);
+    const serial = { next: 1 };
+    const kinds: KindResult[] = [];
+    for (const kind of options.kinds) {
+      const result = await floodOneKind(
+        server,
+        kind,
+        options,
+        random,
+        probe,
+        baselineTrips.p99,
+        victim.account,
+        serial,
+      );
+      kinds.push(result);
+      const closes = result.flooders
+        .map(
+          (flooder) =>
+            `${flooder.closedAfterMs === null ? "open" : `${flooder.closedAfterMs} ms`} (${flooder.code ?? "-"})`,
+        )
+        .join(", ");
+      log(
+        `flood ${kind}: pair p50 ${result.pair.p50Ms} ms p99 ${result.pair.p99Ms} ms (${result.pair.p99Ratio}x baseline, ` +
+          `${result.p99WithinGoal ? "ok" : "over goal"}); flooders closed: ${closes}` +
+          `${result.allClosedWithinGoal ? "" : " -- not all within the goal"}`,
+      );
+      await Bun.sleep(300);
+    }
+    let slow: FloodSummary["slowloris"] = null;
+    if (options.slowlorisSessions > 0) {
+      slow = await slowloris(server, options, serial);
+      for (const result of slow.results) {
+        log(
+          `slowloris ${result.stage}: ${result.closed}/${result.sessions} closed (${result.closedWithinDeadline} within ` +
+            `the ${result.deadlineMs} ms deadline), after ${result.closedAfterMs.min}..${result.closedAfterMs.max} ms, ` +
+            `codes ${JSON.stringify(result.codes)}`,
+        );
+      }
+      const mib = (bytes: number | null) => (bytes === null ? "?" : `${round(bytes / 1048576, 1)} MiB`);
+      log(
+        `slowloris: server PSS before ${mib(slow.pssBytes.before)}, peak ${mib(slow.pssBytes.peak)}, after ${mib(slow.pssBytes.after)}`,
+      );
+    }
+    probe.stopSending();
+    const settled = await probe.settle(5000);
+    const counts = probe.ledger.counts();
+    let receipts: FloodSummary["receiptFlood"] = null;
+    if (options.receiptFlood) {
+      receipts = await receiptFlood(options, random);
+      log(
+        `receipt flood: ${receipts.receiptsWritten} receipts into an offline device's queue (queueMessagesMax ` +
+          `${receipts.queueMessagesMax}); a friend's message then: ${receipts.friendAnswer}`,
+      );
+    }
+    const summary: FloodSummary = {
+      kind: "flood",
+      seed: options.seed,
+      baseline,
+      kinds,
+      slowloris: slow,
+      receiptFlood: receipts,
+      probe: { lost: counts.lost + (settled ? 0 : counts.unsettled), disconnects: probe.disconnects },
+      ok:
+        kinds.every((result) => result.allClosedWithinGoal && result.p99WithinGoal) &&
+        (slow === null || slow.results.every((result) => result.closedWithinDeadline === result.sessions)) &&
+        (receipts === null || receipts.friendAccepted) &&
+        counts.lost === 0 &&
+        settled,
+    };
+    log(JSON.stringify(summary));
+    return { summary };
+  } finally {
+    probe?.stop();
+    await server?.kill("SIGKILL");
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
