@@ -69,8 +69,10 @@ describe("a stolen copy of the database", () => {
     const server = await startTestServer({ registration: "invite" });
     cleanups.push(() => server.stop());
     const aliceKey = newDeviceKey();
+    // Issued before connecting: the session must log in within the test limits' loginTimeoutMs.
+    const aliceInvite = await issueInvite(server.dataDir);
     const alice = await connect(server);
-    await alice.register("alice", aliceKey, await issueInvite(server.dataDir));
+    await alice.register("alice", aliceKey, aliceInvite);
     await alice.next("queueEmpty");
     const invite = await issueInvite(server.dataDir);
     alice.sendStanza({ kind: "linkCreate", clientId: alice.clientId() });
