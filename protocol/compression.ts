@@ -15,20 +15,36 @@ export interface Compressor {
 }
 
 /**
- * The preset dictionary of token dictionary version 1. DEFLATE matches against its last bytes first, so the most
- * common strings come last. It holds what compressible frames repeat: MessagePack shapes of device lists and
- * error messages. Changing it changes the wire format: a new dictionary needs a new dictionary version.
+ * The preset dictionary of token dictionary version 1. DEFLATE matches against its last bytes first (a nearer match
+ * costs fewer bits), so the most common strings come last. It holds what compressible frames repeat: the messages of
+ * the reference server's error and goaway frames, and MessagePack shapes of device lists (the one kind the server
+ * compresses today, so it comes last). Changing it changes the wire format: a new dictionary needs a new dictionary
+ * version; so the texts stay as they are here when the server's messages change later.
  */
 export const presetDictionary: Uint8Array = joinBytes(
   new TextEncoder().encode(
+    // The texts of server/*.ts when dictionary version 1 was frozen, least common first. A message with a variable
+    // part (a number, a handle) is written without it: DEFLATE matches the parts on either side.
     [
-      "device-list mismatch: missing devices, extra devices",
-      "rate limited; slow down",
-      "queue full for recipient device",
-      "unknown account",
-      "unknown device",
-      "server shutting down; reconnect later",
+      "handle  is taken",
+      "invite code unknown, used or expired",
+      "link code unknown, used or expired",
+      "no device can be added to this account",
+      "an account has at most  devices",
+      "this device was removed from its account",
       "replaced by a newer login of this device",
+      "server full",
+      "server shutting down",
+      "an account keeps at least one device",
+      "no such device",
+      "the recipient has no other device",
+      "client id  is older than the retry window; use a new id",
+      "payload over  bytes",
+      "server busy; retry",
+      "no account",
+      "queue of device  is full; retry later",
+      "rate limited; slow down",
+      "payloads do not match the recipient's devices",
     ].join("\n"),
   ),
   // Device-list entries: [device, createdAtSeconds (uint32), lastSeenAtSeconds (uint32)]. Raw bytes, not text: as a

@@ -5,6 +5,7 @@ import { type DecodeResult, FrameCodec, headerCompressedBit, headerKindMask } fr
 import { FrameReader } from "./frame-reader.ts";
 import { Random, randomStanza } from "./fuzz.ts";
 import { assertLimits, defaultLimits, frameLengthVarintBytesMax, type Limits, testLimits } from "./limits.ts";
+import { isWellFormedUtf8 } from "./msgpack-scan.ts";
 import type { SendStanza, Stanza } from "./stanzas.ts";
 import { StanzaKind, type StanzaKindName } from "./tokens.ts";
 import {
@@ -373,6 +374,170 @@ describe("limits", () => {
   });
 });
 
+/** A lookup frame (client id 45) whose handle is the raw `bytes`, as a str 8 (so any length up to 255). */
+function lookupWithRawHandle(bytes: readonly number[]): Uint8Array {
+  return hexToBytes(
+    frameOf(
+      StanzaKind.lookup,
+      `922dd9${bytes.length.toString(16).padStart(2, "0")}${bytesToHex(Uint8Array.from(bytes))}`,
+    ),
+  );
+}
+
+/** A whole frame (canonical length varint, header byte, body) around a body given in hex. */
+function frameOf(header: number, bodyHex: string): string {
+  const length = 1 + bodyHex.length / 2;
+  const prefix = length < 0x80 ? [length] : [(length & 0x7f) | 0x80, length >> 7];
+  return bytesToHex(Uint8Array.from([...prefix, header])) + bodyHex;
+}
+
+function errorCodeOf(result: DecodeResult): number | string {
+  return result.status === "error" ? result.error.code : result.status;
+}
+
+describe("strings are well-formed UTF-8 (RFC 3629)", () => {
+  // Every edge of the encoding that is allowed: the last and first code point of each length, the ones around the
+  // surrogates, and the last code point of Unicode.
+  const wellFormed: ReadonlyArray<readonly [string, number[]]> = [
+    ["U+007F", [0x7f]],
+    ["U+0080", [0xc2, 0x80]],
+    ["U+07FF", [0xdf, 0xbf]],
+    ["U+0800", [0xe0, 0xa0, 0x80]],
+    ["U+D7FF", [0xed, 0x9f, 0xbf]],
+    ["U+E000", [0xee, 0x80, 0x80]],
+    ["U+FFFF", [0xef, 0xbf, 0xbf]],
+    ["U+10000", [0xf0, 0x90, 0x80, 0x80]],
+    ["U+10FFFF", [0xf4, 0x8f, 0xbf, 0xbf]],
+  ];
+  const illFormed: ReadonlyArray<readonly [string, number[]]> = [
+    ["a lone continuation byte", [0x80]],
+    ["0xff", [0xff]],
+    ["0xfe", [0xfe]],
+    ["overlong NUL (c0 80)", [0xc0, 0x80]],
+    ["overlong '/' (c0 af)", [0xc0, 0xaf]],
+    ["overlong 2-byte lead c1", [0xc1, 0xbf]],
+    ["overlong 3-byte form (e0 9f bf)", [0xe0, 0x9f, 0xbf]],
+    ["overlong 4-byte form (f0 8f bf bf)", [0xf0, 0x8f, 0xbf, 0xbf]],
+    ["high surrogate U+D800 (ed a0 80)", [0xed, 0xa0, 0x80]],
+    ["low surrogate U+DFFF (ed bf bf)", [0xed, 0xbf, 0xbf]],
+    ["U+110000 (f4 90 80 80)", [0xf4, 0x90, 0x80, 0x80]],
+    ["lead f5", [0xf5, 0x80, 0x80, 0x80]],
+    ["a 2-byte character cut short", [0x61, 0xc3]],
+    ["a 3-byte character cut short", [0xe2, 0x82]],
+    ["a 4-byte character cut short", [0xf0, 0x9f, 0x98]],
+    ["a lead byte followed by ASCII (c3 28)", [0xc3, 0x28]],
+    ["a third byte that is not a continuation", [0xe2, 0x82, 0x41]],
+  ];
+
+  test.each(wellFormed)("%s is accepted and decodes to that code point", (name, bytes) => {
+    const decoded = expectFrame(codec.decode(lookupWithRawHandle(bytes)));
+    const handle = (decoded.stanza as { handle: string }).handle;
+    expect(handle.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")).toBe(name.slice(2));
+    expect([...new TextEncoder().encode(handle)]).toEqual(bytes);
+  });
+
+  test.each(illFormed)(
+    "%s is malformedBody, short or long (the two decoding paths of the MessagePack library)",
+    (_name, bytes) => {
+      expect(isWellFormedUtf8(Uint8Array.from(bytes), 0, bytes.length)).toBe(false);
+      expect(errorCodeOf(codec.decode(lookupWithRawHandle(bytes)))).toBe(ErrorCode.malformedBody);
+      // Past 200 bytes @msgpack/msgpack decodes with TextDecoder (which would substitute U+FFFD) instead of its own
+      // code (which would decode some of these as other characters): refused all the same, in an error's message.
+      const long = [...new Array(220).fill(0x61), ...bytes];
+      const error = frameOf(
+        StanzaKind.error,
+        `93ccc9c0d9${long.length.toString(16)}${bytesToHex(Uint8Array.from(long))}`,
+      );
+      expect(errorCodeOf(codec.decode(hexToBytes(error)))).toBe(ErrorCode.malformedBody);
+    },
+  );
+
+  test("isWellFormedUtf8 agrees with a fatal TextDecoder on random byte strings", () => {
+    const random = new Random(seed);
+    const strict = new TextDecoder("utf-8", { fatal: true });
+    // Bytes drawn mostly from the lead and continuation ranges, so that near-valid sequences are common.
+    const pool = [0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1, 0xc2, 0xdf, 0xe0, 0xed, 0xef];
+    pool.push(0xf0, 0xf4, 0xf5, 0xff);
+    let wellFormedSeen = 0;
+    for (let round = 0; round < 20_000; round++) {
+      const bytes = Uint8Array.from({ length: random.below(7) }, () =>
+        random.below(4) === 0 ? random.below(256) : random.pick(pool),
+      );
+      let expected = true;
+      try {
+        strict.decode(bytes);
+      } catch {
+        expected = false;
+      }
+      if (expected) wellFormedSeen++;
+      expect([bytesToHex(bytes), isWellFormedUtf8(bytes, 0, bytes.length)]).toEqual([bytesToHex(bytes), expected]);
+    }
+    expect(wellFormedSeen).toBeGreaterThan(1000);
+  });
+});
+
+describe("when two errors hold, the first check in decoding order gives the code", () => {
+  // The order of PROTOCOL.md section 4: length prefix, header byte, inflate, structure (one scan in byte order, then
+  // the MessagePack limits), fields. Each row breaks two stages at once; the earlier stage must win.
+  const cases: ReadonlyArray<readonly [string, string, keyof typeof ErrorCode]> = [
+    ["overlong length varint, reserved header bit", "82004e90", "malformedFrame"],
+    ["declared length past frameBytesMax, reserved header bit", "feff034e", "frameTooLarge"],
+    ["reserved header bit, unknown kind 0", frameOf(0x40, "90"), "malformedFrame"],
+    ["reserved header bit, invalid deflate", frameOf(0x40 | 0x80 | StanzaKind.ping, "07"), "malformedFrame"],
+    ["unknown kind, invalid deflate", frameOf(0x80 | 24, "07"), "unknownKind"],
+    ["unknown kind, body not MessagePack", frameOf(24, "c1"), "unknownKind"],
+    ["invalid deflate, nothing else checkable", frameOf(0x80 | StanzaKind.ack, "07"), "badCompression"],
+    ["nesting too deep, then trailing bytes", frameOf(StanzaKind.deviceList, "922f9191919000"), "nestingTooDeep"],
+    ["invalid byte c1, then nesting too deep", frameOf(StanzaKind.deviceList, "92c191919190"), "malformedBody"],
+    ["nesting too deep, then invalid byte c1", frameOf(StanzaKind.deviceList, "929191919190c1"), "nestingTooDeep"],
+    ["ill-formed UTF-8, then nesting too deep", frameOf(StanzaKind.deviceList, "93a1ff91919190"), "malformedBody"],
+    [
+      "string over stringBytesMax, then nesting too deep",
+      frameOf(StanzaKind.goaway, `94cd013900da0101${"61".repeat(257)}91919190`),
+      "nestingTooDeep",
+    ],
+    [
+      "a map (refused by the limits), then nesting too deep",
+      frameOf(StanzaKind.ping, "9281a16101919191c0"),
+      "nestingTooDeep",
+    ],
+    [
+      "string where an id is expected, then trailing bytes",
+      frameOf(StanzaKind.serverAck, "91a2343200"),
+      "malformedBody",
+    ],
+    ["ill-formed UTF-8 where an id is expected", frameOf(StanzaKind.serverAck, "91a1ff"), "malformedBody"],
+    [
+      "an array over arrayItemsMax of wrong types",
+      frameOf(StanzaKind.ack, `dc0101${"c0".repeat(257)}`),
+      "malformedBody",
+    ],
+    [
+      "two wrong fields: the code is the same, the message names the first",
+      frameOf(StanzaKind.ack, "91c0"),
+      "wrongFieldType",
+    ],
+  ];
+
+  test.each(cases)("%s", (_name, hex, codeName) => {
+    expect(errorCodeOf(codec.decode(hexToBytes(hex)))).toBe(ErrorCode[codeName]);
+  });
+
+  test("the header is checked only once the whole frame is there; a too-large length at once", () => {
+    const reservedBit = hexToBytes(frameOf(0x40 | StanzaKind.ping, "90"));
+    expect(codec.decode(reservedBit.subarray(0, 2)).status).toBe("more");
+    expect(errorCodeOf(codec.decode(reservedBit))).toBe(ErrorCode.malformedFrame);
+    expect(errorCodeOf(codec.decode(hexToBytes("feff03")))).toBe(ErrorCode.frameTooLarge);
+  });
+
+  test("of several wrong fields, the message names the first in field order", () => {
+    const result = codec.decode(hexToBytes(frameOf(StanzaKind.deviceRemove, "92c0c0")));
+    expect(result.status === "error" && result.error.message).toBe(
+      "deviceRemove: clientId must be an unsigned 32-bit integer",
+    );
+  });
+});
+
 describe("PROTOCOL.md stays in line with the code", async () => {
   const spec = await Bun.file(new URL("../PROTOCOL.md", import.meta.url)).text();
 
@@ -414,6 +579,18 @@ describe("PROTOCOL.md stays in line with the code", async () => {
     for (const vector of golden.budgets) {
       expect(spec).toContain(`| \`${vector.kind}\` | ${vector.bytes} | ${vector.budgetBytesMax} |`);
     }
+  });
+
+  test("the vector files' section names every field of both files and of their entries", () => {
+    const section = spec.slice(spec.indexOf("### The test vector files"), spec.indexOf("## 2. Transport"));
+    expect(section.length).toBeGreaterThan(1000);
+    const entries = (list: unknown): Record<string, unknown>[] => (Array.isArray(list) ? list : []);
+    const fields = new Set<string>([...Object.keys(golden), ...Object.keys(badInputs)]);
+    for (const list of Object.values(golden).concat([badInputs.inputs])) {
+      for (const entry of entries(list)) for (const key of Object.keys(entry)) fields.add(key);
+    }
+    const missing = [...fields].filter((field) => !section.includes(`\`${field}\``));
+    expect(missing).toEqual([]);
   });
 });
 

@@ -1,9 +1,50 @@
 // A structural pre-scan of a MessagePack body: walks the tokens without building values, to refuse nesting deeper
 // than the limit before the real decoder sees it. @msgpack/msgpack has no depth option; its decoder is iterative, so
 // depth cannot overflow the stack, but a frame of 60,000 nested arrays would still cost 60,000 allocations.
-// The scan is cheap: it skips string and binary contents by their length, so a payload is never touched.
+// The scan is cheap: it skips binary contents by their length, so a payload is never touched. It reads string
+// contents, to refuse ill-formed UTF-8: @msgpack/msgpack would decode it loosely, and differently by length (its own
+// decoder below 200 bytes turns `c0 af` into "/", TextDecoder above turns bad bytes into U+FFFD), so a string's
+// meaning would depend on the decoder. Strings are short (handles, codes, messages), so this costs little.
 
-export type ScanResult = "ok" | "tooDeep" | "truncated" | "trailing" | "invalid";
+export type ScanResult = "ok" | "tooDeep" | "truncated" | "trailing" | "invalid" | "badUtf8";
+
+/**
+ * Whether bytes[start..end) is well-formed UTF-8 as RFC 3629 defines it: no overlong forms, no surrogates
+ * (U+D800..U+DFFF), nothing above U+10FFFF, no stray or missing continuation bytes.
+ */
+export function isWellFormedUtf8(bytes: Uint8Array, start: number, end: number): boolean {
+  let index = start;
+  while (index < end) {
+    const lead = bytes[index]!;
+    if (lead < 0x80) {
+      index++;
+      continue;
+    }
+    // The continuation bytes needed, and the allowed range of the first one (it excludes overlong forms,
+    // surrogates and code points past U+10FFFF); later continuation bytes are 0x80..0xbf.
+    let continuations: number;
+    let low = 0x80;
+    let high = 0xbf;
+    if (lead >= 0xc2 && lead <= 0xdf) continuations = 1;
+    else if (lead >= 0xe0 && lead <= 0xef) {
+      continuations = 2;
+      if (lead === 0xe0) low = 0xa0;
+      else if (lead === 0xed) high = 0x9f;
+    } else if (lead >= 0xf0 && lead <= 0xf4) {
+      continuations = 3;
+      if (lead === 0xf0) low = 0x90;
+      else if (lead === 0xf4) high = 0x8f;
+    } else return false; // 0x80..0xc1 (a continuation byte or an overlong lead), 0xf5..0xff
+    if (index + continuations >= end) return false;
+    const first = bytes[index + 1]!;
+    if (first < low || first > high) return false;
+    for (let offset = 2; offset <= continuations; offset++) {
+      if ((bytes[index + offset]! & 0xc0) !== 0x80) return false;
+    }
+    index += continuations + 1;
+  }
+  return true;
+}
 
 /** Byte length of the value's fixed part after the type byte, or -1 for types handled apart. */
 function scalarTail(type: number): number {
@@ -65,8 +106,11 @@ export function scanMsgpack(bytes: Uint8Array, offset: number, end: number, dept
     }
     let length = -1;
     let items = -1;
-    if (type >= 0xa0 && type <= 0xbf) length = type & 0x1f;
-    else if (type >= 0x90 && type <= 0x9f) items = type & 0x0f;
+    let text = false;
+    if (type >= 0xa0 && type <= 0xbf) {
+      length = type & 0x1f;
+      text = true;
+    } else if (type >= 0x90 && type <= 0x9f) items = type & 0x0f;
     else if (type >= 0x80 && type <= 0x8f) items = (type & 0x0f) * 2;
     else if (type === 0xc1)
       return "invalid"; // never used; checked before its (absent) size would be read
@@ -85,10 +129,13 @@ export function scanMsgpack(bytes: Uint8Array, offset: number, end: number, dept
         case 0xc4:
         case 0xc5:
         case 0xc6: // bin
+          length = size;
+          break;
         case 0xd9:
         case 0xda:
         case 0xdb: // str
           length = size;
+          text = true;
           break;
         case 0xc7:
         case 0xc8:
@@ -108,6 +155,10 @@ export function scanMsgpack(bytes: Uint8Array, offset: number, end: number, dept
       }
     }
     if (length >= 0) {
+      if (text) {
+        if (position + length > end) return "truncated";
+        if (!isWellFormedUtf8(bytes, position, position + length)) return "badUtf8";
+      }
       position += length;
       continue;
     }

@@ -67,7 +67,7 @@ describe("zlibCompressor", () => {
   });
 
   test("uses the preset dictionary (a dictionary-only match compresses far below its plain size)", () => {
-    const text = new TextEncoder().encode("device-list mismatch: missing devices, extra devices");
+    const text = new TextEncoder().encode("payloads do not match the recipient's devices");
     expect(zlibCompressor.deflate(text).length).toBeLessThan(12);
   });
 

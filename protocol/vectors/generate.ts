@@ -5,7 +5,9 @@
 //
 // Also the place of the small JSON helpers the test kit shares: bytes travel in JSON as {"hex": "..."}.
 
+import { createPrivateKey, createPublicKey, sign, verify } from "node:crypto";
 import { deflateSync } from "fflate";
+import { linkMessage, loginMessage, registerMessage } from "../auth-message.ts";
 import { presetDictionary } from "../compression.ts";
 import { ErrorCode, type ErrorCodeName, errorCodeName, ProtocolError } from "../errors.ts";
 import { FrameCodec } from "../frame-codec.ts";
@@ -86,6 +88,25 @@ export interface PreambleVector {
   readonly codeName?: string;
 }
 
+/**
+ * A signed message (PROTOCOL.md section 9) with a real Ed25519 signature: the private key's 32-byte seed, its
+ * public key, the exact bytes signed, and the signature (Ed25519 is deterministic, so it is the only one).
+ */
+export interface SignedMessageVector {
+  readonly name: string;
+  readonly kind: "login" | "register" | "link";
+  readonly nonceHex: string;
+  readonly serverName: string;
+  readonly account?: number;
+  readonly device?: number;
+  readonly handle?: string;
+  readonly code?: string;
+  readonly messageHex: string;
+  readonly seedHex: string;
+  readonly publicKeyHex: string;
+  readonly signatureHex: string;
+}
+
 export interface GoldenFile {
   readonly description: string;
   readonly limits: "default";
@@ -95,6 +116,7 @@ export interface GoldenFile {
   readonly preambles: readonly PreambleVector[];
   readonly frames: readonly FrameVector[];
   readonly budgets: readonly BudgetVector[];
+  readonly signedMessages: readonly SignedMessageVector[];
 }
 
 export interface BadInput {
@@ -121,6 +143,8 @@ const nonce = pattern(32, 0x00);
 const publicKey = pattern(32, 0xa0);
 const signature = pattern(64, 0x40);
 const payload20 = pattern(20, 0x80);
+/** The name the sample client dialed (signed in login, register and link). */
+const serverName = "chat.example.com";
 const time = 1_763_800_000; // 2025-11-22T08:26:40Z
 const alice = 1_000_001;
 const bob = 1_000_002;
@@ -153,16 +177,16 @@ const frameCases: readonly FrameCase[] = [
       payloadBytesMax: 61440,
     },
   },
-  { name: "login", stanza: { kind: "login", account: alice, device: 1, signature } },
+  { name: "login", stanza: { kind: "login", account: alice, device: 1, signature, serverName } },
   {
     name: "register with an invite",
-    stanza: { kind: "register", invite: "K7QX-93FD", handle: "alice", publicKey, signature },
+    stanza: { kind: "register", invite: "K7QX-93FD", handle: "alice", publicKey, signature, serverName },
   },
   {
     name: "register in open mode (invite null)",
-    stanza: { kind: "register", invite: null, handle: "bob", publicKey, signature },
+    stanza: { kind: "register", invite: null, handle: "bob", publicKey, signature, serverName: "localhost" },
   },
-  { name: "link", stanza: { kind: "link", code: "482913", publicKey, signature } },
+  { name: "link", stanza: { kind: "link", code: "482913", publicKey, signature, serverName } },
   { name: "welcome", stanza: { kind: "welcome", account: alice, device: 2, lastClientId: 41 } },
   { name: "welcome of a new device", stanza: { kind: "welcome", account: bob, device: 1, lastClientId: 0 } },
   {
@@ -184,7 +208,12 @@ const frameCases: readonly FrameCase[] = [
   { name: "serverAck", stanza: { kind: "serverAck", clientId: 42 } },
   {
     name: "error answering a send (queueFull)",
-    stanza: { kind: "error", code: ErrorCode.queueFull, clientId: 44, message: "queue full for recipient device" },
+    stanza: {
+      kind: "error",
+      code: ErrorCode.queueFull,
+      clientId: 44,
+      message: "queue of device 2 is full; retry later",
+    },
   },
   {
     name: "error for the session (unexpectedStanza, no client id, no message)",
@@ -196,7 +225,7 @@ const frameCases: readonly FrameCase[] = [
       kind: "error",
       code: ErrorCode.deviceMismatch,
       clientId: 43,
-      message: "device-list mismatch: missing devices, extra devices",
+      message: "payloads do not match the recipient's devices",
       missingDevices: [2],
       extraDevices: [3],
     },
@@ -215,8 +244,9 @@ const frameCases: readonly FrameCase[] = [
   },
   { name: "ack", stanza: { kind: "ack", seq: 7 } },
   {
-    name: "receipt, delivered",
-    stanza: { kind: "receipt", type: ReceiptType.delivered, to: alice, toDevice: 1, clientIds: [42] },
+    // Clients send read receipts only: delivered receipts come from the server (PROTOCOL.md, receipt).
+    name: "receipt, read, one message",
+    stanza: { kind: "receipt", type: ReceiptType.read, to: alice, toDevice: 1, clientIds: [42] },
   },
   {
     name: "receipt, read, three messages",
@@ -244,7 +274,7 @@ const frameCases: readonly FrameCase[] = [
       kind: "goaway",
       code: ErrorCode.shuttingDown,
       retryAfterMs: 12_500,
-      message: "server shutting down; reconnect later",
+      message: "server shutting down",
     },
   },
   { name: "goaway, replaced", stanza: { kind: "goaway", code: ErrorCode.replaced, retryAfterMs: 0, message: null } },
@@ -252,7 +282,11 @@ const frameCases: readonly FrameCase[] = [
   { name: "lookupResult, found", stanza: { kind: "lookupResult", clientId: 45, account: bob, devices: [1, 3] } },
   { name: "lookupResult, no such handle", stanza: { kind: "lookupResult", clientId: 45, account: null, devices: [] } },
   { name: "linkCreate", stanza: { kind: "linkCreate", clientId: 46 } },
-  { name: "linkCode", stanza: { kind: "linkCode", clientId: 46, code: "482913", expiresAtSeconds: time + 600 } },
+  {
+    // Shaped as the server makes them (randomCode in server/account-requests.ts): 16 base32 characters, 80 bits.
+    name: "linkCode",
+    stanza: { kind: "linkCode", clientId: 46, code: "k7qxm93fdr2hwtne", expiresAtSeconds: time + 600 },
+  },
   { name: "devices", stanza: { kind: "devices", clientId: 47 } },
   { name: "deviceList, two devices", stanza: { kind: "deviceList", clientId: 47, devices: deviceInfos(2) } },
   { name: "deviceRemove", stanza: { kind: "deviceRemove", clientId: 48, device: 3 } },
@@ -262,15 +296,16 @@ const frameCases: readonly FrameCase[] = [
     compress: true,
   },
   {
-    name: "error with a long message, compressed",
+    // A sender with a stale list of 6 devices, to an account that has 16 others now (device numbers are never reused,
+    // so an account that linked many devices has numbers past 127, two bytes each): a body over compressionBodyBytesMin.
+    name: "error with long device lists (deviceMismatch), compressed",
     stanza: {
       kind: "error",
       code: ErrorCode.deviceMismatch,
       clientId: 50,
-      message:
-        "device-list mismatch: missing devices, extra devices; unknown device 9; unknown device 10; unknown device 11",
-      missingDevices: [2, 4, 5],
-      extraDevices: [9, 10, 11],
+      message: "payloads do not match the recipient's devices",
+      missingDevices: Array.from({ length: 16 }, (_, index) => 140 + index),
+      extraDevices: [128, 129, 130, 131, 132, 133],
     },
     compress: true,
   },
@@ -364,6 +399,59 @@ function preambleVectors(): PreambleVector[] {
   ];
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Signed messages, with a fixed key so that other-language clients can check their bytes and their signer
+
+/** PKCS#8 DER of an Ed25519 private key is this prefix and the 32-byte seed (RFC 8410). */
+const pkcs8Ed25519Prefix = "302e020100300506032b657004220420";
+const signingSeed = pattern(32, 0x60);
+
+function signedMessageVectors(): SignedMessageVector[] {
+  const privateKey = createPrivateKey({
+    key: Buffer.from(pkcs8Ed25519Prefix + bytesToHex(signingSeed), "hex"),
+    format: "der",
+    type: "pkcs8",
+  });
+  const spki = createPublicKey(privateKey).export({ format: "der", type: "spki" });
+  const publicKeyHex = bytesToHex(new Uint8Array(spki.subarray(spki.length - 32)));
+  const cases = [
+    {
+      name: "login, account 1000001 device 1, dialed as chat.example.com",
+      kind: "login" as const,
+      serverName,
+      account: alice,
+      device: 1,
+      message: loginMessage(nonce, serverName, alice, 1),
+    },
+    {
+      name: "register alice, dialed as chat.example.com",
+      kind: "register" as const,
+      serverName,
+      handle: "alice",
+      message: registerMessage(nonce, serverName, "alice"),
+    },
+    {
+      name: "link with code 482913, dialed as ::1",
+      kind: "link" as const,
+      serverName: "::1",
+      code: "482913",
+      message: linkMessage(nonce, "::1", "482913"),
+    },
+  ];
+  return cases.map(({ message, ...fields }) => {
+    const signature = new Uint8Array(sign(null, message, privateKey));
+    if (!verify(null, message, createPublicKey(privateKey), signature)) throw new Error(`${fields.name}: no verify`);
+    return {
+      ...fields,
+      nonceHex: bytesToHex(nonce),
+      messageHex: bytesToHex(message),
+      seedHex: bytesToHex(signingSeed),
+      publicKeyHex,
+      signatureHex: bytesToHex(signature),
+    };
+  });
+}
+
 export function buildGolden(): GoldenFile {
   const codec = new FrameCodec({ limits: defaultLimits });
   const frames = frameCases.map((frameCase) => frameVector(codec, frameCase));
@@ -381,7 +469,9 @@ export function buildGolden(): GoldenFile {
     description:
       "Switchboard protocol golden vectors. Every frame's hex is the whole frame (length varint, header byte, " +
       "MessagePack body); value is the decoded stanza with byte fields as {hex}. Compressed frames must decode to " +
-      "their value; their deflate bytes are one valid encoding, not the only one. Generated by generate.ts.",
+      "their value; their deflate bytes are one valid encoding, not the only one. signedMessages are the exact " +
+      "bytes a device signs (PROTOCOL.md section 9) with an Ed25519 key from a fixed seed and the signature. " +
+      "Generated by generate.ts.",
     limits: "default",
     protocolVersion,
     dictionaryVersion: tokenDictionaryVersion,
@@ -389,6 +479,7 @@ export function buildGolden(): GoldenFile {
     preambles: preambleVectors(),
     frames,
     budgets,
+    signedMessages: signedMessageVectors(),
   };
 }
 
@@ -495,6 +586,11 @@ function badInputCases(): Array<{ name: string; hex: string; codeName: ErrorCode
       codeName: "wrongFieldType",
     },
     {
+      name: "login serverName that is bin, not a string",
+      hex: frameHex(k.login, `94ce000f424101${signature64}c403616263`),
+      codeName: "wrongFieldType",
+    },
+    {
       name: "missing field (login without signature)",
       hex: frameHex(k.login, "92ce000f424101"),
       codeName: "wrongFieldType",
@@ -566,6 +662,88 @@ function badInputCases(): Array<{ name: string; hex: string; codeName: ErrorCode
     {
       name: "compressed body that inflates to invalid MessagePack",
       hex: frameHex(compressedBit | k.ping, deflateHex(Uint8Array.of(0xc1))),
+      codeName: "malformedBody",
+    },
+    // strings: well-formed UTF-8 only (RFC 3629), checked while parsing, in any string, even an ignored one
+    {
+      name: "string with a byte never used in UTF-8 (ff)",
+      hex: frameHex(k.lookup, "922da362ff62"),
+      codeName: "malformedBody",
+    },
+    {
+      name: "string with an overlong form ('/' as c0 af)",
+      hex: frameHex(k.goaway, "93cd013900a2c0af"),
+      codeName: "malformedBody",
+    },
+    {
+      name: "string with a UTF-16 surrogate (ed a0 80)",
+      hex: frameHex(k.error, "93ccc9c0a3eda080"),
+      codeName: "malformedBody",
+    },
+    {
+      name: "string with a code point past U+10FFFF (f4 90 80 80)",
+      hex: frameHex(k.lookup, "922da4f4908080"),
+      codeName: "malformedBody",
+    },
+    {
+      name: "string cut inside a character (c3 at its end)",
+      hex: frameHex(k.lookup, "922da262c3"),
+      codeName: "malformedBody",
+    },
+    {
+      name: "string with a stray continuation byte (80)",
+      hex: frameHex(k.lookup, "922da3628062"),
+      codeName: "malformedBody",
+    },
+    {
+      name: "ill-formed string in an extra field a receiver ignores",
+      hex: frameHex(k.ping, "91a1ff"),
+      codeName: "malformedBody",
+    },
+    // two errors at once: the first check in decoding order gives the code (PROTOCOL.md section 4)
+    {
+      name: "two errors: declared length past frameBytesMax and reserved header bit: the length",
+      hex: "feff034e",
+      codeName: "frameTooLarge",
+    },
+    {
+      name: "two errors: reserved header bit and unknown kind 0: the reserved bit",
+      hex: frameHex(0x40, "90"),
+      codeName: "malformedFrame",
+    },
+    {
+      name: "two errors: unknown kind 24 and invalid deflate: the kind",
+      hex: frameHex(compressedBit | 24, "07"),
+      codeName: "unknownKind",
+    },
+    {
+      name: "two errors: nesting too deep, then trailing bytes: the nesting",
+      hex: frameHex(k.deviceList, "922f9191919000"),
+      codeName: "nestingTooDeep",
+    },
+    {
+      name: "two errors: invalid byte c1, then nesting too deep: the first in byte order",
+      hex: frameHex(k.deviceList, "92c191919190"),
+      codeName: "malformedBody",
+    },
+    {
+      name: "two errors: nesting too deep, then invalid byte c1: the first in byte order",
+      hex: frameHex(k.deviceList, "929191919190c1"),
+      codeName: "nestingTooDeep",
+    },
+    {
+      name: "two errors: string over stringBytesMax, then nesting too deep: the nesting (limits come after the scan)",
+      hex: frameHex(k.goaway, `94cd013900da0101${"61".repeat(257)}91919190`),
+      codeName: "nestingTooDeep",
+    },
+    {
+      name: "two errors: ill-formed string where an id is expected: the string (structure before fields)",
+      hex: frameHex(k.serverAck, "91a1ff"),
+      codeName: "malformedBody",
+    },
+    {
+      name: "two errors: string where an id is expected, then trailing bytes: the trailing bytes",
+      hex: frameHex(k.serverAck, "91a2343200"),
       codeName: "malformedBody",
     },
   ];
