@@ -57,7 +57,7 @@ async function signatureBench(timeMs: number): Promise<MicroRow[]> {
   const der = pair.publicKey.export({ format: "der", type: "spki" });
   const rawKey = new Uint8Array(der.subarray(der.length - 32));
   const nonce = crypto.getRandomValues(new Uint8Array(32));
-  const message = loginMessage(nonce, 1_000_001, 1);
+  const message = loginMessage(nonce, "127.0.0.1", 1_000_001, 1);
   const signature = signWith(pair.privateKey, message);
   const cachedKey = createPublicKey({ key: Buffer.from(der), format: "der", type: "spki" });
   let sink = 0;

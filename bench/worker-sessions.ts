@@ -9,6 +9,7 @@
 import type { KeyObject } from "node:crypto";
 import type { Socket, TCPSocketConnectOptions } from "bun";
 import {
+  canonicalServerName,
   defaultLimits,
   encodePreamble,
   FrameCodec,
@@ -437,13 +438,15 @@ export class WorkerSessions {
         slot.state = SlotState.authenticating;
         const key = this.keys[slot.index]!;
         if (slot.account !== 0) {
-          const signature = signWith(key, loginMessage(stanza.nonce, slot.account, 1));
-          this.send(slot, { kind: "login", account: slot.account, device: 1, signature });
+          const serverName = canonicalServerName(this.init.host);
+          const signature = signWith(key, loginMessage(stanza.nonce, serverName, slot.account, 1));
+          this.send(slot, { kind: "login", account: slot.account, device: 1, signature, serverName });
         } else {
           const handle = benchHandle(this.init.runSeed, this.init.keyFirst + slot.index);
-          const signature = signWith(key, registerMessage(stanza.nonce, handle));
+          const serverName = canonicalServerName(this.init.host);
+          const signature = signWith(key, registerMessage(stanza.nonce, serverName, handle));
           const publicKey = this.publicKeys[slot.index]!;
-          this.send(slot, { kind: "register", invite: null, handle, publicKey, signature });
+          this.send(slot, { kind: "register", invite: null, handle, publicKey, signature, serverName });
         }
         return;
       }

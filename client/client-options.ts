@@ -2,7 +2,7 @@
 // (TigerBeetle style: unit last). The wire limits (frame, payload, handle sizes) come from protocol/limits.ts and must
 // match the server's; the server announces only frameBytesMax in its challenge.
 
-import { defaultLimits, type Limits } from "../protocol/index.ts";
+import { canonicalServerName, defaultLimits, type Limits } from "../protocol/index.ts";
 import type { DeviceKeyPair } from "./keys.ts";
 import type { TransportFactory } from "./transport.ts";
 
@@ -79,10 +79,16 @@ export interface ClientOptions {
   readonly firstClientId?: number;
   /** How bytes travel (default: WebSocket to `url` if given, else TCP to host:port via Bun.connect). */
   readonly transport?: TransportFactory;
+  /**
+   * The server's name as signed in login, register and link (PROTOCOL.md section 9); the server refuses names that
+   * are not its own (wrongServer), so a relay cannot use the signature. Default: the host of `url`, else `host`.
+   */
+  readonly serverName?: string;
 }
 
 export interface ResolvedOptions {
   readonly host: string;
+  readonly serverName: string;
   readonly port: number;
   readonly limits: Limits;
   readonly clientLimits: ClientLimits;
@@ -105,8 +111,14 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
   }
   const pingIntervalMs = options.pingIntervalMs ?? pingIntervalMsDefault;
   if (!(pingIntervalMs > 0)) throw new TypeError("SwitchboardClient: pingIntervalMs must be > 0");
+  const host = options.host ?? "127.0.0.1";
+  const serverName = canonicalServerName(
+    options.serverName ?? (options.url !== undefined ? new URL(options.url).hostname : host),
+  );
+  if (serverName === "") throw new TypeError("SwitchboardClient: serverName must not be empty");
   return Object.freeze({
-    host: options.host ?? "127.0.0.1",
+    host,
+    serverName,
     port: options.port ?? 7420,
     limits: options.limits ?? defaultLimits,
     clientLimits: Object.freeze(clientLimits),

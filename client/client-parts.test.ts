@@ -112,7 +112,7 @@ describe("keys", () => {
   test("signatures verify on the server's side; JWK and PKCS8 round trips keep the key", async () => {
     const keyPair = await generateKeyPair();
     expect(keyPair.publicKey).toHaveLength(32);
-    const message = loginMessage(new Uint8Array(32).fill(7), 12, 3);
+    const message = loginMessage(new Uint8Array(32).fill(7), "chat.example.com", 12, 3);
     const signature = await sign(keyPair, message);
     expect(signature).toHaveLength(64);
     expect(verifyEd25519(keyPair.publicKey, message, signature)).toBe(true);
@@ -133,7 +133,7 @@ describe("keys", () => {
     const keyPair = await generateKeyPair({ extractable: false });
     expect(keyPair.privateKey.extractable).toBe(false);
     expect(keyPair.publicKey).toHaveLength(32);
-    const message = loginMessage(new Uint8Array(32).fill(9), 4, 1);
+    const message = loginMessage(new Uint8Array(32).fill(9), "localhost", 4, 1);
     expect(verifyEd25519(keyPair.publicKey, message, await sign(keyPair, message))).toBe(true);
     await expect(exportKeyPairJwk(keyPair)).rejects.toThrow();
     await expect(exportPrivateKeyPkcs8(keyPair)).rejects.toThrow();

@@ -396,23 +396,25 @@ export class SwitchboardClient {
   }
 
   private async answerChallenge(connection: Connection, nonce: Uint8Array): Promise<void> {
+    // The name this client dialed: the server refuses other names, so a relay cannot pass the signature on.
+    const serverName = this.options.serverName;
     let stanza: Stanza;
     try {
       if (this.login !== null) {
         const { account, device, keyPair } = this.login;
-        const signature = await sign(keyPair, loginMessage(nonce, account, device));
-        stanza = { kind: "login", account, device, signature };
+        const signature = await sign(keyPair, loginMessage(nonce, serverName, account, device));
+        stanza = { kind: "login", account, device, signature, serverName };
       } else {
         this.newKeyPair ??= await generateKeyPair();
         const keyPair = this.newKeyPair;
         if (this.register !== null) {
           const { handle, invite } = this.register;
-          const signature = await sign(keyPair, registerMessage(nonce, handle));
-          stanza = { kind: "register", invite, handle, publicKey: keyPair.publicKey, signature };
+          const signature = await sign(keyPair, registerMessage(nonce, serverName, handle));
+          stanza = { kind: "register", invite, handle, publicKey: keyPair.publicKey, signature, serverName };
         } else {
           const code = this.link!.code;
-          const signature = await sign(keyPair, linkMessage(nonce, code));
-          stanza = { kind: "link", code, publicKey: keyPair.publicKey, signature };
+          const signature = await sign(keyPair, linkMessage(nonce, serverName, code));
+          stanza = { kind: "link", code, publicKey: keyPair.publicKey, signature, serverName };
         }
       }
     } catch (error) {

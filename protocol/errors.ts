@@ -52,6 +52,7 @@ export const ErrorCode = Object.freeze({
   deviceRemoved: 403,
   accountRemoved: 404,
   registrationClosed: 405,
+  wrongServer: 406,
 } as const);
 
 export type ErrorCodeName = keyof typeof ErrorCode;

@@ -9,6 +9,7 @@
 // The seed is printed on start and on failure, so any failure can be replayed:
 //   bun protocol/fuzz.ts --seed 1234 --iterations 1000000 --time-ms 600000
 
+import { serverNameBytesMax } from "./auth-message.ts";
 import { errorCodeName, ProtocolError } from "./errors.ts";
 import { type DecodeResult, FrameCodec, headerCompressedBit } from "./frame-codec.ts";
 import { FrameReader } from "./frame-reader.ts";
@@ -97,6 +98,8 @@ export function randomStanza(random: Random, kind: StanzaKindName, limits: Limit
   const id = () => randomUint32(random, 1);
   const uint32 = () => randomUint32(random, 0);
   const orNull = <T>(make: () => T): T | null => (random.below(3) === 0 ? null : make());
+  // Absent (null) as from a client before the field, or a name within the decoder's limit.
+  const serverName = () => orNull(() => randomString(random, Math.min(limits.stringBytesMax, serverNameBytesMax)));
   const ids = (itemsMax: number, itemsMin = 0) =>
     Array.from({ length: random.between(itemsMin, itemsMax) }, () =>
       random.between(1, random.pick([127, 0xffff_ffff])),
@@ -115,7 +118,7 @@ export function randomStanza(random: Random, kind: StanzaKindName, limits: Limit
         payloadBytesMax: uint32(),
       };
     case "login":
-      return { kind, account: id(), device: id(), signature: random.bytes(64) };
+      return { kind, account: id(), device: id(), signature: random.bytes(64), serverName: serverName() };
     case "register":
       return {
         kind,
@@ -123,6 +126,7 @@ export function randomStanza(random: Random, kind: StanzaKindName, limits: Limit
         handle: randomString(random, limits.handleBytesMax),
         publicKey: random.bytes(32),
         signature: random.bytes(64),
+        serverName: serverName(),
       };
     case "link":
       return {
@@ -130,6 +134,7 @@ export function randomStanza(random: Random, kind: StanzaKindName, limits: Limit
         code: randomString(random, limits.stringBytesMax),
         publicKey: random.bytes(32),
         signature: random.bytes(64),
+        serverName: serverName(),
       };
     case "welcome":
       return { kind, account: id(), device: id(), lastClientId: uint32() };

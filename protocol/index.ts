@@ -1,5 +1,11 @@
 // The public face of protocol/: a pure codec (no I/O, no timers, no Bun-only APIs) shared by server and client.
-export { linkMessage, loginMessage, registerMessage } from "./auth-message.ts";
+export {
+  canonicalServerName,
+  linkMessage,
+  loginMessage,
+  registerMessage,
+  serverNameBytesMax,
+} from "./auth-message.ts";
 export { type Compressor, fflateCompressor, presetDictionary } from "./compression.ts";
 export {
   type ErrorAction,

@@ -1,6 +1,7 @@
 // Stanza <-> positional field array. The field order of each kind is the wire contract (PROTOCOL.md lists it).
 // Decoding validates every field's type and range and returns a ProtocolError (wrongFieldType) instead of throwing.
 
+import { serverNameBytesMax } from "./auth-message.ts";
 import { ErrorCode, ProtocolError } from "./errors.ts";
 import type { Limits } from "./limits.ts";
 import type { DeviceInfo, DevicePayload, Stanza } from "./stanzas.ts";
@@ -19,12 +20,13 @@ export function stanzaFields(stanza: Stanza): unknown[] {
         stanza.frameBytesMax,
         stanza.payloadBytesMax,
       ];
+    // serverName was added at the end (PROTOCOL.md section 15); null leaves it out, as a client before it did.
     case "login":
-      return [stanza.account, stanza.device, stanza.signature];
+      return withServerName([stanza.account, stanza.device, stanza.signature], stanza.serverName);
     case "register":
-      return [stanza.invite, stanza.handle, stanza.publicKey, stanza.signature];
+      return withServerName([stanza.invite, stanza.handle, stanza.publicKey, stanza.signature], stanza.serverName);
     case "link":
-      return [stanza.code, stanza.publicKey, stanza.signature];
+      return withServerName([stanza.code, stanza.publicKey, stanza.signature], stanza.serverName);
     case "welcome":
       return [stanza.account, stanza.device, stanza.lastClientId];
     case "send": {
@@ -82,6 +84,11 @@ export function stanzaFields(stanza: Stanza): unknown[] {
     case "deviceRemove":
       return [stanza.clientId, stanza.device];
   }
+}
+
+function withServerName(fields: unknown[], serverName: string | null): unknown[] {
+  if (serverName !== null) fields.push(serverName);
+  return fields;
 }
 
 /** Thrown only inside this module and turned into a returned ProtocolError at its edge. */
@@ -156,6 +163,11 @@ class FieldReader {
     return this.string(name, bytesMax);
   }
 
+  /** A field added at the end of a stanza: absent (an older sender) or nil reads as null. */
+  optionalString(name: string, bytesMax: number): string | null {
+    return this.remaining === 0 ? null : this.stringOrNull(name, bytesMax);
+  }
+
   array(name: string, itemsMax: number): readonly unknown[] {
     const value = this.next(name);
     if (!Array.isArray(value)) fail(`${name} must be an array`);
@@ -204,6 +216,7 @@ function decodeKind(kind: StanzaKindName, fields: readonly unknown[], limits: Li
         account: read.id("account"),
         device: read.id("device"),
         signature: read.bytes("signature", signatureBytes, signatureBytes),
+        serverName: read.optionalString("serverName", serverNameBytesMax),
       };
     case "register":
       return {
@@ -212,6 +225,7 @@ function decodeKind(kind: StanzaKindName, fields: readonly unknown[], limits: Li
         handle: read.string("handle", limits.handleBytesMax),
         publicKey: read.bytes("publicKey", publicKeyBytes, publicKeyBytes),
         signature: read.bytes("signature", signatureBytes, signatureBytes),
+        serverName: read.optionalString("serverName", serverNameBytesMax),
       };
     case "link":
       return {
@@ -219,6 +233,7 @@ function decodeKind(kind: StanzaKindName, fields: readonly unknown[], limits: Li
         code: read.string("code", limits.stringBytesMax),
         publicKey: read.bytes("publicKey", publicKeyBytes, publicKeyBytes),
         signature: read.bytes("signature", signatureBytes, signatureBytes),
+        serverName: read.optionalString("serverName", serverNameBytesMax),
       };
     case "welcome":
       return {

@@ -31,8 +31,10 @@ export interface LoginStanza {
   readonly kind: "login";
   readonly account: number;
   readonly device: number;
-  /** Ed25519 signature of loginMessage(nonce, account, device). */
+  /** Ed25519 signature of loginMessage(nonce, serverName, account, device). */
   readonly signature: Uint8Array;
+  /** The server's name as the device dialed it (canonicalServerName); null only from clients that predate it. */
+  readonly serverName: string | null;
 }
 export interface RegisterStanza {
   readonly kind: "register";
@@ -40,15 +42,19 @@ export interface RegisterStanza {
   readonly invite: string | null;
   readonly handle: string;
   readonly publicKey: Uint8Array;
-  /** Ed25519 signature of registerMessage(nonce, handle): proof that the device holds the key. */
+  /** Ed25519 signature of registerMessage(nonce, serverName, handle): proof that the device holds the key. */
   readonly signature: Uint8Array;
+  /** The server's name as the device dialed it (canonicalServerName); null only from clients that predate it. */
+  readonly serverName: string | null;
 }
 export interface LinkStanza {
   readonly kind: "link";
   readonly code: string;
   readonly publicKey: Uint8Array;
-  /** Ed25519 signature of linkMessage(nonce, code). */
+  /** Ed25519 signature of linkMessage(nonce, serverName, code). */
   readonly signature: Uint8Array;
+  /** The server's name as the device dialed it (canonicalServerName); null only from clients that predate it. */
+  readonly serverName: string | null;
 }
 export interface WelcomeStanza {
   readonly kind: "welcome";

@@ -3,6 +3,7 @@
 // queues behind a scrape.
 
 import type { Server } from "bun";
+import { adminNames, hostAllowed } from "./server-names.ts";
 
 export interface AdminHttp {
   readonly port: number;
@@ -16,11 +17,23 @@ export interface AdminSources {
   ready(): boolean;
 }
 
-export function listenAdmin(options: { host: string; port: number }, sources: AdminSources): AdminHttp {
+export interface AdminOptions {
+  readonly host: string;
+  readonly port: number;
+  /** Names the listener answers to besides its loopback names, its bind address and IP addresses (serverNames). */
+  readonly names?: Iterable<string>;
+}
+
+export function listenAdmin(options: AdminOptions, sources: AdminSources): AdminHttp {
+  // A page whose DNS name was rebound to this address sends that name as Host: refused before anything is read.
+  const names = adminNames(options.names ?? [], options.host);
   const server: Server<undefined> = Bun.serve({
     hostname: options.host,
     port: options.port,
     async fetch(request) {
+      if (!hostAllowed(request.headers.get("host"), names, true)) {
+        return new Response("misdirected request: unknown Host\n", { status: 421 });
+      }
       const path = new URL(request.url).pathname;
       if (request.method !== "GET") return new Response("method not allowed\n", { status: 405 });
       switch (path) {

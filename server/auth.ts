@@ -18,22 +18,29 @@ import {
 } from "../protocol/index.ts";
 import type { ServerContext } from "./context.ts";
 import type { Delivery } from "./delivery.ts";
+import { handleProblem, handleProblemMessage } from "./handle-rules.ts";
+import { InviteRefunds } from "./invite-refunds.ts";
+import { serverNames } from "./server-names.ts";
 import { type Session, SessionState } from "./session.ts";
 import { verifyEd25519 } from "./signature.ts";
 
-const nonceBytes = 32;
-/** Handles: lower-case letters, digits, dot, dash and underscore; 3 bytes at least (the maximum is a limit). */
-const handlePattern = /^[a-z0-9._-]{3,}$/;
+export { isValidHandle } from "./handle-rules.ts";
 
-export function isValidHandle(handle: string, bytesMax: number): boolean {
-  return handlePattern.test(handle) && handle.length <= bytesMax;
-}
+const nonceBytes = 32;
+/** Invites given back at once (each is a valid operator-issued code whose holder picked a taken handle). */
+const inviteRefundsMax = 10_000;
 
 export class Auth {
+  /** The names a signature may name (serverNames and the listen addresses; restart-only, so read once). */
+  private readonly names: ReadonlySet<string>;
+  private readonly inviteRefunds = new InviteRefunds(inviteRefundsMax);
+
   constructor(
     private readonly context: ServerContext,
     private readonly delivery: Delivery,
-  ) {}
+  ) {
+    this.names = serverNames(context.config);
+  }
 
   /** Answers an accepted preamble. */
   challenge(session: Session): void {
@@ -67,56 +74,99 @@ export class Auth {
     this.context.io.send(session, { kind: "error", code, clientId: null, message });
   }
 
+  /**
+   * The server name a login, register or link signed, when it is one of this server's names; otherwise the session
+   * is refused with wrongServer and closed, and null returned. Checked before any store read, so a relay learns
+   * nothing about accounts.
+   */
+  private signedServerName(session: Session, name: string | null): string | null {
+    if (name !== null && this.names.has(name)) return name;
+    this.fail(
+      session,
+      ErrorCode.wrongServer,
+      name === null
+        ? "the signed message must name the server (login, register and link v2)"
+        : `${name} is not a name of this server`,
+    );
+    return null;
+  }
+
   async login(session: Session, stanza: LoginStanza): Promise<void> {
     const nonce = session.nonce;
     if (nonce === null) return this.fail(session, ErrorCode.unexpectedStanza, "no challenge outstanding");
+    const serverName = this.signedServerName(session, stanza.serverName);
+    if (serverName === null) return;
     const record = await this.context.storage.devices.get({ account: stanza.account, device: stanza.device });
     if (session.state !== SessionState.authenticating) return;
     // Unknown account, unknown device and a wrong signature all look the same to the peer.
     if (record === undefined) return this.fail(session, ErrorCode.badCredentials, "unknown device or bad signature");
-    if (!verifyEd25519(record.publicKey, loginMessage(nonce, stanza.account, stanza.device), stanza.signature)) {
+    const message = loginMessage(nonce, serverName, stanza.account, stanza.device);
+    if (!verifyEd25519(record.publicKey, message, stanza.signature)) {
       return this.fail(session, ErrorCode.badCredentials, "unknown device or bad signature");
     }
     await this.complete(session, stanza.account, stanza.device, "login");
   }
 
+  /**
+   * Checks in this order (PROTOCOL.md section 8, register): registration closed, server name, signature, handle
+   * rules, invite, handle taken. The invite comes before the handle lookup so that nobody without an invite can
+   * probe which handles exist; an invite used by a registration whose handle then turns out taken is given back
+   * (invite-refunds.ts), and the store's atomic consume keeps two registrations from both using one code.
+   */
   async register(session: Session, stanza: RegisterStanza): Promise<void> {
     const { config, storage, limits } = this.context;
     const nonce = session.nonce;
     if (nonce === null) return this.fail(session, ErrorCode.unexpectedStanza, "no challenge outstanding");
     if (config.registration === "closed")
       return this.fail(session, ErrorCode.registrationClosed, "registration is closed");
-    if (!isValidHandle(stanza.handle, limits.handleBytesMax)) {
-      return this.refuse(
-        session,
-        ErrorCode.handleInvalid,
-        `handle must match [a-z0-9._-], 3..${limits.handleBytesMax} bytes`,
-      );
-    }
-    if (!verifyEd25519(stanza.publicKey, registerMessage(nonce, stanza.handle), stanza.signature)) {
+    const serverName = this.signedServerName(session, stanza.serverName);
+    if (serverName === null) return;
+    if (!verifyEd25519(stanza.publicKey, registerMessage(nonce, serverName, stanza.handle), stanza.signature)) {
       return this.fail(session, ErrorCode.badCredentials, "signature does not match the public key");
     }
-    if ((await storage.accounts.byHandle(stanza.handle)) !== undefined) {
-      return this.refuse(session, ErrorCode.handleTaken, `handle ${stanza.handle} is taken`);
+    const problem = handleProblem(stanza.handle, limits.handleBytesMax);
+    if (problem !== null) {
+      return this.refuse(session, ErrorCode.handleInvalid, handleProblemMessage(problem, limits.handleBytesMax));
     }
-    const now = this.context.now();
+    const invite = config.registration === "invite" ? stanza.invite : null;
     if (config.registration === "invite") {
-      if (stanza.invite === null || !(await storage.invites.consume(stanza.invite, now))) {
+      if (invite === null || !(await this.takeInvite(invite))) {
         return this.refuse(session, ErrorCode.inviteInvalid, "invite code unknown, used or expired");
       }
     }
-    const created = await storage.accounts.create(stanza.handle, stanza.publicKey, now);
-    if (session.state !== SessionState.authenticating) return;
-    if (created === undefined) return this.refuse(session, ErrorCode.handleTaken, `handle ${stanza.handle} is taken`);
+    let created: Awaited<ReturnType<typeof storage.accounts.create>>;
+    try {
+      created = await storage.accounts.create(stanza.handle, stanza.publicKey, this.context.now());
+    } catch (error) {
+      if (invite !== null) this.giveInviteBack(invite);
+      throw error;
+    }
+    if (created === undefined) {
+      if (invite !== null) this.giveInviteBack(invite);
+      return this.refuse(session, ErrorCode.handleTaken, `handle ${stanza.handle} is taken`);
+    }
     this.context.log.info("account_registered", { account: created.account.id, handle: stanza.handle });
+    if (session.state !== SessionState.authenticating) return;
     await this.complete(session, created.account.id, created.device.device, "register");
+  }
+
+  /** Uses an invite: from the store (atomic), or one given back after a failed registration. */
+  private async takeInvite(code: string): Promise<boolean> {
+    const now = this.context.now();
+    return this.inviteRefunds.take(code, now) || (await this.context.storage.invites.consume(code, now));
+  }
+
+  private giveInviteBack(code: string): void {
+    this.inviteRefunds.give(code, this.context.now() + this.context.limits.inviteTtlMs);
   }
 
   async link(session: Session, stanza: LinkStanza): Promise<void> {
     const { storage, limits, directory } = this.context;
     const nonce = session.nonce;
     if (nonce === null) return this.fail(session, ErrorCode.unexpectedStanza, "no challenge outstanding");
-    if (!verifyEd25519(stanza.publicKey, linkMessage(nonce, stanza.code), stanza.signature)) {
+    const serverName = this.signedServerName(session, stanza.serverName);
+    if (serverName === null) return;
+    if (!verifyEd25519(stanza.publicKey, linkMessage(nonce, serverName, stanza.code), stanza.signature)) {
       return this.fail(session, ErrorCode.badCredentials, "signature does not match the public key");
     }
     const account = await storage.linkCodes.consume(stanza.code, this.context.now());

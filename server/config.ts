@@ -7,7 +7,14 @@
 
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { assertLimits, defaultLimits, type Limits, type RegistrationModeName } from "../protocol/index.ts";
+import {
+  assertLimits,
+  canonicalServerName,
+  defaultLimits,
+  type Limits,
+  type RegistrationModeName,
+  serverNameBytesMax,
+} from "../protocol/index.ts";
 
 export type Synchronous = "normal" | "full";
 export type LogLevel = "debug" | "info" | "warn" | "error";
@@ -44,6 +51,13 @@ export interface Config {
   readonly wsOrigins: string;
   /** Serve the web chat page (client/web) at `/` of the WebSocket listener: `on` or `off`. */
   readonly webClient: string;
+  /**
+   * Names clients reach this server by, comma-separated (`chat.example.com,localhost`): a login, registration or
+   * link is accepted only when it signs one of them (so a relay at another name gets wrongServer), and the WebSocket
+   * listener answers only requests whose Host is one of them (DNS rebinding). `host` and `wsHost` are added when
+   * they are specific addresses. (The admin listener answers loopback names, its own address and IP addresses.)
+   */
+  readonly serverNames: string;
   readonly limits: Limits;
 }
 
@@ -62,6 +76,7 @@ export const defaultConfig: Config = Object.freeze({
   wsPath: "/ws",
   wsOrigins: "",
   webClient: "off",
+  serverNames: "localhost,127.0.0.1,::1",
   limits: defaultLimits,
 });
 
@@ -82,6 +97,8 @@ export const restartOnlyKeys: ReadonlySet<string> = new Set([
   "wsPort",
   "wsPath",
   "webClient",
+  // Read at start by the WebSocket listener; restart-only so that its Host check and the login check agree.
+  "serverNames",
   "frameBytesMax",
   "payloadBytesMax",
   "stringBytesMax",
@@ -125,6 +142,17 @@ export function mergeReload(running: Config, next: Config): { config: Config; ap
   }
   const config = Object.freeze({ ...server, limits: Object.freeze(limits) }) as unknown as Config;
   return { config: validate(config), applied, ignored };
+}
+
+/** A host name, or an IPv4 or IPv6 address, in canonical form (lower case, no brackets, no trailing dot). */
+const serverNamePattern = /^[a-z0-9_:-][a-z0-9_.:-]*$/;
+
+/** The entries of the serverNames key, in canonical form (see canonicalServerName). */
+export function configuredServerNames(list: string): string[] {
+  return list
+    .split(",")
+    .map((entry) => canonicalServerName(entry))
+    .filter(Boolean);
 }
 
 export class ConfigError extends Error {
@@ -175,6 +203,13 @@ function validate(config: Config): Config {
   }
   if (!Number.isInteger(config.listeners) || config.listeners < 1 || config.listeners > 64) {
     throw new ConfigError("listeners: 1..64");
+  }
+  const names = configuredServerNames(config.serverNames);
+  if (names.length === 0) throw new ConfigError("serverNames: at least one name");
+  for (const name of names) {
+    if (name.length > serverNameBytesMax || !serverNamePattern.test(name)) {
+      throw new ConfigError(`serverNames: ${name} is not a host name or IP address (letters, digits, . - : _)`);
+    }
   }
   try {
     assertLimits(config.limits);

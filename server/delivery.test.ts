@@ -341,6 +341,7 @@ describe("delivery", () => {
       account: bob.account,
       device: 2,
       signature: new Uint8Array(64),
+      serverName: retry.serverName,
     });
     expect((await retry.next("error")).code).toBe(ErrorCode.badCredentials);
 

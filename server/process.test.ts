@@ -167,8 +167,10 @@ describe("crash and process faults", () => {
         if (result.status !== "frame") break;
         const stanza = result.stanza;
         if (stanza.kind === "challenge") {
-          const signature = signWith(bobKey, loginMessage(stanza.nonce, welcome.account, 1));
-          socket.write(codec.encode({ kind: "login", account: welcome.account, device: 1, signature }));
+          const signature = signWith(bobKey, loginMessage(stanza.nonce, "127.0.0.1", welcome.account, 1));
+          socket.write(
+            codec.encode({ kind: "login", account: welcome.account, device: 1, signature, serverName: "127.0.0.1" }),
+          );
         } else if (stanza.kind === "deliver") {
           received.push(textOf(stanza.payload));
           lastSeq = stanza.seq;

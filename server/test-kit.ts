@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Socket } from "bun";
 import {
+  canonicalServerName,
   encodePreamble,
   FrameCodec,
   FrameReader,
@@ -50,12 +51,14 @@ export function testConfig(options: {
   limits?: Partial<Limits>;
   registration?: Config["registration"];
   port?: number;
+  serverNames?: string;
 }): Config {
   return loadConfig({
     base: {
       port: options.port ?? 0,
       dataDir: options.dataDir,
       registration: options.registration ?? "open",
+      ...(options.serverNames === undefined ? {} : { serverNames: options.serverNames }),
       adminPort: 0,
       logLevel: "warn",
       limits: { ...testLimits, ...options.limits },
@@ -64,7 +67,13 @@ export function testConfig(options: {
 }
 
 export async function startTestServer(
-  options: { limits?: Partial<Limits>; registration?: Config["registration"]; dataDir?: string; port?: number } = {},
+  options: {
+    limits?: Partial<Limits>;
+    registration?: Config["registration"];
+    dataDir?: string;
+    port?: number;
+    serverNames?: string;
+  } = {},
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? temporaryDirectory();
   const config = testConfig({ ...options, dataDir });
@@ -109,6 +118,8 @@ export class RawClient {
   device = 0;
   nonce: Uint8Array | null = null;
   challenge: StanzaOf<"challenge"> | null = null;
+  /** The name signed in login, register and link: the host dialed, unless connect() was told another. */
+  serverName = "127.0.0.1";
   private nextClientId = 1;
 
   constructor(limits: Limits = testLimits) {
@@ -118,9 +129,10 @@ export class RawClient {
 
   static async connect(
     port: number,
-    options: { preamble?: boolean; host?: string; limits?: Limits } = {},
+    options: { preamble?: boolean; host?: string; limits?: Limits; serverName?: string } = {},
   ): Promise<RawClient> {
     const client = new RawClient(options.limits);
+    client.serverName = canonicalServerName(options.serverName ?? options.host ?? "127.0.0.1");
     client.socket = await Bun.connect({
       hostname: options.host ?? "127.0.0.1",
       port,
@@ -208,7 +220,8 @@ export class RawClient {
       invite,
       handle,
       publicKey: key.publicKey,
-      signature: signWith(key, registerMessage(this.nonce!, handle)),
+      signature: signWith(key, registerMessage(this.nonce!, this.serverName, handle)),
+      serverName: this.serverName,
     });
     const welcome = await this.next("welcome");
     this.account = welcome.account;
@@ -221,7 +234,8 @@ export class RawClient {
       kind: "login",
       account,
       device,
-      signature: signWith(key, loginMessage(this.nonce!, account, device)),
+      signature: signWith(key, loginMessage(this.nonce!, this.serverName, account, device)),
+      serverName: this.serverName,
     });
     const welcome = await this.next("welcome");
     this.account = welcome.account;
@@ -235,7 +249,8 @@ export class RawClient {
       kind: "link",
       code,
       publicKey: key.publicKey,
-      signature: signWith(key, linkMessage(this.nonce!, code)),
+      signature: signWith(key, linkMessage(this.nonce!, this.serverName, code)),
+      serverName: this.serverName,
     });
     const welcome = await this.next("welcome");
     this.account = welcome.account;
@@ -281,4 +296,110 @@ export function bytesOf(text: string): Uint8Array {
 
 export function textOf(bytes: Uint8Array): string {
   return new TextDecoder().decode(bytes);
+}
+
+/**
+ * One HTTP/1.1 request written as raw bytes (so that any Host header can be sent, as a rebinding browser would) to
+ * 127.0.0.1:port; resolves with the status code and the head of the answer. The connection is closed after the head.
+ */
+export async function rawHttpRequest(
+  port: number,
+  head: { path: string; host: string; headers?: Record<string, string> },
+  timeoutMs = waitTimeoutMs,
+): Promise<{ status: number; head: string }> {
+  let text = "";
+  let closed = false;
+  const socket = await Bun.connect({
+    hostname: "127.0.0.1",
+    port,
+    socket: {
+      data: (_socket, chunk) => {
+        text += new TextDecoder().decode(chunk);
+      },
+      close: () => {
+        closed = true;
+      },
+      error: () => {
+        closed = true;
+      },
+    },
+  });
+  try {
+    const lines = [`GET ${head.path} HTTP/1.1`, `Host: ${head.host}`];
+    for (const [name, value] of Object.entries(head.headers ?? {})) lines.push(`${name}: ${value}`);
+    socket.write(`${lines.join("\r\n")}\r\n\r\n`);
+    await waitFor(() => text.includes("\r\n\r\n") || closed, timeoutMs, "an HTTP answer");
+  } finally {
+    socket.end();
+  }
+  const match = /^HTTP\/1\.1 (\d{3})/.exec(text);
+  if (match === null) throw new Error(`no HTTP status line in ${JSON.stringify(text.slice(0, 80))}`);
+  const end = text.indexOf("\r\n\r\n");
+  return { status: Number(match[1]), head: end < 0 ? text : text.slice(0, end) };
+}
+
+/**
+ * A relay on 127.0.0.1 that forwards bytes both ways between each client and the server, unchanged: what a crafted
+ * link or a wrong host setting would make a client dial. Counts the bytes it carried from the server.
+ */
+export interface Relay {
+  readonly port: number;
+  readonly bytesFromServer: () => number;
+  stop(): void;
+}
+
+export function startRelay(serverPort: number): Relay {
+  interface Pipe {
+    upstream: Socket<undefined> | null;
+    pending: Uint8Array[];
+    closed: boolean;
+  }
+  let bytesFromServer = 0;
+  const upstreams = new Set<Socket<undefined>>();
+  const listener = Bun.listen<Pipe>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      open(client) {
+        client.data = { upstream: null, pending: [], closed: false };
+        Bun.connect({
+          hostname: "127.0.0.1",
+          port: serverPort,
+          socket: {
+            open(upstream) {
+              if (client.data.closed) return void upstream.end();
+              upstreams.add(upstream);
+              client.data.upstream = upstream;
+              for (const chunk of client.data.pending.splice(0)) upstream.write(chunk);
+            },
+            data(_upstream, chunk) {
+              bytesFromServer += chunk.length;
+              client.write(new Uint8Array(chunk));
+            },
+            close(upstream) {
+              upstreams.delete(upstream);
+              client.end();
+            },
+          },
+        }).catch(() => client.end());
+      },
+      data(client, chunk) {
+        const bytes = new Uint8Array(chunk);
+        if (client.data.upstream === null) client.data.pending.push(bytes);
+        else client.data.upstream.write(bytes);
+      },
+      close(client) {
+        client.data.closed = true;
+        client.data.upstream?.end();
+      },
+    },
+  });
+  return {
+    port: listener.port,
+    bytesFromServer: () => bytesFromServer,
+    stop() {
+      for (const upstream of upstreams) upstream.end();
+      listener.stop(true);
+    },
+  };
 }

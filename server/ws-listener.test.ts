@@ -15,7 +15,17 @@ import {
 import { loadConfig } from "./config.ts";
 import { createLogger } from "./log.ts";
 import { type RunningServer, startServer } from "./server.ts";
-import { bytesOf, newDeviceKey, registeredClient, signWith, temporaryDirectory, textOf, waitFor } from "./test-kit.ts";
+import { hostAllowed, hostHeaderName, serverNames } from "./server-names.ts";
+import {
+  bytesOf,
+  newDeviceKey,
+  rawHttpRequest,
+  registeredClient,
+  signWith,
+  temporaryDirectory,
+  textOf,
+  waitFor,
+} from "./test-kit.ts";
 import { originAllowed } from "./ws-listener.ts";
 
 const cleanups: Array<() => void | Promise<void>> = [];
@@ -93,7 +103,8 @@ describe("WebSocket listener", () => {
       invite: null,
       handle: "webby",
       publicKey: key.publicKey,
-      signature: signWith(key, registerMessage(nonce, "webby")),
+      signature: signWith(key, registerMessage(nonce, "127.0.0.1", "webby")),
+      serverName: "127.0.0.1",
     });
     const welcome = await web.next("welcome");
     await web.next("queueEmpty");
@@ -132,6 +143,65 @@ describe("WebSocket listener", () => {
     expect(originAllowed("http://x", "", "http://x")).toBe(true);
     expect(originAllowed("http://y", "", "http://x")).toBe(false);
     expect(originAllowed("http://y", "*", "http://x")).toBe(true);
+  });
+});
+
+describe("Host check (DNS rebinding)", () => {
+  const upgrade = {
+    Upgrade: "websocket",
+    Connection: "Upgrade",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    "Sec-WebSocket-Version": "13",
+  };
+
+  test("an upgrade whose Host is not a server name gets 421 and no WebSocket, even with a matching Origin", async () => {
+    const server = await serverWithWebSocket();
+    const port = server.wsPort;
+    // What a rebinding page at evil.example sends: its own name as Host, and the Origin that goes with it.
+    const rebound = await rawHttpRequest(port, {
+      path: "/ws",
+      host: `evil.example:${port}`,
+      headers: { ...upgrade, Origin: `http://evil.example:${port}` },
+    });
+    expect(rebound.status).toBe(421);
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `LOCALHOST.:${port}`, `[::1]:${port}`]) {
+      const origin = `http://${host.toLowerCase()}`; // as a browser sends it
+      const answer = await rawHttpRequest(port, { path: "/ws", host, headers: { ...upgrade, Origin: origin } });
+      expect([host, answer.status]).toEqual([host, 101]);
+    }
+    // No Origin (not a browser) does not get past the Host check either.
+    expect((await rawHttpRequest(port, { path: "/ws", host: "evil.example", headers: upgrade })).status).toBe(421);
+  });
+
+  test("the web page too answers only the server's names; serverNames replaces the defaults", async () => {
+    const server = await serverWithWebSocket({ "web-client": "on", "server-names": "chat.example.com" });
+    const port = server.wsPort;
+    expect((await rawHttpRequest(port, { path: "/", host: `evil.example:${port}` })).status).toBe(421);
+    expect((await rawHttpRequest(port, { path: "/", host: "chat.example.com" })).status).toBe(200);
+    expect((await rawHttpRequest(port, { path: "/", host: `127.0.0.1:${port}` })).status).toBe(200); // wsHost
+    expect((await rawHttpRequest(port, { path: "/", host: `localhost:${port}` })).status).toBe(421);
+    const socket = await rawHttpRequest(port, {
+      path: "/ws",
+      host: "chat.example.com",
+      headers: { ...upgrade, Origin: "http://chat.example.com" },
+    });
+    expect(socket.status).toBe(101);
+  });
+
+  test("Host headers are read as name and port, in canonical form", () => {
+    expect(hostHeaderName("Chat.Example.COM:443")).toBe("chat.example.com");
+    expect(hostHeaderName("chat.example.com.")).toBe("chat.example.com");
+    expect(hostHeaderName("[::1]:7422")).toBe("::1");
+    expect(hostHeaderName("127.0.0.1")).toBe("127.0.0.1");
+    for (const bad of [null, "", ":80", "host:port", "a:1:2", "[::1", "[::1]x", "::1"]) {
+      expect([bad, hostHeaderName(bad)]).toEqual([bad, null]);
+    }
+    const names = serverNames({ serverNames: "localhost,127.0.0.1,::1", host: "0.0.0.0", wsHost: "10.0.0.5" });
+    expect([...names].sort()).toEqual(["10.0.0.5", "127.0.0.1", "::1", "localhost"]);
+    expect(hostAllowed("10.0.0.5:7422", names)).toBe(true);
+    expect(hostAllowed("10.0.0.6:7422", names)).toBe(false);
+    expect(hostAllowed("10.0.0.6:7422", names, true)).toBe(true);
+    expect(hostAllowed("evil.example", names, true)).toBe(false);
   });
 });
 

@@ -12,6 +12,7 @@ import type { Server, ServerWebSocket } from "bun";
 import { ErrorCode, ProtocolError } from "../protocol/index.ts";
 import type { Config } from "./config.ts";
 import type { ConnectionHandler } from "./connection.ts";
+import { hostAllowed, serverNames } from "./server-names.ts";
 import type { Session } from "./session.ts";
 import type { TransportSocket } from "./transport.ts";
 import { webClientBundlePath, webClientBundleResponse } from "./web-client-bundle.ts";
@@ -82,10 +83,16 @@ function staticFile(path: string): Response | undefined {
 export function listenWebSocket(config: Config, initial: ConnectionHandler): WsListener {
   let connections = initial;
   const { limits } = config;
+  const names = serverNames(config);
   const server: Server<WsData> = Bun.serve<WsData>({
     hostname: config.wsHost,
     port: config.wsPort,
     fetch(request, bunServer) {
+      // DNS rebinding: a page whose name was rebound to this address sends its own name as Host (and as Origin, so
+      // the Origin check alone would pass it). Only the server's names get an answer, page or WebSocket.
+      if (!hostAllowed(request.headers.get("host"), names)) {
+        return new Response("misdirected request: unknown Host\n", { status: 421 });
+      }
       const url = new URL(request.url);
       if (url.pathname === config.wsPath) {
         const ownOrigin = `${url.protocol === "https:" ? "https" : "http"}://${url.host}`;

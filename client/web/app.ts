@@ -31,10 +31,13 @@ function byId<T extends HTMLElement>(id: string): T {
   return element as T;
 }
 
-/** The server's WebSocket URL: `?ws=` when given, else the page's own host and the listener's path. */
-export function serverUrl(location: Location): string {
-  const override = new URLSearchParams(location.search).get("ws");
-  if (override !== null && /^wss?:\/\//.test(override)) return override;
+/**
+ * The server's WebSocket URL: always the origin that served the page, at the listener's path. The page once took
+ * another server from a `?ws=` parameter; dropped because a crafted link could then point this origin's page (and
+ * the device key it keeps in this origin's IndexedDB) at any server, which could show its own messages under this
+ * origin or relay the login. A confirmation dialog was the other choice: people click through those.
+ */
+export function serverUrl(location: Pick<Location, "protocol" | "host">): string {
   const path = typeof __SWITCHBOARD_WS_PATH__ === "string" ? __SWITCHBOARD_WS_PATH__ : "/ws";
   return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${path}`;
 }
