@@ -16,15 +16,13 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ClientClosedError, ClientError } from "../client/client-errors.ts";
 import type { LoginCredentials } from "../client/client-options.ts";
-import { SwitchboardClient } from "../client/switchboard-client.ts";
-import { TcpTransport } from "../client/transport-tcp.ts";
 import { Random } from "../protocol/fuzz.ts";
 import { defaultLimits } from "../protocol/index.ts";
 import { newDeviceKey, RawClient } from "../server/test-kit.ts";
-import { type AppStore, deviceKey, Ledger, type LedgerCounts, messageKey } from "./ledger.ts";
+import { deviceKey, Ledger, type LedgerCounts, messageKey } from "./ledger.ts";
 import { RawDevice } from "./raw-device.ts";
+import { linkSdk, registerSdk, SdkApp, SdkSender, ServerAddress, setupTimeoutMs, textDecoder } from "./sdk-app.ts";
 import { type ServerChild, startServerChild } from "./server-child.ts";
 
 /**
@@ -68,6 +66,8 @@ export interface TrialResult extends LedgerCounts {
   readonly commitDelayMs: number;
   readonly killAtMs: number;
   readonly downMs: number;
+  /** SIGKILLs in this trial (1, or 2 with the second during the recovery). */
+  readonly crashes: number;
   readonly samePort: boolean;
   readonly appDeaths: number;
   readonly settled: boolean;
@@ -87,6 +87,8 @@ export interface CrashSummary {
   readonly expectedDeliveries: number;
   readonly redeliveries: number;
   readonly appDeaths: number;
+  /** Server SIGKILLs over all trials. */
+  readonly kills: number;
   readonly lost: number;
   readonly duplicates: number;
   readonly order: number;
@@ -96,191 +98,6 @@ export interface CrashSummary {
   readonly errors: number;
   readonly elapsedMs: number;
   readonly ok: boolean;
-}
-
-const textEncoder = new TextEncoder();
-const textDecoder = new TextDecoder();
-const sdkReconnect = { initialMs: 50, maxMs: 400, jitter: 0.5 };
-const setupTimeoutMs = 10_000;
-
-/** Where the server listens now: SDK clients and raw devices read it at each connection attempt. */
-class ServerAddress {
-  port = 0;
-}
-
-function sdkTransport(address: ServerAddress) {
-  return () => new TcpTransport({ host: "127.0.0.1", port: address.port, bufferedBytesMax: 4 * 1024 * 1024 });
-}
-
-async function withTimeout<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${timeoutMs} ms`)), timeoutMs);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/**
- * A recipient application on the SDK: its store survives the app's deaths; its client does not. `storeDelayMaxMs`
- * 0 stores synchronously.
- */
-class SdkApp {
-  client: SwitchboardClient | null = null;
-  private life = 0;
-  pendingStores = 0;
-  deaths = 0;
-  nextClientId = 1;
-  welcomes = 0;
-  lastDisconnect = "";
-
-  constructor(
-    readonly name: string,
-    readonly credentials: LoginCredentials,
-    readonly store: AppStore,
-    private readonly address: ServerAddress,
-    private readonly random: Random,
-    readonly storeDelayMaxMs: number,
-  ) {}
-
-  get online(): boolean {
-    return this.client !== null;
-  }
-
-  describe(): string {
-    const { account, device } = this.credentials;
-    return (
-      `${this.name} (${account}:${device}): ${this.client?.phase ?? "not running"}, welcomes ${this.welcomes}, ` +
-      `deaths ${this.deaths}, stored ${this.store.storedCount}, last disconnect: ${this.lastDisconnect || "none"}`
-    );
-  }
-
-  /** Opens a fresh client (the app starts); does not wait for the welcome. */
-  start(): SwitchboardClient {
-    if (this.client !== null) return this.client;
-    const life = ++this.life;
-    const client = new SwitchboardClient({
-      credentials: this.credentials,
-      firstClientId: this.nextClientId,
-      transport: sdkTransport(this.address),
-      reconnect: sdkReconnect,
-    });
-    client.on("message", (message) => {
-      const text = textDecoder.decode(message.payload);
-      this.store.sawSeq(message.seq, `message ${message.from}:${message.fromDevice}:${message.clientId} ${text}`);
-      const key = messageKey(message.from, message.fromDevice, message.clientId);
-      if (this.store.handed(key)) return;
-      if (this.storeDelayMaxMs === 0) {
-        this.store.store(key, text);
-        return;
-      }
-      this.pendingStores++;
-      return Bun.sleep(this.random.below(this.storeDelayMaxMs + 1)).then(() => {
-        this.pendingStores--;
-        // The app died while storing: the store never happened (and the dead client never acks it).
-        if (life !== this.life) return;
-        this.store.store(key, text);
-      });
-    });
-    client.on("receipt", (receipt) => {
-      this.store.sawSeq(
-        receipt.seq,
-        `receipt ${receipt.type} ${receipt.from}:${receipt.fromDevice}>${receipt.senderDevice} ${receipt.clientIds.join(",")}`,
-      );
-    });
-    client.on("error", () => {}); // refusals are seen through the send promises
-    client.on("connected", () => {
-      this.welcomes++;
-    });
-    client.on("disconnected", (event) => {
-      this.lastDisconnect = `${event.code ?? "-"} ${event.reason}${event.willReconnect ? "" : " (stopped)"}`;
-    });
-    this.client = client;
-    client.connect().catch(() => {});
-    return client;
-  }
-
-  /**
-   * The app dies ("death") or the user quits it ("quit"): either way its client is dropped without finishing what
-   * it was doing; only deaths are counted.
-   */
-  stop(how: "death" | "quit"): void {
-    const client = this.client;
-    if (client === null) return;
-    this.nextClientId = client.nextClientId;
-    this.life++;
-    this.pendingStores = 0;
-    this.client = null;
-    if (how === "death") this.deaths++;
-    void client.close();
-  }
-}
-
-/** A sender on the SDK: its app keeps a message until the send resolves, and sends it again after a retry-range refusal. */
-class SdkSender {
-  constructor(
-    readonly app: SdkApp,
-    private readonly ledger: Ledger,
-  ) {}
-
-  get pending(): number {
-    return this.app.client?.pendingSends ?? 0;
-  }
-
-  send(to: number, token: string, attempt = 0): void {
-    const client = this.app.client;
-    if (client === null) throw new Error("bug: an SDK sender without a client");
-    if (attempt === 0)
-      this.ledger.sent(token, deviceKey(this.app.credentials.account, this.app.credentials.device), to);
-    client.send(to, textEncoder.encode(token)).then(
-      (result) => this.ledger.acked(token, result.clientId),
-      (error: unknown) => {
-        if (error instanceof ClientError && error.action === "retry" && attempt < 20) {
-          setTimeout(() => this.send(to, token, attempt + 1), 100);
-        } else if (!(error instanceof ClientClosedError)) {
-          this.ledger.refused(token, String(error));
-        }
-      },
-    );
-  }
-}
-
-async function registerSdk(address: ServerAddress, handle: string): Promise<LoginCredentials> {
-  const client = new SwitchboardClient({
-    register: { handle },
-    transport: sdkTransport(address),
-    reconnect: sdkReconnect,
-  });
-  try {
-    await withTimeout(client.connect(), setupTimeoutMs, `register ${handle}`);
-    return client.credentials!;
-  } finally {
-    await client.close();
-  }
-}
-
-async function linkSdk(address: ServerAddress, first: LoginCredentials): Promise<LoginCredentials> {
-  const owner = new SwitchboardClient({
-    credentials: first,
-    transport: sdkTransport(address),
-    reconnect: sdkReconnect,
-  });
-  try {
-    await withTimeout(owner.connect(), setupTimeoutMs, "login to link");
-    const { code } = await withTimeout(owner.createLinkCode(), setupTimeoutMs, "link code");
-    const second = new SwitchboardClient({ link: { code }, transport: sdkTransport(address), reconnect: sdkReconnect });
-    try {
-      await withTimeout(second.connect(), setupTimeoutMs, "link");
-      return second.credentials!;
-    } finally {
-      await second.close();
-    }
-  } finally {
-    await owner.close();
-  }
 }
 
 function trialSeed(seed: number, trial: number): number {
@@ -312,6 +129,7 @@ export async function runTrial(
   let server: ServerChild | null = null;
   let killAtMs = 0;
   let downMs = 0;
+  let crashes = 0;
   let samePort = true;
   let settled = false;
   try {
@@ -337,7 +155,8 @@ export async function runTrial(
     const storeDelays = [5, 20, 60];
     const newApp = (name: string, credentials: LoginCredentials, storeDelayMaxMs: number) => {
       const store = ledger.addDevice(credentials.account, credentials.device);
-      const app = new SdkApp(name, credentials, store, address, random, storeDelayMaxMs);
+      const readReceiptPercent = storeDelayMaxMs === 0 ? 0 : 30;
+      const app = new SdkApp(name, credentials, store, address, random, storeDelayMaxMs, readReceiptPercent);
       apps.push(app);
       return app;
     };
@@ -414,7 +233,9 @@ export async function runTrial(
         account: device.account,
         send: (to: number, token: string) => {
           ledger.sent(token, deviceKey(device.account, device.device), to);
-          device.send(to, token);
+          // Half of the messages to the two-device account carry one payload per device.
+          const perDevice = to === pairFirst.account && random.below(2) === 0;
+          device.send(to, token, perDevice ? [pairFirst.device, pairSecond.device] : []);
         },
       })),
     ];
@@ -466,19 +287,24 @@ export async function runTrial(
       later(at, () => tryKill(0));
     }
 
-    // The crash.
-    await Bun.sleep(Math.max(0, killAtMs - (performance.now() - loadStarted)));
-    const oldPort = server.port;
-    await server.kill("SIGKILL");
-    downMs = random.below(400);
-    await Bun.sleep(downMs);
-    try {
-      server = await startServerChild({ dataDir, port: oldPort, flags, bindRetryMs: 2000 });
-    } catch {
-      samePort = false;
-      server = await startServerChild({ dataDir, flags });
+    // The crash, and in a third of the trials a second one during the recovery (resends, drains, logins).
+    crashes = random.below(3) === 0 ? 2 : 1;
+    for (let crash = 0; crash < crashes; crash++) {
+      if (crash === 0) await Bun.sleep(Math.max(0, killAtMs - (performance.now() - loadStarted)));
+      else await Bun.sleep(random.below(600));
+      const oldPort = server.port;
+      await server.kill("SIGKILL");
+      const downNowMs = random.below(400);
+      downMs += downNowMs;
+      await Bun.sleep(downNowMs);
+      try {
+        server = await startServerChild({ dataDir, port: oldPort, flags, bindRetryMs: 2000 });
+      } catch {
+        samePort = false;
+        server = await startServerChild({ dataDir, flags });
+      }
+      address.port = server.port;
     }
-    address.port = server.port;
 
     // The rest of the load, then everyone online.
     const loadLeftMs = options.loadMs + 600 - (performance.now() - loadStarted);
@@ -512,6 +338,7 @@ export async function runTrial(
       commitDelayMs,
       killAtMs,
       downMs,
+      crashes,
       samePort,
       appDeaths: apps.reduce((total, app) => total + app.deaths, 0),
       settled,
@@ -528,6 +355,7 @@ export async function runTrial(
       commitDelayMs,
       killAtMs,
       downMs,
+      crashes,
       samePort,
       appDeaths: apps.reduce((total, app) => total + app.deaths, 0),
       settled,
@@ -562,7 +390,8 @@ export function trialLine(result: TrialResult): string {
     `trial ${result.trial} seed ${result.seed} commitDelayMs ${result.commitDelayMs}: ${verdict} ` +
     `sent ${result.sent} acked ${result.acked} expected ${result.expectedDeliveries} stored ${result.stored} ` +
     `redelivered ${result.redeliveries} | lost ${result.lost} duplicates ${result.duplicates} order ${result.order} ` +
-    `seqReused ${result.seqReused} unsettled ${result.unsettled} | kill at ${result.killAtMs} ms, down ` +
+    `seqReused ${result.seqReused} unsettled ${result.unsettled} | ${result.crashes === 2 ? "2 kills, first" : "kill"} ` +
+    `at ${result.killAtMs} ms, down ` +
     `${result.downMs} ms${result.samePort ? "" : " (new port)"}, app deaths ${result.appDeaths}, ` +
     `${result.elapsedMs} ms${result.error === null ? "" : ` | error: ${result.error.split("\n")[0]}`}`
   );
@@ -599,6 +428,7 @@ export async function runCrashTrials(
     expectedDeliveries: sum((result) => result.expectedDeliveries),
     redeliveries: sum((result) => result.redeliveries),
     appDeaths: sum((result) => result.appDeaths),
+    kills: sum((result) => result.crashes),
     lost: sum((result) => result.lost),
     duplicates: sum((result) => result.duplicates),
     order: sum((result) => result.order),

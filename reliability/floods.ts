@@ -107,6 +107,7 @@ export interface FloodSummary {
 }
 
 const codec = new FrameCodec({ limits: defaultLimits });
+const pairWindowMs = 1000;
 
 function repeated(frame: Uint8Array, bytes: number): Uint8Array {
   const count = Math.max(1, Math.floor(bytes / frame.length));
@@ -183,10 +184,12 @@ async function floodOneKind(
     }),
   );
   const ended = performance.now();
-  // Give closes already under way a moment to arrive.
-  await Bun.sleep(50);
+  // The pair is measured over the flood and at least pairWindowMs from its start (a flood closed at once still
+  // leaves its backlog in the server), so that each kind's p99 rests on a comparable number of round trips.
+  const windowEnd = Math.max(ended, started + pairWindowMs);
+  await Bun.sleep(Math.max(50, windowEnd - performance.now()));
   for (const session of sessions) session.close();
-  const trips = distribution(probe.between(started, ended));
+  const trips = distribution(probe.between(started, windowEnd));
   const flooders = sessions.map((session) => ({
     closedAfterMs:
       session.closedAtMs === null || session.closedAtMs > ended ? null : Math.round(session.closedAtMs - started),

@@ -31,7 +31,7 @@ export interface RawDeviceEvents {
 interface OutboxEntry {
   readonly clientId: number;
   readonly to: number;
-  readonly payload: Uint8Array;
+  readonly payload: Uint8Array | ReadonlyArray<{ readonly device: number; readonly payload: Uint8Array }>;
   readonly token: string;
   /** Not before this time (a retry-range refusal waits a little). */
   notBeforeMs: number;
@@ -96,13 +96,17 @@ export class RawDevice {
     this.socket = null;
   }
 
-  /** Queues a message; it is written now if the session is ready, else after the next welcome. */
-  send(to: number, token: string): number {
+  /**
+   * Queues a message; it is written now if the session is ready, else after the next welcome. With `devices`, the
+   * same bytes go as per-device payloads, one for each of those devices of `to`.
+   */
+  send(to: number, token: string, devices: readonly number[] = []): number {
     const clientId = this.nextClientId++;
+    const bytes = new TextEncoder().encode(token);
     const entry: OutboxEntry = {
       clientId,
       to,
-      payload: new TextEncoder().encode(token),
+      payload: devices.length === 0 ? bytes : devices.map((device) => ({ device, payload: bytes })),
       token,
       notBeforeMs: 0,
       written: false,

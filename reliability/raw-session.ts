@@ -27,6 +27,8 @@ export class RawSession {
   /** The first error (300+ range) or goaway code, by name. */
   closeCode: string | null = null;
   closed = false;
+  /** True when close() ended it (not the server). */
+  closedByUs = false;
   closedAtMs: number | null = null;
   badFrames = 0;
   bytesWritten = 0;
@@ -143,6 +145,8 @@ export class RawSession {
   }
 
   close(): void {
-    if (!this.closed) this.socket?.terminate();
+    if (this.closed) return;
+    this.closedByUs = true;
+    this.socket?.terminate();
   }
 }
