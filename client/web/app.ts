@@ -5,6 +5,7 @@
 // receipts for the messages on screen. Payloads are the UTF-8 text, NOT encrypted (as the terminal chat, so the two
 // talk to each other): a real app encrypts end to end. All user text goes into the page as text, never as HTML.
 
+import { ErrorCode } from "../../protocol/index.ts";
 import { ClientError, type ClientOptions, generateKeyPair, SwitchboardClient } from "../index.ts";
 import { type ChatMessage, ChatState, type Mark } from "./chat-state.ts";
 import { checkKeySupport, KeyStore, type StoredIdentity } from "./key-store.ts";
@@ -180,7 +181,14 @@ class WebChat {
         return;
       }
       this.setStatus("stopped", `stopped: ${event.reason}`);
-      if (this.identity !== null && event.code !== undefined) {
+      if (event.code === ErrorCode.wrongServer) {
+        // The key is fine: the server does not count this page's host among its names (its serverNames setting).
+        this.notice(
+          "error",
+          `The server does not count ${location.hostname} among its names (its operator sets serverNames). ` +
+            "This device's key is fine: do not forget it.",
+        );
+      } else if (this.identity !== null && event.code !== undefined) {
         this.notice(
           "error",
           `The server no longer accepts this device (${event.reason}). "Forget this device" and register again.`,
