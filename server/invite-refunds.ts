@@ -4,10 +4,18 @@
 // then found its handle taken gives the code back here, and the next registration with that code takes it from
 // here when the store says "used". Kept in memory by the Auth of one server generation: a restart or reload forgets
 // them (that invite is then used up). A read-only InviteStore check would let the invite stay unused in the store
-// instead; the store interface has none yet.
+// instead; the store interface has none yet. Codes are kept as SHA-256 digests, as the store keeps only hashes: a
+// heap dump shows no usable code. A refund lapses inviteTtlMs after it was given (the store does not say when the
+// code itself would have expired, so a refund may outlive it by up to that long).
+
+import { createHash } from "node:crypto";
+
+function digest(code: string): string {
+  return createHash("sha256").update(code).digest("base64");
+}
 
 export class InviteRefunds {
-  /** Code -> when the refund lapses (ms); in insertion order, so the first entry is the oldest. */
+  /** Digest of a code -> when the refund lapses (ms); in insertion order, so the first entry is the oldest. */
   private readonly entries = new Map<string, number>();
 
   constructor(private readonly entriesMax: number) {}
@@ -18,8 +26,9 @@ export class InviteRefunds {
 
   /** Gives `code` back until `expiresAtMs`; past entriesMax the oldest refund is dropped. */
   give(code: string, expiresAtMs: number): void {
-    this.entries.delete(code);
-    this.entries.set(code, expiresAtMs);
+    const key = digest(code);
+    this.entries.delete(key);
+    this.entries.set(key, expiresAtMs);
     while (this.entries.size > this.entriesMax) {
       const oldest = this.entries.keys().next().value as string;
       this.entries.delete(oldest);
@@ -28,9 +37,10 @@ export class InviteRefunds {
 
   /** Takes the refund of `code` if there is one that has not lapsed: synchronous, so only one taker wins. */
   take(code: string, nowMs: number): boolean {
-    const expiresAtMs = this.entries.get(code);
+    const key = digest(code);
+    const expiresAtMs = this.entries.get(key);
     if (expiresAtMs === undefined) return false;
-    this.entries.delete(code);
+    this.entries.delete(key);
     return nowMs < expiresAtMs;
   }
 }
