@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { defaultLimits } from "../protocol/index.ts";
-import { ConfigError, defaultConfig, loadConfig } from "./config.ts";
+import { ConfigError, configuredServerNames, defaultConfig, loadConfig } from "./config.ts";
 import { temporaryDirectory } from "./test-kit.ts";
 
 describe("config", () => {
@@ -43,5 +43,13 @@ describe("config", () => {
     // A relation between limits: the payload must fit in a frame.
     expect(() => loadConfig({ flags: { "payload-bytes-max": "70000" } })).toThrow(/payloadBytesMax/);
     expect(() => loadConfig({ file: "/nonexistent/switchboard.toml" })).toThrow(/not found/);
+  });
+
+  test("serverNames: canonical names or addresses, no ports, not empty", () => {
+    const names = loadConfig({ flags: { "server-names": " Chat.Example.com. , [::1],10.0.0.5" } });
+    expect(configuredServerNames(names.serverNames)).toEqual(["chat.example.com", "::1", "10.0.0.5"]);
+    for (const bad of ["", " , ", "chat.example.com:443", "*", "chat example.com", "x".repeat(254)]) {
+      expect(() => loadConfig({ flags: { "server-names": bad } })).toThrow(/serverNames/);
+    }
   });
 });

@@ -6,6 +6,7 @@
 // and in kebab-case as flags (--data-dir, --queue-messages-max).
 
 import { existsSync, readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import { join, resolve } from "node:path";
 import {
   assertLimits,
@@ -209,6 +210,9 @@ function validate(config: Config): Config {
   for (const name of names) {
     if (name.length > serverNameBytesMax || !serverNamePattern.test(name)) {
       throw new ConfigError(`serverNames: ${name} is not a host name or IP address (letters, digits, . - : _)`);
+    }
+    if (name.includes(":") && isIP(name) !== 6) {
+      throw new ConfigError(`serverNames: ${name}: a name or address without a port`);
     }
   }
   try {
