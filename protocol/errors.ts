@@ -21,6 +21,7 @@ export const ErrorCode = Object.freeze({
   tooManyDevices: 109,
   notAllowed: 110,
   clientIdReused: 111,
+  receiptUnknown: 112,
   // retry: the same stanza later
   rateLimited: 200,
   queueFull: 201,

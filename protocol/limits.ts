@@ -53,6 +53,12 @@ export interface Limits {
   readonly queueMessagesMax: number;
   /** Bytes of payload in one device's queue; same rule. */
   readonly queueBytesMax: number;
+  /**
+   * The share (percent) of one device's queueMessagesMax and queueBytesMax that entries from one peer account (its
+   * messages and its receipts) may take; past it that peer's sends to the device get queueFull while others' still
+   * go in. Checked only once a queue is deeper than the share (it costs a read of that queue).
+   */
+  readonly queueSenderSharePercent: number;
   /** Rows of one group commit; a batch reaching it is committed at once instead of waiting for commitDelayMs. */
   readonly commitBatchRowsMax: number;
   /**
@@ -64,10 +70,11 @@ export interface Limits {
   /** Entries read from the store per step of an offline drain. */
   readonly drainBatchEntries: number;
   /**
-   * Sequences each commit reserves ahead of a device's last assigned one (stored as its last_seq). An entry is
-   * pushed before its commit only within the reservation, and a state loaded later starts above it, so a sequence
-   * a device may have seen is never handed out again, not even after kill -9. A device's sequence grows by at most
-   * this much each time the server loads its state, so this is kept small.
+   * Most sequences a commit reserves ahead of an online device's last assigned one (stored as its last_seq; the
+   * reservation is twice what the batch assigned, up to this). An entry is pushed before its commit only within
+   * the reservation, and a state loaded later starts above it, so a sequence a device may have seen is never
+   * handed out again, not even after kill -9. A device's sequence skips at most this much each time the server
+   * loads its state, so this is kept small.
    */
   readonly seqReservationBlock: number;
   /**
@@ -126,6 +133,7 @@ export const defaultLimits: Limits = Object.freeze({
   rateControlStanzasPerToken: 8,
   queueMessagesMax: 10_000,
   queueBytesMax: 64 * 1024 * kibibyte,
+  queueSenderSharePercent: 25,
   commitBatchRowsMax: 4096,
   commitDelayMs: 5,
   drainBatchEntries: 256,
@@ -167,6 +175,8 @@ export const testLimits: Limits = Object.freeze({
   rateControlStanzasPerToken: 4,
   queueMessagesMax: 20,
   queueBytesMax: 8 * kibibyte,
+  // Off in the test set (tests fill one device's queue from one sender); its own test sets it.
+  queueSenderSharePercent: 100,
   commitBatchRowsMax: 64,
   commitDelayMs: 2,
   drainBatchEntries: 4,
@@ -213,6 +223,7 @@ export function assertLimits(limits: Limits): Limits {
   if (limits.drainBatchEntries > limits.deliveryWindowMessages * 4) fail("drainBatchEntries <= 4 * window");
   if (limits.deliveryWindowMessages > limits.queueMessagesMax) fail("deliveryWindowMessages <= queueMessagesMax");
   if (limits.payloadBytesMax > limits.queueBytesMax) fail("payloadBytesMax <= queueBytesMax");
+  if (limits.queueSenderSharePercent > 100) fail("queueSenderSharePercent <= 100");
   return limits;
 }
 

@@ -13,6 +13,7 @@ import {
   registeredClient,
   startTestServer,
   type TestServer,
+  temporaryDirectory,
   textOf,
   waitFor,
 } from "./test-kit.ts";
@@ -494,5 +495,120 @@ describe("acknowledgements not yet committed", () => {
     expect((await alice.next("serverAck", (ack) => ack.clientId === later)).clientId).toBe(later);
     expect(alice.all("error").filter((error) => error.code === ErrorCode.queueFull)).toHaveLength(1);
     expect(queueRows(server, bobAccount, 1)).toBeLessThanOrEqual(2);
+  });
+});
+
+describe("receipts and fair shares", () => {
+  test("a read receipt must name messages delivered to its author; each is receipted once; delivered is the server's", async () => {
+    const server = await serverWith();
+    const { client: alice } = await user(server, "alice");
+    const { client: bob } = await user(server, "bob");
+    const sent = alice.send(bob.account, bytesOf("hello"));
+    await alice.next("serverAck");
+    const deliver = await bob.next("deliver");
+    bob.ack(deliver.seq);
+    await alice.next("deliverReceipt", (receipt) => receipt.type === ReceiptType.delivered);
+    const receiptTo = (clientIds: number[], type: 1 | 2 = ReceiptType.read) =>
+      bob.sendStanza({ kind: "receipt", type, to: alice.account, toDevice: alice.device, clientIds });
+
+    // Never delivered (a later id, and an id of another sender device): refused, nothing queued.
+    receiptTo([sent + 1]);
+    expect(await bob.next("error")).toMatchObject({ code: ErrorCode.receiptUnknown, clientId: null });
+    bob.sendStanza({ kind: "receipt", type: ReceiptType.read, to: alice.account, toDevice: 7, clientIds: [sent] });
+    expect(await bob.next("error")).toMatchObject({ code: ErrorCode.receiptUnknown });
+    // A client's own delivered receipt would duplicate the server's.
+    receiptTo([sent], ReceiptType.delivered);
+    expect(await bob.next("error")).toMatchObject({ code: ErrorCode.badRequest });
+    // One good id with a bad one: the whole receipt is refused.
+    receiptTo([sent, sent + 5]);
+    expect(await bob.next("error")).toMatchObject({ code: ErrorCode.receiptUnknown });
+
+    receiptTo([sent]);
+    const read = await alice.next("deliverReceipt", (receipt) => receipt.type === ReceiptType.read);
+    expect(read.clientIds).toEqual([sent]);
+    receiptTo([sent]); // a resend: accepted, queues nothing
+    bob.sendStanza({ kind: "ping" });
+    await bob.next("pong");
+    await Bun.sleep(50);
+    expect(alice.all("deliverReceipt").filter((receipt) => receipt.type === ReceiptType.read)).toHaveLength(1);
+    expect(bob.all("error")).toHaveLength(4);
+    expect(bob.closed).toBe(false);
+  });
+
+  test("the window survives the device's state being released and a restart of the server", async () => {
+    const dataDir = temporaryDirectory();
+    const first = await startTestServer({ dataDir });
+    const { client: alice, key: aliceKey } = await registeredClient(first.port, "alice");
+    const { client: bob, key: bobKey } = await registeredClient(first.port, "bob");
+    const ids = [alice.send(bob.account, bytesOf("one")), alice.send(bob.account, bytesOf("two"))];
+    await waitFor(() => bob.all("deliver").length === 2, 3000, "deliveries");
+    bob.ack(bob.all("deliver").at(-1)!.seq);
+    await alice.next("deliverReceipt");
+    const aliceAccount = alice.account;
+    const bobAccount = bob.account;
+    alice.close();
+    bob.close();
+    await first.stop();
+
+    running = await startTestServer({ dataDir });
+    const aliceAgain = await RawClient.connect(running.port);
+    const bobAgain = await RawClient.connect(running.port);
+    clients.push(aliceAgain, bobAgain);
+    await aliceAgain.login(aliceAccount, 1, aliceKey);
+    await bobAgain.login(bobAccount, 1, bobKey);
+    bobAgain.sendStanza({ kind: "receipt", type: ReceiptType.read, to: aliceAccount, toDevice: 1, clientIds: ids });
+    const read = await aliceAgain.next("deliverReceipt", (receipt) => receipt.type === ReceiptType.read);
+    expect(read.clientIds).toEqual(ids);
+    bobAgain.sendStanza({ kind: "receipt", type: ReceiptType.read, to: aliceAccount, toDevice: 1, clientIds: [99] });
+    expect(await bobAgain.next("error")).toMatchObject({ code: ErrorCode.receiptUnknown });
+  });
+
+  test("receipts cannot fill an offline device's queue: four floods of invented receipts, then a friend's message goes in", async () => {
+    const server = await serverWith({ limits: { rateStanzasPerSecond: 1000, rateBurstStanzas: 1000 } });
+    const { client: alice } = await user(server, "alice");
+    const { client: bob } = await user(server, "bob");
+    const bobAccount = bob.account;
+    bob.close();
+    await bob.waitClosed();
+    const floods = await Promise.all([1, 2, 3, 4].map((index) => user(server, `mallory${index}`)));
+    for (const { client } of floods) {
+      for (let index = 0; index < 30; index++) {
+        client.sendStanza({
+          kind: "receipt",
+          type: ReceiptType.read,
+          to: bobAccount,
+          toDevice: 1,
+          clientIds: [index + 1],
+        });
+      }
+    }
+    await waitFor(
+      () => floods.every(({ client }) => client.all("error").length === 30),
+      5000,
+      "every invented receipt refused",
+    );
+    for (const { client } of floods) {
+      expect(client.all("error").every((error) => error.code === ErrorCode.receiptUnknown)).toBe(true);
+    }
+    expect(queueRows(server, bobAccount, 1)).toBe(0);
+    const friend = alice.send(bobAccount, bytesOf("a real message"));
+    expect((await alice.next("serverAck")).clientId).toBe(friend);
+  });
+
+  test("one sender may take at most queueSenderSharePercent of a device's queue; others still get in", async () => {
+    const server = await serverWith({ limits: { queueMessagesMax: 20, queueSenderSharePercent: 25 } });
+    const share = 5;
+    const { client: bob } = await user(server, "bob");
+    const bobAccount = bob.account;
+    bob.close();
+    await bob.waitClosed();
+    const senders = await Promise.all(["mallory", "alice", "carol", "dave"].map((handle) => user(server, handle)));
+    for (const { client } of senders) {
+      for (let index = 0; index < share + 2; index++) client.send(bobAccount, bytesOf(`${index}`));
+      await waitFor(() => client.all("serverAck").length + client.all("error").length === share + 2, 3000, "answers");
+      expect(client.all("serverAck")).toHaveLength(share);
+      expect(client.all("error").map((error) => error.code)).toEqual([ErrorCode.queueFull, ErrorCode.queueFull]);
+    }
+    expect(queueRows(server, bobAccount, 1)).toBe(4 * share);
   });
 });

@@ -19,7 +19,7 @@ import {
 import type { QueueEntry } from "../storage/index.ts";
 import { clientIdStatus, markStored } from "./client-id-window.ts";
 import type { ServerContext } from "./context.ts";
-import type { DeviceState, InFlightEntry, PendingEntry } from "./device-state.ts";
+import { type DeviceState, deviceKey, type InFlightEntry, type PendingEntry } from "./device-state.ts";
 import { DeviceStates } from "./device-states.ts";
 import {
   type CommitStats,
@@ -28,6 +28,7 @@ import {
   type PendingMessage,
   type PendingRecipient,
 } from "./group-commit.ts";
+import { emptyReadWindow, markDelivered, markRead, readStatus } from "./read-receipt-window.ts";
 import { type Session, SessionState } from "./session.ts";
 
 export class Delivery {
@@ -143,8 +144,43 @@ export class Delivery {
       }
     }
 
-    const states = await this.devices.statesOf(stanza.to, targets);
+    let states = await this.devices.statesOf(stanza.to, targets);
     if (states === undefined) return refuse(ErrorCode.busy, "server busy; retry");
+    // Fair share: one peer may fill at most queueSenderSharePercent of a device's queue. Counted only for queues
+    // deeper than the share (a read of that queue), after the commit of what is open, so the store has every row.
+    // (Only a queue past the share can hold one peer's entries past it.)
+    const deep = states.filter((state) =>
+      this.pastShare(state.queueRows, state.queueBytes, payloadByDevice.get(state.device)!.length),
+    );
+    if (deep.length > 0) {
+      const unknown = deep.filter((state) => state.peerDepths?.has(session.account) !== true);
+      if (unknown.length > 0) {
+        await this.commit.flush();
+        const read = new Map<number, { rows: number; bytes: number }>();
+        for (const state of unknown) {
+          read.set(state.device, await this.context.storage.queues.peerDepth(state, session.account));
+        }
+        states = await this.devices.statesOf(stanza.to, targets);
+        if (states === undefined) return refuse(ErrorCode.busy, "server busy; retry");
+        // Kept exact from here on by enqueue and ack, past the state too (DeviceStates.peerDepthsOf). A depth read
+        // while another handler counted entries in would be stale: the one already there wins.
+        for (const state of states) {
+          const depth = read.get(state.device);
+          if (depth === undefined) continue;
+          const depths = this.devices.peerDepthsOf(state);
+          if (!depths.has(session.account)) depths.set(session.account, depth);
+        }
+      }
+      for (const state of states) {
+        const depth = state.peerDepths?.get(session.account);
+        if (depth !== undefined && this.pastShare(depth.rows, depth.bytes, payloadByDevice.get(state.device)!.length)) {
+          return refuse(
+            ErrorCode.queueFull,
+            `your share (${limits.queueSenderSharePercent} %) of the queue of device ${state.device} is full; retry later`,
+          );
+        }
+      }
+    }
     if (session.state !== SessionState.ready || session.deviceState !== sender) return;
     // A retry of this very send may have been accepted while we waited.
     if (clientIdStatus(sender.clientIds, stanza.clientId) === "stored") {
@@ -177,7 +213,7 @@ export class Delivery {
     };
     for (const state of states) {
       const payload = payloadByDevice.get(state.device)!;
-      const entry = this.enqueue(batch, state, payload.length, onCancel);
+      const entry = this.enqueue(batch, state, payload.length, session.account, onCancel);
       const recipient: PendingRecipient = { state, entry, payload };
       message.recipients.push(recipient);
     }
@@ -191,6 +227,7 @@ export class Delivery {
         senderDevice: message.senderDevice,
         clientId: message.clientId,
         bytes: recipient.payload.length,
+        peerAccount: message.senderAccount,
         frame: () => ({
           kind: "deliver",
           seq: recipient.entry.seq,
@@ -203,6 +240,16 @@ export class Delivery {
       });
     }
     this.commit.schedule();
+  }
+
+  /** Whether one more entry of `bytes` takes a queue depth (a whole queue's, or one peer's in it) past the share. */
+  private pastShare(rows: number, queuedBytes: number, bytes: number): boolean {
+    const { queueMessagesMax, queueBytesMax, queueSenderSharePercent } = this.context.limits;
+    if (queueSenderSharePercent >= 100) return false;
+    return (
+      rows + 1 > Math.floor((queueMessagesMax * queueSenderSharePercent) / 100) ||
+      queuedBytes + bytes > Math.floor((queueBytesMax * queueSenderSharePercent) / 100)
+    );
   }
 
   /** A send whose client id the server already has: server-ack it once that send is durable. */
@@ -222,8 +269,19 @@ export class Delivery {
   }
 
   /** Gives `state` its next sequence for an entry of `bytes`, in the open batch. */
-  private enqueue(batch: OpenBatch, state: DeviceState, bytes: number, onCancel: (() => void) | null): PendingEntry {
+  private enqueue(
+    batch: OpenBatch,
+    state: DeviceState,
+    bytes: number,
+    peerAccount: number,
+    onCancel: (() => void) | null,
+  ): PendingEntry {
     const entry: PendingEntry = { seq: ++state.lastSeq, bytes, cancelled: false, onCancel };
+    const depth = state.peerDepths?.get(peerAccount);
+    if (depth !== undefined) {
+      depth.rows++;
+      depth.bytes += bytes;
+    }
     if (state.pending === null) state.pending = [];
     state.pending.push(entry);
     state.queueRows++;
@@ -255,6 +313,7 @@ export class Delivery {
       senderDevice: entry.senderDevice,
       clientId: entry.clientId,
       bytes: entry.bytes,
+      peerAccount: entry.peerAccount,
     });
     this.context.io.send(session, entry.frame());
   }
@@ -347,6 +406,11 @@ export class Delivery {
       const states = await this.devices.statesOf(target.account, target.devices);
       if (states !== undefined) targetStates.set(target.account, states);
     }
+    // The reader's read-receipt windows for these senders: acked messages become readable (read-receipt-window.ts).
+    const senderDevices: Array<{ account: number; device: number }> = [];
+    for (const [account, byDevice] of senders)
+      for (const device of byDevice.keys()) senderDevices.push({ account, device });
+    await this.devices.loadReadWindows(state, senderDevices);
     if (session.deviceState !== state || state.session !== session || upto <= state.ackedSeq) return;
     if (this.devices.get(state.account, state.device) !== state) return;
     for (const [account, states] of targetStates) {
@@ -367,6 +431,11 @@ export class Delivery {
       // Never below 0: the retention sweep may have deleted (and uncounted) an entry still in the window.
       state.queueRows = Math.max(0, state.queueRows - 1);
       state.queueBytes = Math.max(0, state.queueBytes - entry.bytes);
+      const depth = state.peerDepths?.get(entry.peerAccount);
+      if (depth !== undefined) {
+        depth.rows = Math.max(0, depth.rows - 1);
+        depth.bytes = Math.max(0, depth.bytes - entry.bytes);
+      }
       acked++;
     }
     inFlight.splice(0, acked);
@@ -380,6 +449,16 @@ export class Delivery {
     }
     batch.acks.set(state, upto);
     batch.rows++;
+    for (const [account, byDevice] of senders) {
+      for (const [device, clientIds] of byDevice) {
+        const key = deviceKey(account, device);
+        let window = state.readWindows?.get(key) ?? emptyReadWindow;
+        for (const clientId of clientIds) window = markDelivered(window, clientId);
+        state.readWindows ??= new Map();
+        state.readWindows.set(key, window);
+        batch.writeReadWindow(state, key, { account, device });
+      }
+    }
     const now = this.context.now();
     for (const [account, byDevice] of senders) {
       const states = targetStates.get(account);
@@ -392,26 +471,54 @@ export class Delivery {
     this.pump(state);
   }
 
-  /** A receipt from a reader (type read, or delivered sent by hand) for messages of `to`/`toDevice`. */
+  /**
+   * A read receipt from a reader for messages of `to`/`toDevice`. Only `read`: delivered receipts come from the
+   * server when a device acks. Every client id must name a message delivered to this device from that sender
+   * device (receiptUnknown otherwise, and nothing is queued); one already receipted, or older than the window, is
+   * left out (read-receipt-window.ts).
+   */
   async receipt(
     session: Session,
     stanza: { type: ReceiptTypeValue; to: number; toDevice: number; clientIds: readonly number[] },
   ): Promise<void> {
-    const reader = { account: session.account, device: session.device };
-    const devices = await this.context.directory.load(stanza.to);
-    if (devices === undefined) {
-      this.context.io.send(session, {
-        kind: "error",
-        code: ErrorCode.unknownAccount,
-        clientId: null,
-        message: `no account ${stanza.to}`,
-      });
-      return;
+    const refuse = (code: number, message: string) => {
+      this.context.metrics.errors.incLabel(errorCodeName(code));
+      this.context.io.send(session, { kind: "error", code, clientId: null, message });
+    };
+    if (stanza.type !== ReceiptType.read) {
+      return refuse(ErrorCode.badRequest, "clients send read receipts only; delivered receipts come from the server");
     }
+    const reader = session.deviceState ?? (await this.devices.stateOfSession(session));
+    if (reader === undefined) return;
+    const devices = await this.context.directory.load(stanza.to);
+    if (devices === undefined) return refuse(ErrorCode.unknownAccount, `no account ${stanza.to}`);
+    const sender = { account: stanza.to, device: stanza.toDevice };
+    await this.devices.loadReadWindows(reader, [sender]);
     const states = await this.devices.statesOf(stanza.to, devices);
     if (states === undefined || session.state !== SessionState.ready) return;
+    // (A state is never released while its session's handler runs, so `reader` is still the session's state.)
+    if (session.deviceState !== reader) return;
+
+    const key = deviceKey(sender.account, sender.device);
+    let window = reader.readWindows?.get(key) ?? emptyReadWindow;
+    const readable: number[] = [];
+    for (const clientId of stanza.clientIds) {
+      const status = readStatus(window, clientId);
+      if (status === "notDelivered") {
+        return refuse(
+          ErrorCode.receiptUnknown,
+          `client id ${clientId} of ${stanza.to}/${stanza.toDevice} was not delivered to this device`,
+        );
+      }
+      if (status === "readable" && !readable.includes(clientId)) readable.push(clientId);
+    }
+    if (readable.length === 0) return;
+    for (const clientId of readable) window = markRead(window, clientId);
+    reader.readWindows ??= new Map();
+    reader.readWindows.set(key, window);
     const batch = this.commit.batch;
-    this.receiptToAll(batch, states, stanza.type, reader, stanza.toDevice, stanza.clientIds, this.context.now());
+    batch.writeReadWindow(reader, key, sender);
+    this.receiptToAll(batch, states, stanza.type, reader, stanza.toDevice, readable, this.context.now());
     this.commit.schedule();
   }
 
@@ -439,7 +546,7 @@ export class Delivery {
         ) {
           continue;
         }
-        const entry = this.enqueue(batch, state, bytes, null);
+        const entry = this.enqueue(batch, state, bytes, from.account, null);
         batch.receipts.push({
           state,
           entry,
@@ -457,6 +564,7 @@ export class Delivery {
           senderDevice: 0,
           clientId: 0,
           bytes,
+          peerAccount: from.account,
           frame: () => ({
             kind: "deliverReceipt",
             seq: entry.seq,
@@ -476,6 +584,7 @@ export class Delivery {
 
   /** Stops queueing for a removed device and drops its state; the caller removes it from the store afterwards. */
   async forgetDevice(account: number, device: number): Promise<void> {
+    this.devices.forgetPeerDepths(account, device);
     const state = this.devices.get(account, device);
     if (state !== undefined) {
       state.removed = true;
@@ -497,6 +606,10 @@ export class Delivery {
       if (marks.lastSeq > state.committedSeq) state.committedSeq = marks.lastSeq;
       if (marks.reservedSeq > state.reservedSeq) state.reservedSeq = marks.reservedSeq;
       if (marks.clientIds.last >= state.committedClientIds.last) state.committedClientIds = marks.clientIds;
+    }
+    for (const reader of batch.readWindows.keys()) {
+      reader.readWindowWrites--;
+      batch.touched.add(reader);
     }
     // Acknowledged rows are gone from the store now: a state may be dropped or released again (see ackUncommitted).
     for (const [state, uptoSeq] of batch.acks) {
@@ -536,6 +649,7 @@ function liveEntryOf(entry: QueueEntry): LiveEntry {
       senderDevice: entry.senderDevice,
       clientId: entry.clientId,
       bytes: entry.payload.length,
+      peerAccount: entry.senderAccount,
       frame: () => ({
         kind: "deliver",
         seq: entry.seq,
@@ -553,6 +667,7 @@ function liveEntryOf(entry: QueueEntry): LiveEntry {
     senderDevice: 0,
     clientId: 0,
     bytes: entry.clientIds.length * 4,
+    peerAccount: entry.peerAccount,
     frame: () => ({
       kind: "deliverReceipt",
       seq: entry.seq,

@@ -3,6 +3,7 @@
 // uncommitted batch; otherwise the store holds the same facts and the state is dropped.
 
 import { type ClientIdMarks, windowFromBytes } from "./client-id-window.ts";
+import type { ReadWindow } from "./read-receipt-window.ts";
 import type { Session } from "./session.ts";
 
 /** A queue entry pushed to the device and not yet acknowledged (the window). */
@@ -14,6 +15,8 @@ export interface InFlightEntry {
   readonly clientId: number;
   /** Bytes the entry counts in the quota (payload length, or 4 per receipt client id). */
   readonly bytes: number;
+  /** The peer whose share of the queue the entry counts in: the sender of a message, the author of a receipt. */
+  readonly peerAccount: number;
 }
 
 /** An entry of the open batch for this device, so that an ack arriving before the commit can cancel it. */
@@ -63,6 +66,19 @@ export class DeviceState {
   inFlight: InFlightEntry[] | null = null;
   pending: PendingEntry[] | null = null;
   session: Session | null = null;
+  /**
+   * Read-receipt windows of this device as a reader, by sender device (deviceKey of the sender), loaded on first use
+   * (see read-receipt-window.ts); a pair never heard from holds the empty window.
+   */
+  readWindows: Map<number, ReadWindow> | null = null;
+  /**
+   * Entries and bytes per peer account in this queue, for the fair share (queueSenderSharePercent): a peer appears
+   * once its depth was read from the store (only for deep queues), and is kept exact from then on by every entry
+   * queued and acknowledged. Null after the retention sweep changed the queue behind it.
+   */
+  peerDepths: Map<number, { rows: number; bytes: number }> | null = null;
+  /** Open or committing batches that write some of readWindows: the state may not be dropped before they commit. */
+  readWindowWrites = 0;
   /** A drain read from the store is running. */
   reading = false;
   /** The device was removed: nothing more is queued for it. */
@@ -104,7 +120,8 @@ export class DeviceState {
       this.session === null &&
       (this.pending === null || this.pending.length === 0) &&
       !this.reading &&
-      !this.ackUncommitted
+      !this.ackUncommitted &&
+      this.readWindowWrites === 0
     );
   }
 }

@@ -5,14 +5,27 @@
 
 import type { ServerContext } from "./context.ts";
 import { DeviceState, deviceKey } from "./device-state.ts";
+import { bitsFromBytes, emptyReadWindow } from "./read-receipt-window.ts";
 import { type Session, SessionState } from "./session.ts";
 
 /** Attempts to find every state of a send in memory after loading them; eviction between tries is rare. */
 const stateLoadAttemptsMax = 3;
 
+/**
+ * Devices whose per-peer queue depths (the fair share) are remembered while their state is dropped: the state of an
+ * offline device is dropped after every commit, and reading the depth again would cost a read of its deep queue
+ * per send. Least recently used first out.
+ */
+export const peerDepthDevicesMax = 10_000;
+
 export class DeviceStates {
   private readonly states = new Map<number, DeviceState>();
   private readonly loading = new Map<number, Promise<DeviceState | undefined>>();
+  /**
+   * Per device, the peer depths its state keeps (the same Map object, see DeviceState.peerDepths). Every change to a
+   * queue goes through its device's state, or through the retention sweep and device removal, which forget it here.
+   */
+  private readonly peerDepths = new Map<number, Map<number, { rows: number; bytes: number }>>();
 
   constructor(private readonly context: ServerContext) {}
 
@@ -24,9 +37,33 @@ export class DeviceStates {
     return this.states.get(deviceKey(account, device));
   }
 
-  /** Forgets a state (its device was removed). */
+  /** Forgets a state (its device was removed, or the state is dropped). */
   delete(state: DeviceState): void {
     if (this.states.get(state.key) === state) this.states.delete(state.key);
+  }
+
+  /** The per-peer depths of a state's queue, created (and remembered past the state) on first use. */
+  peerDepthsOf(state: DeviceState): Map<number, { rows: number; bytes: number }> {
+    let depths = state.peerDepths;
+    if (depths === null) {
+      depths = new Map();
+      state.peerDepths = depths;
+    }
+    this.peerDepths.delete(state.key);
+    this.peerDepths.set(state.key, depths);
+    if (this.peerDepths.size > peerDepthDevicesMax) {
+      const oldest = this.peerDepths.keys().next().value;
+      if (oldest !== undefined) this.peerDepths.delete(oldest);
+    }
+    return depths;
+  }
+
+  /** The queue changed behind the states (retention sweep, device removal): its depths must be read again. */
+  forgetPeerDepths(account: number, device: number): void {
+    const key = deviceKey(account, device);
+    this.peerDepths.delete(key);
+    const state = this.states.get(key);
+    if (state !== undefined) state.peerDepths = null;
   }
 
   /** The state of a device: from memory, or loaded from the store (undefined when the device does not exist). */
@@ -42,6 +79,7 @@ export class DeviceStates {
         const raced = this.states.get(key);
         if (raced !== undefined) return raced;
         const state = new DeviceState(account, device, record);
+        state.peerDepths = this.peerDepths.get(key) ?? null;
         this.states.set(key, state);
         // An online device whose idle state was released gets it back (see releaseIfIdle).
         const session = this.context.router.find(account, device);
@@ -94,7 +132,7 @@ export class DeviceStates {
     if (state.deliveredSeq < state.lastSeq) return;
     if (state.committedSeq !== state.lastSeq || state.committedClientIds !== state.clientIds) return;
     // The store must not hold acknowledged rows: a state loaded from it would deliver them again and count them.
-    if (state.ackUncommitted) return;
+    if (state.ackUncommitted || state.readWindowWrites > 0) return;
     state.session = null;
     session.deviceState = null;
     session.stateReleased = true;
@@ -118,8 +156,37 @@ export class DeviceStates {
     return session.deviceState ?? undefined;
   }
 
+  /**
+   * Makes sure `reader` holds its read-receipt windows for `senders` (loaded from the store, or empty). The caller
+   * checks after awaiting that `reader` is still the device's state.
+   */
+  async loadReadWindows(
+    reader: DeviceState,
+    senders: ReadonlyArray<{ account: number; device: number }>,
+  ): Promise<void> {
+    const missing = senders.filter(
+      (sender) => reader.readWindows?.has(deviceKey(sender.account, sender.device)) !== true,
+    );
+    if (missing.length === 0) return;
+    const stored = await this.context.storage.queues.readReceiptWindows(reader, missing);
+    reader.readWindows ??= new Map();
+    for (const sender of missing) {
+      const key = deviceKey(sender.account, sender.device);
+      // Loaded meanwhile by another handler of this device: that copy may already be newer.
+      if (reader.readWindows.has(key)) continue;
+      const row = stored.find((window) => window.peerAccount === sender.account && window.peerDevice === sender.device);
+      reader.readWindows.set(
+        key,
+        row === undefined
+          ? emptyReadWindow
+          : { last: row.lastClientId, delivered: bitsFromBytes(row.delivered), read: bitsFromBytes(row.read) },
+      );
+    }
+  }
+
   /** Re-reads the queue depth of devices in memory after the retention sweep deleted some of their rows. */
   async resyncCounters(devices: ReadonlyArray<{ account: number; device: number }>): Promise<void> {
+    for (const key of devices) this.forgetPeerDepths(key.account, key.device);
     for (const key of devices) {
       if (!this.states.has(deviceKey(key.account, key.device))) continue;
       const record = await this.context.storage.devices.get(key);

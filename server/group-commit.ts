@@ -4,13 +4,14 @@
 //
 // An entry whose device acknowledges it before its batch commits is cancelled and never written (the insert and the
 // delete cancel out), which keeps most online traffic off the disk. Its sequence still advances the stored high-water
-// mark, so sequences are never handed out twice. Each batch stores, as a device's last_seq, a reservation
-// seqReservationBlock ahead of its last assigned sequence; entries are pushed before their commit only within the
-// reservation, so after kill -9 the next process starts above every sequence a device may have seen.
+// mark, so sequences are never handed out twice. Each batch stores, as an online device's last_seq, a reservation
+// ahead of its last assigned sequence; entries are pushed before their commit only within the reservation, so after
+// kill -9 the next process starts above every sequence a device may have seen.
 
 import type { QueueBatch, QueueStore } from "../storage/index.ts";
 import { type ClientIdMarks, windowToBytes } from "./client-id-window.ts";
 import type { DeviceState, PendingEntry } from "./device-state.ts";
+import { bitsToBytes } from "./read-receipt-window.ts";
 import type { Session } from "./session.ts";
 
 export interface PendingRecipient {
@@ -52,10 +53,23 @@ export class OpenBatch {
   /** The marks as written by this batch, captured when it is handed to the store. */
   readonly marks = new Map<DeviceState, { lastSeq: number; reservedSeq: number; clientIds: ClientIdMarks }>();
   readonly afterCommit: Array<() => void> = [];
+  /** Read-receipt windows changed in this batch: reader state -> sender device key -> the sender device. */
+  readonly readWindows = new Map<DeviceState, Map<number, { account: number; device: number }>>();
   rows = 0;
 
   get isEmpty(): boolean {
-    return this.rows === 0 && this.touched.size === 0 && this.afterCommit.length === 0;
+    return this.rows === 0 && this.touched.size === 0 && this.afterCommit.length === 0 && this.readWindows.size === 0;
+  }
+
+  /** Writes the reader's window for a sender device with this batch (the state stays until it commits). */
+  writeReadWindow(reader: DeviceState, senderKey: number, sender: { account: number; device: number }): void {
+    let changed = this.readWindows.get(reader);
+    if (changed === undefined) {
+      changed = new Map();
+      this.readWindows.set(reader, changed);
+      reader.readWindowWrites++;
+    }
+    changed.set(senderKey, sender);
   }
 }
 
@@ -193,8 +207,13 @@ function toQueueBatch(batch: OpenBatch, seqReservationBlock: number): { rows: Qu
   const clientIds: QueueBatch["clientIds"] = [];
   for (const state of batch.touched) {
     if (state.removed) continue;
-    // The stored last_seq is a reservation ahead of what is assigned: see DeviceState.reservedSeq.
-    const reservedSeq = Math.max(state.reservedSeq, state.lastSeq + seqReservationBlock);
+    // The stored last_seq is a reservation ahead of what is assigned (see DeviceState.reservedSeq), for online
+    // devices only: entries are pushed before their commit only to them. Its size follows the device's traffic
+    // (twice what this batch assigned it, at most seqReservationBlock), because every time a state is loaded again
+    // the unused rest of the reservation is skipped: a sparse conversation then skips one or two numbers, not 64.
+    const assigned = state.lastSeq - state.committedSeq;
+    const ahead = state.session === null || assigned === 0 ? 0 : Math.min(seqReservationBlock, 2 * assigned);
+    const reservedSeq = Math.max(state.reservedSeq, state.lastSeq + ahead);
     batch.marks.set(state, { lastSeq: state.lastSeq, reservedSeq, clientIds: state.clientIds });
     sequences.push({ account: state.account, device: state.device, lastSeq: reservedSeq });
     clientIds.push({
@@ -204,5 +223,24 @@ function toQueueBatch(batch: OpenBatch, seqReservationBlock: number): { rows: Qu
       clientIdWindow: windowToBytes(state.clientIds.window),
     });
   }
-  return { rows: { messages, receipts, acks, sequences, clientIds }, cancelled };
+  const readReceiptWindows: QueueBatch["readReceiptWindows"] & object = [];
+  const nowMs = Date.now();
+  for (const [reader, senders] of batch.readWindows) {
+    if (reader.removed) continue;
+    for (const [senderKey, sender] of senders) {
+      const window = reader.readWindows?.get(senderKey);
+      if (window === undefined) continue;
+      readReceiptWindows.push({
+        account: reader.account,
+        device: reader.device,
+        peerAccount: sender.account,
+        peerDevice: sender.device,
+        lastClientId: window.last,
+        delivered: bitsToBytes(window.delivered),
+        read: bitsToBytes(window.read),
+        updatedAtMs: nowMs,
+      });
+    }
+  }
+  return { rows: { messages, receipts, acks, sequences, clientIds, readReceiptWindows }, cancelled };
 }

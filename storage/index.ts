@@ -6,6 +6,6 @@ export type { DeviceKey, DeviceRecord, DeviceStore } from "./device-store.ts";
 export type { InviteRecord, InviteStore } from "./invite-store.ts";
 export type { LinkCodeStore } from "./link-code-store.ts";
 export { MigrationError } from "./migrations/index.ts";
-export type { QueueBatch, QueueEntry, QueueStore } from "./queue-store.ts";
+export type { QueueBatch, QueueEntry, QueueStore, ReadReceiptWindow } from "./queue-store.ts";
 export type { Storage } from "./storage.ts";
 export { AccountNotFoundError } from "./storage-errors.ts";

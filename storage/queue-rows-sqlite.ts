@@ -1,7 +1,7 @@
 import type { Database, Statement } from "bun:sqlite";
 import type { DeviceKey } from "./device-store.ts";
 
-// Deleting queue rows, shared by every store that does it (acks and sweep, device and account removal), so that the
+// Deleting queue rows (and a removed device's read-receipt windows), shared by every store that does it (acks and sweep, device and account removal), so that the
 // device counters and the shared payload refs are kept exact in one place. Every method runs synchronously and must
 // be called inside the caller's transaction: its statements only make sense together.
 
@@ -30,6 +30,8 @@ export class SqliteQueueRows {
   readonly #subtractFromDevice: Statement<unknown, [number, number, number, number]>;
   readonly #releaseMessage: Statement<{ refs: number }, [number, number]>;
   readonly #deleteMessage: Statement<unknown, [number]>;
+  readonly #deleteDeviceWindows: Statement<unknown, [number, number]>;
+  readonly #deleteAccountWindows: Statement<unknown, [number]>;
 
   constructor(database: Database) {
     this.#deleteUpTo = database.prepare(
@@ -51,6 +53,10 @@ export class SqliteQueueRows {
     );
     this.#releaseMessage = database.prepare("update messages set refs = refs - ? where id = ? returning refs");
     this.#deleteMessage = database.prepare("delete from messages where id = ?");
+    this.#deleteDeviceWindows = database.prepare(
+      "delete from read_receipt_windows where account_id = ? and device_id = ?",
+    );
+    this.#deleteAccountWindows = database.prepare("delete from read_receipt_windows where account_id = ?");
   }
 
   // Cumulative acknowledgement: deletes the device's rows with seq <= uptoSeq.
@@ -70,11 +76,13 @@ export class SqliteQueueRows {
   // Deletes the whole queue of a device that is about to be removed, so its counters are left as they are.
   deleteDevice(account: number, device: number): void {
     this.#releaseMessages(collectRefs(this.#deleteDevice.values(account, device)));
+    this.#deleteDeviceWindows.run(account, device);
   }
 
   // Deletes the queues of every device of an account that is about to be removed.
   deleteAccount(account: number): void {
     this.#releaseMessages(collectRefs(this.#deleteAccount.values(account)));
+    this.#deleteAccountWindows.run(account);
   }
 
   // Retention: deletes at most `limit` rows created before `beforeMs`, oldest first.

@@ -3,7 +3,7 @@ import { type Kysely, sql } from "kysely";
 import { clientIdBytes, packClientIds, unpackClientIds } from "./client-id-list.ts";
 import type { DeviceKey } from "./device-store.ts";
 import { deviceKeyText, type SqliteQueueRows, type SweptRows } from "./queue-rows-sqlite.ts";
-import type { QueueBatch, QueueEntry, QueueStore } from "./queue-store.ts";
+import type { QueueBatch, QueueEntry, QueueStore, ReadReceiptWindow } from "./queue-store.ts";
 import { type QueueTable, queueKindMessage, queueKindReceipt, type StorageSchema } from "./schema.ts";
 
 // The hot paths (commit, read) run prepared statements, prepared once, inside bun:sqlite's synchronous transactions:
@@ -53,6 +53,15 @@ export class SqliteQueueStore implements QueueStore {
     [number, number, number, number, number, number, Uint8Array, number, number, number]
   >;
   readonly #read: Statement<QueueRow, [number, number, number, number]>;
+  readonly #peerDepth: Statement<{ rows: number; bytes: number }, [number, number, number]>;
+  readonly #readWindow: Statement<
+    { last_client_id: number; delivered: Uint8Array; read: Uint8Array; updated_at: number },
+    [number, number, number, number]
+  >;
+  readonly #writeWindow: Statement<
+    unknown,
+    [number, number, number, number, number, Uint8Array, Uint8Array, number, number, number]
+  >;
   readonly #commitTransaction: (batch: QueueBatch) => void;
   readonly #sweepTransaction: (beforeMs: number, limit: number) => SweptRows;
 
@@ -88,6 +97,21 @@ export class SqliteQueueStore implements QueueStore {
        where q.account_id = ? and q.device_id = ? and q.seq > ?
        order by q.seq limit ?`,
     );
+    this.#peerDepth = database.prepare(
+      `select count(*) as rows, coalesce(sum(bytes), 0) as bytes from queue
+       where account_id = ? and device_id = ? and peer_account = ?`,
+    );
+    this.#readWindow = database.prepare(
+      `select last_client_id, delivered, read, updated_at from read_receipt_windows
+       where account_id = ? and device_id = ? and peer_account = ? and peer_device = ?`,
+    );
+    // Only for a reader device that exists (the select yields no row otherwise), so a device removed after its
+    // window changed is skipped rather than failing the batch on the foreign key.
+    this.#writeWindow = database.prepare(
+      `insert or replace into read_receipt_windows
+         (account_id, device_id, peer_account, peer_device, last_client_id, delivered, read, updated_at)
+       select ?, ?, ?, ?, ?, ?, ?, ? from devices where account_id = ? and device_id = ?`,
+    );
     // Immediate: take the write lock when the transaction begins, so it cannot fail half way to upgrade its lock.
     this.#commitTransaction = database.transaction((batch: QueueBatch) => this.#write(batch)).immediate;
     this.#sweepTransaction = database.transaction((beforeMs: number, limit: number) =>
@@ -118,6 +142,33 @@ export class SqliteQueueStore implements QueueStore {
       ])
       .executeTakeFirstOrThrow();
     return { rows: totals.rows, bytes: totals.bytes };
+  }
+
+  async peerDepth(key: DeviceKey, peerAccount: number): Promise<{ rows: number; bytes: number }> {
+    const depth = this.#peerDepth.get(key.account, key.device, peerAccount);
+    return { rows: depth?.rows ?? 0, bytes: depth?.bytes ?? 0 };
+  }
+
+  async readReceiptWindows(
+    key: DeviceKey,
+    peers: ReadonlyArray<{ account: number; device: number }>,
+  ): Promise<ReadReceiptWindow[]> {
+    const found: ReadReceiptWindow[] = [];
+    for (const peer of peers) {
+      const row = this.#readWindow.get(key.account, key.device, peer.account, peer.device);
+      if (row === null) continue;
+      found.push({
+        account: key.account,
+        device: key.device,
+        peerAccount: peer.account,
+        peerDevice: peer.device,
+        lastClientId: row.last_client_id,
+        delivered: row.delivered,
+        read: row.read,
+        updatedAtMs: row.updated_at,
+      });
+    }
+    return found;
   }
 
   // Inserts first, then acks, so an ack covers rows of its own batch. Each device's counters and marks are updated
@@ -226,6 +277,21 @@ export class SqliteQueueStore implements QueueStore {
 
     for (const ack of batch.acks) {
       this.#queueRows.deleteUpTo(ack.account, ack.device, ack.uptoSeq);
+    }
+    for (const window of batch.readReceiptWindows ?? []) {
+      const { account, device, peerAccount, peerDevice, lastClientId, delivered, read, updatedAtMs } = window;
+      this.#writeWindow.run(
+        account,
+        device,
+        peerAccount,
+        peerDevice,
+        lastClientId,
+        delivered,
+        read,
+        updatedAtMs,
+        account,
+        device,
+      );
     }
   }
 }

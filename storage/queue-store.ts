@@ -57,6 +57,22 @@ export interface QueueBatch {
   // With the window of which recent client ids were stored (see DeviceRecord.clientIdWindow); written only when
   // lastClientId is the device's highest after this batch.
   clientIds: Array<{ account: number; device: number; lastClientId: number; clientIdWindow: Uint8Array }>;
+  // Read-receipt windows to store (insert or replace), each the whole window of one (reader device, sender device)
+  // pair. Rows of a reader device that does not exist are skipped. Optional: absent means none.
+  readReceiptWindows?: ReadReceiptWindow[];
+}
+
+// Which recent client ids of one sender device were delivered to one reader device, and which of those the reader
+// already receipted as read: bit k of each is client id lastClientId - k (little-endian bytes).
+export interface ReadReceiptWindow {
+  account: number;
+  device: number;
+  peerAccount: number;
+  peerDevice: number;
+  lastClientId: number;
+  delivered: Uint8Array;
+  read: Uint8Array;
+  updatedAtMs: number;
 }
 
 export interface QueueStore {
@@ -70,4 +86,12 @@ export interface QueueStore {
   sweep(beforeMs: number, limit: number): Promise<{ deleted: number; devices: DeviceKey[] }>;
   // The depth of all queues together, from the per-device counters.
   totals(): Promise<{ rows: number; bytes: number }>;
+  // Entries (and their bytes) in one device's queue whose peer is `peerAccount` (the sender of a message, the author
+  // of a receipt): a sender's share of that queue. Reads the device's queue; called only for deep queues.
+  peerDepth(key: DeviceKey, peerAccount: number): Promise<{ rows: number; bytes: number }>;
+  // The stored read-receipt windows of a reader device for the given sender devices (absent pairs are left out).
+  readReceiptWindows(
+    key: DeviceKey,
+    peers: ReadonlyArray<{ account: number; device: number }>,
+  ): Promise<ReadReceiptWindow[]>;
 }

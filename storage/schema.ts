@@ -84,6 +84,19 @@ export interface LinkCodesTable {
   expires_at: number;
 }
 
+// Per reader device and sender device: which recent client ids were delivered to the reader, and which of those it
+// already sent a read receipt for (see migrations/0003-read-receipt-windows.ts).
+export interface ReadReceiptWindowsTable {
+  account_id: number;
+  device_id: number;
+  peer_account: number;
+  peer_device: number;
+  last_client_id: number;
+  delivered: Uint8Array;
+  read: Uint8Array;
+  updated_at: number;
+}
+
 export interface StorageSchema {
   accounts: AccountsTable;
   devices: DevicesTable;
@@ -91,4 +104,5 @@ export interface StorageSchema {
   messages: MessagesTable;
   invites: InvitesTable;
   link_codes: LinkCodesTable;
+  read_receipt_windows: ReadReceiptWindowsTable;
 }

@@ -588,6 +588,68 @@ export function describeStorageConformance(
       });
     });
 
+    describe("fair share and read-receipt windows", () => {
+      test("peerDepth counts one peer's entries (messages and receipts) in one device's queue", async () => {
+        const { alice, bob } = await twoAccounts(storage);
+        const carol = await createAccount(storage, "carol");
+        await storage.queues.commit(
+          batchOf({
+            messages: [
+              message(alice, 1, 1, bytes(1, 2, 3), [[bob, 1, 1]]),
+              message(alice, 1, 2, bytes(4), [[bob, 1, 2]]),
+              message(carol, 1, 1, bytes(5, 6), [[bob, 1, 3]]),
+            ],
+            receipts: [receipt(bob, 1, 4, [9, 10], { peerAccount: alice, peerDevice: 1 })],
+          }),
+        );
+        expect(await storage.queues.peerDepth({ account: bob, device: 1 }, alice)).toEqual({
+          rows: 3,
+          bytes: 3 + 1 + 2 * clientIdBytes,
+        });
+        expect(await storage.queues.peerDepth({ account: bob, device: 1 }, carol)).toEqual({ rows: 1, bytes: 2 });
+        expect(await storage.queues.peerDepth({ account: bob, device: 1 }, 424242)).toEqual({ rows: 0, bytes: 0 });
+        await storage.queues.commit(batchOf({ acks: [{ account: bob, device: 1, uptoSeq: 2 }] }));
+        expect(await storage.queues.peerDepth({ account: bob, device: 1 }, alice)).toEqual({
+          rows: 1,
+          bytes: 2 * clientIdBytes,
+        });
+      });
+
+      test("read-receipt windows are stored whole, replaced, read back per peer, and removed with their device", async () => {
+        const { alice, bob } = await twoAccounts(storage);
+        await storage.devices.add(bob, publicKey(9), 1_000);
+        const window = (device: number, last: number, delivered: number, read: number) => ({
+          account: bob,
+          device,
+          peerAccount: alice,
+          peerDevice: 1,
+          lastClientId: last,
+          delivered: bytes(delivered, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+          read: bytes(read, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+          updatedAtMs: 5_000,
+        });
+        await storage.queues.commit(batchOf({ readReceiptWindows: [window(1, 7, 3, 0), window(2, 4, 1, 1)] }));
+        await storage.queues.commit(batchOf({ readReceiptWindows: [window(1, 8, 7, 2)] }));
+        const peers = [
+          { account: alice, device: 1 },
+          { account: alice, device: 2 },
+        ];
+        expect(await storage.queues.readReceiptWindows({ account: bob, device: 1 }, peers)).toEqual([
+          window(1, 8, 7, 2),
+        ]);
+        expect(await storage.queues.readReceiptWindows({ account: bob, device: 2 }, peers)).toEqual([
+          window(2, 4, 1, 1),
+        ]);
+        expect(await storage.devices.remove({ account: bob, device: 2 })).toBe(true);
+        expect(await storage.queues.readReceiptWindows({ account: bob, device: 2 }, peers)).toEqual([]);
+        // A window of a device that no longer exists is skipped, not a failed batch.
+        await storage.queues.commit(batchOf({ readReceiptWindows: [window(2, 9, 1, 0)] }));
+        expect(await storage.queues.readReceiptWindows({ account: bob, device: 2 }, peers)).toEqual([]);
+        expect(await storage.accounts.remove(bob)).toBe(true);
+        expect(await storage.queues.readReceiptWindows({ account: bob, device: 1 }, peers)).toEqual([]);
+      });
+    });
+
     describe("invites", () => {
       test("an invite is used once", async () => {
         await storage.invites.issue("invite-1", 1_000, 1_000 + hour);
