@@ -20,6 +20,7 @@ import { createLogger, type Logger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 import { RetentionSweeper } from "./retention-sweeper.ts";
 import { LocalRouter } from "./router-local.ts";
+import { serverNames } from "./server-names.ts";
 import { SessionIo } from "./session-io.ts";
 import { SessionTable } from "./session-table.ts";
 import { listenTcp, type TcpListeners } from "./tcp-listener.ts";
@@ -141,7 +142,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     if (config.wsPort !== 0) webSocket = listenWebSocket(config, connections);
     if (config.adminPort !== 0) {
       admin = listenAdmin(
-        { host: config.adminHost, port: config.adminPort },
+        { host: config.adminHost, port: config.adminPort, names: serverNames(config) },
         { metrics: () => metrics.renderFresh(), ready: () => !table.draining },
       );
     }
