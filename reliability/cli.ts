@@ -5,7 +5,7 @@ import { parseArgs } from "node:util";
 
 const usage = `npm run reliability -- <command> [options]
 
-  crash  --trials N --seed S [--commit-delay-ms X] [--load-ms MS] [--settle-ms MS] [--stop-on-failure]
+  crash  --trials N --seed S [--commit-delay-ms X] [--load-ms MS] [--settle-ms MS] [--stop-on-failure] [--sender-deaths]
          SIGKILL the server under load at a random moment, restart it, check: nothing acked lost, no duplicates,
          order kept, no sequence number reused (X: one commit delay for all trials; default: cycle through 0..100)
   fuzz   --seconds N --seed S [--connections N]
@@ -32,6 +32,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       "load-ms": { type: "string" },
       "settle-ms": { type: "string" },
       "stop-on-failure": { type: "boolean" },
+      "sender-deaths": { type: "boolean" },
       seconds: { type: "string" },
       connections: { type: "string" },
       kinds: { type: "string" },
@@ -55,6 +56,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       loadMs: integer(values["load-ms"], "load-ms", defaultCrashOptions.loadMs),
       settleMs: integer(values["settle-ms"], "settle-ms", defaultCrashOptions.settleMs),
       keepGoing: values["stop-on-failure"] !== true,
+      senderDeaths: values["sender-deaths"] === true,
     });
     return summary.ok ? 0 : 1;
   }

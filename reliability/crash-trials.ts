@@ -46,6 +46,11 @@ export interface CrashOptions {
   readonly log: (line: string) => void;
   /** Keep going after a failed trial (the summary counts every trial). */
   readonly keepGoing: boolean;
+  /**
+   * Also let SDK sender apps die with sends in flight (off by default): the app then sends its unanswered messages
+   * again on a fresh client, under new client ids, as the SDK allows nothing else.
+   */
+  readonly senderDeaths: boolean;
 }
 
 export const defaultCrashOptions: CrashOptions = {
@@ -58,6 +63,7 @@ export const defaultCrashOptions: CrashOptions = {
   settleMs: 20_000,
   log: (line) => console.log(line),
   keepGoing: true,
+  senderDeaths: false,
 };
 
 export interface TrialResult extends LedgerCounts {
@@ -96,6 +102,8 @@ export interface CrashSummary {
   readonly unsettled: number;
   readonly failedTrials: number;
   readonly errors: number;
+  /** Per commit delay: trials, messages acked, and trials that failed. */
+  readonly byCommitDelayMs: Readonly<Record<string, { trials: number; acked: number; failed: number }>>;
   readonly elapsedMs: number;
   readonly ok: boolean;
 }
@@ -287,6 +295,19 @@ export async function runTrial(
       later(at, () => tryKill(0));
     }
 
+    // Sender apps dying with sends in flight (opt-in).
+    if (options.senderDeaths) {
+      for (let death = random.between(1, 2); death > 0; death--) {
+        const sender = random.pick(sdkSenders);
+        const tryKill = (tries: number) => {
+          if (sender.app.online && (sender.app.client?.pendingSends ?? 0) > 0) {
+            sender.dieAndRestart(random.below(200), later);
+          } else if (tries < 40) later(10, () => tryKill(tries + 1));
+        };
+        later(random.below(options.loadMs), () => tryKill(0));
+      }
+    }
+
     // The crash, and in a third of the trials a second one during the recovery (resends, drains, logins).
     crashes = random.below(3) === 0 ? 2 : 1;
     for (let crash = 0; crash < crashes; crash++) {
@@ -312,6 +333,7 @@ export async function runTrial(
     // Every send has been made by now; what is still scheduled is drop-ins and deaths, which end here.
     for (const timer of timers) clearTimeout(timer);
     timers.clear();
+    for (const sender of sdkSenders) sender.restartIfDown();
     for (const app of apps) app.start();
     for (const device of rawDevices) device.start();
 
@@ -397,6 +419,19 @@ export function trialLine(result: TrialResult): string {
   );
 }
 
+function byCommitDelay(results: readonly TrialResult[]): CrashSummary["byCommitDelayMs"] {
+  const table: Record<string, { trials: number; acked: number; failed: number }> = {};
+  for (const result of results) {
+    const key = String(result.commitDelayMs);
+    const row = table[key] ?? { trials: 0, acked: 0, failed: 0 };
+    table[key] = row;
+    row.trials++;
+    row.acked += result.acked;
+    if (trialFailed(result)) row.failed++;
+  }
+  return table;
+}
+
 export async function runCrashTrials(
   partial: Partial<CrashOptions> = {},
 ): Promise<{ summary: CrashSummary; results: TrialResult[] }> {
@@ -436,6 +471,7 @@ export async function runCrashTrials(
     unsettled: sum((result) => result.unsettled),
     failedTrials: results.filter(trialFailed).length,
     errors: results.filter((result) => result.error !== null).length,
+    byCommitDelayMs: byCommitDelay(results),
     elapsedMs: Math.round(performance.now() - started),
     ok: results.length > 0 && !results.some(trialFailed),
   };

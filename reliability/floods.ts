@@ -414,8 +414,9 @@ export async function runFloods(partial: Partial<FloodOptions> = {}): Promise<{ 
       for (const result of slow.results) {
         log(
           `slowloris ${result.stage}: ${result.closed}/${result.sessions} closed (${result.closedWithinDeadline} within ` +
-            `the ${result.deadlineMs} ms deadline), after ${result.closedAfterMs.min}..${result.closedAfterMs.max} ms, ` +
-            `codes ${JSON.stringify(result.codes)}`,
+            `the ${result.deadlineMs} ms deadline)` +
+            (result.closed === 0 ? "" : `, after ${result.closedAfterMs.min}..${result.closedAfterMs.max} ms`) +
+            `, codes ${JSON.stringify(result.codes)}`,
         );
       }
       const mib = (bytes: number | null) => (bytes === null ? "?" : `${round(bytes / 1048576, 1)} MiB`);

@@ -135,30 +135,62 @@ export class SdkApp {
   }
 }
 
-/** A sender on the SDK: its app keeps a message until the send resolves, and sends it again after a retry-range refusal. */
+/**
+ * A sender on the SDK. Its app keeps every message until the send resolves (in runner memory, which outlives the app),
+ * and sends it again after a retry-range refusal. If the app dies with sends unanswered, the fresh client sends them
+ * again on its start: as new messages with new client ids, because the SDK has no way to resend under the ids the dead
+ * client used (its outbox lives and dies with the client object).
+ */
 export class SdkSender {
+  /** token -> recipient account, in send order: what the app still owns. */
+  private readonly unanswered = new Map<string, number>();
+
   constructor(
     readonly app: SdkApp,
     private readonly ledger: Ledger,
   ) {}
 
   get pending(): number {
-    return this.app.client?.pendingSends ?? 0;
+    return this.unanswered.size;
   }
 
-  send(to: number, token: string, attempt = 0): void {
+  send(to: number, token: string): void {
+    this.ledger.sent(token, deviceKey(this.app.credentials.account, this.app.credentials.device), to);
+    this.unanswered.set(token, to);
+    this.write(to, token, 0);
+  }
+
+  /** The app died ("death") with sends in flight: a fresh client comes up after `restartMs` and sends them again. */
+  dieAndRestart(restartMs: number, later: (delayMs: number, action: () => void) => void): void {
+    this.app.stop("death");
+    later(restartMs, () => this.restartIfDown());
+  }
+
+  /** Starts the app again if it is down, and sends what it still owns. */
+  restartIfDown(): void {
+    if (this.app.online) return;
+    this.app.start();
+    for (const [token, to] of this.unanswered) this.write(to, token, 0);
+  }
+
+  private write(to: number, token: string, attempt: number): void {
     const client = this.app.client;
-    if (client === null) throw new Error("bug: an SDK sender without a client");
-    if (attempt === 0)
-      this.ledger.sent(token, deviceKey(this.app.credentials.account, this.app.credentials.device), to);
+    if (client === null) return; // the app is down: its restart sends what is unanswered
     client.send(to, textEncoder.encode(token)).then(
-      (result) => this.ledger.acked(token, result.clientId),
+      (result) => {
+        this.unanswered.delete(token);
+        this.ledger.acked(token, result.clientId);
+      },
       (error: unknown) => {
+        if (error instanceof ClientClosedError) return; // the app died; it sends the message again when it restarts
         if (error instanceof ClientError && error.action === "retry" && attempt < 20) {
-          setTimeout(() => this.send(to, token, attempt + 1), 100);
-        } else if (!(error instanceof ClientClosedError)) {
-          this.ledger.refused(token, String(error));
+          setTimeout(() => {
+            if (this.app.client === client) this.write(to, token, attempt + 1);
+          }, 100);
+          return;
         }
+        this.unanswered.delete(token);
+        this.ledger.refused(token, String(error));
       },
     );
   }
