@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openSqliteStorage, type SqliteStorageOptions } from "./database-sqlite.ts";
 import type { Storage } from "./storage.ts";
+import { delayedStorage } from "./storage-delayed.ts";
 import { type ConformanceOptions, describeStorageConformance } from "./store-conformance.ts";
 
 const directory = mkdtempSync(join(tmpdir(), "switchboard-storage-"));
@@ -32,3 +33,7 @@ function sqliteFiles(synchronous: SqliteStorageOptions["synchronous"]): [() => P
 describeStorageConformance("sqlite file", ...sqliteFiles("normal"));
 describeStorageConformance("sqlite file, synchronous full", ...sqliteFiles("full"));
 describeStorageConformance("sqlite :memory:", () => openSqliteStorage({ path: ":memory:" }));
+// The same behaviour when every call resolves late (the shape of a network database).
+describeStorageConformance("sqlite :memory: behind random delays", async () =>
+  delayedStorage(await openSqliteStorage({ path: ":memory:" }), { seed: 7, delayMsMax: 2 }),
+);
