@@ -22,8 +22,17 @@ import { defaultLimits } from "../protocol/index.ts";
 import { newDeviceKey, RawClient } from "../server/test-kit.ts";
 import { deviceKey, Ledger, type LedgerCounts, messageKey } from "./ledger.ts";
 import { RawDevice } from "./raw-device.ts";
-import { linkSdk, registerSdk, SdkApp, SdkSender, ServerAddress, setupTimeoutMs, textDecoder } from "./sdk-app.ts";
-import { type ServerChild, startServerChild } from "./server-child.ts";
+import {
+  linkSdk,
+  registerSdk,
+  SdkApp,
+  SdkSender,
+  ServerAddress,
+  setupTimeoutMs,
+  type TransportKind,
+  textDecoder,
+} from "./sdk-app.ts";
+import { freePort, type ServerChild, startServerChild } from "./server-child.ts";
 
 /**
  * commitDelayMs values the trials cycle through. The config accepts any integer >= 0 (protocol/limits.ts); these
@@ -123,7 +132,9 @@ export async function runTrial(
   const dataDir = mkdtempSync(join(tmpdir(), "switchboard-crash-"));
   const address = new ServerAddress();
   const ledger = new Ledger();
-  const flags = { "commit-delay-ms": commitDelayMs };
+  // The WebSocket listener needs a port of its own (0 turns it off); it is kept across restarts like the TCP one.
+  address.wsPort = freePort();
+  const flags = (): Record<string, number> => ({ "commit-delay-ms": commitDelayMs, "ws-port": address.wsPort });
   const apps: SdkApp[] = [];
   const rawDevices: RawDevice[] = [];
   const timers = new Set<ReturnType<typeof setTimeout>>();
@@ -141,7 +152,7 @@ export async function runTrial(
   let samePort = true;
   let settled = false;
   try {
-    server = await startServerChild({ dataDir, flags });
+    server = await startServerChild({ dataDir, flags: flags() });
     address.port = server.port;
 
     // Accounts: raw senders (registered with the test kit's raw client), SDK senders and recipients.
@@ -161,10 +172,15 @@ export async function runTrial(
     const pairSecond = await linkSdk(address, pairFirst);
 
     const storeDelays = [5, 20, 60];
-    const newApp = (name: string, credentials: LoginCredentials, storeDelayMaxMs: number) => {
+    const newApp = (
+      name: string,
+      credentials: LoginCredentials,
+      storeDelayMaxMs: number,
+      transport: TransportKind = "tcp",
+    ) => {
       const store = ledger.addDevice(credentials.account, credentials.device);
       const readReceiptPercent = storeDelayMaxMs === 0 ? 0 : 30;
-      const app = new SdkApp(name, credentials, store, address, random, storeDelayMaxMs, readReceiptPercent);
+      const app = new SdkApp(name, credentials, store, address, random, storeDelayMaxMs, readReceiptPercent, transport);
       apps.push(app);
       return app;
     };
@@ -172,7 +188,8 @@ export async function runTrial(
       (credentials, index) => new SdkSender(newApp(`sdk${index}`, credentials, 0), ledger),
     );
     const slow = newApp("slow", slowCredentials, random.pick(storeDelays));
-    const offline = newApp("offline", offlineCredentials, random.pick(storeDelays));
+    // The offline recipient uses the WebSocket listener (the same frames in binary messages).
+    const offline = newApp("offline", offlineCredentials, random.pick(storeDelays), "websocket");
     const pairOne = newApp("pair/1", pairFirst, random.pick(storeDelays));
     const pairTwo = newApp("pair/2", pairSecond, random.pick(storeDelays));
     const killable = [slow, offline, pairOne, pairTwo];
@@ -319,10 +336,11 @@ export async function runTrial(
       downMs += downNowMs;
       await Bun.sleep(downNowMs);
       try {
-        server = await startServerChild({ dataDir, port: oldPort, flags, bindRetryMs: 2000 });
+        server = await startServerChild({ dataDir, port: oldPort, flags: flags(), bindRetryMs: 2000 });
       } catch {
         samePort = false;
-        server = await startServerChild({ dataDir, flags });
+        address.wsPort = freePort();
+        server = await startServerChild({ dataDir, flags: flags() });
       }
       address.port = server.port;
     }

@@ -66,6 +66,9 @@ export interface FlooderResult {
   readonly code: string | null;
   readonly bytesWritten: number;
   readonly rateLimitedErrors: number;
+  /** Stanzas received, and frames from the server that did not decode (must be 0). */
+  readonly received: number;
+  readonly badServerFrames: number;
 }
 
 export interface KindResult {
@@ -196,6 +199,8 @@ async function floodOneKind(
     code: session.closeCode,
     bytesWritten: session.bytesWritten,
     rateLimitedErrors: session.rateLimited,
+    received: session.receivedCount,
+    badServerFrames: session.badFrames,
   }));
   const p99Ratio = trips.count === 0 ? Number.POSITIVE_INFINITY : trips.p99 / baselineP99;
   return {

@@ -6,6 +6,7 @@ import { ClientClosedError, ClientError } from "../client/client-errors.ts";
 import type { LoginCredentials } from "../client/client-options.ts";
 import { SwitchboardClient } from "../client/switchboard-client.ts";
 import { TcpTransport } from "../client/transport-tcp.ts";
+import { WebSocketTransport } from "../client/transport-websocket.ts";
 import type { Random } from "../protocol/fuzz.ts";
 import { type AppStore, deviceKey, type Ledger, messageKey } from "./ledger.ts";
 
@@ -17,10 +18,18 @@ export const setupTimeoutMs = 10_000;
 /** Where the server listens now: SDK clients and raw devices read it at each connection attempt. */
 export class ServerAddress {
   port = 0;
+  /** The WebSocket listener's port (0: none). */
+  wsPort = 0;
 }
 
-function sdkTransport(address: ServerAddress) {
-  return () => new TcpTransport({ host: "127.0.0.1", port: address.port, bufferedBytesMax: 4 * 1024 * 1024 });
+export type TransportKind = "tcp" | "websocket";
+
+function sdkTransport(address: ServerAddress, kind: TransportKind = "tcp") {
+  const bufferedBytesMax = 4 * 1024 * 1024;
+  if (kind === "websocket") {
+    return () => new WebSocketTransport({ url: `ws://127.0.0.1:${address.wsPort}/ws`, bufferedBytesMax });
+  }
+  return () => new TcpTransport({ host: "127.0.0.1", port: address.port, bufferedBytesMax });
 }
 
 export async function withTimeout<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
@@ -56,6 +65,7 @@ export class SdkApp {
     private readonly random: Random,
     readonly storeDelayMaxMs: number,
     private readonly readReceiptPercent = 0,
+    readonly transportKind: TransportKind = "tcp",
   ) {}
 
   get online(): boolean {
@@ -65,7 +75,8 @@ export class SdkApp {
   describe(): string {
     const { account, device } = this.credentials;
     return (
-      `${this.name} (${account}:${device}): ${this.client?.phase ?? "not running"}, welcomes ${this.welcomes}, ` +
+      `${this.name} (${account}:${device}, ${this.transportKind}): ${this.client?.phase ?? "not running"}, ` +
+      `welcomes ${this.welcomes}, ` +
       `deaths ${this.deaths}, stored ${this.store.storedCount}, last disconnect: ${this.lastDisconnect || "none"}`
     );
   }
@@ -77,7 +88,7 @@ export class SdkApp {
     const client = new SwitchboardClient({
       credentials: this.credentials,
       firstClientId: this.nextClientId,
-      transport: sdkTransport(this.address),
+      transport: sdkTransport(this.address, this.transportKind),
       reconnect: sdkReconnect,
     });
     client.on("message", (message) => {

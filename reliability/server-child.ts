@@ -147,6 +147,14 @@ async function startOnce(options: {
   };
 }
 
+/** A free TCP port on 127.0.0.1 (there is a small race between closing it and the server binding it). */
+export function freePort(): number {
+  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = probe.port;
+  probe.stop(true);
+  return port;
+}
+
 /** Proportional set size of a process in bytes (Pss of /proc/PID/smaps_rollup), or null when it is gone. */
 export async function processPssBytes(pid: number): Promise<number | null> {
   try {
