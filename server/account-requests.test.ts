@@ -3,7 +3,9 @@
 // after a reconnect where the table says so.
 
 import { afterEach, describe, expect, test } from "bun:test";
+import { join } from "node:path";
 import { ErrorCode, ReceiptType } from "../protocol/index.ts";
+import { openSqliteStorage } from "../storage/index.ts";
 import {
   bytesOf,
   type DeviceKey,
@@ -23,9 +25,21 @@ afterEach(async () => {
   running = null;
 });
 
-async function server(): Promise<TestServer> {
-  running = await startTestServer();
+async function server(options: Parameters<typeof startTestServer>[0] = {}): Promise<TestServer> {
+  running = await startTestServer(options);
   return running;
+}
+
+/** Issues invite codes straight into the running server's database (the key file beside it hashes them). */
+async function issueInvites(count: number): Promise<string[]> {
+  const storage = await openSqliteStorage({ path: join(running!.dataDir, "switchboard.sqlite") });
+  try {
+    const codes = Array.from({ length: count }, (_, index) => `invite-${Date.now()}-${index}`);
+    for (const code of codes) await storage.invites.issue(code, Date.now(), Date.now() + 60_000);
+    return codes;
+  } finally {
+    await storage.close();
+  }
 }
 
 async function user(port: number, handle: string): Promise<{ client: RawClient; key: DeviceKey }> {
@@ -190,17 +204,23 @@ describe("resending an auth stanza", () => {
     await again.waitClosed();
   });
 
-  test("register: a resend after a lost welcome finds its handle taken (104)", async () => {
-    const { port } = await server();
+  test("register: a resend after a lost welcome, with the same key, is welcomed as that device; another key gets 104", async () => {
+    const { port } = await server({ registration: "invite" });
+    const [invite] = await issueInvites(1);
     const key = newDeviceKey();
     const first = await connect(port);
-    await first.register("alice", key);
+    const welcome = await first.register("alice", key, invite);
     first.close();
-    // The same key and handle on a new connection, signed over the new nonce: the account exists already.
+    // The same key and handle on a new connection, signed over the new nonce (the invite is used up by now).
     const again = await connect(port);
-    refused(again.register("alice", key));
-    expect(await again.next("error")).toMatchObject({ code: ErrorCode.handleTaken, clientId: null });
-    expect(again.closed).toBe(false);
+    const second = await again.register("alice", key, invite);
+    expect(second).toMatchObject({ account: welcome.account, device: welcome.device });
+    // Another key for the same handle: taken (the invite check comes first, so pass a fresh one).
+    const [other] = await issueInvites(1);
+    const stranger = await connect(port);
+    refused(stranger.register("alice", newDeviceKey(), other));
+    expect(await stranger.next("error")).toMatchObject({ code: ErrorCode.handleTaken, clientId: null });
+    expect(stranger.closed).toBe(false);
   });
 
   test("link: a resend after a lost welcome finds its code used (107); the first link made a device", async () => {

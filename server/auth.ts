@@ -128,6 +128,15 @@ export class Auth {
     if (problem !== null) {
       return this.refuse(session, ErrorCode.handleInvalid, handleProblemMessage(problem, limits.handleBytesMax));
     }
+    // A resend of a registration whose welcome was lost (PROTOCOL.md section 11): the handle's account already has
+    // a device with this very key, and the signature proves the sender holds it, so it is that registration:
+    // welcome it as that device. This tells nobody else whether a handle is taken (it takes the key), and comes
+    // before the invite, which the first registration used up.
+    const again = await this.registeredBefore(stanza.handle, stanza.publicKey);
+    if (again !== null) {
+      if (session.state !== SessionState.authenticating) return;
+      return this.complete(session, again.account, again.device, "login");
+    }
     const invite = config.registration === "invite" ? stanza.invite : null;
     if (config.registration === "invite") {
       if (invite === null || !(await this.takeInvite(invite))) {
@@ -148,6 +157,18 @@ export class Auth {
     this.context.log.info("account_registered", { account: created.account.id, handle: stanza.handle });
     if (session.state !== SessionState.authenticating) return;
     await this.complete(session, created.account.id, created.device.device, "register");
+  }
+
+  /** The device of account `handle` whose public key is `publicKey`, if there is one. */
+  private async registeredBefore(
+    handle: string,
+    publicKey: Uint8Array,
+  ): Promise<{ account: number; device: number } | null> {
+    const account = await this.context.storage.accounts.byHandle(handle);
+    if (account === undefined) return null;
+    const devices = await this.context.storage.devices.list(account.id);
+    const same = devices.find((device) => Buffer.from(device.publicKey).equals(Buffer.from(publicKey)));
+    return same === undefined ? null : { account: account.id, device: same.device };
   }
 
   /** Uses an invite: from the store (atomic), or one given back after a failed registration. */
