@@ -7,6 +7,7 @@
 import { afterEach, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
+import { mulberry32 } from "../protocol/fuzz.ts";
 import { ReceiptType, type StanzaOf } from "../protocol/index.ts";
 import { delayedStorage, openSqliteStorage, type Storage } from "../storage/index.ts";
 import { createLogger } from "./log.ts";
@@ -35,7 +36,7 @@ for (const seed of [1, 2, 3]) {
     const dataDir = temporaryDirectory();
     cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
     const inner = await openSqliteStorage({ path: join(dataDir, "switchboard.sqlite") });
-    const storage: Storage = delayedStorage(inner, { seed, delayMsMax: 4 });
+    const storage: Storage = delayedStorage(inner, { random: mulberry32(seed), delayMsMax: 4 });
     const config = testConfig({
       dataDir,
       limits: { rateStanzasPerSecond: 1000, rateBurstStanzas: 1000, queueMessagesMax: 1000, commitDelayMs: seed },
@@ -48,7 +49,7 @@ for (const seed of [1, 2, 3]) {
       await server.stop({ timeoutMs: 1000 });
       await inner.close();
     });
-    const random = seeded(seed);
+    const random = mulberry32(seed + 1000);
 
     const connect = async () => {
       const client = await RawClient.connect(server.port);
@@ -157,12 +158,4 @@ for (const seed of [1, 2, 3]) {
       expect(firstOrder.filter((id) => id.startsWith(`${sender.account}:`))).toEqual(acked);
     }
   }, 30_000);
-}
-
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return state / 4294967296;
-  };
 }

@@ -2,6 +2,7 @@ import { afterAll } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { mulberry32 } from "../protocol/fuzz.ts";
 import { openSqliteStorage, type SqliteStorageOptions } from "./database-sqlite.ts";
 import type { Storage } from "./storage.ts";
 import { delayedStorage } from "./storage-delayed.ts";
@@ -35,5 +36,5 @@ describeStorageConformance("sqlite file, synchronous full", ...sqliteFiles("full
 describeStorageConformance("sqlite :memory:", () => openSqliteStorage({ path: ":memory:" }));
 // The same behaviour when every call resolves late (the shape of a network database).
 describeStorageConformance("sqlite :memory: behind random delays", async () =>
-  delayedStorage(await openSqliteStorage({ path: ":memory:" }), { seed: 7, delayMsMax: 2 }),
+  delayedStorage(await openSqliteStorage({ path: ":memory:" }), { random: mulberry32(7), delayMsMax: 2 }),
 );
