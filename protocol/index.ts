@@ -26,7 +26,7 @@ export {
 } from "./frame-codec.ts";
 export { FrameReader } from "./frame-reader.ts";
 export { appendInbound, consumeInbound, type InboundBytes } from "./inbound-bytes.ts";
-export { assertLimits, defaultLimits, type Limits, testLimits } from "./limits.ts";
+export { assertLimits, commitDelayMsMax, defaultLimits, type Limits, testLimits } from "./limits.ts";
 export {
   decodePreamble,
   encodePreamble,

@@ -64,7 +64,7 @@ export interface Limits {
   /**
    * How long a group commit collects rows (0: until the end of the event-loop turn). Entries that online devices
    * acknowledge within it are never written, and their senders get the server-ack as soon as the recipients ack;
-   * senders to offline devices wait at most this long (plus the commit) for theirs.
+   * senders to offline devices wait at most this long (plus the commit) for theirs. At most commitDelayMsMax (1 s).
    */
   readonly commitDelayMs: number;
   /** Entries read from the store per step of an offline drain. */
@@ -189,6 +189,9 @@ export const testLimits: Limits = Object.freeze({
   lastSeenPendingMax: 16,
 });
 
+/** The longest group-commit delay a config may set (the reliability suite's crash trials cover 0 up to it). */
+export const commitDelayMsMax = 1000;
+
 /** Longest frame length prefix: frameBytesMax must fit in it. */
 export const frameLengthVarintBytesMax = 3;
 
@@ -224,6 +227,8 @@ export function assertLimits(limits: Limits): Limits {
   if (limits.deliveryWindowMessages > limits.queueMessagesMax) fail("deliveryWindowMessages <= queueMessagesMax");
   if (limits.payloadBytesMax > limits.queueBytesMax) fail("payloadBytesMax <= queueBytesMax");
   if (limits.queueSenderSharePercent > 100) fail("queueSenderSharePercent <= 100");
+  // Senders to offline devices wait this long for their server-ack: more than a second only makes senders resend.
+  if (limits.commitDelayMs > commitDelayMsMax) fail(`commitDelayMs <= ${commitDelayMsMax}`);
   return limits;
 }
 
