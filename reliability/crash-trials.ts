@@ -40,6 +40,13 @@ import { freePort, type ServerChild, startServerChild } from "./server-child.ts"
  */
 export const commitDelaysMs: readonly number[] = [0, 1, 2, 5, 10, 20, 50, 100];
 
+/** Small queues (and the window and drain batch that must fit in them): refusals and retries become common. */
+const tightQueueFlags: Readonly<Record<string, number>> = {
+  "queue-messages-max": 30,
+  "delivery-window-messages": 16,
+  "drain-batch-entries": 16,
+};
+
 export interface CrashOptions {
   readonly trials: number;
   readonly seed: number;
@@ -83,6 +90,8 @@ export interface TrialResult extends LedgerCounts {
   readonly downMs: number;
   /** SIGKILLs in this trial (1, or 2 with the second during the recovery). */
   readonly crashes: number;
+  /** The trial ran with small queues (refusals and retries). */
+  readonly tightQueues: boolean;
   readonly samePort: boolean;
   readonly appDeaths: number;
   readonly settled: boolean;
@@ -104,6 +113,9 @@ export interface CrashSummary {
   readonly appDeaths: number;
   /** Server SIGKILLs over all trials. */
   readonly kills: number;
+  /** Trials with small queues, and the retry-range refusals senders answered by sending again. */
+  readonly smallQueueTrials: number;
+  readonly retries: number;
   readonly lost: number;
   readonly duplicates: number;
   readonly order: number;
@@ -134,7 +146,13 @@ export async function runTrial(
   const ledger = new Ledger();
   // The WebSocket listener needs a port of its own (0 turns it off); it is kept across restarts like the TCP one.
   address.wsPort = freePort();
-  const flags = (): Record<string, number> => ({ "commit-delay-ms": commitDelayMs, "ws-port": address.wsPort });
+  // A third of the trials run with queues so small that sends are refused (queueFull) and retried.
+  const tightQueues = random.below(3) === 0;
+  const flags = (): Record<string, number> => ({
+    "commit-delay-ms": commitDelayMs,
+    "ws-port": address.wsPort,
+    ...(tightQueues ? tightQueueFlags : {}),
+  });
   const apps: SdkApp[] = [];
   const rawDevices: RawDevice[] = [];
   const timers = new Set<ReturnType<typeof setTimeout>>();
@@ -218,6 +236,9 @@ export async function runTrial(
           },
           serverAck: (token, clientId) => ledger.acked(token, clientId),
           refused: (token, code) => ledger.refused(token, `error ${code}`),
+          retry: () => {
+            ledger.retries++;
+          },
         },
       });
       rawDevices.push(device);
@@ -379,6 +400,7 @@ export async function runTrial(
       killAtMs,
       downMs,
       crashes,
+      tightQueues,
       samePort,
       appDeaths: apps.reduce((total, app) => total + app.deaths, 0),
       settled,
@@ -396,6 +418,7 @@ export async function runTrial(
       killAtMs,
       downMs,
       crashes,
+      tightQueues,
       samePort,
       appDeaths: apps.reduce((total, app) => total + app.deaths, 0),
       settled,
@@ -433,6 +456,7 @@ export function trialLine(result: TrialResult): string {
     `seqReused ${result.seqReused} unsettled ${result.unsettled} | ${result.crashes === 2 ? "2 kills, first" : "kill"} ` +
     `at ${result.killAtMs} ms, down ` +
     `${result.downMs} ms${result.samePort ? "" : " (new port)"}, app deaths ${result.appDeaths}, ` +
+    `${result.tightQueues ? `small queues (retried ${result.retries}, refused ${result.refused}), ` : ""}` +
     `${result.elapsedMs} ms${result.error === null ? "" : ` | error: ${result.error.split("\n")[0]}`}`
   );
 }
@@ -482,6 +506,8 @@ export async function runCrashTrials(
     redeliveries: sum((result) => result.redeliveries),
     appDeaths: sum((result) => result.appDeaths),
     kills: sum((result) => result.crashes),
+    smallQueueTrials: results.filter((result) => result.tightQueues).length,
+    retries: sum((result) => result.retries),
     lost: sum((result) => result.lost),
     duplicates: sum((result) => result.duplicates),
     order: sum((result) => result.order),

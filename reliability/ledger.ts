@@ -136,6 +136,8 @@ export interface LedgerCounts {
   /** Sends neither server-acked nor refused when the trial ended (the wait for quiescence ran out). */
   readonly unsettled: number;
   readonly refused: number;
+  /** Retry-range refusals (queueFull, rateLimited, busy) the senders answered by sending again. */
+  readonly retries: number;
   /** Deliveries the applications were expected to hold (acked messages x recipient devices). */
   readonly expectedDeliveries: number;
   readonly stored: number;
@@ -153,6 +155,8 @@ export class Ledger {
   private readonly devicesByAccount = new Map<number, DeviceKey[]>();
   readonly stores = new Map<DeviceKey, AppStore>();
   readonly notes: string[] = [];
+  /** Retry-range refusals the senders answered by sending again. */
+  retries = 0;
 
   addDevice(account: number, device: number): AppStore {
     const key = deviceKey(account, device);
@@ -280,6 +284,7 @@ export class Ledger {
       acked,
       unsettled: this.unsettled,
       refused,
+      retries: this.retries,
       expectedDeliveries,
       stored,
       redeliveries,

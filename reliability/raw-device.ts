@@ -24,6 +24,8 @@ export interface RawDeviceEvents {
   serverAck?(token: string, clientId: number): void;
   /** A send refused for good (rejected range). */
   refused?(token: string, code: number): void;
+  /** A send refused for now (retry range): it is written again shortly, with its id. */
+  retry?(token: string, code: number): void;
   /** The session closed with this error or goaway code (null: no code). */
   closed?(code: number | null): void;
 }
@@ -253,6 +255,7 @@ export class RawDevice {
           const entry = stanza.clientId === null ? undefined : this.outbox.get(stanza.clientId);
           const action = errorAction(stanza.code);
           if (entry !== undefined && action === "retry") {
+            this.options.events?.retry?.(entry.token, stanza.code);
             entry.written = false;
             entry.notBeforeMs = Date.now() + 100;
             setTimeout(() => this.pumpOutbox(), 110);

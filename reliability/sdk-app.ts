@@ -194,7 +194,8 @@ export class SdkSender {
       },
       (error: unknown) => {
         if (error instanceof ClientClosedError) return; // the app died; it sends the message again when it restarts
-        if (error instanceof ClientError && error.action === "retry" && attempt < 20) {
+        if (error instanceof ClientError && error.action === "retry" && attempt < 150) {
+          this.ledger.retries++;
           setTimeout(() => {
             if (this.app.client === client) this.write(to, token, attempt + 1);
           }, 100);
