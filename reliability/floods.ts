@@ -69,6 +69,8 @@ export interface FlooderResult {
   /** Stanzas received, and frames from the server that did not decode (must be 0). */
   readonly received: number;
   readonly badServerFrames: number;
+  /** The connection ended with a reset (ECONNRESET): what the server sent last may have been lost with it. */
+  readonly reset: boolean;
 }
 
 export interface KindResult {
@@ -201,6 +203,7 @@ async function floodOneKind(
     rateLimitedErrors: session.rateLimited,
     received: session.receivedCount,
     badServerFrames: session.badFrames,
+    reset: session.closedHow.includes("ECONNRESET"),
   }));
   const p99Ratio = trips.count === 0 ? Number.POSITIVE_INFINITY : trips.p99 / baselineP99;
   return {

@@ -30,6 +30,8 @@ export class RawSession {
   /** True when close() ended it (not the server). */
   closedByUs = false;
   closedAtMs: number | null = null;
+  /** How the socket ended: "end" (the server's FIN), "close", or "error: ..." (a reset). */
+  closedHow = "";
   badFrames = 0;
   bytesWritten = 0;
   account = 0;
@@ -48,9 +50,9 @@ export class RawSession {
           session.drainWaiters = [];
           for (const waiter of waiters) waiter();
         },
-        close: () => session.ended(),
-        end: () => session.ended(),
-        error: () => session.ended(),
+        close: (_socket, error) => session.ended(error === undefined ? "close" : `close: ${error.message}`),
+        end: () => session.ended("end"),
+        error: (_socket, error) => session.ended(`error: ${error.message}`),
         connectError: () => {},
       },
     });
@@ -99,9 +101,10 @@ export class RawSession {
     }
   }
 
-  private ended(): void {
+  private ended(how: string): void {
     if (this.closed) return;
     this.closed = true;
+    this.closedHow = how;
     this.closedAtMs = performance.now();
     const waiters = this.drainWaiters;
     this.drainWaiters = [];
