@@ -43,6 +43,17 @@ export class SqliteInviteStore implements InviteStore {
     return result.numUpdatedRows > 0n;
   }
 
+  async revoke(target: { code: string } | { codeHash: string }): Promise<boolean> {
+    const hash = "code" in target ? this.#hasher.hash(target.code) : hexBytes(target.codeHash);
+    if (hash === undefined) return false;
+    const result = await this.#kysely
+      .deleteFrom("invites")
+      .where("code_hash", "=", hash)
+      .where("used_at", "is", null)
+      .executeTakeFirst();
+    return result.numDeletedRows > 0n;
+  }
+
   async list(): Promise<InviteRecord[]> {
     const rows = await this.#kysely
       .selectFrom("invites")
@@ -58,4 +69,10 @@ export class SqliteInviteStore implements InviteStore {
       usedAtMs: row.used_at,
     }));
   }
+}
+
+/** The bytes of a hash written in hex as list() writes it, or undefined when it is not 64 hex digits. */
+function hexBytes(hex: string): Uint8Array | undefined {
+  if (!/^[0-9a-f]{64}$/.test(hex)) return undefined;
+  return new Uint8Array(Buffer.from(hex, "hex"));
 }

@@ -20,4 +20,7 @@ export interface InviteStore {
   // Oldest first, at most inviteListRowsMax (see invite-store-sqlite.ts): invites are issued by hand, so more is a
   // sign of a bug elsewhere rather than a page to fetch.
   list(): Promise<InviteRecord[]>;
+  // Deletes an unused invite, named by its code or by the codeHash list() shows; returns false when there is no such
+  // unused invite. A used invite stays (it is the history of a registration), so revoking it changes nothing.
+  revoke(target: { code: string } | { codeHash: string }): Promise<boolean>;
 }

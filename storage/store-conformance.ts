@@ -680,6 +680,24 @@ export function describeStorageConformance(
         );
       });
 
+      test("revoke deletes an unused invite, by code or by its listed hash, and leaves a used one", async () => {
+        await storage.invites.issue("invite-1", 1_000, 1_000 + hour);
+        await storage.invites.issue("invite-2", 1_000, 1_000 + hour);
+        await storage.invites.issue("invite-3", 1_000, 1_000 + hour);
+        expect(await storage.invites.consume("invite-3", 2_000)).toBe(true);
+        expect(await storage.invites.revoke({ code: "invite-1" })).toBe(true);
+        expect(await storage.invites.revoke({ code: "invite-1" })).toBe(false);
+        expect(await storage.invites.consume("invite-1", 2_000)).toBe(false);
+        const unused = (await storage.invites.list()).find((invite) => invite.usedAtMs === null)!;
+        expect(await storage.invites.revoke({ codeHash: unused.codeHash })).toBe(true);
+        expect(await storage.invites.consume("invite-2", 2_000)).toBe(false);
+        const used = (await storage.invites.list()).find((invite) => invite.usedAtMs !== null)!;
+        expect(await storage.invites.revoke({ codeHash: used.codeHash })).toBe(false);
+        expect(await storage.invites.revoke({ code: "invite-3" })).toBe(false);
+        expect(await storage.invites.revoke({ codeHash: "not hex" })).toBe(false);
+        expect(await storage.invites.list()).toHaveLength(1);
+      });
+
       test("an invite code cannot be issued twice", async () => {
         await storage.invites.issue("invite-1", 1_000, 5_000);
         await expect(storage.invites.issue("invite-1", 2_000, 6_000)).rejects.toThrow();
