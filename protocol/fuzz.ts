@@ -221,6 +221,16 @@ export function randomStanza(random: Random, kind: StanzaKindName, limits: Limit
       };
     case "deviceRemove":
       return { kind, clientId: id(), device: id() };
+    case "reverseLookup":
+      return { kind, clientId: id(), accounts: ids(limits.reverseLookupAccountsMax, 1) };
+    case "reverseLookupResult":
+      return {
+        kind,
+        clientId: id(),
+        handles: Array.from({ length: random.below(limits.reverseLookupAccountsMax + 1) }, () =>
+          orNull(() => randomString(random, limits.handleBytesMax)),
+        ),
+      };
   }
 }
 

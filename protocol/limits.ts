@@ -19,6 +19,8 @@ export interface Limits {
   readonly devicesPerAccountMax: number;
   /** Most client ids one receipt may name. */
   readonly receiptClientIdsMax: number;
+  /** Most account ids one reverseLookup may name (each costs the asker a rate token and the server a store read). */
+  readonly reverseLookupAccountsMax: number;
   /** Bodies shorter than this are never worth deflating (the deflate block overhead eats the gain). */
   readonly compressionBodyBytesMin: number;
 
@@ -118,6 +120,7 @@ export const defaultLimits: Limits = Object.freeze({
   nestingDepthMax: 3,
   devicesPerAccountMax: 16,
   receiptClientIdsMax: 128,
+  reverseLookupAccountsMax: 32,
   compressionBodyBytesMin: 96,
 
   loginTimeoutMs: 10 * second,
@@ -161,6 +164,7 @@ export const testLimits: Limits = Object.freeze({
   arrayItemsMax: 16,
   devicesPerAccountMax: 4,
   receiptClientIdsMax: 8,
+  reverseLookupAccountsMax: 4,
   compressionBodyBytesMin: 48,
   loginTimeoutMs: 500,
   idleTimeoutMs: 2000,
@@ -214,6 +218,9 @@ export function assertLimits(limits: Limits): Limits {
   if (limits.handleBytesMax > limits.stringBytesMax) fail("handleBytesMax <= stringBytesMax");
   if (limits.devicesPerAccountMax * 2 > limits.arrayItemsMax) fail("devicesPerAccountMax * 2 <= arrayItemsMax");
   if (limits.receiptClientIdsMax > limits.arrayItemsMax) fail("receiptClientIdsMax <= arrayItemsMax");
+  if (limits.reverseLookupAccountsMax > limits.arrayItemsMax) fail("reverseLookupAccountsMax <= arrayItemsMax");
+  // A reverse lookup costs one rate token per id: a burst must be able to pay for the largest one.
+  if (limits.reverseLookupAccountsMax > limits.rateBurstStanzas) fail("reverseLookupAccountsMax <= rateBurstStanzas");
   if (limits.nestingDepthMax < 3) fail("nestingDepthMax >= 3 (device-list entries are arrays in an array)");
   if (limits.inboundBytesMax < limits.frameBytesMax) fail("inboundBytesMax >= frameBytesMax");
   if (limits.outboundBytesMax < limits.frameBytesMax) fail("outboundBytesMax >= frameBytesMax");

@@ -5,7 +5,15 @@ import { Random, randomStanza } from "./fuzz.ts";
 import { defaultLimits, type Limits, testLimits } from "./limits.ts";
 import { stanzaFields, stanzaFromFields, stanzaKindToken } from "./stanza-codec.ts";
 import type { SendStanza, Stanza } from "./stanzas.ts";
-import { ReceiptType, RegistrationMode, StanzaKind, type StanzaKindName, stanzaKindName } from "./tokens.ts";
+import {
+  ReceiptType,
+  RegistrationMode,
+  StanzaKind,
+  type StanzaKindName,
+  stanzaKindName,
+  stanzaKindSinceDictionary,
+  tokenDictionaryVersion,
+} from "./tokens.ts";
 import { fromJsonValue, hexToBytes, loadGolden, toJsonValue } from "./vectors/generate.ts";
 
 const golden = await loadGolden();
@@ -38,7 +46,7 @@ function requiredFields(stanza: Stanza): number {
 }
 
 describe("token dictionary", () => {
-  test("kinds are 1..23, unique, within the 6 header bits, and named back", () => {
+  test("kinds are 1..25, unique, within the 6 header bits, and named back", () => {
     const tokens = Object.values(StanzaKind);
     expect(new Set(tokens).size).toBe(tokens.length);
     expect(Math.min(...tokens)).toBe(1);
@@ -47,6 +55,15 @@ describe("token dictionary", () => {
     expect(stanzaKindName(0)).toBeUndefined();
     expect(stanzaKindName(tokens.length + 1)).toBeUndefined();
     expect(stanzaKindName(63)).toBeUndefined();
+  });
+
+  test("dictionary version 2 added reverseLookup (24) and reverseLookupResult (25); version 1's kinds keep theirs", () => {
+    expect(tokenDictionaryVersion).toBe(2);
+    expect(StanzaKind.deviceRemove).toBe(23);
+    expect(StanzaKind.reverseLookup).toBe(24);
+    expect(StanzaKind.reverseLookupResult).toBe(25);
+    const added = Object.entries(stanzaKindSinceDictionary).map(([name]) => StanzaKind[name as StanzaKindName]);
+    expect(added.sort()).toEqual([24, 25]);
   });
 
   test("receipt types and registration modes keep their tokens", () => {
@@ -127,7 +144,7 @@ describe("stanza fields", () => {
   );
 
   test("an unknown kind token is unknownKind; a body that is not an array is wrongFieldType", () => {
-    for (const token of [0, 24, 63, 1000]) {
+    for (const token of [0, 26, 63, 1000]) {
       const result = stanzaFromFields(token, [], defaultLimits);
       expect((result as ProtocolError).code).toBe(ErrorCode.unknownKind);
     }

@@ -83,6 +83,10 @@ export function stanzaFields(stanza: Stanza): unknown[] {
       ];
     case "deviceRemove":
       return [stanza.clientId, stanza.device];
+    case "reverseLookup":
+      return [stanza.clientId, stanza.accounts];
+    case "reverseLookupResult":
+      return [stanza.clientId, stanza.handles];
   }
 }
 
@@ -354,6 +358,22 @@ function decodeKind(kind: StanzaKindName, fields: readonly unknown[], limits: Li
     }
     case "deviceRemove":
       return { kind, clientId: read.id("clientId"), device: read.id("device") };
+    case "reverseLookup": {
+      const clientId = read.id("clientId");
+      const accounts = read.idArray("accounts", limits.reverseLookupAccountsMax);
+      if (accounts.length === 0) fail("accounts must not be empty");
+      return { kind, clientId, accounts };
+    }
+    case "reverseLookupResult": {
+      const clientId = read.id("clientId");
+      const entries = read.array("handles", limits.reverseLookupAccountsMax);
+      const handleReader = new FieldReader(entries);
+      const handles: Array<string | null> = [];
+      for (let index = 0; index < entries.length; index++) {
+        handles.push(handleReader.stringOrNull(`handles[${index}]`, limits.handleBytesMax));
+      }
+      return { kind, clientId, handles };
+    }
   }
 }
 

@@ -173,6 +173,20 @@ export interface DeviceRemoveStanza {
   readonly device: number;
 }
 
+/** Handles of accounts by id (dictionary version 2): who sent me this? Answered per the privacy rule of PROTOCOL.md. */
+export interface ReverseLookupStanza {
+  readonly kind: "reverseLookup";
+  readonly clientId: number;
+  /** 1..reverseLookupAccountsMax account ids. */
+  readonly accounts: readonly number[];
+}
+export interface ReverseLookupResultStanza {
+  readonly kind: "reverseLookupResult";
+  readonly clientId: number;
+  /** One per requested account, in the request's order: its handle, or null when this device may not learn it. */
+  readonly handles: ReadonlyArray<string | null>;
+}
+
 export type Stanza =
   | ChallengeStanza
   | LoginStanza
@@ -196,6 +210,8 @@ export type Stanza =
   | LinkCodeStanza
   | DevicesStanza
   | DeviceListStanza
-  | DeviceRemoveStanza;
+  | DeviceRemoveStanza
+  | ReverseLookupStanza
+  | ReverseLookupResultStanza;
 
 export type StanzaOf<K extends Stanza["kind"]> = Extract<Stanza, { kind: K }>;

@@ -1,8 +1,9 @@
 // The token dictionary: every enumeration on the wire is a small integer from here, never a string.
-// Version 1. A token keeps its meaning forever; a new dictionary version may only add tokens. The error codes in
-// errors.ts are part of the same dictionary version.
+// Version 2. A token keeps its meaning forever; a new dictionary version may only add tokens. The error codes in
+// errors.ts are part of the same dictionary version. Version 2 added the kinds reverseLookup and reverseLookupResult
+// (PROTOCOL.md section 7); the preset dictionary is the same as version 1's.
 
-export const tokenDictionaryVersion = 1;
+export const tokenDictionaryVersion = 2;
 
 /** Stanza kinds: the low 6 bits of a frame's header byte (0 is never a kind). */
 export const StanzaKind = Object.freeze({
@@ -29,7 +30,16 @@ export const StanzaKind = Object.freeze({
   devices: 21,
   deviceList: 22,
   deviceRemove: 23,
+  // Dictionary version 2:
+  reverseLookup: 24,
+  reverseLookupResult: 25,
 } as const);
+
+/** The dictionary version that added each kind not in version 1 (a client of an older version never sends it). */
+export const stanzaKindSinceDictionary: Readonly<Partial<Record<StanzaKindName, number>>> = Object.freeze({
+  reverseLookup: 2,
+  reverseLookupResult: 2,
+});
 
 export type StanzaKindName = keyof typeof StanzaKind;
 

@@ -290,6 +290,13 @@ const frameCases: readonly FrameCase[] = [
   { name: "devices", stanza: { kind: "devices", clientId: 47 } },
   { name: "deviceList, two devices", stanza: { kind: "deviceList", clientId: 47, devices: deviceInfos(2) } },
   { name: "deviceRemove", stanza: { kind: "deviceRemove", clientId: 48, device: 3 } },
+  // Dictionary version 2: handles by account id.
+  { name: "reverseLookup", stanza: { kind: "reverseLookup", clientId: 51, accounts: [alice, bob, 1_000_003] } },
+  {
+    // bob's handle, alice may not learn (or has none), and a third that may not be learned either.
+    name: "reverseLookupResult",
+    stanza: { kind: "reverseLookupResult", clientId: 51, handles: ["alice", "bob", null] },
+  },
   {
     name: "deviceList, 16 devices, compressed",
     stanza: { kind: "deviceList", clientId: 49, devices: deviceInfos(16) },
@@ -385,7 +392,8 @@ function preambleVectors(): PreambleVector[] {
     codeName,
   });
   return [
-    ok("protocol 1, dictionary 1", "53420101", protocolVersion, tokenDictionaryVersion),
+    ok("protocol 1, dictionary 2", "53420102", protocolVersion, tokenDictionaryVersion),
+    ok("protocol 1, dictionary 1 (an older client: kinds 1..23)", "53420101", protocolVersion, 1),
     { name: "magic only: wait for more", hex: "5342", result: "more" },
     { name: "first byte only: wait for more", hex: "53", result: "more" },
     { name: "nothing yet", hex: "", result: "more" },
@@ -395,7 +403,7 @@ function preambleVectors(): PreambleVector[] {
     error("protocol version 0", "53420001", "versionUnsupported"),
     error("protocol version 2 (newer than this server)", "53420201", "versionUnsupported"),
     error("dictionary version 0", "53420100", "versionUnsupported"),
-    error("dictionary version 2 (newer than this server)", "53420102", "versionUnsupported"),
+    error("dictionary version 3 (newer than this server)", "53420103", "versionUnsupported"),
   ];
 }
 
@@ -536,7 +544,7 @@ function badInputCases(): Array<{ name: string; hex: string; codeName: ErrorCode
     { name: "reserved header bit (0x40) set", hex: frameHex(0x40 | k.ping, "90"), codeName: "malformedFrame" },
     { name: "unknown kind 0", hex: frameHex(0, "90"), codeName: "unknownKind" },
     { name: "unknown kind 63", hex: frameHex(63, "90"), codeName: "unknownKind" },
-    { name: "unknown kind 24 (next free token)", hex: frameHex(24, "90"), codeName: "unknownKind" },
+    { name: "unknown kind 26 (next free token)", hex: frameHex(26, "90"), codeName: "unknownKind" },
     { name: "header byte only, no body", hex: frameHex(k.ping, ""), codeName: "malformedBody" },
     // MessagePack structure
     { name: "trailing bytes after the body value", hex: frameHex(k.ping, "9000"), codeName: "malformedBody" },
@@ -629,6 +637,34 @@ function badInputCases(): Array<{ name: string; hex: string; codeName: ErrorCode
       codeName: "wrongFieldType",
     },
     {
+      name: "reverseLookup with an empty accounts list",
+      hex: frameHex(k.reverseLookup, "923390"),
+      codeName: "wrongFieldType",
+    },
+    {
+      name: "reverseLookup naming more than reverseLookupAccountsMax accounts",
+      hex: frameHex(
+        k.reverseLookup,
+        `9233dc00${(limits.reverseLookupAccountsMax + 1).toString(16)}${"01".repeat(limits.reverseLookupAccountsMax + 1)}`,
+      ),
+      codeName: "wrongFieldType",
+    },
+    {
+      name: "reverseLookup with account 0",
+      hex: frameHex(k.reverseLookup, "92339100"),
+      codeName: "wrongFieldType",
+    },
+    {
+      name: "reverseLookupResult with a handle longer than handleBytesMax",
+      hex: frameHex(k.reverseLookupResult, `923391d921${"61".repeat(33)}`),
+      codeName: "wrongFieldType",
+    },
+    {
+      name: "reverseLookupResult with a number where a handle is expected",
+      hex: frameHex(k.reverseLookupResult, "92339101"),
+      codeName: "wrongFieldType",
+    },
+    {
       name: "deviceList entry that is not an array",
       hex: frameHex(k.deviceList, "922f9101"),
       codeName: "wrongFieldType",
@@ -712,8 +748,8 @@ function badInputCases(): Array<{ name: string; hex: string; codeName: ErrorCode
       codeName: "malformedFrame",
     },
     {
-      name: "two errors: unknown kind 24 and invalid deflate: the kind",
-      hex: frameHex(compressedBit | 24, "07"),
+      name: "two errors: unknown kind 26 and invalid deflate: the kind",
+      hex: frameHex(compressedBit | 26, "07"),
       codeName: "unknownKind",
     },
     {
