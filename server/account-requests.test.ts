@@ -14,6 +14,7 @@ import {
   registeredClient,
   startTestServer,
   type TestServer,
+  waitFor,
 } from "./test-kit.ts";
 
 let running: TestServer | null = null;
@@ -243,5 +244,77 @@ describe("resending an auth stanza", () => {
     const list = await alice.next("deviceList");
     // The first link's device exists: a client that lost its welcome removes it from another device.
     expect(list.devices.map((device) => device.device)).toEqual([1, 2]);
+  });
+});
+
+describe("reverseLookup: handles by account id, only where the device may learn them (PROTOCOL.md section 8)", () => {
+  async function reverse(client: RawClient, accounts: number[]): Promise<Array<string | null>> {
+    const clientId = client.clientId();
+    client.sendStanza({ kind: "reverseLookup", clientId, accounts });
+    return (await client.next("reverseLookupResult", (answer) => answer.clientId === clientId)).handles.slice();
+  }
+
+  test("own account and senders of delivered messages; nil for everyone else, existing or not", async () => {
+    const { port } = await server();
+    const { client: alice } = await user(port, "alice");
+    const { client: bob, key: bobKey } = await user(port, "bob");
+    const { client: carol } = await user(port, "carol");
+    const nobody = carol.account + 1000;
+    // Ids are sequential: before any message, bob learns nothing about alice, carol, or an id that is no account.
+    expect(await reverse(bob, [alice.account, bob.account, carol.account, nobody])).toEqual([null, "bob", null, null]);
+
+    // alice writes to bob: pushed to his device and not yet acked, he may already ask (clients ask before they ack).
+    alice.send(bob.account, bytesOf("hello bob"));
+    const delivered = await bob.next("deliver");
+    expect(await reverse(bob, [alice.account, carol.account])).toEqual(["alice", null]);
+    // The same id twice in one request is answered twice.
+    expect(await reverse(bob, [alice.account, alice.account])).toEqual(["alice", "alice"]);
+    bob.ack(delivered.seq);
+    // alice only wrote to bob (she knew his handle from lookup): his delivered receipt does not reveal it either.
+    await alice.next("deliverReceipt");
+    expect(await reverse(alice, [bob.account, alice.account])).toEqual([null, "alice"]);
+
+    // After a new login (the state is read from the store), bob still knows who wrote to him.
+    await Bun.sleep(50); // the ack's group commit (commitDelayMs 2 in the test limits)
+    bob.close();
+    await bob.waitClosed();
+    const again = await connect(port);
+    await again.login(bob.account, bob.device, bobKey);
+    await again.next("queueEmpty");
+    expect(await reverse(again, [carol.account, alice.account])).toEqual([null, "alice"]);
+
+    // Another device of alice's account never received anything from bob: nil for it too.
+    const laptop = await linkDevice(port, alice);
+    expect(await reverse(laptop, [bob.account, alice.account])).toEqual([null, "alice"]);
+  });
+
+  test("each id costs a rate token: past the budget the request is refused with rateLimited and its client id", async () => {
+    const { port } = await server();
+    const { client: alice } = await user(port, "alice");
+    const accounts = [alice.account, alice.account + 1, alice.account + 2, alice.account + 3]; // testLimits: 4 ids
+    const ids: number[] = [];
+    // 20 requests of 4 ids each at once (80 tokens) against a burst of 50.
+    for (let index = 0; index < 20; index++) {
+      const clientId = alice.clientId();
+      ids.push(clientId);
+      alice.sendStanza({ kind: "reverseLookup", clientId, accounts });
+    }
+    await waitFor(() => alice.all("reverseLookupResult").length + alice.all("error").length === ids.length);
+    const answered = alice.all("reverseLookupResult");
+    const refused = alice.all("error");
+    expect(answered.length).toBeGreaterThan(5);
+    expect(answered.length).toBeLessThan(15);
+    for (const error of refused) expect(error.code).toBe(ErrorCode.rateLimited);
+    expect(refused.every((error) => error.clientId !== null && ids.includes(error.clientId))).toBe(true);
+    for (const answer of answered) expect(answer.handles).toEqual(["alice", null, null, null]);
+    expect(alice.closed).toBe(false);
+  });
+
+  test("an empty or too long list is a decoding error that closes the session", async () => {
+    const { port } = await server();
+    const { client: alice } = await user(port, "alice");
+    alice.sendStanza({ kind: "reverseLookup", clientId: alice.clientId(), accounts: [] });
+    expect((await alice.next("error")).code).toBe(ErrorCode.wrongFieldType);
+    await alice.waitClosed();
   });
 });

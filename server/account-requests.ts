@@ -1,5 +1,6 @@
 // Requests of a logged-in device about accounts and devices: look up an account by handle (with its device list,
-// for client-side fan-out), create a link code for a new device, list and remove its account's devices.
+// for client-side fan-out), handles by account id (reverse lookup, under the privacy rule of PROTOCOL.md section 8),
+// create a link code for a new device, list and remove its account's devices.
 
 import {
   type DeviceRemoveStanza,
@@ -7,9 +8,11 @@ import {
   ErrorCode,
   type LinkCreateStanza,
   type LookupStanza,
+  type ReverseLookupStanza,
 } from "../protocol/index.ts";
 import type { ServerContext } from "./context.ts";
 import type { Delivery } from "./delivery.ts";
+import { deviceKey } from "./device-state.ts";
 import { type Session, SessionState } from "./session.ts";
 
 /** Random bytes in a link code: 80 bits, written as 16 base32 characters, so codes cannot be guessed in 10 minutes. */
@@ -60,6 +63,65 @@ export class AccountRequests {
       account: account === undefined ? null : account.id,
       devices: devices ?? [],
     });
+  }
+
+  /**
+   * Handles of accounts by id, only where this device may learn them (PROTOCOL.md section 8, reverseLookup): its own
+   * account, and accounts with a message delivered to this device. Every other id, existing or not, is answered nil.
+   * Ids are sequential, so answering any id would hand out every handle. Each id costs one rate token.
+   */
+  async reverseLookup(session: Session, stanza: ReverseLookupStanza): Promise<void> {
+    const { io, metrics, storage } = this.context;
+    // admit() took one token for the stanza; the other ids pay here, all or nothing.
+    const extraTokens = stanza.accounts.length - 1;
+    if (session.rateTokens < extraTokens) {
+      metrics.errors.incLabel("rateLimited");
+      io.send(session, {
+        kind: "error",
+        code: ErrorCode.rateLimited,
+        clientId: stanza.clientId,
+        message: `a reverse lookup costs one rate token per id; ${stanza.accounts.length} ids is over the budget now`,
+      });
+      return;
+    }
+    session.rateTokens -= extraTokens;
+    // A request may name an id twice: each distinct id is checked and read once.
+    const answers = new Map<number, string | null>();
+    for (const account of stanza.accounts) {
+      if (answers.has(account)) continue;
+      let handle: string | null = null;
+      if (await this.mayLearnHandle(session, account)) handle = (await storage.accounts.byId(account))?.handle ?? null;
+      answers.set(account, handle);
+    }
+    if (session.state !== SessionState.ready) return;
+    io.send(session, {
+      kind: "reverseLookupResult",
+      clientId: stanza.clientId,
+      handles: stanza.accounts.map((account) => answers.get(account) ?? null),
+    });
+  }
+
+  /**
+   * True when `account` is the session's own, or has had a message delivered to the session's device: one pushed on
+   * this connection and not yet acked (the client may ask before it acks), or one it acked (the read-receipt window of
+   * that sender device exists; in memory it may be newer than in the store). Receipts do not count.
+   */
+  private async mayLearnHandle(session: Session, account: number): Promise<boolean> {
+    if (account === session.account) return true;
+    const state = session.deviceState;
+    if (state?.inFlight?.some((entry) => entry.senderAccount === account)) return true;
+    const devices = await this.context.directory.load(account);
+    if (devices === undefined || devices.length === 0) return false;
+    const unknown: Array<{ account: number; device: number }> = [];
+    for (const device of devices) {
+      const window = state?.readWindows?.get(deviceKey(account, device));
+      if (window === undefined) unknown.push({ account, device });
+      else if (window.delivered !== 0n) return true;
+    }
+    if (unknown.length === 0) return false;
+    const reader = { account: session.account, device: session.device };
+    const stored = await this.context.storage.queues.readReceiptWindows(reader, unknown);
+    return stored.some((window) => window.delivered.some((byte) => byte !== 0));
   }
 
   async linkCreate(session: Session, stanza: LinkCreateStanza): Promise<void> {

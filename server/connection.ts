@@ -221,6 +221,8 @@ export class ConnectionHandler {
           return this.delivery.receipt(session, stanza);
         case "lookup":
           return this.requests.lookup(session, stanza);
+        case "reverseLookup":
+          return this.requests.reverseLookup(session, stanza);
         case "linkCreate":
           return this.requests.linkCreate(session, stanza);
         case "devices":
