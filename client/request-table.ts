@@ -7,7 +7,7 @@
 import type { Stanza } from "../protocol/index.ts";
 import { RequestTimeoutError } from "./client-errors.ts";
 
-export type RequestAnswer = "lookupResult" | "linkCode" | "deviceList" | "serverAck";
+export type RequestAnswer = "lookupResult" | "linkCode" | "deviceList" | "serverAck" | "reverseLookupResult";
 
 interface PendingRequest {
   readonly answer: RequestAnswer;

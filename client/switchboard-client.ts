@@ -53,6 +53,7 @@ import {
 } from "./client-events.ts";
 import { type ClientOptions, type LoginCredentials, type ResolvedOptions, resolveOptions } from "./client-options.ts";
 import { DuplicateFilter } from "./duplicate-filter.ts";
+import { HandleCache } from "./handle-cache.ts";
 import { type DeviceKeyPair, generateKeyPair, sign } from "./keys.ts";
 import { Outbox, type SendResult } from "./outbox.ts";
 import { ReceiptQueue } from "./receipt-queue.ts";
@@ -95,6 +96,7 @@ export class SwitchboardClient {
   private readonly acks: AckCoalescer;
   private readonly requests: RequestTable;
   private readonly receipts: ReceiptQueue;
+  private readonly handleCache: HandleCache;
 
   private phaseValue: ClientPhase = "idle";
   private connection: Connection | null = null;
@@ -144,6 +146,17 @@ export class SwitchboardClient {
       () => this.acks.flushNow(),
       (stanza) => this.writeIfReady(stanza),
     );
+    this.handleCache = new HandleCache(async (accounts) => {
+      const answer = await this.request("reverseLookupResult", (clientId) => ({
+        kind: "reverseLookup",
+        clientId,
+        accounts,
+      }));
+      if (answer.kind !== "reverseLookupResult" || answer.handles.length !== accounts.length) {
+        throw new Error("the server's reverseLookupResult does not match the request");
+      }
+      return answer.handles;
+    }, this.options.limits.reverseLookupAccountsMax);
     this.login = options.credentials ?? null;
     this.register =
       options.register === undefined
@@ -382,6 +395,7 @@ export class SwitchboardClient {
       case "lookupResult":
       case "linkCode":
       case "deviceList":
+      case "reverseLookupResult":
         this.requests.answer(stanza.kind, stanza.clientId, stanza);
         break;
       default:
@@ -668,7 +682,28 @@ export class SwitchboardClient {
     this.checkString("handle", handle, this.options.limits.handleBytesMax);
     const answer = await this.request("lookupResult", (clientId) => ({ kind: "lookup", clientId, handle }));
     if (answer.kind !== "lookupResult") throw new Error("bug: wrong answer kind");
+    if (answer.account !== null) this.handleCache.remember(answer.account, handle);
     return { account: answer.account, devices: answer.devices };
+  }
+
+  /**
+   * Handles of accounts by id, to show names instead of numbers (a message names its sender only by account id).
+   * From a bounded cache (filled by earlier answers and by lookup()), else asked of the server (reverseLookup, in
+   * batches of reverseLookupAccountsMax; ids already being asked are not asked twice). null where the server does
+   * not tell this device: it names only this account and the senders of messages delivered to this device
+   * (PROTOCOL.md section 8, reverseLookup). Each id asked costs one of the session's rate tokens; rejects like any
+   * request (rateLimited, RequestTimeoutError, ClientClosedError).
+   */
+  handles(accounts: readonly number[]): Promise<Map<number, string | null>> {
+    if (!accounts.every(isId)) {
+      return Promise.reject(new ClientError(ErrorCode.badRequest, "handles: accounts must be ids"));
+    }
+    return this.handleCache.resolve(accounts);
+  }
+
+  /** The handle of `account` if the cache knows it (no request): for drawing a name before handles() answers. */
+  cachedHandle(account: number): string | undefined {
+    return this.handleCache.peek(account);
   }
 
   /** A one-time code a new device presents (option `link`) to join this account. */
