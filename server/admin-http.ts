@@ -15,6 +15,8 @@ export interface AdminSources {
   metrics(): Promise<string>;
   /** False while draining (SIGTERM): load balancers stop sending new clients. */
   ready(): boolean;
+  /** The operator API (admin-api.ts): answers every path under /admin/ itself, with its own checks. */
+  api?(request: Request, peer: string | undefined): Promise<Response>;
 }
 
 export interface AdminOptions {
@@ -30,11 +32,14 @@ export function listenAdmin(options: AdminOptions, sources: AdminSources): Admin
   const server: Server<undefined> = Bun.serve({
     hostname: options.host,
     port: options.port,
-    async fetch(request) {
+    async fetch(request, bunServer) {
       if (!hostAllowed(request.headers.get("host"), names, true)) {
         return new Response("misdirected request: unknown Host\n", { status: 421 });
       }
       const path = new URL(request.url).pathname;
+      if (sources.api !== undefined && path.startsWith("/admin/")) {
+        return sources.api(request, bunServer.requestIP(request)?.address);
+      }
       if (request.method !== "GET") return new Response("method not allowed\n", { status: 405 });
       switch (path) {
         case "/metrics":

@@ -24,6 +24,8 @@ async function cli(...args: string[]): Promise<{ code: number; stdout: string; s
 
 describe("switchboard CLI", () => {
   test("invite codes register accounts; account list/show/remove", async () => {
+    // Only `start` creates the database (admin-command.ts): start once, then issue.
+    await (await startTestServer({ dataDir })).stop();
     const issued = await cli("invite", "--count", "2");
     expect(issued.code).toBe(0);
     const codes = issued.stdout.trim().split("\n");

@@ -5,6 +5,7 @@
 
 import { openSqliteStorage, type Storage } from "../storage/index.ts";
 import { randomCode } from "./account-requests.ts";
+import { adminCommandNames, runAdminCommand } from "./admin-command.ts";
 import { type Config, ConfigError, databasePath, loadConfig } from "./config.ts";
 import { DataDirectoryLockedError, prepareDataDirectory } from "./data-directory.ts";
 import { startServer } from "./server.ts";
@@ -16,7 +17,11 @@ Commands:
   invite [--count N]         issue one-time registration codes (valid --ttl-days, default 7)
   account list [--limit N]   list accounts
   account show <handle|id>   show an account and its devices
-  account remove <handle|id> remove an account, its devices and queued messages (stop the server first)
+  account remove <handle|id> remove an account, its devices and queued messages (the server closes its sessions)
+  invite list | revoke <code> list invites, revoke an unused one (on the running server)
+  sessions [--list]          count (and list) the running server's sessions
+  kick <handle|id>           close an account's sessions with a goaway and a reason (--device N, --reason TEXT)
+  drain                      start the graceful stop of the running server, as SIGTERM does
   chat [options]             a terminal chat client (see: switchboard chat --help)
   doctor [--sessions N]      compare the host's limits with what the configured capacity needs
   help                       this text
@@ -161,6 +166,8 @@ async function account(positional: string[], flags: Record<string, string>): Pro
 
 export async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
+  // The operator's commands (invite, account, sessions, kick, drain) parse their own arguments: admin-command.ts.
+  if (command !== undefined && adminCommandNames.has(command)) return await runAdminCommand(command, rest);
   const { positional, flags } = parseArguments(rest);
   try {
     switch (command) {

@@ -5,6 +5,7 @@
 import { ErrorCode, FrameCodec } from "../protocol/index.ts";
 import { openSqliteStorage, type Storage } from "../storage/index.ts";
 import type { AccountRequests } from "./account-requests.ts";
+import { createAdminApi, writeAdminToken } from "./admin-api.ts";
 import { type AdminHttp, listenAdmin } from "./admin-http.ts";
 import type { Auth } from "./auth.ts";
 import { zlibCompressor } from "./compression-zlib.ts";
@@ -56,6 +57,8 @@ export interface StartOptions {
   readonly now?: () => number;
   /** An already open store (tests); the server then leaves closing it to the caller. */
   readonly storage?: Storage;
+  /** What a drain asked for through the admin API does; default: the graceful stop. */
+  readonly requestStop?: () => void;
 }
 
 /** Default bound for a graceful stop: sockets get this long to take their goaway before they are closed anyway. */
@@ -141,9 +144,19 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     listeners = listenTcp({ host: config.host, port: config.port, listeners: config.listeners }, connections);
     if (config.wsPort !== 0) webSocket = listenWebSocket(config, connections);
     if (config.adminPort !== 0) {
+      // The operator API's token goes into the data directory this server owns (kept in memory only for a store
+      // passed in by a test, whose directory may not exist).
+      const api = createAdminApi({
+        context,
+        table,
+        delivery,
+        token: options.storage === undefined ? writeAdminToken(config.dataDir) : crypto.randomUUID(),
+        listenHost: config.adminHost,
+        drain: () => (options.requestStop ?? (() => void stop()))(),
+      });
       admin = listenAdmin(
         { host: config.adminHost, port: config.adminPort, names: serverNames(config) },
-        { metrics: () => metrics.renderFresh(), ready: () => !table.draining },
+        { metrics: () => metrics.renderFresh(), ready: () => !table.draining, api },
       );
     }
   } catch (error) {
