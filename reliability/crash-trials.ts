@@ -13,9 +13,6 @@
 //     everyone reconnects, the offline devices come online, and the runner waits (bounded) for quiescence.
 // Everything runs on 127.0.0.1 in this process except the server; every wait is bounded.
 
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { LoginCredentials } from "../client/client-options.ts";
 import { Random } from "../protocol/fuzz.ts";
 import { defaultLimits } from "../protocol/index.ts";
@@ -32,7 +29,7 @@ import {
   type TransportKind,
   textDecoder,
 } from "./sdk-app.ts";
-import { freePort, type ServerChild, startServerChild } from "./server-child.ts";
+import { freePort, removeDataDir, type ServerChild, startServerChild, temporaryDataDir } from "./server-child.ts";
 
 /**
  * commitDelayMs values the trials cycle through. The config accepts any integer >= 0 (protocol/limits.ts); these
@@ -141,7 +138,7 @@ export async function runTrial(
 ): Promise<TrialResult> {
   const started = performance.now();
   const random = new Random(seed);
-  const dataDir = mkdtempSync(join(tmpdir(), "switchboard-crash-"));
+  const dataDir = temporaryDataDir("switchboard-crash-");
   const address = new ServerAddress();
   const ledger = new Ledger();
   // The WebSocket listener needs a port of its own (0 turns it off); it is kept across restarts like the TCP one.
@@ -432,7 +429,7 @@ export async function runTrial(
     for (const app of apps) app.stop("quit");
     for (const device of rawDevices) device.stop();
     await server?.kill("SIGKILL");
-    rmSync(dataDir, { recursive: true, force: true });
+    removeDataDir(dataDir);
   }
 }
 

@@ -9,15 +9,18 @@
 //   4. receipt flood into an offline device's queue (4 accounts pacing themselves just under the rate limit), then
 //      a real friend's message to that device: is it still accepted?
 
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { distribution, round } from "../bench/stats.ts";
 import { Random } from "../protocol/fuzz.ts";
 import { defaultLimits, encodePreamble, FrameCodec, type Stanza } from "../protocol/index.ts";
 import { ProbePair, registerAccount } from "./probe-pair.ts";
 import { RawSession } from "./raw-session.ts";
-import { processPssBytes, type ServerChild, startServerChild } from "./server-child.ts";
+import {
+  processPssBytes,
+  removeDataDir,
+  type ServerChild,
+  startServerChild,
+  temporaryDataDir,
+} from "./server-child.ts";
 
 export const floodKinds: readonly string[] = ["ping", "pong", "ack", "send", "receipt", "lookup", "garbage"];
 
@@ -310,7 +313,7 @@ async function receiptFlood(
   random: Random,
 ): Promise<{ receiptsWritten: number; queueMessagesMax: number; friendAccepted: boolean; friendAnswer: string }> {
   const queueMessagesMax = 1000;
-  const dataDir = mkdtempSync(join(tmpdir(), "switchboard-receipts-"));
+  const dataDir = temporaryDataDir("switchboard-receipts-");
   const server = await startServerChild({
     dataDir,
     flags: { ...options.flags, "queue-messages-max": queueMessagesMax },
@@ -361,7 +364,7 @@ async function receiptFlood(
     return { receiptsWritten, queueMessagesMax, friendAccepted, friendAnswer };
   } finally {
     await server.kill("SIGKILL");
-    rmSync(dataDir, { recursive: true, force: true });
+    removeDataDir(dataDir);
   }
 }
 
@@ -370,7 +373,7 @@ export async function runFloods(partial: Partial<FloodOptions> = {}): Promise<{ 
   for (const kind of options.kinds) if (!floodKinds.includes(kind)) throw new Error(`unknown flood kind ${kind}`);
   const log = options.log;
   const random = new Random(options.seed);
-  const dataDir = mkdtempSync(join(tmpdir(), "switchboard-flood-"));
+  const dataDir = temporaryDataDir("switchboard-flood-");
   let server: ServerChild | null = null;
   let probe: ProbePair | null = null;
   try {
@@ -463,6 +466,6 @@ export async function runFloods(partial: Partial<FloodOptions> = {}): Promise<{ 
   } finally {
     probe?.stop();
     await server?.kill("SIGKILL");
-    rmSync(dataDir, { recursive: true, force: true });
+    removeDataDir(dataDir);
   }
 }

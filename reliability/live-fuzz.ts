@@ -9,16 +9,19 @@
 //   - no server-acked probe message is lost.
 // The inputs are made in fuzz-inputs.ts.
 
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { distribution, round } from "../bench/stats.ts";
 import { Random } from "../protocol/fuzz.ts";
 import { defaultLimits, encodePreamble, FrameCodec } from "../protocol/index.ts";
 import { certainlyBad, loadCorpus, mutate, nextInput } from "./fuzz-inputs.ts";
 import { ProbePair } from "./probe-pair.ts";
 import { RawSession } from "./raw-session.ts";
-import { processPssBytes, type ServerChild, startServerChild } from "./server-child.ts";
+import {
+  processPssBytes,
+  removeDataDir,
+  type ServerChild,
+  startServerChild,
+  temporaryDataDir,
+} from "./server-child.ts";
 
 export interface LiveFuzzOptions {
   readonly seconds: number;
@@ -159,7 +162,7 @@ export async function runLiveFuzz(
 ): Promise<{ summary: LiveFuzzSummary; server: ServerChild | null }> {
   const options: LiveFuzzOptions = { ...defaultLiveFuzzOptions, ...partial };
   const log = options.log;
-  const dataDir = mkdtempSync(join(tmpdir(), "switchboard-fuzz-"));
+  const dataDir = temporaryDataDir("switchboard-fuzz-");
   let server: ServerChild | null = null;
   let probe: ProbePair | null = null;
   try {
@@ -269,6 +272,6 @@ export async function runLiveFuzz(
   } finally {
     probe?.stop();
     await server?.kill("SIGKILL");
-    rmSync(dataDir, { recursive: true, force: true });
+    removeDataDir(dataDir);
   }
 }

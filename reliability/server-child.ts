@@ -3,6 +3,9 @@
 // same data directory (and, when the kernel allows, the same port) are what the crash trials do to it. Every child
 // is registered so that the runner kills what is left on exit or on SIGINT; every wait is bounded.
 
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { Subprocess } from "bun";
 
 const cliPath = new URL("../server/cli.ts", import.meta.url).pathname;
@@ -10,25 +13,44 @@ export const serverStartTimeoutMs = 15_000;
 const logLinesKept = 100;
 
 const children = new Set<Subprocess>();
+const dataDirs = new Set<string>();
 let exitHandlersInstalled = false;
 
-function killAll(): void {
+function cleanUp(): void {
   for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true });
+}
+
+function installExitHandlers(): void {
+  if (exitHandlersInstalled) return;
+  exitHandlersInstalled = true;
+  process.on("exit", cleanUp);
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    process.on(signal, () => {
+      cleanUp();
+      process.exit(130);
+    });
+  }
 }
 
 /** Kills every child still running when this process exits or is interrupted. */
 export function trackChild(child: Subprocess): void {
   children.add(child);
   void child.exited.then(() => children.delete(child));
-  if (exitHandlersInstalled) return;
-  exitHandlersInstalled = true;
-  process.on("exit", killAll);
-  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-    process.on(signal, () => {
-      killAll();
-      process.exit(130);
-    });
-  }
+  installExitHandlers();
+}
+
+/** A temporary data directory, removed by `removeDataDir` or, failing that, when this process exits. */
+export function temporaryDataDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  dataDirs.add(dir);
+  installExitHandlers();
+  return dir;
+}
+
+export function removeDataDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  dataDirs.delete(dir);
 }
 
 export interface ServerChild {
