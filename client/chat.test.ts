@@ -89,8 +89,8 @@ test("two people chat: messages, marks, and a second run from the key file", asy
   cleanups.push(() => bob.end());
   const aliceRun = runChat(["--port", port, "--key-file", aliceKey, "--register", "alice"], alice);
   const bobRun = runChat(["--port", port, "--key-file", bobKey, "--register", "bob"], bob);
-  await alice.expectLine("connected as alice");
-  await bob.expectLine("connected as bob");
+  await alice.expectLine("as alice (account");
+  await bob.expectLine("as bob (account");
 
   alice.type("hello bob"); // nobody chosen yet
   await alice.expectLine("choose someone first");
@@ -101,8 +101,14 @@ test("two people chat: messages, marks, and a second run from the key file", asy
   await alice.expectLine("[1] ✓ sent");
   await alice.expectLine("[1] read"); // bob's chat displayed it and sent a read receipt
   // The SDK writes bob's ack before his read receipt, so the marks come in their natural order.
+  // Without a terminal to rewrite lines in, each mark is one short line after the message's own line.
+  expect(alice.output.filter((line) => line.includes("[1] you → bob: hello bob"))).toHaveLength(1);
   const marks = alice.output.filter((line) => line.startsWith("  [1]")).map((line) => line.split(" ")[3]);
-  expect(marks).toEqual(["you", "✓", "✓✓", "read"]);
+  expect(marks).toEqual(["✓", "✓✓", "read"]);
+  // Every message line carries its time; the connection messages name the server.
+  expect(bob.output.find((line) => line.endsWith(": hello bob"))).toMatch(/^\d\d:\d\d alice: hello bob$/);
+  expect(alice.has(`* connecting to 127.0.0.1:${port} to register alice...`)).toBe(true);
+  expect(alice.has(`* connected to 127.0.0.1:${port} as alice (account`)).toBe(true);
   bob.type("/reply");
   bob.type("hi alice");
   await alice.expectLine("bob: hi alice");
@@ -118,7 +124,7 @@ test("two people chat: messages, marks, and a second run from the key file", asy
   // Again, from the key file: log in, list devices, create a link code.
   const again = new ScriptedIo();
   const againRun = runChat(["--port", port, "--key-file", aliceKey], again);
-  await again.expectLine("connected as alice");
+  await again.expectLine("as alice (account");
   again.type("/devices");
   await again.expectLine("device 1 (this device)");
   again.type("/link");
@@ -143,8 +149,8 @@ test("a failed /to clears the peer: the next line goes to nobody, not to the pre
   cleanups.push(() => bob.end());
   const aliceRun = runChat(["--port", port, "--key-file", join(dataDir, "alice.json"), "--register", "alice"], alice);
   const bobRun = runChat(["--port", port, "--key-file", join(dataDir, "bob.json"), "--register", "bob"], bob);
-  await alice.expectLine("connected as alice");
-  await bob.expectLine("connected as bob");
+  await alice.expectLine("as alice (account");
+  await bob.expectLine("as bob (account");
 
   alice.type("/to bob");
   await alice.expectLine("talking to bob");
@@ -168,8 +174,8 @@ test("a failed /to clears the peer: the next line goes to nobody, not to the pre
   await waitFor(() => alice.output.filter((line) => line.includes("talking to bob")).length === 2);
   alice.type("second for bob");
   await bob.expectLine(": second for bob");
-  // bob's chat names alice by her account number (#1): he never looked her up.
-  expect(bob.output.filter((line) => /^#\d+: /.test(line)).map((line) => line.replace(/^#\d+: /, ""))).toEqual([
+  // bob never looked alice up: his chat names her by the server's reverse lookup (she wrote to him).
+  expect(bob.output.filter((line) => / alice: /.test(line)).map((line) => line.replace(/^.* alice: /, ""))).toEqual([
     "first for bob",
     "second for bob",
   ]);
@@ -190,7 +196,143 @@ test("usage errors exit with 2", async () => {
   expect(await runChat(["--key-file", join(dataDir, "none.json")], io)).toBe(2);
   expect(io.has("no key file")).toBe(true);
   expect(await runChat(["--bogus"], io)).toBe(2);
+  expect(io.has("Unknown option '--bogus'")).toBe(true);
+  expect(await runChat(["stray"], io)).toBe(2);
+  expect(await runChat(["--register"], io)).toBe(2); // a value is missing
+  expect(await runChat(["--invite", "x", "--key-file", join(dataDir, "none.json")], io)).toBe(2);
+  expect(io.has("--invite goes with --register")).toBe(true);
+  expect(await runChat(["--port", "70000"], io)).toBe(2);
+  expect(await runChat(["-h"], io)).toBe(0);
   expect(await runChat(["--help"], io)).toBe(0);
   expect(io.has("does NOT encrypt")).toBe(true);
   expect(existsSync(join(dataDir, "none.json"))).toBe(false);
+});
+
+/** A terminal that rewrites lines in place: what the user ends up seeing, one entry per line. */
+class RewritingIo extends ScriptedIo {
+  printRewritable(line: string): (line: string) => boolean {
+    this.print(line);
+    const index = this.output.length - 1;
+    return (next) => {
+      this.output[index] = next;
+      return true;
+    };
+  }
+}
+
+async function openServer(registration: "open" | "invite") {
+  const dataDir = mkdtempSync(join(tmpdir(), "switchboard-chat-test-"));
+  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+  const config = loadConfig({
+    base: { port: 0, dataDir, registration, adminPort: 0, logLevel: "warn", limits: testLimits },
+  });
+  const server = await startServer(config);
+  cleanups.push(() => server.stop({ timeoutMs: 1000 }));
+  return { server, dataDir, port: String(server.port) };
+}
+
+test("names after logging in again, one line per sent message with its marks in place", async () => {
+  const { dataDir, port } = await openServer("open");
+  const aliceKey = join(dataDir, "alice.json");
+  const bobKey = join(dataDir, "bob.json");
+  const alice = new RewritingIo();
+  const bob = new ScriptedIo();
+  cleanups.push(() => alice.end());
+  cleanups.push(() => bob.end());
+  const aliceRun = runChat(["--port", port, "--key-file", aliceKey, "--register", "alice"], alice);
+  const bobRun = runChat(["--port", port, "--key-file", bobKey, "--register", "bob"], bob);
+  await alice.expectLine("as alice (account");
+  await bob.expectLine("as bob (account");
+  bob.type("/to alice");
+  await bob.expectLine("talking to alice");
+  bob.type("first");
+  await alice.expectLine("bob: first");
+  alice.type("/reply");
+  await alice.expectLine("talking to bob");
+  alice.type("hello bob");
+  await bob.expectLine("alice: hello bob");
+  // One line for the message: its marks are added to it as they come.
+  await alice.expectLine("you → bob: hello bob  ✓✓ read");
+  expect(alice.output.filter((line) => line.includes("hello bob"))).toHaveLength(1);
+  expect(alice.output.some((line) => line.startsWith("  [1]"))).toBe(false);
+  alice.type("/quit");
+  bob.type("/quit");
+  expect(await aliceRun).toBe(0);
+  expect(await bobRun).toBe(0);
+
+  // Both come back from their key files: no /to, and each still sees the other's name, not #account.
+  const alice2 = new ScriptedIo();
+  const bob2 = new ScriptedIo();
+  cleanups.push(() => alice2.end());
+  cleanups.push(() => bob2.end());
+  const alice2Run = runChat(["--port", port, "--key-file", aliceKey], alice2);
+  const bob2Run = runChat(["--port", port, "--key-file", bobKey], bob2);
+  await alice2.expectLine("as alice (account");
+  await bob2.expectLine("as bob (account");
+  bob2.type("/to alice");
+  await bob2.expectLine("talking to alice");
+  bob2.type("back again");
+  await alice2.expectLine(" bob: back again");
+  alice2.type("/reply");
+  await alice2.expectLine("* talking to bob");
+  alice2.type("welcome back");
+  await bob2.expectLine(" alice: welcome back");
+  expect([...alice2.output, ...bob2.output].some((line) => /#\d+/.test(line))).toBe(false);
+  alice2.type("/quit");
+  bob2.type("/quit");
+  expect(await alice2Run).toBe(0);
+  expect(await bob2Run).toBe(0);
+});
+
+test("registration refusals in words: a server that needs an invite, an unknown code, a taken handle", async () => {
+  const { server, dataDir, port } = await openServer("invite");
+  const noInvite = new ScriptedIo();
+  cleanups.push(() => noInvite.end());
+  expect(await runChat(["--port", port, "--key-file", join(dataDir, "a.json"), "--register", "carol"], noInvite)).toBe(
+    1,
+  );
+  expect(
+    noInvite.has(
+      `* stopped: 127.0.0.1:${port} needs an invite to register: ask its operator for a code (--invite CODE)`,
+    ),
+  ).toBe(true);
+  expect(noInvite.output.some((line) => line.includes("inviteInvalid"))).toBe(false);
+
+  const wrongInvite = new ScriptedIo();
+  cleanups.push(() => wrongInvite.end());
+  const wrongArgs = ["--port", port, "--key-file", join(dataDir, "b.json"), "--register", "carol", "--invite", "nope"];
+  expect(await runChat(wrongArgs, wrongInvite)).toBe(1);
+  expect(wrongInvite.has("* stopped: this invite code is unknown or already used")).toBe(true);
+
+  const now = Date.now();
+  await server.context.storage.invites.issue("good-one", now, now + 60_000);
+  await server.context.storage.invites.issue("good-two", now, now + 60_000);
+  const carol = new ScriptedIo();
+  cleanups.push(() => carol.end());
+  const carolArgs = ["--port", port, "--key-file", join(dataDir, "c.json"), "--register", "carol", "--invite"];
+  const carolRun = runChat([...carolArgs, "good-one"], carol);
+  await carol.expectLine("as carol (account");
+  carol.type("/quit");
+  expect(await carolRun).toBe(0);
+  const again = new ScriptedIo();
+  cleanups.push(() => again.end());
+  const againArgs = ["--port", port, "--key-file", join(dataDir, "d.json"), "--register", "carol", "--invite"];
+  expect(await runChat([...againArgs, "good-two"], again)).toBe(1);
+  expect(again.has("* stopped: the handle carol is taken: choose another")).toBe(true);
+});
+
+test("a server that cannot be reached is named, with the time to the next attempt", async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), "switchboard-chat-test-"));
+  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+  // A port that was free a moment ago: nothing listens there.
+  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = String(probe.port);
+  probe.stop(true);
+  const io = new ScriptedIo();
+  cleanups.push(() => io.end());
+  const run = runChat(["--port", port, "--key-file", join(dataDir, "x.json"), "--register", "erin"], io);
+  await io.expectLine(`* cannot reach 127.0.0.1:${port} (`);
+  expect(io.output.find((line) => line.startsWith("* cannot reach"))).toMatch(/; trying again in \d+\.\d s$/);
+  io.type("/quit");
+  expect(await run).toBe(0);
 });

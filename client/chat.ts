@@ -1,12 +1,18 @@
 // `switchboard chat`: a terminal chat on the client SDK, line by line (no full-screen UI), for trying a server
 // from two terminals. The device's identity (private key, account, device, handle, next client id) lives in a key
 // file. Payloads are the UTF-8 text, NOT encrypted: a real app encrypts end to end; the server never reads them.
+//
+// Each line carries its time. Senders are shown by handle (the SDK's reverse lookup, PROTOCOL.md section 8), each
+// own message takes one line whose marks are added in place on a terminal (a compact mark line elsewhere), and
+// connection messages and failures name the server and say what to do.
 
 import { createInterface } from "node:readline";
-import { ClientError } from "./client-errors.ts";
-import type { MessageEvent, ReceiptEvent } from "./client-events.ts";
+import { parseArgs } from "node:util";
+import { ClientClosedError } from "./client-errors.ts";
+import type { DisconnectedEvent, MessageEvent, ReceiptEvent } from "./client-events.ts";
 import type { ClientOptions } from "./client-options.ts";
-import { type DeviceIdentity, KeyFileError, keyFileExists, readKeyFile, writeKeyFile } from "./key-file.ts";
+import { type ErrorContext, errorInWords } from "./error-words.ts";
+import { type DeviceIdentity, type KeyFileError, keyFileExists, readKeyFile, writeKeyFile } from "./key-file.ts";
 import { SwitchboardClient } from "./switchboard-client.ts";
 
 export const chatUsage = `switchboard chat [options]
@@ -20,7 +26,9 @@ Options:
   --url <ws-url>        connect over WebSocket instead (e.g. ws://127.0.0.1:7422/ws)
   --key-file <path>     this device's identity (default ./.switchboard-key.json; holds the private key)
   --register <handle>   create an account (with --invite <code> when the server wants one)
+  --invite <code>       the invite code from the server's operator, for --register
   --link <code>         join an existing account as a new device (get a code with /link on a device of it)
+  -h, --help            this text
 
 Commands:
   /to <handle>          talk to this user
@@ -39,54 +47,94 @@ const quitFlushMs = 3000;
 /** Own messages remembered for their marks (the oldest are forgotten). */
 const sentRememberedMax = 1000;
 const previewCharsMax = 24;
+/** How long a received message waits for its sender's handle before it is shown with the account number. */
+const nameWaitMs = 2000;
 
 export interface ChatIo {
   /** Lines typed by the user (without the newline); the end of the iteration means quit. */
   readonly lines: AsyncIterable<string>;
   print(line: string): void;
+  /**
+   * Prints a line that may be rewritten later (a sent message whose marks arrive), where the output allows it.
+   * Returns the rewriter: it replaces that line and returns true, or returns false when it no longer can (scrolled
+   * away, or the new text takes another number of rows); the caller then prints the change as a line of its own.
+   */
+  printRewritable?(line: string): (line: string) => boolean;
 }
 
+/** Rows a line takes on a terminal `columns` wide (one at least; wide characters are not measured). */
+function rowsOf(line: string, columns: number): number {
+  return Math.max(1, Math.ceil([...line].length / Math.max(1, columns)));
+}
+
+/**
+ * Standard input and output. On a terminal, lines are rewritten in place with ANSI escapes (save the cursor, move
+ * up, clear, write, restore): the count of rows printed since, typed lines included, says how far up a line is.
+ */
 export function terminalIo(): ChatIo {
+  const stdout = process.stdout;
   const input = createInterface({ input: process.stdin, terminal: false });
-  return { lines: input, print: (line) => void process.stdout.write(`${line}\n`) };
-}
-
-interface Flags {
-  readonly values: Map<string, string>;
-  readonly unknown: string[];
-}
-
-const knownFlags = new Set(["host", "port", "url", "key-file", "register", "invite", "link", "help"]);
-
-function parseFlags(argv: readonly string[]): Flags {
-  const values = new Map<string, string>();
-  const unknown: string[] = [];
-  for (let index = 0; index < argv.length; index++) {
-    const argument = argv[index]!;
-    if (!argument.startsWith("--")) {
-      unknown.push(argument);
-      continue;
-    }
-    const equals = argument.indexOf("=");
-    let name: string;
-    let value: string;
-    if (equals > 0) {
-      name = argument.slice(2, equals);
-      value = argument.slice(equals + 1);
-    } else {
-      name = argument.slice(2);
-      const next = argv[index + 1];
-      if (next !== undefined && !next.startsWith("--")) {
-        value = next;
-        index++;
-      } else {
-        value = "true";
+  const tty = stdout.isTTY === true && process.stdin.isTTY === true;
+  let rowsPrinted = 0;
+  const columns = () => stdout.columns ?? 80;
+  const lines: AsyncIterable<string> = {
+    async *[Symbol.asyncIterator]() {
+      for await (const line of input) {
+        rowsPrinted += rowsOf(line, columns()); // the terminal echoed it, with its newline
+        yield line;
       }
-    }
-    if (!knownFlags.has(name)) unknown.push(argument);
-    else values.set(name, value);
+    },
+  };
+  const print = (line: string) => {
+    rowsPrinted += rowsOf(line, columns());
+    stdout.write(`${line}\n`);
+  };
+  if (!tty) return { lines, print };
+  return {
+    lines,
+    print,
+    printRewritable(line) {
+      const firstRow = rowsPrinted;
+      const rows = rowsOf(line, columns());
+      print(line);
+      return (next) => {
+        const up = rowsPrinted - firstRow;
+        if (rowsOf(next, columns()) !== rows || rows !== 1 || up >= (stdout.rows ?? 24)) return false;
+        stdout.write(`\x1b7\x1b[${up}A\r\x1b[2K${next}\x1b8`);
+        return true;
+      };
+    },
+  };
+}
+
+/** "14:03" for today, "Nov 28 14:03" for another day (local time). */
+export function formatTime(timeMs: number, nowMs: number = Date.now()): string {
+  const time = new Date(timeMs);
+  const now = new Date(nowMs);
+  const clock = `${String(time.getHours()).padStart(2, "0")}:${String(time.getMinutes()).padStart(2, "0")}`;
+  if (time.toDateString() === now.toDateString()) return clock;
+  const month = time.toLocaleString("en", { month: "short" });
+  return `${month} ${time.getDate()} ${clock}`;
+}
+
+const chatOptions = {
+  host: { type: "string" },
+  port: { type: "string" },
+  url: { type: "string" },
+  "key-file": { type: "string" },
+  register: { type: "string" },
+  invite: { type: "string" },
+  link: { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/** The options given, or why they are refused (an unknown option, a missing value, a stray argument). */
+function parseChatArgs(argv: readonly string[]) {
+  try {
+    return parseArgs({ args: [...argv], options: chatOptions, strict: true, allowPositionals: false }).values;
+  } catch (error) {
+    return (error as Error).message;
   }
-  return { values, unknown };
 }
 
 interface Peer {
@@ -95,44 +143,53 @@ interface Peer {
 }
 
 /** Marks of an own message, in the order they can only go up. */
-const Mark = Object.freeze({ sent: 1, delivered: 2, read: 3 } as const);
+const Mark = Object.freeze({ pending: 0, sent: 1, delivered: 2, read: 3 } as const);
 type MarkValue = (typeof Mark)[keyof typeof Mark];
+const markText: Record<MarkValue, string> = { 0: "", 1: "✓", 2: "✓✓", 3: "✓✓ read" };
+const markWords: Record<MarkValue, string> = { 0: "", 1: "✓ sent", 2: "✓✓ delivered", 3: "read" };
 
 interface SentMessage {
   readonly number: number;
+  /** The message's line without its mark ("14:03 [1] you → bob: hello"). */
+  readonly line: string;
   readonly preview: string;
   mark: MarkValue;
+  /** Rewrites the message's line in place, while the output can; null once it cannot. */
+  rewrite: ((line: string) => boolean) | null;
 }
 
 /** Runs the chat until /quit, the end of input, or a server that refuses us for good. Returns the exit code. */
 export async function runChat(argv: readonly string[], io: ChatIo = terminalIo()): Promise<number> {
-  const flags = parseFlags(argv);
-  const flag = (name: string) => flags.values.get(name);
-  if (flag("help") !== undefined) {
+  const values = parseChatArgs(argv);
+  if (typeof values === "string") {
+    io.print(`switchboard chat: ${values}\n(switchboard chat --help lists the options)`);
+    return 2;
+  }
+  if (values.help === true) {
     io.print(chatUsage);
     return 0;
   }
-  if (flags.unknown.length > 0) {
-    io.print(`switchboard chat: unknown arguments ${flags.unknown.join(" ")}\n\n${chatUsage}`);
-    return 2;
-  }
-  const host = flag("host") ?? "127.0.0.1";
-  const port = Number(flag("port") ?? 7420);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+  const host = values.host ?? "127.0.0.1";
+  const port = Number(values.port ?? 7420);
+  if (!/^\d+$/.test(values.port ?? "7420") || !Number.isInteger(port) || port < 1 || port > 65535) {
     io.print("switchboard chat: --port must be 1..65535");
     return 2;
   }
-  const url = flag("url");
+  const url = values.url;
   if (url !== undefined && !/^wss?:\/\//.test(url)) {
     io.print("switchboard chat: --url must start with ws:// or wss://");
     return 2;
   }
   const server = url === undefined ? { host, port } : { url };
-  const keyFile = flag("key-file") ?? defaultKeyFile;
-  const register = flag("register");
-  const link = flag("link");
+  const address = url ?? `${host.includes(":") ? `[${host}]` : host}:${port}`;
+  const keyFile = values["key-file"] ?? defaultKeyFile;
+  const { register, link, invite } = values;
   if (register !== undefined && link !== undefined) {
     io.print("switchboard chat: --register and --link exclude each other");
+    return 2;
+  }
+  if (invite !== undefined && register === undefined) {
+    io.print("switchboard chat: --invite goes with --register <handle>");
     return 2;
   }
 
@@ -145,7 +202,7 @@ export async function runChat(argv: readonly string[], io: ChatIo = terminalIo()
     }
     options =
       register !== undefined
-        ? { ...server, register: { handle: register, invite: flag("invite") ?? null } }
+        ? { ...server, register: { handle: register, invite: invite ?? null } }
         : { ...server, link: { code: link! } };
   } else {
     if (!keyFileExists(keyFile)) {
@@ -171,7 +228,13 @@ export async function runChat(argv: readonly string[], io: ChatIo = terminalIo()
     io.print(`switchboard chat: ${(error as Error).message}`);
     return 2;
   }
-  const session = new ChatSession(client, io, keyFile, identity, register ?? null);
+  const context: ErrorContext = {
+    server: address,
+    handle: register ?? null,
+    inviteGiven: invite !== undefined,
+    inviteHow: "--invite CODE",
+  };
+  const session = new ChatSession(client, io, keyFile, identity, register ?? null, context);
   return session.run();
 }
 
@@ -183,7 +246,10 @@ class ChatSession {
   private readonly sent = new Map<number, SentMessage>();
   /** Receipts that came before the send's own promise settled (same chunk as its server-ack), by client id. */
   private readonly early = new Map<number, Array<{ mark: MarkValue; by: string }>>();
+  /** Received messages are printed in arrival order, each after its sender's name is known (or nameWaitMs). */
+  private printed: Promise<void> = Promise.resolve();
   private sentCount = 0;
+  private everConnected = false;
   private stoppedWith: string | null = null;
   private wake: () => void = () => {};
   private readonly stopped: Promise<void>;
@@ -194,6 +260,7 @@ class ChatSession {
     private readonly keyFile: string,
     private identity: DeviceIdentity | null,
     private readonly registeringHandle: string | null,
+    private readonly context: ErrorContext,
   ) {
     this.stopped = new Promise((resolve) => {
       this.wake = resolve;
@@ -201,23 +268,35 @@ class ChatSession {
     if (identity?.handle != null) this.labels.set(identity.credentials.account, identity.handle);
   }
 
+  private get server(): string {
+    return this.context.server;
+  }
+
   async run(): Promise<number> {
     const { client, io } = this;
     client.on("connected", (event) => this.connected(event.account, event.device));
     client.on("disconnected", (event) => {
       if (event.willReconnect) {
-        io.print(`* disconnected (${event.reason}); reconnecting in ${event.retryInMs} ms`);
+        const seconds = ((event.retryInMs ?? 0) / 1000).toFixed(1);
+        const why = this.closeWords(event);
+        io.print(
+          this.everConnected
+            ? `* lost ${this.server} (${why}); reconnecting in ${seconds} s`
+            : `* cannot reach ${this.server} (${why}); trying again in ${seconds} s`,
+        );
       } else if (this.stoppedWith === null) {
-        this.stop(event.reason);
+        this.stop(this.closeWords(event));
       }
     });
     client.on("message", (event) => this.message(event));
     client.on("receipt", (event) => this.receipt(event));
-    client.on("error", (error) => io.print(`* error: ${error.message}`));
+    client.on("error", (error) => io.print(`* ${this.words(error)}`));
     io.print(
-      `* connecting to ${this.registeringHandle === null ? "" : `register ${this.registeringHandle} at `}the server...`,
+      this.registeringHandle === null
+        ? `* connecting to ${this.server}...`
+        : `* connecting to ${this.server} to register ${this.registeringHandle}...`,
     );
-    client.connect().catch((error: unknown) => this.stop(describe(error)));
+    client.connect().catch((error: unknown) => this.stop(this.words(error)));
 
     const lines = this.io.lines[Symbol.asyncIterator]();
     try {
@@ -232,6 +311,16 @@ class ChatSession {
       void lines.return?.();
     }
     return this.quit();
+  }
+
+  /** An error in words that name the server (error-words.ts). */
+  private words(error: unknown): string {
+    return errorInWords(error, this.context);
+  }
+
+  /** Why a connection ended: the server's code in words, else the transport's reason. */
+  private closeWords(event: DisconnectedEvent): string {
+    return event.code === undefined ? event.reason : this.words(new ClientClosedError(event.reason, event.code));
   }
 
   private stop(reason: string): void {
@@ -268,27 +357,50 @@ class ChatSession {
 
   private connected(account: number, device: number): void {
     const firstTime = this.identity === null;
+    this.everConnected = true;
     if (this.registeringHandle !== null) this.labels.set(account, this.registeringHandle);
     const name = this.labels.get(account) ?? `account #${account}`;
-    this.io.print(`* connected as ${name} (account ${account}, device ${device}). /help lists the commands.`);
+    this.io.print(
+      `* connected to ${this.server} as ${name} (account ${account}, device ${device}). /help lists the commands.`,
+    );
     if (firstTime) {
       void this.saveIdentity().then(() => this.io.print(`* identity saved in ${this.keyFile} (keep it private)`));
     }
   }
 
   private label(account: number): string {
-    return this.labels.get(account) ?? `#${account}`;
+    return this.labels.get(account) ?? this.client.cachedHandle(account) ?? `#${account}`;
   }
 
-  private message(event: MessageEvent): void {
+  /** The sender's handle: known, or asked of the server (at most nameWaitMs); `#account` when it does not say. */
+  private async nameOf(account: number): Promise<string> {
+    const known = this.labels.get(account) ?? this.client.cachedHandle(account);
+    if (known !== undefined) return known;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<null>((resolve) => {
+      timer = setTimeout(() => resolve(null), nameWaitMs);
+    });
+    const asked = this.client
+      .handles([account])
+      .then((handles) => handles.get(account) ?? null)
+      .catch(() => null);
+    const handle = await Promise.race([asked, timeout]).finally(() => clearTimeout(timer));
+    return handle ?? `#${account}`;
+  }
+
+  /** Printed in arrival order once the sender is named; the SDK acks the message after it is on screen. */
+  private message(event: MessageEvent): Promise<void> {
     const own = this.client.credentials;
+    const fromSelf = own !== null && event.from === own.account;
     const text = new TextDecoder().decode(event.payload);
-    const sender =
-      own !== null && event.from === own.account ? `you (device ${event.fromDevice})` : this.label(event.from);
-    this.io.print(`${sender}: ${text}`);
-    if (own === null || event.from !== own.account)
-      this.lastSender = { account: event.from, label: this.label(event.from) };
-    this.client.receipt(event.from, event.fromDevice, [event.clientId], "read");
+    const name = fromSelf ? Promise.resolve(`you (device ${event.fromDevice})`) : this.nameOf(event.from);
+    this.printed = this.printed.then(async () => {
+      const sender = await name;
+      this.io.print(`${formatTime(event.timeSeconds * 1000)} ${sender}: ${text}`);
+      if (!fromSelf) this.lastSender = { account: event.from, label: sender };
+      this.client.receipt(event.from, event.fromDevice, [event.clientId], "read");
+    });
+    return this.printed;
   }
 
   private receipt(event: ReceiptEvent): void {
@@ -307,12 +419,17 @@ class ChatSession {
     }
   }
 
-  /** Prints a mark that is higher than the message's current one ("read" may come before "delivered"). */
+  /**
+   * Shows a mark that is higher than the message's current one ("read" may come before "delivered"): in the
+   * message's own line where the output can rewrite it, else as a short line of its own.
+   */
   private mark(message: SentMessage, mark: MarkValue, by: string): void {
     if (mark <= message.mark) return;
     message.mark = mark;
-    const name = mark === Mark.read ? "read" : mark === Mark.delivered ? "✓✓ delivered" : "✓ sent";
-    this.io.print(`  [${message.number}] ${name}${mark === Mark.sent ? "" : ` (${by}) "${message.preview}"`}`);
+    if (message.rewrite?.(`${message.line}  ${markText[mark]}`) === true) return;
+    message.rewrite = null;
+    const who = mark === Mark.sent ? "" : ` (${by}) "${message.preview}"`;
+    this.io.print(`  [${message.number}] ${markWords[mark]}${who}`);
   }
 
   private async command(line: string): Promise<void> {
@@ -335,7 +452,7 @@ class ChatSession {
           try {
             found = await client.lookup(argument);
           } catch (error) {
-            return io.print(`* ${describe(error)}; ${noPeer}`);
+            return io.print(`* ${this.words(error)}; ${noPeer}`);
           }
           if (found.account === null) return io.print(`* nobody is called ${argument}; ${noPeer}`);
           this.labels.set(found.account, argument);
@@ -358,7 +475,7 @@ class ChatSession {
         case "/devices": {
           const own = client.credentials;
           for (const device of await client.devices()) {
-            const seen = new Date(device.lastSeenAtSeconds * 1000).toISOString();
+            const seen = formatTime(device.lastSeenAtSeconds * 1000);
             const mark = own !== null && device.device === own.device ? " (this device)" : "";
             io.print(`* device ${device.device}${mark}, last seen ${seen}`);
           }
@@ -369,7 +486,7 @@ class ChatSession {
           return this.say(line);
       }
     } catch (error) {
-      io.print(`* ${describe(error)}`);
+      io.print(`* ${this.words(error)}`);
     }
   }
 
@@ -381,23 +498,22 @@ class ChatSession {
     }
     const number = ++this.sentCount;
     const preview = text.length > previewCharsMax ? `${text.slice(0, previewCharsMax - 1)}…` : text;
-    this.io.print(`  [${number}] you → ${peer.label}: ${text}`);
+    const line = `${formatTime(Date.now())} [${number}] you → ${peer.label}: ${text}`;
+    const message: SentMessage = { number, line, preview, mark: Mark.pending, rewrite: null };
+    if (this.io.printRewritable === undefined) this.io.print(line);
+    else message.rewrite = this.io.printRewritable(line);
     this.client
       .send(peer.account, new TextEncoder().encode(text))
       .then(({ clientId }) => {
-        const message: SentMessage = { number, preview, mark: 0 as MarkValue };
         this.sent.set(clientId, message);
         if (this.sent.size > sentRememberedMax) this.sent.delete(this.sent.keys().next().value!);
         this.mark(message, Mark.sent, "");
         for (const early of this.early.get(clientId) ?? []) this.mark(message, early.mark, early.by);
         this.early.delete(clientId);
       })
-      .catch((error: unknown) => this.io.print(`  [${number}] not sent: ${describe(error)}`));
+      .catch((error: unknown) => {
+        const reason = `not sent: ${this.words(error)}`;
+        if (message.rewrite?.(`${line}  ✗ ${reason}`) !== true) this.io.print(`  [${number}] ${reason}`);
+      });
   }
-}
-
-function describe(error: unknown): string {
-  if (error instanceof ClientError) return `${error.message} [${error.action}]`;
-  if (error instanceof KeyFileError || error instanceof Error) return error.message;
-  return String(error);
 }
