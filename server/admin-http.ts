@@ -4,6 +4,7 @@
 
 import type { Server } from "bun";
 import { adminNames, hostAllowed } from "./server-names.ts";
+import { versionLine } from "./version.ts";
 
 export interface AdminHttp {
   readonly port: number;
@@ -47,7 +48,8 @@ export function listenAdmin(options: AdminOptions, sources: AdminSources): Admin
             headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
           });
         case "/healthz":
-          return new Response("ok\n");
+          // The version too: a probe reads the status, a person or a fleet script the line.
+          return new Response(`ok ${versionLine()}\n`);
         case "/readyz":
           return sources.ready() ? new Response("ready\n") : new Response("draining\n", { status: 503 });
         default:

@@ -1,19 +1,26 @@
 #!/usr/bin/env bun
-// The `switchboard` command: start the server, issue invites, manage accounts, chat from a terminal.
-// Store commands (invite, account) open the same SQLite file as the server; SQLite's WAL lets them run while the
-// server runs.
+// The `switchboard` command: start the server, check its config, issue invites, manage accounts, chat from a
+// terminal. Every command parses its arguments with node:util parseArgs, strictly: an unknown flag is refused with
+// one line and exit 2 (a silently ignored `-n 2` once issued one invite instead of two).
+//
+// Exit codes: 0 done; 1 a failure that may pass (a port in use: systemd restarts the server); 2 a usage, config or
+// permission error that restarting cannot fix (the unit's RestartPreventExitStatus=2); 70 a failed commit (delivery).
 
-import { openSqliteStorage, type Storage } from "../storage/index.ts";
-import { randomCode } from "./account-requests.ts";
+import { parseArgs } from "node:util";
 import { adminCommandNames, runAdminCommand } from "./admin-command.ts";
-import { type Config, ConfigError, databasePath, loadConfig } from "./config.ts";
-import { DataDirectoryLockedError, prepareDataDirectory } from "./data-directory.ts";
+import { type Config, ConfigError, describeSource, loadSourcedConfig, type SourcedConfig } from "./config.ts";
+import { configOptions } from "./config-flags.ts";
+import { DataDirectoryLockedError } from "./data-directory.ts";
+import { createLogger } from "./log.ts";
 import { startServer } from "./server.ts";
+import { StartError } from "./start-errors.ts";
+import { versionInfo, versionLine } from "./version.ts";
 
 const usage = `switchboard <command> [options]
 
 Commands:
   start                      run the server (TCP on --host/--port, data in --data-dir)
+  check-config               load the config as start would and print "config OK" or every error (exit 2)
   invite [--count N]         issue one-time registration codes (valid --ttl-days, default 7)
   account list [--limit N]   list accounts
   account show <handle|id>   show an account and its devices
@@ -24,60 +31,131 @@ Commands:
   drain                      start the graceful stop of the running server, as SIGTERM does
   chat [options]             a terminal chat client (see: switchboard chat --help)
   doctor [--sessions N]      compare the host's limits with what the configured capacity needs
-  help                       this text
+  version                    print the version (also --version, -v)
+  help [command]             this text, or a command's (also --help, -h; every command takes --help)
 
-Options for every command: --config <file.toml> and any config key as a flag (--data-dir ./data, --port 7420,
---queue-messages-max 10000, ...). Environment: SWITCHBOARD_CONFIG, SWITCHBOARD_<KEY> (SWITCHBOARD_DATA_DIR ...).
-See OPERATIONS.md for every key and limit.`;
+Options for every command that reads the config: --config <file.toml> and any config key as a flag (--data-dir
+./data, --port 7420, --queue-messages-max 10000, ...). Environment: SWITCHBOARD_CONFIG, SWITCHBOARD_<KEY>
+(SWITCHBOARD_DATA_DIR ...). See OPERATIONS.md for every key and limit.`;
 
-/** Invite codes: 12 random bytes (96 bits), written in base32. */
-const inviteCodeRandomBytes = 12;
-const inviteCountMax = 1000;
-const accountListLimitMax = 10_000;
+const configHelp = `Config: --config FILE (else SWITCHBOARD_CONFIG; else the defaults), overridden by SWITCHBOARD_<KEY> environment
+variables, overridden by any config key as a flag (--port 7420, --data-dir ./data, --queue-messages-max 10000, ...).
+OPERATIONS.md lists every key.`;
+
+/** A command-line mistake: printed as one line naming the command, exit 2. */
+class UsageError extends Error {
+  override readonly name = "UsageError";
+}
+
+type OwnOptions = Record<string, { type: "string" | "boolean"; short?: string }>;
 
 interface Parsed {
-  positional: string[];
-  flags: Record<string, string>;
+  readonly values: Record<string, string | boolean | undefined>;
+  readonly positionals: string[];
 }
 
-export function parseArguments(argv: readonly string[]): Parsed {
-  const positional: string[] = [];
-  const flags: Record<string, string> = {};
-  for (let index = 0; index < argv.length; index++) {
-    const argument = argv[index]!;
-    if (!argument.startsWith("--")) {
-      positional.push(argument);
-      continue;
-    }
-    const equals = argument.indexOf("=");
-    if (equals > 0) flags[argument.slice(2, equals)] = argument.slice(equals + 1);
-    else if (index + 1 < argv.length && !argv[index + 1]!.startsWith("--")) flags[argument.slice(2)] = argv[++index]!;
-    else flags[argument.slice(2)] = "true";
+/** parseArgs, strict, with `--help`/`-h` and (when `config`) every config key; its errors become one-line UsageErrors. */
+function parseCommand(
+  argv: readonly string[],
+  own: OwnOptions,
+  options: { config: boolean; positionals?: number },
+): Parsed {
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      options: { ...(options.config ? configOptions() : {}), ...own, help: { type: "boolean", short: "h" } },
+      allowPositionals: (options.positionals ?? 0) > 0,
+      strict: true,
+    });
+  } catch (error) {
+    throw new UsageError(parseErrorText(error));
   }
-  return { positional, flags };
+  if (parsed.positionals.length > (options.positionals ?? 0)) {
+    throw new UsageError(`unexpected argument ${parsed.positionals[options.positionals ?? 0]}`);
+  }
+  return { values: parsed.values as Parsed["values"], positionals: parsed.positionals };
 }
 
-function configFrom(flags: Record<string, string>, ownFlags: readonly string[]): Config {
-  const configFlags = { ...flags };
-  for (const name of [...ownFlags, "config"]) delete configFlags[name];
-  return loadConfig({ file: flags.config ?? process.env.SWITCHBOARD_CONFIG, env: process.env, flags: configFlags });
+/** parseArgs's message, shortened to its first sentence in our words: `unknown option -n`. */
+function parseErrorText(error: unknown): string {
+  const message = (error as Error).message;
+  const quoted = /'([^']+)'/.exec(message)?.[1];
+  switch ((error as { code?: string }).code) {
+    case "ERR_PARSE_ARGS_UNKNOWN_OPTION":
+      return `unknown option ${quoted ?? message}`;
+    case "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL":
+      return `unexpected argument ${quoted ?? message}`;
+    default:
+      return message.split("\n")[0]!;
+  }
 }
 
-async function openStore(config: Config): Promise<Storage> {
-  prepareDataDirectory(config.dataDir);
-  return openSqliteStorage({ path: databasePath(config), synchronous: config.synchronous });
+/** The config as `start` loads it: --config (else SWITCHBOARD_CONFIG), the environment, the config-key flags. */
+function loadFromValues(values: Parsed["values"], own: readonly string[]): SourcedConfig {
+  const keys = configOptions();
+  const flags: Record<string, string> = {};
+  for (const [name, value] of Object.entries(values)) {
+    if (name === "config" || name === "help" || own.includes(name) || !(name in keys)) continue;
+    if (typeof value === "string") flags[name] = value;
+  }
+  const file = typeof values.config === "string" ? values.config : process.env.SWITCHBOARD_CONFIG || undefined;
+  return loadSourcedConfig({ file, env: process.env, flags });
 }
 
-function positiveInteger(name: string, value: string | undefined, fallback: number, max: number): number {
-  if (value === undefined) return fallback;
-  const number = Number(value);
-  if (!Number.isInteger(number) || number < 1 || number > max) throw new ConfigError(`--${name}: 1..${max}`);
-  return number;
+interface Command {
+  /** The command's help (`switchboard <command> --help`). */
+  readonly help: string;
+  /** Returns the exit code, or -1 for a command that keeps running (start). */
+  run(argv: readonly string[]): Promise<number>;
 }
 
-async function start(flags: Record<string, string>): Promise<void> {
-  const config = configFrom(flags, []);
-  const server = await startServer(config);
+// ---- start --------------------------------------------------------------------------------------------------------
+
+const startHelp = `switchboard start [--config FILE] [config flags]
+
+Runs the server in the foreground: TCP on host:port, the admin HTTP listener on adminHost:adminPort, the database in
+dataDir. SIGTERM or SIGINT stops it gracefully, SIGHUP reloads the handler code and the reloadable config.
+
+A start that cannot proceed prints one line on stderr (switchboard: cannot listen on 127.0.0.1:7420: address in use)
+and logs a start_failed event: exit 2 for a bad config, a privileged port or a data directory it may not use
+(restarting cannot fix these), 1 for a port in use or a full disk (a restart may succeed).
+
+${configHelp}`;
+
+/** Prints the one-line reason of a failed start on stderr and logs it as start_failed; returns the exit code. */
+function startFailed(error: Error, exitCode: number, fields: Record<string, unknown>, config?: Config): number {
+  console.error(`switchboard: ${error instanceof ConfigError ? configLine(error.message) : error.message}`);
+  createLogger(config?.logLevel ?? "info").error("start_failed", {
+    error: error.message,
+    exitCode,
+    ...fields,
+    version: versionInfo().version,
+  });
+  return exitCode;
+}
+
+async function start(argv: readonly string[]): Promise<number> {
+  const { values } = parseCommand(argv, {}, { config: true });
+  if (values.help) return printHelp(startHelp);
+  let config: Config;
+  try {
+    config = loadFromValues(values, []).config;
+  } catch (error) {
+    if (error instanceof ConfigError) return startFailed(error, 2, { cause: "config", problems: error.problems });
+    throw error;
+  }
+  let server: Awaited<ReturnType<typeof startServer>>;
+  try {
+    server = await startServer(config);
+  } catch (error) {
+    if (error instanceof StartError) return startFailed(error, error.exitCode, error.fields(), config);
+    // A second server on a data directory in use: exit 2 like a bad config, as restarting cannot fix it.
+    if (error instanceof DataDirectoryLockedError) {
+      return startFailed(error, 2, { code: "locked", dataDir: config.dataDir, holderPid: error.holderPid }, config);
+    }
+    throw error;
+  }
   const stop = async (signal: string) => {
     server.context.log.info("signal", { signal });
     await server.stop();
@@ -90,7 +168,7 @@ async function start(flags: Record<string, string>): Promise<void> {
     server.context.log.info("signal", { signal: "SIGHUP" });
     let next: Config;
     try {
-      next = configFrom(flags, []);
+      next = loadFromValues(values, []).config;
     } catch (error) {
       server.context.log.error("reload_failed", { error: String(error) });
       return;
@@ -99,107 +177,110 @@ async function start(flags: Record<string, string>): Promise<void> {
       // Logged by reload; the running code and config stay.
     });
   });
+  return -1;
 }
 
-async function invite(flags: Record<string, string>): Promise<void> {
-  const config = configFrom(flags, ["count", "ttl-days"]);
-  const count = positiveInteger("count", flags.count, 1, inviteCountMax);
-  const ttlDays = positiveInteger(
-    "ttl-days",
-    flags["ttl-days"],
-    Math.round(config.limits.inviteTtlMs / 86_400_000),
-    365,
-  );
-  const storage = await openStore(config);
+/** A config problem as printed: `config: port: 0..65535 (...)`; a file's own problems already say `config file`. */
+function configLine(problem: string): string {
+  return problem.startsWith("config file") ? problem : `config: ${problem}`;
+}
+
+// ---- check-config -------------------------------------------------------------------------------------------------
+
+const checkConfigHelp = `switchboard check-config [--config FILE] [config flags]
+
+Loads the config exactly as start would (the file, then SWITCHBOARD_* environment variables, then flags) and prints
+"config OK" with the file it read and every value that is not the default, with where it came from; or every problem
+(a TOML syntax error with its line and column, an unknown key, a bad value, a broken relation between limits with the
+values involved and their sources) on stderr. Exit 0 when the config is good, 2 when it is not. It opens nothing:
+the data directory and the ports are start's (and doctor's) business.
+
+${configHelp}`;
+
+async function checkConfig(argv: readonly string[]): Promise<number> {
+  const { values } = parseCommand(argv, {}, { config: true });
+  if (values.help) return printHelp(checkConfigHelp);
+  let loaded: SourcedConfig;
   try {
-    const now = Date.now();
-    for (let index = 0; index < count; index++) {
-      const code = randomCode(inviteCodeRandomBytes);
-      await storage.invites.issue(code, now, now + ttlDays * 86_400_000);
-      console.log(code);
-    }
-  } finally {
-    await storage.close();
+    loaded = loadFromValues(values, []);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    for (const problem of error.problems) console.error(`switchboard: ${configLine(problem)}`);
+    return 2;
   }
+  console.log(`config OK: ${loaded.file === undefined ? "no config file (defaults)" : loaded.file}`);
+  for (const [key, source] of loaded.sources) {
+    const value = key in loaded.config ? loaded.config[key as keyof Config] : loaded.config.limits[key as never];
+    console.log(`  ${key} = ${JSON.stringify(value)} (${describeSource(source)})`);
+  }
+  return 0;
 }
 
-async function findAccount(storage: Storage, key: string | undefined) {
-  if (key === undefined) throw new ConfigError("account: give a handle or an id");
-  const asNumber = Number(key);
-  const account = Number.isInteger(asNumber)
-    ? await storage.accounts.byId(asNumber)
-    : await storage.accounts.byHandle(key);
-  if (account === undefined) throw new ConfigError(`no account ${key}`);
-  return account;
+// ---- version, help ------------------------------------------------------------------------------------------------
+
+const versionHelp = `switchboard version (also switchboard --version, switchboard -v)
+
+Prints the version of package.json, the Bun that runs it and the git commit when run from a checkout.`;
+
+async function version(argv: readonly string[]): Promise<number> {
+  const { values } = parseCommand(argv, {}, { config: false });
+  if (values.help) return printHelp(versionHelp);
+  console.log(versionLine());
+  return 0;
 }
 
-async function account(positional: string[], flags: Record<string, string>): Promise<void> {
-  const config = configFrom(flags, ["limit"]);
-  const storage = await openStore(config);
-  try {
-    const [action, key] = positional;
-    if (action === "list") {
-      const limit = positiveInteger("limit", flags.limit, 100, accountListLimitMax);
-      const accounts = await storage.accounts.list({ limit });
-      for (const entry of accounts)
-        console.log(`${entry.id}\t${entry.handle}\t${new Date(entry.createdAtMs).toISOString()}`);
-      console.log(`${accounts.length} shown, ${await storage.accounts.count()} in all`);
-    } else if (action === "show") {
-      const found = await findAccount(storage, key);
-      console.log(`account ${found.id} ${found.handle}, created ${new Date(found.createdAtMs).toISOString()}`);
-      for (const device of await storage.devices.list(found.id)) {
-        console.log(
-          `  device ${device.device}: last seen ${new Date(device.lastSeenAtMs).toISOString()}, queue ${device.queueRows} entries / ${device.queueBytes} bytes`,
-        );
-      }
-    } else if (action === "remove") {
-      const found = await findAccount(storage, key);
-      await storage.accounts.remove(found.id);
-      console.log(`removed account ${found.id} ${found.handle}`);
-    } else {
-      throw new ConfigError("account: list | show <handle|id> | remove <handle|id>");
-    }
-  } finally {
-    await storage.close();
-  }
+function printHelp(text: string): number {
+  console.log(text);
+  return 0;
 }
+
+async function help(argv: readonly string[]): Promise<number> {
+  const { values, positionals } = parseCommand(argv, {}, { config: false, positionals: 1 });
+  const [topic] = positionals;
+  if (values.help || topic === undefined) return printHelp(usage);
+  if (topic in commands)
+    return commands[topic]!.help === "" ? commands[topic]!.run(["--help"]) : printHelp(commands[topic]!.help);
+  if (adminCommandNames.has(topic)) return runAdminCommand(topic, ["--help"]);
+  throw new UsageError(`no command ${topic}`);
+}
+
+// Commands whose help is "" parse their own arguments (and answer --help themselves).
+const commands: Record<string, Command> = {
+  start: { help: startHelp, run: start },
+  "check-config": { help: checkConfigHelp, run: checkConfig },
+  version: { help: versionHelp, run: version },
+  help: { help: usage, run: help },
+  doctor: {
+    help: "",
+    run: async (argv) => (await import("./doctor.ts")).runDoctorCommand([...argv]),
+  },
+  chat: {
+    help: "",
+    run: async (argv) => (await import("../client/chat.ts")).runChat(argv),
+  },
+};
 
 export async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
   // The operator's commands (invite, account, sessions, kick, drain) parse their own arguments: admin-command.ts.
   if (command !== undefined && adminCommandNames.has(command)) return await runAdminCommand(command, rest);
-  const { positional, flags } = parseArguments(rest);
   try {
-    switch (command) {
-      case "start":
-        await start(flags);
-        return -1; // keeps running
-      case "invite":
-        await invite(flags);
-        return 0;
-      case "account":
-        await account(positional, flags);
-        return 0;
-      case "doctor": {
-        const { runDoctorCommand } = await import("./doctor.ts");
-        return await runDoctorCommand(rest);
-      }
-      case "chat": {
-        const { runChat } = await import("../client/chat.ts");
-        return await runChat(rest);
-      }
-      case undefined:
-      case "help":
-      case "--help":
-        console.log(usage);
-        return 0;
-      default:
-        console.error(`unknown command ${command}\n\n${usage}`);
-        return 2;
+    if (command === undefined || command === "--help" || command === "-h") return printHelp(usage);
+    if (command === "--version" || command === "-v") return await version(rest);
+    const found = commands[command];
+    if (found === undefined) {
+      const what = command.startsWith("-") ? `unknown option ${command}` : `unknown command ${command}`;
+      throw new UsageError(`${what} (switchboard --help lists the commands)`);
+    }
+    try {
+      return await found.run(rest);
+    } catch (error) {
+      if (error instanceof UsageError)
+        throw new UsageError(`${command}: ${error.message} (switchboard ${command} --help)`);
+      throw error;
     }
   } catch (error) {
-    // A second server on a data directory in use: exit 2 like a bad config, as restarting cannot fix it.
-    if (error instanceof ConfigError || error instanceof DataDirectoryLockedError) {
+    if (error instanceof UsageError || error instanceof ConfigError) {
       console.error(`switchboard: ${error.message}`);
       return 2;
     }

@@ -156,8 +156,19 @@ export function configuredServerNames(list: string): string[] {
     .filter(Boolean);
 }
 
+/**
+ * A config that cannot be used. `problems` lists every problem found (check-config prints one a line); the message
+ * joins them into the one line `start` prints.
+ */
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
+  readonly problems: readonly string[];
+
+  constructor(problems: string | readonly string[]) {
+    const list = typeof problems === "string" ? [problems] : problems;
+    super(list.join("; "));
+    this.problems = list;
+  }
 }
 
 export function databasePath(config: Config): string {
@@ -174,53 +185,163 @@ function camelFromKebab(kebab: string): string {
   return kebab.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase());
 }
 
+/** Where a value came from: named in errors, and listed by `switchboard check-config`. */
+export type ConfigSource =
+  | { readonly kind: "default" }
+  | { readonly kind: "file"; readonly path: string; readonly line: number | undefined }
+  | { readonly kind: "environment"; readonly name: string }
+  | { readonly kind: "flag"; readonly name: string };
+
+/** `the default`, `file /etc/switchboard/switchboard.toml line 4`, `environment SWITCHBOARD_PORT`, `flag --port`. */
+export function describeSource(source: ConfigSource): string {
+  switch (source.kind) {
+    case "default":
+      return "the default";
+    case "file":
+      return source.line === undefined ? `file ${source.path}` : `file ${source.path} line ${source.line}`;
+    case "environment":
+      return `environment ${source.name}`;
+    case "flag":
+      return `flag ${source.name}`;
+  }
+}
+
+/** A loaded config, the file it read (if any), and where each key's value came from (keys not listed: default). */
+export interface SourcedConfig {
+  readonly config: Config;
+  readonly file: string | undefined;
+  readonly sources: ReadonlyMap<string, ConfigSource>;
+}
+
 type RawValues = Record<string, unknown>;
 
 function coerce(key: string, value: unknown, template: unknown): unknown {
   if (typeof template === "number") {
     const number = typeof value === "string" ? Number(value.replaceAll("_", "")) : value;
-    if (typeof number !== "number" || !Number.isFinite(number)) throw new ConfigError(`${key}: expected a number`);
+    if (typeof number !== "number" || !Number.isFinite(number)) {
+      throw new ConfigError(`${key}: expected a number, got ${JSON.stringify(value)}`);
+    }
     return number;
   }
   if (typeof template === "string") {
-    if (typeof value !== "string" && typeof value !== "number") throw new ConfigError(`${key}: expected a string`);
+    if (typeof value !== "string" && typeof value !== "number") {
+      throw new ConfigError(`${key}: expected a string, got ${JSON.stringify(value)}`);
+    }
     return String(value);
   }
   return value;
 }
 
-function validate(config: Config): Config {
+/** Every problem of a config that breaks no type: values out of range, and relations between limits. */
+function configProblems(config: Config): string[] {
+  const problems: string[] = [];
   const oneOf = (key: string, value: string, allowed: readonly string[]) => {
-    if (!allowed.includes(value)) throw new ConfigError(`${key}: expected one of ${allowed.join(", ")}, got ${value}`);
+    if (!allowed.includes(value)) problems.push(`${key}: expected one of ${allowed.join(", ")}, got ${value}`);
   };
   oneOf("synchronous", config.synchronous, ["normal", "full"]);
   oneOf("registration", config.registration, ["invite", "open", "closed"]);
   oneOf("logLevel", config.logLevel, ["debug", "info", "warn", "error"]);
   oneOf("webClient", config.webClient, ["on", "off"]);
-  if (!config.wsPath.startsWith("/")) throw new ConfigError("wsPath: must start with /");
+  if (!config.wsPath.startsWith("/")) problems.push("wsPath: must start with /");
   for (const key of ["port", "adminPort", "wsPort"] as const) {
-    if (!Number.isInteger(config[key]) || config[key] < 0 || config[key] > 65535)
-      throw new ConfigError(`${key}: 0..65535`);
+    if (!Number.isInteger(config[key]) || config[key] < 0 || config[key] > 65535) problems.push(`${key}: 0..65535`);
   }
   if (!Number.isInteger(config.listeners) || config.listeners < 1 || config.listeners > 64) {
-    throw new ConfigError("listeners: 1..64");
+    problems.push("listeners: 1..64");
   }
   const names = configuredServerNames(config.serverNames);
-  if (names.length === 0) throw new ConfigError("serverNames: at least one name");
+  if (names.length === 0) problems.push("serverNames: at least one name");
   for (const name of names) {
     if (name.length > serverNameBytesMax || !serverNamePattern.test(name)) {
-      throw new ConfigError(`serverNames: ${name} is not a host name or IP address (letters, digits, . - : _)`);
-    }
-    if (name.includes(":") && isIP(name) !== 6) {
-      throw new ConfigError(`serverNames: ${name}: a name or address without a port`);
+      problems.push(`serverNames: ${name} is not a host name or IP address (letters, digits, . - : _)`);
+    } else if (name.includes(":") && isIP(name) !== 6) {
+      problems.push(`serverNames: ${name}: a name or address without a port`);
     }
   }
   try {
     assertLimits(config.limits);
   } catch (caught) {
-    throw new ConfigError((caught as Error).message);
+    problems.push((caught as Error).message);
   }
+  return problems;
+}
+
+function validate(config: Config): Config {
+  const problems = configProblems(config);
+  if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+/** Line numbers of the keys of a TOML text, as `key` or `limits.key` (tables and dotted keys). A plain scan. */
+function tomlKeyLines(text: string): Map<string, number> {
+  const lines = new Map<string, number>();
+  let table = "";
+  text.split("\n").forEach((line, index) => {
+    const header = /^\s*\[\s*([A-Za-z0-9_.-]+)\s*\]/.exec(line);
+    if (header !== null) {
+      table = header[1]!;
+      return;
+    }
+    const key = /^\s*["']?([A-Za-z0-9_.-]+)["']?\s*=/.exec(line);
+    if (key !== null) lines.set(table === "" ? key[1]! : `${table}.${key[1]}`, index + 1);
+  });
+  return lines;
+}
+
+/** Lines a TOML error's position is searched over at most (the scan below parses up to this many prefixes). */
+const tomlScanLinesMax = 5000;
+
+/**
+ * Where a TOML syntax error is. Bun's parser (Bun.TOML.parse) reports none: its error's line and column are those of
+ * the JavaScript caller. So: the error is on the line after the longest prefix of whole lines that parses (every
+ * longer prefix holds the broken line too), and the column is that of the token the message quotes (`found 'b'`,
+ * `key 'port'`), of the opening quote or bracket of an unterminated string or array, or else of the line's first
+ * character. Adding a TOML parser that reports positions was rejected: start and check-config must parse with the
+ * same parser, and a second one could accept or read values differently.
+ */
+export function tomlErrorPosition(text: string, message: string): { line: number; column: number } | undefined {
+  const lines = text.split("\n");
+  if (lines.length > tomlScanLinesMax) return undefined;
+  let parsed = 0;
+  for (let count = lines.length - 1; count > 0; count--) {
+    try {
+      Bun.TOML.parse(lines.slice(0, count).join("\n"));
+      parsed = count;
+      break;
+    } catch {
+      // This prefix fails too: the error is at or before its last line.
+    }
+  }
+  const broken = lines[parsed] ?? "";
+  const quoted = [...message.matchAll(/'([^']+)'/g)].map((match) => match[1]!);
+  let column = -1;
+  for (const token of quoted.reverse()) {
+    column = broken.indexOf(token);
+    if (column >= 0) break;
+  }
+  if (column < 0 && /string/i.test(message)) column = broken.search(/["']/);
+  if (column < 0 && /array/i.test(message)) column = broken.indexOf("[");
+  if (column < 0) column = Math.max(0, broken.search(/\S/));
+  return { line: parsed + 1, column: column + 1 };
+}
+
+/** Reads and parses a TOML config file; a syntax error names the file, line and column. */
+function readTomlFile(file: string): { values: RawValues; keyLines: Map<string, number> } {
+  if (!existsSync(file)) throw new ConfigError(`config file ${file} not found`);
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (caught) {
+    throw new ConfigError(`config file ${file}: ${(caught as Error).message}`);
+  }
+  try {
+    return { values: Bun.TOML.parse(text) as RawValues, keyLines: tomlKeyLines(text) };
+  } catch (caught) {
+    const message = (caught as Error).message.replace(/^TOML Parse error:\s*/, "");
+    const position = tomlErrorPosition(text, message);
+    const where = position === undefined ? "" : ` line ${position.line}, column ${position.column}`;
+    throw new ConfigError(`config file ${file}${where}: TOML syntax error: ${message}`);
+  }
 }
 
 /** Builds the config from layered sources. `file` may be undefined (no file); a named file must exist. */
@@ -230,44 +351,87 @@ export function loadConfig(options: {
   flags?: RawValues;
   base?: Partial<Config> & { limits?: Partial<Limits> };
 }): Config {
+  return loadSourcedConfig(options).config;
+}
+
+/**
+ * loadConfig, and where each value came from. Every problem is collected before it throws: first the keys and types
+ * of every source, then (when those are sound) the values and the relations between limits, each problem followed by
+ * the values it involves and their sources.
+ */
+export function loadSourcedConfig(options: {
+  file?: string | undefined;
+  env?: Record<string, string | undefined>;
+  flags?: RawValues;
+  base?: Partial<Config> & { limits?: Partial<Limits> };
+}): SourcedConfig {
   const server: RawValues = { ...defaultConfig, ...options.base };
   const limits: RawValues = { ...defaultLimits, ...options.base?.limits };
-  const apply = (source: string, key: string, value: unknown) => {
-    if ((serverKeys as string[]).includes(key)) {
-      server[key] = coerce(`${source} ${key}`, value, (defaultConfig as unknown as RawValues)[key]);
-    } else if ((limitKeys as string[]).includes(key)) {
-      limits[key] = coerce(`${source} ${key}`, value, 0);
-    } else {
-      throw new ConfigError(`${source}: unknown key ${key}`);
+  const sources = new Map<string, ConfigSource>();
+  const problems: string[] = [];
+  const apply = (source: ConfigSource, key: string, value: unknown) => {
+    const from = ` (${describeSource(source)})`;
+    try {
+      if ((serverKeys as string[]).includes(key)) {
+        server[key] = coerce(key, value, (defaultConfig as unknown as RawValues)[key]);
+      } else if ((limitKeys as string[]).includes(key)) {
+        limits[key] = coerce(key, value, 0);
+      } else {
+        throw new ConfigError(`unknown key ${key}`);
+      }
+      sources.set(key, source);
+    } catch (caught) {
+      if (!(caught instanceof ConfigError)) throw caught;
+      problems.push(`${caught.message}${from}`);
     }
   };
 
   if (options.file !== undefined) {
-    if (!existsSync(options.file)) throw new ConfigError(`config file ${options.file} not found`);
-    let parsed: RawValues;
-    try {
-      parsed = Bun.TOML.parse(readFileSync(options.file, "utf8")) as RawValues;
-    } catch (caught) {
-      throw new ConfigError(`config file ${options.file}: ${(caught as Error).message}`);
-    }
-    for (const [key, value] of Object.entries(parsed)) {
-      if (key === "limits" && typeof value === "object" && value !== null) {
+    const { values, keyLines } = readTomlFile(options.file);
+    const fileSource = (key: string): ConfigSource => ({ kind: "file", path: options.file!, line: keyLines.get(key) });
+    for (const [key, value] of Object.entries(values)) {
+      if (key === "limits" && typeof value === "object" && value !== null && !Array.isArray(value)) {
         for (const [limitKey, limitValue] of Object.entries(value as RawValues)) {
-          if (!(limitKeys as string[]).includes(limitKey))
-            throw new ConfigError(`${options.file}: unknown limit ${limitKey}`);
-          apply(options.file, limitKey, limitValue);
+          const source = fileSource(`limits.${limitKey}`);
+          if (!(limitKeys as string[]).includes(limitKey)) {
+            problems.push(`unknown limit ${limitKey} (${describeSource(source)})`);
+          } else {
+            apply(source, limitKey, limitValue);
+          }
         }
       } else {
-        apply(options.file, key, value);
+        apply(fileSource(key), key, value);
       }
     }
   }
   for (const [name, value] of Object.entries(options.env ?? {})) {
     if (!name.startsWith("SWITCHBOARD_") || value === undefined || name === "SWITCHBOARD_CONFIG") continue;
-    apply("environment", camelFromSnake(name.slice("SWITCHBOARD_".length)), value);
+    apply({ kind: "environment", name }, camelFromSnake(name.slice("SWITCHBOARD_".length)), value);
   }
-  for (const [name, value] of Object.entries(options.flags ?? {})) apply("flag", camelFromKebab(name), value);
+  for (const [name, value] of Object.entries(options.flags ?? {})) {
+    apply({ kind: "flag", name: `--${name}` }, camelFromKebab(name), value);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
 
-  const config = { ...server, limits: Object.freeze(limits as unknown as Limits) } as unknown as Config;
-  return Object.freeze(validate({ ...config, dataDir: resolve(config.dataDir) }));
+  const built = { ...server, limits: Object.freeze(limits as unknown as Limits) } as unknown as Config;
+  const config = Object.freeze({ ...built, dataDir: resolve(built.dataDir) });
+  const found = configProblems(config);
+  if (found.length > 0) throw new ConfigError(found.map((problem) => withValues(problem, config, sources)));
+  return { config, file: options.file, sources };
+}
+
+/** The problem, then `(key = value from source, ...)` for every config key it names. */
+function withValues(problem: string, config: Config, sources: ReadonlyMap<string, ConfigSource>): string {
+  const named = new Set(problem.match(/\b[a-z][A-Za-z]+\b/g) ?? []);
+  const shown: string[] = [];
+  for (const key of named) {
+    const value = (serverKeys as string[]).includes(key)
+      ? (config as unknown as RawValues)[key]
+      : (limitKeys as string[]).includes(key)
+        ? (config.limits as unknown as RawValues)[key]
+        : undefined;
+    if (value === undefined) continue;
+    shown.push(`${key} = ${JSON.stringify(value)} from ${describeSource(sources.get(key) ?? { kind: "default" })}`);
+  }
+  return shown.length === 0 ? problem : `${problem} (${shown.join(", ")})`;
 }

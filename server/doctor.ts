@@ -7,6 +7,7 @@
 
 import { readFileSync } from "node:fs";
 import { type Config, ConfigError, loadConfig } from "./config.ts";
+import { versionLine } from "./version.ts";
 
 /** Where doctor reads the host. Methods return undefined for what does not exist (a non-Linux host, no conntrack). */
 export interface HostReader {
@@ -368,6 +369,7 @@ export function formatDoctorReport(report: DoctorReport): string {
       .join("  ")
       .trimEnd();
   const out = [
+    versionLine(),
     `switchboard doctor: ${count(report.sessions)} sessions in ${report.processes} process(es), ` +
       `${count(report.descriptorsNeeded)} descriptors per process`,
     "",

@@ -2,6 +2,8 @@
 // than taken from prom-client: we need a few dozen series, labels from small fixed sets, and no Node-specific
 // collectors; this file is smaller than the adapter code a library would need.
 
+import { versionInfo } from "./version.ts";
+
 type Labels = Readonly<Record<string, string | number>>;
 
 function labelText(labels: Labels | undefined): string {
@@ -159,6 +161,10 @@ export class Metrics {
   );
   readonly sweptRows = new Counter("switchboard_retention_swept_total", "Queue rows deleted past retention");
   readonly reloads = new Counter("switchboard_reloads_total", "SIGHUP reloads of handler code and config, by result");
+  /** Always 1: its labels say which version runs on which Bun (join it to other series to see an upgrade). */
+  readonly buildInfo = new Gauge("switchboard_build_info", "The running version and Bun version (always 1)", () => [
+    [{ version: versionInfo().version, bun: versionInfo().bun }, 1],
+  ]);
   private readonly gauges: Gauge[] = [];
 
   gauge(name: string, help: string, collect: () => number | Array<[Labels, number]>): void {

@@ -24,8 +24,10 @@ import { LocalRouter } from "./router-local.ts";
 import { serverNames } from "./server-names.ts";
 import { SessionIo } from "./session-io.ts";
 import { SessionTable } from "./session-table.ts";
+import { asDataDirectoryError, asListenError, type ListenerName } from "./start-errors.ts";
 import { listenTcp, type TcpListeners } from "./tcp-listener.ts";
 import { listenWebSocket, type WsListener } from "./ws-listener.ts";
+import { versionInfo } from "./version.ts";
 
 export interface RunningServer {
   readonly port: number;
@@ -95,13 +97,14 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   // Held from before the database opens until after it closes: one server per data directory (data-directory.ts).
   let lock: DataDirectoryLock | null = null;
   if (storage === undefined) {
-    prepareDataDirectory(config.dataDir);
-    lock = lockDataDirectory(config.dataDir);
     try {
+      prepareDataDirectory(config.dataDir);
+      lock = lockDataDirectory(config.dataDir);
       storage = await openSqliteStorage({ path: databasePath(config), synchronous: config.synchronous });
     } catch (error) {
-      lock.release();
-      throw error;
+      lock?.release();
+      // A path the user may not write, a file where the directory should be: one line and exit 2 (start-errors.ts).
+      throw asDataDirectoryError(config.dataDir, error);
     }
   }
   const metrics = new Metrics();
@@ -140,9 +143,13 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   let listeners: TcpListeners | null = null;
   let webSocket: WsListener | null = null;
   let admin: AdminHttp | null = null;
+  // Which listener is binding, for the one-line error when a bind fails.
+  let binding: [ListenerName, string, number] = ["tcp", config.host, config.port];
   try {
     listeners = listenTcp({ host: config.host, port: config.port, listeners: config.listeners }, connections);
+    binding = ["websocket", config.wsHost, config.wsPort];
     if (config.wsPort !== 0) webSocket = listenWebSocket(config, connections);
+    binding = ["admin", config.adminHost, config.adminPort];
     if (config.adminPort !== 0) {
       // The operator API's token goes into the data directory this server owns (kept in memory only for a store
       // passed in by a test, whose directory may not exist).
@@ -165,7 +172,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     admin?.stop();
     if (options.storage === undefined) await storage.close();
     lock?.release();
-    throw error;
+    throw asListenError(...binding, error);
   }
   const tcp: TcpListeners = listeners;
   table.wheel.start();
@@ -173,6 +180,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   context.lastSeen.start();
   lag.start();
   context.log.notice("server_started", {
+    version: versionInfo().version,
     host: config.host,
     port: tcp.port,
     adminPort: admin?.port ?? 0,
