@@ -9,6 +9,7 @@
 // The seed is printed on start and on failure, so any failure can be replayed:
 //   bun protocol/fuzz.ts --seed 1234 --iterations 1000000 --time-ms 600000
 
+import { parseArgs } from "node:util";
 import { serverNameBytesMax } from "./auth-message.ts";
 import { errorCodeName, ProtocolError } from "./errors.ts";
 import { type DecodeResult, FrameCodec, headerCompressedBit } from "./frame-codec.ts";
@@ -529,19 +530,58 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
   return report;
 }
 
-function flag(name: string, fallback: number): number {
-  const index = process.argv.indexOf(`--${name}`);
-  if (index < 0) return fallback;
-  const value = Number(process.argv[index + 1]);
-  if (!Number.isSafeInteger(value) || value < 0) throw new Error(`--${name} needs a whole number`);
-  return value;
+const fuzzUsage = `bun protocol/fuzz.ts [--seed N] [--iterations N] [--time-ms N]
+
+Fuzzes the frame decoder with a seeded random loop and prints a JSON report; a failure prints its seed (replay it with
+--seed). Stops after --iterations inputs or --time-ms milliseconds (default 60000), whichever comes first.`;
+
+/** A whole number from the command line, or `fallback` when the flag is absent. */
+function wholeNumber(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const number = Number(value.replaceAll("_", ""));
+  if (!Number.isSafeInteger(number) || number < 0) throw new Error(`--${name} needs a whole number, got ${value}`);
+  return number;
+}
+
+/** The command line as FuzzOptions, or "help"; throws a one-line Error on an unknown flag or a bad value. */
+export function parseFuzzArguments(argv: readonly string[]): FuzzOptions | "help" {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      options: {
+        seed: { type: "string" },
+        iterations: { type: "string" },
+        "time-ms": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (error) {
+    throw new Error((error as Error).message.split("\n")[0]);
+  }
+  if (values.help === true) return "help";
+  const text = (name: string) => (typeof values[name] === "string" ? (values[name] as string) : undefined);
+  return {
+    seed: wholeNumber("seed", text("seed"), Math.floor(Math.random() * 2 ** 32)),
+    iterations: wholeNumber("iterations", text("iterations"), Number.MAX_SAFE_INTEGER),
+    timeMs: wholeNumber("time-ms", text("time-ms"), 60_000),
+  };
 }
 
 if (import.meta.main) {
-  const report = await runFuzz({
-    seed: flag("seed", Math.floor(Math.random() * 2 ** 32)),
-    iterations: flag("iterations", Number.MAX_SAFE_INTEGER),
-    timeMs: flag("time-ms", 60_000),
-  });
+  let options: FuzzOptions | "help";
+  try {
+    options = parseFuzzArguments(process.argv.slice(2));
+  } catch (error) {
+    console.error(`fuzz: ${(error as Error).message} (bun protocol/fuzz.ts --help)`);
+    process.exit(2);
+  }
+  if (options === "help") {
+    console.log(fuzzUsage);
+    process.exit(0);
+  }
+  const report = await runFuzz(options);
   console.log(JSON.stringify(report));
 }
