@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Installs Switchboard on a systemd host from this repository: the code and its node_modules under a prefix
-# (/opt/switchboard), the system user, /var/lib/switchboard, /etc/switchboard (the config, never overwritten), the
-# unit, the sysctl drop-in and the limits drop-in. Idempotent: a second run changes nothing. See OPERATIONS.md.
+# (/opt/switchboard), the `switchboard` command on PATH (/usr/local/bin), the system user, /var/lib/switchboard,
+# /etc/switchboard (the config, never overwritten), the unit, the sysctl drop-in and the limits drop-in. Idempotent: a
+# second run changes nothing. See OPERATIONS.md.
 
 set -euo pipefail
 umask 022
 
 usage() {
   cat <<'EOF'
-usage: systemd/install.sh [--prefix DIR] [--no-npm] [--dry-run]
-       systemd/install.sh --uninstall [--purge] [--prefix DIR] [--dry-run]
+usage: systemd/install.sh [--prefix DIR] [--bin-dir DIR] [--no-npm] [--dry-run]
+       systemd/install.sh --uninstall [--purge] [--prefix DIR] [--bin-dir DIR] [--dry-run]
 
 Installs Switchboard from this repository (run as root).
 
   --prefix DIR   where the code and node_modules go (default /opt/switchboard; the unit's paths follow it)
+  --bin-dir DIR  where the `switchboard` command goes (default /usr/local/bin)
   --no-npm       do not run `npm ci --omit=dev` in the prefix (run it yourself before starting)
   --dry-run      print every action, change nothing
   --uninstall    stop and disable the service, remove the unit, the drop-ins and the prefix; keep the data in
@@ -23,11 +25,13 @@ Installs Switchboard from this repository (run as root).
   --help         this text
 
 Environment: DESTDIR=<dir> installs into that root instead of / (package builds, tests). Then the system user is
-created only when <dir>/etc/passwd exists (useradd --root), nothing is chowned, and systemctl/sysctl are not run.
+created only when <dir>/etc/passwd exists (useradd --root), nothing is chowned (the chown for the target is
+printed), and systemctl/sysctl are not run.
 EOF
 }
 
 prefix=/opt/switchboard
+bin_dir=/usr/local/bin
 dry_run=0
 uninstall=0
 purge=0
@@ -37,6 +41,8 @@ while [ "$#" -gt 0 ]; do
   case "$1" in
     --prefix) [ "$#" -ge 2 ] || { echo "install.sh: --prefix needs a directory" >&2; exit 2; }; prefix=$2; shift ;;
     --prefix=*) prefix=${1#--prefix=} ;;
+    --bin-dir) [ "$#" -ge 2 ] || { echo "install.sh: --bin-dir needs a directory" >&2; exit 2; }; bin_dir=$2; shift ;;
+    --bin-dir=*) bin_dir=${1#--bin-dir=} ;;
     --no-npm) run_npm=0 ;;
     --dry-run) dry_run=1 ;;
     --uninstall) uninstall=1 ;;
@@ -55,6 +61,11 @@ case "$prefix" in
 esac
 if ! [[ "$prefix" =~ ^[A-Za-z0-9/._-]+$ ]] || [[ "$prefix" == *..* ]]; then
   echo "install.sh: --prefix may hold only letters, digits and / . _ -, got '$prefix'" >&2
+  exit 2
+fi
+bin_dir=${bin_dir%/}
+if ! [[ "$bin_dir" =~ ^/[A-Za-z0-9/._-]+$ ]] || [[ "$bin_dir" == *..* ]]; then
+  echo "install.sh: --bin-dir must be an absolute path of letters, digits and / . _ -, got '$bin_dir'" >&2
   exit 2
 fi
 if [ "$purge" -eq 1 ] && [ "$uninstall" -eq 0 ]; then
@@ -90,11 +101,24 @@ config_dir=$destdir/etc/switchboard
 config_file=$config_dir/switchboard.toml
 state_dir=$destdir/var/lib/switchboard
 cache_dir=$destdir/var/cache/switchboard
+command_file=$destdir$bin_dir/switchboard
+# The line that marks the command as ours: a `switchboard` of some other package is neither replaced nor removed.
+command_marker="installed by Switchboard's install.sh"
 # What goes into the prefix: the package manifest and lockfile, Bun's settings, and the source folders the server
-# and CLI import (tests come along; they are small and let an operator run them in place). systemd/ comes too, for
-# the notes and the low-port drop-in.
+# and CLI import. systemd/ comes too, for the notes and the low-port drop-in. Tests and what only tests, the fuzzer
+# and the browser-test setup use stay behind (excluded below); install.test.ts checks that every import of an
+# installed file resolves inside the install.
 top_files=(package.json package-lock.json bunfig.toml OPERATIONS.md)
 source_dirs=(protocol storage server client systemd)
+
+# Whether a path of the repository (relative, "server/auth.test.ts") stays out of the prefix.
+excluded() {
+  case "$1" in
+    *.test.ts | server/test-kit.ts | client/delivery-suite.ts | storage/store-conformance.ts) return 0 ;;
+    protocol/fuzz.ts | protocol/vectors/* | client/web/ensure-chromium.sh) return 0 ;;
+  esac
+  return 1
+}
 
 changes=0
 unit_changed=0
@@ -173,6 +197,13 @@ render_unit() {
   sed "s#/opt/switchboard#$prefix#g" "$repo/systemd/switchboard.service" >"$scratch/switchboard.service"
 }
 
+# The `switchboard` command: systemd/switchboard.sh with the prefix written in.
+render_command() {
+  sed "s#/opt/switchboard#$prefix#g" "$repo/systemd/switchboard.sh" >"$scratch/switchboard"
+}
+
+command_is_ours() { grep -qs "$command_marker" "$command_file"; }
+
 create_user() {
   local nologin=/usr/sbin/nologin
   if [ -z "$destdir" ]; then
@@ -200,6 +231,7 @@ mirror_dir() {
   local name=$1 source target relative mode
   [ -d "$repo/$name" ] && while IFS= read -r -d '' source; do
     relative=${source#"$repo/"}
+    excluded "$relative" && continue
     target=$prefix_dir/$relative
     mode=0644
     [ -x "$source" ] && mode=0755
@@ -208,11 +240,14 @@ mirror_dir() {
   [ -d "$prefix_dir/$name" ] || return 0
   while IFS= read -r -d '' target; do
     relative=${target#"$prefix_dir/"}
-    [ -e "$repo/$relative" ] || { act rm -f "$target"; code_changed=1; }
+    if [ ! -e "$repo/$relative" ] || excluded "$relative"; then
+      act rm -f "$target"
+      code_changed=1
+    fi
   done < <(find "$prefix_dir/$name" -type f -print0 | sort -z)
+  # Nothing installed is an empty directory: one left over held only removed or excluded files.
   while IFS= read -r -d '' target; do
-    relative=${target#"$prefix_dir/"}
-    [ -d "$repo/$relative" ] || act rmdir "$target"
+    act rmdir "$target"
   done < <(find "$prefix_dir/$name" -mindepth 1 -depth -type d -empty -print0)
 }
 
@@ -258,9 +293,19 @@ do_install() {
   # The data directory: only the service user may enter (queued messages). systemd's StateDirectory= creates and
   # chowns it at start as well; doing it here lets `switchboard invite` run before the first start.
   put_dir "$state_dir" 0700
-  if [ -z "$destdir" ] && getent passwd "$user" >/dev/null &&
-    [ "$(stat -c %U:%G "$state_dir" 2>/dev/null || true)" != "$user:$user" ]; then
-    act chown "$user:$user" "$state_dir"
+  if [ -n "$destdir" ]; then
+    [ "$changes" -gt 0 ] && say "DESTDIR: not chowning (on the target: chown $user:$user /var/lib/switchboard)"
+  elif getent passwd "$user" >/dev/null || [ "$dry_run" -eq 1 ]; then
+    # A dry run lists the chown even when the user is only about to be created.
+    [ "$(stat -c %U:%G "$state_dir" 2>/dev/null || true)" = "$user:$user" ] || act chown "$user:$user" "$state_dir"
+  fi
+
+  # The command on PATH. Another package's `switchboard` is left alone, with a word.
+  render_command
+  if [ -e "$command_file" ] && ! command_is_ours; then
+    say "warning: $command_file exists and is not Switchboard's: not replacing it (--bin-dir DIR puts ours elsewhere)"
+  else
+    put_file "$scratch/switchboard" "$command_file" 0755 || true
   fi
 
   # The config: an operator's file is never overwritten; the shipped example stays in $prefix/systemd for diffing.
@@ -318,6 +363,9 @@ do_uninstall() {
   fi
   remove_path "$sysctl_file"
   remove_path "$limits_file"
+  if [ -e "$command_file" ]; then
+    if command_is_ours; then act rm -f "$command_file"; else say "keeping $command_file: it is not Switchboard's"; fi
+  fi
   if [ -e "$prefix_dir" ]; then
     # rm -rf only what is recognisably ours: a wrong --prefix must not take a directory with it.
     if grep -qs '"name": "switchboard"' "$prefix_dir/package.json"; then

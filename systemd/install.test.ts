@@ -13,6 +13,7 @@ import {
   readFileSync,
   rmSync,
   statSync,
+  symlinkSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -22,10 +23,29 @@ import { stopTimeoutMsDefault } from "../server/server.ts";
 
 const repoRoot = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const systemdDir = join(repoRoot, "systemd");
-const installTimeoutMs = 30_000;
+const installTimeoutMs = 60_000;
 /** What install.sh copies into the prefix (besides nothing else): keep in step with top_files and source_dirs. */
 const installedTopFiles = ["package.json", "package-lock.json", "bunfig.toml"];
 const installedDirs = ["protocol", "storage", "server", "client", "systemd"];
+/** What install.sh leaves behind (its `excluded`): tests, test harnesses, the fuzzer and its vectors, test setup. */
+function excludedFromInstall(relative: string): boolean {
+  return (
+    relative.endsWith(".test.ts") ||
+    ["server/test-kit.ts", "client/delivery-suite.ts", "storage/store-conformance.ts", "protocol/fuzz.ts"].includes(
+      relative,
+    ) ||
+    relative.startsWith("protocol/vectors/") ||
+    relative === "client/web/ensure-chromium.sh"
+  );
+}
+
+/** Files under dir, relative to it, sorted. */
+function filesUnder(dir: string): string[] {
+  return (readdirSync(dir, { recursive: true, withFileTypes: true }) as import("node:fs").Dirent[])
+    .filter((entry) => entry.isFile())
+    .map((entry) => join(entry.parentPath, entry.name).slice(dir.length + 1))
+    .sort();
+}
 
 const scratchDirs: string[] = [];
 function scratch(label: string): string {
@@ -55,8 +75,10 @@ interface Run {
 }
 
 async function install(source: string, root: string, ...args: string[]): Promise<Run> {
+  const env: Record<string, string | undefined> = { ...process.env, DESTDIR: root };
+  if (root === "") delete env.DESTDIR; // the real root: only ever with --dry-run
   const child = Bun.spawn(["bash", join(source, "systemd/install.sh"), ...args], {
-    env: { ...process.env, DESTDIR: root },
+    env,
     stdout: "pipe",
     stderr: "pipe",
   });
@@ -98,6 +120,21 @@ function read(path: string): string {
   return readFileSync(path, "utf8");
 }
 
+function freePort(): number {
+  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = listener.port;
+  listener.stop(true);
+  return port;
+}
+
+async function waitForFile(path: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!existsSync(path)) {
+    if (Date.now() > deadline) throw new Error(`${path} did not appear within ${timeoutMs} ms`);
+    await Bun.sleep(20);
+  }
+}
+
 describe("install.sh in a scratch root", () => {
   let source: string;
   beforeAll(() => {
@@ -112,18 +149,31 @@ describe("install.sh in a scratch root", () => {
       expect(run.stderr).toBe("");
       expect(run.stdout).toContain("not creating user switchboard"); // a staging root has no passwd
       expect(run.stdout).toContain("--no-npm: no /opt/switchboard/node_modules yet");
-      expect(readdirSync(root).sort()).toEqual(["etc", "opt", "var"]);
+      expect(readdirSync(root).sort()).toEqual(["etc", "opt", "usr", "var"]);
+      expect(run.stdout).toContain(
+        "DESTDIR: not chowning (on the target: chown switchboard:switchboard /var/lib/switchboard)",
+      );
 
       const prefix = join(root, "opt/switchboard");
       for (const file of [...installedTopFiles, "server/cli.ts", "protocol/limits.ts", "storage/index.ts"]) {
         expect(read(join(prefix, file))).toBe(read(join(source, file)));
         expect(mode(join(prefix, file))).toBe("0644");
       }
+      // Every source file but the tests and what only they use; no test comes along.
       for (const dir of installedDirs) {
-        expect(readdirSync(join(prefix, dir)).sort()).toEqual(readdirSync(join(source, dir)).sort());
+        const wanted = filesUnder(join(source, dir)).filter((file) => !excludedFromInstall(`${dir}/${file}`));
+        expect([dir, filesUnder(join(prefix, dir))]).toEqual([dir, wanted]);
       }
+      expect(filesUnder(prefix).filter((file) => file.endsWith(".test.ts"))).toEqual([]);
+      expect(existsSync(join(prefix, "server/test-kit.ts"))).toBe(false);
+      expect(existsSync(join(prefix, "protocol/vectors"))).toBe(false);
       expect(mode(join(prefix, "systemd/install.sh"))).toBe("0755");
       expect(existsSync(join(prefix, "node_modules"))).toBe(false);
+
+      // The command on PATH: the wrapper with the prefix written in.
+      const command = join(root, "usr/local/bin/switchboard");
+      expect(mode(command)).toBe("0755");
+      expect(read(command)).toBe(read(join(source, "systemd/switchboard.sh")));
 
       const placed: Array<[string, string]> = [
         ["etc/systemd/system/switchboard.service", "systemd/switchboard.service"],
@@ -246,6 +296,7 @@ describe("install.sh in a scratch root", () => {
         "etc/sysctl.d/99-switchboard.conf",
         "etc/security/limits.d/switchboard.conf",
         "opt/switchboard",
+        "usr/local/bin/switchboard",
       ]) {
         expect(existsSync(join(root, gone))).toBe(false);
       }
@@ -278,6 +329,9 @@ describe("install.sh in a scratch root", () => {
       expect(unit).toContain(
         "\nExecStart=/srv/switchboard/node_modules/.bin/bun /srv/switchboard/server/cli.ts start --config /etc/switchboard/switchboard.toml\n",
       );
+      const command = read(join(root, "usr/local/bin/switchboard"));
+      expect(command).toContain("\nprefix=/srv/switchboard\n");
+      expect(command).not.toContain("/opt/switchboard");
       await installOk(source, root, "--uninstall", "--prefix", "/srv/switchboard");
       expect(existsSync(join(root, "srv/switchboard"))).toBe(false);
     },
@@ -318,11 +372,179 @@ describe("install.sh in a scratch root", () => {
     installTimeoutMs,
   );
 
+  test(
+    "every import of an installed file resolves inside the install; packages come from dependencies, not dev ones",
+    async () => {
+      const root = scratch("root");
+      await installOk(source, root, "--no-npm");
+      const prefix = join(root, "opt/switchboard");
+      const manifest = JSON.parse(read(join(prefix, "package.json"))) as { dependencies: Record<string, string> };
+      const problems: string[] = [];
+      let checked = 0;
+      for (const file of filesUnder(prefix).filter((name) => name.endsWith(".ts"))) {
+        const text = read(join(prefix, file));
+        // Static imports and re-exports (type-only ones are erased), and dynamic imports with a literal start.
+        const specifiers = [
+          ...text.matchAll(/^(?:import|export)(?!\s+type\b)[^;]*?\sfrom\s+"([^"]+)"/gms),
+          ...text.matchAll(/import\(\s*[`"]([^`"$]+)/g),
+        ].map((match) => match[1]!);
+        for (const specifier of specifiers) {
+          checked++;
+          if (specifier.startsWith(".")) {
+            if (!existsSync(join(prefix, file, "..", specifier)))
+              problems.push(`${file}: ${specifier} is not installed`);
+          } else if (!specifier.startsWith("node:") && !specifier.startsWith("bun:")) {
+            const name = specifier.startsWith("@")
+              ? specifier.split("/").slice(0, 2).join("/")
+              : specifier.split("/")[0]!;
+            if (!(name in manifest.dependencies)) problems.push(`${file}: ${name} is not a runtime dependency`);
+          }
+        }
+      }
+      expect(problems).toEqual([]);
+      expect(checked).toBeGreaterThan(200); // the pattern sees the imports at all
+    },
+    installTimeoutMs,
+  );
+
+  test(
+    "an upgrade removes tests an older install copied; another package's switchboard command is left alone",
+    async () => {
+      const root = scratch("root");
+      await installOk(source, root, "--no-npm");
+      const stale = join(root, "opt/switchboard/server/auth.test.ts");
+      mkdirSync(join(root, "opt/switchboard/protocol/vectors"), { recursive: true });
+      writeFileSync(join(root, "opt/switchboard/protocol/vectors/golden.json"), "{}\n");
+      writeFileSync(stale, "// copied by an older install.sh\n");
+      const upgrade = await installOk(source, root, "--no-npm");
+      expect(upgrade.stdout).toContain(`rm -f ${stale}`);
+      expect(existsSync(stale)).toBe(false);
+      expect(existsSync(join(root, "opt/switchboard/protocol/vectors"))).toBe(false);
+
+      const other = scratch("root");
+      mkdirSync(join(other, "usr/local/bin"), { recursive: true });
+      writeFileSync(join(other, "usr/local/bin/switchboard"), "#!/bin/sh\necho another switchboard\n");
+      const run = await installOk(source, other, "--no-npm");
+      expect(run.stdout).toContain("is not Switchboard's: not replacing it");
+      expect(read(join(other, "usr/local/bin/switchboard"))).toBe("#!/bin/sh\necho another switchboard\n");
+      const elsewhere = await installOk(source, other, "--no-npm", "--bin-dir", "/usr/bin");
+      expect(existsSync(join(other, "usr/bin/switchboard"))).toBe(true);
+      await installOk(source, other, "--uninstall");
+      expect(read(join(other, "usr/local/bin/switchboard"))).toBe("#!/bin/sh\necho another switchboard\n");
+      expect(elsewhere.code).toBe(0);
+    },
+    installTimeoutMs,
+  );
+
+  test(
+    "a dry run on the real root lists the chown of the data directory (the user may not exist yet) and changes nothing",
+    async () => {
+      const before = existsSync("/var/lib/switchboard") ? statSync("/var/lib/switchboard") : null;
+      const run = await installOk(source, "", "--no-npm", "--dry-run");
+      expect(run.stdout).toContain("dry run:");
+      if (before === null) {
+        expect(run.stdout).toContain("would run: install -d -m 0700 /var/lib/switchboard");
+        expect(existsSync("/var/lib/switchboard")).toBe(false);
+      }
+      const owner = Bun.spawnSync(["stat", "-c", "%U:%G", "/var/lib/switchboard"]).stdout.toString().trim();
+      if (owner !== "switchboard:switchboard") {
+        expect(run.stdout).toContain("would run: chown switchboard:switchboard /var/lib/switchboard");
+      }
+      if (!existsSync("/usr/local/bin/switchboard")) {
+        expect(run.stdout).toContain("/usr/local/bin/switchboard");
+        expect(existsSync("/usr/local/bin/switchboard")).toBe(false);
+      }
+    },
+    installTimeoutMs,
+  );
+
+  test(
+    "the installed switchboard command finds the installed config, names the database, and drives the server",
+    async () => {
+      const root = scratch("root");
+      await installOk(source, root, "--no-npm");
+      const prefix = join(root, "opt/switchboard");
+      // What npm ci would put there, and the paths as the target sees them (root is the target's /).
+      symlinkSync(join(repoRoot, "node_modules"), join(prefix, "node_modules"));
+      const command = join(root, "usr/local/bin/switchboard");
+      writeFileSync(
+        command,
+        read(command)
+          .replaceAll("/opt/switchboard", prefix)
+          .replaceAll("/etc/switchboard", join(root, "etc/switchboard")),
+      );
+      const adminPort = freePort();
+      const configPath = join(root, "etc/switchboard/switchboard.toml");
+      const dataDir = join(root, "var/lib/switchboard");
+      writeFileSync(
+        configPath,
+        read(configPath)
+          .replace('host = "0.0.0.0"', 'host = "127.0.0.1"')
+          .replace("port = 7420", "port = 0")
+          .replace("adminPort = 7421", `adminPort = ${adminPort}`)
+          .replace('dataDir = "/var/lib/switchboard"', `dataDir = "${dataDir}"`)
+          .replace('logLevel = "info"', 'logLevel = "warn"')
+          .replace("listeners = 4", "listeners = 1"),
+      );
+      const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("SWITCHBOARD_")));
+      const elsewhere = scratch("cwd");
+      const run = async (...args: string[]): Promise<Run> => {
+        const child = Bun.spawn([command, ...args], { cwd: elsewhere, env, stdout: "pipe", stderr: "pipe" });
+        const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+        const [stdout, stderr, code] = await Promise.all([
+          new Response(child.stdout).text(),
+          new Response(child.stderr).text(),
+          child.exited,
+        ]);
+        clearTimeout(timer);
+        return { code, stdout, stderr };
+      };
+
+      // Before the first start there is no database, and the command does not make one in the wrong place.
+      const early = await run("invite");
+      expect(early.code).toBe(2);
+      expect(early.stderr).toBe(
+        `switchboard invite: no database at ${dataDir}/switchboard.sqlite (dataDir from ${configPath}); only \`switchboard start\` creates one: check --config or --data-dir\n`,
+      );
+      expect(readdirSync(elsewhere)).toEqual([]);
+      expect(readdirSync(dataDir)).toEqual([]);
+
+      const server = Bun.spawn([command, "start"], { cwd: elsewhere, env, stdout: "pipe", stderr: "pipe" });
+      const killer = setTimeout(() => server.kill("SIGKILL"), 20_000);
+      try {
+        await waitForFile(join(dataDir, "admin.token"), 10_000);
+        const issued = await run("invite", "--count", "2");
+        expect(issued.code).toBe(0);
+        expect(issued.stdout.trim().split("\n")).toHaveLength(2);
+        expect(issued.stderr).toBe(`database: ${dataDir}/switchboard.sqlite\n`);
+        const listed = await run("invite", "list");
+        expect(listed.stdout).toContain("2 invites, 2 open");
+        expect((await run("sessions")).stdout).toBe("0 sessions: 0 preamble, 0 authenticating, 0 ready, 0 closed\n");
+        const drained = await run("drain");
+        expect(drained.stdout).toBe("drain started: 0 sessions get a goaway, then the server exits\n");
+        expect(await server.exited).toBe(0);
+      } finally {
+        clearTimeout(killer);
+        server.kill();
+      }
+      expect(readdirSync(elsewhere)).toEqual([]);
+    },
+    installTimeoutMs,
+  );
+
   test("usage: --help, and bad arguments exit 2 with a message", async () => {
     const root = scratch("root");
     const help = await installOk(source, root, "--help");
     expect(help.stdout).toContain("--uninstall");
-    for (const args of [["--bogus"], ["--purge"], ["--prefix", "relative/dir"], ["--prefix", "/"], ["--prefix"]]) {
+    for (const args of [
+      ["--bogus"],
+      ["--purge"],
+      ["--prefix", "relative/dir"],
+      ["--prefix", "/"],
+      ["--prefix"],
+      ["--bin-dir", "bin"],
+      ["--bin-dir"],
+    ]) {
       const run = await install(source, root, ...args);
       expect(run.code).toBe(2);
       expect(run.stderr).toContain("install.sh:");
