@@ -39,7 +39,7 @@ export {
   sign,
   verify,
 } from "./keys.ts";
-export type { SendResult } from "./outbox.ts";
+export type { SendOptions, SendResult } from "./outbox.ts";
 export { type ClientPhase, SwitchboardClient } from "./switchboard-client.ts";
 export type { Transport, TransportEvents, TransportFactory } from "./transport.ts";
 export { TcpTransport, type TcpTransportOptions, tcpTransport } from "./transport-tcp.ts";

@@ -11,11 +11,16 @@ export interface SendResult {
   readonly clientId: number;
 }
 
+export interface SendOptions {
+  /** Send under this client id (one from reserveClientId), so that a resend after the app's restart is recognised. */
+  readonly clientId?: number;
+}
+
 export interface OutboxEntry {
   readonly to: number;
   readonly payload: Uint8Array | readonly DevicePayload[];
   readonly bytes: number;
-  /** 0 until first written. */
+  /** 0 until first written, unless the app gave the id (SendOptions.clientId). */
   clientId: number;
   /** The encoded frame, kept for resends (same client id, same bytes). */
   frame: Uint8Array | null;
@@ -64,6 +69,13 @@ export class Outbox {
     this.entries.set(serial, entry);
     this.serialByEntry.set(entry, serial);
     this.payloadBytes += entry.bytes;
+  }
+
+  /** Whether an entry holds `clientId`, written or reserved by the app and not written yet. */
+  hasClientId(clientId: number): boolean {
+    if (this.serialByClientId.has(clientId)) return true;
+    for (const entry of this.entries.values()) if (entry.clientId === clientId) return true;
+    return false;
   }
 
   byClientId(clientId: number): OutboxEntry | undefined {

@@ -73,3 +73,47 @@ test("a refused send retried with its own id after a higher id is stored reaches
     [refused, "retried later"],
   ]);
 });
+
+test("a sender app that dies before its server-ack sends again under the reserved id: the recipient gets it once", async () => {
+  // A commit delay long enough that the first client is gone before its server-ack.
+  running = await startTestServer({ limits: { commitDelayMs: 300 } });
+  const server = running;
+  const options = { host: "127.0.0.1", port: server.port, limits: server.config.limits };
+  const alice = new SwitchboardClient({ ...options, register: { handle: "alice", invite: null } });
+  await alice.connect();
+  const aliceCredentials = alice.credentials!;
+  const bob = new SwitchboardClient({ ...options, register: { handle: "bob", invite: null } });
+  closers.push(() => bob.close());
+  const received: MessageEvent[] = [];
+  // Bob's app stores slowly, so his ack cannot end Alice's wait before her app dies.
+  bob.on("message", async (message) => {
+    received.push(message);
+    await Bun.sleep(500);
+  });
+  await bob.connect();
+
+  // A first message makes the server reserve sequence numbers for Bob, so the next one is pushed before its commit.
+  await alice.send(bob.credentials!.account, bytesOf("warm-up"));
+  await waitFor(() => received.length === 1, 2000, "the warm-up");
+  received.length = 0;
+
+  // The app keeps (id, recipient, payload) before sending, as PROTOCOL.md section 11 asks of a client.
+  const kept = { clientId: alice.reserveClientId(), to: bob.credentials!.account, payload: bytesOf("sent once") };
+  const firstTry = alice.send(kept.to, kept.payload, { clientId: kept.clientId });
+  firstTry.catch(() => {});
+  await waitFor(() => received.length === 1, 2000, "the live push before the commit");
+  const nextRun = alice.nextClientId;
+  await alice.close(); // the app dies: no server-ack reached it
+  await expect(firstTry).rejects.toThrow();
+
+  const again = new SwitchboardClient({ ...options, credentials: aliceCredentials, firstClientId: nextRun });
+  closers.push(() => again.close());
+  await again.connect();
+  const result = await again.send(kept.to, kept.payload, { clientId: kept.clientId });
+  expect(result.clientId).toBe(kept.clientId);
+  const later = await again.send(kept.to, bytesOf("a new message"));
+  expect(later.clientId).toBeGreaterThan(kept.clientId);
+  await waitFor(() => received.length === 2, 2000, "the new message");
+  await Bun.sleep(100);
+  expect(received.map((message) => textOf(message.payload))).toEqual(["sent once", "a new message"]);
+});

@@ -55,7 +55,7 @@ import { type ClientOptions, type LoginCredentials, type ResolvedOptions, resolv
 import { DuplicateFilter } from "./duplicate-filter.ts";
 import { HandleCache } from "./handle-cache.ts";
 import { type DeviceKeyPair, generateKeyPair, sign } from "./keys.ts";
-import { Outbox, type SendResult } from "./outbox.ts";
+import { Outbox, type SendOptions, type SendResult } from "./outbox.ts";
 import { ReceiptQueue } from "./receipt-queue.ts";
 import { type RequestAnswer, RequestTable } from "./request-table.ts";
 import type { Transport, TransportFactory } from "./transport.ts";
@@ -586,13 +586,24 @@ export class SwitchboardClient {
     return this.clientIdNext++;
   }
 
+  /**
+   * Takes the next client id for a send the app wants to be able to repeat after its own restart: store the id with
+   * the message (and `nextClientId` as the next run's `firstClientId`), then `send(to, payload, { clientId })`. If
+   * the app dies before the server-ack, a new client sends it again with the same id, and the server recognises it
+   * (stored once); a new id would make it a second message (PROTOCOL.md section 11).
+   */
+  reserveClientId(): number {
+    return this.takeClientId();
+  }
+
   /** Writes outbox entries in order while the in-flight window has room. */
   private pumpOutbox(): void {
     const connection = this.connection;
     if (connection === null || this.phaseValue !== "ready") return;
     for (const entry of this.outbox.writable()) {
       if (entry.frame === null) {
-        const clientId = this.takeClientId();
+        // An id the app reserved (a send it may repeat after a restart) is kept; others are taken now.
+        const clientId = entry.clientId !== 0 ? entry.clientId : this.takeClientId();
         this.outbox.assigned(
           entry,
           clientId,
@@ -617,13 +628,22 @@ export class SwitchboardClient {
   /**
    * Sends `payload` to every device of account `to` (for our own account: to our other devices), or one payload
    * per device (exactly the recipient's devices, else ClientError deviceMismatch with missingDevices/extraDevices).
-   * Resolves once the server has stored it. Do not modify the payload bytes until the promise settles.
+   * Resolves once the server has stored it. Do not modify the payload bytes until the promise settles. With
+   * `clientId` (from reserveClientId, now or in an earlier run), the message is sent under that id.
    */
-  send(to: number, payload: Uint8Array | readonly DevicePayload[]): Promise<SendResult> {
+  send(to: number, payload: Uint8Array | readonly DevicePayload[], options: SendOptions = {}): Promise<SendResult> {
     if (this.phaseValue === "closed") return Promise.reject(new ClientClosedError("the client is closed"));
     const { limits } = this.options;
     const invalid = (message: string) => Promise.reject(new ClientError(ErrorCode.badRequest, message));
     if (!isId(to)) return invalid("`to` must be an account id (1 .. 2^32-1)");
+    const presetId = options.clientId ?? 0;
+    if (options.clientId !== undefined) {
+      if (!isId(options.clientId)) return invalid("clientId must be an id (1 .. 2^32-1)");
+      if (this.outbox.hasClientId(options.clientId))
+        return invalid(`client id ${options.clientId} is already in the outbox`);
+      // Never hand the same id to another send or request later.
+      if (options.clientId >= this.clientIdNext) this.clientIdNext = options.clientId + 1;
+    }
     let bytes = 0;
     if (payload instanceof Uint8Array) {
       if (payload.length > limits.payloadBytesMax) return this.tooLarge(payload.length);
@@ -648,7 +668,7 @@ export class SwitchboardClient {
     const refusal = this.outbox.refusal(bytes);
     if (refusal !== null) return Promise.reject(new OutboxFullError(refusal));
     return new Promise<SendResult>((resolve, reject) => {
-      this.outbox.add({ to, payload, bytes, clientId: 0, frame: null, inFlight: false, resolve, reject });
+      this.outbox.add({ to, payload, bytes, clientId: presetId, frame: null, inFlight: false, resolve, reject });
       this.pumpOutbox();
     });
   }
