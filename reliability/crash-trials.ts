@@ -89,6 +89,8 @@ export interface TrialResult extends LedgerCounts {
   readonly crashes: number;
   /** The trial ran with small queues (refusals and retries). */
   readonly tightQueues: boolean;
+  /** The offline device had a backlog of hundreds of messages and was draining it when the server was killed. */
+  readonly backlog: boolean;
   readonly samePort: boolean;
   readonly appDeaths: number;
   readonly settled: boolean;
@@ -112,6 +114,7 @@ export interface CrashSummary {
   readonly kills: number;
   /** Trials with small queues, and the retry-range refusals senders answered by sending again. */
   readonly smallQueueTrials: number;
+  readonly backlogTrials: number;
   readonly retries: number;
   readonly lost: number;
   readonly duplicates: number;
@@ -164,6 +167,7 @@ export async function runTrial(
   let killAtMs = 0;
   let downMs = 0;
   let crashes = 0;
+  let backlog = false;
   let samePort = true;
   let settled = false;
   try {
@@ -305,8 +309,19 @@ export async function runTrial(
         later(Math.max(0, killAtMs - random.below(commitDelayMs + 10)), () => sender.send(to, token));
       }
     }
+    // A backlog trial (a quarter of those with normal queues): the raw senders queue 100-200 messages each for the
+    // offline device right away, and it comes online shortly before the kill, so that the crash hits its drain.
+    backlog = !tightQueues && random.below(4) === 0;
+    if (backlog) {
+      for (const sender of senders.filter((candidate) => candidate.name.startsWith("raw"))) {
+        const count = random.between(100, 200);
+        for (let index = 0; index < count; index++)
+          sender.send(offlineCredentials.account, `t${trial}/${sender.name}/backlog${index}`);
+      }
+      later(Math.max(0, killAtMs - random.below(300)), () => offline.start());
+    }
     // The offline devices drop in for a while, sometimes.
-    for (const app of [offline, pairTwo]) {
+    for (const app of backlog ? [pairTwo] : [offline, pairTwo]) {
       if (random.below(2) === 0) {
         const from = random.below(options.loadMs);
         const until = from + random.between(50, options.loadMs / 2);
@@ -398,6 +413,7 @@ export async function runTrial(
       downMs,
       crashes,
       tightQueues,
+      backlog,
       samePort,
       appDeaths: apps.reduce((total, app) => total + app.deaths, 0),
       settled,
@@ -416,6 +432,7 @@ export async function runTrial(
       downMs,
       crashes,
       tightQueues,
+      backlog,
       samePort,
       appDeaths: apps.reduce((total, app) => total + app.deaths, 0),
       settled,
@@ -454,6 +471,7 @@ export function trialLine(result: TrialResult): string {
     `at ${result.killAtMs} ms, down ` +
     `${result.downMs} ms${result.samePort ? "" : " (new port)"}, app deaths ${result.appDeaths}, ` +
     `${result.tightQueues ? `small queues (retried ${result.retries}, refused ${result.refused}), ` : ""}` +
+    `${result.backlog ? "backlog drain, " : ""}` +
     `${result.elapsedMs} ms${result.error === null ? "" : ` | error: ${result.error.split("\n")[0]}`}`
   );
 }
@@ -504,6 +522,7 @@ export async function runCrashTrials(
     appDeaths: sum((result) => result.appDeaths),
     kills: sum((result) => result.crashes),
     smallQueueTrials: results.filter((result) => result.tightQueues).length,
+    backlogTrials: results.filter((result) => result.backlog).length,
     retries: sum((result) => result.retries),
     lost: sum((result) => result.lost),
     duplicates: sum((result) => result.duplicates),
