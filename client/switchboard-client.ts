@@ -219,6 +219,19 @@ export class SwitchboardClient {
     return promise;
   }
 
+  /**
+   * While waiting to reconnect (phase "waiting"), tries at once instead of at the end of the backoff delay: for a
+   * "retry now" button. Returns false in every other phase (nothing to hurry). The backoff keeps growing if this
+   * attempt fails too, and a goaway's retryAfterMs is the server's wish, not enforced here: call it for a person.
+   */
+  reconnectNow(): boolean {
+    if (this.phaseValue !== "waiting" || this.reconnectTimer === null) return false;
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+    void this.attempt();
+    return true;
+  }
+
   /** Stops for good: closes the connection, rejects what is pending with ClientClosedError. */
   async close(): Promise<void> {
     if (this.phaseValue === "closed") return;

@@ -1,13 +1,18 @@
 // The web chat page (client/web/index.html): the client SDK over WebSocket in the browser. Bundled for browsers by
 // server/web-client-bundle.ts when the server serves it (webClient on). Registers this browser as a device with a handle
 // and an invite code, or logs in again with the key kept in IndexedDB (key-store.ts: a non-extractable WebCrypto
-// Ed25519 key); picks a peer by handle; shows ✓ sent (the server stored it), ✓✓ delivered, and read; sends read
-// receipts for the messages on screen. Payloads are the UTF-8 text, NOT encrypted (as the terminal chat, so the two
-// talk to each other): a real app encrypts end to end. All user text goes into the page as text, never as HTML.
+// Ed25519 key); picks a peer by handle; shows senders by handle (the SDK's reverse lookup), times, ✓ sent (the
+// server stored it), ✓✓ delivered, and read; sends read receipts for the messages on screen; keeps its conversations
+// across reloads (history-store.ts). While disconnected it counts down to the next attempt, with "retry now".
+// Errors are shown in words (client/error-words.ts). Payloads are the UTF-8 text, NOT encrypted (as the terminal
+// chat, so the two talk to each other): a real app encrypts end to end. All user text goes into the page as text,
+// never as HTML.
 
 import { ErrorCode } from "../../protocol/index.ts";
-import { ClientError, type ClientOptions, generateKeyPair, SwitchboardClient } from "../index.ts";
+import { errorInWords } from "../error-words.ts";
+import { ClientClosedError, type ClientOptions, generateKeyPair, SwitchboardClient } from "../index.ts";
 import { type ChatMessage, ChatState, type Mark } from "./chat-state.ts";
+import { HistoryStore } from "./history-store.ts";
 import { checkKeySupport, KeyStore, type StoredIdentity } from "./key-store.ts";
 
 /** Replaced by the server's wsPath when bundled (server/web-client-bundle.ts); "/ws" otherwise. */
@@ -15,6 +20,10 @@ declare const __SWITCHBOARD_WS_PATH__: string | undefined;
 
 /** Waits before writing the next client id to IndexedDB (many sends, one write). */
 const saveDelayMs = 1000;
+/** Waits before writing the history after a change (a burst of messages, one write). */
+const historySaveDelayMs = 500;
+/** How often the reconnect countdown is redrawn. */
+const countdownTickMs = 250;
 const utf8 = new TextEncoder();
 const utf8Decoder = new TextDecoder();
 
@@ -43,9 +52,12 @@ export function serverUrl(location: Pick<Location, "protocol" | "host">): string
   return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${path}`;
 }
 
-function describe(error: unknown): string {
-  if (error instanceof ClientError) return `${error.message} (${error.codeName})`;
-  return error instanceof Error ? error.message : String(error);
+/** "14:03" today, "Nov 28, 14:03" another day (the browser's locale decides the order). */
+export function formatTime(timeMs: number, nowMs: number = Date.now()): string {
+  const time = new Date(timeMs);
+  const clock = time.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+  if (time.toDateString() === new Date(nowMs).toDateString()) return clock;
+  return `${time.toLocaleDateString(undefined, { month: "short", day: "numeric" })}, ${clock}`;
 }
 
 class WebChat {
@@ -54,10 +66,15 @@ class WebChat {
   private identity: StoredIdentity | null = null;
   private handle: string | null = null;
   private saveTimer: ReturnType<typeof setTimeout> | null = null;
+  private historyTimer: ReturnType<typeof setTimeout> | null = null;
+  private countdownTimer: ReturnType<typeof setInterval> | null = null;
+  /** Whether the register form had an invite code: the server's answer is the same for a wrong and a missing one. */
+  private inviteGiven = false;
 
   private readonly view = {
     me: byId("me"),
     status: byId("status"),
+    retry: byId<HTMLButtonElement>("retry"),
     notice: byId("notice"),
     keyInfo: byId("key-info"),
     setup: byId("setup"),
@@ -72,6 +89,10 @@ class WebChat {
     peerError: byId("peer-error"),
     conversations: byId<HTMLUListElement>("conversations"),
     forget: byId<HTMLButtonElement>("forget"),
+    forgetConfirm: byId("forget-confirm"),
+    forgetYes: byId<HTMLButtonElement>("forget-yes"),
+    forgetNo: byId<HTMLButtonElement>("forget-no"),
+    back: byId<HTMLButtonElement>("back"),
     peerTitle: byId("peer-title"),
     messages: byId<HTMLOListElement>("messages"),
     composer: byId<HTMLFormElement>("composer"),
@@ -82,6 +103,7 @@ class WebChat {
   constructor(
     private readonly url: string,
     private readonly store: KeyStore,
+    private readonly history: HistoryStore,
   ) {
     const { view } = this;
     view.registerForm.addEventListener("submit", (event) => {
@@ -96,9 +118,40 @@ class WebChat {
       event.preventDefault();
       this.say(view.messageText.value);
     });
-    view.forget.addEventListener("click", () => void this.forget());
+    view.forget.addEventListener("click", () => this.askForget(true));
+    view.forgetNo.addEventListener("click", () => this.askForget(false));
+    view.forgetYes.addEventListener("click", () => void this.forget());
+    view.back.addEventListener("click", () => {
+      if (this.state === null) return;
+      this.state.selected = null;
+      this.changed();
+    });
+    view.retry.addEventListener("click", () => {
+      if (this.client?.reconnectNow() === true) this.setStatus("connecting", "connecting…");
+    });
     document.addEventListener("visibilitychange", () => this.sendReadReceipts());
-    window.addEventListener("pagehide", () => this.saveNow());
+    window.addEventListener("pagehide", () => {
+      this.saveNow();
+      this.saveHistoryNow();
+    });
+  }
+
+  /** The server as a person knows it, for the words of errors. */
+  private get serverName(): string {
+    return location.host;
+  }
+
+  private words(error: unknown): string {
+    return errorInWords(error, {
+      server: this.serverName,
+      handle: this.handle,
+      inviteGiven: this.inviteGiven,
+      inviteHow: "enter it under Invite code",
+    });
+  }
+
+  private closeWords(reason: string, code: number): string {
+    return this.words(new ClientClosedError(reason, code));
   }
 
   async start(): Promise<void> {
@@ -114,7 +167,7 @@ class WebChat {
     try {
       identity = await this.store.load();
     } catch (error) {
-      this.notice("warning", `The stored device key cannot be read: ${describe(error)}.`);
+      this.notice("warning", `The stored device key cannot be read: ${this.words(error)}.`);
     }
     this.showKeyInfo(this.store.problem);
     if (identity === null) {
@@ -122,7 +175,7 @@ class WebChat {
       this.view.registerHandle.focus();
       return;
     }
-    this.login(identity);
+    await this.login(identity);
   }
 
   // ---- connecting ------------------------------------------------------------------------------------------------
@@ -133,6 +186,7 @@ class WebChat {
     view.registerButton.disabled = true;
     view.setupError.textContent = "";
     this.handle = handle;
+    this.inviteGiven = invite !== "";
     this.setStatus("connecting", "registering…");
     try {
       // Non-extractable: the page can sign with it, nobody can read it out (not even this page).
@@ -146,16 +200,23 @@ class WebChat {
       void this.client?.close();
       this.client = null;
       this.state = null;
-      view.setupError.textContent = `Registration failed: ${describe(error)}`;
+      view.setupError.textContent = `Registration failed: ${this.words(error)}.`;
       this.setStatus("offline", "offline");
       view.registerButton.disabled = false;
     }
   }
 
-  private login(identity: StoredIdentity): void {
+  private async login(identity: StoredIdentity): Promise<void> {
     this.identity = identity;
     this.handle = identity.handle;
-    this.state = new ChatState(identity.account, identity.device, identity.handle);
+    const state = new ChatState(identity.account, identity.device, identity.handle);
+    try {
+      const snapshot = await this.history.load(identity.account, identity.device);
+      if (snapshot !== null) state.restore(snapshot);
+    } catch (error) {
+      this.notice("warning", `The stored messages cannot be read: ${this.words(error)}.`);
+    }
+    this.state = state;
     const client = this.connectClient({
       credentials: { account: identity.account, device: identity.device, keyPair: identity.keyPair },
       firstClientId: identity.nextClientId,
@@ -172,15 +233,20 @@ class WebChat {
       // Before any delivery of this connection: the state exists when the queue drains.
       this.state ??= new ChatState(event.account, event.device, this.handle);
       this.view.me.textContent = `${this.handle ?? "?"} · account ${event.account}, device ${event.device}`;
+      this.stopCountdown();
       this.setStatus("online", "online");
+      void this.nameConversations();
     });
     client.on("disconnected", (event) => {
       if (event.willReconnect) {
-        const seconds = ((event.retryInMs ?? 0) / 1000).toFixed(1);
-        this.setStatus("reconnecting", `reconnecting in ${seconds} s (${event.reason})`);
+        const why = event.code === undefined ? "connection lost" : this.closeWords(event.reason, event.code);
+        this.startCountdown(Date.now() + (event.retryInMs ?? 0), why);
         return;
       }
-      this.setStatus("stopped", `stopped: ${event.reason}`);
+      this.stopCountdown();
+      const why = event.code === undefined ? event.reason : this.closeWords(event.reason, event.code);
+      this.setStatus("stopped", "stopped");
+      this.view.status.title = why;
       if (event.code === ErrorCode.wrongServer) {
         // The key is fine: the server does not count this page's host among its names (its serverNames setting).
         this.notice(
@@ -191,25 +257,72 @@ class WebChat {
       } else if (this.identity !== null && event.code !== undefined) {
         this.notice(
           "error",
-          `The server no longer accepts this device (${event.reason}). "Forget this device" and register again.`,
+          `The server no longer accepts this device: ${why}. "Forget this device" and register again.`,
         );
       }
     });
     client.on("message", (event) => {
-      this.state?.incoming({
+      const state = this.state;
+      if (state === null) return;
+      const message = state.incoming({
         from: event.from,
         fromDevice: event.fromDevice,
         clientId: event.clientId,
         text: utf8Decoder.decode(event.payload),
         timeSeconds: event.timeSeconds,
       });
-      this.render();
+      if (message === null) return;
+      this.changed();
+      if (event.from !== state.account && state.unnamed().includes(event.from)) void this.name([event.from]);
     });
     client.on("receipt", (event) => {
-      if (this.state?.receipt(event)) this.render();
+      if (this.state?.receipt(event)) this.changed();
     });
     client.on("error", (error) => console.warn("switchboard:", error));
     return client;
+  }
+
+  /** Asks the server for the handles of conversation peers the page has no name for (reverse lookup). */
+  private async nameConversations(): Promise<void> {
+    const unnamed = this.state?.unnamed() ?? [];
+    if (unnamed.length > 0) await this.name(unnamed);
+  }
+
+  private async name(accounts: number[]): Promise<void> {
+    const { client, state } = this;
+    if (client === null || state === null) return;
+    try {
+      let changed = false;
+      for (const [account, handle] of await client.handles(accounts)) {
+        if (handle !== null) changed = state.setLabel(account, handle) || changed;
+      }
+      if (changed) this.changed();
+    } catch (error) {
+      console.warn("switchboard: no names for", accounts, error); // the page keeps showing #account
+    }
+  }
+
+  /** While waiting to reconnect: "reconnecting in 4 s", counting down, with a button to try at once. */
+  private startCountdown(atMs: number, why: string): void {
+    this.stopCountdown();
+    const tick = () => {
+      const seconds = Math.max(0, Math.ceil((atMs - Date.now()) / 1000));
+      this.setStatus(
+        "reconnecting",
+        seconds > 0 ? `offline · reconnecting in ${seconds} s` : "offline · reconnecting…",
+      );
+    };
+    tick();
+    this.view.status.title = why;
+    this.view.retry.hidden = false;
+    this.countdownTimer = setInterval(tick, countdownTickMs);
+  }
+
+  private stopCountdown(): void {
+    if (this.countdownTimer !== null) clearInterval(this.countdownTimer);
+    this.countdownTimer = null;
+    this.view.retry.hidden = true;
+    this.view.status.title = "";
   }
 
   // ---- chatting --------------------------------------------------------------------------------------------------
@@ -228,10 +341,10 @@ class WebChat {
       view.peerHandle.value = "";
       state.setLabel(found.account, handle);
       state.open(found.account);
-      this.render();
+      this.changed();
       view.messageText.focus();
     } catch (error) {
-      view.peerError.textContent = describe(error);
+      view.peerError.textContent = `${this.words(error)}.`;
     }
   }
 
@@ -241,28 +354,39 @@ class WebChat {
     if (client === null || state === null || to === null || text.trim() === "") return;
     view.messageText.value = "";
     const message = state.outgoing(to, text);
-    this.render();
+    this.changed();
     client
       .send(to, utf8.encode(text))
       .then(({ clientId }) => {
         state.stored(message, clientId);
         this.saveSoon();
       })
-      .catch((error: unknown) => state.failed(message, describe(error)))
-      .finally(() => this.render());
+      .catch((error: unknown) => state.failed(message, this.words(error)))
+      .finally(() => this.changed());
   }
 
   /** Read receipts for the received messages on screen (only while the page is visible). */
   private sendReadReceipts(): void {
     const { client, state } = this;
     if (client === null || state === null || document.visibilityState !== "visible") return;
-    for (const receipt of state.takeReadReceipts()) client.receipt(receipt.to, receipt.toDevice, receipt.clientIds);
+    const receipts = state.takeReadReceipts();
+    for (const receipt of receipts) client.receipt(receipt.to, receipt.toDevice, receipt.clientIds);
+    if (receipts.length > 0) this.saveHistorySoon();
+  }
+
+  private askForget(ask: boolean): void {
+    this.view.forget.hidden = ask;
+    this.view.forgetConfirm.hidden = !ask;
+    if (ask) this.view.forgetNo.focus();
   }
 
   private async forget(): Promise<void> {
-    if (!window.confirm("Forget this device? Its key is deleted; the account cannot be used from here again.")) return;
+    if (this.historyTimer !== null) clearTimeout(this.historyTimer);
+    this.historyTimer = null;
+    this.state = null; // nothing is saved again
     await this.client?.close();
     await this.store.clear().catch(() => {});
+    await this.history.clear().catch(() => {});
     location.reload();
   }
 
@@ -283,7 +407,24 @@ class WebChat {
     void this.store.save(this.identity).catch(() => {});
   }
 
+  private saveHistorySoon(): void {
+    if (this.historyTimer !== null) return;
+    this.historyTimer = setTimeout(() => this.saveHistoryNow(), historySaveDelayMs);
+  }
+
+  private saveHistoryNow(): void {
+    if (this.historyTimer !== null) clearTimeout(this.historyTimer);
+    this.historyTimer = null;
+    if (this.state !== null) void this.history.save(this.state.snapshot()).catch(() => {});
+  }
+
   // ---- the view --------------------------------------------------------------------------------------------------
+
+  /** Something the page shows changed: draw it, and keep it for the next visit. */
+  private changed(): void {
+    this.render();
+    this.saveHistorySoon();
+  }
 
   private showChat(): void {
     this.view.setup.hidden = true;
@@ -322,35 +463,49 @@ class WebChat {
   private render(): void {
     const { state, view } = this;
     if (state === null) return;
-    view.conversations.replaceChildren(
-      ...state.list().map((conversation) => {
-        const item = document.createElement("li");
-        item.setAttribute("aria-current", String(conversation.account === state.selected));
-        item.dataset.account = String(conversation.account);
-        const button = document.createElement("button");
-        button.type = "button";
-        button.textContent = state.label(conversation.account);
-        if (conversation.unread > 0 && conversation.account !== state.selected) {
-          const badge = document.createElement("span");
-          badge.className = "unread";
-          badge.textContent = String(conversation.unread);
-          button.append(badge);
-        }
-        button.addEventListener("click", () => {
-          state.open(conversation.account);
-          this.render();
-        });
-        item.append(button);
-        return item;
-      }),
-    );
+    view.conversations.replaceChildren(...state.list().map((conversation) => this.conversationItem(conversation)));
     const selected = state.selected === null ? undefined : state.conversations.get(state.selected);
+    view.chat.dataset.view = selected === undefined ? "list" : "conversation";
     view.peerTitle.textContent = selected === undefined ? "Pick someone to talk to" : state.label(selected.account);
     view.messageText.disabled = selected === undefined;
     view.sendButton.disabled = selected === undefined;
     view.messages.replaceChildren(...(selected?.messages ?? []).map((message) => this.messageItem(message)));
     view.messages.lastElementChild?.scrollIntoView({ block: "end" });
     this.sendReadReceipts();
+  }
+
+  private conversationItem(conversation: ReturnType<ChatState["list"]>[number]): HTMLLIElement {
+    const state = this.state!;
+    const item = document.createElement("li");
+    item.setAttribute("aria-current", String(conversation.account === state.selected));
+    item.dataset.account = String(conversation.account);
+    const button = document.createElement("button");
+    button.type = "button";
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = state.label(conversation.account);
+    button.append(name);
+    const last = conversation.messages.at(-1);
+    if (last !== undefined) {
+      const time = document.createElement("time");
+      time.className = "last";
+      time.dateTime = new Date(last.timeMs).toISOString();
+      time.textContent = formatTime(last.timeMs);
+      button.append(time);
+    }
+    if (conversation.unread > 0 && conversation.account !== state.selected) {
+      const badge = document.createElement("span");
+      badge.className = "unread";
+      badge.textContent = String(conversation.unread);
+      button.append(badge);
+    }
+    button.addEventListener("click", () => {
+      state.open(conversation.account);
+      this.changed();
+      this.view.messageText.focus();
+    });
+    item.append(button);
+    return item;
   }
 
   private messageItem(message: ChatMessage): HTMLLIElement {
@@ -360,29 +515,41 @@ class WebChat {
     const text = document.createElement("span");
     text.className = "text";
     text.textContent = message.text;
-    item.append(text);
+    const meta = document.createElement("span");
+    meta.className = "meta";
+    if (!message.mine) {
+      const sender = document.createElement("span");
+      sender.className = "sender";
+      sender.textContent = this.state!.senderLabel(message);
+      meta.append(sender);
+    }
+    const time = document.createElement("time");
+    time.dateTime = new Date(message.timeMs).toISOString();
+    time.textContent = formatTime(message.timeMs);
+    meta.append(time);
     if (message.mine) {
       item.dataset.mark = message.mark;
       const mark = document.createElement("span");
       mark.className = "mark";
       mark.textContent = message.error === null ? markText[message.mark] : `${markText.failed}: ${message.error}`;
       mark.title = message.mark;
-      item.append(mark);
+      meta.append(mark);
     }
+    item.append(text, meta);
     return item;
   }
 }
 
 async function main(): Promise<void> {
-  const store = await KeyStore.open();
-  await new WebChat(serverUrl(location), store).start();
+  const [store, history] = await Promise.all([KeyStore.open(), HistoryStore.open()]);
+  await new WebChat(serverUrl(location), store, history).start();
 }
 
 if (typeof document !== "undefined") {
   main().catch((error: unknown) => {
     const notice = document.getElementById("notice");
     if (notice !== null) {
-      notice.textContent = `The chat could not start: ${describe(error)}`;
+      notice.textContent = `The chat could not start: ${error instanceof Error ? error.message : String(error)}`;
       notice.dataset.level = "error";
       notice.hidden = false;
     }

@@ -3,7 +3,13 @@
 // device, only for the conversation on screen; collections stay bounded.
 
 import { describe, expect, test } from "bun:test";
-import { ChatState, messagesPerConversationMax } from "./chat-state.ts";
+import {
+  ChatState,
+  historyConversationsMax,
+  historyMessagesPerConversationMax,
+  lostOnReloadReason,
+  messagesPerConversationMax,
+} from "./chat-state.ts";
 
 const me = { account: 1, device: 1 };
 
@@ -96,5 +102,76 @@ describe("ChatState", () => {
     const messages = chat.conversations.get(2)!.messages;
     expect(messages).toHaveLength(messagesPerConversationMax);
     expect(messages[0]!.text).toBe("m5");
+  });
+
+  test("a message that comes again (its ack lost, or a reload before the ack) is shown once", () => {
+    const chat = state();
+    expect(
+      chat.incoming({ from: 5, fromDevice: 1, clientId: 10, text: "a", timeSeconds: 1_700_000_000 }),
+    ).not.toBeNull();
+    expect(chat.incoming({ from: 5, fromDevice: 1, clientId: 10, text: "a", timeSeconds: 1_700_000_000 })).toBeNull();
+    expect(chat.incoming({ from: 5, fromDevice: 2, clientId: 10, text: "b", timeSeconds: 0 })).not.toBeNull();
+    expect(chat.conversations.get(5)!.messages.map((message) => message.text)).toEqual(["a", "b"]);
+    // A received message carries the server's time; without one, the page's.
+    expect(chat.conversations.get(5)!.messages[0]!.timeMs).toBe(1_700_000_000_000);
+  });
+
+  test("names: peers without a handle are listed for the reverse lookup; senders are named", () => {
+    const chat = state();
+    const first = chat.incoming({ from: 5, fromDevice: 1, clientId: 1, text: "a", timeSeconds: 0 })!;
+    const own = chat.incoming({ from: me.account, fromDevice: 2, clientId: 1, text: "b", timeSeconds: 0 })!;
+    chat.open(6);
+    expect(chat.unnamed().sort()).toEqual([5, 6]);
+    expect(chat.senderLabel(first)).toBe("#5");
+    expect(chat.setLabel(5, "bob")).toBe(true);
+    expect(chat.setLabel(5, "bob")).toBe(false);
+    expect(chat.senderLabel(first)).toBe("bob");
+    expect(chat.senderLabel(own)).toBe("you (device 2)");
+    expect(chat.unnamed()).toEqual([6]);
+  });
+
+  test("a snapshot restores conversations, marks, names and the open conversation; pending sends become failed", () => {
+    const chat = state();
+    chat.setLabel(2, "bob");
+    chat.open(2);
+    const read = chat.outgoing(2, "read one");
+    chat.stored(read, 1);
+    chat.receipt({ type: "read", from: 2, senderDevice: me.device, clientIds: [1] });
+    const delivered = chat.outgoing(2, "delivered one");
+    chat.stored(delivered, 2);
+    chat.outgoing(2, "never stored");
+    chat.incoming({ from: 3, fromDevice: 1, clientId: 7, text: "from carol", timeSeconds: 0 });
+    const snapshot = JSON.parse(JSON.stringify(chat.snapshot())); // what IndexedDB gives back, as plain data
+
+    const again = state();
+    expect(again.restore(snapshot)).toBe(true);
+    expect(again.selected).toBe(2);
+    expect(again.label(2)).toBe("bob");
+    const messages = again.conversations.get(2)!.messages;
+    expect(messages.map((message) => [message.text, message.mark])).toEqual([
+      ["read one", "read"],
+      ["delivered one", "sent"],
+      ["never stored", "failed"],
+    ]);
+    expect(messages[2]!.error).toBe(lostOnReloadReason);
+    expect(again.conversations.get(3)!.unread).toBe(1);
+    // Receipts still find the restored messages by client id.
+    expect(again.receipt({ type: "delivered", from: 2, senderDevice: me.device, clientIds: [2] })).toBe(true);
+    expect(messages[1]!.mark).toBe("delivered");
+    // Another device's snapshot is not taken.
+    expect(new ChatState(me.account, 9, null).restore(snapshot)).toBe(false);
+  });
+
+  test("a snapshot is bounded: the most active conversations, the last messages of each", () => {
+    let clock = 0;
+    const chat = new ChatState(me.account, me.device, "alice", () => ++clock);
+    for (let peer = 2; peer < historyConversationsMax + 12; peer++) chat.outgoing(peer, "hi");
+    for (let index = 0; index < historyMessagesPerConversationMax + 30; index++) chat.outgoing(2, `m${index}`);
+    const snapshot = chat.snapshot();
+    expect(snapshot.conversations).toHaveLength(historyConversationsMax);
+    expect(snapshot.conversations[0]!.account).toBe(2);
+    expect(snapshot.conversations[0]!.messages).toHaveLength(historyMessagesPerConversationMax);
+    expect(snapshot.conversations[0]!.messages.at(-1)!.text).toBe(`m${historyMessagesPerConversationMax + 29}`);
+    expect(snapshot.conversations.some((conversation) => conversation.account === 3)).toBe(false);
   });
 });

@@ -1,6 +1,7 @@
 // What the web chat shows, without the DOM (so that it is tested in Bun): conversations by peer account, each
-// message with its mark, receipts applied to our own messages, and which received messages still need a read
-// receipt. Every collection is bounded; the oldest entries go first.
+// message with its mark and time, receipts applied to our own messages, which received messages still need a read
+// receipt, and the handles known for accounts. Every collection is bounded; the oldest entries go first. A snapshot
+// of it (smaller bounds still) is what the page keeps in IndexedDB across reloads (history-store.ts).
 //
 // Marks only rise: pending (written, not stored yet) < sent ✓ (serverAck) < delivered ✓✓ < read. A receipt can come
 // before the send's own promise settles (the serverAck and the receipt in one read): it waits in `early` until the
@@ -18,6 +19,31 @@ export const conversationsMax = 200;
 export const earlyReceiptsMax = 1000;
 /** Own messages remembered by client id for their marks. */
 export const sentRememberedMax = 2000;
+/** Kept across reloads: the most recently active conversations, and the last messages of each. */
+export const historyConversationsMax = 50;
+export const historyMessagesPerConversationMax = 200;
+/** Handles kept in the snapshot (those of its conversations come first). */
+export const historyLabelsMax = 500;
+/** A send that had no server-ack when the page closed: the SDK's outbox did not survive it. */
+export const lostOnReloadReason = "the page was closed before the server stored it";
+
+/** A message as kept across reloads. */
+export type StoredMessage = Omit<ChatMessage, "id">;
+
+/** The state kept across reloads, for one device (account and device say whose it is). */
+export interface ChatSnapshot {
+  readonly version: 1;
+  readonly account: number;
+  readonly device: number;
+  readonly selected: number | null;
+  readonly labels: ReadonlyArray<readonly [number, string]>;
+  readonly conversations: ReadonlyArray<{
+    readonly account: number;
+    readonly unread: number;
+    readonly lastActivityMs: number;
+    readonly messages: readonly StoredMessage[];
+  }>;
+}
 
 export interface ChatMessage {
   /** Local, increasing: a stable key for the view. */
@@ -90,8 +116,21 @@ export class ChatState {
     return handle ?? `#${account}`;
   }
 
-  setLabel(account: number, handle: string): void {
+  /** The sender of a message as shown next to it. */
+  senderLabel(message: ChatMessage): string {
+    if (message.from !== this.account) return this.label(message.from);
+    return message.fromDevice === this.device ? "you" : `you (device ${message.fromDevice})`;
+  }
+
+  setLabel(account: number, handle: string): boolean {
+    if (this.labels.get(account) === handle) return false;
     this.labels.set(account, handle);
+    return true;
+  }
+
+  /** Conversation peers whose handle is not known yet (to ask the server's reverse lookup for). */
+  unnamed(): number[] {
+    return [...this.conversations.keys()].filter((account) => !this.labels.has(account));
   }
 
   /** Opens (or creates) the conversation with `account` and shows it. */
@@ -108,7 +147,7 @@ export class ChatState {
 
   /** A message we are sending to `to`: pending until `stored`. */
   outgoing(to: number, text: string): ChatMessage {
-    const message = this.add(to, {
+    const message = this.add(to, this.now(), {
       mine: true,
       text,
       from: this.account,
@@ -142,8 +181,18 @@ export class ChatState {
    * A message arrived. It counts as unread until its conversation is shown (a message into a conversation nobody
    * opened is delivered, not read).
    */
-  incoming(event: IncomingMessage): ChatMessage {
-    const message = this.add(event.from, {
+  incoming(event: IncomingMessage): ChatMessage | null {
+    // A message that came again (its ack was lost, or the page reloaded before the ack) is shown once.
+    const known = this.conversations.get(event.from)?.messages;
+    if (
+      known?.some(
+        (message) => !message.mine && message.clientId === event.clientId && message.fromDevice === event.fromDevice,
+      )
+    ) {
+      return null;
+    }
+    const timeMs = event.timeSeconds > 0 ? event.timeSeconds * 1000 : this.now();
+    const message = this.add(event.from, timeMs, {
       mine: false,
       text: event.text,
       from: event.from,
@@ -219,14 +268,68 @@ export class ChatState {
 
   private add(
     peer: number,
+    timeMs: number,
     fields: Pick<ChatMessage, "mine" | "text" | "from" | "fromDevice" | "clientId" | "mark">,
   ): ChatMessage {
     const conversation = this.conversation(peer);
-    const message: ChatMessage = { id: this.nextId++, error: null, readSent: false, timeMs: this.now(), ...fields };
+    const message: ChatMessage = { id: this.nextId++, error: null, readSent: false, timeMs, ...fields };
     conversation.messages.push(message);
     if (conversation.messages.length > messagesPerConversationMax) conversation.messages.shift();
-    conversation.lastActivityMs = message.timeMs;
+    conversation.lastActivityMs = Math.max(conversation.lastActivityMs, this.now());
     return message;
+  }
+
+  /** What is kept across reloads: the most active conversations, their last messages, the handles they need. */
+  snapshot(): ChatSnapshot {
+    const conversations = this.list()
+      .slice(0, historyConversationsMax)
+      .map((conversation) => ({
+        account: conversation.account,
+        unread: conversation.unread,
+        lastActivityMs: conversation.lastActivityMs,
+        messages: conversation.messages
+          .slice(-historyMessagesPerConversationMax)
+          .map(({ id: _id, ...stored }) => stored),
+      }));
+    const wanted = new Set([this.account, ...conversations.map((conversation) => conversation.account)]);
+    const labels = [...this.labels].sort(([a], [b]) => Number(wanted.has(b)) - Number(wanted.has(a)));
+    return {
+      version: 1,
+      account: this.account,
+      device: this.device,
+      selected: this.selected !== null && this.conversations.has(this.selected) ? this.selected : null,
+      labels: labels.slice(0, historyLabelsMax),
+      conversations,
+    };
+  }
+
+  /**
+   * Takes back a snapshot of this device (another device's is ignored; returns whether it was taken). Sends that
+   * were still pending are marked failed: the SDK's outbox did not survive the reload.
+   */
+  restore(snapshot: ChatSnapshot): boolean {
+    if (snapshot.version !== 1 || snapshot.account !== this.account || snapshot.device !== this.device) return false;
+    for (const [account, handle] of snapshot.labels) if (!this.labels.has(account)) this.labels.set(account, handle);
+    for (const stored of [...snapshot.conversations].reverse()) {
+      const conversation = this.conversation(stored.account);
+      conversation.unread = stored.unread;
+      conversation.lastActivityMs = stored.lastActivityMs;
+      for (const fields of stored.messages.slice(-messagesPerConversationMax)) {
+        const message: ChatMessage = { ...fields, id: this.nextId++ };
+        if (message.mark === "pending") {
+          message.mark = "failed";
+          message.error = lostOnReloadReason;
+        }
+        conversation.messages.push(message);
+        if (message.mine && message.clientId !== null) {
+          this.sentByClientId.set(message.clientId, message);
+          if (this.sentByClientId.size > sentRememberedMax)
+            this.sentByClientId.delete(this.sentByClientId.keys().next().value!);
+        }
+      }
+    }
+    if (snapshot.selected !== null && this.conversations.has(snapshot.selected)) this.selected = snapshot.selected;
+    return true;
   }
 
   private raise(message: ChatMessage, mark: Mark): boolean {
