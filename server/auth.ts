@@ -59,18 +59,30 @@ export class Auth {
 
   private fail(session: Session, code: number, message: string): void {
     this.context.metrics.loginFailures.incLabel(errorCodeName(code));
-    this.context.log.info("login_failed", {
+    this.context.log.peer("info", "login_failed", {
       session: session.id,
       code,
+      codeName: errorCodeName(code),
       reason: message,
       peer: session.socket.remoteAddress,
     });
     this.context.io.close(session, code, message);
   }
 
-  /** Refuses a request that may be corrected on the same connection (the login timeout still runs). */
+  /**
+   * Refuses a request that may be corrected on the same connection (the login timeout still runs). Counted among
+   * the errors as well as the login failures, as a failure (which closes the session) is.
+   */
   private refuse(session: Session, code: number, message: string): void {
     this.context.metrics.loginFailures.incLabel(errorCodeName(code));
+    this.context.metrics.errors.incLabel(errorCodeName(code));
+    this.context.log.peer("info", "login_refused", {
+      session: session.id,
+      code,
+      codeName: errorCodeName(code),
+      reason: message,
+      peer: session.socket.remoteAddress,
+    });
     this.context.io.send(session, { kind: "error", code, clientId: null, message });
   }
 
@@ -206,7 +218,7 @@ export class Auth {
       record = await storage.devices.add(account, stanza.publicKey, this.context.now());
     } catch (error) {
       // The account's device ids are used up (2^21 links), or it was removed meanwhile.
-      this.context.log.warn("device_add_failed", { account, error: String(error) });
+      this.context.log.peer("warn", "device_add_failed", { account, error: String(error) });
       return this.refuse(session, ErrorCode.tooManyDevices, "no device can be added to this account");
     }
     directory.invalidate(account);
@@ -224,6 +236,12 @@ export class Auth {
     session.state = SessionState.ready;
     const replaced = this.context.router.attach(account, device, session);
     if (replaced !== undefined) {
+      this.context.log.peer("debug", "closing", {
+        session: replaced.id,
+        code: ErrorCode.replaced,
+        codeName: errorCodeName(ErrorCode.replaced),
+        reason: `replaced by session ${session.id}`,
+      });
       this.delivery.detach(replaced);
       this.context.io.goaway(replaced, ErrorCode.replaced, 0, "replaced by a newer login of this device");
     }
@@ -233,6 +251,7 @@ export class Auth {
       return this.fail(session, ErrorCode.badCredentials, "device no longer exists");
     }
     this.context.metrics.logins.inc({ kind });
+    this.context.log.peer("debug", "logged_in", { session: session.id, account, device, kind });
     this.context.io.send(session, { kind: "welcome", account, device, lastClientId: state.committedClientIds.last });
     this.delivery.pump(state);
     this.context.lastSeen.note(account, device);

@@ -59,6 +59,16 @@ export interface Config {
    * they are specific addresses. (The admin listener answers loopback names, its own address and IP addresses.)
    */
   readonly serverNames: string;
+  /**
+   * On SIGTERM, how long /readyz answers 503 before the goaways go out, while sessions and new connections are still
+   * served (a load balancer takes the node out meanwhile). 0: goaways at once; no wait either when adminPort is 0.
+   */
+  readonly lameDuckMs: number;
+  /**
+   * Reconnects per second a drain plans for: goaway retry hints are spread over sessions / this seconds (at most
+   * goawayRetryAfterMsMax), so a small server's clients come back at once and a large one's in a paced stream.
+   */
+  readonly drainReconnectsPerSecond: number;
   readonly limits: Limits;
 }
 
@@ -78,6 +88,8 @@ export const defaultConfig: Config = Object.freeze({
   wsOrigins: "",
   webClient: "off",
   serverNames: "localhost,127.0.0.1,::1",
+  lameDuckMs: 5_000,
+  drainReconnectsPerSecond: 2_000,
   limits: defaultLimits,
 });
 
@@ -144,6 +156,9 @@ export function mergeReload(running: Config, next: Config): { config: Config; ap
   const config = Object.freeze({ ...server, limits: Object.freeze(limits) }) as unknown as Config;
   return { config: validate(config), applied, ignored };
 }
+
+/** The lame duck and the drain after it must fit systemd's TimeoutStopSec (30 s in the unit). */
+export const lameDuckMsMax = 15_000;
 
 /** A host name, or an IPv4 or IPv6 address, in canonical form (lower case, no brackets, no trailing dot). */
 const serverNamePattern = /^[a-z0-9_:-][a-z0-9_.:-]*$/;
@@ -248,6 +263,12 @@ function configProblems(config: Config): string[] {
   }
   if (!Number.isInteger(config.listeners) || config.listeners < 1 || config.listeners > 64) {
     problems.push("listeners: 1..64");
+  }
+  if (!Number.isInteger(config.lameDuckMs) || config.lameDuckMs < 0 || config.lameDuckMs > lameDuckMsMax) {
+    problems.push(`lameDuckMs: 0..${lameDuckMsMax}`);
+  }
+  if (!Number.isInteger(config.drainReconnectsPerSecond) || config.drainReconnectsPerSecond < 1) {
+    problems.push("drainReconnectsPerSecond: a whole number from 1");
   }
   const names = configuredServerNames(config.serverNames);
   if (names.length === 0) problems.push("serverNames: at least one name");

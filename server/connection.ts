@@ -8,6 +8,7 @@ import {
   consumeInbound,
   decodePreamble,
   ErrorCode,
+  errorCodeName,
   ProtocolError,
   preambleBytes,
   type Stanza,
@@ -59,11 +60,13 @@ export class ConnectionHandler {
     const session = new Session(socket, now(), limits.rateBurstStanzas);
     metrics.connectionsAccepted.inc();
     this.sessions.add(session);
+    this.context.log.peer("debug", "connected", { session: session.id, peer: socket.remoteAddress });
     if (this.table.draining) {
       this.context.io.goaway(session, ErrorCode.shuttingDown, this.drainRetryAfterMs, "server shutting down");
       return session;
     }
     if (this.sessions.size > limits.sessionsMax) {
+      this.context.log.peer("warn", "server_full", { session: session.id, sessionsMax: limits.sessionsMax });
       this.context.io.goaway(session, ErrorCode.serverFull, limits.goawayRetryAfterMsMax, "server full");
       return session;
     }
@@ -129,7 +132,7 @@ export class ConnectionHandler {
       }
     } catch (error) {
       // A bug in a handler: this session ends, the process and every other session go on.
-      this.context.log.error("handler_failed", {
+      this.context.log.peer("error", "handler_failed", {
         session: session.id,
         error: String(error),
         stack: (error as Error).stack,
@@ -163,7 +166,13 @@ export class ConnectionHandler {
   }
 
   private protocolError(session: Session, error: ProtocolError): void {
-    this.context.log.info("protocol_error", { session: session.id, code: error.code, reason: error.message });
+    this.context.log.peer("info", "protocol_error", {
+      session: session.id,
+      code: error.code,
+      codeName: errorCodeName(error.code),
+      reason: error.message,
+      peer: session.socket.remoteAddress,
+    });
     this.context.io.close(session, error.code, error.message);
   }
 
@@ -189,7 +198,7 @@ export class ConnectionHandler {
     session.rateViolations++;
     if (session.rateViolations > limits.rateViolationsMax) {
       this.context.metrics.errors.incLabel("flood");
-      io.close(session, ErrorCode.flood, "rate limit exceeded repeatedly");
+      this.closeFor(session, ErrorCode.flood, "rate limit exceeded repeatedly");
       return false;
     }
     if (control) return false;
@@ -231,7 +240,7 @@ export class ConnectionHandler {
           return this.requests.deviceRemove(session, stanza);
       }
     }
-    this.context.io.close(session, ErrorCode.unexpectedStanza, `${stanza.kind} is not expected now`);
+    this.closeFor(session, ErrorCode.unexpectedStanza, `${stanza.kind} is not expected now`);
   }
 
   /**
@@ -245,7 +254,7 @@ export class ConnectionHandler {
     const partialDueMs = session.partialSinceMs === 0 ? Infinity : session.partialSinceMs + limits.frameCompletionMs;
     if (nowMs >= partialDueMs) {
       this.context.metrics.errors.incLabel("frameTimeout");
-      io.close(session, ErrorCode.frameTimeout, `frame not complete within ${limits.frameCompletionMs} ms`);
+      this.closeFor(session, ErrorCode.frameTimeout, `frame not complete within ${limits.frameCompletionMs} ms`);
       return;
     }
     if (session.state !== SessionState.ready) {
@@ -254,7 +263,7 @@ export class ConnectionHandler {
         this.wheel.schedule(session, Math.min(session.loginDueMs, partialDueMs));
         return;
       }
-      io.close(session, ErrorCode.loginTimeout, `no login within ${limits.loginTimeoutMs} ms`);
+      this.closeFor(session, ErrorCode.loginTimeout, `no login within ${limits.loginTimeoutMs} ms`);
       return;
     }
     const silentMs = nowMs - session.lastInboundAtMs;
@@ -263,12 +272,23 @@ export class ConnectionHandler {
       return;
     }
     if (session.pingOutstanding) {
-      io.close(session, ErrorCode.idleTimeout, "no answer to keepalive");
+      this.closeFor(session, ErrorCode.idleTimeout, "no answer to keepalive");
       return;
     }
     session.pingOutstanding = true;
     io.send(session, { kind: "ping" });
     this.wheel.schedule(session, Math.min(nowMs + limits.idleTimeoutMs, partialDueMs));
+  }
+
+  /** Closes a session for a reason of the server's own (a deadline, a flood), with a debug line naming the code. */
+  private closeFor(session: Session, code: number, message: string): void {
+    this.context.log.peer("debug", "closing", {
+      session: session.id,
+      code,
+      codeName: errorCodeName(code),
+      reason: message,
+    });
+    this.context.io.close(session, code, message);
   }
 
   writable(session: Session): void {
@@ -278,6 +298,13 @@ export class ConnectionHandler {
   closed(session: Session): void {
     if (!this.sessions.delete(session)) return;
     this.context.metrics.connectionsClosed.inc();
+    // A session the server ended is already marked closed (its reason was logged where it was ended).
+    this.context.log.peer("debug", "closed", {
+      session: session.id,
+      by: session.state === SessionState.closed ? "server" : "peer",
+      account: session.account,
+      device: session.device,
+    });
     this.wheel.cancel(session);
     session.state = SessionState.closed;
     session.inbound = null;

@@ -428,6 +428,9 @@ export class Delivery {
     let acked = 0;
     while (acked < inFlight.length && inFlight[acked]!.seq <= upto) {
       const entry = inFlight[acked]!;
+      // [queue totals hook] The ack deletes this entry from the store (unless cancelled below: never written).
+      batch.ackedRows++;
+      batch.ackedBytes += entry.bytes;
       // Never below 0: the retention sweep may have deleted (and uncounted) an entry still in the window.
       state.queueRows = Math.max(0, state.queueRows - 1);
       state.queueBytes = Math.max(0, state.queueBytes - entry.bytes);
@@ -444,6 +447,8 @@ export class Delivery {
       if (entry.seq > upto) break;
       if (entry.cancelled) continue;
       entry.cancelled = true;
+      batch.ackedRows--; // [queue totals hook]
+      batch.ackedBytes -= entry.bytes;
       this.context.metrics.entriesCancelled.inc();
       entry.onCancel?.();
     }
@@ -594,12 +599,15 @@ export class Delivery {
     }
     // Rows of this device already handed to the store commit before its removal does.
     await this.commit.flush();
+    // [queue totals hook] The removal deletes the device's queue outside the commit path: read the totals again.
+    this.context.metrics.queueTotals.markStale();
   }
 
   // ---- commits -------------------------------------------------------------------------------------------------
 
   private committed(batch: OpenBatch, stats: CommitStats): void {
     const { metrics } = this.context;
+    metrics.queueTotals.add(stats.queueRowsDelta, stats.queueBytesDelta); // [queue totals hook]
     metrics.commitRows.observe(stats.rows);
     metrics.commitSeconds.observe(stats.durationMs / 1000);
     for (const [state, marks] of batch.marks) {

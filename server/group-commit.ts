@@ -8,6 +8,7 @@
 // ahead of its last assigned sequence; entries are pushed before their commit only within the reservation, so after
 // kill -9 the next process starts above every sequence a device may have seen.
 
+import { clientIdBytes } from "../storage/client-id-list.ts";
 import type { QueueBatch, QueueStore } from "../storage/index.ts";
 import { type ClientIdMarks, windowToBytes } from "./client-id-window.ts";
 import type { DeviceState, PendingEntry } from "./device-state.ts";
@@ -56,6 +57,10 @@ export class OpenBatch {
   /** Read-receipt windows changed in this batch: reader state -> sender device key -> the sender device. */
   readonly readWindows = new Map<DeviceState, Map<number, { account: number; device: number }>>();
   rows = 0;
+  // [queue totals hook, server/queue-totals.ts] Rows and payload bytes this batch's acks delete from the store: the
+  // acknowledged entries, less those cancelled in this batch (never written). Counted by Delivery.ack.
+  ackedRows = 0;
+  ackedBytes = 0;
 
   get isEmpty(): boolean {
     return this.rows === 0 && this.touched.size === 0 && this.afterCommit.length === 0 && this.readWindows.size === 0;
@@ -77,6 +82,10 @@ export interface CommitStats {
   readonly rows: number;
   readonly cancelled: number;
   readonly durationMs: number;
+  // [queue totals hook] What the batch changed in all queues together: entries and payload bytes written, less
+  // those its acks deleted.
+  readonly queueRowsDelta: number;
+  readonly queueBytesDelta: number;
 }
 
 export class GroupCommit {
@@ -124,11 +133,19 @@ export class GroupCommit {
     // (Every device with an entry in the batch is in `touched`: assigning a sequence touches it.)
     for (const state of batch.touched) state.pending = null;
     const { rows, cancelled } = toQueueBatch(batch, this.seqReservationBlock);
+    const written = queuedEntries(rows);
     const startedAt = performance.now();
     this.committing = this.store
       .commit(rows)
       .then(
-        () => this.onCommitted(batch, { rows: countRows(rows), cancelled, durationMs: performance.now() - startedAt }),
+        () =>
+          this.onCommitted(batch, {
+            rows: countRows(rows),
+            cancelled,
+            durationMs: performance.now() - startedAt,
+            queueRowsDelta: written.rows - batch.ackedRows,
+            queueBytesDelta: written.bytes - batch.ackedBytes,
+          }),
         (error: unknown) => this.onFailure(error),
       )
       .finally(() => {
@@ -138,12 +155,42 @@ export class GroupCommit {
     if (!this.open.isEmpty) this.schedule();
   }
 
+  /**
+   * [queue totals hook] Runs `task` while no batch is being written or reported, so that a read of the store's queue
+   * totals never falls between a commit and its onCommitted deltas (server/queue-totals.ts).
+   */
+  async between<T>(task: () => Promise<T>): Promise<T> {
+    while (this.committing !== null) await this.committing;
+    const running = task();
+    this.committing = running
+      .then(
+        () => {},
+        () => {},
+      )
+      .finally(() => {
+        this.committing = null;
+      });
+    return running;
+  }
+
   /** Resolves once nothing is open or committing (shutdown). Bounded: each round commits what was open. */
   async idle(roundsMax = 100): Promise<void> {
     for (let round = 0; round < roundsMax && (!this.open.isEmpty || this.committing !== null); round++) {
       await this.flush();
     }
   }
+}
+
+/** [queue totals hook] Entries and payload bytes a batch adds to the queues (as the store counts them). */
+function queuedEntries(batch: QueueBatch): { rows: number; bytes: number } {
+  let rows = batch.receipts.length;
+  let bytes = 0;
+  for (const message of batch.messages) {
+    rows += message.recipients.length;
+    bytes += message.recipients.length * message.payload.byteLength;
+  }
+  for (const receipt of batch.receipts) bytes += receipt.clientIds.length * clientIdBytes;
+  return { rows, bytes };
 }
 
 function countRows(batch: QueueBatch): number {

@@ -1,12 +1,15 @@
-// The operator's lifecycle as real processes: SIGHUP reloads handler code and config with every connection kept,
-// SIGTERM drains (goaway with a jittered retry-after, commit, exit 0) without losing an acknowledged message, and the
+// The operator's lifecycle as real processes: SIGHUP reloads handler code and config with every connection kept (and
+// a failed reload shows in /metrics), SIGTERM drains (the lame duck with /readyz 503, then goaway with a retry-after
+// jittered over a window sized to the sessions, commit, exit 0) without losing an acknowledged message, and the
 // admin HTTP endpoints; several listeners share one port.
 
 import { afterEach, describe, expect, test } from "bun:test";
 import { cpSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { defaultLimits, ErrorCode } from "../protocol/index.ts";
+import { defaultConfig } from "./config.ts";
 import { type ServerProcess, startServerProcess } from "./fixtures/server-process.ts";
+import { drainWindowMs } from "./session-table.ts";
 import { bytesOf, newDeviceKey, RawClient, temporaryDirectory, textOf, waitFor } from "./test-kit.ts";
 
 const repositoryRoot = new URL("..", import.meta.url).pathname;
@@ -30,6 +33,37 @@ async function serverProcess(flags: Record<string, string | number>, cli?: strin
     server.process.kill("SIGKILL");
   });
   return server;
+}
+
+/** A port that was free a moment ago (for the admin listener, whose port 0 means "off"). */
+function freePort(): number {
+  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = listener.port;
+  listener.stop(true);
+  return port;
+}
+
+async function metricsText(adminPort: number): Promise<string> {
+  const response = await fetch(`http://127.0.0.1:${adminPort}/metrics`);
+  expect(response.status).toBe(200);
+  return response.text();
+}
+
+/** The value of one series (name with its labels, as written) in a scrape; undefined when absent. */
+function seriesValue(text: string, series: string): number | undefined {
+  const line = text.split("\n").find((entry) => entry.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+/** Bounded polling of the admin listener until `predicate` holds for a scrape. */
+async function waitForMetrics(adminPort: number, predicate: (text: string) => boolean, what: string) {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const text = await metricsText(adminPort);
+    if (predicate(text)) return text;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}:\n${text}`);
+    await Bun.sleep(20);
+  }
 }
 
 async function connect(port: number): Promise<RawClient> {
@@ -80,12 +114,82 @@ describe("SIGHUP reload", () => {
     expect(error.code).toBe(ErrorCode.unexpectedStanza);
     expect(error.message).toContain("(generation two)");
   });
+
+  test("every failed reload counts in /metrics, and the documented alert fires until a reload succeeds", async () => {
+    const directory = scratch();
+    const configFile = join(directory, "switchboard.toml");
+    writeFileSync(configFile, "[limits]\nrateBurstStanzas = 400\n");
+    const adminPort = freePort();
+    const server = await serverProcess({
+      "data-dir": join(directory, "data"),
+      config: configFile,
+      "admin-port": adminPort,
+    });
+    const alert = documentedAlert("SwitchboardReloadFailed");
+    const before = await metricsText(adminPort);
+    // Both series exist from the start, at 0, so that increase() sees the first failure.
+    expect(seriesValue(before, 'switchboard_reloads_total{result="ok"}')).toBe(0);
+    expect(seriesValue(before, 'switchboard_reloads_total{result="failed"}')).toBe(0);
+    expect(alert.fires(before)).toBe(false);
+
+    // TOML that does not parse, an unknown key, limits that break a relation: each is refused, each counts.
+    const broken = ["[limits\n", "noSuchKey = 1\n", "[limits]\npayloadBytesMax = 70000\n"];
+    for (const [index, text] of broken.entries()) {
+      writeFileSync(configFile, text);
+      server.process.kill("SIGHUP");
+      await waitForMetrics(
+        adminPort,
+        (scrape) => seriesValue(scrape, 'switchboard_reloads_total{result="failed"}') === index + 1,
+        `reload failure ${index + 1}`,
+      );
+    }
+    const failed = await metricsText(adminPort);
+    expect(seriesValue(failed, 'switchboard_reloads_total{result="ok"}')).toBe(0);
+    expect(seriesValue(failed, "switchboard_config_last_reload_successful")).toBe(0);
+    expect(alert.fires(failed)).toBe(true);
+
+    writeFileSync(configFile, "[limits]\nrateBurstStanzas = 300\n");
+    server.process.kill("SIGHUP");
+    const fixed = await waitForMetrics(
+      adminPort,
+      (scrape) => seriesValue(scrape, 'switchboard_reloads_total{result="ok"}') === 1,
+      "the good reload",
+    );
+    expect(seriesValue(fixed, 'switchboard_reloads_total{result="failed"}')).toBe(3);
+    expect(seriesValue(fixed, "switchboard_config_last_reload_successful")).toBe(1);
+    expect(alert.fires(fixed)).toBe(false);
+  });
 });
+
+/**
+ * An example alert of OPERATIONS.md whose expression is `<series> == <value>`, evaluated against a scrape: the test
+ * checks the documented expression against the series the server writes, not a copy of it.
+ */
+function documentedAlert(name: string): { fires(scrape: string): boolean } {
+  const document = readFileSync(join(repositoryRoot, "OPERATIONS.md"), "utf8");
+  const match = new RegExp(`- alert: ${name}\\b[^\\n]*\\n\\s+expr: ([^\\n]+)`).exec(document);
+  expect(match).not.toBeNull();
+  const expression = /^(\w+(?:\{[^}]*\})?) == (\d+)$/.exec(match![1]!.trim());
+  expect(expression).not.toBeNull();
+  const [, series, value] = expression!;
+  return {
+    fires(scrape) {
+      const current = seriesValue(scrape, series!);
+      expect(current).toBeDefined();
+      return current === Number(value);
+    },
+  };
+}
 
 describe("SIGTERM", () => {
   test("goaway with a jittered retry-after, exit 0, nothing acknowledged lost, clients come back", async () => {
     const dataDir = scratch();
-    const first = await serverProcess({ "data-dir": dataDir, "goaway-retry-after-ms-max": 5000 });
+    // One reconnect per second: five sessions spread over 5 s, the whole goawayRetryAfterMsMax.
+    const first = await serverProcess({
+      "data-dir": dataDir,
+      "goaway-retry-after-ms-max": 5000,
+      "drain-reconnects-per-second": 1,
+    });
     const bobKey = newDeviceKey();
     const bob = await connect(first.port);
     const bobWelcome = await bob.register("bob", bobKey);
@@ -127,6 +231,56 @@ describe("SIGTERM", () => {
     }
     expect(again.all("deliver")).toHaveLength(50);
   });
+
+  test("the lame duck: /readyz 503 while everything is still served, then goaways with hints sized to the drain", async () => {
+    const adminPort = freePort();
+    const lameDuckMs = 1500;
+    const server = await serverProcess({ "data-dir": scratch(), "admin-port": adminPort, "lame-duck-ms": lameDuckMs });
+    const readyz = async () => (await fetch(`http://127.0.0.1:${adminPort}/readyz`)).status;
+    const alice = await connect(server.port);
+    await alice.register("alice");
+    const bob = await connect(server.port);
+    await bob.register("bob");
+    expect(await readyz()).toBe(200);
+
+    const signalledAt = Date.now();
+    server.process.kill("SIGTERM");
+    const deadline = Date.now() + lameDuckMs;
+    while ((await readyz()) !== 503) {
+      expect(Date.now()).toBeLessThan(deadline);
+      await Bun.sleep(10);
+    }
+    // Not ready, still serving: messages flow and a new connection is accepted and logs in.
+    alice.send(bob.account, bytesOf("during the lame duck"));
+    await alice.next("serverAck");
+    expect(textOf((await bob.next("deliver")).payload)).toBe("during the lame duck");
+    const carol = await connect(server.port);
+    await carol.register("carol");
+    expect(alice.all("goaway")).toHaveLength(0);
+    expect(await readyz()).toBe(503);
+
+    // Three sessions at the default 2,000 reconnects per second: a window of 2 ms, not goawayRetryAfterMsMax.
+    const windowMs = drainWindowMs(3, defaultConfig.drainReconnectsPerSecond, defaultLimits.goawayRetryAfterMsMax);
+    expect(windowMs).toBe(2);
+    for (const client of [alice, bob, carol]) {
+      const goaway = await client.next("goaway", () => true, lameDuckMs + 5000);
+      expect(goaway.code).toBe(ErrorCode.shuttingDown);
+      expect(goaway.retryAfterMs).toBeLessThan(windowMs);
+    }
+    expect(Date.now() - signalledAt).toBeGreaterThanOrEqual(lameDuckMs - 100);
+    expect(await server.waitExit(15_000)).toBe(0);
+    expect(server.lines.find((line) => line.event === "lame_duck")).toMatchObject({ ms: lameDuckMs, sessions: 2 });
+    expect(server.lines.find((line) => line.event === "draining")).toMatchObject({ sessions: 3, retryWindowMs: 2 });
+  });
+});
+
+describe("drain window", () => {
+  test("grows with the sessions at the planned reconnect rate, up to goawayRetryAfterMsMax", () => {
+    expect(drainWindowMs(0, 2000, 30_000)).toBe(0);
+    expect(drainWindowMs(3, 2000, 30_000)).toBe(2);
+    expect(drainWindowMs(15_000, 2000, 30_000)).toBe(7500);
+    expect(drainWindowMs(1_000_000, 2000, 30_000)).toBe(30_000);
+  });
 });
 
 describe("admin HTTP and listeners", () => {
@@ -159,16 +313,18 @@ describe("admin HTTP and listeners", () => {
       "switchboard_queue_rows",
       "switchboard_commit_duration_seconds_bucket",
       "switchboard_event_loop_lag_seconds",
+      "switchboard_event_loop_delay_seconds_bucket",
       "switchboard_resident_memory_bytes",
+      "process_open_fds",
     ]) {
       expect(metrics).toContain(name);
     }
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
     expect((await fetch(`${base}/readyz`)).status).toBe(200);
-    const stopping = withAdmin.stop({ timeoutMs: 2000 });
-    // While draining: not ready (the admin listener closes at the end of the stop).
-    const during = await fetch(`${base}/readyz`).catch(() => null);
-    if (during !== null) expect(during.status).toBe(503);
+    const stopping = withAdmin.stop({ timeoutMs: 2000, lameDuckMs: 300 });
+    // During the lame duck: not ready, and the admin listener still answers (it closes at the end of the stop).
+    expect((await fetch(`${base}/readyz`)).status).toBe(503);
+    expect((await fetch(`${base}/metrics`)).status).toBe(200);
     await stopping;
   });
 

@@ -2,6 +2,7 @@
 // than taken from prom-client: we need a few dozen series, labels from small fixed sets, and no Node-specific
 // collectors; this file is smaller than the adapter code a library would need.
 
+import { QueueTotals } from "./queue-totals.ts";
 import { versionInfo } from "./version.ts";
 
 type Labels = Readonly<Record<string, string | number>>;
@@ -10,6 +11,13 @@ function labelText(labels: Labels | undefined): string {
   if (labels === undefined) return "";
   const parts = Object.entries(labels).map(([key, value]) => `${key}="${String(value).replace(/["\\\n]/g, "_")}"`);
   return parts.length === 0 ? "" : `{${parts.join(",")}}`;
+}
+
+/** A sample value as the text format writes it (the infinities are +Inf and -Inf there). */
+function valueText(value: number): string {
+  if (value === Number.POSITIVE_INFINITY) return "+Inf";
+  if (value === Number.NEGATIVE_INFINITY) return "-Inf";
+  return String(value);
 }
 
 abstract class Metric {
@@ -30,8 +38,14 @@ export class Counter extends Metric {
     help: string,
     /** The name of the counter's single label, when it has one (for `incLabel`). */
     private readonly labelName?: string,
+    /**
+     * Label values whose series are written from the start, at 0: `increase()` sees a series' first step only
+     * when the series existed before it (a series born at 1 shows no increase).
+     */
+    initialValues: ReadonlyArray<string | number> = [],
   ) {
     super(name, help, "counter");
+    for (const value of initialValues) this.incLabel(value, 0);
   }
   inc(labels?: Labels, by = 1): void {
     const key = labelText(labels);
@@ -55,14 +69,16 @@ export class Counter extends Metric {
   }
 }
 
+/** Reads its value(s) when rendered: a gauge, or a counter kept elsewhere (process CPU seconds). */
 export class Gauge extends Metric {
   private readonly values = new Map<string, number>();
   constructor(
     name: string,
     help: string,
     private readonly collect?: () => number | Array<[Labels, number]>,
+    type: "gauge" | "counter" = "gauge",
   ) {
-    super(name, help, "gauge");
+    super(name, help, type);
   }
   set(value: number, labels?: Labels): void {
     this.values.set(labelText(labels), value);
@@ -70,10 +86,10 @@ export class Gauge extends Metric {
   lines(): string[] {
     if (this.collect !== undefined) {
       const collected = this.collect();
-      if (typeof collected === "number") return [`${this.name} ${collected}`];
-      return collected.map(([labels, value]) => `${this.name}${labelText(labels)} ${value}`);
+      if (typeof collected === "number") return [`${this.name} ${valueText(collected)}`];
+      return collected.map(([labels, value]) => `${this.name}${labelText(labels)} ${valueText(value)}`);
     }
-    return [...this.values].map(([labels, value]) => `${this.name}${labels} ${value}`);
+    return [...this.values].map(([labels, value]) => `${this.name}${labels} ${valueText(value)}`);
   }
 }
 
@@ -160,7 +176,21 @@ export class Metrics {
     [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1],
   );
   readonly sweptRows = new Counter("switchboard_retention_swept_total", "Queue rows deleted past retention");
-  readonly reloads = new Counter("switchboard_reloads_total", "SIGHUP reloads of handler code and config, by result");
+  /** Kept by the commit path; written as switchboard_queue_rows and switchboard_queue_bytes (queue-totals.ts). */
+  readonly queueTotals = new QueueTotals();
+  /** switchboard_config_last_reload_successful: 0 from a failed SIGHUP reload until one succeeds. */
+  lastReloadSuccessful = 1;
+  readonly reloads = new Counter(
+    "switchboard_reloads_total",
+    "SIGHUP reloads of handler code and config, by result",
+    "result",
+    ["ok", "failed"],
+  );
+  readonly eventLoopLag = new Histogram(
+    "switchboard_event_loop_delay_seconds",
+    "How late each event-loop probe fired (every 500 ms)",
+    [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+  );
   /** Always 1: its labels say which version runs on which Bun (join it to other series to see an upgrade). */
   readonly buildInfo = new Gauge("switchboard_build_info", "The running version and Bun version (always 1)", () => [
     [{ version: versionInfo().version, bun: versionInfo().bun }, 1],
@@ -169,6 +199,11 @@ export class Metrics {
 
   gauge(name: string, help: string, collect: () => number | Array<[Labels, number]>): void {
     this.gauges.push(new Gauge(name, help, collect));
+  }
+
+  /** A counter whose value is kept elsewhere and read at render time (the process's CPU seconds). */
+  counter(name: string, help: string, collect: () => number): void {
+    this.gauges.push(new Gauge(name, help, collect, "counter"));
   }
 
   /** Values read asynchronously (the store's totals) just before each render. */

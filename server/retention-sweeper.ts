@@ -43,6 +43,8 @@ export class RetentionSweeper {
       }
       if (total > 0) {
         metrics.sweptRows.inc(undefined, total);
+        // The sweep deletes outside the commit path: the queue totals are read again (queue-totals.ts).
+        metrics.queueTotals.markStale();
         log.info("retention_swept", { rows: total });
       }
     } catch (error) {

@@ -19,15 +19,17 @@ import { EventLoopLag } from "./event-loop-lag.ts";
 import { LastSeenRecorder } from "./last-seen.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
+import { registerProcessMetrics } from "./process-metrics.ts";
+import { resyncScheduler } from "./queue-totals.ts";
 import { RetentionSweeper } from "./retention-sweeper.ts";
 import { LocalRouter } from "./router-local.ts";
 import { serverNames } from "./server-names.ts";
 import { SessionIo } from "./session-io.ts";
-import { SessionTable } from "./session-table.ts";
+import { drainWindowMs, SessionTable } from "./session-table.ts";
 import { asDataDirectoryError, asListenError, type ListenerName } from "./start-errors.ts";
 import { listenTcp, type TcpListeners } from "./tcp-listener.ts";
-import { listenWebSocket, type WsListener } from "./ws-listener.ts";
 import { versionInfo } from "./version.ts";
+import { listenWebSocket, type WsListener } from "./ws-listener.ts";
 
 export interface RunningServer {
   readonly port: number;
@@ -43,10 +45,13 @@ export interface RunningServer {
   /** How many times the handler code was loaded (1 at start, +1 per reload). */
   readonly generation: number;
   /**
-   * Graceful stop: stop accepting, commit what is pending, goaway (jittered retry-after) to every session, wait for
-   * the sockets to close (at most `timeoutMs`), commit again, close the store. Idempotent.
+   * Graceful stop: the lame duck first (/readyz answers 503 for `lameDuckMs` while everything is still served), then
+   * stop accepting, commit what is pending, goaway to every session (retry hints jittered over a window sized to the
+   * number of sessions: drainWindowMs), wait for the sockets to close (at most `timeoutMs`), commit again, close the
+   * store. `lameDuckMs` defaults to the config's, or 0 without an admin listener (nothing could see /readyz).
+   * Idempotent.
    */
-  stop(options?: { timeoutMs?: number }): Promise<void>;
+  stop(options?: { timeoutMs?: number; lameDuckMs?: number }): Promise<void>;
   /**
    * Loads the handler code afresh and applies reloadable config from `nextConfig` (restart-only keys keep their
    * running values). Open sessions stay connected and are answered by the new code.
@@ -120,7 +125,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     directory: new Directory(storage, limits.directoryAccountsMax),
     router: new LocalRouter(),
     io,
-    log: options.log ?? createLogger(config.logLevel),
+    log: countReloadFailures(options.log ?? createLogger(config.logLevel), metrics),
     metrics,
     now,
   };
@@ -136,8 +141,17 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   };
   let connections = build(await importHandlers(generation));
   const sweeper = new RetentionSweeper(context, (devices) => delivery.resyncCounters(devices));
-  const lag = new EventLoopLag();
-  registerGauges(metrics, table, delivery, storage, lag);
+  const lag = new EventLoopLag((lagMs) => metrics.eventLoopLag.observe(lagMs / 1000));
+  registerGauges(metrics, table, delivery, lag);
+  registerProcessMetrics(metrics);
+  // Queue totals: read once here, then kept by the commit path (queue-totals.ts).
+  const readQueueTotals = () =>
+    delivery.commit.between(async () => metrics.queueTotals.set(await storage.queues.totals()));
+  await readQueueTotals();
+  const queueResync = resyncScheduler(readQueueTotals, (error) =>
+    context.log.error("queue_totals_failed", { error: String(error) }),
+  );
+  metrics.queueTotals.onStale = queueResync.onStale;
 
   // A port already in use fails the start: close what was opened before it, so a caller can retry cleanly.
   let listeners: TcpListeners | null = null;
@@ -163,7 +177,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       });
       admin = listenAdmin(
         { host: config.adminHost, port: config.adminPort, names: serverNames(config) },
-        { metrics: () => metrics.renderFresh(), ready: () => !table.draining, api },
+        { metrics: () => metrics.renderFresh(), ready: () => table.ready, api },
       );
     }
   } catch (error) {
@@ -192,10 +206,25 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   });
 
   let stopping: Promise<void> | null = null;
-  const stop = (stopOptions: { timeoutMs?: number } = {}): Promise<void> => {
+  const stop = (stopOptions: { timeoutMs?: number; lameDuckMs?: number } = {}): Promise<void> => {
     stopping ??= (async () => {
       const timeoutMs = stopOptions.timeoutMs ?? stopTimeoutMsDefault;
-      table.draining = true;
+      // The lame duck: not ready, still serving. New connections are accepted and served as usual: a load
+      // balancer needs a few seconds to see the 503, and a client it still sends here is better served than refused
+      // (it gets its goaway with everyone else). Without an admin listener nothing can see /readyz: no wait.
+      const lameDuckMs = stopOptions.lameDuckMs ?? (admin === null ? 0 : context.config.lameDuckMs);
+      table.lameDuck = true;
+      if (lameDuckMs > 0) {
+        context.log.notice("lame_duck", { ms: lameDuckMs, sessions: table.sessions.size });
+        await Bun.sleep(lameDuckMs);
+      }
+      const retryWindowMs = drainWindowMs(
+        table.sessions.size,
+        context.config.drainReconnectsPerSecond,
+        context.limits.goawayRetryAfterMsMax,
+      );
+      table.beginDrain(retryWindowMs);
+      context.log.notice("draining", { sessions: table.sessions.size, retryWindowMs });
       tcp.stop();
       webSocket?.stop();
       sweeper.stop();
@@ -211,6 +240,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       await context.lastSeen.flush();
       table.wheel.stop();
       lag.stop();
+      queueResync.stop();
       admin?.stop();
       if (options.storage === undefined) await storage.close();
       lock?.release();
@@ -220,23 +250,27 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   };
 
   const reload = async (nextConfig: Config = context.config) => {
-    const merged = mergeReload(context.config, nextConfig);
+    let merged: ReturnType<typeof mergeReload>;
     try {
+      merged = mergeReload(context.config, nextConfig);
       const modules = await importHandlers(generation + 1);
       generation++;
       context.config = merged.config;
       context.limits = merged.config.limits;
       io.limits = merged.config.limits;
       if (merged.applied.includes("logLevel") && options.log === undefined)
-        context.log = createLogger(merged.config.logLevel);
+        context.log = countReloadFailures(createLogger(merged.config.logLevel), metrics);
       connections = build(modules);
       tcp.reload(connections);
       webSocket?.reload(connections);
       metrics.reloads.inc({ result: "ok" });
+      metrics.lastReloadSuccessful = 1;
+      // Queues an operator changed with a store command since the last start or reload are counted again.
+      metrics.queueTotals.markStale();
       context.log.info("reloaded", { generation, applied: merged.applied, needRestart: merged.ignored });
     } catch (error) {
-      // The old code keeps running: a reload that cannot load must not take the server down.
-      metrics.reloads.inc({ result: "failed" });
+      // The old code keeps running: a reload that cannot load must not take the server down. (The log line counts
+      // the failure: countReloadFailures.)
       context.log.error("reload_failed", { error: String(error) });
       throw error;
     }
@@ -261,13 +295,25 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   };
 }
 
-function registerGauges(
-  metrics: Metrics,
-  table: SessionTable,
-  delivery: Delivery,
-  storage: Storage,
-  lag: EventLoopLag,
-): void {
+/**
+ * The context's logger, with every `reload_failed` line counted in switchboard_reloads_total{result="failed"} and
+ * switchboard_config_last_reload_successful set to 0: cli.ts reads the config itself on SIGHUP and logs one that does
+ * not load without calling reload(), and the metrics must see that failure as well as reload()'s own.
+ */
+function countReloadFailures(log: Logger, metrics: Metrics): Logger {
+  return {
+    ...log,
+    error(event, fields) {
+      if (event === "reload_failed") {
+        metrics.reloads.incLabel("failed");
+        metrics.lastReloadSuccessful = 0;
+      }
+      log.error(event, fields);
+    },
+  };
+}
+
+function registerGauges(metrics: Metrics, table: SessionTable, delivery: Delivery, lag: EventLoopLag): void {
   const stateNames = ["preamble", "authenticating", "ready", "closed"] as const;
   metrics.gauge("switchboard_sessions", "Open sessions by state", () => {
     const counts = [0, 0, 0, 0];
@@ -275,19 +321,18 @@ function registerGauges(
     return stateNames.map((name, index) => [{ state: name }, counts[index]!] as [Record<string, string>, number]);
   });
   metrics.gauge("switchboard_device_states", "Devices with delivery state in memory", () => delivery.deviceStates);
-  let queueRows = 0;
-  let queueBytes = 0;
-  metrics.refreshBeforeRender(async () => {
-    const totals = await storage.queues.totals();
-    queueRows = totals.rows;
-    queueBytes = totals.bytes;
-  });
-  metrics.gauge("switchboard_queue_rows", "Entries in all device queues (committed)", () => queueRows);
-  metrics.gauge("switchboard_queue_bytes", "Payload bytes in all device queues (committed)", () => queueBytes);
+  const totals = metrics.queueTotals;
+  metrics.gauge("switchboard_queue_rows", "Entries in all device queues (committed)", () => totals.rows);
+  metrics.gauge("switchboard_queue_bytes", "Payload bytes in all device queues (committed)", () => totals.bytes);
   metrics.gauge(
     "switchboard_event_loop_lag_seconds",
-    "Worst event-loop lag since the previous scrape",
-    () => lag.takeMax() / 1000,
+    "Worst event-loop lag of the last minute (probe every 500 ms)",
+    () => lag.windowMaxMs() / 1000,
+  );
+  metrics.gauge(
+    "switchboard_config_last_reload_successful",
+    "1 unless the last SIGHUP reload failed (the old config and code still run)",
+    () => metrics.lastReloadSuccessful,
   );
   metrics.gauge(
     "switchboard_resident_memory_bytes",

@@ -4,18 +4,50 @@
 import type { Session } from "./session.ts";
 import { TimerWheel } from "./timer-wheel.ts";
 
+/**
+ * The window a drain spreads its goaways' retry hints over: the time `sessions` clients need to come back at
+ * `reconnectsPerSecond` (a rate the restarted server takes without a storm), at most `retryAfterMsMax`.
+ * window = min(retryAfterMsMax, ceil(sessions * 1000 / reconnectsPerSecond)): three sessions come back within a few
+ * milliseconds of the restart, a million within the cap.
+ */
+export function drainWindowMs(sessions: number, reconnectsPerSecond: number, retryAfterMsMax: number): number {
+  return Math.min(retryAfterMsMax, Math.ceil((sessions * 1000) / reconnectsPerSecond));
+}
+
 export class SessionTable {
   readonly sessions = new Set<Session>();
   readonly wheel: TimerWheel<Session>;
-  /** Set while stopping: new connections get a goaway at once and /readyz answers 503. */
+  /**
+   * Set first when stopping (the lame duck): /readyz answers 503 so that load balancers take the node out, while
+   * sessions and new connections are still served.
+   */
+  lameDuck = false;
+  /** Set after the lame duck: new connections get a goaway at once, and every session gets one. */
   draining = false;
+  /** The retry-hint window of the drain under way (drainWindowMs). */
+  private retryWindowMs = Number.POSITIVE_INFINITY;
 
   constructor(timerTickMs: number, now: () => number) {
     this.wheel = new TimerWheel<Session>(timerTickMs, () => {}, now);
   }
 
-  /** A jittered retry hint for goaways while draining, so clients do not all come back at once. */
+  /** False from the start of a stop: what /readyz answers. */
+  get ready(): boolean {
+    return !this.lameDuck && !this.draining;
+  }
+
+  /** Starts the drain: goaways from now on carry retry hints below `windowMs`. */
+  beginDrain(windowMs: number): void {
+    this.lameDuck = true;
+    this.draining = true;
+    this.retryWindowMs = windowMs;
+  }
+
+  /**
+   * A jittered retry hint for goaways while draining, so clients do not all come back at once: uniform below the
+   * drain's window, and below `retryAfterMsMax`.
+   */
   retryAfterMs(retryAfterMsMax: number): number {
-    return Math.floor(Math.random() * retryAfterMsMax);
+    return Math.floor(Math.random() * Math.min(retryAfterMsMax, this.retryWindowMs));
   }
 }
