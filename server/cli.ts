@@ -125,9 +125,10 @@ ${configHelp}`;
 
 /** Prints the one-line reason of a failed start on stderr and logs it as start_failed; returns the exit code. */
 function startFailed(error: Error, exitCode: number, fields: Record<string, unknown>, config?: Config): number {
-  console.error(`switchboard: ${error instanceof ConfigError ? configLine(error.message) : error.message}`);
+  const line = error instanceof ConfigError ? configLine(error.message) : error.message;
+  console.error(`switchboard: ${line}`);
   createLogger(config?.logLevel ?? "info").error("start_failed", {
-    error: error.message,
+    error: line,
     exitCode,
     ...fields,
     version: versionInfo().version,
