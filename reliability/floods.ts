@@ -11,7 +11,8 @@
 
 import { distribution, round } from "../bench/stats.ts";
 import { Random } from "../protocol/fuzz.ts";
-import { defaultLimits, encodePreamble, FrameCodec, type Stanza } from "../protocol/index.ts";
+import { defaultLimits, encodePreamble, FrameCodec } from "../protocol/index.ts";
+import type { FlooderResult, FloodWorkerArguments } from "./flood-worker.ts";
 import { ProbePair, registerAccount } from "./probe-pair.ts";
 import { RawSession } from "./raw-session.ts";
 import {
@@ -20,6 +21,7 @@ import {
   type ServerChild,
   startServerChild,
   temporaryDataDir,
+  trackChild,
 } from "./server-child.ts";
 
 export const floodKinds: readonly string[] = ["ping", "pong", "ack", "send", "receipt", "lookup", "garbage"];
@@ -63,19 +65,6 @@ export const defaultFloodOptions: FloodOptions = {
   p99RatioMax: 2,
 };
 
-export interface FlooderResult {
-  /** ms from the start of the flood to the close; null when still open at the end of the flood. */
-  readonly closedAfterMs: number | null;
-  readonly code: string | null;
-  readonly bytesWritten: number;
-  readonly rateLimitedErrors: number;
-  /** Stanzas received, and frames from the server that did not decode (must be 0). */
-  readonly received: number;
-  readonly badServerFrames: number;
-  /** The connection ended with a reset (ECONNRESET): what the server sent last may have been lost with it. */
-  readonly reset: boolean;
-}
-
 export interface KindResult {
   readonly kind: string;
   readonly flooders: readonly FlooderResult[];
@@ -116,108 +105,98 @@ export interface FloodSummary {
 
 const codec = new FrameCodec({ limits: defaultLimits });
 const pairWindowMs = 1000;
-
-function repeated(frame: Uint8Array, bytes: number): Uint8Array {
-  const count = Math.max(1, Math.floor(bytes / frame.length));
-  const buffer = new Uint8Array(count * frame.length);
-  for (let index = 0; index < count; index++) buffer.set(frame, index * frame.length);
-  return buffer;
-}
-
-/** A 64 KiB block of `kind` frames (or random bytes), for flooding. */
-function floodBlock(kind: string, random: Random, victim: number): Uint8Array {
-  const stanzaOf = (index: number): Stanza => {
-    switch (kind) {
-      case "ping":
-        return { kind: "ping" };
-      case "pong":
-        return { kind: "pong" };
-      case "ack":
-        return { kind: "ack", seq: index + 1 };
-      case "send":
-        return { kind: "send", clientId: index + 1, to: victim, payload: random.bytes(20) };
-      case "receipt":
-        return { kind: "receipt", type: 2, to: victim, toDevice: 1, clientIds: [index + 1] };
-      case "lookup":
-        return { kind: "lookup", clientId: index + 1, handle: "nobody-here" };
-      default:
-        throw new Error(`unknown flood kind ${kind}`);
-    }
-  };
-  if (kind === "garbage") return random.bytes(64 * 1024);
-  if (kind === "ping" || kind === "pong") return repeated(codec.encode(stanzaOf(0)), 64 * 1024);
-  const parts: Uint8Array[] = [];
-  let total = 0;
-  for (let index = 0; total < 64 * 1024; index++) {
-    const frame = codec.encode(stanzaOf(index));
-    parts.push(frame);
-    total += frame.length;
-  }
-  const block = new Uint8Array(total);
-  let offset = 0;
-  for (const part of parts) {
-    block.set(part, offset);
-    offset += part.length;
-  }
-  return block;
-}
+const floodWorkerPath = new URL("./flood-worker.ts", import.meta.url).pathname;
 
 function limitFlag(flags: Readonly<Record<string, string | number>>, name: string, fallback: number): number {
   const value = flags[name];
   return value === undefined ? fallback : Number(value);
 }
 
+/** Reads JSON lines from a child's stdout; `next()` waits (bounded) for the next one. */
+function jsonLines(stream: ReadableStream<Uint8Array>): { next(timeoutMs: number): Promise<Record<string, unknown>> } {
+  const reader = stream.getReader();
+  const decoder = new TextDecoder();
+  let buffered = "";
+  return {
+    async next(timeoutMs) {
+      const deadline = performance.now() + timeoutMs;
+      for (;;) {
+        const newline = buffered.indexOf("\n");
+        if (newline >= 0) {
+          const line = buffered.slice(0, newline);
+          buffered = buffered.slice(newline + 1);
+          return JSON.parse(line) as Record<string, unknown>;
+        }
+        const left = deadline - performance.now();
+        if (left <= 0) throw new Error(`flood worker: no answer within ${timeoutMs} ms`);
+        const chunk = await Promise.race([reader.read(), Bun.sleep(left).then(() => null)]);
+        if (chunk === null) continue;
+        if (chunk.done) throw new Error("flood worker: ended without an answer");
+        buffered += decoder.decode(chunk.value, { stream: true });
+      }
+    },
+  };
+}
+
 async function floodOneKind(
   server: ServerChild,
   kind: string,
   options: FloodOptions,
-  random: Random,
   probe: ProbePair,
   baselineP99: number,
   victim: number,
   serial: { next: number },
 ): Promise<KindResult> {
-  const sessions: RawSession[] = [];
-  for (let index = 0; index < options.flooders; index++) {
-    sessions.push(await RawSession.registered(server.port, `flood${serial.next++}`));
-  }
-  const block = floodBlock(kind, random, victim);
-  const started = performance.now();
-  const deadline = started + options.floodMs;
-  await Promise.all(
-    sessions.map(async (session) => {
-      while (!session.closed && performance.now() < deadline) {
-        if (!(await session.writeAll(block, deadline))) break;
-      }
-    }),
-  );
-  const ended = performance.now();
-  // The pair is measured over the flood and at least pairWindowMs from its start (a flood closed at once still
-  // leaves its backlog in the server), so that each kind's p99 rests on a comparable number of round trips.
-  const windowEnd = Math.max(ended, started + pairWindowMs);
-  await Bun.sleep(Math.max(50, windowEnd - performance.now()));
-  for (const session of sessions) session.close();
-  const trips = distribution(probe.between(started, windowEnd));
-  const flooders = sessions.map((session) => ({
-    closedAfterMs:
-      session.closedAtMs === null || session.closedAtMs > ended ? null : Math.round(session.closedAtMs - started),
-    code: session.closeCode,
-    bytesWritten: session.bytesWritten,
-    rateLimitedErrors: session.rateLimited,
-    received: session.receivedCount,
-    badServerFrames: session.badFrames,
-    reset: session.closedHow.includes("ECONNRESET"),
-  }));
-  const p99Ratio = trips.count === 0 ? Number.POSITIVE_INFINITY : trips.p99 / baselineP99;
-  return {
+  const args: FloodWorkerArguments = {
+    port: server.port,
     kind,
-    flooders,
-    pair: { count: trips.count, p50Ms: round(trips.p50, 2), p99Ms: round(trips.p99, 2), p99Ratio: round(p99Ratio, 2) },
-    allClosedWithinGoal: flooders.every(
-      (flooder) => flooder.closedAfterMs !== null && flooder.closedAfterMs <= options.closeWithinMs,
-    ),
-    p99WithinGoal: p99Ratio <= options.p99RatioMax,
+    flooders: options.flooders,
+    floodMs: options.floodMs,
+    victim,
+    seed: options.seed + serial.next,
+    prefix: `flood${serial.next++}`,
   };
+  const worker = Bun.spawn([process.execPath, floodWorkerPath, JSON.stringify(args)], {
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "inherit",
+  });
+  trackChild(worker);
+  try {
+    const lines = jsonLines(worker.stdout);
+    await lines.next(20_000);
+    const started = performance.now();
+    worker.stdin.write("go\n");
+    worker.stdin.flush();
+    const result = (await lines.next(options.floodMs + 20_000)) as unknown as {
+      durationMs: number;
+      flooders: FlooderResult[];
+    };
+    // The pair is measured over the flood and at least pairWindowMs from its start (a flood closed at once still
+    // leaves its backlog in the server), so that each kind's p99 rests on a comparable number of round trips.
+    const windowEnd = Math.max(started + result.durationMs, started + pairWindowMs);
+    await Bun.sleep(Math.max(0, windowEnd - performance.now()));
+    const trips = distribution(probe.between(started, windowEnd));
+    const flooders = result.flooders;
+    const p99Ratio = trips.count === 0 ? Number.POSITIVE_INFINITY : trips.p99 / baselineP99;
+    return {
+      kind,
+      flooders,
+      pair: {
+        count: trips.count,
+        p50Ms: round(trips.p50, 2),
+        p99Ms: round(trips.p99, 2),
+        p99Ratio: round(p99Ratio, 2),
+      },
+      allClosedWithinGoal: flooders.every(
+        (flooder) => flooder.closedAfterMs !== null && flooder.closedAfterMs <= options.closeWithinMs,
+      ),
+      p99WithinGoal: p99Ratio <= options.p99RatioMax,
+    };
+  } finally {
+    worker.kill("SIGKILL");
+    await Promise.race([worker.exited, Bun.sleep(2000)]);
+  }
 }
 
 /** Sessions that send all but the last bytes of a large frame, then a byte every dripMs; when are they closed? */
@@ -395,21 +374,13 @@ export async function runFloods(partial: Partial<FloodOptions> = {}): Promise<{ 
     const serial = { next: 1 };
     const kinds: KindResult[] = [];
     for (const kind of options.kinds) {
-      const result = await floodOneKind(
-        server,
-        kind,
-        options,
-        random,
-        probe,
-        baselineTrips.p99,
-        victim.account,
-        serial,
-      );
+      const result = await floodOneKind(server, kind, options, probe, baselineTrips.p99, victim.account, serial);
       kinds.push(result);
       const closes = result.flooders
         .map(
           (flooder) =>
-            `${flooder.closedAfterMs === null ? "open" : `${flooder.closedAfterMs} ms`} (${flooder.code ?? "-"})`,
+            `${flooder.closedAfterMs === null ? "open" : `${flooder.closedAfterMs} ms`} ` +
+            `(${flooder.code ?? "no code"}${flooder.reset ? ", reset" : ""})`,
         )
         .join(", ");
       log(
