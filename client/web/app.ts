@@ -463,7 +463,15 @@ class WebChat {
   private render(): void {
     const { state, view } = this;
     if (state === null) return;
-    view.conversations.replaceChildren(...state.list().map((conversation) => this.conversationItem(conversation)));
+    const conversations = state.list();
+    if (conversations.length === 0) {
+      const empty = document.createElement("li");
+      empty.className = "empty";
+      empty.textContent = "No conversations yet: type someone's handle above, or wait for a message.";
+      view.conversations.replaceChildren(empty);
+    } else {
+      view.conversations.replaceChildren(...conversations.map((conversation) => this.conversationItem(conversation)));
+    }
     const selected = state.selected === null ? undefined : state.conversations.get(state.selected);
     view.chat.dataset.view = selected === undefined ? "list" : "conversation";
     view.peerTitle.textContent = selected === undefined ? "Pick someone to talk to" : state.label(selected.account);

@@ -2,7 +2,10 @@
 // a server in this process with the WebSocket listener and the web client on, registration by invite. Two users
 // register in two browser contexts (separate storage), chat both ways, and the page shows ✓ sent (the peer is
 // offline), ✓✓ delivered (the peer's page is open on another conversation) and read (the peer opened it); the peer
-// logs in again with the non-extractable key its browser kept in IndexedDB. Screenshots go to test-artifacts/.
+// logs in again with the non-extractable key its browser kept in IndexedDB. At a phone's width (390 px) the page is
+// one column at a time and never wider than the screen; senders are named by handle, messages carry times and survive
+// a reload, a lost server shows a live countdown whose "retry now" reconnects at once, registration errors are in
+// words, and forgetting the device asks first. Screenshots go to test-artifacts/.
 // Without Chromium the tests skip and print why (`npm run setup:browser` installs it); with
 // SWITCHBOARD_REQUIRE_BROWSER=1, as .ci/run sets after that setup step, a missing Chromium fails them instead.
 
@@ -10,7 +13,7 @@ import { afterEach, test as bunTest, describe, expect } from "bun:test";
 import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
-import { cleanups, runCleanups, startSuiteServer, temporaryDataDir } from "../delivery-suite.ts";
+import { cleanups, freePort, runCleanups, startSuiteServer, temporaryDataDir } from "../delivery-suite.ts";
 
 const chromiumPath = "/usr/bin/chromium";
 const browserSkipped = !existsSync(chromiumPath) && process.env.SWITCHBOARD_REQUIRE_BROWSER !== "1";
@@ -217,4 +220,118 @@ describe("web chat in headless Chromium", () => {
     },
     testTimeoutMs,
   );
+
+  test("a phone and a desktop: one column at a time, names, times, history across a reload, retry now, words, forget", async () => {
+    const browser = await launchChromium();
+    const dataDir = temporaryDataDir();
+    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const wsPort = freePort();
+    const config = { registration: "invite", webClient: "on" } as const;
+    let server = await startSuiteServer({ dataDir, wsPort, config });
+    cleanups.push(() => server.server.stop({ timeoutMs: 1000 }));
+    const url = `http://127.0.0.1:${server.wsPort}/`;
+    const invites = [`e2e-${crypto.randomUUID()}`, `e2e-${crypto.randomUUID()}`];
+    const now = Date.now();
+    for (const code of invites) await server.server.context.storage.invites.issue(code, now, now + 3_600_000);
+    const phone = { width: 390, height: 844 };
+    const aliceContext = await browser.newContext({ viewport: phone });
+    const bobContext = await browser.newContext({ viewport: { width: 1100, height: 700 } });
+    const alice = await openChat(aliceContext, url);
+    const bob = await openChat(bobContext, url);
+    mkdirSync(artifactsDirectory, { recursive: true });
+
+    // Registration refused: in words, not `inviteInvalid (106): ...`.
+    await alice.page.locator("#setup").waitFor({ state: "visible" });
+    await alice.page.fill("#register-handle", "alice");
+    await alice.page.click("#register-button");
+    await alice.page.locator("#setup-error", { hasText: "needs an invite to register" }).waitFor();
+    await alice.page.fill("#register-invite", "not-a-code");
+    await alice.page.click("#register-button");
+    await alice.page.locator("#setup-error", { hasText: "this invite code is unknown or already used" }).waitFor();
+    expect(await alice.page.textContent("#setup-error")).not.toContain("inviteInvalid");
+    await alice.page.screenshot({ path: join(artifactsDirectory, "web-chat-phone-setup.png") });
+    await register(alice, "alice", invites[0]!);
+    await register(bob, "bob", invites[1]!);
+
+    // The phone shows the list alone, nothing wider than the screen.
+    const widths = () =>
+      alice.page.evaluate(() => ({
+        page: document.documentElement.scrollWidth,
+        composerRight: document.getElementById("composer")!.getBoundingClientRect().right,
+        inputWidth: document.getElementById("message-text")!.getBoundingClientRect().width,
+      }));
+    expect(await alice.page.isVisible("#conversations")).toBe(true);
+    expect(await alice.page.isVisible("#messages")).toBe(false);
+    expect((await widths()).page).toBeLessThanOrEqual(phone.width);
+    await alice.page.screenshot({ path: join(artifactsDirectory, "web-chat-phone-list.png") });
+
+    // Then the conversation alone, its message box within the screen and wide enough to type in.
+    await openPeer(alice.page, "bob");
+    expect(await alice.page.isVisible("#conversations")).toBe(false);
+    await say(alice.page, "hi from the phone");
+    await markOf(alice.page, "hi from the phone", "delivered");
+    const open = await widths();
+    expect(open.page).toBeLessThanOrEqual(phone.width);
+    expect(open.composerRight).toBeLessThanOrEqual(phone.width);
+    expect(open.inputWidth).toBeGreaterThan(200);
+
+    // Bob never looked alice up: the page names her by the server's reverse lookup, not #account.
+    const fromAlice = bob.page.locator("#conversations li", { hasText: "alice" });
+    await fromAlice.waitFor();
+    expect(await bob.page.locator("#conversations li").first().textContent()).not.toMatch(/#\d/);
+    await fromAlice.locator("button").click();
+    const received = bob.page.locator("li.message:not(.mine)", { hasText: "hi from the phone" });
+    await received.waitFor();
+    expect(await received.locator(".sender").textContent()).toBe("alice");
+    expect(await received.locator("time").textContent()).toMatch(/\d{1,2}.\d{2}/);
+    await markOf(alice.page, "hi from the phone", "read");
+    await say(bob.page, "hello phone");
+    await alice.page.locator("li.message:not(.mine)", { hasText: "hello phone" }).waitFor();
+    await alice.page.screenshot({ path: join(artifactsDirectory, "web-chat-phone-conversation.png") });
+    await bob.page.screenshot({ path: join(artifactsDirectory, "web-chat-desktop.png") });
+
+    // A reload keeps the messages, their marks and the open conversation.
+    await bob.page.waitForTimeout(700); // the history is written half a second after a change
+    await bob.page.reload();
+    await bob.page.locator("#peer-title", { hasText: "alice" }).waitFor();
+    await bob.page.locator("li.message:not(.mine)", { hasText: "hi from the phone" }).waitFor();
+    expect(await markOf(bob.page, "hello phone", "read")).toBe("✓✓ read");
+    await online(bob.page);
+
+    // The server goes away: a live countdown, and "retry now" reconnects at once once it is back.
+    await server.server.stop({ timeoutMs: 1000 });
+    const status = bob.page.locator("#status");
+    await bob.page.locator("#retry").waitFor({ state: "visible" });
+    const secondsLeft = async () => Number((await status.textContent())?.match(/in (\d+) s/)?.[1] ?? 0);
+    const waitUntil = Date.now() + 15_000;
+    while ((await secondsLeft()) < 4 && Date.now() < waitUntil) await bob.page.waitForTimeout(100);
+    const before = await secondsLeft();
+    expect(before).toBeGreaterThanOrEqual(4);
+    await bob.page.waitForTimeout(1100);
+    expect(await secondsLeft()).toBeLessThan(before); // it counts down
+    await bob.page.screenshot({ path: join(artifactsDirectory, "web-chat-desktop-offline.png") });
+    server = await startSuiteServer({ dataDir, wsPort, config });
+    const clickedAt = Date.now();
+    await bob.page.click("#retry");
+    await online(bob.page);
+    expect(Date.now() - clickedAt).toBeLessThan(1500); // well before the countdown's end
+    expect(await bob.page.isVisible("#retry")).toBe(false);
+
+    // Forgetting the device asks first; "Keep" keeps it, "Forget" deletes the key and the history.
+    await alice.page.click("#back");
+    await alice.page.click("#forget");
+    await alice.page.locator("#forget-confirm").waitFor({ state: "visible" });
+    await alice.page.screenshot({ path: join(artifactsDirectory, "web-chat-phone-forget.png") });
+    await alice.page.click("#forget-no");
+    expect(await alice.page.isVisible("#forget-confirm")).toBe(false);
+    expect(await storedKey(alice.page)).not.toBeNull();
+    await alice.page.click("#forget");
+    await alice.page.click("#forget-yes");
+    await alice.page.locator("#setup").waitFor({ state: "visible" });
+    expect(await storedKey(alice.page)).toBeNull();
+
+    // Chromium logs each refused WebSocket connection while the server was away: expected here.
+    const unexpected = (errors: string[]) => errors.filter((error) => !error.includes("WebSocket connection to"));
+    expect([...unexpected(alice.errors), ...unexpected(bob.errors)]).toEqual([]);
+  }, 60_000);
 });
