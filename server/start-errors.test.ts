@@ -205,7 +205,7 @@ describe.skipIf(!canDropPrivileges)("start failures as an unprivileged user (set
     const event = expectOneLine(
       outcome,
       2,
-      "switchboard: cannot listen on 127.0.0.1:80: permission denied; ports below 1024 need CAP_NET_BIND_SERVICE (systemd/switchboard-low-port.conf) (the TCP listener: host, port)",
+      "switchboard: cannot listen on 127.0.0.1:80: permission denied (the TCP listener: host, port); ports below 1024 need CAP_NET_BIND_SERVICE: systemd/switchboard-low-port.conf",
     );
     expect(event).toMatchObject({ listener: "tcp", port: 80, code: "EACCES" });
   });

@@ -72,10 +72,10 @@ export class ListenError extends StartError {
     const known = listenCauses[code]!;
     const hint =
       code === "EACCES" && port > 0 && port < privilegedPortsBelow
-        ? `; ports below ${privilegedPortsBelow} need CAP_NET_BIND_SERVICE (systemd/switchboard-low-port.conf)`
+        ? `; ports below ${privilegedPortsBelow} need CAP_NET_BIND_SERVICE: systemd/switchboard-low-port.conf`
         : "";
     const address = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
-    super(`cannot listen on ${address}: ${known.reason}${hint} (${listenerKeys[listener]})`, { cause });
+    super(`cannot listen on ${address}: ${known.reason} (${listenerKeys[listener]})${hint}`, { cause });
     this.code = code;
     this.exitCode = known.exitCode;
   }
