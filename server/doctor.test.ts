@@ -1,17 +1,22 @@
 // `switchboard doctor` against fake hosts (a small one fails with the lines that fix it; one tuned with the files in
 // systemd/ passes) and once against this real host, as a process.
 
-import { describe, expect, spyOn, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { afterAll, describe, expect, spyOn, test } from "bun:test";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { loadConfig } from "./config.ts";
 import {
+  type DeploymentReader,
   type DoctorCheck,
   type DoctorReport,
   descriptorHeadroom,
+  diskFreeBytesFailMin,
   formatDoctorReport,
   type HostReader,
   notrackCommand,
   parseNofile,
+  procDeploymentReader,
   runDoctor,
   runDoctorCommand,
 } from "./doctor.ts";
@@ -44,6 +49,20 @@ function check(report: DoctorReport, name: string): DoctorCheck {
   if (found === undefined) throw new Error(`no check ${name} in ${report.checks.map((entry) => entry.name)}`);
   return found;
 }
+
+const scratchDirs: string[] = [];
+afterAll(() => {
+  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/** An installation with nothing wrong: config loads, data directory tight, disk ample, ports free. */
+const fineDeployment: DeploymentReader = {
+  configSource: "test",
+  dataDirectory: () => ({ isDirectory: true, mode: 0o40700, looseFiles: [], files: 5 }),
+  disk: () => ({ freeBytes: 100 * 2 ** 30, totalBytes: 200 * 2 ** 30, path: "/var/lib" }),
+  bind: () => "free",
+  serverPid: () => undefined,
+};
 
 const checkNames = [
   "RLIMIT_NOFILE (hard)",
@@ -164,10 +183,17 @@ describe("doctor on fake hosts", () => {
     expect(report.status).toBe("warn");
   });
 
-  test("planning: --sessions is capped at sessionsMax, processes multiply the host-wide needs", () => {
+  test("planning: the configured sessionsMax by default; --sessions above it is planned for and said; processes multiply", () => {
     const small = loadConfig({ flags: { "sessions-max": "50000" } });
-    const capped = runDoctor({ config: small, read: smallHost, sessions: 10_000_000 });
-    expect(capped.sessions).toBe(50_000);
+    const configured = runDoctor({ config: small, read: smallHost });
+    expect([configured.sessions, configured.sessionsFrom]).toEqual([50_000, "limits.sessionsMax"]);
+    expect(configured.descriptorsNeeded).toBe(50_000 + descriptorHeadroom);
+    const above = runDoctor({ config: small, read: smallHost, sessions: 2_000_000 });
+    expect([above.sessions, above.sessionsFrom, above.sessionsMax]).toEqual([2_000_000, "--sessions", 50_000]);
+    expect(check(above, "fs.nr_open").minimum).toBe(2_000_000 + descriptorHeadroom);
+    expect(formatDoctorReport(above)).toContain(
+      "note: the config accepts at most 50,000 sessions (limits.sessionsMax): raise it too to serve 2,000,000",
+    );
     const planned = runDoctor({ config, read: smallHost, sessions: 20_000, processes: 3 });
     expect(planned.descriptorsNeeded).toBe(20_000 + descriptorHeadroom);
     expect(check(planned, "RLIMIT_NOFILE (hard)").status).toBe("fail"); // 4096 < 21,024
@@ -196,20 +222,121 @@ describe("doctor on fake hosts", () => {
     const printed = spyOn(console, "log").mockImplementation(() => {});
     const complained = spyOn(console, "error").mockImplementation(() => {});
     try {
-      expect(await runDoctorCommand(["--json"], smallHost)).toBe(1);
-      expect(JSON.parse(String(printed.mock.calls.at(-1)?.[0])).status).toBe("fail");
-      expect(await runDoctorCommand(["--json", "--sessions-max", "100"], tunedHost())).toBe(0);
-      expect(await runDoctorCommand(["--sessions", "0"], smallHost)).toBe(2);
-      expect(await runDoctorCommand(["--no-such-key", "1"], smallHost)).toBe(2);
-      expect(await runDoctorCommand(["stray"], smallHost)).toBe(2);
+      expect(await runDoctorCommand(["--json"], smallHost, fineDeployment)).toBe(1);
+      const json = JSON.parse(String(printed.mock.calls.at(-1)?.[0])) as DoctorReport;
+      expect(json.status).toBe("fail");
+      // Numbers as numbers: every value and minimum is a number, an array of numbers, or null.
+      for (const entry of json.checks) {
+        const values = [entry.value, entry.minimum].flat();
+        for (const value of values) expect(value === null || typeof value === "number").toBe(true);
+      }
+      expect(check(json, "RLIMIT_NOFILE (hard)")).toMatchObject({
+        value: 4096,
+        minimum: 1_000_000 + descriptorHeadroom,
+      });
+      expect(check(json, "net.ipv4.tcp_mem").value).toEqual([10000, 20000, 30000]);
+      expect(await runDoctorCommand(["--json", "--sessions-max", "100"], tunedHost(), fineDeployment)).toBe(0);
+      expect(await runDoctorCommand(["--sessions", "0"], smallHost, fineDeployment)).toBe(2);
+      expect(await runDoctorCommand(["--no-such-key", "1"], smallHost, fineDeployment)).toBe(2);
+      expect(await runDoctorCommand(["stray"], smallHost, fineDeployment)).toBe(2);
+      expect(await runDoctorCommand(["--pid", "999999999"])).toBe(2);
       expect(complained.mock.calls.map((call) => String(call[0]))).toEqual([
         "switchboard doctor: --sessions: a positive integer",
-        "switchboard doctor: flag: unknown key noSuchKey",
-        expect.stringContaining("unexpected argument stray"),
+        expect.stringContaining("switchboard doctor: Unknown option '--no-such-key'"),
+        expect.stringContaining("switchboard doctor: Unexpected argument 'stray'"),
+        "switchboard doctor: --pid 999999999: no such process",
       ]);
     } finally {
       printed.mockRestore();
       complained.mockRestore();
+    }
+  });
+});
+
+describe("doctor on the installation: config, data directory, disk, ports", () => {
+  const deploymentNames = ["config", "data directory", "free disk", "port 127.0.0.1:7420", "adminPort 127.0.0.1:7421"];
+
+  test("a sound installation passes; each problem fails or warns with its fix", () => {
+    const fine = runDoctor({ config, read: tunedHost(), deployment: fineDeployment });
+    expect(fine.checks.slice(checkNames.length).map((entry) => [entry.name, entry.status])).toEqual(
+      deploymentNames.map((name) => [name, "ok"]),
+    );
+    const broken: DeploymentReader = {
+      configSource: "/etc/switchboard/switchboard.toml",
+      configError: "/etc/switchboard/switchboard.toml: unknown key prot",
+      dataDirectory: () => ({
+        isDirectory: true,
+        mode: 0o40755,
+        looseFiles: [{ name: "switchboard.sqlite", mode: 0o100644 }],
+        files: 4,
+      }),
+      disk: () => ({ freeBytes: diskFreeBytesFailMin - 1, totalBytes: 10 * diskFreeBytesFailMin, path: "/var" }),
+      bind: (_host, port) => (port === 7420 ? "in use" : "denied"),
+      serverPid: () => undefined,
+    };
+    const report = runDoctor({ config, read: tunedHost(), deployment: broken });
+    expect(report.status).toBe("fail");
+    expect(check(report, "config")).toMatchObject({ status: "fail", found: "does not load" });
+    expect(check(report, "config").note).toContain("unknown key prot");
+    const directory = check(report, "data directory");
+    expect(directory.status).toBe("fail");
+    expect(directory.found).toBe(`${config.dataDir} is 0755; switchboard.sqlite 0644`);
+    expect(directory.fix).toEqual([
+      `chmod 0700 ${config.dataDir}`,
+      `chmod 0600 ${join(config.dataDir, "switchboard.sqlite")}`,
+    ]);
+    expect(check(report, "free disk")).toMatchObject({ status: "fail", value: diskFreeBytesFailMin - 1 });
+    expect(check(report, "port 127.0.0.1:7420")).toMatchObject({ status: "fail", found: "in use by another process" });
+    expect(check(report, "adminPort 127.0.0.1:7421")).toMatchObject({ status: "warn", found: "needs privilege" });
+    for (const entry of report.checks)
+      if (entry.status !== "ok") expect([entry.name, entry.fix.length > 0]).toEqual([entry.name, true]);
+
+    const running = runDoctor({ config, read: tunedHost(), deployment: { ...broken, serverPid: () => 4242 } });
+    expect(check(running, "port 127.0.0.1:7420")).toMatchObject({
+      status: "ok",
+      found: "in use (server pid 4242 runs)",
+    });
+    const missing = runDoctor({
+      config,
+      read: tunedHost(),
+      deployment: { ...fineDeployment, dataDirectory: () => undefined },
+    });
+    expect(check(missing, "data directory").status).toBe("warn");
+  });
+
+  test("the real reader: a loose file mode in a data directory and a port another process holds", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "switchboard-doctor-"));
+    scratchDirs.push(dataDir);
+    writeFileSync(join(dataDir, "switchboard.sqlite"), "");
+    chmodSync(join(dataDir, "switchboard.sqlite"), 0o644);
+    chmodSync(dataDir, 0o700);
+    const holder = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    try {
+      const real = loadConfig({ flags: { "data-dir": dataDir, port: String(holder.port), "admin-port": "0" } });
+      const report = runDoctor({ config: real, read: tunedHost(), deployment: procDeploymentReader("test") });
+      expect(check(report, "data directory").fix).toEqual([`chmod 0600 ${join(dataDir, "switchboard.sqlite")}`]);
+      expect(check(report, `port 127.0.0.1:${holder.port}`)).toMatchObject({
+        status: "fail",
+        found: "in use by another process",
+      });
+      expect(check(report, "free disk").value).toBeGreaterThan(0);
+      chmodSync(join(dataDir, "switchboard.sqlite"), 0o600);
+      const fixed = runDoctor({ config: real, read: tunedHost(), deployment: procDeploymentReader("test") });
+      expect(check(fixed, "data directory")).toMatchObject({ status: "ok", found: "0700, 1 files 0600" });
+    } finally {
+      holder.stop(true);
+    }
+  });
+
+  test("a config that does not load is a failed check, and the host checks still run", async () => {
+    const printed = spyOn(console, "log").mockImplementation(() => {});
+    try {
+      expect(await runDoctorCommand(["--json", "--config", "/nonexistent/switchboard.toml"], tunedHost())).toBe(1);
+      const report = JSON.parse(String(printed.mock.calls.at(-1)?.[0])) as DoctorReport;
+      expect(check(report, "config").note).toContain("config file /nonexistent/switchboard.toml not found");
+      expect(check(report, "fs.nr_open").status).toBe("ok");
+    } finally {
+      printed.mockRestore();
     }
   });
 });
@@ -232,7 +359,12 @@ describe("doctor on this host", () => {
     expect(stderr).toBe("");
     const report = JSON.parse(stdout) as DoctorReport;
     expect(code).toBe(report.status === "fail" ? 1 : 0);
-    expect(report.checks.map((entry) => entry.name)).toEqual(checkNames);
+    expect(report.checks.map((entry) => entry.name).slice(0, checkNames.length)).toEqual(checkNames);
+    expect(report.checks.map((entry) => entry.name).slice(checkNames.length, checkNames.length + 3)).toEqual([
+      "config",
+      "data directory",
+      "free disk",
+    ]);
     expect(report.sessions).toBe(1000);
     expect(report.descriptorsNeeded).toBe(1000 + descriptorHeadroom);
 

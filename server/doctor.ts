@@ -2,11 +2,18 @@
 // what the configured capacity needs, and prints for every shortfall the exact line that fixes it.
 //
 // The host is read through a HostReader, so tests feed fake hosts; the real reader reads /proc. Capacity is
-// config.limits.sessionsMax, or fewer with --sessions for planning. Linux only: on other systems the checks report
-// that they could not read the values (FreeBSD equivalents are in systemd/NOTES.md).
+// config.limits.sessionsMax, or another number with --sessions for planning (more than sessionsMax is planned for
+// and said, not capped). With a DeploymentReader it also checks what this installation needs: that the config
+// loads, the data directory's modes (0700, files 0600), free disk under it, and that the ports can be bound. Linux
+// only: on other systems the checks report that they could not read the values (FreeBSD equivalents are in
+// OPERATIONS.md).
 
-import { readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statfsSync, statSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { parseArgs } from "node:util";
 import { type Config, ConfigError, loadConfig } from "./config.ts";
+import { configFromValues, configOptions } from "./config-flags.ts";
+import { dataDirectoryMode, lockFileName } from "./data-directory.ts";
 import { versionLine } from "./version.ts";
 
 /** Where doctor reads the host. Methods return undefined for what does not exist (a non-Linux host, no conntrack). */
@@ -27,8 +34,12 @@ export interface DoctorCheck {
   /** The limit, named as an operator searches for it: "fs.nr_open", "RLIMIT_NOFILE (hard)". */
   readonly name: string;
   readonly status: CheckStatus;
+  /** What was found and what is needed, as text for the table ("4,096 (soft 1,024)", ">= 1,001,024"). */
   readonly found: string;
   readonly needed: string;
+  /** The same as numbers, for --json and monitoring: null when not a number (unreadable, "unlimited"). */
+  readonly value: number | readonly number[] | null;
+  readonly minimum: number | null;
   /** One sentence: why the server needs it, or why the finding is fine. */
   readonly note: string;
   /** Exact lines that fix it (empty when ok): a command for now, and the persistent line with where it goes. */
@@ -38,6 +49,10 @@ export interface DoctorCheck {
 export interface DoctorReport {
   /** Sessions planned for one process. */
   readonly sessions: number;
+  /** Where that number came from: "limits.sessionsMax" or "--sessions". */
+  readonly sessionsFrom: string;
+  /** The config's sessionsMax (a plan above it needs sessionsMax raised too). */
+  readonly sessionsMax: number;
   readonly processes: number;
   /** Descriptors one process needs: a socket per session plus headroom. */
   readonly descriptorsNeeded: number;
@@ -49,11 +64,40 @@ export interface DoctorReport {
 export interface DoctorOptions {
   readonly config: Config;
   readonly read?: HostReader;
-  /** Plan for this many sessions per process; capped at config.limits.sessionsMax. */
+  /** Plan for this many sessions per process; default config.limits.sessionsMax. */
   readonly sessions?: number;
   /** Switchboard processes on this host (they share fs.file-max, tcp_mem and the conntrack table). */
   readonly processes?: number;
+  /** Checks of this installation (config, data directory, disk, ports); left out when absent (fake hosts). */
+  readonly deployment?: DeploymentReader;
 }
+
+/** Where doctor reads the installation: the config's outcome, the data directory, the disk and the ports. */
+export interface DeploymentReader {
+  /** Where the config came from, and the error that stopped it loading (doctor then checks the defaults). */
+  readonly configSource: string;
+  readonly configError?: string;
+  /** The data directory: undefined when it does not exist; `error` when it cannot be read. */
+  dataDirectory(path: string): DataDirectoryState | undefined;
+  /** Free and total bytes of the file system holding path (or its nearest existing parent). */
+  disk(path: string): { freeBytes: number; totalBytes: number; path: string } | undefined;
+  /** Whether host:port can be bound now. */
+  bind(host: string, port: number): BindOutcome;
+  /** The PID in the data directory's lock file, when a server holds it. */
+  serverPid(dataDir: string): number | undefined;
+}
+
+export interface DataDirectoryState {
+  readonly isDirectory: boolean;
+  readonly mode: number;
+  /** Files in it with a mode other than 0600. */
+  readonly looseFiles: ReadonlyArray<{ name: string; mode: number }>;
+  readonly files: number;
+  /** Set when the directory could not be listed (permission). */
+  readonly error?: string;
+}
+
+export type BindOutcome = "free" | "in use" | "not on this host" | "denied" | "unknown";
 
 /** Descriptors beyond one per session: SQLite and its WAL, listeners, the admin port, the journal, Bun itself. */
 export const descriptorHeadroom = 1024;
@@ -63,6 +107,10 @@ export const somaxconnStormMin = 4096;
 export const bunListenBacklog = 512;
 /** Kernel buffer memory an idle-but-not-quite session may hold at once (a few small frames queued). */
 export const socketBufferBytesPerSession = 4096;
+/** Below this free space a commit may fail (the process exits 70); below the warning, plan for more. */
+export const diskFreeBytesFailMin = 256 * 1_048_576;
+export const diskFreeBytesWarnMin = 2 * 1_073_741_824;
+const dataFileMode = 0o600;
 
 const sysctlFile = "/etc/sysctl.d/99-switchboard.conf";
 const mebi = 1_048_576;
@@ -112,12 +160,14 @@ function parsePortList(text: string | undefined): Array<[number, number]> {
   return ranges;
 }
 
-function unreadable(name: string, path: string, needed: string): DoctorCheck {
+function unreadable(name: string, path: string, needed: string, minimum: number | null = null): DoctorCheck {
   return {
     name,
     status: "warn",
     found: "unreadable",
     needed,
+    value: null,
+    minimum,
     note: `could not read ${path} (not Linux, or /proc is hidden); check it by hand`,
     fix: [],
   };
@@ -134,13 +184,15 @@ function sysctlAtLeast(
 ): DoctorCheck {
   const path = key.replaceAll(".", "/");
   const value = parseIntegers(read.readSysctl(path))?.[0];
-  if (value === undefined) return unreadable(key, `/proc/sys/${path}`, `>= ${count(needed)}`);
+  if (value === undefined) return unreadable(key, `/proc/sys/${path}`, `>= ${count(needed)}`, needed);
   const ok = value >= needed;
   return {
     name: key,
     status: ok ? "ok" : status,
     found: count(value),
     needed: `>= ${count(needed)}`,
+    value,
+    minimum: needed,
     note,
     fix: ok ? [] : [`sysctl -w ${key}=${recommended}`, `${key} = ${recommended}   # in ${sysctlFile}`],
   };
@@ -149,7 +201,7 @@ function sysctlAtLeast(
 export function runDoctor(options: DoctorOptions): DoctorReport {
   const { config } = options;
   const read = options.read ?? procHostReader();
-  const sessions = Math.min(options.sessions ?? config.limits.sessionsMax, config.limits.sessionsMax);
+  const sessions = options.sessions ?? config.limits.sessionsMax;
   const processes = options.processes ?? 1;
   const descriptorsNeeded = sessions + descriptorHeadroom;
   const descriptorsRecommended = Math.max(shippedDescriptors, roundUp(descriptorsNeeded, mebi));
@@ -159,14 +211,19 @@ export function runDoctor(options: DoctorOptions): DoctorReport {
   // decides; under systemd it is the unit's LimitNOFILE=.
   const nofile = parseNofile(read.readLimits());
   if (nofile === undefined) {
-    checks.push(unreadable("RLIMIT_NOFILE (hard)", "/proc/self/limits", `>= ${count(descriptorsNeeded)}`));
+    checks.push(
+      unreadable("RLIMIT_NOFILE (hard)", "/proc/self/limits", `>= ${count(descriptorsNeeded)}`, descriptorsNeeded),
+    );
   } else {
     const ok = nofile.hard >= descriptorsNeeded;
+    const finite = (limit: number) => (Number.isFinite(limit) ? limit : null);
     checks.push({
       name: "RLIMIT_NOFILE (hard)",
       status: ok ? "ok" : "fail",
       found: `${count(nofile.hard)} (soft ${count(nofile.soft)})`,
       needed: `>= ${count(descriptorsNeeded)}`,
+      value: finite(nofile.hard),
+      minimum: descriptorsNeeded,
       note:
         `limits of ${read.limitsOf ?? "this process"}: one descriptor per session plus headroom (Bun raises the soft ` +
         "limit to the hard one). The service gets LimitNOFILE= from its unit: check it with --pid <server pid>",
@@ -202,24 +259,37 @@ export function runDoctor(options: DoctorOptions): DoctorReport {
   checks.push(portRangeCheck(read, config));
   checks.push(tcpMemoryCheck(read, sessions * processes));
   checks.push(conntrackCheck(read, sessions * processes, config.port));
+  if (options.deployment !== undefined) checks.push(...deploymentChecks(options.deployment, config, sessions));
 
   const status = checks.reduce<CheckStatus>(
     (worst, check) => (rank[check.status] > rank[worst] ? check.status : worst),
     "ok",
   );
-  return { sessions, processes, descriptorsNeeded, checks, status };
+  return {
+    sessions,
+    sessionsFrom: options.sessions === undefined ? "limits.sessionsMax" : "--sessions",
+    sessionsMax: config.limits.sessionsMax,
+    processes,
+    descriptorsNeeded,
+    checks,
+    status,
+  };
 }
 
 function somaxconnCheck(read: HostReader): DoctorCheck {
   const key = "net.core.somaxconn";
   const value = parseIntegers(read.readSysctl("net/core/somaxconn"))?.[0];
-  if (value === undefined) return unreadable(key, "/proc/sys/net/core/somaxconn", `>= ${somaxconnStormMin}`);
+  if (value === undefined) {
+    return unreadable(key, "/proc/sys/net/core/somaxconn", `>= ${somaxconnStormMin}`, somaxconnStormMin);
+  }
   const status: CheckStatus = value < bunListenBacklog ? "fail" : value < somaxconnStormMin ? "warn" : "ok";
   return {
     name: key,
     status,
     found: count(value),
     needed: `>= ${count(somaxconnStormMin)}`,
+    value,
+    minimum: somaxconnStormMin,
     note:
       status === "fail"
         ? `below Bun's backlog of ${bunListenBacklog}: every accept queue is cut short and reconnect storms drop SYNs`
@@ -248,6 +318,8 @@ function portRangeCheck(read: HostReader, config: Config): DoctorCheck {
     status: exposed.length === 0 ? "ok" : "warn",
     found: `${low}-${high} (${count(high - low + 1)} ports)`,
     needed: `ports ${ports.join(", ") || "(none)"} outside it or reserved`,
+    value: [low, high],
+    minimum: null,
     note:
       exposed.length === 0
         ? "the server only accepts; load generators need a wide range (one port per connection to one address)"
@@ -269,7 +341,7 @@ function tcpMemoryCheck(read: HostReader, sessions: number): DoctorCheck {
   const neededPages = Math.ceil((sessions * socketBufferBytesPerSession) / pageBytes);
   const values = parseIntegers(read.readSysctl("net/ipv4/tcp_mem"));
   if (values === undefined || values.length < 3) {
-    return unreadable(key, "/proc/sys/net/ipv4/tcp_mem", `pressure >= ${count(neededPages)} pages`);
+    return unreadable(key, "/proc/sys/net/ipv4/tcp_mem", `pressure >= ${count(neededPages)} pages`, neededPages);
   }
   const [, pressure, max] = values as [number, number, number];
   const status: CheckStatus = pressure >= neededPages ? "ok" : max >= neededPages ? "warn" : "fail";
@@ -281,6 +353,8 @@ function tcpMemoryCheck(read: HostReader, sessions: number): DoctorCheck {
     status,
     found: values.join(" "),
     needed: `pressure >= ${neededPages}`,
+    value: values,
+    minimum: neededPages,
     note:
       `pages: ${count(sessions)} sessions with ${socketBufferBytesPerSession / 1024} KiB queued each need ` +
       `${gibibytes(neededPages)}; pressure is at ${gibibytes(pressure)}, max at ${gibibytes(max)}. ` +
@@ -302,6 +376,8 @@ function conntrackCheck(read: HostReader, sessions: number, port: number): Docto
       status: "ok",
       found: "not loaded",
       needed: `>= ${count(needed)} if loaded`,
+      value: null,
+      minimum: needed,
       note: "no connection tracking on this host: nothing to fill",
       fix: [],
     };
@@ -314,6 +390,8 @@ function conntrackCheck(read: HostReader, sessions: number, port: number): Docto
     status: ok ? "ok" : "fail",
     found: count(value),
     needed: `>= ${count(needed)}`,
+    value,
+    minimum: needed,
     note: "conntrack is loaded: every session takes an entry, and a full table drops new connections",
     fix: ok
       ? []
@@ -322,6 +400,234 @@ function conntrackCheck(read: HostReader, sessions: number, port: number): Docto
           `-${key} = ${recommended}   # in ${sysctlFile}`,
           `or exempt the port from tracking: ${notrackCommand(port)}`,
         ],
+  };
+}
+
+// ---- the installation: config, data directory, disk, ports -------------------------------------------------------
+
+function octal(mode: number): string {
+  return `0${(mode & 0o777).toString(8)}`;
+}
+
+function deploymentChecks(deployment: DeploymentReader, config: Config, sessions: number): DoctorCheck[] {
+  const checks: DoctorCheck[] = [];
+  checks.push({
+    name: "config",
+    status: deployment.configError === undefined ? "ok" : "fail",
+    found: deployment.configError === undefined ? "loads" : "does not load",
+    needed: "loads",
+    value: null,
+    minimum: null,
+    note:
+      deployment.configError === undefined
+        ? `from ${deployment.configSource}: sessionsMax ${count(config.limits.sessionsMax)}, data in ${config.dataDir}`
+        : `${deployment.configError}; the other checks use the defaults`,
+    fix:
+      deployment.configError === undefined
+        ? []
+        : ["switchboard check-config   # every problem, with where it came from"],
+  });
+  checks.push(dataDirectoryCheck(deployment, config));
+  checks.push(diskCheck(deployment, config, sessions));
+  const serverPid = deployment.serverPid(config.dataDir);
+  const ports: Array<[string, string, number]> = [
+    ["port", config.host, config.port],
+    ["adminPort", config.adminHost, config.adminPort],
+    ["wsPort", config.wsHost, config.wsPort],
+  ];
+  for (const [key, host, port] of ports) {
+    if (port !== 0) checks.push(portCheck(deployment, key, host, port, serverPid));
+  }
+  return checks;
+}
+
+function dataDirectoryCheck(deployment: DeploymentReader, config: Config): DoctorCheck {
+  const name = "data directory";
+  const path = config.dataDir;
+  const base = {
+    name,
+    needed: `${octal(dataDirectoryMode)}, files ${octal(dataFileMode)}`,
+    value: null,
+    minimum: null,
+  };
+  const state = deployment.dataDirectory(path);
+  if (state === undefined) {
+    return {
+      ...base,
+      status: "warn",
+      found: `${path} missing`,
+      note: "`switchboard start` creates it (0700); store commands need the database it creates",
+      fix: [`install -d -m 0700 -o switchboard -g switchboard ${path}   # or start the server once`],
+    };
+  }
+  if (!state.isDirectory) {
+    return {
+      ...base,
+      status: "fail",
+      found: `${path} is not a directory`,
+      note: "dataDir must be a directory",
+      fix: [],
+    };
+  }
+  const problems: string[] = [];
+  const fix: string[] = [];
+  if ((state.mode & 0o777) !== dataDirectoryMode) {
+    problems.push(`${path} is ${octal(state.mode)}`);
+    fix.push(`chmod 0700 ${path}`);
+  }
+  if (state.looseFiles.length > 0) {
+    problems.push(state.looseFiles.map((file) => `${file.name} ${octal(file.mode)}`).join(", "));
+    fix.push(`chmod 0600 ${state.looseFiles.map((file) => join(path, file.name)).join(" ")}`);
+  }
+  if (state.error !== undefined) {
+    return {
+      ...base,
+      status: "warn",
+      found: `${octal(state.mode)}, files unreadable`,
+      note: `${state.error}: run doctor as the service user or root to check the files`,
+      fix,
+    };
+  }
+  return {
+    ...base,
+    status: problems.length === 0 ? "ok" : "fail",
+    found: problems.length === 0 ? `${octal(state.mode)}, ${state.files} files 0600` : problems.join("; "),
+    note: "queued messages and the code-hash key: only the service user may read them",
+    fix,
+  };
+}
+
+function diskCheck(deployment: DeploymentReader, config: Config, sessions: number): DoctorCheck {
+  const name = "free disk";
+  const disk = deployment.disk(config.dataDir);
+  const needed = `>= ${mebibytes(diskFreeBytesWarnMin)}`;
+  if (disk === undefined) return unreadable(name, config.dataDir, needed, diskFreeBytesWarnMin);
+  const status: CheckStatus =
+    disk.freeBytes < diskFreeBytesFailMin ? "fail" : disk.freeBytes < diskFreeBytesWarnMin ? "warn" : "ok";
+  return {
+    name,
+    status,
+    found: `${mebibytes(disk.freeBytes)} of ${mebibytes(disk.totalBytes)} (${disk.path})`,
+    needed,
+    value: disk.freeBytes,
+    minimum: diskFreeBytesWarnMin,
+    note:
+      `a failed commit stops the server (exit 70); queues for offline devices grow with ${count(sessions)} sessions ` +
+      `(at most queueBytesMax ${mebibytes(config.limits.queueBytesMax)} per device)`,
+    fix: status === "ok" ? [] : [`free space on the file system of ${disk.path}, or move dataDir`],
+  };
+}
+
+function mebibytes(bytes: number): string {
+  return `${count(Math.floor(bytes / 1_048_576))} MiB`;
+}
+
+function portCheck(
+  deployment: DeploymentReader,
+  key: string,
+  host: string,
+  port: number,
+  serverPid: number | undefined,
+): DoctorCheck {
+  const outcome = deployment.bind(host, port);
+  const base = { name: `${key} ${host}:${port}`, needed: "free, or held by this server", value: port, minimum: null };
+  if (outcome === "free") {
+    return { ...base, status: "ok", found: "free", note: "the server can bind it", fix: [] };
+  }
+  if (outcome === "in use") {
+    return serverPid !== undefined
+      ? { ...base, status: "ok", found: `in use (server pid ${serverPid} runs)`, note: "", fix: [] }
+      : {
+          ...base,
+          status: "fail",
+          found: "in use by another process",
+          note: "no server holds this data directory, so another program has the port: start would fail",
+          fix: [`ss -ltnp 'sport = :${port}'   # who holds it`],
+        };
+  }
+  if (outcome === "denied") {
+    return {
+      ...base,
+      status: "warn",
+      found: "needs privilege",
+      note: "a port below 1024 needs CAP_NET_BIND_SERVICE",
+      fix: ["install systemd/switchboard-low-port.conf as the unit's drop-in (OPERATIONS.md)"],
+    };
+  }
+  if (outcome === "not on this host") {
+    return {
+      ...base,
+      status: "fail",
+      found: `${host} is not an address of this host`,
+      note: "start would fail to bind it",
+      fix: [`set ${key === "port" ? "host" : key.replace("Port", "Host")} to an address of this host`],
+    };
+  }
+  return {
+    ...base,
+    status: "warn",
+    found: "could not test",
+    note: "binding failed for another reason",
+    fix: [`ss -ltnp 'sport = :${port}'   # look by hand`],
+  };
+}
+
+/** Reads this installation for real: stat and statfs, a bind attempt per port, the data directory's lock file. */
+export function procDeploymentReader(configSource: string, configError?: string): DeploymentReader {
+  return {
+    configSource,
+    ...(configError === undefined ? {} : { configError }),
+    dataDirectory(path) {
+      if (!existsSync(path)) return undefined;
+      const stat = statSync(path);
+      if (!stat.isDirectory()) return { isDirectory: false, mode: stat.mode, looseFiles: [], files: 0 };
+      let names: string[];
+      try {
+        names = readdirSync(path);
+      } catch (error) {
+        return { isDirectory: true, mode: stat.mode, looseFiles: [], files: 0, error: String(error) };
+      }
+      const looseFiles: Array<{ name: string; mode: number }> = [];
+      let files = 0;
+      for (const name of names) {
+        const file = statSync(join(path, name), { throwIfNoEntry: false });
+        if (file === undefined || !file.isFile()) continue;
+        files++;
+        if ((file.mode & 0o777) !== dataFileMode) looseFiles.push({ name, mode: file.mode });
+      }
+      return { isDirectory: true, mode: stat.mode, looseFiles, files };
+    },
+    disk(path) {
+      let existing = path;
+      while (!existsSync(existing) && dirname(existing) !== existing) existing = dirname(existing);
+      try {
+        const stats = statfsSync(existing);
+        return { freeBytes: stats.bavail * stats.bsize, totalBytes: stats.blocks * stats.bsize, path: existing };
+      } catch {
+        return undefined;
+      }
+    },
+    bind(host, port) {
+      try {
+        const listener = Bun.listen({ hostname: host, port, socket: { data() {} } });
+        listener.stop(true);
+        return "free";
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code ?? String(error);
+        if (code.includes("EADDRINUSE")) return "in use";
+        if (code.includes("EACCES") || code.includes("EPERM")) return "denied";
+        if (code.includes("EADDRNOTAVAIL")) return "not on this host";
+        return "unknown";
+      }
+    },
+    serverPid(dataDir) {
+      try {
+        const pid = Number(readFileSync(join(dataDir, lockFileName), "utf8").trim());
+        return Number.isInteger(pid) && pid > 0 && existsSync(`/proc/${pid}`) ? pid : undefined;
+      } catch {
+        return undefined;
+      }
+    },
   };
 }
 
@@ -370,11 +676,16 @@ export function formatDoctorReport(report: DoctorReport): string {
       .trimEnd();
   const out = [
     versionLine(),
-    `switchboard doctor: ${count(report.sessions)} sessions in ${report.processes} process(es), ` +
-      `${count(report.descriptorsNeeded)} descriptors per process`,
-    "",
-    line(header),
+    `switchboard doctor: ${count(report.sessions)} sessions (${report.sessionsFrom}) in ${report.processes} ` +
+      `process(es), ${count(report.descriptorsNeeded)} descriptors per process`,
   ];
+  if (report.sessions > report.sessionsMax) {
+    out.push(
+      `note: the config accepts at most ${count(report.sessionsMax)} sessions (limits.sessionsMax): raise it too ` +
+        `to serve ${count(report.sessions)}`,
+    );
+  }
+  out.push("", line(header));
   report.checks.forEach((check, index) => {
     out.push(line(rows[index]!));
     if (check.status === "ok") return;
@@ -389,55 +700,82 @@ export function formatDoctorReport(report: DoctorReport): string {
 const usage = `switchboard doctor [--sessions N] [--processes N] [--pid PID] [--json] [--config file.toml] [config flags]
 
 Compares this host's limits with what the configured capacity (limits.sessionsMax) needs and prints the line that
-fixes each shortfall. Exit 0 when nothing fails, 1 when a check fails, 2 on a usage error.
+fixes each shortfall; checks the config, the data directory (0700, files 0600), free disk and the ports too. Exit 0
+when nothing fails, 1 when a check fails, 2 on a usage error.
 
-  --sessions N    plan for N sessions per process (at most sessionsMax)
+  --sessions N    plan for N sessions per process (default: limits.sessionsMax of the config)
   --processes N   Switchboard processes sharing this host (default 1)
   --pid PID       read RLIMIT_NOFILE of the running server instead of this process
-  --json          print the report as JSON`;
+  --json          print the report as JSON (numbers in value and minimum)`;
 
-const ownFlags = ["sessions", "processes", "pid", "json", "config", "help"];
+const ownOptions = {
+  sessions: { type: "string" },
+  processes: { type: "string" },
+  pid: { type: "string" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
 
-function positiveInteger(name: string, value: string | undefined): number | undefined {
+function positiveInteger(name: string, value: string | boolean | undefined): number | undefined {
   if (value === undefined) return undefined;
-  const number = Number(value.replaceAll("_", ""));
-  if (!Number.isInteger(number) || number < 1) throw new ConfigError(`--${name}: a positive integer`);
+  const number = Number(String(value).replaceAll("_", ""));
+  if (!Number.isSafeInteger(number) || number < 1) throw new ConfigError(`--${name}: a positive integer`);
   return number;
 }
 
 /** `switchboard doctor`: prints the report; 0 when no check fails, 1 when one does, 2 on a usage or config error. */
-export async function runDoctorCommand(argv: string[], read?: HostReader): Promise<number> {
-  const flags: Record<string, string> = {};
-  for (let index = 0; index < argv.length; index++) {
-    const argument = argv[index]!;
-    if (!argument.startsWith("--")) {
-      console.error(`switchboard doctor: unexpected argument ${argument}\n\n${usage}`);
+export async function runDoctorCommand(
+  argv: string[],
+  read?: HostReader,
+  deployment?: DeploymentReader,
+): Promise<number> {
+  try {
+    let parsed: ReturnType<typeof parseArgs<{ options: typeof ownOptions; strict: true; allowPositionals: false }>>;
+    try {
+      parsed = parseArgs({
+        args: argv,
+        options: { ...configOptions(), ...ownOptions },
+        strict: true,
+        allowPositionals: false,
+      });
+    } catch (error) {
+      console.error(`switchboard doctor: ${(error as Error).message}\n\n${usage}`);
       return 2;
     }
-    const equals = argument.indexOf("=");
-    if (equals > 0) flags[argument.slice(2, equals)] = argument.slice(equals + 1);
-    else if (index + 1 < argv.length && !argv[index + 1]!.startsWith("--")) flags[argument.slice(2)] = argv[++index]!;
-    else flags[argument.slice(2)] = "true";
-  }
-  if (flags.help !== undefined) {
-    console.log(usage);
-    return 0;
-  }
-  try {
-    const configFlags = Object.fromEntries(Object.entries(flags).filter(([name]) => !ownFlags.includes(name)));
-    const config = loadConfig({
-      file: flags.config ?? process.env.SWITCHBOARD_CONFIG,
-      env: process.env,
-      flags: configFlags,
-    });
-    const pid = positiveInteger("pid", flags.pid);
+    const values = parsed.values as Record<string, string | boolean | undefined>;
+    if (values.help === true) {
+      console.log(usage);
+      return 0;
+    }
+    const sessions = positiveInteger("sessions", values.sessions);
+    const processes = positiveInteger("processes", values.processes);
+    const pid = positiveInteger("pid", values.pid);
+    if (pid !== undefined && read === undefined && !existsSync(`/proc/${pid}`)) {
+      console.error(`switchboard doctor: --pid ${pid}: no such process`);
+      return 2;
+    }
+    // A config that does not load is a failed check, not the end: the host checks still run, on the defaults.
+    let config: Config;
+    let source: string;
+    let configError: string | undefined;
+    try {
+      const loaded = configFromValues(values, Object.keys(ownOptions));
+      config = loaded.config;
+      source = loaded.source;
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      configError = error.message;
+      source = "unloadable";
+      config = loadConfig({});
+    }
     const report = runDoctor({
       config,
       read: read ?? procHostReader(pid),
-      sessions: positiveInteger("sessions", flags.sessions),
-      processes: positiveInteger("processes", flags.processes),
+      sessions,
+      processes,
+      deployment: deployment ?? procDeploymentReader(source, configError),
     });
-    if (flags.json !== undefined) console.log(JSON.stringify(report, null, 2));
+    if (values.json === true) console.log(JSON.stringify(report, null, 2));
     else process.stdout.write(formatDoctorReport(report));
     return report.status === "fail" ? 1 : 0;
   } catch (error) {
