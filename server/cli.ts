@@ -92,11 +92,11 @@ function parseErrorText(error: unknown): string {
 }
 
 /** The config as `start` loads it: --config (else SWITCHBOARD_CONFIG), the environment, the config-key flags. */
-function loadFromValues(values: Parsed["values"], own: readonly string[]): SourcedConfig {
+function loadFromValues(values: Parsed["values"]): SourcedConfig {
   const keys = configOptions();
   const flags: Record<string, string> = {};
   for (const [name, value] of Object.entries(values)) {
-    if (name === "config" || name === "help" || own.includes(name) || !(name in keys)) continue;
+    if (name === "config" || !(name in keys)) continue;
     if (typeof value === "string") flags[name] = value;
   }
   const file = typeof values.config === "string" ? values.config : process.env.SWITCHBOARD_CONFIG || undefined;
@@ -141,7 +141,7 @@ async function start(argv: readonly string[]): Promise<number> {
   if (values.help) return printHelp(startHelp);
   let config: Config;
   try {
-    config = loadFromValues(values, []).config;
+    config = loadFromValues(values).config;
   } catch (error) {
     if (error instanceof ConfigError) return startFailed(error, 2, { cause: "config", problems: error.problems });
     throw error;
@@ -169,7 +169,7 @@ async function start(argv: readonly string[]): Promise<number> {
     server.context.log.info("signal", { signal: "SIGHUP" });
     let next: Config;
     try {
-      next = loadFromValues(values, []).config;
+      next = loadFromValues(values).config;
     } catch (error) {
       server.context.log.error("reload_failed", { error: String(error) });
       return;
@@ -203,7 +203,7 @@ async function checkConfig(argv: readonly string[]): Promise<number> {
   if (values.help) return printHelp(checkConfigHelp);
   let loaded: SourcedConfig;
   try {
-    loaded = loadFromValues(values, []);
+    loaded = loadFromValues(values);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     for (const problem of error.problems) console.error(`switchboard: ${configLine(problem)}`);
