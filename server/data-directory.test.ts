@@ -122,7 +122,12 @@ describe("one server per data directory", () => {
 
     const second = await cli(dataDir, "start");
     expect(second.code).toBe(2);
-    const message = second.stderr.trim();
+    // The one line, without the JSON log lines (errors such as start_failed go to stderr too: log.ts).
+    const message = second.stderr
+      .split("\n")
+      .filter((line) => !line.startsWith("{"))
+      .join("\n")
+      .trim();
     expect(message.split("\n")).toHaveLength(1);
     expect(message).toContain(`process ${first.process.pid}`);
     expect(message).toContain(dataDir);
