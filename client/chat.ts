@@ -76,7 +76,8 @@ export function terminalIo(): ChatIo {
   const input = createInterface({ input: process.stdin, terminal: false });
   const tty = stdout.isTTY === true && process.stdin.isTTY === true;
   let rowsPrinted = 0;
-  const columns = () => stdout.columns ?? 80;
+  // A terminal that does not report its size (0, as a fresh pty) is taken as 80 × 24.
+  const columns = () => stdout.columns || 80;
   const lines: AsyncIterable<string> = {
     async *[Symbol.asyncIterator]() {
       for await (const line of input) {
@@ -99,7 +100,7 @@ export function terminalIo(): ChatIo {
       print(line);
       return (next) => {
         const up = rowsPrinted - firstRow;
-        if (rowsOf(next, columns()) !== rows || rows !== 1 || up >= (stdout.rows ?? 24)) return false;
+        if (rowsOf(next, columns()) !== rows || rows !== 1 || up >= (stdout.rows || 24)) return false;
         stdout.write(`\x1b7\x1b[${up}A\r\x1b[2K${next}\x1b8`);
         return true;
       };
