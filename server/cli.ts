@@ -191,10 +191,11 @@ function configLine(problem: string): string {
 const checkConfigHelp = `switchboard check-config [--config FILE] [config flags]
 
 Loads the config exactly as start would (the file, then SWITCHBOARD_* environment variables, then flags) and prints
-"config OK" with the file it read and every value that is not the default, with where it came from; or every problem
-(a TOML syntax error with its line and column, an unknown key, a bad value, a broken relation between limits with the
-values involved and their sources) on stderr. Exit 0 when the config is good, 2 when it is not. It opens nothing:
-the data directory and the ports are start's (and doctor's) business.
+"config OK" with the file it read and every value the file, the environment or a flag sets, with where it came from
+(unlisted keys keep their defaults); or every problem on stderr: a TOML syntax error with its line and column, an
+unknown key, a bad value, a broken relation between limits with the values involved and their sources. Exit 0 when
+the config is good, 2 when it is not. It opens nothing: the data directory and the ports are start's (and doctor's)
+business.
 
 ${configHelp}`;
 
