@@ -3,7 +3,7 @@
 // virtual memory, CPU seconds and start time. Read from /proc/self on Linux; elsewhere only what the process API
 // gives (CPU, resident memory, start time) is written.
 
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import type { Metrics } from "./metrics.ts";
 
@@ -78,12 +78,15 @@ export function registerProcessMetrics(metrics: Metrics, procRoot = "/proc"): vo
     const max = maxOpenFiles(procRoot);
     return max === null ? 0 : max;
   });
-  // Counting /proc/self/fd lists every descriptor: with a million sessions that is a million names. The listing
-  // runs on the thread pool (fs/promises), before the render, so the event loop only counts the array.
+  // Linux 6.2 and later give the number of open descriptors as the size of /proc/self/fd (counted from the kernel's
+  // bitmap: microseconds, even at a million). Older kernels give 0: then the directory is listed, on the thread pool
+  // (fs/promises), which costs about 1.5 ms per thousand descriptors there and the names' allocation on the loop.
+  const fdPath = `${procRoot}/self/fd`;
   let openFds = 0;
   metrics.refreshBeforeRender(async () => {
     try {
-      openFds = (await readdir(`${procRoot}/self/fd`)).length;
+      const size = statSync(fdPath).size;
+      openFds = size > 0 ? size : (await readdir(fdPath)).length;
     } catch {
       openFds = 0;
     }
