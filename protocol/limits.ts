@@ -219,8 +219,6 @@ export function assertLimits(limits: Limits): Limits {
   if (limits.devicesPerAccountMax * 2 > limits.arrayItemsMax) fail("devicesPerAccountMax * 2 <= arrayItemsMax");
   if (limits.receiptClientIdsMax > limits.arrayItemsMax) fail("receiptClientIdsMax <= arrayItemsMax");
   if (limits.reverseLookupAccountsMax > limits.arrayItemsMax) fail("reverseLookupAccountsMax <= arrayItemsMax");
-  // A reverse lookup costs one rate token per id: a burst must be able to pay for the largest one.
-  if (limits.reverseLookupAccountsMax > limits.rateBurstStanzas) fail("reverseLookupAccountsMax <= rateBurstStanzas");
   if (limits.nestingDepthMax < 3) fail("nestingDepthMax >= 3 (device-list entries are arrays in an array)");
   if (limits.inboundBytesMax < limits.frameBytesMax) fail("inboundBytesMax >= frameBytesMax");
   if (limits.outboundBytesMax < limits.frameBytesMax) fail("outboundBytesMax >= frameBytesMax");

@@ -72,8 +72,9 @@ export class AccountRequests {
    */
   async reverseLookup(session: Session, stanza: ReverseLookupStanza): Promise<void> {
     const { io, metrics, storage } = this.context;
-    // admit() took one token for the stanza; the other ids pay here, all or nothing.
-    const extraTokens = stanza.accounts.length - 1;
+    // admit() took one token for the stanza; the other ids pay here, all or nothing. A request never costs more than
+    // a full bucket (a config may set a burst below reverseLookupAccountsMax), or it could never be answered.
+    const extraTokens = Math.min(stanza.accounts.length, this.context.limits.rateBurstStanzas) - 1;
     if (session.rateTokens < extraTokens) {
       metrics.errors.incLabel("rateLimited");
       io.send(session, {
