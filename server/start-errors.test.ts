@@ -7,11 +7,13 @@
 // permissions apply to (root bypasses them): when the suite runs as root and `setpriv` exists, the child runs as
 // nobody (uid 65534) for a privileged port, a data directory owned by root (mode 0500 and 0755), and one under a
 // directory it may not write. A read-only file system is a read-only bind mount in a private mount namespace
-// (`unshare -m`, root only). Without those tools the cases are skipped, saying why.
+// (`unshare -m`, root only). Without those tools the cases are skipped, saying why. A database SQLite cannot open and
+// a full disk are not provoked here: the mapping tests at the end cover their lines and exit codes.
 
 import { afterAll, describe, expect, test } from "bun:test";
 import { chmodSync, chownSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { asDataDirectoryError, asListenError, DataDirectoryError, type ListenError } from "./start-errors.ts";
 import { temporaryDirectory } from "./test-kit.ts";
 
 const cliPath = new URL("./cli.ts", import.meta.url).pathname;
@@ -266,5 +268,40 @@ describe.skipIf(!canMountReadOnly)("start on a read-only file system (a read-onl
       `switchboard: cannot use data directory ${directory}: read-only file system (chmod)`,
     );
     expect(event.code).toBe("EROFS");
+  });
+});
+
+describe("the mapping itself (causes no test above can provoke)", () => {
+  const failure = (fields: Record<string, unknown>) => Object.assign(new Error("failed"), fields);
+
+  test("SQLite codes, extended ones by their primary code; a full disk may pass (1)", () => {
+    const cantOpen = asDataDirectoryError("/data", failure({ code: "SQLITE_CANTOPEN" }));
+    expect(cantOpen).toBeInstanceOf(DataDirectoryError);
+    expect((cantOpen as DataDirectoryError).message).toBe(
+      "cannot use data directory /data: SQLite cannot open the database file",
+    );
+    expect((cantOpen as DataDirectoryError).exitCode).toBe(2);
+    const ioError = asDataDirectoryError("/data", failure({ code: "SQLITE_IOERR_WRITE" })) as DataDirectoryError;
+    expect([ioError.code, ioError.exitCode]).toEqual(["SQLITE_IOERR", 1]);
+    const full = asDataDirectoryError("/data", failure({ code: "ENOSPC", path: "/data/x", syscall: "write" }));
+    expect((full as DataDirectoryError).message).toBe(
+      "cannot use /data/x in data directory /data: no space left on device (write)",
+    );
+    expect((full as DataDirectoryError).exitCode).toBe(1);
+  });
+
+  test("unknown causes stay as they are (a bug keeps its stack trace)", () => {
+    const bug = new TypeError("x is undefined");
+    expect(asDataDirectoryError("/data", bug)).toBe(bug);
+    expect(asListenError("tcp", "127.0.0.1", 1, bug)).toBe(bug);
+    const strange = failure({ code: "SQLITE_MISMATCH" });
+    expect(asDataDirectoryError("/data", strange)).toBe(strange);
+    // The same EACCES from a file (the admin token, say) is not the port's fault.
+    const fileError = failure({ code: "EACCES", syscall: "open", path: "/data/admin.token" });
+    expect(asListenError("admin", "127.0.0.1", 7421, fileError)).toBe(fileError);
+    const bind = asListenError("tcp", "::1", 7420, failure({ code: "EADDRINUSE", syscall: "listen" }));
+    expect((bind as ListenError).message).toBe(
+      "cannot listen on [::1]:7420: address in use (the TCP listener: host, port)",
+    );
   });
 });

@@ -126,18 +126,6 @@ export function asListenError(listener: ListenerName, host: string, port: number
   return code !== undefined && code in listenCauses ? new ListenError(listener, host, port, code, error) : error;
 }
 
-/**
- * Runs `open` (preparing, locking and opening the data directory and its database); a file-system or SQLite failure
- * with a known cause becomes a DataDirectoryError naming the path.
- */
-export async function inDataDirectory<T>(directory: string, open: () => T | Promise<T>): Promise<T> {
-  try {
-    return await open();
-  } catch (error) {
-    throw asDataDirectoryError(directory, error);
-  }
-}
-
 /** The DataDirectoryError for `error`, or `error` itself when its cause is not a known one. */
 export function asDataDirectoryError(directory: string, error: unknown): unknown {
   let code = errorCode(error);
