@@ -328,6 +328,26 @@ describe("admin HTTP and listeners", () => {
     await stopping;
   });
 
+  test("a second stop during the lame duck ends it at once (Ctrl-C twice)", async () => {
+    const { loadConfig } = await import("./config.ts");
+    const { startServer } = await import("./server.ts");
+    const { createLogger } = await import("./log.ts");
+    const server = await startServer(
+      loadConfig({ base: { port: 0, adminPort: freePort(), dataDir: scratch(), registration: "open" } }),
+      { log: createLogger("warn", () => {}) },
+    );
+    const alice = await connect(server.port);
+    await alice.register("alice");
+    const startedAt = Date.now();
+    const first = server.stop({ lameDuckMs: 10_000 });
+    await Bun.sleep(100);
+    expect(alice.all("goaway")).toHaveLength(0); // in the lame duck
+    await server.stop();
+    await first;
+    expect(Date.now() - startedAt).toBeLessThan(3000);
+    expect((await alice.next("goaway")).code).toBe(ErrorCode.shuttingDown);
+  });
+
   test("several listeners share one port (SO_REUSEPORT) and all accept", async () => {
     const dataDir = scratch();
     const server = await serverProcess({ "data-dir": dataDir, listeners: 4 });

@@ -49,7 +49,7 @@ export interface RunningServer {
    * stop accepting, commit what is pending, goaway to every session (retry hints jittered over a window sized to the
    * number of sessions: drainWindowMs), wait for the sockets to close (at most `timeoutMs`), commit again, close the
    * store. `lameDuckMs` defaults to the config's, or 0 without an admin listener (nothing could see /readyz).
-   * Idempotent.
+   * Idempotent; a second call during the lame duck ends it at once.
    */
   stop(options?: { timeoutMs?: number; lameDuckMs?: number }): Promise<void>;
   /**
@@ -206,8 +206,14 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   });
 
   let stopping: Promise<void> | null = null;
+  // Ends the lame duck early: a second stop (a second SIGTERM or SIGINT, Ctrl-C twice) goes on to the drain at once.
+  let endLameDuck: (() => void) | null = null;
   const stop = (stopOptions: { timeoutMs?: number; lameDuckMs?: number } = {}): Promise<void> => {
-    stopping ??= (async () => {
+    if (stopping !== null) {
+      endLameDuck?.();
+      return stopping;
+    }
+    stopping = (async () => {
       const timeoutMs = stopOptions.timeoutMs ?? stopTimeoutMsDefault;
       // The lame duck: not ready, still serving. New connections are accepted and served as usual: a load
       // balancer needs a few seconds to see the 503, and a client it still sends here is better served than refused
@@ -216,7 +222,13 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       table.lameDuck = true;
       if (lameDuckMs > 0) {
         context.log.notice("lame_duck", { ms: lameDuckMs, sessions: table.sessions.size });
-        await Bun.sleep(lameDuckMs);
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await new Promise<void>((resolve) => {
+          endLameDuck = resolve;
+          timer = setTimeout(resolve, lameDuckMs);
+        });
+        clearTimeout(timer);
+        endLameDuck = null;
       }
       const retryWindowMs = drainWindowMs(
         table.sessions.size,
