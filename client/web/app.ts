@@ -507,6 +507,12 @@ class WebChat {
       badge.textContent = String(conversation.unread);
       button.append(badge);
     }
+    if (last !== undefined) {
+      const preview = document.createElement("span");
+      preview.className = "preview";
+      preview.textContent = `${last.mine ? "you: " : ""}${last.text}`;
+      button.append(preview);
+    }
     button.addEventListener("click", () => {
       state.open(conversation.account);
       this.changed();
