@@ -31,7 +31,7 @@ export interface Config {
   readonly synchronous: Synchronous;
   /** How accounts come to be: invite (operator-issued codes), open (development), closed. */
   readonly registration: RegistrationModeName;
-  /** Lowest level written to the JSON-lines log on stdout: debug, info, warn, error. */
+  /** Lowest level written to the JSON-lines log: debug, info (both on stdout), warn, error (both on stderr). */
   readonly logLevel: LogLevel;
   /** Listeners sharing the port with SO_REUSEPORT (Bun's accept backlog is fixed at 512 per listener). */
   readonly listeners: number;
