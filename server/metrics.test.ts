@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { ErrorCode, registerMessage } from "../protocol/index.ts";
 import { openSqliteStorage, type Storage } from "../storage/index.ts";
 import { type Config, loadConfig } from "./config.ts";
+import { EventLoopLag } from "./event-loop-lag.ts";
 import { createLogger } from "./log.ts";
 import { queueTotalsResyncDelayMs } from "./queue-totals.ts";
 import { type RunningServer, type StartOptions, startServer } from "./server.ts";
@@ -284,4 +285,18 @@ test("failed and refused registrations count among the errors as well as the log
     expect(seriesValue(text, `switchboard_login_failures_total{code="${code}"}`)).toBe(1);
     expect(seriesValue(text, `switchboard_errors_total{code="${code}"}`)).toBe(1);
   }
+});
+
+test("the lag window keeps a spike for a minute, whatever reads it, then lets it go", () => {
+  const lag = new EventLoopLag(
+    () => {},
+    () => 0,
+  );
+  lag.record(400, 5_000);
+  lag.record(30, 20_000);
+  expect(lag.windowMaxMs(20_000)).toBe(400);
+  expect(lag.windowMaxMs(20_000)).toBe(400); // reading resets nothing
+  expect(lag.windowMaxMs(59_999)).toBe(400);
+  expect(lag.windowMaxMs(60_000)).toBe(30); // the spike's 10-second slot left the window
+  expect(lag.windowMaxMs(80_000)).toBe(0);
 });
