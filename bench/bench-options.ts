@@ -1,5 +1,8 @@
 // Command-line options of `npm run bench -- <scenario> [options]`, with each scenario's defaults (sized to finish in
-// a few minutes on a 2-core host) and the --quick sizes for smoke runs.
+// a few minutes on a 2-core host) and the --quick sizes for smoke runs. Parsed by node:util parseArgs, strictly: an
+// unknown option is refused.
+
+import { parseArgs } from "node:util";
 
 export const scenarioNames = ["density", "throughput", "latency", "storm", "micro"] as const;
 export type ScenarioName = (typeof scenarioNames)[number];
@@ -51,6 +54,8 @@ export interface BenchOptions {
   readonly transport: "tcp" | "ws";
   /** Extra server flags, name=value (kebab-case, no dashes). */
   readonly serverFlags: Readonly<Record<string, string>>;
+  /** Density: project memory and file limits for this many sessions from the measured figures. */
+  readonly plan: number | null;
 }
 
 interface Defaults {
@@ -126,6 +131,8 @@ Options:
                            against a bare Bun.listen or a bare Bun.serve WebSocket floor; with --target, the target
                            is the WebSocket host:port
   --server-flag NAME=VALUE extra flag for the server (repeatable), e.g. --server-flag listeners=2
+  --plan N                 density: project server memory and the host's file and socket limits for N sessions
+                           from the measured figures (what \`switchboard doctor --sessions N\` then checks)
   --profile                write a CPU profile of the server (bun --cpu-prof --cpu-prof-md) next to the result
   --no-progress            no progress bar on stderr`;
 
@@ -133,10 +140,8 @@ export class OptionsError extends Error {
   override readonly name = "OptionsError";
 }
 
-const knownOptions = new Set([
-  "quick",
-  "profile",
-  "no-progress",
+/** Options that take a value (each a string to parseArgs; numbers are checked below). */
+const valueOptions = [
   "target",
   "admin",
   "server-pid",
@@ -161,36 +166,41 @@ const knownOptions = new Set([
   "drop",
   "micro-time-ms",
   "transport",
-]);
-const booleanFlags = new Set(["quick", "profile", "no-progress", "help"]);
+  "plan",
+] as const;
+const flagOptions = ["quick", "profile", "no-progress"] as const;
+
+const parseOptions = {
+  ...Object.fromEntries(valueOptions.map((name) => [name, { type: "string" as const }])),
+  ...Object.fromEntries(flagOptions.map((name) => [name, { type: "boolean" as const }])),
+  "server-flag": { type: "string" as const, multiple: true },
+  help: { type: "boolean" as const, short: "h" },
+};
+
+/** The largest --plan: a hundred million sessions is beyond any one host; the projection is linear anyway. */
+export const planSessionsMax = 100_000_000;
 
 export function parseBenchArguments(argv: readonly string[]): BenchOptions | "help" {
-  const positional: string[] = [];
-  const values = new Map<string, string>();
-  const serverFlags: Record<string, string> = {};
-  for (let index = 0; index < argv.length; index++) {
-    const argument = argv[index]!;
-    if (!argument.startsWith("--")) {
-      positional.push(argument);
-      continue;
-    }
-    const equals = argument.indexOf("=");
-    const name = equals > 0 ? argument.slice(2, equals) : argument.slice(2);
-    if (!knownOptions.has(name) && name !== "server-flag" && name !== "help") {
-      throw new OptionsError(`unknown option --${name}`);
-    }
-    let value: string;
-    if (booleanFlags.has(name)) value = equals > 0 ? argument.slice(equals + 1) : "true";
-    else if (equals > 0) value = argument.slice(equals + 1);
-    else if (index + 1 < argv.length) value = argv[++index]!;
-    else throw new OptionsError(`--${name} needs a value`);
-    if (name === "server-flag") {
-      const split = value.indexOf("=");
-      if (split <= 0) throw new OptionsError(`--server-flag ${value}: NAME=VALUE`);
-      serverFlags[value.slice(0, split).replace(/^--/, "")] = value.slice(split + 1);
-    } else values.set(name, value);
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({ args: [...argv], options: parseOptions, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new OptionsError((error as Error).message);
   }
-  if (values.has("help") || positional[0] === "help" || positional.length === 0) return "help";
+  const positional = parsed.positionals;
+  const values = new Map<string, string>();
+  for (const name of valueOptions) {
+    const value = parsed.values[name];
+    if (typeof value === "string") values.set(name, value);
+  }
+  for (const name of flagOptions) if (parsed.values[name] === true) values.set(name, "true");
+  const serverFlags: Record<string, string> = {};
+  for (const value of (parsed.values["server-flag"] as string[] | undefined) ?? []) {
+    const split = value.indexOf("=");
+    if (split <= 0) throw new OptionsError(`--server-flag ${value}: NAME=VALUE`);
+    serverFlags[value.slice(0, split).replace(/^--/, "")] = value.slice(split + 1);
+  }
+  if (parsed.values.help === true || positional[0] === "help" || positional.length === 0) return "help";
   const scenario = positional[0] as ScenarioName;
   if (!scenarioNames.includes(scenario)) throw new OptionsError(`unknown scenario ${positional[0]}`);
   if (positional.length > 1) throw new OptionsError(`unexpected argument ${positional[1]}`);
@@ -218,6 +228,9 @@ export function parseBenchArguments(argv: readonly string[]): BenchOptions | "he
   const transport = values.get("transport") ?? "tcp";
   if (transport !== "tcp" && transport !== "ws") throw new OptionsError("--transport: tcp or ws");
   if (transport === "ws" && scenario !== "density") throw new OptionsError("--transport ws: density only");
+  if (values.has("plan") && scenario !== "density") {
+    throw new OptionsError("--plan: density only (it projects from the memory each session takes)");
+  }
   const settleDefault = scenario === "density" ? defaults.settleS : Math.min(3, defaults.settleS);
   return {
     scenario,
@@ -249,5 +262,6 @@ export function parseBenchArguments(argv: readonly string[]): BenchOptions | "he
     progress: values.get("no-progress") !== "true",
     transport,
     serverFlags,
+    plan: optionalNumber("plan", 1, planSessionsMax),
   };
 }

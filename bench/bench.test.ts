@@ -6,6 +6,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { OptionsError, parseBenchArguments } from "./bench-options.ts";
 
 const cliPath = new URL("./cli.ts", import.meta.url).pathname;
 const directory = mkdtempSync(join(tmpdir(), "switchboard-bench-test-"));
@@ -22,12 +23,27 @@ interface Result {
   readonly charts: readonly string[];
   readonly title: string;
   readonly figures: ReadonlyArray<{ readonly name: string; readonly value: unknown }>;
+  /** What the run printed on stdout (added here, not in the file). */
+  stdout: string;
+  stderr: string;
 }
 
 async function runBench(scenario: string, ...flags: string[]): Promise<Result> {
   const out = join(directory, `${scenario}.json`);
   const child = Bun.spawn(
-    [process.execPath, cliPath, scenario, "--quick", "--no-progress", "--out", out, "--seed", "7", ...flags],
+    // micro keeps its progress (a line per task on stderr), which its test checks.
+    [
+      process.execPath,
+      cliPath,
+      scenario,
+      "--quick",
+      ...(scenario === "micro" ? [] : ["--no-progress"]),
+      "--out",
+      out,
+      "--seed",
+      "7",
+      ...flags,
+    ],
     { stdin: "ignore", stdout: "pipe", stderr: "pipe" },
   );
   const timer = setTimeout(() => child.kill("SIGKILL"), scenarioTimeoutMs - 2_000);
@@ -39,7 +55,11 @@ async function runBench(scenario: string, ...flags: string[]): Promise<Result> {
   clearTimeout(timer);
   if (code !== 0) throw new Error(`bench ${scenario} exited ${code}\n${stdout}\n${stderr}`);
   expect(stdout).toContain("| figure");
+  // A --quick run judges no goal that is set for full-size runs: no NO in the table of a sane run.
+  expect(stdout).not.toMatch(/\| NO +\|/);
   const result = JSON.parse(readFileSync(out, "utf8")) as Result;
+  result.stdout = stdout;
+  result.stderr = stderr;
   expect(result.scenario).toBe(scenario);
   expect(result.sane).toBe(true);
   expect(result.machine.cpus).toBeGreaterThan(0);
@@ -51,7 +71,7 @@ describe("bench runner (quick sizes, real processes on loopback)", () => {
   test(
     "density: every session logs in, memory per session and the bare floor are measured, the chart is written",
     async () => {
-      const result = await runBench("density", "--sessions", "300", "--settle-s", "0.5");
+      const result = await runBench("density", "--sessions", "300", "--settle-s", "0.5", "--plan", "1000000");
       const { switchboard, bare } = result.raw;
       expect(switchboard.ramp.ready + switchboard.warm.ready).toBe(300);
       expect(switchboard.ramp.failed + switchboard.warm.failed).toBe(0);
@@ -61,7 +81,22 @@ describe("bench runner (quick sizes, real processes on loopback)", () => {
       expect(Number.isFinite(result.raw.ratio)).toBe(true);
       expect(switchboard.ramp.loginsPerSecond).toBeGreaterThan(0);
       expect(result.charts).toHaveLength(1);
-      expect(readFileSync(result.charts[0]!, "utf8")).toStartWith("<svg");
+      const svg = readFileSync(result.charts[0]!, "utf8");
+      expect(svg).toStartWith("<svg");
+      // Each line says its bytes per session (per socket for the floor), and the settled points are marked.
+      const perSession = Math.round(switchboard.rssPerSessionBytes).toLocaleString("en-US");
+      expect(svg).toContain(`>${perSession} B/session (settled)</text>`);
+      expect(svg).toContain(" B/socket (settled)</text>");
+      expect(svg.match(/<circle /g)).toHaveLength(2);
+      expect(svg).toContain(">settled (0.5 s)</text>");
+      // --plan: memory and limits for a million sessions, from the measured figures.
+      const plan = result.raw.plan;
+      expect(plan.sessions).toBe(1_000_000);
+      expect(plan.rssBytes).toBe(switchboard.rssEmptyBytes + Math.round(switchboard.rssPerSessionBytes * 1_000_000));
+      expect(plan.descriptors).toBe(1_000_000 + 1024);
+      expect(result.stdout).toContain("| plan 1,000,000: server RSS");
+      expect(result.stdout).toContain("switchboard doctor --sessions 1000000");
+      expect(result.stdout).toMatch(/\| ratio to bare floor .*\| (yes|quick) \|/);
     },
     scenarioTimeoutMs,
   );
@@ -142,6 +177,13 @@ describe("bench runner (quick sizes, real processes on loopback)", () => {
     "micro: codec, signature and store rows are all measured",
     async () => {
       const result = await runBench("micro", "--micro-time-ms", "20");
+      // Fits 100 columns; progress went to stderr, one line per task (stderr is not a terminal here).
+      for (const line of result.stdout.split("\n")) expect([line, [...line].length <= 100]).toEqual([line, true]);
+      const progress = result.stderr.split("\n").filter((line) => line.startsWith("micro ["));
+      const total = Number(progress.at(-1)?.match(/ \d+\/(\d+) done$/)?.[1]);
+      expect(total).toBeGreaterThan(10);
+      expect(progress).toHaveLength(total + 1);
+      for (const line of progress) expect([...line].length).toBeLessThanOrEqual(100);
       expect(result.raw.codec.length).toBeGreaterThan(0);
       for (const row of result.raw.signatures) expect(row.opsPerSecond).toBeGreaterThan(0);
       for (const row of result.raw.store) expect(row.rowsPerSecond).toBeGreaterThan(0);
@@ -149,4 +191,28 @@ describe("bench runner (quick sizes, real processes on loopback)", () => {
     },
     scenarioTimeoutMs,
   );
+});
+
+describe("bench options (node:util parseArgs, strict)", () => {
+  test("unknown options and misplaced ones are refused; --plan and --server-flag are read", () => {
+    expect(() => parseBenchArguments(["density", "--sesions", "10"])).toThrow(OptionsError);
+    expect(() => parseBenchArguments(["density", "--quick=yes"])).toThrow(OptionsError);
+    expect(() => parseBenchArguments(["throughput", "--plan", "1000"])).toThrow("--plan: density only");
+    expect(() => parseBenchArguments(["density", "--plan", "0"])).toThrow("--plan");
+    const options = parseBenchArguments([
+      "density",
+      "--quick",
+      "--plan",
+      "2_000_000",
+      "--server-flag",
+      "listeners=2",
+      "--server-flag=--log-level=warn",
+    ]);
+    if (options === "help") throw new Error("expected options");
+    expect(options.plan).toBe(2_000_000);
+    expect(options.quick).toBe(true);
+    expect(options.serverFlags).toEqual({ listeners: "2", "log-level": "warn" });
+    expect(parseBenchArguments(["--help"])).toBe("help");
+    expect(parseBenchArguments(["-h"])).toBe("help");
+  });
 });

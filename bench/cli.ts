@@ -102,7 +102,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   };
   writeFileSync(out, `${JSON.stringify(document, null, 2)}\n`);
   formatInRepository(out);
-  console.log(formatResult(result));
+  console.log(formatResult(result, { quick: options.quick }));
   console.log(`\n${machineLine(machine)}`);
   console.log(`result: ${out}${charts.length > 0 ? `\nchart:  ${charts.join(", ")}` : ""}`);
   if (profileDirectory !== null) {

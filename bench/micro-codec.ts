@@ -38,6 +38,8 @@ export interface CodecMicroBenchOptions {
   readonly timeMs?: number;
   /** Operations per sample. */
   readonly batch?: number;
+  /** Called as each task finishes (progress). */
+  readonly onTask?: (name: string) => void;
 }
 
 const payload = new Uint8Array(20).map((_, index) => (index * 37 + 11) & 0xff);
@@ -98,10 +100,16 @@ function opsPerSecond(bench: Bench, name: string, batch: number): number {
   return (batch * 1000) / result.latency.p50;
 }
 
+/** Tasks runCodecMicroBench runs: six per case (encode and decode, each against two baselines), four compressions. */
+export function codecMicroBenchTaskCount(): number {
+  return cases.length * 6 + 4;
+}
+
 export async function runCodecMicroBench(options: CodecMicroBenchOptions = {}): Promise<CodecMicroBenchRow[]> {
   const timeMs = options.timeMs ?? 400;
   const batch = options.batch ?? 64;
   const bench = new Bench({ time: timeMs, warmupTime: 100, iterations: 16, warmupIterations: 8 });
+  bench.addEventListener("cycle", (event) => options.onTask?.(event.task?.name ?? ""));
   const codec = new FrameCodec({ limits: defaultLimits });
   const encoder = new Encoder();
   const decoder = new Decoder();

@@ -2,6 +2,8 @@
 // redraws in place; otherwise it writes a line at most every few seconds, so logs of CI runs stay short.
 
 const barWidth = 30;
+/** A line never passes this many columns (nor the terminal's width). */
+const lineColumnsMax = 100;
 const nonTerminalIntervalMs = 5_000;
 const redrawIntervalMs = 100;
 
@@ -26,7 +28,9 @@ export class ProgressBar {
     const fraction = this.total === 0 ? 1 : Math.min(1, done / this.total);
     const filled = Math.round(fraction * barWidth);
     const bar = `${"#".repeat(filled)}${".".repeat(barWidth - filled)}`;
-    const line = `${this.label} [${bar}] ${done.toLocaleString("en-US")}/${this.total.toLocaleString("en-US")} ${extra}`;
+    const columns = Math.min(lineColumnsMax, process.stderr.columns ?? lineColumnsMax) - 1;
+    const full = `${this.label} [${bar}] ${done.toLocaleString("en-US")}/${this.total.toLocaleString("en-US")} ${extra}`;
+    const line = full.length > columns ? `${full.slice(0, columns - 1)}…` : full;
     if (this.terminal) process.stderr.write(`\r\x1b[2K${line}`);
     else process.stderr.write(`${line}\n`);
     this.drawn = true;

@@ -16,6 +16,7 @@
 
 import { sample, sumDelta } from "./admin-metrics.ts";
 import { bareWebSocketPath, startBareServer } from "./bare-server.ts";
+import { type MeasuredDensity, planCapacity, planFigures, planNotes } from "./capacity-plan.ts";
 import { LoadFleet } from "./load-fleet.ts";
 import { kernelSlabBytes, type SocketStats, socketStats } from "./proc-stats.ts";
 import { ProgressBar } from "./progress-bar.ts";
@@ -23,7 +24,7 @@ import { type ScenarioHarness, type ServerSample, settle } from "./scenario-harn
 import type { Figure, ScenarioResult } from "./scenario-result.ts";
 import { freePort } from "./server-process.ts";
 import { round } from "./stats.ts";
-import { lineChartSvg } from "./svg-chart.ts";
+import { type ChartMarker, lineChartSvg } from "./svg-chart.ts";
 import type { PlainReply } from "./worker-protocol.ts";
 
 const mebibyte = 1024 * 1024;
@@ -223,6 +224,15 @@ export async function runDensity(harness: ScenarioHarness): Promise<ScenarioResu
   ];
   if (rssAfter !== null) switchboardPoints.push([loggedIn, rssAfter / mebibyte]);
   const barePoints = toPoints(bareResult.samples, 0);
+  const perSessionLabel = (bytesPer: number | null, what: string) =>
+    bytesPer === null ? undefined : `${Math.round(bytesPer).toLocaleString("en-US")} B/${what} (settled)`;
+  const markers: ChartMarker[] = [];
+  if (rssAfter !== null) {
+    markers.push({ x: loggedIn, y: rssAfter / mebibyte, label: `settled (${options.settleS} s)`, color: "#1f77b4" });
+  }
+  if (bareResult.rssAfterBytes !== null) {
+    markers.push({ x: bareResult.open, y: bareResult.rssAfterBytes / mebibyte, label: "settled", color: "#ff7f0e" });
+  }
   const svg = lineChartSvg({
     title: `Server RSS against connected ${ws ? "WebSocket " : ""}sessions (${sessions.toLocaleString("en-US")})`,
     xLabel: "connected sessions (logged in / plain sockets)",
@@ -232,13 +242,16 @@ export async function runDensity(harness: ScenarioHarness): Promise<ScenarioResu
         name: ws ? "switchboard (logged-in WebSocket sessions)" : "switchboard (logged-in sessions)",
         color: "#1f77b4",
         points: switchboardPoints,
+        endLabel: perSessionLabel(rssPerSession, "session"),
       },
       {
         name: ws ? "bare Bun.serve (idle WebSockets)" : "bare Bun.listen (plain sockets)",
         color: "#ff7f0e",
         points: barePoints,
+        endLabel: perSessionLabel(bareResult.rssPerSocketBytes, "socket"),
       },
     ],
+    markers,
   });
 
   const bytes = (value: number | null) => (value === null ? null : round(value, 0));
@@ -267,6 +280,7 @@ export async function runDensity(harness: ScenarioHarness): Promise<ScenarioResu
       unit: "x",
       goal: `<= ${densityRatioGoal}`,
       met: ratio === null ? null : ratio <= densityRatioGoal,
+      fullSize: true,
     },
     { name: "RSS per session incl. one-time costs", value: bytes(rssPerSessionTotal), unit: "B" },
     { name: "JS heap per session (heapUsed)", value: bytes(heapPerSession), unit: "B" },
@@ -278,6 +292,7 @@ export async function runDensity(harness: ScenarioHarness): Promise<ScenarioResu
       unit: "/s",
       goal: `>= ${loginsPerSecondGoal.toLocaleString("en-US")}`,
       met: ramp.loginsPerSecond >= loginsPerSecondGoal,
+      fullSize: true,
     },
     { name: "logins/s, best 1 s window", value: ramp.peakLoginsPerSecond, unit: "/s" },
     { name: "server CPU per login", value: ramp.serverCpuMicrosecondsPerLogin, unit: "µs" },
@@ -294,6 +309,15 @@ export async function runDensity(harness: ScenarioHarness): Promise<ScenarioResu
       unit: "MiB",
     },
   ];
+  const measured: MeasuredDensity = {
+    sessions,
+    rssFloorBytes: rssEmpty,
+    rssPerSessionBytes: rssPerSession,
+    heapPerSessionBytes: heapPerSession,
+    kernelSlabPerConnectionBytes: slabPerConnection,
+  };
+  const plan = options.plan === null ? null : planCapacity(measured, options.plan);
+  if (plan !== null) figures.push(...planFigures(plan));
   const sane = loggedIn === sessions && failed === 0 && bareResult.open === sessions && unexpectedCloses === 0;
   return {
     scenario: "density",
@@ -330,6 +354,7 @@ export async function runDensity(harness: ScenarioHarness): Promise<ScenarioResu
       bare: bareResult,
       ratio,
       loadWorkers: split.length,
+      plan,
     },
     server: { flags: server.flags, target: options.target },
     notes: [
@@ -344,6 +369,7 @@ export async function runDensity(harness: ScenarioHarness): Promise<ScenarioResu
       "Kernel figures count both ends of each loopback connection (client and server sockets are in this kernel); slab is host-wide, so other activity adds noise.",
       "JS heap is heapUsed as scraped, without a forced GC.",
       "Accept-queue overflows come from /proc/net/netstat (ListenOverflows) for the whole network namespace; Bun's listen backlog is 512.",
+      ...(plan === null ? [] : planNotes(plan, measured)),
     ],
     charts: [{ name: "rss", svg }],
     sane,

@@ -64,6 +64,7 @@ export async function runLatency(harness: ScenarioHarness): Promise<ScenarioResu
       unit: "x",
       goal: `<= ${p99RatioGoal}`,
       met: ratio === null ? null : ratio <= p99RatioGoal,
+      fullSize: true,
     },
     { name: "probes alone / with crowd", value: `${without.rttMs.count} / ${withCrowd.rttMs.count}`, unit: "" },
     {

@@ -9,6 +9,11 @@ export interface Figure {
   readonly goal?: string;
   /** Whether the goal is met; null when it could not be measured. */
   readonly met?: boolean | null;
+  /**
+   * The goal is set for the full-size run (a rate, a ratio), not for any size, as "failures 0" is: a --quick run
+   * shows it but does not judge it.
+   */
+  readonly fullSize?: boolean;
 }
 
 export interface Chart {

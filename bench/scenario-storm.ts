@@ -115,6 +115,7 @@ export async function runStorm(harness: ScenarioHarness): Promise<ScenarioResult
       unit: "/s",
       goal: `>= ${loginsPerSecondGoal.toLocaleString("en-US")}`,
       met: reconnectRate >= loginsPerSecondGoal,
+      fullSize: true,
     },
     { name: "attempts / retried", value: `${attempts} / ${retried}`, unit: "" },
     { name: "accept-queue overflows (storm)", value: listen.listenOverflows, unit: "" },

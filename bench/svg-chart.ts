@@ -1,10 +1,20 @@
-// A line chart written as SVG by hand (no library): a few series of (x, y) points, axes with round ticks, a legend.
-// Used for density's server RSS against connected sessions.
+// A line chart written as SVG by hand (no library): a few series of (x, y) points, axes with round ticks, a legend,
+// a label at the end of each line and marked points. Used for density's server RSS against connected sessions.
 
 export interface ChartSeries {
   readonly name: string;
   readonly color: string;
   readonly points: ReadonlyArray<readonly [number, number]>;
+  /** Written beside the line's last point ("2,310 B/session"). */
+  readonly endLabel?: string;
+}
+
+/** A point marked with a ring and a word ("settled"). */
+export interface ChartMarker {
+  readonly x: number;
+  readonly y: number;
+  readonly label: string;
+  readonly color: string;
 }
 
 export interface LineChartOptions {
@@ -12,11 +22,14 @@ export interface LineChartOptions {
   readonly xLabel: string;
   readonly yLabel: string;
   readonly series: readonly ChartSeries[];
+  readonly markers?: readonly ChartMarker[];
   readonly width?: number;
   readonly height?: number;
 }
 
 const margin = { top: 48, right: 24, bottom: 56, left: 80 };
+/** A white outline drawn under a label's letters, so that a line crossing it does not hide it. */
+const halo = 'stroke="white" stroke-width="4" paint-order="stroke"';
 const tickCount = 6;
 
 function escapeXml(text: string): string {
@@ -84,10 +97,28 @@ export function lineChartSvg(options: LineChartOptions): string {
       const path = series.points.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(" ");
       parts.push(`<polyline points="${path}" fill="none" stroke="${series.color}" stroke-width="2"/>`);
     }
+    const last = series.points.at(-1);
+    if (series.endLabel !== undefined && last !== undefined) {
+      // Anchored at its end so that it stays inside the plot: the first series above the highest point of its last
+      // fifth, the others below the lowest, with a white halo so that no line runs through the text.
+      const tail = series.points.filter(([x]) => x >= last[0] * 0.8).map(([, y]) => y);
+      const y = index === 0 ? py(Math.max(...tail)) - 10 : py(Math.min(...tail)) + 20;
+      parts.push(
+        `<text x="${(px(last[0]) - 6).toFixed(1)}" y="${y.toFixed(1)}" text-anchor="end" fill="${series.color}" font-weight="bold" ${halo}>${escapeXml(series.endLabel)}</text>`,
+      );
+    }
     const legendY = margin.top + 16 + index * 18;
     parts.push(
       `<line x1="${margin.left + 12}" y1="${legendY}" x2="${margin.left + 36}" y2="${legendY}" stroke="${series.color}" stroke-width="3"/>`,
       `<text x="${margin.left + 42}" y="${legendY}" dominant-baseline="middle">${escapeXml(series.name)}</text>`,
+    );
+  }
+  for (const marker of options.markers ?? []) {
+    const x = px(marker.x).toFixed(1);
+    const y = py(marker.y).toFixed(1);
+    parts.push(
+      `<circle cx="${x}" cy="${y}" r="6" fill="white" stroke="${marker.color}" stroke-width="2"/>`,
+      `<text x="${(px(marker.x) - 10).toFixed(1)}" y="${(py(marker.y) + 4).toFixed(1)}" text-anchor="end" fill="${marker.color}" ${halo}>${escapeXml(marker.label)}</text>`,
     );
   }
   parts.push("</svg>");
