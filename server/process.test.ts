@@ -227,7 +227,7 @@ describe("crash and process faults", () => {
 describe("sequence numbers across kill -9", () => {
   // An outside review: entries pushed before their commit, then kill -9, and the next process handed the same
   // sequence numbers to other messages; a client that acked the old numbers deleted entries it never stored.
-  test("sequences shown before a commit are never handed out again after kill -9 (commitDelayMs 1500)", async () => {
+  test("sequences shown before a commit are never handed out again after kill -9 (commitDelayMs 1000)", async () => {
     const dataDir = temporaryDirectory();
     cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
     const start = async () => {
@@ -236,7 +236,7 @@ describe("sequence numbers across kill -9", () => {
         registration: "open",
         "admin-port": 0,
         "log-level": "warn",
-        "commit-delay-ms": 1500,
+        "commit-delay-ms": 1000,
       });
       cleanups.push(() => {
         server.process.kill("SIGKILL");
@@ -256,7 +256,7 @@ describe("sequence numbers across kill -9", () => {
     alice.send(bobWelcome.account, bytesOf("committed"));
     await alice.next("serverAck", () => true, 5000);
     const committed = await bob.next("deliver", () => true, 5000);
-    // Then five more, not committed yet (the commit waits 1.5 s): those within the reservation are pushed at once
+    // Then five more, not committed yet (the commit waits 1 s): those within the reservation are pushed at once
     // (two: twice what the first batch assigned), and Bob sees their sequences.
     for (let index = 0; index < 5; index++) alice.send(bobWelcome.account, bytesOf(`uncommitted ${index}`));
     await waitFor(() => bob.all("deliver").length >= 3, 1000, "live pushes before the commit");
