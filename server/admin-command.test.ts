@@ -62,7 +62,13 @@ async function adminServer(
   registration: Config["registration"] = "invite",
 ): Promise<{ server: RunningServer; flags: string[] }> {
   const adminPort = freePort();
-  const config = { ...testConfig({ dataDir, registration }), adminPort, adminHost: "127.0.0.1" } as Config;
+  // No lame duck: a stop goes straight to the goaways (the lame duck is the stop's business, tested elsewhere).
+  const config = {
+    ...testConfig({ dataDir, registration }),
+    adminPort,
+    adminHost: "127.0.0.1",
+    lameDuckMs: 0,
+  } as Config;
   const server = await startServer(config, { log: createLogger("warn", (line) => process.stderr.write(line)) });
   return { server, flags: ["--data-dir", dataDir, "--admin-port", String(adminPort)] };
 }
@@ -247,7 +253,19 @@ describe("server commands through the admin API", () => {
     const dataDir = scratch();
     const adminPort = freePort();
     const child = Bun.spawn(
-      [process.execPath, cliPath, "start", "--data-dir", dataDir, "--port", "0", "--admin-port", String(adminPort)],
+      [
+        process.execPath,
+        cliPath,
+        "start",
+        "--data-dir",
+        dataDir,
+        "--port",
+        "0",
+        "--admin-port",
+        String(adminPort),
+        "--lame-duck-ms",
+        "300",
+      ],
       {
         env: { ...childEnv, SWITCHBOARD_REGISTRATION: "open" },
         stdout: "pipe",

@@ -483,7 +483,7 @@ describe("install.sh in a scratch root", () => {
           .replace("port = 7420", "port = 0")
           .replace("adminPort = 7421", `adminPort = ${adminPort}`)
           .replace('dataDir = "/var/lib/switchboard"', `dataDir = "${dataDir}"`)
-          .replace('logLevel = "info"', 'logLevel = "warn"')
+          .replace('logLevel = "info"', 'logLevel = "warn"\nlameDuckMs = 0')
           .replace("listeners = 4", "listeners = 1"),
       );
       const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("SWITCHBOARD_")));
