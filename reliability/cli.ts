@@ -7,7 +7,7 @@ const usage = `npm run reliability -- <command> [options]
 
   crash  --trials N --seed S [--commit-delay-ms X] [--load-ms MS] [--settle-ms MS] [--stop-on-failure] [--sender-deaths]
          SIGKILL the server under load at a random moment, restart it, check: nothing acked lost, no duplicates,
-         order kept, no sequence number reused (X: one commit delay for all trials; default: cycle through 0..100)
+         order kept, no sequence number reused (X: one commit delay for all trials; default: cycle through 0..1000)
   fuzz   --seconds N --seed S [--connections N]
          mutated frames from many connections before and after login, with a probe pair doing round trips
   flood  [--kinds ping,pong,ack,send,receipt,lookup,garbage] [--seconds-per-kind N] [--slowloris N]

@@ -15,7 +15,7 @@
 
 import type { LoginCredentials } from "../client/client-options.ts";
 import { Random } from "../protocol/fuzz.ts";
-import { defaultLimits } from "../protocol/index.ts";
+import { commitDelayMsMax, defaultLimits } from "../protocol/index.ts";
 import { newDeviceKey, RawClient } from "../server/test-kit.ts";
 import { deviceKey, Ledger, type LedgerCounts, messageKey } from "./ledger.ts";
 import { RawDevice } from "./raw-device.ts";
@@ -32,10 +32,11 @@ import {
 import { freePort, removeDataDir, type ServerChild, startServerChild, temporaryDataDir } from "./server-child.ts";
 
 /**
- * commitDelayMs values the trials cycle through. The config accepts any integer >= 0 (protocol/limits.ts); these
- * span "end of the turn" (0), the test and default values (2, 5) and long batches, where a crash loses the most.
+ * commitDelayMs values the trials cycle through: the config accepts 0..commitDelayMsMax (protocol/limits.ts); these
+ * span "end of the turn" (0), the test and default values (2, 5), and longer batches up to the most it accepts, where a
+ * crash finds the most uncommitted rows.
  */
-export const commitDelaysMs: readonly number[] = [0, 1, 2, 5, 10, 20, 50, 100];
+export const commitDelaysMs: readonly number[] = [0, 1, 2, 5, 10, 20, 50, 100, 250, 500, commitDelayMsMax];
 
 /** Small queues (and the window and drain batch that must fit in them): refusals and retries become common. */
 const tightQueueFlags: Readonly<Record<string, number>> = {

@@ -19,7 +19,7 @@ describe("reliability (short)", () => {
     const { summary, results } = await runCrashTrials({
       trials: 4,
       seed,
-      commitDelaysMs: [0, 2, 20, 100],
+      commitDelaysMs: [0, 5, 100, 1000],
       loadMs: 1000,
       settleMs: 15_000,
       log,
