@@ -11,7 +11,7 @@
 //
 // Exit codes: 0 done, 1 the server could not be reached or failed, 2 a usage, config or lookup error.
 
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { openSqliteStorage, type Storage } from "../storage/index.ts";
 import { randomCode } from "./account-requests.ts";
@@ -104,15 +104,29 @@ function noMorePositionals(command: string, positionals: readonly string[], expe
 /** Opens the existing database of the config, naming it on stderr; never creates one. */
 async function openExistingStore(loaded: LoadedConfig): Promise<{ storage: Storage; path: string }> {
   const path = databasePath(loaded.config);
-  if (!existsSync(path)) {
+  let found: boolean;
+  try {
+    found = statSync(path, { throwIfNoEntry: false }) !== undefined;
+  } catch (error) {
+    // A directory on the way that this user may not enter: say so rather than "no database".
+    throw new CommandError(
+      `cannot see ${path}: ${(error as NodeJS.ErrnoException).code} (run as the service user or root)`,
+      2,
+    );
+  }
+  if (!found) {
     throw new CommandError(
       `no database at ${path} (dataDir from ${loaded.source}); only \`switchboard start\` creates one: check --config or --data-dir`,
       2,
     );
   }
   console.error(`database: ${path}`);
-  const storage = await openSqliteStorage({ path, synchronous: loaded.config.synchronous });
-  return { storage, path };
+  try {
+    const storage = await openSqliteStorage({ path, synchronous: loaded.config.synchronous });
+    return { storage, path };
+  } catch (error) {
+    throw new CommandError(`cannot open ${path}: ${(error as Error).message} (run as the service user or root)`, 2);
+  }
 }
 
 async function findAccount(storage: Storage, key: string | undefined) {
@@ -296,7 +310,7 @@ async function accountRemove(loaded: LoadedConfig, key: string): Promise<number>
           1,
         );
       }
-      throw lockError;
+      throw new CommandError(`${error.message}; and the data directory's lock: ${(lockError as Error).message}`, 1);
     }
     try {
       const { storage } = await openExistingStore(loaded);
@@ -348,7 +362,8 @@ async function sessions(argv: readonly string[]): Promise<number> {
   const states = Object.entries(byState)
     .map(([state, count]) => `${count} ${state}`)
     .join(", ");
-  console.log(`${answer.total} sessions: ${states}${answer.draining === true ? " (draining)" : ""}`);
+  const total = Number(answer.total);
+  console.log(`${total} session${total === 1 ? "" : "s"}: ${states}${answer.draining === true ? " (draining)" : ""}`);
   if (list) {
     const page = answer.sessions as SessionEntry[];
     const rows = page.map((entry) => [
