@@ -8,5 +8,5 @@ export type { LinkCodeStore } from "./link-code-store.ts";
 export { MigrationError } from "./migrations/index.ts";
 export type { QueueBatch, QueueEntry, QueueStore, ReadReceiptWindow } from "./queue-store.ts";
 export type { Storage } from "./storage.ts";
-export { AccountNotFoundError } from "./storage-errors.ts";
 export { type DelayOptions, delayedStorage } from "./storage-delayed.ts";
+export { AccountNotFoundError } from "./storage-errors.ts";
