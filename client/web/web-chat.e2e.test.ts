@@ -7,7 +7,7 @@
 // a reload, a lost server shows a live countdown whose "retry now" reconnects at once, registration errors are in
 // words, and forgetting the device asks first. Screenshots go to test-artifacts/.
 // Without Chromium the tests skip and print why (`npm run setup:browser` installs it); with
-// SWITCHBOARD_REQUIRE_BROWSER=1, as .ci/run sets after that setup step, a missing Chromium fails them instead.
+// REQUIRE_BROWSER_TESTS=1, as .ci/run sets after that setup step, a missing Chromium fails them instead.
 
 import { afterEach, test as bunTest, describe, expect } from "bun:test";
 import { existsSync, mkdirSync, rmSync } from "node:fs";
@@ -16,7 +16,7 @@ import { type Browser, type BrowserContext, chromium, type Page } from "playwrig
 import { cleanups, freePort, runCleanups, startSuiteServer, temporaryDataDir } from "../delivery-suite.ts";
 
 const chromiumPath = "/usr/bin/chromium";
-const browserSkipped = !existsSync(chromiumPath) && process.env.SWITCHBOARD_REQUIRE_BROWSER !== "1";
+const browserSkipped = !existsSync(chromiumPath) && process.env.REQUIRE_BROWSER_TESTS !== "1";
 if (browserSkipped) {
   console.warn(
     `SKIPPED: the web chat's end-to-end tests: no browser at ${chromiumPath} (npm run setup:browser installs Debian's chromium)`,
