@@ -76,6 +76,8 @@ export interface LiveFuzzSummary {
   };
   readonly serverPssBytes: { readonly before: number | null; readonly after: number | null };
   readonly unansweredExamples: readonly string[];
+  /** What the probe's ledger noted (lost, duplicated, reordered messages, reused seqs), when anything. */
+  readonly probeNotes: readonly string[];
   readonly ok: boolean;
 }
 
@@ -256,6 +258,7 @@ export async function runLiveFuzz(
       },
       serverPssBytes: { before: pssBefore, after: pssAfter },
       unansweredExamples: unanswered.slice(0, 5).map((result) => `${result.stage}: ${result.detail}`),
+      probeNotes: probe.ledger.notes.slice(0, 10),
       ok:
         serverAlive &&
         unanswered.length === 0 &&

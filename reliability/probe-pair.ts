@@ -78,6 +78,8 @@ export class ProbePair {
           const token = new TextDecoder().decode(stanza.payload);
           const store = pair.ledger.store(deviceKey(target.account, 1));
           store.sawSeq(stanza.seq, `${stanza.from}:${stanza.fromDevice}:${stanza.clientId} ${token}`);
+          // Others (fuzzers, flooders) may send to the receiver too: their messages count for the seq check only.
+          if (stanza.from !== source.account) return;
           const key = `${stanza.from}:${stanza.fromDevice}:${stanza.clientId}`;
           if (!store.handed(key)) store.store(key, token);
           const sentAt = pair.sentAt.get(token);
