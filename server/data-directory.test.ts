@@ -3,7 +3,7 @@
 // a kill -9'd holder never blocks a restart.
 
 import { afterEach, describe, expect, test } from "bun:test";
-import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadConfig } from "./config.ts";
 import { DataDirectoryLockedError } from "./data-directory.ts";
@@ -92,13 +92,11 @@ describe("data directory modes", () => {
     for (const [name, mode] of Object.entries(modes)) expect([name, mode.toString(8)]).toEqual([name, "600"]);
   });
 
-  test("`invite` on a fresh directory under umask 000 creates it the same way", async () => {
+  test("`invite` on a fresh directory creates nothing: only start makes a data directory", async () => {
     const dataDir = join(scratch(), "data");
     const issued = await withPermissiveUmask(() => cli(dataDir, "invite"));
-    expect(issued.code).toBe(0);
-    expect(modeOf(dataDir)).toBe(0o700);
-    for (const [name, mode] of Object.entries(modesIn(dataDir)))
-      expect([name, mode.toString(8)]).toEqual([name, "600"]);
+    expect(issued.code).toBe(2);
+    expect(existsSync(dataDir)).toBe(false);
   });
 
   test("an existing directory and database with loose modes are tightened at start", async () => {

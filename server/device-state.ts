@@ -114,10 +114,16 @@ export class DeviceState {
     return this.ackedSeq > this.committedAckSeq;
   }
 
-  /** Nothing in memory that the store does not also have: the state may be dropped. */
+  /**
+   * Nothing in memory that the store does not also have: the state may be dropped. Sequences and client ids of a
+   * batch still being committed count as not in the store yet: with an asynchronous store the write may land after
+   * a new state was loaded, which would then hand out the same sequences again (found by the delayed-store test).
+   */
   get isDroppable(): boolean {
     return (
       this.session === null &&
+      this.committedSeq >= this.lastSeq &&
+      this.committedClientIds === this.clientIds &&
       (this.pending === null || this.pending.length === 0) &&
       !this.reading &&
       !this.ackUncommitted &&
