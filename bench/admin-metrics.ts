@@ -51,3 +51,23 @@ export function delta(before: MetricSamples | null, after: MetricSamples | null,
 export function sumDelta(before: MetricSamples | null, after: MetricSamples | null, name: string): number {
   return sumOf(after, name) - sumOf(before, name);
 }
+
+/**
+ * The smallest histogram bound that every observation between two scrapes fell under: an upper bound of the worst
+ * value in that interval (Infinity when some fell past the last bound, 0 when there was none). Histograms are never
+ * reset by a scrape, so two benches or scrapers never disturb each other's readings.
+ */
+export function worstBoundBetween(before: MetricSamples | null, after: MetricSamples | null, name: string): number {
+  const count = delta(before, after, `${name}_count`);
+  if (count <= 0) return 0;
+  const bounds: number[] = [];
+  for (const series of after?.keys() ?? []) {
+    const match = series.match(new RegExp(`^${name}_bucket\\{le="([^"]+)"\\}$`));
+    if (match !== null && match[1] !== "+Inf") bounds.push(Number(match[1]));
+  }
+  bounds.sort((left, right) => left - right);
+  for (const bound of bounds) {
+    if (delta(before, after, `${name}_bucket{le="${bound}"}`) >= count) return bound;
+  }
+  return Number.POSITIVE_INFINITY;
+}

@@ -97,6 +97,8 @@ export async function startBenchServer(options: StartServerOptions): Promise<Ben
     "admin-host": "127.0.0.1",
     "admin-port": String(adminPort),
     "log-level": "warn",
+    // The bench stops its servers itself: no lame duck for a load balancer to notice.
+    "lame-duck-ms": "0",
     ...options.flags,
   };
   const argv = [process.execPath];
