@@ -1,4 +1,4 @@
-// The delivery pipeline (DESIGN.md): validate a send, recognise retries, give each recipient device the next
+// The delivery pipeline (ARCHITECTURE.md): validate a send, recognise retries, give each recipient device the next
 // sequence of its queue, add the rows to the group commit, push to online devices within their window at once, and
 // server-ack the sender once the message is durable (or acknowledged by every recipient before its commit).
 // Cumulative acks delete rows and send `delivered` receipts back to every device of the sender through the same
