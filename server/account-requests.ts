@@ -166,6 +166,7 @@ export class AccountRequests {
         if (session.state === SessionState.ready) io.send(session, { kind: "serverAck", clientId: stanza.clientId });
         return;
       }
+      this.context.metrics.errors.incLabel("unknownDevice");
       io.send(session, {
         kind: "error",
         code: ErrorCode.unknownDevice,
@@ -175,6 +176,7 @@ export class AccountRequests {
       return;
     }
     if (devices.length === 1) {
+      this.context.metrics.errors.incLabel("notAllowed");
       io.send(session, {
         kind: "error",
         code: ErrorCode.notAllowed,
