@@ -223,8 +223,11 @@ describe("doctor on fake hosts", () => {
     const complained = spyOn(console, "error").mockImplementation(() => {});
     try {
       expect(await runDoctorCommand(["--json"], smallHost, fineDeployment)).toBe(1);
-      const json = JSON.parse(String(printed.mock.calls.at(-1)?.[0])) as DoctorReport;
+      const json = JSON.parse(String(printed.mock.calls.at(-1)?.[0])) as DoctorReport & {
+        version: { version: string };
+      };
       expect(json.status).toBe("fail");
+      expect(json.version.version).toMatch(/^\d+\.\d+\.\d+/);
       // Numbers as numbers: every value and minimum is a number, an array of numbers, or null.
       for (const entry of json.checks) {
         const values = [entry.value, entry.minimum].flat();

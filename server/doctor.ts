@@ -14,7 +14,7 @@ import { parseArgs } from "node:util";
 import { type Config, ConfigError, loadConfig } from "./config.ts";
 import { configFromValues, configOptions } from "./config-flags.ts";
 import { dataDirectoryMode, lockFileName } from "./data-directory.ts";
-import { versionLine } from "./version.ts";
+import { versionInfo, versionLine } from "./version.ts";
 
 /** Where doctor reads the host. Methods return undefined for what does not exist (a non-Linux host, no conntrack). */
 export interface HostReader {
@@ -775,7 +775,7 @@ export async function runDoctorCommand(
       processes,
       deployment: deployment ?? procDeploymentReader(source, configError),
     });
-    if (values.json === true) console.log(JSON.stringify(report, null, 2));
+    if (values.json === true) console.log(JSON.stringify({ version: versionInfo(), ...report }, null, 2));
     else process.stdout.write(formatDoctorReport(report));
     return report.status === "fail" ? 1 : 0;
   } catch (error) {
