@@ -74,6 +74,12 @@ export function codeInWords(code: number, context: ErrorContext): string | null 
       return `${server} is restarting`;
     case ErrorCode.serverFull:
       return `${server} is full`;
+    case ErrorCode.kicked:
+      return `the operator of ${server} closed this session for now`;
+    case ErrorCode.receiptUnknown:
+      return "a read mark was refused: that message did not reach this device";
+    case ErrorCode.frameTimeout:
+      return `${server} waited too long for the rest of a message from this device`;
     case ErrorCode.idleTimeout:
       return `${server} heard nothing from this device for too long`;
     default:

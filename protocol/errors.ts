@@ -46,6 +46,7 @@ export const ErrorCode = Object.freeze({
   badPreamble: 316,
   serverFull: 317,
   frameTimeout: 318,
+  kicked: 319,
   // stop: do not reconnect on your own
   badCredentials: 400,
   versionUnsupported: 401,

@@ -220,8 +220,8 @@ export function createAdminApi(dependencies: AdminApiDependencies) {
     const retryAfterMs = optionalInteger(body, "retryAfterMs", 0, kickRetryAfterMsMax) ?? kickRetryAfterMsDefault;
     const reason = reasonOf(body, "disconnected by the operator");
     const found = await sessionsOf(account.id, device);
-    // shuttingDown is the goaway code that means "this server closes your session; come back after retryAfterMs".
-    for (const [, session] of found) context.io.goaway(session, ErrorCode.shuttingDown, retryAfterMs, reason);
+    // kicked: an operator closed this session; come back after retryAfterMs (a reconnect-range code).
+    for (const [, session] of found) context.io.goaway(session, ErrorCode.kicked, retryAfterMs, reason);
     const devices = found.map(([id]) => id);
     context.log.info("sessions_kicked", { account: account.id, devices, reason, retryAfterMs, by: "admin" });
     return json(200, { account: account.id, handle: account.handle, devices, retryAfterMs, reason });

@@ -167,7 +167,7 @@ describe("server commands through the admin API", () => {
       const kicked = await cli(["kick", "bob", "--reason", "maintenance", "--retry-after-s", "5", ...flags]);
       expect(kicked.stdout).toContain('closed device 1 ("maintenance", retry after 5 s)');
       const goaway = await bob.next("goaway");
-      expect(goaway).toMatchObject({ code: ErrorCode.shuttingDown, message: "maintenance", retryAfterMs: 5000 });
+      expect(goaway).toMatchObject({ code: ErrorCode.kicked, message: "maintenance", retryAfterMs: 5000 });
       await bob.waitClosed();
       expect((await cli(["kick", "nobody", ...flags])).stderr).toContain("no account nobody");
 
