@@ -44,6 +44,12 @@ export interface Limits {
   /** Token bucket per session: stanzas per second refilled, and the burst allowed. */
   readonly rateStanzasPerSecond: number;
   readonly rateBurstStanzas: number;
+  /**
+   * Time one session's frames may take in one event-loop turn before the server reads the other sockets: past it
+   * the session's socket is paused and its remaining frames wait for the next turn, so that a peer with a backlog
+   * of costly frames (a flood up to its burst) cannot stall everyone else's traffic.
+   */
+  readonly sessionTurnWorkMsMax: number;
   /** A session that keeps sending after this many rate-limit errors in a row is closed as a flood. */
   readonly rateViolationsMax: number;
   /**
@@ -133,6 +139,7 @@ export const defaultLimits: Limits = Object.freeze({
   rateStanzasPerSecond: 200,
   rateBurstStanzas: 400,
   rateViolationsMax: 50,
+  sessionTurnWorkMsMax: 1,
   rateControlStanzasPerToken: 8,
   queueMessagesMax: 10_000,
   queueBytesMax: 64 * 1024 * kibibyte,

@@ -3,7 +3,7 @@
 
 import { afterEach, describe, expect, test } from "bun:test";
 import { ErrorCode } from "../protocol/index.ts";
-import { bytesOf, RawClient, registeredClient, startTestServer, type TestServer, textOf } from "./test-kit.ts";
+import { bytesOf, RawClient, registeredClient, startTestServer, type TestServer, textOf, waitFor } from "./test-kit.ts";
 
 let running: TestServer | null = null;
 const clients: RawClient[] = [];
@@ -231,5 +231,39 @@ describe("bad input", () => {
     await Bun.sleep(400);
     const retried = alice.send(bob.account, bytesOf("r"));
     expect((await alice.next("serverAck", (ack) => ack.clientId === retried)).clientId).toBe(retried);
+  });
+});
+
+describe("fairness between sessions", () => {
+  test("a backlog of costly frames is worked off over several turns with the socket paused, in order, nothing lost", async () => {
+    running = await startTestServer({
+      limits: {
+        sessionTurnWorkMsMax: 1,
+        rateStanzasPerSecond: 5000,
+        rateBurstStanzas: 5000,
+        inboundBytesMax: 64 * 1024,
+      },
+    });
+    const { alice, bob } = await pairAndBystander(running);
+    const busy = (await registeredClient(running.port, "busy")).client;
+    clients.push(busy);
+    const count = 1500;
+    const frames: Uint8Array[] = [];
+    const ids: number[] = [];
+    for (let index = 0; index < count; index++) {
+      const clientId = busy.clientId();
+      ids.push(clientId);
+      frames.push(busy.codec.encode({ kind: "lookup", clientId, handle: "alice" }));
+    }
+    const yielded = () =>
+      running!.server.context.metrics.render().match(/^switchboard_session_turns_yielded_total (\d+)$/m);
+    const yieldedBefore = Number(yielded()?.[1]);
+    busy.write(new Uint8Array(Buffer.concat(frames)));
+    // Meanwhile the bystanders are served.
+    await stillWorks(alice, bob, "during the backlog");
+    await waitFor(() => busy.all("lookupResult").length === count, 10_000, "every lookup answered");
+    expect(busy.all("lookupResult").map((result) => result.clientId)).toEqual(ids);
+    expect(busy.closed).toBe(false);
+    expect(Number(yielded()?.[1])).toBeGreaterThan(yieldedBefore);
   });
 });

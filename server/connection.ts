@@ -94,10 +94,18 @@ export class ConnectionHandler {
 
   /** Decodes and handles every complete frame in `inbound`, awaiting asynchronous handlers in order. */
   private async process(session: Session): Promise<void> {
-    const { codec, io } = this.context;
+    const { codec, io, limits } = this.context;
     session.busy = true;
+    const startedAtMs = performance.now();
+    let yielded = false;
     try {
       while (session.inbound !== null && session.state !== SessionState.closed) {
+        // Fairness: past its share of this turn, the session's socket pauses and the rest waits for the next turn
+        // (a flooder's burst of costly frames would otherwise stall every other session for its whole length).
+        if (performance.now() - startedAtMs >= limits.sessionTurnWorkMsMax) {
+          yielded = true;
+          break;
+        }
         const source = session.inbound;
         if (session.state === SessionState.preamble) {
           const preamble = decodePreamble(source);
@@ -124,7 +132,7 @@ export class ConnectionHandler {
         if (handled !== undefined) await handled;
       }
       // What is left is the start of a frame: its completion deadline runs from now (frames before it were whole).
-      if (session.inbound !== null && session.partialSinceMs === 0) this.startPartial(session);
+      if (!yielded && session.inbound !== null && session.partialSinceMs === 0) this.startPartial(session);
       // Keep a partial frame in a buffer of its own size, not in the (possibly large) chunk it arrived in.
       const rest = session.inbound;
       if (rest !== null && !session.inboundOwned && rest.byteLength * 2 < rest.buffer.byteLength) {
@@ -139,7 +147,18 @@ export class ConnectionHandler {
       });
       io.close(session, ErrorCode.internalError, "internal error");
     } finally {
-      session.busy = false;
+      if (!yielded || session.state === SessionState.closed) session.busy = false;
+    }
+    if (yielded && session.state !== SessionState.closed) {
+      this.context.metrics.turnsYielded.inc();
+      session.socket.pause();
+      setImmediate(() => {
+        session.busy = false;
+        if (session.state === SessionState.closed) return;
+        session.socket.resume();
+        void this.process(session);
+      });
+      return;
     }
     // Between handlers an idle device gives its delivery state back (the next message loads it again).
     this.delivery.releaseIfIdle(session);

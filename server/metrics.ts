@@ -131,6 +131,10 @@ export class Metrics {
     "TCP/WebSocket connections accepted",
   );
   readonly connectionsClosed = new Counter("switchboard_connections_closed_total", "Connections closed");
+  readonly turnsYielded = new Counter(
+    "switchboard_session_turns_yielded_total",
+    "Times a session used up sessionTurnWorkMsMax in one event-loop turn and waited for the next with its socket paused",
+  );
   readonly logins = new Counter("switchboard_logins_total", "Successful logins, registrations and links, by kind");
   readonly loginFailures = new Counter(
     "switchboard_login_failures_total",

@@ -6,5 +6,8 @@ export interface TransportSocket {
   write(bytes: Uint8Array): number;
   /** Flushes what the kernel has and closes. */
   end(): void;
+  /** Stops reading (the peer sees TCP backpressure) until resume(); bytes already read may still arrive. */
+  pause(): void;
+  resume(): void;
   readonly remoteAddress: string;
 }

@@ -57,6 +57,14 @@ class WebSocketTransport implements TransportSocket {
   end(): void {
     this.socket.close(1000, "closed by server");
   }
+
+  pause(): void {
+    this.socket.pause();
+  }
+
+  resume(): void {
+    this.socket.resume();
+  }
 }
 
 /** Whether a browser page from `origin` may connect. No Origin header: not a browser, allowed. */
