@@ -140,7 +140,7 @@ export const defaultLimits: Limits = Object.freeze({
   rateBurstStanzas: 400,
   rateViolationsMax: 50,
   sessionTurnWorkMsMax: 1,
-  rateControlStanzasPerToken: 8,
+  rateControlStanzasPerToken: 4,
   queueMessagesMax: 10_000,
   queueBytesMax: 64 * 1024 * kibibyte,
   queueSenderSharePercent: 25,
