@@ -22,6 +22,12 @@ import type { SessionTable } from "./session-table.ts";
 import type { TimerWheel } from "./timer-wheel.ts";
 import type { TransportSocket } from "./transport.ts";
 
+/**
+ * How many times inboundBytesMax a session may hold while its socket is paused for the next turn: the chunks Bun
+ * had read before the pause (each at most 64 KiB) still arrive.
+ */
+const pausedInboundFactor = 4;
+
 export class ConnectionHandler {
   private readonly sessions: Set<Session>;
   private readonly wheel: TimerWheel<Session>;
@@ -84,7 +90,10 @@ export class ConnectionHandler {
     appendInbound(session, chunk, limits.inboundBytesMax);
     // Bytes waiting behind a slow handler, or one frame's worth of a partial frame: more than that is a flood.
     if (session.busy) {
-      if (session.inbound!.length > limits.inboundBytesMax) {
+      // A session waiting for its next turn has its socket paused: only what Bun had read already still arrives
+      // (a chunk or two), so it may hold that much more than a peer running ahead of a slow handler.
+      const inboundMax = session.pausedForTurn ? limits.inboundBytesMax * pausedInboundFactor : limits.inboundBytesMax;
+      if (session.inbound!.length > inboundMax) {
         this.context.io.close(session, ErrorCode.flood, "sending faster than the server reads");
       }
       return;
@@ -135,7 +144,7 @@ export class ConnectionHandler {
       if (!yielded && session.inbound !== null && session.partialSinceMs === 0) this.startPartial(session);
       // Keep a partial frame in a buffer of its own size, not in the (possibly large) chunk it arrived in.
       const rest = session.inbound;
-      if (rest !== null && !session.inboundOwned && rest.byteLength * 2 < rest.buffer.byteLength) {
+      if (rest !== null && !session.inboundOwned && (yielded || rest.byteLength * 2 < rest.buffer.byteLength)) {
         session.inbound = rest.slice();
       }
     } catch (error) {
@@ -151,11 +160,17 @@ export class ConnectionHandler {
     }
     if (yielded && session.state !== SessionState.closed) {
       this.context.metrics.turnsYielded.inc();
+      session.pausedForTurn = true;
       session.socket.pause();
       setImmediate(() => {
-        session.busy = false;
-        if (session.state === SessionState.closed) return;
+        session.pausedForTurn = false;
+        if (session.state === SessionState.closed) {
+          session.busy = false;
+          return;
+        }
+        // resume() may deliver data at once: while busy, data() only appends it, so one process() runs at a time.
         session.socket.resume();
+        session.busy = false;
         void this.process(session);
       });
       return;

@@ -206,7 +206,11 @@ export class Delivery {
       recipients: [],
       liveRecipients: states.length,
       serverAcked: false,
+      senderState: sender,
+      resentBy: null,
     };
+    sender.unackedSends ??= new Map();
+    sender.unackedSends.set(stanza.clientId, message);
     const onCancel = () => {
       message.liveRecipients--;
       if (message.liveRecipients === 0) this.serverAck(message);
@@ -254,7 +258,14 @@ export class Delivery {
 
   /** A send whose client id the server already has: server-ack it once that send is durable. */
   private recognisedRetry(session: Session, sender: DeviceState, clientId: number): void {
-    if (clientIdStatus(sender.committedClientIds, clientId) === "stored") {
+    // Still waiting for its own server-ack: the resend is answered with it, in the order the messages were stored.
+    const original = sender.unackedSends?.get(clientId);
+    if (original !== undefined && !original.serverAcked) {
+      original.resentBy ??= [];
+      original.resentBy.push(session);
+      return;
+    }
+    if (original !== undefined || clientIdStatus(sender.committedClientIds, clientId) === "stored") {
       this.context.io.send(session, { kind: "serverAck", clientId });
       return;
     }
@@ -266,6 +277,16 @@ export class Delivery {
     if (message.serverAcked) return;
     message.serverAcked = true;
     this.context.io.send(message.sender, { kind: "serverAck", clientId: message.clientId });
+    // Every send gets its answer, a resend on the same connection too.
+    for (const session of message.resentBy ?? [])
+      this.context.io.send(session, { kind: "serverAck", clientId: message.clientId });
+  }
+
+  /** The message is durable: a resend of it is answered from the committed client ids from now on. */
+  private forgetUnacked(message: PendingMessage): void {
+    const unacked = message.senderState.unackedSends;
+    if (unacked?.get(message.clientId) === message) unacked.delete(message.clientId);
+    if (unacked?.size === 0) message.senderState.unackedSends = null;
   }
 
   /** Gives `state` its next sequence for an entry of `bytes`, in the open batch. */
@@ -624,7 +645,10 @@ export class Delivery {
       if (uptoSeq > state.committedAckSeq) state.committedAckSeq = uptoSeq;
       batch.touched.add(state);
     }
-    for (const message of batch.messages) this.serverAck(message);
+    for (const message of batch.messages) {
+      this.serverAck(message);
+      this.forgetUnacked(message);
+    }
     for (const callback of batch.afterCommit) callback();
     for (const state of batch.touched) {
       const session = state.session;

@@ -3,6 +3,7 @@
 // uncommitted batch; otherwise the store holds the same facts and the state is dropped.
 
 import { type ClientIdMarks, windowFromBytes } from "./client-id-window.ts";
+import type { PendingMessage } from "./group-commit.ts";
 import type { ReadWindow } from "./read-receipt-window.ts";
 import type { Session } from "./session.ts";
 
@@ -79,6 +80,12 @@ export class DeviceState {
   peerDepths: Map<number, { rows: number; bytes: number }> | null = null;
   /** Open or committing batches that write some of readWindows: the state may not be dropped before they commit. */
   readWindowWrites = 0;
+  /**
+   * This device's accepted sends whose batch has not committed yet, by client id: a resend of one is answered with
+   * its server-ack (at once if it had it), so that server-acks follow the order in which messages were stored (a
+   * resend answered after the commit of a later message looked like a reordering to the sender).
+   */
+  unackedSends: Map<number, PendingMessage> | null = null;
   /** A drain read from the store is running. */
   reading = false;
   /** The device was removed: nothing more is queued for it. */

@@ -32,6 +32,10 @@ export interface PendingMessage {
   /** Recipients that have not acknowledged it yet; at 0 the sender may have its server-ack before the commit. */
   liveRecipients: number;
   serverAcked: boolean;
+  /** The sender device's state, which lists the message among its unacknowledged sends until its server-ack. */
+  readonly senderState: DeviceState;
+  /** Sessions that sent it again (a resend after a reconnect) before it was acked: they get the server-ack with it. */
+  resentBy: Session[] | null;
 }
 
 export interface PendingReceipt {

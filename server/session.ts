@@ -42,6 +42,8 @@ export class Session implements WheelEntry, InboundBytes {
   outboundBytes = 0;
   /** An asynchronous handler (a store read) is running; inbound frames wait in order behind it. */
   busy = false;
+  /** The session used up its share of this turn: its socket is paused until the next (connection.ts). */
+  pausedForTurn = false;
 
   /** When the last whole frame (or the preamble) arrived: only whole frames count as life. */
   lastInboundAtMs: number;

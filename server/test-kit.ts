@@ -138,6 +138,7 @@ export class RawClient {
       port,
       socket: {
         data: (_socket, chunk) => client.onData(chunk),
+        drain: () => client.flushUnsent(),
         close: () => {
           client.closed = true;
         },
@@ -168,8 +169,34 @@ export class RawClient {
     }
   }
 
+  /**
+   * Writes `bytes` in order, keeping what the socket does not take now and writing it on drain (Bun's write() takes
+   * what it can and drops the rest; a server that applies backpressure makes that happen). Returns bytes.length.
+   */
   write(bytes: Uint8Array): number {
-    return this.socket!.write(bytes);
+    if (this.unsent.length > 0) {
+      this.unsent.push(bytes.slice());
+      return bytes.length;
+    }
+    const taken = this.socket!.write(bytes);
+    if (taken < bytes.length) this.unsent.push(bytes.slice(Math.max(0, taken)));
+    return bytes.length;
+  }
+
+  /** Unsent bytes, in order (see write). */
+  private readonly unsent: Uint8Array[] = [];
+
+  flushUnsent(): void {
+    while (this.unsent.length > 0 && this.socket !== null && !this.closed) {
+      const head = this.unsent[0]!;
+      const taken = this.socket.write(head);
+      if (taken >= head.length) {
+        this.unsent.shift();
+        continue;
+      }
+      this.unsent[0] = head.slice(Math.max(0, taken));
+      return;
+    }
   }
 
   sendStanza(stanza: Stanza): void {
