@@ -147,14 +147,14 @@ export class SdkApp {
 }
 
 /**
- * A sender on the SDK. Its app keeps every message until the send resolves (in runner memory, which outlives the app),
- * and sends it again after a retry-range refusal. If the app dies with sends unanswered, the fresh client sends them
- * again on its start: as new messages with new client ids, because the SDK has no way to resend under the ids the dead
- * client used (its outbox lives and dies with the client object).
+ * A sender on the SDK. Its app keeps every message with the client id it reserved for it (reserveClientId) until the
+ * send resolves (in runner memory, which outlives the app), and sends it again after a retry-range refusal. If the
+ * app dies with sends unanswered, the fresh client sends them again on its start under the same ids, so the server
+ * stores each once (client/README.md: sends that must survive the app's restart).
  */
 export class SdkSender {
-  /** token -> recipient account, in send order: what the app still owns. */
-  private readonly unanswered = new Map<string, number>();
+  /** token -> recipient account and reserved client id (null until first written), in send order: what it owns. */
+  private readonly unanswered = new Map<string, { to: number; clientId: number | null }>();
 
   constructor(
     readonly app: SdkApp,
@@ -167,7 +167,7 @@ export class SdkSender {
 
   send(to: number, token: string): void {
     this.ledger.sent(token, deviceKey(this.app.credentials.account, this.app.credentials.device), to);
-    this.unanswered.set(token, to);
+    this.unanswered.set(token, { to, clientId: null });
     this.write(to, token, 0);
   }
 
@@ -181,13 +181,16 @@ export class SdkSender {
   restartIfDown(): void {
     if (this.app.online) return;
     this.app.start();
-    for (const [token, to] of this.unanswered) this.write(to, token, 0);
+    for (const [token, kept] of this.unanswered) this.write(kept.to, token, 0);
   }
 
   private write(to: number, token: string, attempt: number): void {
     const client = this.app.client;
     if (client === null) return; // the app is down: its restart sends what is unanswered
-    client.send(to, textEncoder.encode(token)).then(
+    const kept = this.unanswered.get(token);
+    if (kept === undefined) return;
+    kept.clientId ??= client.reserveClientId();
+    client.send(to, textEncoder.encode(token), { clientId: kept.clientId }).then(
       (result) => {
         this.unanswered.delete(token);
         this.ledger.acked(token, result.clientId);
