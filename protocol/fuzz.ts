@@ -383,6 +383,11 @@ const mutations: ReadonlyArray<readonly [string, Mutation]> = [
   ],
 ];
 
+/** One mutation of `input`, by an operator picked at random (`corpus` feeds the splicing ones). */
+export function mutate(random: Random, input: Uint8Array, corpus: readonly Uint8Array[]): Uint8Array {
+  return random.pick(mutations)[1](random, input, corpus);
+}
+
 const kindNames = Object.keys(StanzaKind) as StanzaKindName[];
 
 const sameValue = (left: unknown, right: unknown) =>
@@ -498,7 +503,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
             })
           : random.pick(corpus);
       const rounds = random.between(1, 3);
-      for (let round = 0; round < rounds; round++) input = random.pick(mutations)[1](random, input, corpus);
+      for (let round = 0; round < rounds; round++) input = mutate(random, input, corpus);
       exercise(random, codec, input, outcomes);
     }
   } catch (caught) {

@@ -10,9 +10,9 @@
 // The inputs are made in fuzz-inputs.ts.
 
 import { distribution, round } from "../bench/stats.ts";
-import { Random } from "../protocol/fuzz.ts";
+import { mutate, Random } from "../protocol/fuzz.ts";
 import { defaultLimits, encodePreamble, FrameCodec } from "../protocol/index.ts";
-import { certainlyBad, loadCorpus, mutate, nextInput } from "./fuzz-inputs.ts";
+import { certainlyBad, loadCorpus, nextInput } from "./fuzz-inputs.ts";
 import { ProbePair } from "./probe-pair.ts";
 import { RawSession } from "./raw-session.ts";
 import {
