@@ -64,8 +64,6 @@ export interface StartOptions {
   readonly now?: () => number;
   /** An already open store (tests); the server then leaves closing it to the caller. */
   readonly storage?: Storage;
-  /** What a drain asked for through the admin API does; default: the graceful stop. */
-  readonly requestStop?: () => void;
 }
 
 /** Default bound for a graceful stop: sockets get this long to take their goaway before they are closed anyway. */
@@ -173,7 +171,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         delivery,
         token: options.storage === undefined ? writeAdminToken(config.dataDir) : crypto.randomUUID(),
         listenHost: config.adminHost,
-        drain: () => (options.requestStop ?? (() => void stop()))(),
+        drain: () => void stop(),
       });
       admin = listenAdmin(
         { host: config.adminHost, port: config.adminPort, names: serverNames(config) },
