@@ -25,8 +25,6 @@ const base32Alphabet = "abcdefghijkmnpqrstuvwxyz23456789";
  * device ids are never reused. Persisting removals would need a store change for a case the client can settle alone.
  */
 const removedDevicesRememberedMax = 10_000;
-/** Device ids stay below 2^21 (storage), so account * 2^21 + device is an exact key (below 2^53). */
-const deviceIdsPerAccount = 2 ** 21;
 
 export function randomCode(bytes: number): string {
   const random = crypto.getRandomValues(new Uint8Array(bytes));
@@ -46,7 +44,7 @@ export function randomCode(bytes: number): string {
 }
 
 export class AccountRequests {
-  /** Keys (account * 2^21 + device) of devices removed by a deviceRemove, in removal order. */
+  /** Keys (deviceKey) of devices removed by a deviceRemove, in removal order. */
   private readonly removedDevices = new Set<number>();
 
   constructor(
@@ -159,7 +157,7 @@ export class AccountRequests {
     const { storage, directory, io, router } = this.context;
     const account = session.account;
     const devices = await directory.load(account);
-    const key = account * deviceIdsPerAccount + stanza.device;
+    const key = deviceKey(account, stanza.device);
     if (devices === undefined || !devices.includes(stanza.device)) {
       // A resend of a removal that was done (its serverAck may have been lost): the same answer again.
       if (this.removedDevices.has(key)) {
