@@ -171,6 +171,24 @@ export async function runTrial(
   let backlog = false;
   let samePort = true;
   let settled = false;
+  /** The trial's result as it stands; the server's log tail joins the notes when the trial did not settle or threw. */
+  const result = (error: string | null): TrialResult => ({
+    trial,
+    seed,
+    commitDelayMs,
+    killAtMs,
+    downMs,
+    crashes,
+    tightQueues,
+    backlog,
+    samePort,
+    appDeaths: apps.reduce((total, app) => total + app.deaths, 0),
+    settled,
+    elapsedMs: Math.round(performance.now() - started),
+    notes: settled && error === null ? ledger.notes : [...ledger.notes, ...(server?.logTail().slice(-10) ?? [])],
+    error,
+    ...ledger.counts(),
+  });
   try {
     server = await startServerChild({ dataDir, flags: flags() });
     address.port = server.port;
@@ -406,42 +424,9 @@ export async function runTrial(
     const counts = ledger.counts();
     const failed = counts.lost + counts.duplicates + counts.order + counts.seqReused + counts.unsettled > 0;
     if (failed) for (const app of apps) ledger.notes.push(app.describe());
-    return {
-      trial,
-      seed,
-      commitDelayMs,
-      killAtMs,
-      downMs,
-      crashes,
-      tightQueues,
-      backlog,
-      samePort,
-      appDeaths: apps.reduce((total, app) => total + app.deaths, 0),
-      settled,
-      elapsedMs: Math.round(performance.now() - started),
-      notes: settled ? ledger.notes : [...ledger.notes, ...(server?.logTail().slice(-10) ?? [])],
-      error: null,
-      ...counts,
-    };
+    return result(null);
   } catch (error) {
-    const counts = ledger.counts();
-    return {
-      trial,
-      seed,
-      commitDelayMs,
-      killAtMs,
-      downMs,
-      crashes,
-      tightQueues,
-      backlog,
-      samePort,
-      appDeaths: apps.reduce((total, app) => total + app.deaths, 0),
-      settled,
-      elapsedMs: Math.round(performance.now() - started),
-      notes: [...ledger.notes, ...(server?.logTail().slice(-10) ?? [])],
-      error: (error as Error).message,
-      ...counts,
-    };
+    return result((error as Error).message);
   } finally {
     for (const timer of timers) clearTimeout(timer);
     for (const app of apps) app.stop("quit");
