@@ -5,38 +5,11 @@
 // Messages are kept as plain text, like the device's other data in this origin: a real app encrypts them at rest.
 
 import type { ChatSnapshot } from "./chat-state.ts";
+import { requestResult, transactionDone, withTimeout } from "./indexed-db.ts";
 
 const databaseName = "switchboard-web-history";
 const databaseVersion = 1;
 const storeName = "snapshots";
-/** IndexedDB has no timeouts of its own; a blocked or broken database must not hang the page. */
-const storageTimeoutMs = 5000;
-
-function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`${what}: no answer from IndexedDB in ${storageTimeoutMs} ms`)),
-      storageTimeoutMs,
-    );
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-function requestResult<T>(request: IDBRequest<T>): Promise<T> {
-  return new Promise((resolve, reject) => {
-    request.onsuccess = () => resolve(request.result);
-    request.onerror = () => reject(request.error ?? new Error("IndexedDB request failed"));
-  });
-}
-
-function transactionDone(transaction: IDBTransaction): Promise<void> {
-  return new Promise((resolve, reject) => {
-    transaction.oncomplete = () => resolve();
-    transaction.onerror = () => reject(transaction.error ?? new Error("IndexedDB transaction failed"));
-    transaction.onabort = () => reject(transaction.error ?? new Error("IndexedDB transaction aborted"));
-  });
-}
 
 function isSnapshot(value: unknown): value is ChatSnapshot {
   const record = value as Partial<ChatSnapshot> | null;

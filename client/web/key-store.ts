@@ -5,13 +5,12 @@
 
 import type { DeviceKeyPair } from "../keys.ts";
 import { generateKeyPair } from "../keys.ts";
+import { requestResult, transactionDone, withTimeout } from "./indexed-db.ts";
 
 const databaseName = "switchboard-web-chat";
 const databaseVersion = 1;
 const storeName = "identity";
 const recordKey = "device";
-/** IndexedDB has no timeouts of its own; a blocked or broken database must not hang the page. */
-const storageTimeoutMs = 5000;
 
 export interface StoredIdentity {
   readonly account: number;
@@ -46,32 +45,6 @@ export async function checkKeySupport(): Promise<KeySupport> {
       detail: `this browser has no Ed25519 in WebCrypto (Chrome/Edge 137+, Firefox 129+, Safari 17+): ${String(error)}`,
     };
   }
-}
-
-function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`${what}: no answer from IndexedDB in ${storageTimeoutMs} ms`)),
-      storageTimeoutMs,
-    );
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-function requestResult<T>(request: IDBRequest<T>): Promise<T> {
-  return new Promise((resolve, reject) => {
-    request.onsuccess = () => resolve(request.result);
-    request.onerror = () => reject(request.error ?? new Error("IndexedDB request failed"));
-  });
-}
-
-function transactionDone(transaction: IDBTransaction): Promise<void> {
-  return new Promise((resolve, reject) => {
-    transaction.oncomplete = () => resolve();
-    transaction.onerror = () => reject(transaction.error ?? new Error("IndexedDB transaction failed"));
-    transaction.onabort = () => reject(transaction.error ?? new Error("IndexedDB transaction aborted"));
-  });
 }
 
 function isIdentity(value: unknown): value is StoredIdentity {
