@@ -16,6 +16,7 @@ import {
   type SendStanza,
   type Stanza,
 } from "../protocol/index.ts";
+import { clientIdBytes } from "../storage/client-id-list.ts";
 import type { QueueEntry } from "../storage/index.ts";
 import { clientIdStatus, markStored } from "./client-id-window.ts";
 import type { ServerContext } from "./context.ts";
@@ -561,7 +562,7 @@ export class Delivery {
     const { limits } = this.context;
     for (let start = 0; start < clientIds.length; start += limits.receiptClientIdsMax) {
       const chunk = clientIds.slice(start, start + limits.receiptClientIdsMax);
-      const bytes = chunk.length * 4;
+      const bytes = chunk.length * clientIdBytes;
       for (const state of states) {
         // The device that produced the receipt never needs it (a message between two devices of one account).
         if (
@@ -698,7 +699,7 @@ function liveEntryOf(entry: QueueEntry): LiveEntry {
     senderAccount: 0,
     senderDevice: 0,
     clientId: 0,
-    bytes: entry.clientIds.length * 4,
+    bytes: entry.clientIds.length * clientIdBytes,
     peerAccount: entry.peerAccount,
     frame: () => ({
       kind: "deliverReceipt",
