@@ -71,26 +71,38 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-test("two people chat: messages, marks, and a second run from the key file", async () => {
+function temporaryDir(): string {
   const dataDir = mkdtempSync(join(tmpdir(), "switchboard-chat-test-"));
   cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+  return dataDir;
+}
+
+async function openServer(registration: "open" | "invite") {
+  const dataDir = temporaryDir();
   const config = loadConfig({
-    base: { port: 0, dataDir, registration: "open", adminPort: 0, logLevel: "warn", limits: testLimits },
+    base: { port: 0, dataDir, registration, adminPort: 0, logLevel: "warn", limits: testLimits },
   });
   const server = await startServer(config);
   cleanups.push(() => server.stop({ timeoutMs: 1000 }));
-  const port = String(server.port);
-  const aliceKey = join(dataDir, "alice.json");
-  const bobKey = join(dataDir, "bob.json");
+  return { server, dataDir, port: String(server.port) };
+}
 
-  const alice = new ScriptedIo();
+/** alice and bob register (key files alice.json and bob.json in dataDir) and are connected. */
+async function registerPair(port: string, dataDir: string, alice: ScriptedIo = new ScriptedIo()) {
   const bob = new ScriptedIo();
   cleanups.push(() => alice.end());
   cleanups.push(() => bob.end());
-  const aliceRun = runChat(["--port", port, "--key-file", aliceKey, "--register", "alice"], alice);
-  const bobRun = runChat(["--port", port, "--key-file", bobKey, "--register", "bob"], bob);
+  const aliceRun = runChat(["--port", port, "--key-file", join(dataDir, "alice.json"), "--register", "alice"], alice);
+  const bobRun = runChat(["--port", port, "--key-file", join(dataDir, "bob.json"), "--register", "bob"], bob);
   await alice.expectLine("as alice (account");
   await bob.expectLine("as bob (account");
+  return { alice, bob, aliceRun, bobRun };
+}
+
+test("two people chat: messages, marks, and a second run from the key file", async () => {
+  const { dataDir, port } = await openServer("open");
+  const aliceKey = join(dataDir, "alice.json");
+  const { alice, bob, aliceRun, bobRun } = await registerPair(port, dataDir);
 
   alice.type("hello bob"); // nobody chosen yet
   await alice.expectLine("choose someone first");
@@ -134,23 +146,8 @@ test("two people chat: messages, marks, and a second run from the key file", asy
 });
 
 test("a failed /to clears the peer: the next line goes to nobody, not to the previous peer", async () => {
-  const dataDir = mkdtempSync(join(tmpdir(), "switchboard-chat-test-"));
-  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
-  const config = loadConfig({
-    base: { port: 0, dataDir, registration: "open", adminPort: 0, logLevel: "warn", limits: testLimits },
-  });
-  const server = await startServer(config);
-  cleanups.push(() => server.stop({ timeoutMs: 1000 }));
-  const port = String(server.port);
-
-  const alice = new ScriptedIo();
-  const bob = new ScriptedIo();
-  cleanups.push(() => alice.end());
-  cleanups.push(() => bob.end());
-  const aliceRun = runChat(["--port", port, "--key-file", join(dataDir, "alice.json"), "--register", "alice"], alice);
-  const bobRun = runChat(["--port", port, "--key-file", join(dataDir, "bob.json"), "--register", "bob"], bob);
-  await alice.expectLine("as alice (account");
-  await bob.expectLine("as bob (account");
+  const { dataDir, port } = await openServer("open");
+  const { alice, bob, aliceRun, bobRun } = await registerPair(port, dataDir);
 
   alice.type("/to bob");
   await alice.expectLine("talking to bob");
@@ -190,8 +187,7 @@ test("a failed /to clears the peer: the next line goes to nobody, not to the pre
 });
 
 test("usage errors exit with 2", async () => {
-  const dataDir = mkdtempSync(join(tmpdir(), "switchboard-chat-test-"));
-  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+  const dataDir = temporaryDir();
   const io = new ScriptedIo();
   expect(await runChat(["--key-file", join(dataDir, "none.json")], io)).toBe(2);
   expect(io.has("no key file")).toBe(true);
@@ -220,29 +216,11 @@ class RewritingIo extends ScriptedIo {
   }
 }
 
-async function openServer(registration: "open" | "invite") {
-  const dataDir = mkdtempSync(join(tmpdir(), "switchboard-chat-test-"));
-  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
-  const config = loadConfig({
-    base: { port: 0, dataDir, registration, adminPort: 0, logLevel: "warn", limits: testLimits },
-  });
-  const server = await startServer(config);
-  cleanups.push(() => server.stop({ timeoutMs: 1000 }));
-  return { server, dataDir, port: String(server.port) };
-}
-
 test("names after logging in again, one line per sent message with its marks in place", async () => {
   const { dataDir, port } = await openServer("open");
   const aliceKey = join(dataDir, "alice.json");
   const bobKey = join(dataDir, "bob.json");
-  const alice = new RewritingIo();
-  const bob = new ScriptedIo();
-  cleanups.push(() => alice.end());
-  cleanups.push(() => bob.end());
-  const aliceRun = runChat(["--port", port, "--key-file", aliceKey, "--register", "alice"], alice);
-  const bobRun = runChat(["--port", port, "--key-file", bobKey, "--register", "bob"], bob);
-  await alice.expectLine("as alice (account");
-  await bob.expectLine("as bob (account");
+  const { alice, bob, aliceRun, bobRun } = await registerPair(port, dataDir, new RewritingIo());
   bob.type("/to alice");
   await bob.expectLine("talking to alice");
   bob.type("first");
@@ -322,8 +300,7 @@ test("registration refusals in words: a server that needs an invite, an unknown 
 });
 
 test("a server that cannot be reached is named, with the time to the next attempt", async () => {
-  const dataDir = mkdtempSync(join(tmpdir(), "switchboard-chat-test-"));
-  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+  const dataDir = temporaryDir();
   // A port that was free a moment ago: nothing listens there.
   const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
   const port = String(probe.port);
