@@ -3,6 +3,7 @@
 // queues behind a scrape.
 
 import type { Server } from "bun";
+import { adminApiPrefix } from "./admin-api.ts";
 import { adminNames, hostAllowed } from "./server-names.ts";
 import { versionLine } from "./version.ts";
 
@@ -38,7 +39,7 @@ export function listenAdmin(options: AdminOptions, sources: AdminSources): Admin
         return new Response("misdirected request: unknown Host\n", { status: 421 });
       }
       const path = new URL(request.url).pathname;
-      if (sources.api !== undefined && path.startsWith("/admin/")) {
+      if (sources.api !== undefined && path.startsWith(adminApiPrefix)) {
         return sources.api(request, bunServer.requestIP(request)?.address);
       }
       if (request.method !== "GET") return new Response("method not allowed\n", { status: 405 });
