@@ -164,6 +164,11 @@ export async function runTrial(
     }, delayMs);
     timers.add(timer);
   };
+  /** Runs `action` once `ready()` holds, checking again every `everyMs` ms at most `retries` times (then gives up). */
+  const whenReady = (ready: () => boolean, action: () => void, retries: number, everyMs: number) => {
+    if (ready()) action();
+    else if (retries > 0) later(everyMs, () => whenReady(ready, action, retries - 1, everyMs));
+  };
   let server: ServerChild | null = null;
   let killAtMs = 0;
   let downMs = 0;
@@ -353,27 +358,22 @@ export async function runTrial(
     for (let death = 0; death < deathsPlanned; death++) {
       const app = random.pick(killable);
       const at = random.below(options.loadMs + 500);
-      const tryKill = (tries: number) => {
-        if (app.online && app.pendingStores > 0) {
-          const offlineByDefault = app === offline || app === pairTwo;
-          app.stop("death");
-          // An offline-by-default device that died stays down until the end; the others come back soon.
-          if (!offlineByDefault) later(random.below(200), () => app.start());
-        } else if (tries < 20) later(15, () => tryKill(tries + 1));
+      const kill = () => {
+        const offlineByDefault = app === offline || app === pairTwo;
+        app.stop("death");
+        // An offline-by-default device that died stays down until the end; the others come back soon.
+        if (!offlineByDefault) later(random.below(200), () => app.start());
       };
-      later(at, () => tryKill(0));
+      later(at, () => whenReady(() => app.online && app.pendingStores > 0, kill, 20, 15));
     }
 
     // Sender apps dying with sends in flight (opt-in).
     if (options.senderDeaths) {
       for (let death = random.between(1, 2); death > 0; death--) {
         const sender = random.pick(sdkSenders);
-        const tryKill = (tries: number) => {
-          if (sender.app.online && (sender.app.client?.pendingSends ?? 0) > 0) {
-            sender.dieAndRestart(random.below(200), later);
-          } else if (tries < 40) later(10, () => tryKill(tries + 1));
-        };
-        later(random.below(options.loadMs), () => tryKill(0));
+        const inFlight = () => sender.app.online && (sender.app.client?.pendingSends ?? 0) > 0;
+        const kill = () => sender.dieAndRestart(random.below(200), later);
+        later(random.below(options.loadMs), () => whenReady(inFlight, kill, 40, 10));
       }
     }
 
