@@ -1,5 +1,5 @@
 import type { Kysely } from "kysely";
-import type { CodeHasher } from "./code-hasher.ts";
+import { type CodeHasher, codeHashBytes } from "./code-hasher.ts";
 import type { InviteRecord, InviteStore } from "./invite-store.ts";
 import type { StorageSchema } from "./schema.ts";
 
@@ -71,8 +71,11 @@ export class SqliteInviteStore implements InviteStore {
   }
 }
 
-/** The bytes of a hash written in hex as list() writes it, or undefined when it is not 64 hex digits. */
+/** A code hash written in hex as list() writes it: two digits per byte. */
+const codeHashHex = new RegExp(`^[0-9a-f]{${codeHashBytes * 2}}$`);
+
+/** The bytes of a hash written in hex as list() writes it, or undefined when it is not codeHashBytes of hex. */
 function hexBytes(hex: string): Uint8Array | undefined {
-  if (!/^[0-9a-f]{64}$/.test(hex)) return undefined;
+  if (!codeHashHex.test(hex)) return undefined;
   return new Uint8Array(Buffer.from(hex, "hex"));
 }
