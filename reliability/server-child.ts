@@ -10,6 +10,8 @@ import type { Subprocess } from "bun";
 
 const cliPath = new URL("../server/cli.ts", import.meta.url).pathname;
 export const serverStartTimeoutMs = 15_000;
+/** How long kill() waits for the child to exit after its signal, and stop() by default after SIGTERM and SIGKILL. */
+const childExitWaitMs = 5000;
 const logLinesKept = 100;
 
 const children = new Set<Subprocess>();
@@ -155,14 +157,14 @@ async function startOnce(options: {
     exited: child.exited,
     async kill(signal = "SIGKILL") {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      await Promise.race([child.exited, Bun.sleep(5000)]);
+      await Promise.race([child.exited, Bun.sleep(childExitWaitMs)]);
     },
-    async stop(timeoutMs = 5000) {
+    async stop(timeoutMs = childExitWaitMs) {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
       const code = await Promise.race([child.exited, Bun.sleep(timeoutMs).then(() => null)]);
       if (code === null) {
         child.kill("SIGKILL");
-        await Promise.race([child.exited, Bun.sleep(5000)]);
+        await Promise.race([child.exited, Bun.sleep(childExitWaitMs)]);
       }
       return child.exitCode;
     },
