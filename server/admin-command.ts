@@ -15,7 +15,13 @@ import { existsSync, statSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { openSqliteStorage, type Storage } from "../storage/index.ts";
 import { randomCode } from "./account-requests.ts";
-import { adminTokenFileName, readAdminToken, sessionsPageMax } from "./admin-api.ts";
+import {
+  adminTokenFileName,
+  kickRetryAfterMsDefault,
+  kickRetryAfterMsMax,
+  readAdminToken,
+  sessionsPageMax,
+} from "./admin-api.ts";
 import { type Config, ConfigError, databasePath } from "./config.ts";
 import { configFromValues, configOptions, type LoadedConfig } from "./config-flags.ts";
 import { DataDirectoryLockedError, lockDataDirectory } from "./data-directory.ts";
@@ -403,7 +409,13 @@ async function kick(argv: readonly string[]): Promise<number> {
   if (values.device !== undefined) body.device = positiveInteger("device", values.device, 1, 2 ** 31);
   if (typeof values.reason === "string") body.reason = values.reason;
   if (values["retry-after-s"] !== undefined) {
-    body.retryAfterMs = positiveInteger("retry-after-s", values["retry-after-s"], 60, 86_400) * 1000;
+    body.retryAfterMs =
+      positiveInteger(
+        "retry-after-s",
+        values["retry-after-s"],
+        kickRetryAfterMsDefault / 1000,
+        kickRetryAfterMsMax / 1000,
+      ) * 1000;
   }
   const answer = await callServer(loaded, "POST", "/admin/kick", body);
   const devices = answer.devices as number[];
