@@ -18,8 +18,6 @@ export class EventLoopLag {
   /** The worst lag (ms) of each slot, and which slot of time (floor(now / lagSlotMs)) it holds. */
   private readonly slotMaxMs = new Float64Array(lagWindowSlots);
   private readonly slotNumbers = new Float64Array(lagWindowSlots).fill(-1);
-  /** The last lag seen (ms). */
-  lastMs = 0;
 
   constructor(
     /** Called with every probe's lag in milliseconds (the histogram). */
@@ -44,7 +42,6 @@ export class EventLoopLag {
 
   /** One probe's lag, seen at `nowMs` (the probe's clock). */
   record(lagMs: number, nowMs: number): void {
-    this.lastMs = lagMs;
     const slot = Math.floor(nowMs / lagSlotMs);
     const index = slot % lagWindowSlots;
     if (this.slotNumbers[index] !== slot) {
