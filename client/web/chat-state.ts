@@ -158,13 +158,18 @@ export class ChatState {
     return message;
   }
 
+  /** Keeps our message findable by client id for its receipts (the oldest forgotten past sentRememberedMax). */
+  private rememberSent(clientId: number, message: ChatMessage): void {
+    this.sentByClientId.set(clientId, message);
+    if (this.sentByClientId.size > sentRememberedMax)
+      this.sentByClientId.delete(this.sentByClientId.keys().next().value!);
+  }
+
   /** The server stored our message (serverAck): ✓, plus any receipt that came first. */
   stored(message: ChatMessage, clientId: number): void {
     message.clientId = clientId;
     this.raise(message, "sent");
-    this.sentByClientId.set(clientId, message);
-    if (this.sentByClientId.size > sentRememberedMax)
-      this.sentByClientId.delete(this.sentByClientId.keys().next().value!);
+    this.rememberSent(clientId, message);
     const early = this.early.get(clientId);
     if (early !== undefined) {
       this.early.delete(clientId);
@@ -322,9 +327,7 @@ export class ChatState {
         }
         conversation.messages.push(message);
         if (message.mine && message.clientId !== null) {
-          this.sentByClientId.set(message.clientId, message);
-          if (this.sentByClientId.size > sentRememberedMax)
-            this.sentByClientId.delete(this.sentByClientId.keys().next().value!);
+          this.rememberSent(message.clientId, message);
         }
       }
     }
