@@ -105,6 +105,8 @@ export interface FloodSummary {
 
 const codec = new FrameCodec({ limits: defaultLimits });
 const pairWindowMs = 1000;
+/** How long a flood worker may take to say it is ready, and to report after its flood ends. */
+const workerAnswerMs = 20_000;
 const floodWorkerPath = new URL("./flood-worker.ts", import.meta.url).pathname;
 
 function limitFlag(flags: Readonly<Record<string, string | number>>, name: string, fallback: number): number {
@@ -164,11 +166,11 @@ async function floodOneKind(
   trackChild(worker);
   try {
     const lines = jsonLines(worker.stdout);
-    await lines.next(20_000);
+    await lines.next(workerAnswerMs);
     const started = performance.now();
     worker.stdin.write("go\n");
     worker.stdin.flush();
-    const result = (await lines.next(options.floodMs + 20_000)) as unknown as {
+    const result = (await lines.next(options.floodMs + workerAnswerMs)) as unknown as {
       durationMs: number;
       flooders: FlooderResult[];
     };
