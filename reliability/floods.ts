@@ -119,6 +119,8 @@ function jsonLines(stream: ReadableStream<Uint8Array>): { next(timeoutMs: number
   const reader = stream.getReader();
   const decoder = new TextDecoder();
   let buffered = "";
+  // A read that lost the race with the timeout stays pending: the next call awaits it rather than reading past it.
+  let reading: ReturnType<typeof reader.read> | null = null;
   return {
     async next(timeoutMs) {
       const deadline = performance.now() + timeoutMs;
@@ -131,8 +133,10 @@ function jsonLines(stream: ReadableStream<Uint8Array>): { next(timeoutMs: number
         }
         const left = deadline - performance.now();
         if (left <= 0) throw new Error(`flood worker: no answer within ${timeoutMs} ms`);
-        const chunk = await Promise.race([reader.read(), Bun.sleep(left).then(() => null)]);
+        reading ??= reader.read();
+        const chunk = await Promise.race([reading, Bun.sleep(left).then(() => null)]);
         if (chunk === null) continue;
+        reading = null;
         if (chunk.done) throw new Error("flood worker: ended without an answer");
         buffered += decoder.decode(chunk.value, { stream: true });
       }
