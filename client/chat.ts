@@ -10,7 +10,7 @@ import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { ClientClosedError } from "./client-errors.ts";
 import type { DisconnectedEvent, MessageEvent, ReceiptEvent } from "./client-events.ts";
-import type { ClientOptions } from "./client-options.ts";
+import { type ClientOptions, portDefault } from "./client-options.ts";
 import { type ErrorContext, errorInWords } from "./error-words.ts";
 import { type DeviceIdentity, type KeyFileError, keyFileExists, readKeyFile, writeKeyFile } from "./key-file.ts";
 import { SwitchboardClient } from "./switchboard-client.ts";
@@ -22,7 +22,7 @@ end to end; the server treats every payload as opaque bytes and never reads it).
 
 Options:
   --host <address>      server address (default 127.0.0.1)
-  --port <port>         server port (default 7420)
+  --port <port>         server port (default ${portDefault})
   --url <ws-url>        connect over WebSocket instead (e.g. ws://127.0.0.1:7422/ws)
   --key-file <path>     this device's identity (default ./.switchboard-key.json; holds the private key)
   --register <handle>   create an account (with --invite <code> when the server wants one)
@@ -171,8 +171,9 @@ export async function runChat(argv: readonly string[], io: ChatIo = terminalIo()
     return 0;
   }
   const host = values.host ?? "127.0.0.1";
-  const port = Number(values.port ?? 7420);
-  if (!/^\d+$/.test(values.port ?? "7420") || !Number.isInteger(port) || port < 1 || port > 65535) {
+  const portText = values.port ?? String(portDefault);
+  const port = Number(portText);
+  if (!/^\d+$/.test(portText) || port < 1 || port > 65535) {
     io.print("switchboard chat: --port must be 1..65535");
     return 2;
   }

@@ -97,6 +97,8 @@ export interface ResolvedOptions {
 }
 
 export const pingIntervalMsDefault = 60_000;
+/** The server's TCP port when none is given. */
+export const portDefault = 7420;
 
 export function resolveOptions(options: ClientOptions): ResolvedOptions {
   const ways = [options.credentials, options.register, options.link].filter((way) => way !== undefined).length;
@@ -119,7 +121,7 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
   return Object.freeze({
     host,
     serverName,
-    port: options.port ?? 7420,
+    port: options.port ?? portDefault,
     limits: options.limits ?? defaultLimits,
     clientLimits: Object.freeze(clientLimits),
     reconnect: Object.freeze({ ...reconnect, jitter: Math.min(1, reconnect.jitter) }),
