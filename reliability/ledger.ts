@@ -106,11 +106,6 @@ export class AppStore {
     return this.tokenCounts.has(token);
   }
 
-  handoverOf(token: string): number | undefined {
-    for (const entry of this.byKey.values()) if (entry.token === token) return this.firstHandover.get(entry.key);
-    return undefined;
-  }
-
   /** token -> first hand-over index, for every stored message. */
   handoverByToken(): Map<string, number> {
     const result = new Map<string, number>();
