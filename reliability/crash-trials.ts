@@ -176,8 +176,11 @@ export async function runTrial(
   let backlog = false;
   let samePort = true;
   let settled = false;
-  /** The trial's result as it stands; the server's log tail joins the notes when the trial did not settle or threw. */
-  const result = (error: string | null): TrialResult => ({
+  /**
+   * The trial's result with `counts` (ledger.counts() adds its findings to ledger.notes: call it once, before this);
+   * the server's log tail joins the notes when the trial did not settle or threw.
+   */
+  const result = (error: string | null, counts: LedgerCounts): TrialResult => ({
     trial,
     seed,
     commitDelayMs,
@@ -192,7 +195,7 @@ export async function runTrial(
     elapsedMs: Math.round(performance.now() - started),
     notes: settled && error === null ? ledger.notes : [...ledger.notes, ...(server?.logTail().slice(-10) ?? [])],
     error,
-    ...ledger.counts(),
+    ...counts,
   });
   try {
     server = await startServerChild({ dataDir, flags: flags() });
@@ -424,9 +427,9 @@ export async function runTrial(
     const counts = ledger.counts();
     const failed = counts.lost + counts.duplicates + counts.order + counts.seqReused + counts.unsettled > 0;
     if (failed) for (const app of apps) ledger.notes.push(app.describe());
-    return result(null);
+    return result(null, counts);
   } catch (error) {
-    return result((error as Error).message);
+    return result((error as Error).message, ledger.counts());
   } finally {
     for (const timer of timers) clearTimeout(timer);
     for (const app of apps) app.stop("quit");
