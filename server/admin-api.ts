@@ -101,7 +101,7 @@ function json(status: number, body: unknown): Response {
 
 async function readBody(request: Request): Promise<Record<string, unknown>> {
   const text = await request.text();
-  if (text.length > requestBodyBytesMax) throw new AdminRequestError(413, "request body too large");
+  if (Buffer.byteLength(text) > requestBodyBytesMax) throw new AdminRequestError(413, "request body too large");
   if (text.trim() === "") return {};
   let parsed: unknown;
   try {
