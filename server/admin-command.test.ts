@@ -64,7 +64,9 @@ async function adminServer(
   const adminPort = freePort();
   // No lame duck: a stop goes straight to the goaways (the lame duck is the stop's business, tested elsewhere).
   const config = {
-    ...testConfig({ dataDir, registration }),
+    // Each CLI call is a process start: with the test limits' 2 s idle timeout the raw clients (which do not answer
+    // pings) were closed part way through a test of several calls.
+    ...testConfig({ dataDir, registration, limits: { idleTimeoutMs: 60_000 } }),
     adminPort,
     adminHost: "127.0.0.1",
     lameDuckMs: 0,
