@@ -17,6 +17,7 @@ import { ErrorCode } from "../protocol/index.ts";
 import type { AccountRecord } from "../storage/index.ts";
 import type { ServerContext } from "./context.ts";
 import type { Delivery } from "./delivery.ts";
+import { deviceIdMax } from "./device-state.ts";
 import type { Session } from "./session.ts";
 import type { SessionTable } from "./session-table.ts";
 
@@ -216,7 +217,7 @@ export function createAdminApi(dependencies: AdminApiDependencies) {
   const kick = async (request: Request): Promise<Response> => {
     const body = await readBody(request);
     const account = await findAccount(stringField(body, "account"));
-    const device = optionalInteger(body, "device", 1, 2 ** 31);
+    const device = optionalInteger(body, "device", 1, deviceIdMax);
     const retryAfterMs = optionalInteger(body, "retryAfterMs", 0, kickRetryAfterMsMax) ?? kickRetryAfterMsDefault;
     const reason = reasonOf(body, "disconnected by the operator");
     const found = await sessionsOf(account.id, device);

@@ -25,6 +25,7 @@ import {
 import { type Config, ConfigError, databasePath } from "./config.ts";
 import { configFromValues, configOptions, type LoadedConfig } from "./config-flags.ts";
 import { DataDirectoryLockedError, lockDataDirectory } from "./data-directory.ts";
+import { deviceIdMax } from "./device-state.ts";
 
 export const adminCommandNames: ReadonlySet<string> = new Set(["invite", "account", "sessions", "kick", "drain"]);
 
@@ -406,7 +407,7 @@ async function kick(argv: readonly string[]): Promise<number> {
   const key = positionals[0];
   if (key === undefined) throw new CommandError(`kick: give a handle or an account id\n\n${usages.kick}`, 2);
   const body: Record<string, unknown> = { account: key };
-  if (values.device !== undefined) body.device = positiveInteger("device", values.device, 1, 2 ** 31);
+  if (values.device !== undefined) body.device = positiveInteger("device", values.device, 1, deviceIdMax);
   if (typeof values.reason === "string") body.reason = values.reason;
   if (values["retry-after-s"] !== undefined) {
     body.retryAfterMs =

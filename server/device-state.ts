@@ -31,6 +31,8 @@ export interface PendingEntry {
 
 /** Device ids are below 2^21 (the store enforces it), so one safe integer keys a device: no string per device. */
 const devicesPerAccountIdSpace = 2 ** 21;
+/** The largest device number (the store keeps them below 2^21). */
+export const deviceIdMax = devicesPerAccountIdSpace - 1;
 
 export function deviceKey(account: number, device: number): number {
   return account * devicesPerAccountIdSpace + device;
