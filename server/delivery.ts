@@ -45,6 +45,7 @@ export class Delivery {
       context.limits.seqReservationBlock,
       (batch, stats) => this.committed(batch, stats),
       (error) => this.commitFailed(error),
+      context.now,
     );
   }
 

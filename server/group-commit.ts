@@ -104,6 +104,8 @@ export class GroupCommit {
     private readonly seqReservationBlock: number,
     private readonly onCommitted: (batch: OpenBatch, stats: CommitStats) => void,
     private readonly onFailure: (error: unknown) => void,
+    /** The server's clock (tests pass a fake one): stamps what the batch writes. */
+    private readonly now: () => number = Date.now,
   ) {}
 
   /** The batch that new rows go into. */
@@ -136,7 +138,7 @@ export class GroupCommit {
     // Entries of this batch can no longer be cancelled in place: a later ack becomes a delete in a later batch.
     // (Every device with an entry in the batch is in `touched`: assigning a sequence touches it.)
     for (const state of batch.touched) state.pending = null;
-    const { rows, cancelled } = toQueueBatch(batch, this.seqReservationBlock);
+    const { rows, cancelled } = toQueueBatch(batch, this.seqReservationBlock, this.now());
     const written = queuedEntries(rows);
     const startedAt = performance.now();
     this.committing = this.store
@@ -203,7 +205,11 @@ function countRows(batch: QueueBatch): number {
   return rows;
 }
 
-function toQueueBatch(batch: OpenBatch, seqReservationBlock: number): { rows: QueueBatch; cancelled: number } {
+function toQueueBatch(
+  batch: OpenBatch,
+  seqReservationBlock: number,
+  nowMs: number,
+): { rows: QueueBatch; cancelled: number } {
   let cancelled = 0;
   const messages: QueueBatch["messages"] = [];
   for (const message of batch.messages) {
@@ -275,7 +281,6 @@ function toQueueBatch(batch: OpenBatch, seqReservationBlock: number): { rows: Qu
     });
   }
   const readReceiptWindows: QueueBatch["readReceiptWindows"] & object = [];
-  const nowMs = Date.now();
   for (const [reader, senders] of batch.readWindows) {
     if (reader.removed) continue;
     for (const [senderKey, sender] of senders) {
