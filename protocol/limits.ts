@@ -246,3 +246,22 @@ export function assertLimits(limits: Limits): Limits {
 
 assertLimits(defaultLimits);
 assertLimits(testLimits);
+
+// ---- between the workers of one host (server/mesh.ts) ----------------------------------------------------------
+// Not configurable: a mesh frame that breaks them is a bug in a worker, which is crashed and restarted.
+
+/** Largest frame one worker sends another: a batch of one turn's messages, each at most a client frame and its ids. */
+export const meshFrameBytesMax = 4 * 1024 * 1024;
+/**
+ * Bytes queued for one peer worker that it has not read yet. Past this the peer is treated as stuck: the link is
+ * closed (the peer is down for routing) and what was queued is dropped, as the mesh's at-most-once contract says.
+ */
+export const meshQueueBytesMax = 64 * 1024 * 1024;
+/** Longest wait between two attempts to reach a peer worker that is not listening (it is being restarted). */
+export const meshConnectRetryMsMax = 1000;
+/** Partitions of a new data directory (fixed for its life; more than any worker count, so N can change). */
+export const partitionsDefault = 64;
+/** Most partitions a data directory may have (each is one SQLite file with its own descriptors). */
+export const partitionsMax = 1024;
+/** Most workers one supervisor runs (each is a process; see OPERATIONS.md for choosing N). */
+export const workersMax = 256;
