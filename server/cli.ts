@@ -12,8 +12,9 @@ import { type Config, ConfigError, describeSource, loadSourcedConfig, type Sourc
 import { configOptions } from "./config-flags.ts";
 import { DataDirectoryLockedError } from "./data-directory.ts";
 import { createLogger } from "./log.ts";
-import { startServer } from "./server.ts";
+import { type RunningServer, startServer } from "./server.ts";
 import { StartError } from "./start-errors.ts";
+import { installSupervisorSignals, type RunningSupervisor, startSupervisor, workerCount } from "./supervisor.ts";
 import { versionInfo, versionLine } from "./version.ts";
 
 const usage = `switchboard <command> [options]
@@ -49,7 +50,7 @@ class UsageError extends Error {
 
 type OwnOptions = Record<string, { type: "string" | "boolean"; short?: string }>;
 
-interface Parsed {
+export interface Parsed {
   readonly values: Record<string, string | boolean | undefined>;
   readonly positionals: string[];
 }
@@ -92,7 +93,7 @@ function parseErrorText(error: unknown): string {
 }
 
 /** The config as `start` loads it: --config (else SWITCHBOARD_CONFIG), the environment, the config-key flags. */
-function loadFromValues(values: Parsed["values"]): SourcedConfig {
+export function loadFromValues(values: Parsed["values"]): SourcedConfig {
   const keys = configOptions();
   const flags: Record<string, string> = {};
   for (const [name, value] of Object.entries(values)) {
@@ -117,6 +118,10 @@ const startHelp = `switchboard start [--config FILE] [config flags]
 Runs the server in the foreground: TCP on host:port, the admin HTTP listener on adminHost:adminPort, the database in
 dataDir. SIGTERM or SIGINT stops it gracefully, SIGHUP reloads the handler code and the reloadable config.
 
+With --workers N (default: one per core; 1 with --port 0) above 1 it runs a supervisor and N worker processes that
+share the ports: the supervisor holds the data directory, restarts a worker that exits, forwards SIGHUP and SIGTERM,
+and answers the admin port for all (OPERATIONS.md, Workers). --workers 1 is one process as before.
+
 A start that cannot proceed prints one line on stderr (switchboard: cannot listen on 127.0.0.1:7420: address in use)
 and logs a start_failed event: exit 2 for a bad config, a privileged port or a data directory it may not use
 (restarting cannot fix these), 1 for a port in use or a full disk (a restart may succeed).
@@ -124,7 +129,7 @@ and logs a start_failed event: exit 2 for a bad config, a privileged port or a d
 ${configHelp}`;
 
 /** Prints the one-line reason of a failed start on stderr and logs it as start_failed; returns the exit code. */
-function startFailed(error: Error, exitCode: number, fields: Record<string, unknown>, config?: Config): number {
+export function startFailed(error: Error, exitCode: number, fields: Record<string, unknown>, config?: Config): number {
   const line = error instanceof ConfigError ? configLine(error.message) : error.message;
   console.error(`switchboard: ${line}`);
   createLogger(config?.logLevel ?? "info").error("start_failed", {
@@ -136,35 +141,78 @@ function startFailed(error: Error, exitCode: number, fields: Record<string, unkn
   return exitCode;
 }
 
-async function start(argv: readonly string[]): Promise<number> {
-  const { values } = parseCommand(argv, {}, { config: true });
-  if (values.help) return printHelp(startHelp);
-  let config: Config;
+/** The exit code of a start that failed with `error` (after printing its line), or undefined for a bug (rethrow). */
+export function startErrorExit(error: unknown, config: Config): number | undefined {
+  if (error instanceof StartError) return startFailed(error, error.exitCode, error.fields(), config);
+  // A second server on a data directory in use: exit 2 like a bad config, as restarting cannot fix it.
+  if (error instanceof DataDirectoryLockedError) {
+    return startFailed(error, 2, { code: "locked", dataDir: config.dataDir, holderPid: error.holderPid }, config);
+  }
+  return undefined;
+}
+
+/** Loads the config from parsed start flags; a config error is printed (start_failed) and answered with exit 2. */
+export function loadStartConfig(values: Parsed["values"]): Config | number {
   try {
-    config = loadFromValues(values).config;
+    return loadFromValues(values).config;
   } catch (error) {
     if (error instanceof ConfigError) return startFailed(error, 2, { cause: "config", problems: error.problems });
     throw error;
   }
+}
+
+async function start(argv: readonly string[]): Promise<number> {
+  const { values } = parseCommand(argv, {}, { config: true });
+  if (values.help) return printHelp(startHelp);
+  const config = loadStartConfig(values);
+  if (typeof config === "number") return config;
+  const workers = workerCount(config);
+  if (workers > 1) return await supervise(config, workers, argv);
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
     server = await startServer(config);
   } catch (error) {
-    if (error instanceof StartError) return startFailed(error, error.exitCode, error.fields(), config);
-    // A second server on a data directory in use: exit 2 like a bad config, as restarting cannot fix it.
-    if (error instanceof DataDirectoryLockedError) {
-      return startFailed(error, 2, { code: "locked", dataDir: config.dataDir, holderPid: error.holderPid }, config);
-    }
-    throw error;
+    const exitCode = startErrorExit(error, config);
+    if (exitCode === undefined) throw error;
+    return exitCode;
   }
+  installServerSignals(server, values, { interrupt: true });
+  return -1;
+}
+
+/** `start` with more than one worker: the supervisor (supervisor.ts); resolves with its exit code once stopped. */
+async function supervise(config: Config, workers: number, argv: readonly string[]): Promise<number> {
+  const log = createLogger(config.logLevel);
+  let supervisor: RunningSupervisor;
+  try {
+    supervisor = startSupervisor(config, { count: workers, arguments: argv, log });
+  } catch (error) {
+    const exitCode = startErrorExit(error, config);
+    if (exitCode === undefined) throw error;
+    return exitCode;
+  }
+  installSupervisorSignals(supervisor, log);
+  return await supervisor.finished;
+}
+
+/**
+ * The signals of a running server: SIGTERM (and SIGINT when `interrupt`) stop it gracefully and exit 0, a second one
+ * ends the lame duck; SIGHUP reads the config again (same file, environment and flags) and reloads. A worker passes
+ * interrupt false: Ctrl-C reaches the whole process group, and its supervisor forwards SIGTERM already.
+ */
+export function installServerSignals(
+  server: RunningServer,
+  values: Parsed["values"],
+  options: { interrupt: boolean },
+): void {
   const stop = async (signal: string) => {
     server.context.log.info("signal", { signal });
     await server.stop();
     process.exit(0);
   };
   process.on("SIGTERM", () => void stop("SIGTERM"));
-  process.on("SIGINT", () => void stop("SIGINT"));
-  // SIGHUP: read the config again (same file, environment and flags) and load the handler code afresh.
+  if (options.interrupt) process.on("SIGINT", () => void stop("SIGINT"));
+  else process.on("SIGINT", () => server.context.log.debug("signal_ignored", { signal: "SIGINT" }));
   process.on("SIGHUP", () => {
     server.context.log.info("signal", { signal: "SIGHUP" });
     let next: Config;
@@ -178,7 +226,6 @@ async function start(argv: readonly string[]): Promise<number> {
       // Logged by reload; the running code and config stay.
     });
   });
-  return -1;
 }
 
 /** A config problem as printed: `config: port: 0..65535 (...)`; a file's own problems already say `config file`. */

@@ -16,6 +16,7 @@ import {
   type RegistrationModeName,
   serverNameBytesMax,
 } from "../protocol/index.ts";
+import { workersMax } from "../protocol/limits.ts";
 
 export type Synchronous = "normal" | "full";
 export type LogLevel = "debug" | "info" | "warn" | "error";
@@ -69,6 +70,11 @@ export interface Config {
    * goawayRetryAfterMsMax), so a small server's clients come back at once and a large one's in a paced stream.
    */
   readonly drainReconnectsPerSecond: number;
+  /**
+   * Worker processes `start` runs under one supervisor, sharing host:port with SO_REUSEPORT; 1 is one process
+   * without a supervisor. 0: one per core (at most workersMax), or 1 when port is 0 (each process would pick its own).
+   */
+  readonly workers: number;
   readonly limits: Limits;
 }
 
@@ -90,6 +96,7 @@ export const defaultConfig: Config = Object.freeze({
   serverNames: "localhost,127.0.0.1,::1",
   lameDuckMs: 5_000,
   drainReconnectsPerSecond: 2_000,
+  workers: 0,
   limits: defaultLimits,
 });
 
@@ -112,6 +119,8 @@ export const restartOnlyKeys: ReadonlySet<string> = new Set([
   "webClient",
   // Read at start by the WebSocket listener; restart-only so that its Host check and the login check agree.
   "serverNames",
+  // The supervisor spawns its workers once; a SIGHUP reaches the workers, not their number.
+  "workers",
   "frameBytesMax",
   "payloadBytesMax",
   "stringBytesMax",
@@ -269,6 +278,11 @@ function configProblems(config: Config): string[] {
   }
   if (!Number.isInteger(config.drainReconnectsPerSecond) || config.drainReconnectsPerSecond < 1) {
     problems.push("drainReconnectsPerSecond: a whole number from 1");
+  }
+  if (!Number.isInteger(config.workers) || config.workers < 0 || config.workers > workersMax) {
+    problems.push(`workers: 0..${workersMax} (0: one per core)`);
+  } else if (config.workers > 1 && config.port === 0) {
+    problems.push("workers: more than 1 needs a fixed port (with port 0 each worker would listen on its own port)");
   }
   const names = configuredServerNames(config.serverNames);
   if (names.length === 0) problems.push("serverNames: at least one name");

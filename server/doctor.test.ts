@@ -17,8 +17,10 @@ import {
   notrackCommand,
   parseNofile,
   procDeploymentReader,
+  processBaselineBytes,
   runDoctor,
   runDoctorCommand,
+  sessionMemoryBytes,
 } from "./doctor.ts";
 
 const repoRoot = new URL("..", import.meta.url).pathname;
@@ -199,6 +201,58 @@ describe("doctor on fake hosts", () => {
     expect(check(planned, "RLIMIT_NOFILE (hard)").status).toBe("fail"); // 4096 < 21,024
     expect(check(planned, "fs.file-max").needed).toBe(`>= ${(3 * 21_024).toLocaleString("en-US")}`);
     expect(check(planned, "net.ipv4.tcp_mem").needed).toBe(`pressure >= ${3 * 20_000}`);
+  });
+
+  test("workers: each gets its share of the sessions and its own file limit; the host's totals stay; memory adds up", () => {
+    const meminfo = (kibibytes: number) => ({ ...smallHost, readMeminfo: () => `MemTotal:       ${kibibytes} kB\n` });
+    const report = runDoctor({ config, read: meminfo(4 * 1_048_576), sessions: 100_000, workers: 4 });
+    expect([report.workers, report.sessionsPerWorker]).toEqual([4, 25_000]);
+    expect(report.descriptorsNeeded).toBe(25_000 + descriptorHeadroom);
+    expect(check(report, "RLIMIT_NOFILE (hard)").needed).toBe(">= 26,024");
+    expect(check(report, "fs.file-max").minimum).toBe(4 * 26_024);
+    expect(check(report, "net.ipv4.tcp_mem").needed).toBe(`pressure >= ${100_000}`);
+    const memory = check(report, "memory (MemTotal)");
+    expect(memory.minimum).toBe(Math.ceil(4 * processBaselineBytes + 100_000 * sessionMemoryBytes));
+    expect(memory.status).toBe("ok"); // 4 GiB against about 0.8 GiB
+    expect(
+      check(runDoctor({ config, read: meminfo(960 * 1024), sessions: 100_000, workers: 4 }), "memory (MemTotal)")
+        .status,
+    ).toBe("warn");
+    expect(
+      check(runDoctor({ config, read: meminfo(512 * 1024), sessions: 100_000, workers: 4 }), "memory (MemTotal)")
+        .status,
+    ).toBe("fail");
+    // An uneven split rounds up; the report's first line names the workers.
+    expect(runDoctor({ config, read: smallHost, sessions: 10, workers: 3 }).sessionsPerWorker).toBe(4);
+    expect(formatDoctorReport(report)).toContain(
+      "in 1 server(s) of 4 workers (25,000 sessions each), 26,024 descriptors per process",
+    );
+    // Without readMeminfo (a fake host) there is no memory check; one worker plans as before.
+    expect(
+      runDoctor({ config, read: smallHost, sessions: 100_000 }).checks.some((entry) => entry.name.startsWith("memory")),
+    ).toBe(false);
+    expect(runDoctor({ config, read: smallHost, sessions: 100_000 }).descriptorsNeeded).toBe(
+      100_000 + descriptorHeadroom,
+    );
+  });
+
+  test("runDoctorCommand: --workers N plans N workers; the default (one per core) plans one process", async () => {
+    const output: string[] = [];
+    const log = console.log;
+    console.log = (text: string) => output.push(text);
+    try {
+      await runDoctorCommand(["--json", "--sessions", "1000", "--workers", "4"], smallHost, fineDeployment);
+      await runDoctorCommand(["--json", "--sessions", "1000"], smallHost, fineDeployment);
+    } finally {
+      console.log = log;
+    }
+    const [four, one] = output.map((text) => JSON.parse(text) as DoctorReport);
+    expect([four!.workers, four!.sessionsPerWorker, four!.descriptorsNeeded]).toEqual([
+      4,
+      250,
+      250 + descriptorHeadroom,
+    ]);
+    expect([one!.workers, one!.descriptorsNeeded]).toEqual([1, 1000 + descriptorHeadroom]);
   });
 
   test("an unreadable host warns instead of throwing", () => {

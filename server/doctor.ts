@@ -22,6 +22,8 @@ export interface HostReader {
   readSysctl(path: string): string | undefined;
   /** Text of /proc/self/limits, or of the inspected process's limits. */
   readLimits(): string | undefined;
+  /** Text of /proc/meminfo (MemTotal); when absent, memory is not checked (fake hosts). */
+  readMeminfo?(): string | undefined;
   /** Bytes per memory page (tcp_mem counts pages); 4096 when unknown. */
   pageBytes?(): number;
   /** Whose limits readLimits returns, for the report: "this process", "pid 1234". */
@@ -47,14 +49,17 @@ export interface DoctorCheck {
 }
 
 export interface DoctorReport {
-  /** Sessions planned for one process. */
+  /** Sessions planned for one server (all its workers). */
   readonly sessions: number;
+  /** Worker processes of one server (`start --workers`), and each one's share of the sessions. */
+  readonly workers: number;
+  readonly sessionsPerWorker: number;
   /** Where that number came from: "limits.sessionsMax" or "--sessions". */
   readonly sessionsFrom: string;
   /** The config's sessionsMax (a plan above it needs sessionsMax raised too). */
   readonly sessionsMax: number;
   readonly processes: number;
-  /** Descriptors one process needs: a socket per session plus headroom. */
+  /** Descriptors one process (a worker) needs: a socket per session of its share plus headroom. */
   readonly descriptorsNeeded: number;
   readonly checks: readonly DoctorCheck[];
   /** The worst status of all checks. */
@@ -64,8 +69,10 @@ export interface DoctorReport {
 export interface DoctorOptions {
   readonly config: Config;
   readonly read?: HostReader;
-  /** Plan for this many sessions per process; default config.limits.sessionsMax. */
+  /** Plan for this many sessions per server; default config.limits.sessionsMax. */
   readonly sessions?: number;
+  /** Worker processes per server (default 1): each gets its own RLIMIT_NOFILE and an equal share of the sessions. */
+  readonly workers?: number;
   /** Switchboard processes on this host (they share fs.file-max, tcp_mem and the conntrack table). */
   readonly processes?: number;
   /** Checks of this installation (config, data directory, disk, ports); left out when absent (fake hosts). */
@@ -107,6 +114,14 @@ export const somaxconnStormMin = 4096;
 export const bunListenBacklog = 512;
 /** Kernel buffer memory an idle-but-not-quite session may hold at once (a few small frames queued). */
 export const socketBufferBytesPerSession = 4096;
+/**
+ * Memory of a server process before any session (RSS), and per idle logged-in session: the process's RSS and the
+ * kernel's socket slab. BENCHMARKS.md, density: 57.6 MiB floor, 1,090 B per session, 4.9 KB of slab per socket.
+ */
+export const processBaselineBytes = 57.6 * 1_048_576;
+export const sessionMemoryBytes = 1_090 + 4_900;
+/** Planned memory above this share of MemTotal warns (the page cache and SQLite need the rest). */
+const memoryShareWarn = 0.8;
 /** Below this free space a commit may fail (the process exits 70); below the warning, plan for more. */
 export const diskFreeBytesFailMin = 256 * 1_048_576;
 export const diskFreeBytesWarnMin = 2 * 1_073_741_824;
@@ -203,7 +218,9 @@ export function runDoctor(options: DoctorOptions): DoctorReport {
   const read = options.read ?? procHostReader();
   const sessions = options.sessions ?? config.limits.sessionsMax;
   const processes = options.processes ?? 1;
-  const descriptorsNeeded = sessions + descriptorHeadroom;
+  const workers = options.workers ?? 1;
+  const sessionsPerWorker = Math.ceil(sessions / workers);
+  const descriptorsNeeded = sessionsPerWorker + descriptorHeadroom;
   const descriptorsRecommended = Math.max(shippedDescriptors, roundUp(descriptorsNeeded, mebi));
   const checks: DoctorCheck[] = [];
 
@@ -250,9 +267,9 @@ export function runDoctor(options: DoctorOptions): DoctorReport {
     sysctlAtLeast(
       read,
       "fs.file-max",
-      descriptorsNeeded * processes,
-      Math.max(shippedFileMax, roundUp(2 * descriptorsNeeded * processes, mebi)),
-      `open files of the whole host: every Switchboard process (${processes}) at capacity`,
+      descriptorsNeeded * processes * workers,
+      Math.max(shippedFileMax, roundUp(2 * descriptorsNeeded * processes * workers, mebi)),
+      `open files of the whole host: every Switchboard process (${processes * workers}) at capacity`,
     ),
   );
   checks.push(somaxconnCheck(read));
@@ -260,6 +277,7 @@ export function runDoctor(options: DoctorOptions): DoctorReport {
   checks.push(tcpMemoryCheck(read, sessions * processes));
   checks.push(conntrackCheck(read, sessions * processes, config.port));
   if (options.deployment !== undefined) checks.push(...deploymentChecks(options.deployment, config, sessions));
+  if (read.readMeminfo !== undefined) checks.push(memoryCheck(read, sessions * processes, workers * processes));
 
   const status = checks.reduce<CheckStatus>(
     (worst, check) => (rank[check.status] > rank[worst] ? check.status : worst),
@@ -268,6 +286,8 @@ export function runDoctor(options: DoctorOptions): DoctorReport {
   return {
     sessions,
     sessionsFrom: options.sessions === undefined ? "limits.sessionsMax" : "--sessions",
+    workers,
+    sessionsPerWorker,
     sessionsMax: config.limits.sessionsMax,
     processes,
     descriptorsNeeded,
@@ -362,6 +382,28 @@ function tcpMemoryCheck(read: HostReader, sessions: number): DoctorCheck {
         ? "Past pressure the kernel shrinks every socket buffer: busy sessions slow down"
         : "Past max the kernel drops TCP data (senders retransmit): busy sessions stall"),
     fix: status === "ok" ? [] : [`sysctl -w ${key}="${recommended}"`, `${key} = ${recommended}   # in ${sysctlFile}`],
+  };
+}
+
+/** Every process's baseline plus every session's memory must fit in the host's RAM, with room for the page cache. */
+function memoryCheck(read: HostReader, sessions: number, processes: number): DoctorCheck {
+  const name = "memory (MemTotal)";
+  const needed = Math.ceil(processes * processBaselineBytes + sessions * sessionMemoryBytes);
+  const total = Number(/^MemTotal:\s+(\d+)\s+kB/m.exec(read.readMeminfo?.() ?? "")?.[1]) * 1024;
+  if (!Number.isFinite(total) || total <= 0)
+    return unreadable(name, "/proc/meminfo", `>= ${mebibytes(needed)}`, needed);
+  const status: CheckStatus = needed > total ? "fail" : needed > total * memoryShareWarn ? "warn" : "ok";
+  return {
+    name,
+    status,
+    found: mebibytes(total),
+    needed: `>= ${mebibytes(needed)}`,
+    value: total,
+    minimum: needed,
+    note:
+      `${processes} process(es) x ${mebibytes(processBaselineBytes)} + ${count(sessions)} sessions x ` +
+      `${count(sessionMemoryBytes)} B (process and kernel socket memory of an idle session, BENCHMARKS.md)`,
+    fix: status === "ok" ? [] : ["plan fewer sessions or workers on this host, or add memory"],
   };
 }
 
@@ -656,6 +698,7 @@ export function procHostReader(pid?: number): HostReader {
     limitsOf: pid === undefined ? `this process (pid ${process.pid})` : `pid ${pid}`,
     readSysctl: (path) => readText(`/proc/sys/${path}`),
     readLimits: () => readText(`/proc/${pid ?? "self"}/limits`),
+    readMeminfo: () => readText("/proc/meminfo"),
     pageBytes: () => {
       const result = Bun.spawnSync(["getconf", "PAGESIZE"], { stdout: "pipe", stderr: "ignore" });
       const value = Number(result.stdout.toString().trim());
@@ -677,7 +720,10 @@ export function formatDoctorReport(report: DoctorReport): string {
   const out = [
     versionLine(),
     `switchboard doctor: ${count(report.sessions)} sessions (${report.sessionsFrom}) in ${report.processes} ` +
-      `process(es), ${count(report.descriptorsNeeded)} descriptors per process`,
+      (report.workers > 1
+        ? `server(s) of ${report.workers} workers (${count(report.sessionsPerWorker)} sessions each), `
+        : "process(es), ") +
+      `${count(report.descriptorsNeeded)} descriptors per process`,
   ];
   if (report.sessions > report.sessionsMax) {
     out.push(
@@ -703,8 +749,10 @@ Compares this host's limits with what the configured capacity (limits.sessionsMa
 fixes each shortfall; checks the config, the data directory (0700, files 0600), free disk and the ports too. Exit 0
 when nothing fails, 1 when a check fails, 2 on a usage error.
 
-  --sessions N    plan for N sessions per process (default: limits.sessionsMax of the config)
-  --processes N   Switchboard processes sharing this host (default 1)
+  --sessions N    plan for N sessions per server (default: limits.sessionsMax of the config)
+  --workers N     the server's worker processes, each with its share of the sessions and its own file limit
+                  (the config key; without it doctor plans for one process, the most any one process needs)
+  --processes N   Switchboard servers sharing this host (default 1)
   --pid PID       read RLIMIT_NOFILE of the running server instead of this process
   --json          print the report as JSON (numbers in value and minimum)`;
 
@@ -773,6 +821,9 @@ export async function runDoctorCommand(
       read: read ?? procHostReader(pid),
       sessions,
       processes,
+      // An explicit worker count is planned as given. The default (one per core) is planned as one process: the
+      // most descriptors any one process could need, and a plan that holds on a host with fewer cores too.
+      workers: config.workers > 0 ? config.workers : 1,
       deployment: deployment ?? procDeploymentReader(source, configError),
     });
     if (values.json === true) console.log(JSON.stringify({ version: versionInfo(), ...report }, null, 2));
