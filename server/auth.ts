@@ -252,7 +252,7 @@ export class Auth {
     }
     this.context.metrics.logins.inc({ kind });
     this.context.log.peer("debug", "logged_in", { session: session.id, account, device, kind });
-    this.context.io.send(session, { kind: "welcome", account, device, lastClientId: state.committedClientIds.last });
+    this.context.io.send(session, { kind: "welcome", account, device, lastClientId: state.lastClientId });
     this.delivery.pump(state);
     this.context.lastSeen.note(account, device);
   }

@@ -87,9 +87,26 @@ describe("data directory modes", () => {
     expect(modeOf(dataDir)).toBe(0o700);
     const modes = modesIn(dataDir);
     expect(Object.keys(modes).sort()).toEqual(
-      ["code-hash.key", "server.lock", "switchboard.sqlite", "switchboard.sqlite-shm", "switchboard.sqlite-wal"].sort(),
+      [
+        "code-hash.key",
+        "partitions",
+        "server.lock",
+        "switchboard.sqlite",
+        "switchboard.sqlite-shm",
+        "switchboard.sqlite-wal",
+      ].sort(),
     );
-    for (const [name, mode] of Object.entries(modes)) expect([name, mode.toString(8)]).toEqual([name, "600"]);
+    for (const [name, mode] of Object.entries(modes)) {
+      expect([name, mode.toString(8)]).toEqual([name, name === "partitions" ? "700" : "600"]);
+    }
+    // The partitions (server/partitions.ts): their files, log files and locks are the owner's alone too.
+    const partitionModes = modesIn(join(dataDir, "partitions"));
+    expect(Object.keys(partitionModes)).toContain("count");
+    expect(Object.keys(partitionModes)).toContain("p-0000.sqlite.lock");
+    expect(Object.keys(partitionModes).some((name) => name.endsWith(".sqlite-wal"))).toBe(true);
+    for (const [name, mode] of Object.entries(partitionModes)) {
+      expect([name, mode.toString(8)]).toEqual([name, "600"]);
+    }
   });
 
   test("`invite` on a fresh directory creates nothing: only start makes a data directory", async () => {

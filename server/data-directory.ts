@@ -48,11 +48,32 @@ export interface DataDirectoryLock {
  * lock file. Throws DataDirectoryLockedError, naming the holder's PID, if another process holds it.
  */
 export function lockDataDirectory(directory: string): DataDirectoryLock {
-  const path = join(directory, lockFileName);
+  return lockFile(join(directory, lockFileName), (holderPid) => new DataDirectoryLockedError(directory, holderPid));
+}
+
+export class PartitionLockedError extends Error {
+  override readonly name = "PartitionLockedError";
+
+  constructor(path: string, holderPid: number | undefined) {
+    const holder = holderPid === undefined ? "another process" : `process ${holderPid}`;
+    super(`partition ${path} is owned by ${holder}; not opening it`);
+  }
+}
+
+/**
+ * The lock of one partition (server/partitions.ts): exactly one worker writes a partition, and a second one that was
+ * told to own it (a bug, or two supervisors) fails instead of writing alongside.
+ */
+export function lockPartitionFile(lockPath: string): DataDirectoryLock {
+  return lockFile(lockPath, (holderPid) => new PartitionLockedError(lockPath, holderPid));
+}
+
+/** An exclusive, non-waiting flock on `path` (created 0600), with this process's PID written into the file. */
+function lockFile(path: string, held: (holderPid: number | undefined) => Error): DataDirectoryLock {
   const descriptor = openSync(path, constants.O_RDWR | constants.O_CREAT, lockFileMode);
   try {
     chmodSync(path, lockFileMode);
-    if (!tryExclusiveLock(descriptor)) throw new DataDirectoryLockedError(directory, readHolderPid(path));
+    if (!tryExclusiveLock(descriptor)) throw held(readHolderPid(path));
     ftruncateSync(descriptor, 0);
     writeSync(descriptor, `${process.pid}\n`, 0);
   } catch (error) {

@@ -7,6 +7,7 @@ import { Database } from "bun:sqlite";
 import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { partitionFileOfAccount } from "./partitions.ts";
 import { newDeviceKey, RawClient, registeredClient, startTestServer, type TestServer, waitFor } from "./test-kit.ts";
 
 const cleanups: Array<() => void | Promise<void>> = [];
@@ -45,13 +46,14 @@ describe("a deleted payload", () => {
   test("is gone from the database file after the delete is checkpointed; from the -wal after a TRUNCATE checkpoint", async () => {
     const server: TestServer = await startTestServer();
     cleanups.push(() => server.stop());
-    const path = join(server.dataDir, "switchboard.sqlite");
     const marker = `deleted-payload-marker-${crypto.randomUUID()}`;
     const { client: alice } = await registeredClient(server.port, "alice");
     cleanups.push(() => alice.close());
     const bobKey = newDeviceKey();
     const bob = await RawClient.connect(server.port);
     const welcome = await bob.register("bob", bobKey);
+    // Bob's queue lives in his account's partition (server/partitions.ts).
+    const path = partitionFileOfAccount(server.dataDir, welcome.account);
     bob.close();
     await bob.waitClosed();
 

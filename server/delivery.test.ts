@@ -6,6 +6,7 @@ import { Database } from "bun:sqlite";
 import { afterEach, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { ErrorCode, ReceiptType } from "../protocol/index.ts";
+import { partitionFileOfAccount } from "./partitions.ts";
 import {
   bytesOf,
   newDeviceKey,
@@ -40,7 +41,7 @@ async function user(server: TestServer, handle: string) {
 
 /** Queue rows of one device, read through a second connection to the server's SQLite file. */
 function queueRows(server: TestServer, account: number, device: number): number {
-  const database = new Database(join(server.dataDir, "switchboard.sqlite"), { readonly: true });
+  const database = new Database(partitionFileOfAccount(server.dataDir, account), { readonly: true });
   try {
     const row = database
       .query("select count(*) as rows from queue where account_id = ? and device_id = ?")

@@ -18,6 +18,7 @@ import {
 } from "../protocol/index.ts";
 import { clientIdBytes } from "../storage/client-id-list.ts";
 import type { QueueEntry } from "../storage/index.ts";
+import { type ClientIdPair, ClientIdPairs } from "./client-id-pairs.ts";
 import { clientIdStatus, markStored } from "./client-id-window.ts";
 import type { ServerContext } from "./context.ts";
 import { type DeviceState, deviceKey, type InFlightEntry, type PendingEntry } from "./device-state.ts";
@@ -34,10 +35,12 @@ import { type Session, SessionState } from "./session.ts";
 
 export class Delivery {
   readonly devices: DeviceStates;
+  readonly pairs: ClientIdPairs;
   readonly commit: GroupCommit;
 
   constructor(private readonly context: ServerContext) {
     this.devices = new DeviceStates(context);
+    this.pairs = new ClientIdPairs(context.storage);
     this.commit = new GroupCommit(
       context.storage.queues,
       context.limits.commitBatchRowsMax,
@@ -96,9 +99,6 @@ export class Delivery {
 
   async send(session: Session, stanza: SendStanza): Promise<void> {
     const { io, limits, directory } = this.context;
-    // (A state is never released while its session's handler runs, so `sender` stays the session's state.)
-    const sender = session.deviceState ?? (await this.devices.stateOfSession(session));
-    if (sender === undefined) return;
     const refuse = (code: number, message: string, lists?: { missing: number[]; extra: number[] }) => {
       this.context.metrics.errors.incLabel(errorCodeName(code));
       io.send(session, {
@@ -110,8 +110,10 @@ export class Delivery {
       });
     };
 
-    const status = clientIdStatus(sender.clientIds, stanza.clientId);
-    if (status === "stored") return this.recognisedRetry(session, sender, stanza.clientId);
+    // Retries are recognised per (recipient account, sender device), where the message is stored.
+    let pair = await this.pairs.load(stanza.to, session.account, session.device);
+    const status = clientIdStatus(pair.marks, stanza.clientId);
+    if (status === "stored") return this.recognisedRetry(session, pair, stanza.clientId);
     if (status === "tooOld") {
       return refuse(
         ErrorCode.clientIdReused,
@@ -183,10 +185,11 @@ export class Delivery {
         }
       }
     }
-    if (session.state !== SessionState.ready || session.deviceState !== sender) return;
+    if (session.state !== SessionState.ready) return;
+    pair = this.pairs.current(pair);
     // A retry of this very send may have been accepted while we waited.
-    if (clientIdStatus(sender.clientIds, stanza.clientId) === "stored") {
-      return this.recognisedRetry(session, sender, stanza.clientId);
+    if (clientIdStatus(pair.marks, stanza.clientId) === "stored") {
+      return this.recognisedRetry(session, pair, stanza.clientId);
     }
     for (const state of states) {
       const bytes = payloadByDevice.get(state.device)?.length ?? 0;
@@ -197,8 +200,14 @@ export class Delivery {
 
     // Accepted: from here on nothing awaits until the commit.
     const batch = this.commit.batch;
-    sender.clientIds = markStored(sender.clientIds, stanza.clientId);
-    batch.touched.add(sender);
+    pair.marks = markStored(pair.marks, stanza.clientId);
+    if (!batch.pairs.has(pair)) {
+      batch.pairs.add(pair);
+      pair.writes++;
+    }
+    // The sender's own high-water mark, told in welcome (the store raises it with the commit as well).
+    const senderState = session.deviceState;
+    if (senderState !== null && stanza.clientId > senderState.lastClientId) senderState.lastClientId = stanza.clientId;
     const message: PendingMessage = {
       sender: session,
       senderAccount: session.account,
@@ -208,11 +217,11 @@ export class Delivery {
       recipients: [],
       liveRecipients: states.length,
       serverAcked: false,
-      senderState: sender,
+      pair,
       resentBy: null,
     };
-    sender.unackedSends ??= new Map();
-    sender.unackedSends.set(stanza.clientId, message);
+    pair.unackedSends ??= new Map();
+    pair.unackedSends.set(stanza.clientId, message);
     const onCancel = () => {
       message.liveRecipients--;
       if (message.liveRecipients === 0) this.serverAck(message);
@@ -259,15 +268,15 @@ export class Delivery {
   }
 
   /** A send whose client id the server already has: server-ack it once that send is durable. */
-  private recognisedRetry(session: Session, sender: DeviceState, clientId: number): void {
+  private recognisedRetry(session: Session, pair: ClientIdPair, clientId: number): void {
     // Still waiting for its own server-ack: the resend is answered with it, in the order the messages were stored.
-    const original = sender.unackedSends?.get(clientId);
+    const original = pair.unackedSends?.get(clientId);
     if (original !== undefined && !original.serverAcked) {
       original.resentBy ??= [];
       original.resentBy.push(session);
       return;
     }
-    if (original !== undefined || clientIdStatus(sender.committedClientIds, clientId) === "stored") {
+    if (original !== undefined || clientIdStatus(pair.committed, clientId) === "stored") {
       this.context.io.send(session, { kind: "serverAck", clientId });
       return;
     }
@@ -286,9 +295,9 @@ export class Delivery {
 
   /** The message is durable: a resend of it is answered from the committed client ids from now on. */
   private forgetUnacked(message: PendingMessage): void {
-    const unacked = message.senderState.unackedSends;
+    const unacked = message.pair.unackedSends;
     if (unacked?.get(message.clientId) === message) unacked.delete(message.clientId);
-    if (unacked?.size === 0) message.senderState.unackedSends = null;
+    if (unacked?.size === 0) message.pair.unackedSends = null;
   }
 
   /** Gives `state` its next sequence for an entry of `bytes`, in the open batch. */
@@ -636,7 +645,11 @@ export class Delivery {
     for (const [state, marks] of batch.marks) {
       if (marks.lastSeq > state.committedSeq) state.committedSeq = marks.lastSeq;
       if (marks.reservedSeq > state.reservedSeq) state.reservedSeq = marks.reservedSeq;
-      if (marks.clientIds.last >= state.committedClientIds.last) state.committedClientIds = marks.clientIds;
+    }
+    // Batches commit one at a time, in order: each one's captured marks are the newest the store has.
+    for (const [pair, marks] of batch.pairMarks) {
+      pair.committed = marks;
+      pair.writes--;
     }
     for (const reader of batch.readWindows.keys()) {
       reader.readWindowWrites--;
@@ -652,6 +665,7 @@ export class Delivery {
       this.forgetUnacked(message);
     }
     for (const callback of batch.afterCommit) callback();
+    this.pairs.settled();
     for (const state of batch.touched) {
       const session = state.session;
       if (session === null) this.devices.dropIfIdle(state);

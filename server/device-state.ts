@@ -2,8 +2,6 @@
 // quota), the online session and the delivery window. It exists while the device is online or has entries in an
 // uncommitted batch; otherwise the store holds the same facts and the state is dropped.
 
-import { type ClientIdMarks, windowFromBytes } from "./client-id-window.ts";
-import type { PendingMessage } from "./group-commit.ts";
 import type { ReadWindow } from "./read-receipt-window.ts";
 import type { Session } from "./session.ts";
 
@@ -50,9 +48,11 @@ export class DeviceState {
    * lastSeq + seqReservationBlock (see group-commit.ts). A sequence number therefore means one entry forever.
    */
   reservedSeq: number;
-  /** Which client ids this device has had accepted as a sender (see client-id-window.ts), and the persisted ones. */
-  clientIds: ClientIdMarks;
-  committedClientIds: ClientIdMarks;
+  /**
+   * The highest client id this device has used as a sender, as far as this process knows (told in welcome, so that a
+   * client that lost its counter starts above it). Retries are recognised per recipient account (client-id-pairs.ts).
+   */
+  lastClientId: number;
   /** Entries and payload bytes in the queue, uncommitted ones included: the quota. */
   queueRows: number;
   queueBytes: number;
@@ -82,12 +82,6 @@ export class DeviceState {
   peerDepths: Map<number, { rows: number; bytes: number }> | null = null;
   /** Open or committing batches that write some of readWindows: the state may not be dropped before they commit. */
   readWindowWrites = 0;
-  /**
-   * This device's accepted sends whose batch has not committed yet, by client id: a resend of one is answered with
-   * its server-ack (at once if it had it), so that server-acks follow the order in which messages were stored (a
-   * resend answered after the commit of a later message looked like a reordering to the sender).
-   */
-  unackedSends: Map<number, PendingMessage> | null = null;
   /** A drain read from the store is running. */
   reading = false;
   /** The device was removed: nothing more is queued for it. */
@@ -99,7 +93,6 @@ export class DeviceState {
     stored: {
       lastSeq: number;
       lastClientId: number;
-      clientIdWindow: Uint8Array;
       queueRows: number;
       queueBytes: number;
     },
@@ -108,8 +101,7 @@ export class DeviceState {
     this.lastSeq = stored.lastSeq;
     this.committedSeq = stored.lastSeq;
     this.reservedSeq = stored.lastSeq;
-    this.clientIds = { last: stored.lastClientId, window: windowFromBytes(stored.clientIdWindow) };
-    this.committedClientIds = this.clientIds;
+    this.lastClientId = stored.lastClientId;
     this.queueRows = stored.queueRows;
     this.queueBytes = stored.queueBytes;
   }
@@ -124,7 +116,7 @@ export class DeviceState {
   }
 
   /**
-   * Nothing in memory that the store does not also have: the state may be dropped. Sequences and client ids of a
+   * Nothing in memory that the store does not also have: the state may be dropped. Sequences of a
    * batch still being committed count as not in the store yet: with an asynchronous store the write may land after
    * a new state was loaded, which would then hand out the same sequences again (found by the delayed-store test).
    */
@@ -132,7 +124,6 @@ export class DeviceState {
     return (
       this.session === null &&
       this.committedSeq >= this.lastSeq &&
-      this.committedClientIds === this.clientIds &&
       (this.pending === null || this.pending.length === 0) &&
       !this.reading &&
       !this.ackUncommitted &&

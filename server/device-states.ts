@@ -130,7 +130,7 @@ export class DeviceStates {
     // Delivered up to the last sequence with nothing in flight: every entry was acknowledged (in this session, or
     // in an earlier one for those the drain skipped).
     if (state.deliveredSeq < state.lastSeq) return;
-    if (state.committedSeq !== state.lastSeq || state.committedClientIds !== state.clientIds) return;
+    if (state.committedSeq !== state.lastSeq) return;
     // The store must not hold acknowledged rows: a state loaded from it would deliver them again and count them.
     if (state.ackUncommitted || state.readWindowWrites > 0) return;
     state.session = null;

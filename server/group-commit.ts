@@ -10,6 +10,7 @@
 
 import { clientIdBytes } from "../storage/client-id-list.ts";
 import type { QueueBatch, QueueStore } from "../storage/index.ts";
+import type { ClientIdPair } from "./client-id-pairs.ts";
 import { type ClientIdMarks, windowToBytes } from "./client-id-window.ts";
 import type { DeviceState, PendingEntry } from "./device-state.ts";
 import { bitsToBytes } from "./read-receipt-window.ts";
@@ -32,8 +33,8 @@ export interface PendingMessage {
   /** Recipients that have not acknowledged it yet; at 0 the sender may have its server-ack before the commit. */
   liveRecipients: number;
   serverAcked: boolean;
-  /** The sender device's state, which lists the message among its unacknowledged sends until its server-ack. */
-  readonly senderState: DeviceState;
+  /** The (recipient account, sender device) pair, which lists the message among its unacknowledged sends. */
+  readonly pair: ClientIdPair;
   /** Sessions that sent it again (a resend after a reconnect) before it was acked: they get the server-ack with it. */
   resentBy: Session[] | null;
 }
@@ -56,7 +57,10 @@ export class OpenBatch {
   /** Devices whose sequence or client id high-water marks moved. */
   readonly touched = new Set<DeviceState>();
   /** The marks as written by this batch, captured when it is handed to the store. */
-  readonly marks = new Map<DeviceState, { lastSeq: number; reservedSeq: number; clientIds: ClientIdMarks }>();
+  readonly marks = new Map<DeviceState, { lastSeq: number; reservedSeq: number }>();
+  /** Client-id windows whose marks moved (a send accepted), and the marks as written, captured like `marks`. */
+  readonly pairs = new Set<ClientIdPair>();
+  readonly pairMarks = new Map<ClientIdPair, ClientIdMarks>();
   readonly afterCommit: Array<() => void> = [];
   /** Read-receipt windows changed in this batch: reader state -> sender device key -> the sender device. */
   readonly readWindows = new Map<DeviceState, Map<number, { account: number; device: number }>>();
@@ -67,7 +71,13 @@ export class OpenBatch {
   ackedBytes = 0;
 
   get isEmpty(): boolean {
-    return this.rows === 0 && this.touched.size === 0 && this.afterCommit.length === 0 && this.readWindows.size === 0;
+    return (
+      this.rows === 0 &&
+      this.touched.size === 0 &&
+      this.afterCommit.length === 0 &&
+      this.readWindows.size === 0 &&
+      this.pairs.size === 0
+    );
   }
 
   /** Writes the reader's window for a sender device with this batch (the state stays until it commits). */
@@ -261,7 +271,6 @@ function toQueueBatch(
     if (!state.removed) acks.push({ account: state.account, device: state.device, uptoSeq });
   }
   const sequences: QueueBatch["sequences"] = [];
-  const clientIds: QueueBatch["clientIds"] = [];
   for (const state of batch.touched) {
     if (state.removed) continue;
     // The stored last_seq is a reservation ahead of what is assigned (see DeviceState.reservedSeq), for online
@@ -271,13 +280,19 @@ function toQueueBatch(
     const assigned = state.lastSeq - state.committedSeq;
     const ahead = state.session === null || assigned === 0 ? 0 : Math.min(seqReservationBlock, 2 * assigned);
     const reservedSeq = Math.max(state.reservedSeq, state.lastSeq + ahead);
-    batch.marks.set(state, { lastSeq: state.lastSeq, reservedSeq, clientIds: state.clientIds });
+    batch.marks.set(state, { lastSeq: state.lastSeq, reservedSeq });
     sequences.push({ account: state.account, device: state.device, lastSeq: reservedSeq });
-    clientIds.push({
-      account: state.account,
-      device: state.device,
-      lastClientId: state.clientIds.last,
-      clientIdWindow: windowToBytes(state.clientIds.window),
+  }
+  const clientIdWindows: QueueBatch["clientIdWindows"] & object = [];
+  for (const pair of batch.pairs) {
+    batch.pairMarks.set(pair, pair.marks);
+    clientIdWindows.push({
+      account: pair.account,
+      peerAccount: pair.senderAccount,
+      peerDevice: pair.senderDevice,
+      lastClientId: pair.marks.last,
+      window: windowToBytes(pair.marks.window),
+      updatedAtMs: nowMs,
     });
   }
   const readReceiptWindows: QueueBatch["readReceiptWindows"] & object = [];
@@ -298,5 +313,8 @@ function toQueueBatch(
       });
     }
   }
-  return { rows: { messages, receipts, acks, sequences, clientIds, readReceiptWindows }, cancelled };
+  return {
+    rows: { messages, receipts, acks, sequences, clientIds: [], clientIdWindows, readReceiptWindows },
+    cancelled,
+  };
 }

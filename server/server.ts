@@ -3,6 +3,7 @@
 // `reload` the SIGHUP path: new handler code and reloadable config, with every connection kept.
 
 import { ErrorCode, FrameCodec } from "../protocol/index.ts";
+import { partitionsDefault } from "../protocol/limits.ts";
 import { openSqliteStorage, type Storage } from "../storage/index.ts";
 import type { AccountRequests } from "./account-requests.ts";
 import { createAdminApi, writeAdminToken } from "./admin-api.ts";
@@ -19,6 +20,8 @@ import { EventLoopLag } from "./event-loop-lag.ts";
 import { LastSeenRecorder } from "./last-seen.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
+import { migrateToPartitions } from "./partition-migration.ts";
+import { openPartitions, partitionedStorage } from "./partitions.ts";
 import { registerProcessMetrics } from "./process-metrics.ts";
 import { resyncScheduler } from "./queue-totals.ts";
 import { RetentionSweeper } from "./retention-sweeper.ts";
@@ -99,11 +102,12 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   let storage = options.storage;
   // Held from before the database opens until after it closes: one server per data directory (data-directory.ts).
   let lock: DataDirectoryLock | null = null;
+  const now = options.now ?? Date.now;
   if (storage === undefined) {
     try {
       prepareDataDirectory(config.dataDir);
       lock = lockDataDirectory(config.dataDir);
-      storage = await openSqliteStorage({ path: databasePath(config), synchronous: config.synchronous });
+      storage = await openDataDirectory(config, now);
     } catch (error) {
       lock?.release();
       // A path the user may not write, a file where the directory should be: one line and exit 2 (start-errors.ts).
@@ -114,7 +118,6 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   // node:zlib inflates a small frame ~10x faster than fflate here (bench/micro-codec.ts); the bytes are the same.
   const codec = new FrameCodec({ limits, compressor: zlibCompressor });
   const io = new SessionIo(codec, limits, metrics);
-  const now = options.now ?? Date.now;
   const base = {
     config,
     limits,
@@ -303,6 +306,32 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     stop,
     reload,
   };
+}
+
+/**
+ * The directory (switchboard.sqlite) and the partitions this process owns (all of them for a single process), as one
+ * Storage (server/partitions.ts).
+ */
+async function openDataDirectory(config: Config, now: () => number): Promise<Storage> {
+  // A data directory written by the single-file layout moves its queues into partitions first (crash-safe, once).
+  await migrateToPartitions({
+    dataDir: config.dataDir,
+    count: partitionsDefault,
+    synchronous: config.synchronous,
+    now,
+  });
+  const directory = await openSqliteStorage({ path: databasePath(config), synchronous: config.synchronous });
+  try {
+    const partitions = await openPartitions({
+      dataDir: config.dataDir,
+      synchronous: config.synchronous,
+      owned: () => true,
+    });
+    return partitionedStorage(directory, partitions, now);
+  } catch (error) {
+    await directory.close();
+    throw error;
+  }
 }
 
 /**

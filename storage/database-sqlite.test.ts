@@ -14,7 +14,16 @@ import type { StorageSchema } from "./schema.ts";
 const directory = mkdtempSync(join(tmpdir(), "switchboard-database-"));
 afterAll(() => rmSync(directory, { recursive: true, force: true }));
 
-const tables = ["accounts", "devices", "invites", "link_codes", "messages", "queue", "read_receipt_windows"];
+const tables = [
+  "accounts",
+  "client_id_windows",
+  "devices",
+  "invites",
+  "link_codes",
+  "messages",
+  "queue",
+  "read_receipt_windows",
+];
 
 function pragma(database: Database, name: string): unknown {
   return Object.values(database.query(`pragma ${name}`).get() as Record<string, unknown>)[0];

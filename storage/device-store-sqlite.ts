@@ -15,6 +15,7 @@ export class SqliteDeviceStore implements DeviceStore {
   readonly #takeDeviceId: Statement<{ device_id: number }, [number]>;
   readonly #insert: Statement<unknown, [number, number, Uint8Array, number, number]>;
   readonly #delete: Statement<unknown, [number, number]>;
+  readonly #mirrorTransaction: (account: number, device: number, nowMs: number) => void;
   readonly #addTransaction: (account: number, publicKey: Uint8Array, nowMs: number) => DeviceRecord;
   readonly #touchTransaction: (keys: readonly DeviceKey[], nowMs: number) => void;
   readonly #removeTransaction: (account: number, device: number) => boolean;
@@ -29,6 +30,17 @@ export class SqliteDeviceStore implements DeviceStore {
     this.#insert = database.prepare(insertDeviceSql);
     this.#delete = database.prepare("delete from devices where account_id = ? and device_id = ?");
 
+    const mirrorAccount = database.prepare<unknown, [number, number, number]>(
+      "insert into accounts (id, handle, created_at, next_device_id) values (?, '#' || ?, ?, 1) on conflict do nothing",
+    );
+    const mirrorDevice = database.prepare<unknown, [number, number, number, number]>(
+      `insert into devices (account_id, device_id, public_key, created_at, last_seen_at) values (?, ?, zeroblob(32), ?, ?)
+       on conflict do nothing`,
+    );
+    this.#mirrorTransaction = database.transaction((account: number, device: number, nowMs: number) => {
+      mirrorAccount.run(account, account, nowMs);
+      mirrorDevice.run(account, device, nowMs, nowMs);
+    }).immediate;
     this.#addTransaction = database.transaction((account: number, publicKey: Uint8Array, nowMs: number) => {
       const taken = this.#takeDeviceId.get(account);
       if (taken === null) throw new AccountNotFoundError(account);
@@ -51,6 +63,10 @@ export class SqliteDeviceStore implements DeviceStore {
   async get(key: DeviceKey): Promise<DeviceRecord | undefined> {
     const row = this.#get.get(key.account, key.device);
     return row === null ? undefined : toDeviceRecord(row);
+  }
+
+  async mirror(key: DeviceKey, nowMs: number): Promise<void> {
+    this.#mirrorTransaction(key.account, key.device, nowMs);
   }
 
   async list(account: number): Promise<DeviceRecord[]> {

@@ -28,6 +28,10 @@ export interface DeviceStore {
   // Gives the device the next device id of its account. Throws AccountNotFoundError if the account does not exist.
   add(account: number, publicKey: Uint8Array, nowMs: number): Promise<DeviceRecord>;
   get(key: DeviceKey): Promise<DeviceRecord | undefined>;
+  // For a partition store (server/partitions.ts): creates the device's row, and a row standing in for its account, if
+  // absent, with an all-zero key (never a login key: the directory's is checked) and zero marks. The partition keeps the device's queue and marks; the directory keeps
+  // its account, handle and key. Does nothing when the row exists.
+  mirror(key: DeviceKey, nowMs: number): Promise<void>;
   // Ordered by device id.
   list(account: number): Promise<DeviceRecord[]>;
   // Also deletes the device's queue rows (and releases their shared payloads). Returns false if absent.

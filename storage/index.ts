@@ -6,7 +6,7 @@ export type { DeviceKey, DeviceRecord, DeviceStore } from "./device-store.ts";
 export type { InviteRecord, InviteStore } from "./invite-store.ts";
 export type { LinkCodeStore } from "./link-code-store.ts";
 export { MigrationError } from "./migrations/index.ts";
-export type { QueueBatch, QueueEntry, QueueStore, ReadReceiptWindow } from "./queue-store.ts";
+export type { ClientIdWindow, QueueBatch, QueueEntry, QueueStore, ReadReceiptWindow } from "./queue-store.ts";
 export type { Storage } from "./storage.ts";
 export { type DelayOptions, delayedStorage } from "./storage-delayed.ts";
 export { AccountNotFoundError } from "./storage-errors.ts";

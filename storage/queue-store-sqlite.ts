@@ -3,7 +3,7 @@ import { type Kysely, sql } from "kysely";
 import { clientIdBytes, packClientIds, unpackClientIds } from "./client-id-list.ts";
 import type { DeviceKey } from "./device-store.ts";
 import { deviceKeyText, type SqliteQueueRows, type SweptRows } from "./queue-rows-sqlite.ts";
-import type { QueueBatch, QueueEntry, QueueStore, ReadReceiptWindow } from "./queue-store.ts";
+import type { ClientIdWindow, QueueBatch, QueueEntry, QueueStore, ReadReceiptWindow } from "./queue-store.ts";
 import { type QueueTable, queueKindMessage, queueKindReceipt, type StorageSchema } from "./schema.ts";
 
 // The hot paths (commit, read) run prepared statements, prepared once, inside bun:sqlite's synchronous transactions:
@@ -41,7 +41,11 @@ export class SqliteQueueStore implements QueueStore {
   readonly #kysely: Kysely<StorageSchema>;
   readonly #queueRows: SqliteQueueRows;
   readonly #changeDevice: Statement<unknown, [number, number, number, number, number, number]>;
-  readonly #setClientIdWindow: Statement<unknown, [Uint8Array, number, number, number]>;
+  readonly #readClientIdWindow: Statement<
+    { last_client_id: number; window: Uint8Array; updated_at: number },
+    [number, number, number]
+  >;
+  readonly #writeClientIdWindow: Statement<unknown, [number, number, number, number, Uint8Array, number]>;
   readonly #insertMessage: Statement<unknown, [Uint8Array, number, number]>;
   readonly #insertInline: Statement<
     unknown,
@@ -74,8 +78,17 @@ export class SqliteQueueStore implements QueueStore {
          last_seq = max(last_seq, ?), last_client_id = max(last_client_id, ?)
        where account_id = ? and device_id = ?`,
     );
-    this.#setClientIdWindow = database.prepare(
-      "update devices set client_id_window = ? where account_id = ? and device_id = ? and last_client_id = ?",
+    this.#readClientIdWindow = database.prepare(
+      `select last_client_id, window, updated_at from client_id_windows
+       where account_id = ? and peer_account = ? and peer_device = ?`,
+    );
+    // Never moves a window back: a late batch with an older mark loses to the stored one.
+    this.#writeClientIdWindow = database.prepare(
+      `insert into client_id_windows (account_id, peer_account, peer_device, last_client_id, window, updated_at)
+       values (?, ?, ?, ?, ?, ?)
+       on conflict (account_id, peer_account, peer_device) do update
+         set last_client_id = excluded.last_client_id, window = excluded.window, updated_at = excluded.updated_at
+         where excluded.last_client_id >= client_id_windows.last_client_id`,
     );
     this.#insertMessage = database.prepare("insert into messages (payload, refs, created_at) values (?, ?, ?)");
     this.#insertInline = database.prepare(
@@ -171,6 +184,26 @@ export class SqliteQueueStore implements QueueStore {
     return found;
   }
 
+  async clientIdWindows(
+    account: number,
+    peers: ReadonlyArray<{ account: number; device: number }>,
+  ): Promise<ClientIdWindow[]> {
+    const found: ClientIdWindow[] = [];
+    for (const peer of peers) {
+      const row = this.#readClientIdWindow.get(account, peer.account, peer.device);
+      if (row === null) continue;
+      found.push({
+        account,
+        peerAccount: peer.account,
+        peerDevice: peer.device,
+        lastClientId: row.last_client_id,
+        window: row.window,
+        updatedAtMs: row.updated_at,
+      });
+    }
+    return found;
+  }
+
   // Inserts first, then acks, so an ack covers rows of its own batch. Each device's counters and marks are updated
   // once per batch, before the inserts, which also tells which recipient devices still exist.
   #write(batch: QueueBatch): void {
@@ -215,8 +248,9 @@ export class SqliteQueueStore implements QueueStore {
       deviceChange.exists = this.#changeDevice.run(rows, bytes, lastSeq, lastClientId, account, device).changes > 0;
     }
 
-    for (const { account, device, lastClientId, clientIdWindow } of batch.clientIds) {
-      this.#setClientIdWindow.run(clientIdWindow, account, device, lastClientId);
+    for (const window of batch.clientIdWindows ?? []) {
+      const { account, peerAccount, peerDevice, lastClientId, updatedAtMs } = window;
+      this.#writeClientIdWindow.run(account, peerAccount, peerDevice, lastClientId, window.window, updatedAtMs);
     }
 
     const exists = (recipient: Recipient): boolean =>

@@ -54,12 +54,26 @@ export interface QueueBatch {
   // commit still advance last_seq. The store also raises last_seq to every seq it inserts, and last_client_id to the
   // client id of every message it stores, so the marks never fall behind the rows.
   sequences: Array<{ account: number; device: number; lastSeq: number }>;
-  // With the window of which recent client ids were stored (see DeviceRecord.clientIdWindow); written only when
-  // lastClientId is the device's highest after this batch.
-  clientIds: Array<{ account: number; device: number; lastClientId: number; clientIdWindow: Uint8Array }>;
+  // The highest client id each sender device has used, raised (never lowered) in the sender device's own row: told to
+  // the device in welcome. A message also raises its sender's mark when the sender's row is in the same store.
+  clientIds: Array<{ account: number; device: number; lastClientId: number }>;
+  // Which recent client ids of a sender device were stored for a recipient account (insert or replace; written only
+  // when lastClientId is at least the stored one): a resend is recognised by them. Optional: absent means none.
+  clientIdWindows?: ClientIdWindow[];
   // Read-receipt windows to store (insert or replace), each the whole window of one (reader device, sender device)
   // pair. Rows of a reader device that does not exist are skipped. Optional: absent means none.
   readReceiptWindows?: ReadReceiptWindow[];
+}
+
+// Which recent client ids of one sender device (peer) were stored for one recipient account: bit k of `window` is
+// client id lastClientId - k (8 bytes, little-endian).
+export interface ClientIdWindow {
+  account: number;
+  peerAccount: number;
+  peerDevice: number;
+  lastClientId: number;
+  window: Uint8Array;
+  updatedAtMs: number;
 }
 
 // Which recent client ids of one sender device were delivered to one reader device, and which of those the reader
@@ -94,4 +108,9 @@ export interface QueueStore {
     key: DeviceKey,
     peers: ReadonlyArray<{ account: number; device: number }>,
   ): Promise<ReadReceiptWindow[]>;
+  // The stored client-id windows of a recipient account for the given sender devices (absent pairs are left out).
+  clientIdWindows(
+    account: number,
+    peers: ReadonlyArray<{ account: number; device: number }>,
+  ): Promise<ClientIdWindow[]>;
 }

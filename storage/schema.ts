@@ -97,6 +97,17 @@ export interface ReadReceiptWindowsTable {
   updated_at: number;
 }
 
+// Per recipient account and sender device: which recent client ids of that sender were stored for that account, so a
+// resend is recognised in the partition that stores the message (see migrations/0004-client-id-windows.ts).
+export interface ClientIdWindowsTable {
+  account_id: number;
+  peer_account: number;
+  peer_device: number;
+  last_client_id: number;
+  window: Uint8Array;
+  updated_at: number;
+}
+
 export interface StorageSchema {
   accounts: AccountsTable;
   devices: DevicesTable;
@@ -105,4 +116,5 @@ export interface StorageSchema {
   invites: InvitesTable;
   link_codes: LinkCodesTable;
   read_receipt_windows: ReadReceiptWindowsTable;
+  client_id_windows: ClientIdWindowsTable;
 }

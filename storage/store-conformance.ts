@@ -371,6 +371,16 @@ export function describeStorageConformance(
         expect(await storage.queues.totals()).toEqual({ rows: 0, bytes: 0 });
       });
 
+      test("mirror writes a partition's stand-in rows once, with zero marks", async () => {
+        const key = { account: 4242, device: 3 };
+        expect(await storage.devices.get(key)).toBeUndefined();
+        await storage.devices.mirror(key, 5000);
+        expect(await storage.devices.get(key)).toMatchObject({ lastSeq: 0, lastClientId: 0, queueRows: 0 });
+        await storage.queues.commit(batchOf({ sequences: [{ account: 4242, device: 3, lastSeq: 9 }] }));
+        await storage.devices.mirror(key, 6000);
+        expect(await storage.devices.get(key)).toMatchObject({ lastSeq: 9 });
+      });
+
       test("sequence and client id marks are raised, never lowered", async () => {
         const { alice, bob } = await twoAccounts(storage);
         const bobKey = { account: bob, device: 1 };
@@ -378,21 +388,31 @@ export function describeStorageConformance(
         await storage.queues.commit(
           batchOf({
             sequences: [{ account: bob, device: 1, lastSeq: 10 }],
-            clientIds: [{ account: alice, device: 1, lastClientId: 20, clientIdWindow: window(0b101) }],
+            clientIds: [{ account: alice, device: 1, lastClientId: 20 }],
+            clientIdWindows: [clientIdWindow(bob, alice, 1, 20, window(0b101))],
           }),
         );
         expect(await storage.devices.get(bobKey)).toMatchObject({ lastSeq: 10, queueRows: 0 });
-        expect(await storage.devices.get(aliceKey)).toMatchObject({ lastClientId: 20, clientIdWindow: window(0b101) });
+        expect(await storage.devices.get(aliceKey)).toMatchObject({ lastClientId: 20 });
+        expect(await storage.queues.clientIdWindows(bob, [{ account: alice, device: 1 }])).toEqual([
+          clientIdWindow(bob, alice, 1, 20, window(0b101)),
+        ]);
 
         await storage.queues.commit(
           batchOf({
             sequences: [{ account: bob, device: 1, lastSeq: 4 }],
-            clientIds: [{ account: alice, device: 1, lastClientId: 3, clientIdWindow: window(0b1) }],
+            clientIds: [{ account: alice, device: 1, lastClientId: 3 }],
+            clientIdWindows: [clientIdWindow(bob, alice, 1, 3, window(0b1))],
           }),
         );
         expect(await storage.devices.get(bobKey)).toMatchObject({ lastSeq: 10 });
         // A lower mark changes neither the mark nor the window that belongs to the higher one.
-        expect(await storage.devices.get(aliceKey)).toMatchObject({ lastClientId: 20, clientIdWindow: window(0b101) });
+        expect(await storage.devices.get(aliceKey)).toMatchObject({ lastClientId: 20 });
+        expect(await storage.queues.clientIdWindows(bob, [{ account: alice, device: 1 }])).toEqual([
+          clientIdWindow(bob, alice, 1, 20, window(0b101)),
+        ]);
+        // Pairs never written are left out; each pair has its own window.
+        expect(await storage.queues.clientIdWindows(alice, [{ account: alice, device: 1 }])).toEqual([]);
 
         // Stored rows raise the marks too: the recipient's sequence and the sender's client id.
         await storage.queues.commit(batchOf({ messages: [message(alice, 1, 25, bytes(1), [[bob, 1, 12]])] }));
@@ -455,7 +475,8 @@ export function describeStorageConformance(
           receipts: [receipt(alice, 2, 1, [1])],
           acks: [{ account: bob, device: 1, uptoSeq: 1 }],
           sequences: [{ account: alice, device: 2, lastSeq: 50 }],
-          clientIds: [{ account: bob, device: 2, lastClientId: 60, clientIdWindow: window(1) }],
+          clientIds: [{ account: bob, device: 2, lastClientId: 60 }],
+          clientIdWindows: [clientIdWindow(alice, bob, 2, 60, window(1))],
         });
         await expect(storage.queues.commit(failing)).rejects.toThrow();
         expect(await snapshot(storage, alice, bob)).toEqual(before);
@@ -799,6 +820,10 @@ function batchOf(parts: Partial<QueueBatch>): QueueBatch {
   return { messages: [], receipts: [], acks: [], sequences: [], clientIds: [], ...parts };
 }
 
+function clientIdWindow(account: number, peerAccount: number, peerDevice: number, last: number, bits: Uint8Array) {
+  return { account, peerAccount, peerDevice, lastClientId: last, window: bits, updatedAtMs: 1000 };
+}
+
 function message(
   senderAccount: number,
   senderDevice: number,
@@ -861,7 +886,14 @@ async function snapshot(storage: Storage, alice: number, bob: number): Promise<u
   const devices = [...(await storage.devices.list(alice)), ...(await storage.devices.list(bob))];
   const queues: QueueEntry[][] = [];
   for (const device of devices) queues.push(await storage.queues.read(device, 0, wholeQueueEntries));
-  return { devices, queues, totals: await storage.queues.totals(), accounts: await storage.accounts.count() };
+  const clientIdWindows = await storage.queues.clientIdWindows(alice, [{ account: bob, device: 2 }]);
+  return {
+    devices,
+    queues,
+    clientIdWindows,
+    totals: await storage.queues.totals(),
+    accounts: await storage.accounts.count(),
+  };
 }
 
 function sortKeys(keys: DeviceKey[]): DeviceKey[] {

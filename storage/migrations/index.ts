@@ -2,6 +2,7 @@ import { type Kysely, type Migration, type MigrationProvider, Migrator } from "k
 import * as initial from "./0001-initial.ts";
 import * as hashedCodes from "./0002-hashed-codes.ts";
 import * as readReceiptWindows from "./0003-read-receipt-windows.ts";
+import * as clientIdWindows from "./0004-client-id-windows.ts";
 
 // Every migration, by name. A static record rather than Kysely's FileMigrationProvider, so migrations work the same
 // from a bundled or compiled server where there is no migrations folder to glob. Names sort in the order they apply.
@@ -9,6 +10,7 @@ export const migrations: Readonly<Record<string, Migration>> = Object.freeze({
   "0001-initial": initial,
   "0002-hashed-codes": hashedCodes,
   "0003-read-receipt-windows": readReceiptWindows,
+  "0004-client-id-windows": clientIdWindows,
 });
 
 export const staticMigrationProvider: MigrationProvider = {
