@@ -316,6 +316,31 @@ describe("supervisor with fake workers", () => {
     lockDataDirectory(dataDir).release();
   });
 
+  test("a worker whose first start fails (exit 1 before it serves) fails the supervisor with exit 1", async () => {
+    const dataDir = dataDirectory();
+    const child = run(
+      [
+        process.execPath,
+        fakeSupervisor,
+        "--data-dir",
+        dataDir,
+        "--port",
+        String(freePort()),
+        "--admin-port",
+        "0",
+        "--workers",
+        "2",
+      ],
+      { FAKE_WORKER_MODE: "unbound", FAKE_WORKER_ONLY: "0" },
+    );
+    expect(await child.exit()).toBe(1);
+    expect(child.lines.find((line) => line.event === "worker_exited" && line.worker === 0)).toMatchObject({
+      code: 1,
+      restart: false,
+    });
+    expect(child.lines.some((line) => line.event === "worker_started" && Number(line.restarts) > 0)).toBe(false);
+  });
+
   test("admin: metrics merged with worker labels, health and readiness of all, the API forwarded and merged", async () => {
     const fake = await startFake();
     const base = `http://127.0.0.1:${fake.adminPort}`;

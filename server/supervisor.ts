@@ -87,7 +87,10 @@ export interface WorkersOptions {
   readonly backoff?: RestartBackoff;
   /** After the first SIGTERM of a stop, how long workers get to exit before SIGKILL. */
   readonly stopTimeoutMs: number;
-  /** A worker exited 2 (restarting cannot fix it: a bad config, a port it may not bind); it is not restarted. */
+  /**
+   * A worker exited 2 (restarting cannot fix it: a bad config, a port it may not bind), or its first start failed
+   * (exit 1: a port in use), as `start` itself would: it is not restarted, and the supervisor exits with that code.
+   */
   readonly onFatal?: (index: number, exitCode: number) => void;
 }
 
@@ -98,7 +101,12 @@ interface WorkerSlot {
   previousDelayMs: number | undefined;
   restartTimer: ReturnType<typeof setTimeout> | undefined;
   restarts: number;
+  /** The worker said it serves (the IPC message workerStartedMessage, after startServer resolved). */
+  served: boolean;
 }
+
+/** What a worker sends its supervisor over the IPC channel once it serves. */
+export const workerStartedMessage = "worker_serving";
 
 /**
  * N worker processes kept running: spawned by start(), restarted after an unexpected exit, signalled together,
@@ -122,6 +130,7 @@ export class Workers {
       previousDelayMs: undefined,
       restartTimer: undefined,
       restarts: 0,
+      served: false,
     }));
     const indexes = this.slots.map((slot) => String(slot.index));
     this.restarts = new Counter(
@@ -213,7 +222,13 @@ export class Workers {
       "--supervisor-pid",
       String(process.pid),
     ];
-    const child = Bun.spawn(argv, { stdio: ["ignore", "inherit", "inherit"], env: options.env ?? process.env });
+    const child = Bun.spawn(argv, {
+      stdio: ["ignore", "inherit", "inherit"],
+      env: options.env ?? process.env,
+      ipc: (message) => {
+        if (message === workerStartedMessage) slot.served = true;
+      },
+    });
     slot.process = child;
     slot.startedAtMs = performance.now();
     options.log.notice("worker_started", { worker: slot.index, pid: child.pid, restarts: slot.restarts });
@@ -228,9 +243,12 @@ export class Workers {
       this.options.log.info("worker_exited", fields);
       return;
     }
-    if (child.exitCode === 2) {
+    // A first start that failed fails the supervisor as it would fail `start`: a supervisor that restarted a worker
+    // forever on a port another program holds would hide it from systemd.
+    const firstStartFailed = !slot.served && slot.restarts === 0;
+    if (child.exitCode === 2 || firstStartFailed) {
       this.options.log.error("worker_exited", { ...fields, restart: false });
-      this.options.onFatal?.(slot.index, 2);
+      this.options.onFatal?.(slot.index, child.exitCode ?? 1);
       return;
     }
     const delayMs = restartDelayMs(this.backoff, slot.previousDelayMs, uptimeMs);
@@ -265,7 +283,7 @@ export interface RunningSupervisor {
   readonly adminPort: number;
   /** The graceful stop; a second call forwards SIGTERM again. */
   stop(): Promise<void>;
-  /** Resolves with the exit code once stopped: 0, or 2 when a worker could not start (exit 2). */
+  /** Resolves with the exit code once stopped: 0, or a worker's code when it could not start (1, 2). */
   readonly finished: Promise<number>;
 }
 
@@ -307,8 +325,8 @@ export function startSupervisor(config: Config, options: SupervisorOptions): Run
     env: options.env,
     backoff: options.backoff,
     stopTimeoutMs: options.stopTimeoutMs ?? config.lameDuckMs + workerCloseTimeoutMs + workerStopMarginMs,
-    onFatal: () => {
-      exitCode = 2;
+    onFatal: (_index, code) => {
+      if (exitCode === 0) exitCode = code === 0 ? 1 : code;
       void stop();
     },
   });

@@ -10,6 +10,7 @@ import { installServerSignals, loadStartConfig, type Parsed, startErrorExit } fr
 import { configOptions } from "./config-flags.ts";
 import { guardParent } from "./parent-death.ts";
 import { type StartOptions, startServer } from "./server.ts";
+import { workerStartedMessage } from "./supervisor.ts";
 
 /** Where this worker stands among its supervisor's workers (StartOptions.worker of server.ts). */
 export interface WorkerPlacement {
@@ -59,6 +60,8 @@ export async function runWorker(argv: readonly string[]): Promise<number> {
     return exitCode;
   }
   installServerSignals(server, values, { interrupt: false });
+  // The supervisor restarts a worker that exits after this; one that exits before it fails the supervisor's start.
+  process.send?.(workerStartedMessage);
   return -1;
 }
 
