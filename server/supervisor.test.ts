@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { lockDataDirectory } from "./data-directory.ts";
-import { restartBackoffDefault, restartDelayMs, workerCount } from "./supervisor.ts";
+import { restartBackoffDefault, restartDelayMs, workerCount, workerRoutingBuilt } from "./supervisor.ts";
 
 const fakeSupervisor = new URL("./fixtures/fake-supervisor.ts", import.meta.url).pathname;
 const cli = new URL("./cli.ts", import.meta.url).pathname;
@@ -153,12 +153,13 @@ describe("restart backoff and worker count", () => {
     expect(restartDelayMs(restartBackoffDefault, 10_000, 29_999)).toBe(10_000);
   });
 
-  test("workers: the key, else one per core (at most workersMax), else 1 with port 0", () => {
+  test("workers: the key, else one per core (at most workersMax) once routing is built, else 1", () => {
     expect(workerCount({ workers: 3, port: 7420 }, 8)).toBe(3);
-    expect(workerCount({ workers: 0, port: 7420 }, 8)).toBe(8);
     expect(workerCount({ workers: 0, port: 7420 }, 1)).toBe(1);
-    expect(workerCount({ workers: 0, port: 7420 }, 1000)).toBe(256);
     expect(workerCount({ workers: 0, port: 0 }, 8)).toBe(1);
+    // Until workers route to each other, the default is one process (supervisor.ts, workerRoutingBuilt).
+    expect(workerCount({ workers: 0, port: 7420 }, 8)).toBe(workerRoutingBuilt ? 8 : 1);
+    expect(workerCount({ workers: 0, port: 7420 }, 1000)).toBe(workerRoutingBuilt ? 256 : 1);
   });
 });
 
@@ -251,8 +252,8 @@ describe("supervisor with fake workers", () => {
     expect(await second.exit()).toBe(2);
     expect(second.stderr.join("\n")).toContain(`in use by process ${fake.process.pid}`);
     expect(second.lines.some((line) => line.event === "worker_started")).toBe(false);
-    // The real command, with and without workers.
-    for (const workers of ["2", "1"]) {
+    // The real command (one process until routing between workers is built).
+    for (const workers of ["1"]) {
       const start = run([
         process.execPath,
         cli,
@@ -406,43 +407,31 @@ describe("supervisor with fake workers", () => {
 });
 
 describe("switchboard start --workers", () => {
-  test("--workers 2 runs the supervisor with real workers; SIGTERM stops all of them with exit 0", async () => {
-    // Until startServer honours StartOptions.worker, a worker may fail to bind the shared port (no reusePort) and be
-    // restarted: this test asserts only what the supervisor does.
+  test("--workers 2 is refused (exit 2, one line) until routing between workers is built; the default is one process", async () => {
     const dataDir = dataDirectory();
-    const child = run([
+    const port = String(freePort());
+    const refused = run([process.execPath, cli, "start", "--workers", "2", "--data-dir", dataDir, "--port", port]);
+    expect(await refused.exit()).toBe(2);
+    expect(refused.stderr.join("\n")).toContain("--workers 2 is not available yet");
+    expect(refused.lines.some((line) => line.event === "supervisor_started")).toBe(false);
+    // On this multi-core host the default ("one per core") is still one process on a fixed port.
+    const single = run([
       process.execPath,
       cli,
       "start",
-      "--workers",
-      "2",
       "--data-dir",
       dataDir,
       "--port",
-      String(freePort()),
+      port,
       "--admin-port",
-      String(freePort()),
+      "0",
       "--lame-duck-ms",
       "0",
     ]);
-    const started = await child.waitFor((line) => line.event === "supervisor_started");
-    expect(started).toMatchObject({ workers: 2, pid: child.process.pid });
-    const pids = (await child.waitCount((line) => line.event === "worker_started", 2)).map((line) => Number(line.pid));
-    // Both workers serving, or (before worker mode) the supervisor stopped by a worker that could not start.
-    const deadline = Date.now() + 15_000;
-    const serving = () => child.lines.filter((line) => line.event === "server_started").length >= 2;
-    const stopped = () => child.lines.some((line) => line.event === "supervisor_stopped");
-    while (!serving() && !stopped() && Date.now() < deadline) await Bun.sleep(20);
-    if (stopped()) {
-      expect(child.lines.find((line) => line.event === "worker_exited" && line.code === 2)).toBeDefined();
-      expect(await child.exit()).toBe(2);
-    } else {
-      expect(serving()).toBe(true);
-      child.process.kill("SIGTERM");
-      expect(await child.exit(20_000)).toBe(0);
-    }
-    expect(await allGone(pids, 2000)).toBe(true);
-    lockDataDirectory(dataDir).release();
+    await single.waitFor((line) => line.event === "server_started");
+    expect(single.lines.some((line) => line.event === "supervisor_started")).toBe(false);
+    single.process.kill("SIGTERM");
+    expect(await single.exit()).toBe(0);
   }, 30_000);
 
   test("--workers with port 0 is a config error; the default with port 0 is one process", async () => {

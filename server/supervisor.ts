@@ -59,9 +59,16 @@ export function restartDelayMs(backoff: RestartBackoff, previousDelayMs: number 
  */
 export function workerCount(config: Pick<Config, "workers" | "port">, cores = availableParallelism()): number {
   if (config.workers > 0) return config.workers;
-  if (config.port === 0) return 1;
+  if (config.port === 0 || !workerRoutingBuilt) return 1;
   return Math.max(1, Math.min(cores, workersMax));
 }
+
+/**
+ * Whether more than one worker may serve. Not yet: the supervisor, the partitions and the mesh exist, but a stanza
+ * for a device whose partition another worker owns is not routed to that owner (ARCHITECTURE.md, Partitions), so
+ * `start` refuses more than one worker and the default ("one per core") is one process until that routing lands.
+ */
+export const workerRoutingBuilt = false;
 
 /** The path of worker `index`'s admin socket (the worker binds it; the supervisor connects to it). */
 export function workerSocketPath(runDir: string, index: number): string {
