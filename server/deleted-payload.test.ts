@@ -6,7 +6,6 @@
 import { Database } from "bun:sqlite";
 import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
 import { partitionFileOfAccount } from "./partitions.ts";
 import { newDeviceKey, RawClient, registeredClient, startTestServer, type TestServer, waitFor } from "./test-kit.ts";
 

@@ -100,29 +100,23 @@ interface Fake extends Child {
   readonly workerPids: number[];
 }
 
+/** The supervisor with fake workers (fixtures/fake-supervisor.ts) on a free port; admin port 0 means none. */
+function runFakeSupervisor(
+  dataDir: string,
+  options: { workers?: number; adminPort?: number; env?: Record<string, string> } = {},
+): Child {
+  const argv = [process.execPath, fakeSupervisor, "--data-dir", dataDir, "--port", String(freePort())];
+  argv.push("--admin-port", String(options.adminPort ?? 0), "--workers", String(options.workers ?? 2));
+  return run([...argv, "--lame-duck-ms", "0"], options.env);
+}
+
 async function startFake(
   options: { workers?: number; env?: Record<string, string>; dataDir?: string } = {},
 ): Promise<Fake> {
   const dataDir = options.dataDir ?? dataDirectory();
   const adminPort = freePort();
   const workers = options.workers ?? 2;
-  const child = run(
-    [
-      process.execPath,
-      fakeSupervisor,
-      "--data-dir",
-      dataDir,
-      "--port",
-      String(freePort()),
-      "--admin-port",
-      String(adminPort),
-      "--workers",
-      String(workers),
-      "--lame-duck-ms",
-      "0",
-    ],
-    options.env,
-  );
+  const child = runFakeSupervisor(dataDir, { workers, adminPort, env: options.env });
   const started = await child.waitCount((line) => line.event === "fake_worker_started", workers);
   return { ...child, dataDir, adminPort, workerPids: started.map((line) => Number(line.pid)) };
 }
@@ -237,41 +231,16 @@ describe("supervisor with fake workers", () => {
 
   test("a second supervisor, or a single server, on the same data directory exits 2 naming the holder", async () => {
     const fake = await startFake();
-    const second = run([
-      process.execPath,
-      fakeSupervisor,
-      "--data-dir",
-      fake.dataDir,
-      "--port",
-      String(freePort()),
-      "--admin-port",
-      "0",
-      "--workers",
-      "2",
-    ]);
+    const second = runFakeSupervisor(fake.dataDir);
     expect(await second.exit()).toBe(2);
     expect(second.stderr.join("\n")).toContain(`in use by process ${fake.process.pid}`);
     expect(second.lines.some((line) => line.event === "worker_started")).toBe(false);
-    // The real command (one process until routing between workers is built).
-    for (const workers of ["1"]) {
-      const start = run([
-        process.execPath,
-        cli,
-        "start",
-        "--data-dir",
-        fake.dataDir,
-        "--port",
-        workers === "1" ? "0" : String(freePort()),
-        "--admin-port",
-        "0",
-        "--workers",
-        workers,
-      ]);
-      expect(await start.exit()).toBe(2);
-      expect(start.stderr[0]).toBe(
-        `switchboard: data directory ${fake.dataDir} is in use by process ${fake.process.pid} (lock ${join(fake.dataDir, "server.lock")}); not starting`,
-      );
-    }
+    // The real command, one process: refused the same way.
+    const start = run([process.execPath, cli, "start", "--data-dir", fake.dataDir, "--port", "0", "--admin-port", "0"]);
+    expect(await start.exit()).toBe(2);
+    expect(start.stderr[0]).toBe(
+      `switchboard: data directory ${fake.dataDir} is in use by process ${fake.process.pid} (lock ${join(fake.dataDir, "server.lock")}); not starting`,
+    );
     fake.process.kill("SIGTERM");
     expect(await fake.exit()).toBe(0);
   });
@@ -294,21 +263,7 @@ describe("supervisor with fake workers", () => {
 
   test("a worker that exits 2 (restarting cannot fix it) stops the supervisor with exit 2", async () => {
     const dataDir = dataDirectory();
-    const child = run(
-      [
-        process.execPath,
-        fakeSupervisor,
-        "--data-dir",
-        dataDir,
-        "--port",
-        String(freePort()),
-        "--admin-port",
-        "0",
-        "--workers",
-        "2",
-      ],
-      { FAKE_WORKER_MODE: "fatal", FAKE_WORKER_ONLY: "1" },
-    );
+    const child = runFakeSupervisor(dataDir, { env: { FAKE_WORKER_MODE: "fatal", FAKE_WORKER_ONLY: "1" } });
     expect(await child.exit()).toBe(2);
     expect(child.lines.find((line) => line.event === "worker_exited" && line.worker === 1)).toMatchObject({
       code: 2,
@@ -319,21 +274,7 @@ describe("supervisor with fake workers", () => {
 
   test("a worker whose first start fails (exit 1 before it serves) fails the supervisor with exit 1", async () => {
     const dataDir = dataDirectory();
-    const child = run(
-      [
-        process.execPath,
-        fakeSupervisor,
-        "--data-dir",
-        dataDir,
-        "--port",
-        String(freePort()),
-        "--admin-port",
-        "0",
-        "--workers",
-        "2",
-      ],
-      { FAKE_WORKER_MODE: "unbound", FAKE_WORKER_ONLY: "0" },
-    );
+    const child = runFakeSupervisor(dataDir, { env: { FAKE_WORKER_MODE: "unbound", FAKE_WORKER_ONLY: "0" } });
     expect(await child.exit()).toBe(1);
     expect(child.lines.find((line) => line.event === "worker_exited" && line.worker === 0)).toMatchObject({
       code: 1,
