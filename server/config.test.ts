@@ -51,6 +51,9 @@ describe("config", () => {
     // A relation between limits: the payload must fit in a frame.
     expect(() => loadConfig({ flags: { "payload-bytes-max": "70000" } })).toThrow(/payloadBytesMax/);
     expect(() => loadConfig({ file: "/nonexistent/switchboard.toml" })).toThrow(/not found/);
+    expect(() => loadConfig({ flags: { partitions: "0" } })).toThrow(/partitions: 1\.\.1024/);
+    expect(() => loadConfig({ env: { SWITCHBOARD_PARTITIONS: "1025" } })).toThrow(/partitions/);
+    expect(loadConfig({ flags: { partitions: "16" } }).partitions).toBe(16);
   });
 
   test("serverNames: canonical names or addresses, no ports, not empty", () => {

@@ -16,7 +16,7 @@ import {
   type RegistrationModeName,
   serverNameBytesMax,
 } from "../protocol/index.ts";
-import { workersMax } from "../protocol/limits.ts";
+import { partitionsDefault, partitionsMax, workersMax } from "../protocol/limits.ts";
 
 export type Synchronous = "normal" | "full";
 export type LogLevel = "debug" | "info" | "warn" | "error";
@@ -72,9 +72,16 @@ export interface Config {
   readonly drainReconnectsPerSecond: number;
   /**
    * Worker processes `start` runs under one supervisor, sharing host:port with SO_REUSEPORT; 1 is one process
-   * without a supervisor. 0: one per core (at most workersMax), or 1 when port is 0 (each process would pick its own).
+   * without a supervisor. 0: one process today; one per core (at most workersMax, 1 when port is 0) once routing
+   * between workers is built. Above 1 is refused until then.
    */
   readonly workers: number;
+  /**
+   * Partitions of the queue data for a data directory that has none yet (fixed for its life afterwards: the
+   * directory's partitions/count wins). Each partition is a SQLite file its owner keeps open: about 3 ms and 0.3 MiB
+   * per partition at start. More partitions than workers ever run.
+   */
+  readonly partitions: number;
   readonly limits: Limits;
 }
 
@@ -97,6 +104,7 @@ export const defaultConfig: Config = Object.freeze({
   lameDuckMs: 5_000,
   drainReconnectsPerSecond: 2_000,
   workers: 0,
+  partitions: partitionsDefault,
   limits: defaultLimits,
 });
 
@@ -121,6 +129,8 @@ export const restartOnlyKeys: ReadonlySet<string> = new Set([
   "serverNames",
   // The supervisor spawns its workers once; a SIGHUP reaches the workers, not their number.
   "workers",
+  // Used once, when a data directory gets its partitions.
+  "partitions",
   "frameBytesMax",
   "payloadBytesMax",
   "stringBytesMax",
@@ -283,6 +293,9 @@ function configProblems(config: Config): string[] {
     problems.push(`workers: 0..${workersMax} (0: one per core)`);
   } else if (config.workers > 1 && config.port === 0) {
     problems.push("workers: more than 1 needs a fixed port (with port 0 each worker would listen on its own port)");
+  }
+  if (!Number.isInteger(config.partitions) || config.partitions < 1 || config.partitions > partitionsMax) {
+    problems.push(`partitions: 1..${partitionsMax}`);
   }
   const names = configuredServerNames(config.serverNames);
   if (names.length === 0) problems.push("serverNames: at least one name");

@@ -3,7 +3,6 @@
 // `reload` the SIGHUP path: new handler code and reloadable config, with every connection kept.
 
 import { ErrorCode, FrameCodec } from "../protocol/index.ts";
-import { partitionsDefault } from "../protocol/limits.ts";
 import { openSqliteStorage, type Storage } from "../storage/index.ts";
 import type { AccountRequests } from "./account-requests.ts";
 import { createAdminApi, writeAdminToken } from "./admin-api.ts";
@@ -316,7 +315,7 @@ async function openDataDirectory(config: Config, now: () => number): Promise<Sto
   // A data directory written by the single-file layout moves its queues into partitions first (crash-safe, once).
   await migrateToPartitions({
     dataDir: config.dataDir,
-    count: partitionsDefault,
+    count: config.partitions,
     synchronous: config.synchronous,
     now,
   });
@@ -326,6 +325,7 @@ async function openDataDirectory(config: Config, now: () => number): Promise<Sto
       dataDir: config.dataDir,
       synchronous: config.synchronous,
       owned: () => true,
+      countForNew: config.partitions,
     });
     return partitionedStorage(directory, partitions, now);
   } catch (error) {

@@ -46,6 +46,9 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
+/** Partitions of a test server's data directory. */
+export const testPartitions = 4;
+
 export function testConfig(options: {
   dataDir: string;
   limits?: Partial<Limits>;
@@ -61,6 +64,8 @@ export function testConfig(options: {
       ...(options.serverNames === undefined ? {} : { serverNames: options.serverNames }),
       adminPort: 0,
       logLevel: "warn",
+      // Few partitions: each costs its open at start, and tests start many servers (several partitions still).
+      partitions: testPartitions,
       limits: { ...testLimits, ...options.limits },
     },
   });
