@@ -67,7 +67,6 @@ export class ClientIdPairs {
       loading = this.storage.queues
         .clientIdWindows(account, [{ account: senderAccount, device: senderDevice }])
         .then((rows) => {
-          this.loading.delete(key);
           const raced = this.pairs.get(key);
           if (raced !== undefined) return raced;
           const row = rows[0];

@@ -187,26 +187,35 @@ export function partitionedStorage(
 }
 
 function partitionedAccounts(directory: AccountStore, partitions: Partitions): AccountStore {
-  return new Proxy(directory, {
-    get(target, property) {
-      if (property !== "remove") {
-        // Bound to the store itself: its methods use private fields, which a proxy as `this` cannot reach.
-        const value = Reflect.get(target, property, target);
-        return typeof value === "function" ? value.bind(target) : value;
+  return {
+    // The partition's rows are written with the account (a crash between the two is mended by devices.get).
+    async create(handle, publicKey, nowMs) {
+      const created = await directory.create(handle, publicKey, nowMs);
+      if (created !== undefined && partitions.owns(created.account.id)) {
+        await partitions.store(created.account.id).devices.mirror({ account: created.account.id, device: 1 }, nowMs);
       }
-      // The account's queues go with it where this process owns them; an owner elsewhere hears of it over the mesh.
-      return async (id: number) => {
-        const removed = await target.remove(id);
-        if (partitions.owns(id)) await partitions.store(id).accounts.remove(id);
-        return removed;
-      };
+      return created;
     },
-  });
+    byId: (id) => directory.byId(id),
+    byHandle: (handle) => directory.byHandle(handle),
+    list: (options) => directory.list(options),
+    count: () => directory.count(),
+    // The account's queues go with it where this process owns them (an owner elsewhere will hear of it on the mesh).
+    async remove(id: number): Promise<boolean> {
+      const removed = await directory.remove(id);
+      if (partitions.owns(id)) await partitions.store(id).accounts.remove(id);
+      return removed;
+    },
+  };
 }
 
 function partitionedDevices(directory: DeviceStore, partitions: Partitions, now: () => number): DeviceStore {
   return {
-    add: (account, publicKey, nowMs) => directory.add(account, publicKey, nowMs),
+    async add(account, publicKey, nowMs) {
+      const record = await directory.add(account, publicKey, nowMs);
+      if (partitions.owns(account)) await partitions.store(account).devices.mirror(record, nowMs);
+      return record;
+    },
     list: (account) => directory.list(account),
     touch: (keys, nowMs) => directory.touch(keys, nowMs),
     mirror: async (key, nowMs) => partitions.store(key.account).devices.mirror(key, nowMs),
@@ -214,12 +223,13 @@ function partitionedDevices(directory: DeviceStore, partitions: Partitions, now:
       const record = await directory.get(key);
       if (!partitions.owns(key.account)) return record;
       const store = partitions.store(key.account);
+      let marks = await store.devices.get(key);
       if (record === undefined) {
-        // Removed while its owner was away: its queue goes now.
-        await store.devices.remove(key);
+        // Removed while its owner was away: its queue goes now. (Only then: a lookup of a device that never existed,
+        // a bad login, must not cost a write.)
+        if (marks !== undefined) await store.devices.remove(key);
         return undefined;
       }
-      let marks = await store.devices.get(key);
       if (marks === undefined) {
         await store.devices.mirror(key, now());
         marks = await store.devices.get(key);

@@ -95,6 +95,31 @@ describe("sqlite database", () => {
   });
 });
 
+describe("a partition file (server/partitions.ts)", () => {
+  test("mirror writes the stand-in rows of a device once, with zero marks and an all-zero key", async () => {
+    const storage = await openSqliteStorage({ path: ":memory:" });
+    try {
+      const key = { account: 4242, device: 3 };
+      expect(await storage.devices.get(key)).toBeUndefined();
+      await storage.devices.mirror(key, 5000);
+      expect(await storage.devices.get(key)).toMatchObject({ lastSeq: 0, lastClientId: 0, queueRows: 0 });
+      expect((await storage.devices.get(key))!.publicKey).toEqual(new Uint8Array(32));
+      expect(await storage.accounts.byId(4242)).toMatchObject({ handle: "#4242" });
+      await storage.queues.commit({
+        messages: [],
+        receipts: [],
+        acks: [],
+        sequences: [{ account: 4242, device: 3, lastSeq: 9 }],
+        clientIds: [],
+      });
+      await storage.devices.mirror(key, 6000);
+      expect(await storage.devices.get(key)).toMatchObject({ lastSeq: 9 });
+    } finally {
+      await storage.close();
+    }
+  });
+});
+
 describe("device ids", () => {
   test("stay below 2^21 (the server keys a device by account * 2^21 + device): the next add past it fails", async () => {
     const path = join(directory, "device-ids.sqlite");

@@ -95,8 +95,9 @@ export interface QueueStore {
   commit(batch: QueueBatch): Promise<void>;
   // Entries with seq > afterSeq, ascending, at most `limit` (none when limit <= 0).
   read(key: DeviceKey, afterSeq: number, limit: number): Promise<QueueEntry[]>;
-  // Deletes at most `limit` rows created before `beforeMs` (retention), oldest first, keeping counters and refs
-  // exact; returns the rows deleted and the devices touched (each once).
+  // Deletes at most `limit` rows created before `beforeMs` (retention), keeping counters and refs exact; returns the
+  // rows deleted and the devices touched (each once). Fewer than `limit` deleted means none is left. Oldest first
+  // within one account's queues; a partitioned store sweeps its partitions in turn.
   sweep(beforeMs: number, limit: number): Promise<{ deleted: number; devices: DeviceKey[] }>;
   // The depth of all queues together, from the per-device counters.
   totals(): Promise<{ rows: number; bytes: number }>;
