@@ -51,7 +51,7 @@ export interface AdminApiDependencies {
 }
 
 /** An answer the API gives for a bad request: status and one line. */
-class AdminRequestError extends Error {
+export class AdminRequestError extends Error {
   override readonly name = "AdminRequestError";
   constructor(
     readonly status: number,
@@ -93,16 +93,44 @@ function isLoopback(address: string): boolean {
   return plain === "::1" || (isIP(plain) === 4 && plain.startsWith("127."));
 }
 
-function json(status: number, body: unknown): Response {
+/**
+ * The admin API's door, shared by a server and the supervisor: a peer on loopback (or the listener's own address)
+ * with the token. Returns the refusal, or null when the request may pass.
+ */
+export function adminGate(
+  token: string,
+  listenHost: string,
+): (request: Request, peer: string | undefined) => Response | null {
+  const expected = Buffer.from(token);
+  const ownAddress = isIP(listenHost) !== 0 ? listenHost : null;
+  return (request, peer) => {
+    if (peer === undefined || !(isLoopback(peer) || peer === ownAddress)) {
+      return json(403, { error: "the admin API answers only on loopback" });
+    }
+    const header = request.headers.get("authorization") ?? "";
+    const given = Buffer.from(header.startsWith("Bearer ") ? header.slice(7).trim() : "");
+    if (given.length === expected.length && timingSafeEqual(given, expected)) return null;
+    return json(401, { error: `missing or wrong token (see <dataDir>/${adminTokenFileName})` });
+  };
+}
+
+/** A JSON answer of the admin API (a server's or the supervisor's). */
+export function json(status: number, body: unknown): Response {
   return new Response(`${JSON.stringify(body)}\n`, {
     status,
     headers: { "content-type": "application/json; charset=utf-8", "cache-control": "no-store" },
   });
 }
 
-async function readBody(request: Request): Promise<Record<string, unknown>> {
+/** A request's body as text, refused (413) past requestBodyBytesMax. */
+export async function boundedBody(request: Request): Promise<string> {
   const text = await request.text();
   if (Buffer.byteLength(text) > requestBodyBytesMax) throw new AdminRequestError(413, "request body too large");
+  return text;
+}
+
+async function readBody(request: Request): Promise<Record<string, unknown>> {
+  const text = await boundedBody(request);
   if (text.trim() === "") return {};
   let parsed: unknown;
   try {
@@ -143,14 +171,7 @@ function reasonOf(body: Record<string, unknown>, fallback: string): string {
 /** The handler for `/admin/...` requests; `peer` is the connection's remote address. */
 export function createAdminApi(dependencies: AdminApiDependencies) {
   const { context, table, delivery } = dependencies;
-  const expected = Buffer.from(dependencies.token);
-  const ownAddress = isIP(dependencies.listenHost) !== 0 ? dependencies.listenHost : null;
-
-  const authorized = (request: Request): boolean => {
-    const header = request.headers.get("authorization") ?? "";
-    const given = Buffer.from(header.startsWith("Bearer ") ? header.slice(7).trim() : "");
-    return given.length === expected.length && timingSafeEqual(given, expected);
-  };
+  const gate = adminGate(dependencies.token, dependencies.listenHost);
 
   const findAccount = async (key: string): Promise<AccountRecord> => {
     const asNumber = Number(key);
@@ -306,11 +327,8 @@ export function createAdminApi(dependencies: AdminApiDependencies) {
   };
 
   return async (request: Request, peer: string | undefined): Promise<Response> => {
-    if (peer === undefined || !(isLoopback(peer) || peer === ownAddress)) {
-      return json(403, { error: "the admin API answers only on loopback" });
-    }
-    if (!authorized(request))
-      return json(401, { error: `missing or wrong token (see <dataDir>/${adminTokenFileName})` });
+    const refused = gate(request, peer);
+    if (refused !== null) return refused;
     const url = new URL(request.url);
     const route = routes[`${request.method} ${url.pathname}`];
     if (route === undefined) {

@@ -7,10 +7,8 @@
 //   drain stops the supervisor (all workers, as SIGTERM); everything else (invites, account remove) to one worker,
 //   since they act on the shared store.
 
-import { timingSafeEqual } from "node:crypto";
-import { isIP } from "node:net";
 import type { Server } from "bun";
-import { adminApiPrefix, adminTokenFileName } from "./admin-api.ts";
+import { AdminRequestError, adminApiPrefix, adminGate, boundedBody, json } from "./admin-api.ts";
 import type { AdminHttp } from "./admin-http.ts";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
@@ -36,23 +34,10 @@ type WorkerAnswer =
   | { readonly worker: number; readonly ok: true; readonly status: number; readonly text: string }
   | { readonly worker: number; readonly ok: false; readonly error: string };
 
-function json(status: number, body: unknown): Response {
-  return new Response(`${JSON.stringify(body)}\n`, {
-    status,
-    headers: { "content-type": "application/json; charset=utf-8", "cache-control": "no-store" },
-  });
-}
-
-function isLoopback(address: string): boolean {
-  const plain = address.startsWith("::ffff:") ? address.slice(7) : address;
-  return plain === "::1" || (isIP(plain) === 4 && plain.startsWith("127."));
-}
-
 export function listenSupervisorAdmin(options: SupervisorAdminOptions): AdminHttp {
   const { config, workers } = options;
   const names = adminNames(serverNames(config), config.adminHost);
-  const ownAddress = isIP(config.adminHost) !== 0 ? config.adminHost : null;
-  const expected = Buffer.from(options.token);
+  const gate = adminGate(options.token, config.adminHost);
   const indexes = Array.from({ length: workers.count }, (_, index) => index);
 
   /** Asks worker `index` over its socket; a worker that is restarting (no socket) or slow is an answer too. */
@@ -101,20 +86,21 @@ export function listenSupervisorAdmin(options: SupervisorAdminOptions): AdminHtt
   };
 
   const api = async (request: Request, peer: string | undefined): Promise<Response> => {
-    if (peer === undefined || !(isLoopback(peer) || peer === ownAddress)) {
-      return json(403, { error: "the admin API answers only on loopback" });
-    }
-    const header = request.headers.get("authorization") ?? "";
-    const given = Buffer.from(header.startsWith("Bearer ") ? header.slice(7).trim() : "");
-    if (!(given.length === expected.length && timingSafeEqual(given, expected))) {
-      return json(401, { error: `missing or wrong token (see <dataDir>/${adminTokenFileName})` });
-    }
+    const refused = gate(request, peer);
+    if (refused !== null) return refused;
     const url = new URL(request.url);
     const route = `${request.method} ${url.pathname}`;
+    let body: string | undefined;
+    try {
+      body = request.method === "GET" ? undefined : await boundedBody(request);
+    } catch (error) {
+      if (error instanceof AdminRequestError) return json(error.status, { error: error.message });
+      throw error;
+    }
     const forward = {
       method: request.method,
-      headers: { authorization: header, "content-type": "application/json" },
-      ...(request.method === "GET" ? {} : { body: await request.text() }),
+      headers: { authorization: request.headers.get("authorization") ?? "", "content-type": "application/json" },
+      ...(body === undefined ? {} : { body }),
     };
     if (route === "POST /admin/drain") return drain();
     if (route === "GET /admin/sessions") return sessions(url, forward);
