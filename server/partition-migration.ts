@@ -75,7 +75,8 @@ export async function migrateToPartitions(options: PartitionMigrationOptions): P
   const nothing = { migrated: false, accounts: 0, devices: 0, queueRows: 0 };
   if (readPartitionCount(dataDir) !== undefined) {
     if (!existsSync(directoryPath)) return nothing;
-    await migrateSchema(options, directoryPath);
+    // Every start of a partitioned data directory passes here: a raw connection and four one-row reads, no schema
+    // work (the directory got migration 0004 before it got partitions; the server's own open migrates it further).
     const database = openSqliteDatabase({ path: directoryPath, synchronous: options.synchronous });
     try {
       if (!holdsQueueData(database)) return nothing;
