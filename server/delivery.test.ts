@@ -4,7 +4,6 @@
 
 import { Database } from "bun:sqlite";
 import { afterEach, describe, expect, test } from "bun:test";
-import { join } from "node:path";
 import { ErrorCode, ReceiptType } from "../protocol/index.ts";
 import { partitionFileOfAccount } from "./partitions.ts";
 import {
