@@ -22,6 +22,15 @@ describeDeliverySuite("tcp", ({ port }) => tcpTransport({ host: "127.0.0.1", por
 describeDeliverySuite("ws", ({ wsPort }) =>
   webSocketTransport({ url: `ws://127.0.0.1:${wsPort}/ws`, bufferedBytesMax }),
 );
+// The same suite against `switchboard start --workers 4`: a test's clients land on workers as the kernel spreads
+// them, so senders and recipients sit on different workers and on the same one (server/workers.test.ts makes sure
+// of both).
+describeDeliverySuite("tcp", ({ port }) => tcpTransport({ host: "127.0.0.1", port, bufferedBytesMax }), { workers: 4 });
+describeDeliverySuite(
+  "ws",
+  ({ wsPort }) => webSocketTransport({ url: `ws://127.0.0.1:${wsPort}/ws`, bufferedBytesMax }),
+  { workers: 4 },
+);
 
 describe("TCP and WebSocket together", () => {
   afterEach(runCleanups);

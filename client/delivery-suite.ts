@@ -4,7 +4,7 @@
 // receipts, reconnects across a server restart with resends stored once, duplicate deliveries dropped, keepalive,
 // request timeouts, stop-range codes, per-device payloads, linked devices. Every wait is bounded.
 
-import { afterEach, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -54,8 +54,86 @@ export interface ServerPorts {
 }
 
 export interface SuiteServer extends ServerPorts {
-  readonly server: RunningServer;
   readonly dataDir: string;
+  /** Graceful stop (SIGTERM for a supervisor process): waits at most about `timeoutMs`. */
+  stop(options: { timeoutMs: number }): Promise<void>;
+}
+
+/** A suite server in this process (tests may reach into it). */
+export interface InProcessSuiteServer extends SuiteServer {
+  readonly server: RunningServer;
+}
+
+/**
+ * Where the suite's servers run: in this process (workers 0), or as `switchboard start --workers N`, a supervisor
+ * process with N worker processes, where a test's clients land on workers as the kernel spreads them (some on the
+ * same worker, some not).
+ */
+let suiteWorkers = 0;
+/** Partitions of a suite data directory (few: each costs its open at start; more than the workers). */
+const suitePartitions = 8;
+/** Bounds of a supervisor process's start and stop. */
+const processStartMs = 15_000;
+const processStopMarginMs = 5_000;
+
+const cliPath = new URL("../server/cli.ts", import.meta.url).pathname;
+
+function kebab(name: string): string {
+  return name.replace(/([A-Z])/g, "-$1").toLowerCase();
+}
+
+/** `switchboard start --workers N` with the suite's config as flags; resolves once every worker serves. */
+async function startSupervisorProcess(config: Config, workers: number): Promise<SuiteServer> {
+  const flags = [
+    `--port=${config.port}`,
+    `--ws-port=${config.wsPort}`,
+    `--data-dir=${config.dataDir}`,
+    `--registration=${config.registration}`,
+    `--web-client=${config.webClient}`,
+    "--admin-port=0",
+    "--log-level=info",
+    "--lame-duck-ms=0",
+    `--workers=${workers}`,
+    `--partitions=${suitePartitions}`,
+  ];
+  for (const [name, value] of Object.entries(config.limits)) flags.push(`--${kebab(name)}=${value}`);
+  const child = Bun.spawn([process.execPath, cliPath, "start", ...flags], {
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "inherit",
+  });
+  const reader = child.stdout.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  let serving = 0;
+  const deadline = Date.now() + processStartMs;
+  while (serving < workers) {
+    const chunk = await Promise.race([reader.read(), Bun.sleep(Math.max(0, deadline - Date.now())).then(() => null)]);
+    if (chunk === null || chunk.done) {
+      child.kill("SIGKILL");
+      throw new Error(
+        `switchboard start --workers ${workers}: ${serving} of ${workers} serving (exit ${child.exitCode})`,
+      );
+    }
+    text += decoder.decode(chunk.value, { stream: true });
+    serving = text.split("\n").filter((line) => line.includes('"event":"server_started"')).length;
+  }
+  // Keep reading so that the pipe never fills up.
+  void (async () => {
+    while (!(await reader.read()).done) {}
+  })().catch(() => {});
+  return {
+    port: config.port,
+    wsPort: config.wsPort,
+    dataDir: config.dataDir,
+    async stop({ timeoutMs }) {
+      if (child.exitCode !== null) return;
+      child.kill("SIGTERM");
+      const exited = await Promise.race([child.exited, Bun.sleep(timeoutMs + processStopMarginMs).then(() => null)]);
+      if (exited === null) child.kill("SIGKILL");
+      await child.exited;
+    },
+  };
 }
 
 /** A port that was free a moment ago (the WebSocket listener takes no port 0: 0 disables it). */
@@ -82,6 +160,31 @@ export async function startSuiteServer(options: {
   /** Other config keys (registration, webClient...). */
   config?: Partial<Config>;
 }): Promise<SuiteServer> {
+  if (suiteWorkers > 1) {
+    // The workers share a fixed port (port 0 would give each its own).
+    const config = loadConfig({
+      base: {
+        port: options.port || freePort(),
+        dataDir: options.dataDir,
+        registration: "open",
+        adminPort: 0,
+        limits,
+        wsPort: options.wsPort || freePort(),
+        ...options.config,
+      },
+    });
+    return startSupervisorProcess(config, suiteWorkers);
+  }
+  return startInProcessServer(options);
+}
+
+/** startSuiteServer in this process, whatever the suite's workers (tests that reach into the server). */
+export async function startInProcessServer(options: {
+  dataDir: string;
+  port?: number;
+  wsPort?: number;
+  config?: Partial<Config>;
+}): Promise<InProcessSuiteServer> {
   for (let attempt = 1; ; attempt++) {
     const wsPort = options.wsPort || freePort();
     const config = loadConfig({
@@ -98,7 +201,13 @@ export async function startSuiteServer(options: {
     });
     try {
       const server = await startServer(config, { log: createLogger("error", (line) => process.stderr.write(line)) });
-      return { server, port: server.port, wsPort: server.wsPort, dataDir: options.dataDir };
+      return {
+        server,
+        port: server.port,
+        wsPort: server.wsPort,
+        dataDir: options.dataDir,
+        stop: (stopOptions) => server.stop(stopOptions),
+      };
     } catch (error) {
       if (!addressInUse(error) || attempt >= bindAttemptsMax) throw error;
       await Bun.sleep(20 * attempt);
@@ -197,7 +306,7 @@ export async function serverForTest(): Promise<SuiteServer> {
   const dataDir = temporaryDataDir();
   cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
   const running = await startSuiteServer({ dataDir });
-  cleanups.push(() => running.server.stop({ timeoutMs: 1000 }));
+  cleanups.push(() => running.stop({ timeoutMs: 1000 }));
   return running;
 }
 
@@ -212,7 +321,11 @@ export function recordedClient(options: ClientOptions): Recorder {
  * The delivery suite over one transport. `makeTransport` gives the factory of transports to a server's listener of
  * that kind (TCP: port; WebSocket: ws://127.0.0.1:wsPort/ws); every client of the suite connects through it.
  */
-export function describeDeliverySuite(transportName: string, makeTransport: (ports: ServerPorts) => TransportFactory) {
+export function describeDeliverySuite(
+  transportName: string,
+  makeTransport: (ports: ServerPorts) => TransportFactory,
+  options: { workers?: number } = {},
+) {
   const clientFor = (ports: ServerPorts, options: Partial<ClientOptions>): Recorder =>
     recordedClient({ transport: makeTransport(ports), ...options } as ClientOptions);
 
@@ -224,7 +337,14 @@ export function describeDeliverySuite(transportName: string, makeTransport: (por
 
   const lossy = (ports: ServerPorts) => new LossyNetwork(makeTransport(ports));
 
-  describe(`delivery over ${transportName}`, () => {
+  const workers = options.workers ?? 0;
+  describe(`delivery over ${transportName}${workers > 1 ? ` with ${workers} worker processes` : ""}`, () => {
+    beforeAll(() => {
+      suiteWorkers = workers;
+    });
+    afterAll(() => {
+      suiteWorkers = 0;
+    });
     afterEach(runCleanups);
 
     test(
@@ -288,7 +408,7 @@ export function describeDeliverySuite(transportName: string, makeTransport: (por
         cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
         let running = await startSuiteServer({ dataDir });
         const ports: ServerPorts = { port: running.port, wsPort: running.wsPort };
-        cleanups.push(() => running.server.stop({ timeoutMs: 1000 }));
+        cleanups.push(() => running.stop({ timeoutMs: 1000 }));
         const network = lossy(ports);
         const alice = await registered(ports, "alice", { transport: network.factory });
         const bob = await registered(ports, "bob");
@@ -300,7 +420,7 @@ export function describeDeliverySuite(transportName: string, makeTransport: (por
           firstSettled = true;
         });
         await waitFor(() => bob.messages.length === 1, waitTimeoutMs, "first message");
-        await running.server.stop({ timeoutMs: 1000 });
+        await running.stop({ timeoutMs: 1000 });
         expect(firstSettled).toBe(false);
         // 2. A send made while the server is down waits in the outbox.
         await waitFor(() => alice.client.phase !== "ready", waitTimeoutMs, "alice disconnected");

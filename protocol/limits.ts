@@ -259,6 +259,8 @@ export const meshFrameBytesMax = 4 * 1024 * 1024;
 export const meshQueueBytesMax = 64 * 1024 * 1024;
 /** Longest wait between two attempts to reach a peer worker that is not listening (it is being restarted). */
 export const meshConnectRetryMsMax = 1000;
+/** How long a starting worker waits for every other worker to be up on the mesh before it accepts connections. */
+export const meshPeersWaitMs = 5_000;
 /** Partitions of a new data directory (fixed for its life; more than any worker count, so N can change). */
 export const partitionsDefault = 64;
 /** Most partitions a data directory may have (each is one SQLite file with its own descriptors). */

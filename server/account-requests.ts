@@ -187,6 +187,8 @@ export class AccountRequests {
     await this.delivery.forgetDevice(account, stanza.device);
     await storage.devices.remove({ account, device: stanza.device });
     directory.invalidate(account);
+    // Other workers close the device's session if it is theirs, and its owner deletes its queue (routing.ts).
+    this.context.routing?.removed(account, [stanza.device], ErrorCode.deviceRemoved, false);
     this.rememberRemoved(key);
     this.context.log.info("device_removed", { account, device: stanza.device, by: session.device });
     if (removedSession !== undefined) {

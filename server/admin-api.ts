@@ -292,6 +292,7 @@ export function createAdminApi(dependencies: AdminApiDependencies) {
     for (const device of devices) await delivery.forgetDevice(account.id, device);
     await context.storage.accounts.remove(account.id);
     context.directory.invalidate(account.id);
+    context.routing?.removed(account.id, devices, ErrorCode.accountRemoved, true);
     let sessionsClosed = 0;
     for (const device of devices) {
       const session = context.router.find(account.id, device);

@@ -22,6 +22,7 @@ import { handleProblem, handleProblemMessage } from "./handle-rules.ts";
 import { InviteRefunds } from "./invite-refunds.ts";
 import { serverNames } from "./server-names.ts";
 import { type Session, SessionState } from "./session.ts";
+import { attachSession } from "./session-attach.ts";
 import { verifyEd25519 } from "./signature.ts";
 
 export { isValidHandle } from "./handle-rules.ts";
@@ -234,26 +235,11 @@ export class Auth {
     session.account = account;
     session.device = device;
     session.state = SessionState.ready;
-    const replaced = this.context.router.attach(account, device, session);
-    if (replaced !== undefined) {
-      this.context.log.peer("debug", "closing", {
-        session: replaced.id,
-        code: ErrorCode.replaced,
-        codeName: errorCodeName(ErrorCode.replaced),
-        reason: `replaced by session ${session.id}`,
-      });
-      this.delivery.detach(replaced);
-      this.context.io.goaway(replaced, ErrorCode.replaced, 0, "replaced by a newer login of this device");
-    }
-    const state = await this.delivery.attach(session);
-    if (state === undefined) {
-      this.context.router.detach(account, device, session);
+    // The device's partition is owned by another worker: that owner attaches it (routing-mesh.ts).
+    const routing = this.context.routing;
+    if (routing !== null && !routing.owns(account)) return routing.attachRemote(session, kind);
+    if (!(await attachSession(this.context, this.delivery, session, kind))) {
       return this.fail(session, ErrorCode.badCredentials, "device no longer exists");
     }
-    this.context.metrics.logins.inc({ kind });
-    this.context.log.peer("debug", "logged_in", { session: session.id, account, device, kind });
-    this.context.io.send(session, { kind: "welcome", account, device, lastClientId: state.lastClientId });
-    this.delivery.pump(state);
-    this.context.lastSeen.note(account, device);
   }
 }

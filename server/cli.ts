@@ -14,13 +14,7 @@ import { DataDirectoryLockedError } from "./data-directory.ts";
 import { createLogger } from "./log.ts";
 import { type RunningServer, startServer } from "./server.ts";
 import { StartError } from "./start-errors.ts";
-import {
-  installSupervisorSignals,
-  type RunningSupervisor,
-  startSupervisor,
-  workerCount,
-  workerRoutingBuilt,
-} from "./supervisor.ts";
+import { installSupervisorSignals, type RunningSupervisor, startSupervisor, workerCount } from "./supervisor.ts";
 import { versionInfo, versionLine } from "./version.ts";
 
 const usage = `switchboard <command> [options]
@@ -124,8 +118,9 @@ const startHelp = `switchboard start [--config FILE] [config flags]
 Runs the server in the foreground: TCP on host:port, the admin HTTP listener on adminHost:adminPort, the database in
 dataDir. SIGTERM or SIGINT stops it gracefully, SIGHUP reloads the handler code and the reloadable config.
 
---workers above 1 (a supervisor and N worker processes sharing the ports) is refused for now: the routing between
-workers is not built yet (OPERATIONS.md, Workers). The default is one process.
+With --workers N (default: one per core; 1 with --port 0) above 1 it runs a supervisor and N worker processes that
+share the ports: the supervisor holds the data directory, restarts a worker that exits, forwards SIGHUP and SIGTERM,
+and answers the admin port for all (OPERATIONS.md, Workers). --workers 1 is one process as before.
 
 A start that cannot proceed prints one line on stderr (switchboard: cannot listen on 127.0.0.1:7420: address in use)
 and logs a start_failed event: exit 2 for a bad config, a privileged port or a data directory it may not use
@@ -172,12 +167,6 @@ async function start(argv: readonly string[]): Promise<number> {
   const config = loadStartConfig(values);
   if (typeof config === "number") return config;
   const workers = workerCount(config);
-  if (workers > 1 && !workerRoutingBuilt) {
-    process.stderr.write(
-      `switchboard: --workers ${workers} is not available yet: routing between workers is not built (ARCHITECTURE.md, Partitions); start with --workers 1\n`,
-    );
-    return 2;
-  }
   if (workers > 1) return await supervise(config, workers, argv);
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
@@ -196,7 +185,7 @@ async function supervise(config: Config, workers: number, argv: readonly string[
   const log = createLogger(config.logLevel);
   let supervisor: RunningSupervisor;
   try {
-    supervisor = startSupervisor(config, { count: workers, arguments: argv, log });
+    supervisor = await startSupervisor(config, { count: workers, arguments: argv, log });
   } catch (error) {
     const exitCode = startErrorExit(error, config);
     if (exitCode === undefined) throw error;

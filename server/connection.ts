@@ -45,7 +45,10 @@ export class ConnectionHandler {
     table.wheel.onExpire = (session) => this.deadline(session);
     context.io.onWritable = (session) => {
       if (session.deviceState !== null) this.delivery.pump(session.deviceState);
+      else context.routing?.writable(session);
     };
+    // A session whose device another worker owns: that owner pauses its pushes (routing-mesh.ts).
+    context.io.onBlocked = (session) => context.routing?.blocked(session);
   }
 
   get count(): number {
@@ -255,12 +258,20 @@ export class ConnectionHandler {
           return this.auth.link(session, stanza);
       }
     } else if (session.state === SessionState.ready) {
+      // With several workers, a send goes to the owner of its recipient, an ack or a receipt to the owner of the
+      // session's own device (routing.ts); everything else is the directory's, which every worker reads.
+      const routing = this.context.routing;
       switch (stanza.kind) {
         case "send":
+          if (routing !== null && !routing.owns(stanza.to)) return routing.forward(session, stanza.to, stanza);
           return this.delivery.send(session, stanza);
         case "ack":
+          if (routing !== null && !routing.owns(session.account))
+            return routing.forward(session, session.account, stanza);
           return this.delivery.ack(session, stanza.seq);
         case "receipt":
+          if (routing !== null && !routing.owns(session.account))
+            return routing.forward(session, session.account, stanza);
           return this.delivery.receipt(session, stanza);
         case "lookup":
           return this.requests.lookup(session, stanza);
@@ -351,6 +362,7 @@ export class ConnectionHandler {
         this.context.lastSeen.note(session.account, session.device);
       this.context.router.detach(session.account, session.device, session);
       this.delivery.detach(session);
+      this.context.routing?.closed(session);
     }
   }
 }

@@ -8,6 +8,7 @@ import type { LastSeenRecorder } from "./last-seen.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Router } from "./router.ts";
+import type { Routing } from "./routing.ts";
 import type { SessionIo } from "./session-io.ts";
 
 /** config, limits and log are replaced in place by a SIGHUP reload; everything reads them at the time of use. */
@@ -18,6 +19,8 @@ export interface ServerContext {
   readonly storage: Storage;
   readonly directory: Directory;
   readonly router: Router;
+  /** The owners of other partitions, when the server runs as several workers; null for one process. */
+  routing: Routing | null;
   readonly io: SessionIo;
   log: Logger;
   readonly metrics: Metrics;

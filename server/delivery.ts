@@ -17,7 +17,7 @@ import {
   type Stanza,
 } from "../protocol/index.ts";
 import { clientIdBytes } from "../storage/client-id-list.ts";
-import type { QueueEntry } from "../storage/index.ts";
+import type { QueueBatch, QueueEntry } from "../storage/index.ts";
 import { type ClientIdPair, ClientIdPairs } from "./client-id-pairs.ts";
 import { clientIdStatus, markStored } from "./client-id-window.ts";
 import type { ServerContext } from "./context.ts";
@@ -31,6 +31,7 @@ import {
   type PendingRecipient,
 } from "./group-commit.ts";
 import { emptyReadWindow, markDelivered, markRead, readStatus } from "./read-receipt-window.ts";
+import type { ReceiptIntent } from "./routing.ts";
 import { type Session, SessionState } from "./session.ts";
 
 export class Delivery {
@@ -429,7 +430,10 @@ export class Delivery {
       clientIds.push(entry.clientId);
     }
     const receiptTargets: Array<{ account: number; devices: readonly number[] }> = [];
+    const routing = this.context.routing;
     for (const account of senders.keys()) {
+      // Another worker owns that account's queues: its receipts go there (below).
+      if (routing !== null && !routing.owns(account)) continue;
       const devices = await this.context.directory.load(account);
       if (devices !== undefined) receiptTargets.push({ account, devices });
     }
@@ -498,6 +502,19 @@ export class Delivery {
     }
     const now = this.context.now();
     for (const [account, byDevice] of senders) {
+      if (routing !== null && !routing.owns(account)) {
+        for (const [senderDevice, clientIds] of byDevice) {
+          routing.receipt(account, {
+            type: ReceiptType.delivered,
+            fromAccount: state.account,
+            fromDevice: state.device,
+            senderDevice,
+            clientIds,
+            createdAtMs: now,
+          });
+        }
+        continue;
+      }
       const states = targetStates.get(account);
       if (states === undefined) continue;
       for (const [senderDevice, clientIds] of byDevice) {
@@ -531,7 +548,10 @@ export class Delivery {
     if (devices === undefined) return refuse(ErrorCode.unknownAccount, `no account ${stanza.to}`);
     const sender = { account: stanza.to, device: stanza.toDevice };
     await this.devices.loadReadWindows(reader, [sender]);
-    const states = await this.devices.statesOf(stanza.to, devices);
+    // The receipts go into the queues of `to`, which another worker may own (routing.ts): then it queues them.
+    const routing = this.context.routing;
+    const remote = routing !== null && !routing.owns(stanza.to);
+    const states = remote ? [] : await this.devices.statesOf(stanza.to, devices);
     if (states === undefined || session.state !== SessionState.ready) return;
     // (A state is never released while its session's handler runs, so `reader` is still the session's state.)
     if (session.deviceState !== reader) return;
@@ -555,7 +575,42 @@ export class Delivery {
     reader.readWindows.set(key, window);
     const batch = this.commit.batch;
     batch.writeReadWindow(reader, key, sender);
-    this.receiptToAll(batch, states, stanza.type, reader, stanza.toDevice, readable, this.context.now());
+    if (remote) {
+      routing.receipt(stanza.to, {
+        type: stanza.type,
+        fromAccount: reader.account,
+        fromDevice: reader.device,
+        senderDevice: stanza.toDevice,
+        clientIds: readable,
+        createdAtMs: this.context.now(),
+      });
+    } else {
+      this.receiptToAll(batch, states, stanza.type, reader, stanza.toDevice, readable, this.context.now());
+    }
+    this.commit.schedule();
+  }
+
+  /** Receipts produced on another worker for the devices of `account`, which this worker owns (routing.ts). */
+  async queueReceipts(account: number, intent: ReceiptIntent): Promise<void> {
+    const devices = await this.context.directory.load(account);
+    if (devices === undefined) return;
+    const loaded = await this.devices.statesOf(account, devices);
+    if (loaded === undefined) return;
+    // Eviction may have happened while we awaited: use the states in memory now (dropped ones are left out).
+    const states: DeviceState[] = [];
+    for (const state of loaded) {
+      const current = this.devices.get(state.account, state.device);
+      if (current !== undefined) states.push(current);
+    }
+    const from = { account: intent.fromAccount, device: intent.fromDevice };
+    const batch = this.commit.batch;
+    this.receiptToAll(batch, states, intent.type, from, intent.senderDevice, intent.clientIds, intent.createdAtMs);
+    this.commit.schedule();
+  }
+
+  /** Sender high-water marks (welcome's lastClientId) of devices this worker owns, from another worker's commit. */
+  noteClientIdMarks(entries: QueueBatch["clientIds"]): void {
+    this.commit.batch.clientIdMarks.push(...entries);
     this.commit.schedule();
   }
 

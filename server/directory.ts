@@ -1,6 +1,6 @@
 // The directory answers "which devices does account A have?" for fan-out, from a bounded cache over the store.
-// Only this process adds or removes devices, so it invalidates its own entries; a multi-process deployment will
-// need invalidation over the router (NATS) too.
+// Whoever adds or removes a device invalidates the account's entry; with several workers the invalidation is
+// announced to the others (onInvalidate, routing-mesh.ts), which forget their entry.
 
 import type { Storage } from "../storage/index.ts";
 
@@ -38,7 +38,17 @@ export class Directory {
     return devices;
   }
 
+  /** Called by invalidate (not by forget): the workers that run beside this one forget the account too. */
+  onInvalidate: (account: number) => void = () => {};
+
+  /** The account's devices changed here: forget them, and tell the other workers. */
   invalidate(account: number): void {
+    this.devicesByAccount.delete(account);
+    this.onInvalidate(account);
+  }
+
+  /** Another worker changed the account's devices. */
+  forget(account: number): void {
     this.devicesByAccount.delete(account);
   }
 

@@ -61,6 +61,8 @@ export class OpenBatch {
   /** Client-id windows whose marks moved (a send accepted), and the marks as written, captured like `marks`. */
   readonly pairs = new Set<ClientIdPair>();
   readonly pairMarks = new Map<ClientIdPair, ClientIdMarks>();
+  /** Sender high-water marks sent by other workers for devices this one owns (Delivery.noteClientIdMarks). */
+  readonly clientIdMarks: QueueBatch["clientIds"] = [];
   readonly afterCommit: Array<() => void> = [];
   /** Read-receipt windows changed in this batch: reader state -> sender device key -> the sender device. */
   readonly readWindows = new Map<DeviceState, Map<number, { account: number; device: number }>>();
@@ -76,7 +78,8 @@ export class OpenBatch {
       this.touched.size === 0 &&
       this.afterCommit.length === 0 &&
       this.readWindows.size === 0 &&
-      this.pairs.size === 0
+      this.pairs.size === 0 &&
+      this.clientIdMarks.length === 0
     );
   }
 
@@ -314,7 +317,7 @@ function toQueueBatch(
     }
   }
   return {
-    rows: { messages, receipts, acks, sequences, clientIds: [], clientIdWindows, readReceiptWindows },
+    rows: { messages, receipts, acks, sequences, clientIds: batch.clientIdMarks, clientIdWindows, readReceiptWindows },
     cancelled,
   };
 }

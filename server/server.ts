@@ -2,10 +2,12 @@
 // the timer wheel, the retention sweeper and the admin HTTP listener. `stop` is the graceful path (SIGTERM) and
 // `reload` the SIGHUP path: new handler code and reloadable config, with every connection kept.
 
+import { join } from "node:path";
 import { ErrorCode, FrameCodec } from "../protocol/index.ts";
+import { meshPeersWaitMs } from "../protocol/limits.ts";
 import { openSqliteStorage, type Storage } from "../storage/index.ts";
 import type { AccountRequests } from "./account-requests.ts";
-import { createAdminApi, writeAdminToken } from "./admin-api.ts";
+import { createAdminApi, readAdminToken, writeAdminToken } from "./admin-api.ts";
 import { type AdminHttp, listenAdmin } from "./admin-http.ts";
 import type { Auth } from "./auth.ts";
 import { zlibCompressor } from "./compression-zlib.ts";
@@ -18,13 +20,22 @@ import { Directory } from "./directory.ts";
 import { EventLoopLag } from "./event-loop-lag.ts";
 import { LastSeenRecorder } from "./last-seen.ts";
 import { createLogger, type Logger } from "./log.ts";
+import type { Mesh } from "./mesh.ts";
+import { startUnixMesh } from "./mesh-unix.ts";
 import { Metrics } from "./metrics.ts";
 import { migrateToPartitions } from "./partition-migration.ts";
-import { openPartitions, partitionedStorage } from "./partitions.ts";
+import {
+  type ForeignClientIds,
+  openPartitions,
+  ownerOfPartition,
+  type Partitions,
+  partitionedStorage,
+} from "./partitions.ts";
 import { registerProcessMetrics } from "./process-metrics.ts";
 import { resyncScheduler } from "./queue-totals.ts";
 import { RetentionSweeper } from "./retention-sweeper.ts";
 import { LocalRouter } from "./router-local.ts";
+import { MeshRouting } from "./routing-mesh.ts";
 import { serverNames } from "./server-names.ts";
 import { SessionIo } from "./session-io.ts";
 import { drainWindowMs, SessionTable } from "./session-table.ts";
@@ -66,6 +77,18 @@ export interface StartOptions {
   readonly now?: () => number;
   /** An already open store (tests); the server then leaves closing it to the caller. */
   readonly storage?: Storage;
+  /**
+   * This server is worker `index` of `count` under a supervisor (supervisor.ts): it owns the partitions p with
+   * p mod count = index, shares the ports (SO_REUSEPORT), takes no data directory lock (the supervisor holds it),
+   * serves its admin HTTP on <runDir>/admin-<index>.sock, and reaches the other workers over the mesh in runDir.
+   */
+  readonly worker?: WorkerPlacement;
+}
+
+export interface WorkerPlacement {
+  readonly index: number;
+  readonly count: number;
+  readonly runDir: string;
 }
 
 /** Default bound for a graceful stop: sockets get this long to take their goaway before they are closed anyway. */
@@ -102,11 +125,17 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   // Held from before the database opens until after it closes: one server per data directory (data-directory.ts).
   let lock: DataDirectoryLock | null = null;
   const now = options.now ?? Date.now;
+  const worker = options.worker;
+  let partitions: Partitions | null = null;
+  // Set once the context exists; the partitioned store hands it the sender marks other workers own.
+  let routing: MeshRouting | null = null;
   if (storage === undefined) {
     try {
       prepareDataDirectory(config.dataDir);
-      lock = lockDataDirectory(config.dataDir);
-      storage = await openDataDirectory(config, now);
+      if (worker === undefined) lock = lockDataDirectory(config.dataDir);
+      const opened = await openDataDirectory(config, now, worker, (entries) => routing?.clientIdMarks(entries));
+      storage = opened.storage;
+      partitions = opened.partitions;
     } catch (error) {
       lock?.release();
       // A path the user may not write, a file where the directory should be: one line and exit 2 (start-errors.ts).
@@ -124,6 +153,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     storage,
     directory: new Directory(storage, limits.directoryAccountsMax),
     router: new LocalRouter(),
+    routing: null,
     io,
     log: countReloadFailures(options.log ?? createLogger(config.logLevel), metrics),
     metrics,
@@ -133,6 +163,26 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const context: ServerContext = Object.assign(base, { lastSeen: new LastSeenRecorder(base) });
   const delivery = new Delivery(context);
   const table = new SessionTable(limits.timerTickMs, now);
+  let mesh: Mesh | null = null;
+  if (worker !== undefined && worker.count > 1 && partitions !== null) {
+    const meshRouting = new MeshRouting(context, delivery, partitions, table, worker.index, worker.count);
+    routing = meshRouting;
+    context.routing = meshRouting;
+    context.directory.onInvalidate = (account) => meshRouting.directoryChanged(account);
+    mesh = await startUnixMesh({
+      dir: worker.runDir,
+      self: worker.index,
+      size: worker.count,
+      handlers: meshRouting,
+      // Garbage from another worker is a bug: crash, and the supervisor restarts this worker.
+      fatal: (reason) => {
+        context.log.error("mesh_fault", { reason });
+        process.exit(70);
+      },
+    });
+    meshRouting.mesh = mesh;
+    await waitForPeers(mesh, meshPeersWaitMs);
+  }
   let generation = 1;
   const build = (modules: HandlerModules): ConnectionHandler => {
     const auth = new modules.Auth(context, delivery);
@@ -160,11 +210,35 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   // Which listener is binding, for the one-line error when a bind fails.
   let binding: [ListenerName, string, number] = ["tcp", config.host, config.port];
   try {
-    listeners = listenTcp({ host: config.host, port: config.port, listeners: config.listeners }, connections);
+    const reusePort = worker !== undefined;
+    listeners = listenTcp(
+      { host: config.host, port: config.port, listeners: config.listeners, reusePort },
+      connections,
+    );
     binding = ["websocket", config.wsHost, config.wsPort];
-    if (config.wsPort !== 0) webSocket = listenWebSocket(config, connections);
+    if (config.wsPort !== 0) webSocket = listenWebSocket(config, connections, reusePort);
     binding = ["admin", config.adminHost, config.adminPort];
-    if (config.adminPort !== 0) {
+    if (worker !== undefined) {
+      // The supervisor answers the admin port for all workers and asks each on its socket (supervisor-admin.ts),
+      // with the token it wrote. A drain asked of one worker ends it as SIGTERM does.
+      const api = createAdminApi({
+        context,
+        table,
+        delivery,
+        token: readAdminToken(config.dataDir),
+        listenHost: config.adminHost,
+        drain: () => void process.kill(process.pid, "SIGTERM"),
+      });
+      admin = listenAdmin(
+        {
+          host: config.adminHost,
+          port: 0,
+          names: serverNames(config),
+          unix: join(worker.runDir, `admin-${worker.index}.sock`),
+        },
+        { metrics: () => metrics.renderFresh(), ready: () => table.ready, api },
+      );
+    } else if (config.adminPort !== 0) {
       // The operator API's token goes into the data directory this server owns (kept in memory only for a store
       // passed in by a test, whose directory may not exist).
       const api = createAdminApi({
@@ -184,6 +258,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     listeners?.stop();
     webSocket?.stop();
     admin?.stop();
+    mesh?.close();
     if (options.storage === undefined) await storage.close();
     lock?.release();
     throw asListenError(...binding, error);
@@ -200,6 +275,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     adminPort: admin?.port ?? 0,
     wsPort: webSocket?.port ?? 0,
     listeners: config.listeners,
+    ...(worker === undefined ? {} : { worker: worker.index, workers: worker.count }),
     dataDir: config.dataDir,
     synchronous: config.synchronous,
     registration: config.registration,
@@ -254,6 +330,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       lag.stop();
       queueResync.stop();
       admin?.stop();
+      mesh?.close();
       if (options.storage === undefined) await storage.close();
       lock?.release();
       context.log.notice("server_stopped", { sessionsLeft: table.sessions.size });
@@ -307,27 +384,45 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   };
 }
 
+/** Waits (at most `waitMs`) until every other worker is up, so that the first sessions find their owners. */
+async function waitForPeers(mesh: Mesh, waitMs: number): Promise<void> {
+  const deadline = Date.now() + waitMs;
+  const allUp = () => {
+    for (let peer = 0; peer < mesh.size; peer++) if (peer !== mesh.self && !mesh.isUp(peer)) return false;
+    return true;
+  };
+  while (!allUp() && Date.now() < deadline) await Bun.sleep(10);
+}
+
 /**
  * The directory (switchboard.sqlite) and the partitions this process owns (all of them for a single process), as one
  * Storage (server/partitions.ts).
  */
-async function openDataDirectory(config: Config, now: () => number): Promise<Storage> {
+async function openDataDirectory(
+  config: Config,
+  now: () => number,
+  worker: WorkerPlacement | undefined,
+  foreignClientIds: ForeignClientIds,
+): Promise<{ storage: Storage; partitions: Partitions }> {
   // A data directory written by the single-file layout moves its queues into partitions first (crash-safe, once).
-  await migrateToPartitions({
-    dataDir: config.dataDir,
-    count: config.partitions,
-    synchronous: config.synchronous,
-    now,
-  });
+  // Workers find it done: their supervisor migrates before it starts them.
+  if (worker === undefined) {
+    await migrateToPartitions({
+      dataDir: config.dataDir,
+      count: config.partitions,
+      synchronous: config.synchronous,
+      now,
+    });
+  }
   const directory = await openSqliteStorage({ path: databasePath(config), synchronous: config.synchronous });
   try {
     const partitions = await openPartitions({
       dataDir: config.dataDir,
       synchronous: config.synchronous,
-      owned: () => true,
+      owned: (partition) => worker === undefined || ownerOfPartition(partition, worker.count) === worker.index,
       countForNew: config.partitions,
     });
-    return partitionedStorage(directory, partitions, now);
+    return { storage: partitionedStorage(directory, partitions, now, foreignClientIds), partitions };
   } catch (error) {
     await directory.close();
     throw error;

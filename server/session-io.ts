@@ -12,13 +12,15 @@ import {
   type Stanza,
 } from "../protocol/index.ts";
 import type { Metrics } from "./metrics.ts";
-import { type Session, SessionState } from "./session.ts";
+import { ProxySession, type Session, SessionState } from "./session.ts";
 
 export class SessionIo {
   private readonly dirty: Session[] = [];
   private flushScheduled = false;
   /** Called when a session's unsent bytes fell below outboundBytesMax again (delivery resumes). */
   onWritable: (session: Session) => void = () => {};
+  /** Called when a flush leaves a session at outboundBytesMax or more (delivery pauses; routing-mesh.ts tells the owner). */
+  onBlocked: (session: Session) => void = () => {};
 
   constructor(
     private readonly codec: FrameCodec,
@@ -58,6 +60,7 @@ export class SessionIo {
 
   /** There is room to push another message to this session. */
   canPush(session: Session): boolean {
+    if (session instanceof ProxySession && session.remoteFull) return false;
     return session.state === SessionState.ready && session.outboundBytes < this.limits.outboundBytesMax;
   }
 
@@ -96,6 +99,7 @@ export class SessionIo {
       session.outboundBytes = tail.length;
     }
     if (wasOverLimit && session.outboundBytes < this.limits.outboundBytesMax) this.onWritable(session);
+    else if (!wasOverLimit && session.outboundBytes >= this.limits.outboundBytesMax) this.onBlocked(session);
   }
 
   /** The socket can take more: write the tail, and let delivery resume if it fell below the limit. */
@@ -129,7 +133,8 @@ export class SessionIo {
     session.socket.end();
   }
 
-  private end(session: Session): void {
+  /** Writes what is queued (best effort), then closes: the frames before it (an owner's error or goaway) go first. */
+  end(session: Session): void {
     this.flush(session);
     session.state = SessionState.closed;
     session.outbound = null;

@@ -79,3 +79,25 @@ export class Session implements WheelEntry, InboundBytes {
     return this.state !== SessionState.closed;
   }
 }
+
+/**
+ * A session as its device's owner sees it when the socket is on another worker (server/routing-mesh.ts): the same
+ * fields, with a socket whose writes go to that worker over the mesh. Stanzas come from the edge one at a time, in
+ * order, through `chain`.
+ */
+export class ProxySession extends Session {
+  /** The edge's socket holds outboundBytesMax or more: no pushes until it says it is writable again. */
+  remoteFull = false;
+  /** The handling of the stanzas forwarded so far (each runs after the one before). */
+  chain: Promise<void> = Promise.resolve();
+
+  constructor(
+    socket: TransportSocket,
+    nowMs: number,
+    rateBurst: number,
+    readonly edge: number,
+    readonly edgeSession: number,
+  ) {
+    super(socket, nowMs, rateBurst);
+  }
+}

@@ -4,11 +4,12 @@
 
 import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { SwitchboardClient } from "../client/index.ts";
 import { lockDataDirectory } from "./data-directory.ts";
-import { restartBackoffDefault, restartDelayMs, workerCount, workerRoutingBuilt } from "./supervisor.ts";
+import { restartBackoffDefault, restartDelayMs, workerCount } from "./supervisor.ts";
 
 const fakeSupervisor = new URL("./fixtures/fake-supervisor.ts", import.meta.url).pathname;
 const cli = new URL("./cli.ts", import.meta.url).pathname;
@@ -147,13 +148,12 @@ describe("restart backoff and worker count", () => {
     expect(restartDelayMs(restartBackoffDefault, 10_000, 29_999)).toBe(10_000);
   });
 
-  test("workers: the key, else one per core (at most workersMax) once routing is built, else 1", () => {
+  test("workers: the key, else one per core (at most workersMax), else 1 with port 0", () => {
     expect(workerCount({ workers: 3, port: 7420 }, 8)).toBe(3);
+    expect(workerCount({ workers: 0, port: 7420 }, 8)).toBe(8);
     expect(workerCount({ workers: 0, port: 7420 }, 1)).toBe(1);
+    expect(workerCount({ workers: 0, port: 7420 }, 1000)).toBe(256);
     expect(workerCount({ workers: 0, port: 0 }, 8)).toBe(1);
-    // Until workers route to each other, the default is one process (supervisor.ts, workerRoutingBuilt).
-    expect(workerCount({ workers: 0, port: 7420 }, 8)).toBe(workerRoutingBuilt ? 8 : 1);
-    expect(workerCount({ workers: 0, port: 7420 }, 1000)).toBe(workerRoutingBuilt ? 256 : 1);
   });
 });
 
@@ -348,32 +348,74 @@ describe("supervisor with fake workers", () => {
 });
 
 describe("switchboard start --workers", () => {
-  test("--workers 2 is refused (exit 2, one line) until routing between workers is built; the default is one process", async () => {
+  test("--workers 2: real workers serve one port, a message crosses between them; SIGTERM stops all, exit 0", async () => {
     const dataDir = dataDirectory();
-    const port = String(freePort());
-    const refused = run([process.execPath, cli, "start", "--workers", "2", "--data-dir", dataDir, "--port", port]);
-    expect(await refused.exit()).toBe(2);
-    expect(refused.stderr.join("\n")).toContain("--workers 2 is not available yet");
-    expect(refused.lines.some((line) => line.event === "supervisor_started")).toBe(false);
-    // On this multi-core host the default ("one per core") is still one process on a fixed port.
-    const single = run([
+    const port = freePort();
+    const child = run([
       process.execPath,
       cli,
       "start",
+      "--workers",
+      "2",
       "--data-dir",
       dataDir,
       "--port",
-      port,
+      String(port),
       "--admin-port",
       "0",
       "--lame-duck-ms",
       "0",
+      "--registration",
+      "open",
+      "--partitions",
+      "4",
     ]);
-    await single.waitFor((line) => line.event === "server_started");
-    expect(single.lines.some((line) => line.event === "supervisor_started")).toBe(false);
-    single.process.kill("SIGTERM");
-    expect(await single.exit()).toBe(0);
+    const started = await child.waitFor((line) => line.event === "supervisor_started");
+    expect(started).toMatchObject({ workers: 2, pid: child.process.pid });
+    const serving = await child.waitCount((line) => line.event === "server_started", 2);
+    expect(serving.map((line) => line.worker).sort()).toEqual([0, 1]);
+    const pids = (await child.waitCount((line) => line.event === "worker_started", 2)).map((line) => Number(line.pid));
+    // Clients land where the kernel puts them; a few pairs make it all but certain that some cross workers (the
+    // placement is asserted in workers.test.ts): every message arrives, whichever worker owns what.
+    const clients: SwitchboardClient[] = [];
+    const inbox = new Map<SwitchboardClient, string[]>();
+    for (let index = 0; index < 4; index++) {
+      const client = new SwitchboardClient({ host: "127.0.0.1", port, register: { handle: `worker-user-${index}` } });
+      const texts: string[] = [];
+      client.on("message", (event) => texts.push(new TextDecoder().decode(event.payload)));
+      inbox.set(client, texts);
+      await client.connect();
+      clients.push(client);
+    }
+    for (const from of clients) {
+      for (const to of clients) {
+        if (from !== to)
+          await from.send(to.credentials!.account, new TextEncoder().encode(`${from.credentials!.account}`));
+      }
+    }
+    const deadline = Date.now() + 5000;
+    while ([...inbox.values()].some((texts) => texts.length < 3) && Date.now() < deadline) await Bun.sleep(10);
+    for (const to of clients) {
+      const expected = clients.filter((from) => from !== to).map((from) => `${from.credentials!.account}`);
+      expect([...inbox.get(to)!].sort()).toEqual(expected.sort());
+    }
+    for (const client of clients) await client.close();
+    child.process.kill("SIGTERM");
+    expect(await child.exit(20_000)).toBe(0);
+    expect(await allGone(pids, 2000)).toBe(true);
+    lockDataDirectory(dataDir).release();
   }, 30_000);
+
+  test("the default on a fixed port is one worker per core; a port in use fails the start with one line", async () => {
+    const dataDir = dataDirectory();
+    using held = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    const refused = run([process.execPath, cli, "start", "--data-dir", dataDir, "--port", String(held.port)]);
+    expect(await refused.exit()).toBe(1);
+    // One line for the operator (and one start_failed event), not one per worker.
+    expect(refused.stderr.filter((line) => line.startsWith("switchboard: cannot listen"))).toHaveLength(1);
+    expect(refused.lines.some((line) => line.event === "worker_started")).toBe(false);
+    expect(workerCount({ workers: 0, port: held.port })).toBe(Math.min(availableParallelism(), 256));
+  });
 
   test("--workers with port 0 is a config error; the default with port 0 is one process", async () => {
     const dataDir = dataDirectory();

@@ -19,7 +19,9 @@ import type { Config } from "./config.ts";
 import { type DataDirectoryLock, lockDataDirectory, prepareDataDirectory } from "./data-directory.ts";
 import type { Logger } from "./log.ts";
 import { Counter, Gauge } from "./metrics.ts";
-import { asDataDirectoryError, asListenError } from "./start-errors.ts";
+import { migrateToPartitions } from "./partition-migration.ts";
+import { ensurePartitionCount } from "./partitions.ts";
+import { asDataDirectoryError, asListenError, type ListenerName } from "./start-errors.ts";
 import { listenSupervisorAdmin } from "./supervisor-admin.ts";
 import { versionInfo } from "./version.ts";
 
@@ -59,16 +61,9 @@ export function restartDelayMs(backoff: RestartBackoff, previousDelayMs: number 
  */
 export function workerCount(config: Pick<Config, "workers" | "port">, cores = availableParallelism()): number {
   if (config.workers > 0) return config.workers;
-  if (config.port === 0 || !workerRoutingBuilt) return 1;
+  if (config.port === 0) return 1;
   return Math.max(1, Math.min(cores, workersMax));
 }
-
-/**
- * Whether more than one worker may serve. Not yet: the supervisor, the partitions and the mesh exist, but a stanza
- * for a device whose partition another worker owns is not routed to that owner (ARCHITECTURE.md, Partitions), so
- * `start` refuses more than one worker and the default ("one per core") is one process until that routing lands.
- */
-export const workerRoutingBuilt = false;
 
 /** The path of worker `index`'s admin socket (the worker binds it; the supervisor connects to it). */
 export function workerSocketPath(runDir: string, index: number): string {
@@ -302,7 +297,7 @@ const workerCloseTimeoutMs = 10_000;
  * startServer does on a start that cannot proceed (DataDirectoryLockedError, a StartError) before any worker runs.
  * Installs no signal handlers: installSupervisorSignals does.
  */
-export function startSupervisor(config: Config, options: SupervisorOptions): RunningSupervisor {
+export async function startSupervisor(config: Config, options: SupervisorOptions): Promise<RunningSupervisor> {
   let lock: DataDirectoryLock | null = null;
   const runDir = join(config.dataDir, "run");
   let token: string;
@@ -313,9 +308,19 @@ export function startSupervisor(config: Config, options: SupervisorOptions): Run
     chmodSync(runDir, runDirectoryMode);
     // Written once for all workers, which read it (they must not write their own: the file holds one token).
     token = writeAdminToken(config.dataDir);
+    // Before any worker opens a partition: a single-file data directory moves into partitions here, once, under
+    // the lock, and the partition count is fixed (workers would otherwise race to write it).
+    await migrateToPartitions({ dataDir: config.dataDir, count: config.partitions, synchronous: config.synchronous });
+    ensurePartitionCount(config.dataDir, config.partitions);
   } catch (error) {
     lock?.release();
     throw asDataDirectoryError(config.dataDir, error);
+  }
+  try {
+    probePorts(config);
+  } catch (error) {
+    lock.release();
+    throw error;
   }
   const heldLock: DataDirectoryLock = lock;
   let finish: (code: number) => void = () => {};
@@ -374,6 +379,22 @@ export function startSupervisor(config: Config, options: SupervisorOptions): Run
     runDir,
   });
   return { workers, adminPort: admin?.port ?? 0, stop, finished };
+}
+
+/**
+ * Binds and closes the client ports once, without SO_REUSEPORT, before any worker starts: a port in use (or one this
+ * user may not bind) fails the start with one line, as a single server's does, instead of once per worker.
+ */
+function probePorts(config: Config): void {
+  const probes: Array<[ListenerName, string, number]> = [["tcp", config.host, config.port]];
+  if (config.wsPort !== 0) probes.push(["websocket", config.wsHost, config.wsPort]);
+  for (const [name, host, port] of probes) {
+    try {
+      Bun.listen({ hostname: host, port, socket: { data() {} } }).stop(true);
+    } catch (error) {
+      throw asListenError(name, host, port, error);
+    }
+  }
 }
 
 /** SIGTERM and SIGINT stop (a second one forwards SIGTERM again, ending the lame duck); SIGHUP is forwarded. */

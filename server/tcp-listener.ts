@@ -39,7 +39,8 @@ function handlers(connections: ConnectionHandler) {
 }
 
 export function listenTcp(
-  options: { host: string; port: number; listeners: number },
+  /** reusePort: share the port with other processes too (the workers of a supervisor). */
+  options: { host: string; port: number; listeners: number; reusePort?: boolean },
   connections: ConnectionHandler,
 ): TcpListeners {
   const listeners: TCPSocketListener<Session | undefined>[] = [];
@@ -49,7 +50,7 @@ export function listenTcp(
       hostname: options.host,
       port,
       // reusePort is supported on Linux but missing from bun-types' TCP options.
-      ...({ reusePort: options.listeners > 1 } as object),
+      ...({ reusePort: options.listeners > 1 || options.reusePort === true } as object),
       data: undefined,
       socket: handlers(connections),
     });

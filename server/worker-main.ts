@@ -9,7 +9,7 @@ import { parseArgs } from "node:util";
 import { installServerSignals, loadStartConfig, type Parsed, startErrorExit } from "./cli.ts";
 import { configOptions } from "./config-flags.ts";
 import { guardParent } from "./parent-death.ts";
-import { type StartOptions, startServer } from "./server.ts";
+import { startServer } from "./server.ts";
 import { workerStartedMessage } from "./supervisor.ts";
 
 /** Where this worker stands among its supervisor's workers (StartOptions.worker of server.ts). */
@@ -53,7 +53,7 @@ export async function runWorker(argv: readonly string[]): Promise<number> {
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
     // `worker` is StartOptions' field from server.ts's worker mode (reusePort, no lock, admin on the Unix socket).
-    server = await startServer(config, { worker } as StartOptions);
+    server = await startServer(config, { worker });
   } catch (error) {
     const exitCode = startErrorExit(error, config);
     if (exitCode === undefined) throw error;

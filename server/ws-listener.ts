@@ -88,13 +88,15 @@ function staticFile(path: string): Response | undefined {
   return new Response(readFileSync(file), { headers: { "content-type": contentType } });
 }
 
-export function listenWebSocket(config: Config, initial: ConnectionHandler): WsListener {
+/** `reusePort`: the workers of a supervisor share the port (SO_REUSEPORT). */
+export function listenWebSocket(config: Config, initial: ConnectionHandler, reusePort = false): WsListener {
   let connections = initial;
   const { limits } = config;
   const names = serverNames(config);
   const server: Server<WsData> = Bun.serve<WsData>({
     hostname: config.wsHost,
     port: config.wsPort,
+    reusePort,
     fetch(request, bunServer) {
       // DNS rebinding: a page whose name was rebound to this address sends its own name as Host (and as Origin, so
       // the Origin check alone would pass it). Only the server's names get an answer, page or WebSocket.

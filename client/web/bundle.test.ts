@@ -5,14 +5,14 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
 import { buildWebClient, webClientBundlePath } from "../../server/web-client-bundle.ts";
-import { cleanups, runCleanups, startSuiteServer, temporaryDataDir } from "../delivery-suite.ts";
+import { cleanups, runCleanups, startInProcessServer, temporaryDataDir } from "../delivery-suite.ts";
 
 afterEach(runCleanups);
 
 async function serverWith(config: { webClient: string; wsPath?: string }) {
   const dataDir = temporaryDataDir();
   cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
-  const server = await startSuiteServer({ dataDir, config });
+  const server = await startInProcessServer({ dataDir, config });
   cleanups.push(() => server.server.stop({ timeoutMs: 1000 }));
   return `http://127.0.0.1:${server.wsPort}`;
 }

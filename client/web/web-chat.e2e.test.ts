@@ -13,7 +13,7 @@ import { afterEach, test as bunTest, describe, expect } from "bun:test";
 import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
-import { cleanups, freePort, runCleanups, startSuiteServer, temporaryDataDir } from "../delivery-suite.ts";
+import { cleanups, freePort, runCleanups, startInProcessServer, temporaryDataDir } from "../delivery-suite.ts";
 
 const chromiumPath = "/usr/bin/chromium";
 const browserSkipped = !existsSync(chromiumPath) && process.env.REQUIRE_BROWSER_TESTS !== "1";
@@ -130,8 +130,8 @@ async function launchChromium(): Promise<Browser> {
 async function webServer(count: number): Promise<{ url: string; invites: string[] }> {
   const dataDir = temporaryDataDir();
   cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
-  const server = await startSuiteServer({ dataDir, config: { registration: "invite", webClient: "on" } });
-  cleanups.push(() => server.server.stop({ timeoutMs: 1000 }));
+  const server = await startInProcessServer({ dataDir, config: { registration: "invite", webClient: "on" } });
+  cleanups.push(() => server.stop({ timeoutMs: 1000 }));
   const invites = Array.from({ length: count }, () => `e2e-${crypto.randomUUID()}`);
   const now = Date.now();
   for (const code of invites) await server.server.context.storage.invites.issue(code, now, now + 3_600_000);
@@ -227,8 +227,8 @@ describe("web chat in headless Chromium", () => {
     cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
     const wsPort = freePort();
     const config = { registration: "invite", webClient: "on" } as const;
-    let server = await startSuiteServer({ dataDir, wsPort, config });
-    cleanups.push(() => server.server.stop({ timeoutMs: 1000 }));
+    let server = await startInProcessServer({ dataDir, wsPort, config });
+    cleanups.push(() => server.stop({ timeoutMs: 1000 }));
     const url = `http://127.0.0.1:${server.wsPort}/`;
     const invites = [`e2e-${crypto.randomUUID()}`, `e2e-${crypto.randomUUID()}`];
     const now = Date.now();
@@ -299,7 +299,7 @@ describe("web chat in headless Chromium", () => {
     await online(bob.page);
 
     // The server goes away: a live countdown, and "retry now" reconnects at once once it is back.
-    await server.server.stop({ timeoutMs: 1000 });
+    await server.stop({ timeoutMs: 1000 });
     const status = bob.page.locator("#status");
     await bob.page.locator("#retry").waitFor({ state: "visible" });
     const secondsLeft = async () => Number((await status.textContent())?.match(/in (\d+) s/)?.[1] ?? 0);
@@ -310,7 +310,7 @@ describe("web chat in headless Chromium", () => {
     await bob.page.waitForTimeout(1100);
     expect(await secondsLeft()).toBeLessThan(before); // it counts down
     await bob.page.screenshot({ path: join(artifactsDirectory, "web-chat-desktop-offline.png") });
-    server = await startSuiteServer({ dataDir, wsPort, config });
+    server = await startInProcessServer({ dataDir, wsPort, config });
     const clickedAt = Date.now();
     await bob.page.click("#retry");
     await online(bob.page);
