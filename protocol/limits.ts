@@ -261,6 +261,12 @@ export const meshQueueBytesMax = 64 * 1024 * 1024;
 export const meshConnectRetryMsMax = 1000;
 /** How long a starting worker waits for every other worker to be up on the mesh before it accepts connections. */
 export const meshPeersWaitMs = 5_000;
+/**
+ * Upper bound of the jittered retry-after in the goaway of a session whose owner worker died: the supervisor brings
+ * it back within a second or so (restart backoff from 100 ms), so a short spread suffices (at most
+ * goawayRetryAfterMsMax). Measured by the crash trials with workers: at the full 30 s, clients missed the settle.
+ */
+export const ownerGoneRetryAfterMsMax = 2_000;
 /** Partitions of a new data directory (fixed for its life; more than any worker count, so N can change). */
 export const partitionsDefault = 64;
 /** Most partitions a data directory may have (each is one SQLite file with its own descriptors). */

@@ -5,7 +5,7 @@ import { parseArgs } from "node:util";
 
 const usage = `npm run reliability -- <command> [options]
 
-  crash  --trials N --seed S [--commit-delay-ms X] [--load-ms MS] [--settle-ms MS] [--stop-on-failure] [--sender-deaths]
+  crash  --trials N --seed S [--commit-delay-ms X] [--load-ms MS] [--settle-ms MS] [--stop-on-failure] [--sender-deaths] [--workers N]
          SIGKILL the server under load at a random moment, restart it, check: nothing acked lost, no duplicates,
          order kept, no sequence number reused (X: one commit delay for all trials; default: cycle through 0..1000)
   fuzz   --seconds N --seed S [--connections N]
@@ -33,6 +33,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       "settle-ms": { type: "string" },
       "stop-on-failure": { type: "boolean" },
       "sender-deaths": { type: "boolean" },
+      workers: { type: "string" },
       seconds: { type: "string" },
       connections: { type: "string" },
       kinds: { type: "string" },
@@ -57,6 +58,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       settleMs: integer(values["settle-ms"], "settle-ms", defaultCrashOptions.settleMs),
       keepGoing: values["stop-on-failure"] !== true,
       senderDeaths: values["sender-deaths"] === true,
+      workers: integer(values.workers, "workers", defaultCrashOptions.workers),
     });
     return summary.ok ? 0 : 1;
   }

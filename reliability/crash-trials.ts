@@ -65,7 +65,17 @@ export interface CrashOptions {
    * again on a fresh client, under new client ids, as the SDK allows nothing else.
    */
   readonly senderDeaths: boolean;
+  /**
+   * Worker processes of the server (`start --workers N`); above 1 a crash kills ONE worker (SIGKILL) instead of the
+   * whole server, and the supervisor restarts it: its sessions reconnect to the others, its partitions come back.
+   */
+  readonly workers: number;
 }
+
+/** Partitions of a trial's data directory with workers (more than the workers; few, so a worker starts fast). */
+const trialPartitions = 8;
+/** How long a trial waits for the supervisor to bring a killed worker back. */
+const workerRestartWaitMs = 10_000;
 
 export const defaultCrashOptions: CrashOptions = {
   trials: 10,
@@ -78,6 +88,7 @@ export const defaultCrashOptions: CrashOptions = {
   log: (line) => console.log(line),
   keepGoing: true,
   senderDeaths: false,
+  workers: 1,
 };
 
 export interface TrialResult extends LedgerCounts {
@@ -153,6 +164,7 @@ export async function runTrial(
     "commit-delay-ms": commitDelayMs,
     "ws-port": address.wsPort,
     ...(tightQueues ? tightQueueFlags : {}),
+    ...(options.workers > 1 ? { workers: options.workers, partitions: trialPartitions } : {}),
   });
   const apps: SdkApp[] = [];
   const rawDevices: RawDevice[] = [];
@@ -198,7 +210,8 @@ export async function runTrial(
     ...counts,
   });
   try {
-    server = await startServerChild({ dataDir, flags: flags() });
+    // Workers share a fixed port (with port 0 each would pick its own).
+    server = await startServerChild({ dataDir, port: options.workers > 1 ? freePort() : 0, flags: flags() });
     address.port = server.port;
 
     // Accounts: raw senders (registered with the test kit's raw client), SDK senders and recipients.
@@ -385,6 +398,10 @@ export async function runTrial(
     for (let crash = 0; crash < crashes; crash++) {
       if (crash === 0) await Bun.sleep(Math.max(0, killAtMs - (performance.now() - loadStarted)));
       else await Bun.sleep(random.below(600));
+      if (options.workers > 1) {
+        downMs += await killOneWorker(server, random.below(options.workers));
+        continue;
+      }
       const oldPort = server.port;
       await server.kill("SIGKILL");
       const downNowMs = random.below(400);
@@ -437,6 +454,28 @@ export async function runTrial(
     await server?.kill("SIGKILL");
     removeDataDir(dataDir);
   }
+}
+
+/**
+ * SIGKILLs worker `index` of a supervised server and waits (bounded) until the supervisor has started it again;
+ * returns how long it was away.
+ */
+async function killOneWorker(server: ServerChild, index: number): Promise<number> {
+  const startedOf = () => server.events("worker_started").filter((event) => event.worker === index);
+  const before = startedOf();
+  const pid = Number(before.at(-1)?.pid);
+  if (!Number.isInteger(pid) || pid <= 0) throw new Error(`no pid for worker ${index}`);
+  const killedAt = performance.now();
+  process.kill(pid, "SIGKILL");
+  const deadline = Date.now() + workerRestartWaitMs;
+  // Its replacement serves once it logs server_started after the new worker_started.
+  const servingAgain = () =>
+    server.events("server_started").filter((event) => event.worker === index).length > before.length;
+  while (!servingAgain()) {
+    if (Date.now() > deadline) throw new Error(`worker ${index} was not restarted within ${workerRestartWaitMs} ms`);
+    await Bun.sleep(10);
+  }
+  return Math.round(performance.now() - killedAt);
 }
 
 export function trialFailed(result: TrialResult): boolean {

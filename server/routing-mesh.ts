@@ -18,6 +18,7 @@
 //                  rm {a, ds, c, w}           devices ds of a removed (w: the whole account): close, forget
 
 import { ErrorCode, errorCodeName, type Stanza } from "../protocol/index.ts";
+import { ownerGoneRetryAfterMsMax } from "../protocol/limits.ts";
 import type { QueueBatch } from "../storage/index.ts";
 import type { ServerContext } from "./context.ts";
 import type { Delivery } from "./delivery.ts";
@@ -38,9 +39,16 @@ interface EdgeSession {
 export class MeshRouting implements Routing, MeshHandlers {
   /** Set once the mesh is listening (it needs these handlers to start). */
   mesh: Mesh | null = null;
+  /**
+   * This process among the lives of its worker index: session ids start again at 1 in a restarted worker, so an
+   * owner keys its proxies by (edge, incarnation, session id), and an edge takes bytes only for its own incarnation.
+   * Without it an owner that had not yet seen the old edge go applied a new session's acks to an old session's
+   * device and wrote one device's deliveries to another's socket (found by the crash trials with workers).
+   */
+  readonly incarnation = crypto.getRandomValues(new Uint32Array(1))[0]!;
   /** This worker's sessions that other workers know of, by session id. */
   private readonly edgeSessions = new Map<number, EdgeSession>();
-  /** Proxies of other workers' sessions, by `${edge}:${session id}`. */
+  /** Proxies of other workers' sessions, by `${edge}:${incarnation}:${session id}`. */
   private readonly proxies = new Map<string, ProxySession>();
 
   constructor(
@@ -70,6 +78,7 @@ export class MeshRouting implements Routing, MeshHandlers {
     const owner = this.ownerOf(account);
     const sent = this.sendTo(session, owner, {
       t: "st",
+      i: this.incarnation,
       s: session.id,
       a: session.account,
       d: session.device,
@@ -93,7 +102,7 @@ export class MeshRouting implements Routing, MeshHandlers {
     // Registered here too, so that a kick or a removal handled by this worker finds the socket.
     this.context.router.attach(session.account, session.device, session);
     const owner = this.ownerOf(session.account);
-    const message = { t: "at", s: session.id, a: session.account, d: session.device, n: kind };
+    const message = { t: "at", i: this.incarnation, s: session.id, a: session.account, d: session.device, n: kind };
     if (!this.sendTo(session, owner, message)) this.ownerGone(session);
   }
 
@@ -101,17 +110,17 @@ export class MeshRouting implements Routing, MeshHandlers {
     const known = this.edgeSessions.get(session.id);
     if (known === undefined || known.session !== session) return;
     this.edgeSessions.delete(session.id);
-    for (const owner of known.owners) this.mesh?.send(owner, { t: "cl", s: session.id });
+    for (const owner of known.owners) this.mesh?.send(owner, { t: "cl", i: this.incarnation, s: session.id });
   }
 
   blocked(session: Session): void {
     const known = this.edgeSessions.get(session.id);
-    if (known !== undefined) for (const owner of known.owners) this.mesh?.send(owner, { t: "fu", s: session.id });
+    if (known !== undefined) for (const owner of known.owners) this.mesh?.send(owner, { t: "fu", i: this.incarnation, s: session.id });
   }
 
   writable(session: Session): void {
     const known = this.edgeSessions.get(session.id);
-    if (known !== undefined) for (const owner of known.owners) this.mesh?.send(owner, { t: "wr", s: session.id });
+    if (known !== undefined) for (const owner of known.owners) this.mesh?.send(owner, { t: "wr", i: this.incarnation, s: session.id });
   }
 
   /** Sends a message about `session` to `owner`, remembering that the owner now holds a proxy of it. */
@@ -131,7 +140,7 @@ export class MeshRouting implements Routing, MeshHandlers {
     this.context.io.goaway(
       session,
       ErrorCode.shuttingDown,
-      Math.floor(Math.random() * this.context.limits.goawayRetryAfterMsMax),
+      Math.floor(Math.random() * Math.min(ownerGoneRetryAfterMsMax, this.context.limits.goawayRetryAfterMsMax)),
       "a worker of this server restarted; reconnect",
     );
   }
@@ -178,12 +187,18 @@ export class MeshRouting implements Routing, MeshHandlers {
     for (let peer = 0; peer < this.workers; peer++) if (peer !== this.self) this.mesh.send(peer, message);
   }
 
-  private proxyOf(edge: number, sessionId: number, account: number, device: number): ProxySession {
-    const key = `${edge}:${sessionId}`;
+  private proxyOf(edge: number, incarnation: number, sessionId: number, account: number, device: number): ProxySession {
+    const key = `${edge}:${incarnation}:${sessionId}`;
     let proxy = this.proxies.get(key);
+    if (proxy !== undefined && (proxy.account !== account || proxy.device !== device)) {
+      // One session id is one session of one device: anything else is a bug, and a worker with a bug is restarted.
+      this.context.log.error("mesh_session_mismatch", { key, was: [proxy.account, proxy.device], now: [account, device] });
+      process.exit(70);
+    }
     if (proxy === undefined) {
       const { limits, now } = this.context;
-      proxy = new ProxySession(new MeshSocket(this, edge, sessionId), now(), limits.rateBurstStanzas, edge, sessionId);
+      const socket = new MeshSocket(this, edge, incarnation, sessionId);
+      proxy = new ProxySession(socket, now(), limits.rateBurstStanzas, edge, incarnation, sessionId);
       proxy.account = account;
       proxy.device = device;
       proxy.state = SessionState.ready;
@@ -226,10 +241,17 @@ export class MeshRouting implements Routing, MeshHandlers {
     }
   }
 
-  /** The proxy's edge closed the session (or died): the device is offline as far as this owner is concerned. */
-  private dropProxy(proxy: ProxySession): void {
-    this.proxies.delete(`${proxy.edge}:${proxy.edgeSession}`);
+  /**
+   * The proxy's edge closed the session (or died): at once, nothing more is written to it and nothing new runs for
+   * it (work already chained finds it closed); its device is detached once the handler running now is done.
+   */
+  private closeProxy(proxy: ProxySession): void {
+    this.proxies.delete(`${proxy.edge}:${proxy.incarnation}:${proxy.edgeSession}`);
     proxy.state = SessionState.closed;
+    proxy.chain = proxy.chain.then(() => this.detachProxy(proxy));
+  }
+
+  private detachProxy(proxy: ProxySession): void {
     if (proxy.deviceState !== null || proxy.stateReleased) this.context.lastSeen.note(proxy.account, proxy.device);
     this.context.router.detach(proxy.account, proxy.device, proxy);
     this.delivery.detach(proxy);
@@ -241,13 +263,13 @@ export class MeshRouting implements Routing, MeshHandlers {
     const field = message as Record<string, unknown>;
     switch (message.t) {
       case "st": {
-        const proxy = this.proxyOf(from, field.s as number, field.a as number, field.d as number);
+        const proxy = this.proxyOf(from, field.i as number, field.s as number, field.a as number, field.d as number);
         const stanza = field.k as Stanza;
         this.run(proxy, () => this.handle(proxy, stanza));
         return;
       }
       case "at": {
-        const proxy = this.proxyOf(from, field.s as number, field.a as number, field.d as number);
+        const proxy = this.proxyOf(from, field.i as number, field.s as number, field.a as number, field.d as number);
         this.run(proxy, async () => {
           if (!(await attachSession(this.context, this.delivery, proxy, field.n as string))) {
             this.context.io.close(proxy, ErrorCode.badCredentials, "unknown device or bad signature");
@@ -256,25 +278,28 @@ export class MeshRouting implements Routing, MeshHandlers {
         return;
       }
       case "cl": {
-        const proxy = this.proxies.get(`${from}:${field.s as number}`);
-        if (proxy !== undefined) this.run(proxy, () => this.dropProxy(proxy));
+        const proxy = this.proxies.get(`${from}:${field.i as number}:${field.s as number}`);
+        if (proxy !== undefined) this.closeProxy(proxy);
         return;
       }
       case "fu":
       case "wr": {
-        const proxy = this.proxies.get(`${from}:${field.s as number}`);
+        const proxy = this.proxies.get(`${from}:${field.i as number}:${field.s as number}`);
         if (proxy === undefined) return;
         proxy.remoteFull = message.t === "fu";
         if (!proxy.remoteFull && proxy.deviceState !== null) this.delivery.pump(proxy.deviceState);
         return;
       }
       case "o": {
+        // Bytes for a session of an earlier life of this worker index are for nobody here.
+        if (field.i !== this.incarnation) return;
         const known = this.edgeSessions.get(field.s as number);
         // The bytes are a view into the mesh's chunk: the session keeps its own copy until the socket takes it.
         if (known !== undefined) this.context.io.sendFrame(known.session, (field.b as Uint8Array).slice());
         return;
       }
       case "e": {
+        if (field.i !== this.incarnation) return;
         const known = this.edgeSessions.get(field.s as number);
         if (known !== undefined) this.context.io.end(known.session);
         return;
@@ -333,8 +358,7 @@ export class MeshRouting implements Routing, MeshHandlers {
   peerDown(peer: number): void {
     this.context.log.warn("worker_peer_down", { peer });
     // As an owner: the sessions of that edge are gone.
-    for (const proxy of [...this.proxies.values()])
-      if (proxy.edge === peer) this.run(proxy, () => this.dropProxy(proxy));
+    for (const proxy of [...this.proxies.values()]) if (proxy.edge === peer) this.closeProxy(proxy);
     // As an edge: whatever those sessions had handed to that owner may be lost; they reconnect and resend.
     for (const known of [...this.edgeSessions.values()]) {
       if (known.owners.has(peer)) this.ownerGone(known.session);
@@ -354,18 +378,19 @@ class MeshSocket implements TransportSocket {
   constructor(
     private readonly routing: MeshRouting,
     private readonly edge: number,
+    private readonly incarnation: number,
     private readonly sessionId: number,
   ) {
     this.remoteAddress = `worker ${edge}`;
   }
 
   write(bytes: Uint8Array): number {
-    this.routing.mesh?.send(this.edge, { t: "o", s: this.sessionId, b: bytes });
+    this.routing.mesh?.send(this.edge, { t: "o", i: this.incarnation, s: this.sessionId, b: bytes });
     return bytes.length;
   }
 
   end(): void {
-    this.routing.mesh?.send(this.edge, { t: "e", s: this.sessionId });
+    this.routing.mesh?.send(this.edge, { t: "e", i: this.incarnation, s: this.sessionId });
   }
 
   pause(): void {}

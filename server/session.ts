@@ -96,6 +96,8 @@ export class ProxySession extends Session {
     nowMs: number,
     rateBurst: number,
     readonly edge: number,
+    /** Which life of the edge's worker index (routing-mesh.ts, MeshRouting.incarnation). */
+    readonly incarnation: number,
     readonly edgeSession: number,
   ) {
     super(socket, nowMs, rateBurst);
