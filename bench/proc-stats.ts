@@ -2,7 +2,7 @@
 // these from outside the server so that measuring costs the server nothing and needs no server code.
 
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 
 /** Clock ticks per second of /proc/<pid>/stat times (USER_HZ); 100 on every mainstream Linux. */
 export const clockTicksPerSecond = readConfigValue("CLK_TCK", 100);
@@ -45,6 +45,52 @@ export function processCpuSeconds(pid: number): number | null {
   const stime = Number(fields[12]);
   if (!Number.isFinite(utime) || !Number.isFinite(stime)) return null;
   return (utime + stime) / clockTicksPerSecond;
+}
+
+/** Proportional set size of a process in bytes (shared pages split among their users), or null when it is gone. */
+export async function processPssBytes(pid: number): Promise<number | null> {
+  try {
+    const text = await Bun.file(`/proc/${pid}/smaps_rollup`).text();
+    const match = /^Pss:\s+(\d+)\s+kB$/m.exec(text);
+    return match === null ? null : Number(match[1]) * 1024;
+  } catch {
+    return null;
+  }
+}
+
+/** `pid` and its direct children (a supervisor and its workers), from /proc. */
+export function processWithChildren(pid: number): number[] {
+  const pids = [pid];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      // Field 4 (ppid) is the second after the command name's closing parenthesis.
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === pid) pids.push(Number(name));
+    } catch {
+      // Gone while we looked.
+    }
+  }
+  return pids;
+}
+
+/** CPU seconds of a process and its children (workers): the sum; null when the process is gone. */
+export function processTreeCpuSeconds(pid: number): number | null {
+  const own = processCpuSeconds(pid);
+  if (own === null) return null;
+  let total = own;
+  for (const child of processWithChildren(pid).slice(1)) total += processCpuSeconds(child) ?? 0;
+  return total;
+}
+
+/** PSS summed over a process and its children (RSS would count the shared Bun binary once per process). */
+export async function processTreePssBytes(pid: number): Promise<number | null> {
+  const own = await processPssBytes(pid);
+  if (own === null) return null;
+  let total = own;
+  for (const child of processWithChildren(pid).slice(1)) total += (await processPssBytes(child)) ?? 0;
+  return total;
 }
 
 export interface SocketStats {

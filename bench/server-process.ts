@@ -8,7 +8,7 @@ import { rmSync } from "node:fs";
 import type { Subprocess } from "bun";
 import { type MetricSamples, sample, scrapeMetrics } from "./admin-metrics.ts";
 import { trackChild } from "./child-processes.ts";
-import { processCpuSeconds, processRssBytes } from "./proc-stats.ts";
+import { processCpuSeconds, processRssBytes, processTreeCpuSeconds, processTreePssBytes } from "./proc-stats.ts";
 
 const cliPath = new URL("../server/cli.ts", import.meta.url).pathname;
 const startTimeoutMs = 20_000;
@@ -99,6 +99,8 @@ export async function startBenchServer(options: StartServerOptions): Promise<Ben
     "log-level": "warn",
     // The bench stops its servers itself: no lame duck for a load balancer to notice.
     "lame-duck-ms": "0",
+    // One process unless a run asks for workers (--server-flag workers=N): the figures compare with earlier runs.
+    workers: "1",
     ...options.flags,
   };
   const argv = [process.execPath];
@@ -127,12 +129,16 @@ export async function startBenchServer(options: StartServerOptions): Promise<Ben
     pid: child.pid,
     flags,
     owned: true,
-    rssBytes: async () => processRssBytes(child.pid),
+    // With workers (--server-flag workers=N) the memory is PSS summed over the supervisor and its workers.
+    rssBytes: async () =>
+      flags.workers !== undefined && flags.workers !== "1"
+        ? processTreePssBytes(child.pid)
+        : processRssBytes(child.pid),
     heapUsedBytes: async () => {
       const samples = await scrapeMetrics(admin);
       return samples === null ? null : sample(samples, "switchboard_heap_used_bytes");
     },
-    cpuSeconds: () => processCpuSeconds(child.pid),
+    cpuSeconds: () => processTreeCpuSeconds(child.pid),
     metrics: () => scrapeMetrics(admin),
     logTail: () => [...lines],
     stop() {

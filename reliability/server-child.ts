@@ -179,13 +179,5 @@ export function freePort(): number {
   return port;
 }
 
-/** Proportional set size of a process in bytes (Pss of /proc/PID/smaps_rollup), or null when it is gone. */
-export async function processPssBytes(pid: number): Promise<number | null> {
-  try {
-    const text = await Bun.file(`/proc/${pid}/smaps_rollup`).text();
-    const match = /^Pss:\s+(\d+)\s+kB$/m.exec(text);
-    return match === null ? null : Number(match[1]) * 1024;
-  } catch {
-    return null;
-  }
-}
+// The server's memory as PSS (/proc/PID/smaps_rollup): the bench's reading, shared with this suite.
+export { processPssBytes } from "../bench/proc-stats.ts";
