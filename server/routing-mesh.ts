@@ -17,7 +17,7 @@
 //   any -> all     dir {a}                    the devices of account a changed: forget the cached list
 //                  rm {a, ds, c, w}           devices ds of a removed (w: the whole account): close, forget
 
-import { ErrorCode, errorCodeName, type Stanza } from "../protocol/index.ts";
+import { ErrorCode, type Stanza } from "../protocol/index.ts";
 import { ownerGoneRetryAfterMsMax } from "../protocol/limits.ts";
 import type { QueueBatch } from "../storage/index.ts";
 import type { ServerContext } from "./context.ts";
@@ -84,18 +84,11 @@ export class MeshRouting implements Routing, MeshHandlers {
       d: session.device,
       k: stanza,
     });
-    if (sent) return;
-    // The owner is down (restarting): a send is refused for now (the same id may come again, PROTOCOL.md section 11);
-    // anything else concerns the session's own device, whose owner is gone: it reconnects.
-    if (stanza.kind === "send") {
-      this.context.metrics.errors.incLabel(errorCodeName(ErrorCode.busy));
-      this.context.io.send(session, {
-        kind: "error",
-        code: ErrorCode.busy,
-        clientId: stanza.clientId,
-        message: "the worker that owns the recipient is restarting; retry",
-      });
-    } else this.ownerGone(session);
+    // The owner is down (restarting): the session ends and its client resends, in client-id order, whatever has no
+    // serverAck yet. Refusing only this send (busy) would let the client store later ids first, and the owner may
+    // already have pushed this one before it died: the recipient would see it, then the later ids, then its resend
+    // (found by the crash trials with workers as an order break).
+    if (!sent) this.ownerGone(session);
   }
 
   attachRemote(session: Session, kind: string): void {
@@ -115,12 +108,14 @@ export class MeshRouting implements Routing, MeshHandlers {
 
   blocked(session: Session): void {
     const known = this.edgeSessions.get(session.id);
-    if (known !== undefined) for (const owner of known.owners) this.mesh?.send(owner, { t: "fu", i: this.incarnation, s: session.id });
+    if (known !== undefined)
+      for (const owner of known.owners) this.mesh?.send(owner, { t: "fu", i: this.incarnation, s: session.id });
   }
 
   writable(session: Session): void {
     const known = this.edgeSessions.get(session.id);
-    if (known !== undefined) for (const owner of known.owners) this.mesh?.send(owner, { t: "wr", i: this.incarnation, s: session.id });
+    if (known !== undefined)
+      for (const owner of known.owners) this.mesh?.send(owner, { t: "wr", i: this.incarnation, s: session.id });
   }
 
   /** Sends a message about `session` to `owner`, remembering that the owner now holds a proxy of it. */
@@ -192,7 +187,11 @@ export class MeshRouting implements Routing, MeshHandlers {
     let proxy = this.proxies.get(key);
     if (proxy !== undefined && (proxy.account !== account || proxy.device !== device)) {
       // One session id is one session of one device: anything else is a bug, and a worker with a bug is restarted.
-      this.context.log.error("mesh_session_mismatch", { key, was: [proxy.account, proxy.device], now: [account, device] });
+      this.context.log.error("mesh_session_mismatch", {
+        key,
+        was: [proxy.account, proxy.device],
+        now: [account, device],
+      });
       process.exit(70);
     }
     if (proxy === undefined) {

@@ -6,7 +6,8 @@
 //
 // Delivery guarantees, per kind (the mesh is at most once and in order per sender, server/mesh.ts):
 // - a forwarded stanza is handled by the owner in the order the session sent it; if the owner dies first, the edge
-//   closes every session that had forwarded to it (their clients reconnect and resend whatever has no serverAck);
+//   closes every session that had forwarded to it, and a session that forwards while the owner is down (their
+//   clients reconnect and resend, in client-id order, whatever has no serverAck);
 // - what an owner writes to a session reaches it in order; if the edge dies, the owner detaches the session;
 // - a receipt for a device owned elsewhere is at most once (receipts are best effort, PROTOCOL.md section 11);
 // - a directory change (a device linked or removed, an account removed) is announced to every worker that is up; a
