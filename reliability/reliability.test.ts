@@ -37,6 +37,28 @@ describe("reliability (short)", () => {
     }).toEqual({ lost: 0, duplicates: 0, order: 0, seqReused: 0, unsettled: 0 });
   }, 60_000);
 
+  test("crash trials with 2 workers: SIGKILL of one worker under load loses, duplicates, reorders and reuses nothing", async () => {
+    const { summary, results } = await runCrashTrials({
+      trials: 3,
+      seed: seed + 1,
+      commitDelaysMs: [0, 5, 100],
+      loadMs: 1000,
+      settleMs: 15_000,
+      log,
+      workers: 2,
+    });
+    if (!summary.ok) console.log(lines.filter((line) => line.startsWith("trial") || line.startsWith("  ")).join("\n"));
+    expect(results.map((result) => result.error)).toEqual(results.map(() => null));
+    expect(summary.acked).toBeGreaterThan(0);
+    expect({
+      lost: summary.lost,
+      duplicates: summary.duplicates,
+      order: summary.order,
+      seqReused: summary.seqReused,
+      unsettled: summary.unsettled,
+    }).toEqual({ lost: 0, duplicates: 0, order: 0, seqReused: 0, unsettled: 0 });
+  }, 60_000);
+
   test("live fuzz: the server stays up, every bad session is closed, no probe message is lost", async () => {
     const { summary } = await runLiveFuzz({ seconds: 4, seed, connections: 12, closeWaitMs: 3000, log });
     if (!summary.ok) console.log(JSON.stringify(summary, null, 2));
