@@ -1,0 +1,258 @@
+// `switchboard start --workers N` through the real path: a supervisor process, real worker processes on one port,
+// the mesh between them, real SQLite partition files. Where a session lands is the kernel's choice, so each test
+// asks the supervisor's admin API which worker holds which session and picks its cases from that.
+
+import { afterEach, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+import { ErrorCode } from "../protocol/index.ts";
+import { meshSocketPath } from "./mesh-unix.ts";
+import { newDeviceKey, RawClient, waitFor } from "./test-kit.ts";
+
+const cli = join(import.meta.dir, "cli.ts");
+/** Bounds of this file's waits. */
+const startMs = 15_000;
+const answerMs = 5_000;
+
+const children: Subprocess[] = [];
+const directories: string[] = [];
+const clients: RawClient[] = [];
+
+afterEach(() => {
+  for (const client of clients.splice(0)) client.close();
+  for (const child of children.splice(0)) child.kill("SIGKILL");
+  for (const directory of directories.splice(0)) rmSync(directory, { recursive: true, force: true });
+});
+
+function freePort(): number {
+  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = probe.port;
+  probe.stop(true);
+  return port;
+}
+
+interface Supervised {
+  readonly port: number;
+  readonly adminPort: number;
+  readonly dataDir: string;
+  readonly child: Subprocess;
+  /** Log lines (JSON) seen so far. */
+  readonly lines: Array<Record<string, unknown>>;
+  admin(path: string, init?: RequestInit): Promise<Record<string, unknown>>;
+}
+
+async function supervised(workers: number, existingDataDir?: string): Promise<Supervised> {
+  const dataDir = existingDataDir ?? mkdtempSync(join(tmpdir(), "sb-w-"));
+  if (existingDataDir === undefined) directories.push(dataDir);
+  const port = freePort();
+  const adminPort = freePort();
+  const child = Bun.spawn(
+    [
+      process.execPath,
+      cli,
+      "start",
+      `--workers=${workers}`,
+      `--port=${port}`,
+      `--admin-port=${adminPort}`,
+      `--data-dir=${dataDir}`,
+      "--registration=open",
+      "--partitions=8",
+      "--lame-duck-ms=0",
+      "--log-level=info",
+    ],
+    { stdin: "ignore", stdout: "pipe", stderr: "pipe" },
+  );
+  children.push(child);
+  const lines: Array<Record<string, unknown>> = [];
+  // info lines come on stdout, warn and error (a worker's exit) on stderr.
+  for (const stream of [child.stdout, child.stderr]) readLines(stream, lines);
+  const serving = () => lines.filter((line) => line.event === "server_started").length >= workers;
+  await waitFor(serving, startMs, `${workers} workers serving`);
+  const token = readFileSync(join(dataDir, "admin.token"), "utf8").trim();
+  return {
+    port,
+    adminPort,
+    dataDir,
+    child,
+    lines,
+    async admin(path, init = {}) {
+      const response = await fetch(`http://127.0.0.1:${adminPort}${path}`, {
+        ...init,
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        signal: AbortSignal.timeout(answerMs),
+      });
+      return (await response.json()) as Record<string, unknown>;
+    },
+  };
+}
+
+function readLines(stream: ReadableStream<Uint8Array>, into: Array<Record<string, unknown>>): void {
+  void (async () => {
+    const decoder = new TextDecoder();
+    let buffered = "";
+    for await (const chunk of stream) {
+      buffered += decoder.decode(chunk, { stream: true });
+      for (let newline = buffered.indexOf("\n"); newline >= 0; newline = buffered.indexOf("\n")) {
+        const line = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        try {
+          into.push(JSON.parse(line) as Record<string, unknown>);
+        } catch {
+          // not a log line
+        }
+      }
+    }
+  })().catch(() => {});
+}
+
+interface Placed {
+  client: RawClient;
+  readonly account: number;
+  readonly device: number;
+  readonly key: ReturnType<typeof newDeviceKey>;
+  worker: number;
+}
+
+async function register(server: Supervised, handle: string): Promise<Placed> {
+  const client = await RawClient.connect(server.port);
+  clients.push(client);
+  const key = newDeviceKey();
+  const welcome = await client.register(handle, key);
+  return { client, account: welcome.account, device: welcome.device, key, worker: -1 };
+}
+
+/** Which worker holds each logged-in session, from the supervisor's admin API. */
+async function place(server: Supervised, devices: Placed[]): Promise<void> {
+  const answer = await server.admin("/admin/sessions?limit=100");
+  const sessions = answer.sessions as Array<{ account: number | null; device: number | null; worker: number }>;
+  for (const placed of devices) {
+    const found = sessions.find((entry) => entry.account === placed.account && entry.device === placed.device);
+    if (found === undefined) throw new Error(`no session of ${placed.account}/${placed.device}`);
+    placed.worker = found.worker;
+  }
+}
+
+describe("switchboard start --workers (real processes)", () => {
+  test("messages, acks and receipts between devices on the same worker and on different workers", async () => {
+    const server = await supervised(3);
+    const users: Placed[] = [];
+    for (let index = 0; index < 9; index++) users.push(await register(server, `user${index}`));
+    await place(server, users);
+    const same = users.flatMap((a) => users.filter((b) => b !== a && b.worker === a.worker).map((b) => [a, b]));
+    const apart = users.flatMap((a) => users.filter((b) => b.worker !== a.worker).map((b) => [a, b]));
+    // Nine sessions on three workers: the kernel spreads them (a pair of each kind is all but certain).
+    expect(same.length).toBeGreaterThan(0);
+    expect(apart.length).toBeGreaterThan(0);
+    for (const [from, to] of [same[0]!, apart[0]!]) {
+      const clientId = from!.client.send(to!.account, new TextEncoder().encode("hello"));
+      expect((await from!.client.next("serverAck")).clientId).toBe(clientId);
+      const deliver = await to!.client.next("deliver");
+      expect(deliver).toMatchObject({ from: from!.account, fromDevice: from!.device, clientId });
+      to!.client.ack(deliver.seq);
+      const receipt = await from!.client.next("deliverReceipt");
+      expect(receipt).toMatchObject({ from: to!.account, clientIds: [clientId] });
+      from!.client.ack(receipt.seq);
+      // A read receipt crosses back the same way.
+      to!.client.sendStanza({
+        kind: "receipt",
+        type: 2,
+        to: from!.account,
+        toDevice: from!.device,
+        clientIds: [clientId],
+      });
+      const read = await from!.client.next("deliverReceipt");
+      expect(read).toMatchObject({ type: 2, clientIds: [clientId] });
+      from!.client.ack(read.seq);
+    }
+  }, 30_000);
+
+  test("a device logged in again on another worker: the older session gets replaced, wherever it is", async () => {
+    const server = await supervised(2);
+    const first = await register(server, "twice");
+    await place(server, [first]);
+    // Log in again until the new session lands on the other worker (each connection is the kernel's pick).
+    let second: Placed | undefined;
+    for (let attempt = 0; attempt < 20 && second === undefined; attempt++) {
+      const client = await RawClient.connect(server.port);
+      clients.push(client);
+      await client.login(first.account, first.device, first.key);
+      const candidate: Placed = { ...first, client, worker: -1 };
+      await place(server, [candidate]).catch(() => {});
+      const goaway = await first.client.next("goaway");
+      expect(goaway.code).toBe(ErrorCode.replaced);
+      if (candidate.worker !== first.worker && candidate.worker >= 0) second = candidate;
+      else {
+        // Same worker: start over from this session.
+        first.client = client;
+        first.worker = candidate.worker;
+      }
+    }
+    expect(second).toBeDefined();
+  }, 30_000);
+
+  test("account remove on the running server closes the device's session on whichever worker holds it", async () => {
+    const server = await supervised(2);
+    // Until both workers hold two of them (the kernel places each connection; bounded).
+    const users: Placed[] = [];
+    for (let index = 0; index < 30; index++) {
+      const user = await register(server, `gone${index}`);
+      await place(server, [user]);
+      if (users.filter((other) => other.worker === user.worker).length < 2) users.push(user);
+      if (users.length === 4) break;
+    }
+    expect(new Set(users.map((user) => user.worker)).size).toBe(2);
+    for (const user of users) {
+      const answer = await server.admin("/admin/accounts/remove", {
+        method: "POST",
+        body: JSON.stringify({ account: String(user.account) }),
+      });
+      expect(answer.account).toBe(user.account);
+      const error = await user.client.next("error");
+      expect(error.code).toBe(ErrorCode.accountRemoved);
+      await user.client.waitClosed();
+    }
+  }, 30_000);
+
+  test("garbage on the mesh crashes the worker that read it; the supervisor restarts it and it serves again", async () => {
+    const server = await supervised(2);
+    const socket = await Bun.connect({ unix: meshSocketPath(join(server.dataDir, "run"), 1), socket: { data() {} } });
+    socket.write(new Uint8Array([0xff, 0xff, 0xff, 0x7f, 1, 2, 3]));
+    await waitFor(
+      () => server.lines.some((line) => line.event === "worker_exited" && line.worker === 1 && line.code === 70),
+      answerMs,
+      "worker 1 to exit 70",
+    );
+    await waitFor(
+      () => server.lines.filter((line) => line.event === "server_started" && line.worker === 1).length === 2,
+      startMs,
+      "worker 1 serving again",
+    );
+    socket.end();
+    const a = await register(server, "after1");
+    const b = await register(server, "after2");
+    const clientId = a.client.send(b.account, new TextEncoder().encode("still here"));
+    expect((await a.client.next("serverAck")).clientId).toBe(clientId);
+    expect((await b.client.next("deliver")).clientId).toBe(clientId);
+  }, 30_000);
+
+  test("kill -9 of the supervisor: its workers do not linger; a restart on the data directory delivers what was acked", async () => {
+    const server = await supervised(2);
+    const alice = await register(server, "alice");
+    const bob = await register(server, "bob");
+    bob.client.close();
+    await bob.client.waitClosed();
+    const clientId = alice.client.send(bob.account, new TextEncoder().encode("kept"));
+    expect((await alice.client.next("serverAck")).clientId).toBe(clientId);
+    const pids = server.lines.filter((line) => line.event === "worker_started").map((line) => Number(line.pid));
+    expect(pids).toHaveLength(2);
+    server.child.kill("SIGKILL");
+    await waitFor(() => pids.every((pid) => !existsSync(`/proc/${pid}`)), answerMs, "the workers to be gone");
+    const again = await supervised(2, server.dataDir);
+    const client = await RawClient.connect(again.port);
+    clients.push(client);
+    await client.login(bob.account, bob.device, bob.key);
+    expect(await client.next("deliver")).toMatchObject({ from: alice.account, clientId });
+  }, 30_000);
+});
