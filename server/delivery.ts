@@ -34,6 +34,12 @@ import { emptyReadWindow, markDelivered, markRead, readStatus } from "./read-rec
 import type { ReceiptIntent } from "./routing.ts";
 import { type Session, SessionState } from "./session.ts";
 
+/**
+ * Times a handler loads the states it is about to change and takes them again in the turn of the change
+ * (DeviceStates.statesNow) before it answers busy: a state may be released between the two, rarely twice.
+ */
+const stateTakeAttemptsMax = 4;
+
 export class Delivery {
   readonly devices: DeviceStates;
   readonly pairs: ClientIdPairs;
@@ -73,8 +79,13 @@ export class Delivery {
 
   /** Binds a logged-in session to its device and starts the drain. Undefined when the device is gone. */
   async attach(session: Session): Promise<DeviceState | undefined> {
-    const states = await this.devices.statesOf(session.account, [session.device]);
-    const state = states?.[0];
+    let state: DeviceState | undefined;
+    for (let attempt = 0; attempt < stateTakeAttemptsMax && state === undefined; attempt++) {
+      const loaded = await this.devices.statesOf(session.account, [session.device]);
+      if (loaded === undefined || loaded.length === 0) return undefined;
+      // Taken again in this turn (see DeviceStates.statesNow).
+      state = this.devices.statesNow(session.account, [session.device])?.[0];
+    }
     if (state === undefined || session.state !== SessionState.ready) return undefined;
     const previous = state.session;
     if (previous !== null && previous !== session) this.detach(previous);
@@ -186,6 +197,15 @@ export class Delivery {
         }
       }
     }
+    // Taken again in this turn (see DeviceStates.statesNow); loaded once more if one went meanwhile.
+    const recipientDevices = states.map((state) => state.device);
+    let current = this.devices.statesNow(stanza.to, recipientDevices);
+    for (let attempt = 0; current === undefined && attempt < stateTakeAttemptsMax; attempt++) {
+      if ((await this.devices.statesOf(stanza.to, recipientDevices)) === undefined) break;
+      current = this.devices.statesNow(stanza.to, recipientDevices);
+    }
+    if (current === undefined) return refuse(ErrorCode.busy, "server busy; retry");
+    states = current;
     if (session.state !== SessionState.ready) return;
     pair = this.pairs.current(pair);
     // A retry of this very send may have been accepted while we waited.
@@ -449,14 +469,21 @@ export class Delivery {
     await this.devices.loadReadWindows(state, senderDevices);
     if (session.deviceState !== state || state.session !== session || upto <= state.ackedSeq) return;
     if (this.devices.get(state.account, state.device) !== state) return;
+    // A sender's state may have been released or dropped while we awaited others (its own session went idle in
+    // between): its receipts are then queued once it is loaded again (queueReceipts), not dropped. Dropping them
+    // lost 1-2 % of delivered receipts under load, most with workers, where a proxy's state is released after every
+    // forwarded stanza (the throughput bench and server/workers.test.ts found it).
+    const reloading = new Set<number>();
     for (const [account, states] of targetStates) {
-      // Eviction may have happened while we awaited others: use the states in memory now.
       for (let index = 0; index < states.length; index++) {
         const current = this.devices.get(states[index]!.account, states[index]!.device);
-        if (current === undefined) targetStates.delete(account);
+        if (current === undefined) reloading.add(account);
         else states[index] = current;
       }
     }
+    for (const account of reloading) targetStates.delete(account);
+    // (An account whose states could not be loaded at all, busy, takes the same way.)
+    for (const target of receiptTargets) if (!targetStates.has(target.account)) reloading.add(target.account);
 
     // Synchronous from here.
     const batch = this.commit.batch;
@@ -502,6 +529,15 @@ export class Delivery {
     }
     const now = this.context.now();
     for (const [account, byDevice] of senders) {
+      if (reloading.has(account)) {
+        for (const [senderDevice, clientIds] of byDevice) {
+          const intent = { type: ReceiptType.delivered, fromAccount: state.account, fromDevice: state.device };
+          void this.queueReceipts(account, { ...intent, senderDevice, clientIds, createdAtMs: now }).catch((error) =>
+            this.context.log.error("receipt_failed", { account, error: String(error) }),
+          );
+        }
+        continue;
+      }
       if (routing !== null && !routing.owns(account)) {
         for (const [senderDevice, clientIds] of byDevice) {
           routing.receipt(account, {
@@ -551,8 +587,15 @@ export class Delivery {
     // The receipts go into the queues of `to`, which another worker may own (routing.ts): then it queues them.
     const routing = this.context.routing;
     const remote = routing !== null && !routing.owns(stanza.to);
-    const states = remote ? [] : await this.devices.statesOf(stanza.to, devices);
-    if (states === undefined || session.state !== SessionState.ready) return;
+    const loaded = remote ? [] : await this.devices.statesOf(stanza.to, devices);
+    if (loaded === undefined || session.state !== SessionState.ready) return;
+    // Taken again in this turn (DeviceStates.statesNow); if one went meanwhile, queueReceipts loads them again.
+    const states = remote
+      ? []
+      : this.devices.statesNow(
+          stanza.to,
+          loaded.map((state) => state.device),
+        );
     // (A state is never released while its session's handler runs, so `reader` is still the session's state.)
     if (session.deviceState !== reader) return;
 
@@ -575,8 +618,16 @@ export class Delivery {
     reader.readWindows.set(key, window);
     const batch = this.commit.batch;
     batch.writeReadWindow(reader, key, sender);
-    if (remote) {
-      routing.receipt(stanza.to, {
+    if (states === undefined) {
+      const intent = { type: stanza.type, fromAccount: reader.account, fromDevice: reader.device };
+      void this.queueReceipts(stanza.to, {
+        ...intent,
+        senderDevice: stanza.toDevice,
+        clientIds: readable,
+        createdAtMs: this.context.now(),
+      }).catch((error) => this.context.log.error("receipt_failed", { account: stanza.to, error: String(error) }));
+    } else if (remote) {
+      routing!.receipt(stanza.to, {
         type: stanza.type,
         fromAccount: reader.account,
         fromDevice: reader.device,
@@ -594,13 +645,19 @@ export class Delivery {
   async queueReceipts(account: number, intent: ReceiptIntent): Promise<void> {
     const devices = await this.context.directory.load(account);
     if (devices === undefined) return;
-    const loaded = await this.devices.statesOf(account, devices);
-    if (loaded === undefined) return;
-    // Eviction may have happened while we awaited: use the states in memory now (dropped ones are left out).
-    const states: DeviceState[] = [];
-    for (const state of loaded) {
-      const current = this.devices.get(state.account, state.device);
-      if (current !== undefined) states.push(current);
+    let states: DeviceState[] | undefined;
+    for (let attempt = 0; attempt < stateTakeAttemptsMax && states === undefined; attempt++) {
+      const loaded = await this.devices.statesOf(account, devices);
+      if (loaded === undefined) continue;
+      // Taken again in this turn (see DeviceStates.statesNow).
+      states = this.devices.statesNow(
+        account,
+        loaded.map((state) => state.device),
+      );
+    }
+    if (states === undefined) {
+      this.context.log.warn("receipt_dropped", { account, reason: "busy" });
+      return;
     }
     const from = { account: intent.fromAccount, device: intent.fromDevice };
     const batch = this.commit.batch;

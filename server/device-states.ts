@@ -21,6 +21,10 @@ export const peerDepthDevicesMax = 10_000;
 export class DeviceStates {
   private readonly states = new Map<number, DeviceState>();
   private readonly loading = new Map<number, Promise<DeviceState | undefined>>();
+  /** States a caller of statesOf is about to use, by key, with how many callers (see holdForCaller). */
+  private readonly held = new Map<number, number>();
+  /** The holds to end at the next immediate (one per hold; a state held twice is listed twice). */
+  private heldUntilNext: DeviceState[] = [];
   /**
    * Per device, the peer depths its state keeps (the same Map object, see DeviceState.peerDepths). Every change to a
    * queue goes through its device's state, or through the retention sweep and device removal, which forget it here.
@@ -94,8 +98,27 @@ export class DeviceStates {
   }
 
   /**
-   * The states of `devices` of `account`, all in memory at the moment this resolves (so the caller may mutate them
-   * before its next await). Devices that do not exist are left out. Undefined if eviction kept winning (busy).
+   * The states of `devices` of `account` if every one is in memory now, removed ones left out; undefined otherwise.
+   * Synchronous: a caller about to mutate states calls it in the same turn as the mutation. (statesOf's result is
+   * not enough: between an async function's return and its caller's continuation other microtasks run, and one may
+   * release or drop a state; entries queued on a state no longer in the table were given sequence numbers that a
+   * state loaded later gave again: a UNIQUE failure of the commit, found with workers, where states are released
+   * after every forwarded stanza.)
+   */
+  statesNow(account: number, devices: readonly number[]): DeviceState[] | undefined {
+    const found: DeviceState[] = [];
+    for (const device of devices) {
+      const state = this.states.get(deviceKey(account, device));
+      if (state === undefined) return undefined;
+      if (!state.removed) found.push(state);
+    }
+    return found;
+  }
+
+  /**
+   * Loads the states of `devices` of `account` and returns them; a caller that mutates them after awaiting this
+   * takes them again with statesNow in the turn of the mutation. Devices that do not exist are left out. Undefined
+   * if eviction kept winning (busy).
    */
   async statesOf(account: number, devices: readonly number[]): Promise<DeviceState[] | undefined> {
     for (let attempt = 0; attempt < stateLoadAttemptsMax; attempt++) {
@@ -106,7 +129,10 @@ export class DeviceStates {
         if (state === undefined) missing = true;
         else if (!state.removed) found.push(state);
       }
-      if (!missing) return found;
+      if (!missing) {
+        this.holdForCaller(found);
+        return found;
+      }
       const loaded = await Promise.all(devices.map((device) => this.loadState(account, device)));
       // A device that does not exist in the store is not missing: drop it from the list and look again.
       devices = devices.filter((_, index) => loaded[index] !== undefined);
@@ -114,8 +140,40 @@ export class DeviceStates {
     return undefined;
   }
 
+  /**
+   * Keeps `states` from being released or dropped until the next macrotask: the caller of statesOf resumes in a
+   * microtask after it returns, and other microtasks (a handler that ends and releases its idle state) may run
+   * first. Without the hold the caller found them gone (busy) again and again under load. When the hold ends, what
+   * was skipped meanwhile (the release of an idle state) is done.
+   */
+  private holdForCaller(states: readonly DeviceState[]): void {
+    for (const state of states) {
+      this.held.set(state.key, (this.held.get(state.key) ?? 0) + 1);
+      this.heldUntilNext.push(state);
+    }
+    if (this.heldUntilNext.length === states.length && states.length > 0) setImmediate(() => this.endHolds());
+  }
+
+  /** The holds of the last turn end (one immediate for all of them). */
+  private endHolds(): void {
+    const states = this.heldUntilNext;
+    this.heldUntilNext = [];
+    for (const state of states) {
+      const count = (this.held.get(state.key) ?? 1) - 1;
+      if (count > 0) {
+        this.held.set(state.key, count);
+        continue;
+      }
+      this.held.delete(state.key);
+      // A release or drop skipped during the hold happens now, as it would have then.
+      if (this.states.get(state.key) !== state) continue;
+      if (state.session === null) this.dropIfIdle(state);
+      else this.releaseIfIdle(state.session);
+    }
+  }
+
   dropIfIdle(state: DeviceState): void {
-    if (state.isDroppable) this.delete(state);
+    if (state.isDroppable && !this.held.has(state.key)) this.delete(state);
   }
 
   /**
@@ -132,7 +190,7 @@ export class DeviceStates {
     if (state.deliveredSeq < state.lastSeq) return;
     if (state.committedSeq !== state.lastSeq) return;
     // The store must not hold acknowledged rows: a state loaded from it would deliver them again and count them.
-    if (state.ackUncommitted || state.readWindowWrites > 0) return;
+    if (state.ackUncommitted || state.readWindowWrites > 0 || this.held.has(state.key)) return;
     state.session = null;
     session.deviceState = null;
     session.stateReleased = true;
