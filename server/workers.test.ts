@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { ErrorCode } from "../protocol/index.ts";
+import { defaultLimits, ErrorCode } from "../protocol/index.ts";
 import { meshSocketPath } from "./mesh-unix.ts";
 import { newDeviceKey, RawClient, waitFor } from "./test-kit.ts";
 
@@ -116,7 +116,7 @@ interface Placed {
 }
 
 async function register(server: Supervised, handle: string): Promise<Placed> {
-  const client = await RawClient.connect(server.port);
+  const client = await RawClient.connect(server.port, { limits: defaultLimits });
   clients.push(client);
   const key = newDeviceKey();
   const welcome = await client.register(handle, key);
@@ -167,6 +167,61 @@ describe("switchboard start --workers (real processes)", () => {
       from!.client.ack(read.seq);
     }
   }, 30_000);
+
+  test("under load, every message gets its delivered receipt, wherever senders, recipients and owners are", async () => {
+    const server = await supervised(2);
+    interface Pair {
+      sender: Placed;
+      recipient: Placed;
+      sent: number[];
+      acked: number;
+      receipted: Set<number>;
+      /** How far each client's received list has been read. */
+      senderRead: number;
+      recipientRead: number;
+    }
+    const pairs: Pair[] = [];
+    for (let index = 0; index < 24; index++) {
+      const sender = await register(server, `load-s${index}`);
+      const recipient = await register(server, `load-r${index}`);
+      pairs.push({ sender, recipient, sent: [], acked: 0, receipted: new Set(), senderRead: 0, recipientRead: 0 });
+    }
+    const perSender = 400;
+    const outstandingMax = 32;
+    const deadline = Date.now() + 20_000;
+    let done = false;
+    while (!done && Date.now() < deadline) {
+      done = true;
+      for (const pair of pairs) {
+        // Acks cumulatively: the highest seq read this round (deliveries at the recipient, receipts at the sender).
+        const toRecipient = pair.recipient.client.received;
+        let recipientSeq = 0;
+        for (; pair.recipientRead < toRecipient.length; pair.recipientRead++) {
+          const stanza = toRecipient[pair.recipientRead]!;
+          if (stanza.kind === "deliver") recipientSeq = stanza.seq;
+        }
+        if (recipientSeq > 0) pair.recipient.client.ack(recipientSeq);
+        const toSender = pair.sender.client.received;
+        let senderSeq = 0;
+        for (; pair.senderRead < toSender.length; pair.senderRead++) {
+          const stanza = toSender[pair.senderRead]!;
+          if (stanza.kind === "serverAck") pair.acked++;
+          if (stanza.kind === "deliverReceipt") {
+            senderSeq = stanza.seq;
+            for (const id of stanza.clientIds) pair.receipted.add(id);
+          }
+        }
+        if (senderSeq > 0) pair.sender.client.ack(senderSeq);
+        while (pair.sent.length < perSender && pair.sent.length - pair.acked < outstandingMax) {
+          pair.sent.push(pair.sender.client.send(pair.recipient.account, new Uint8Array([1, 2, 3])));
+        }
+        if (pair.receipted.size < perSender) done = false;
+      }
+      await Bun.sleep(1);
+    }
+    const missing = pairs.reduce((total, pair) => total + pair.sent.filter((id) => !pair.receipted.has(id)).length, 0);
+    expect({ sent: pairs.length * perSender, missing }).toEqual({ sent: pairs.length * perSender, missing: 0 });
+  }, 40_000);
 
   test("a device logged in again on another worker: the older session gets replaced, wherever it is", async () => {
     const server = await supervised(2);
