@@ -14,6 +14,23 @@ const log = (line: string) => {
 };
 const seed = Number(process.env.RELIABILITY_SEED ?? 20261129);
 
+/** Every trial ran, and none lost, duplicated, reordered or reused anything (the failing trials' lines if not). */
+function expectContractKept(
+  summary: Awaited<ReturnType<typeof runCrashTrials>>["summary"],
+  results: Awaited<ReturnType<typeof runCrashTrials>>["results"],
+): void {
+  if (!summary.ok) console.log(lines.filter((line) => line.startsWith("trial") || line.startsWith("  ")).join("\n"));
+  expect(results.map((result) => result.error)).toEqual(results.map(() => null));
+  expect(summary.acked).toBeGreaterThan(0);
+  expect({
+    lost: summary.lost,
+    duplicates: summary.duplicates,
+    order: summary.order,
+    seqReused: summary.seqReused,
+    unsettled: summary.unsettled,
+  }).toEqual({ lost: 0, duplicates: 0, order: 0, seqReused: 0, unsettled: 0 });
+}
+
 describe("reliability (short)", () => {
   test("crash trials: SIGKILL under load loses, duplicates, reorders and reuses nothing", async () => {
     const { summary, results } = await runCrashTrials({
@@ -24,17 +41,7 @@ describe("reliability (short)", () => {
       settleMs: 15_000,
       log,
     });
-    const failed = results.filter((result) => result.error !== null || result.lost + result.duplicates > 0);
-    if (!summary.ok) console.log(lines.filter((line) => line.startsWith("trial") || line.startsWith("  ")).join("\n"));
-    expect(failed.map((result) => result.error)).toEqual(failed.map(() => null));
-    expect(summary.acked).toBeGreaterThan(0);
-    expect({
-      lost: summary.lost,
-      duplicates: summary.duplicates,
-      order: summary.order,
-      seqReused: summary.seqReused,
-      unsettled: summary.unsettled,
-    }).toEqual({ lost: 0, duplicates: 0, order: 0, seqReused: 0, unsettled: 0 });
+    expectContractKept(summary, results);
   }, 60_000);
 
   test("crash trials with 2 workers: SIGKILL of one worker under load loses, duplicates, reorders and reuses nothing", async () => {
@@ -47,16 +54,7 @@ describe("reliability (short)", () => {
       log,
       workers: 2,
     });
-    if (!summary.ok) console.log(lines.filter((line) => line.startsWith("trial") || line.startsWith("  ")).join("\n"));
-    expect(results.map((result) => result.error)).toEqual(results.map(() => null));
-    expect(summary.acked).toBeGreaterThan(0);
-    expect({
-      lost: summary.lost,
-      duplicates: summary.duplicates,
-      order: summary.order,
-      seqReused: summary.seqReused,
-      unsettled: summary.unsettled,
-    }).toEqual({ lost: 0, duplicates: 0, order: 0, seqReused: 0, unsettled: 0 });
+    expectContractKept(summary, results);
   }, 60_000);
 
   test("live fuzz: the server stays up, every bad session is closed, no probe message is lost", async () => {

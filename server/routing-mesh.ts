@@ -27,7 +27,6 @@ import { ownerOfPartition, type Partitions } from "./partitions.ts";
 import type { ReceiptIntent, Routing } from "./routing.ts";
 import { ProxySession, type Session, SessionState } from "./session.ts";
 import { attachSession } from "./session-attach.ts";
-import type { SessionTable } from "./session-table.ts";
 import type { TransportSocket } from "./transport.ts";
 
 /** A local session that talks to other workers: which of them hold a proxy of it. */
@@ -55,7 +54,6 @@ export class MeshRouting implements Routing, MeshHandlers {
     private readonly context: ServerContext,
     private readonly delivery: Delivery,
     private readonly partitions: Partitions,
-    private readonly table: SessionTable,
     private readonly self: number,
     private readonly workers: number,
   ) {}
@@ -66,10 +64,6 @@ export class MeshRouting implements Routing, MeshHandlers {
 
   private ownerOf(account: number): number {
     return ownerOfPartition(this.partitions.partitionOf(account), this.workers);
-  }
-
-  get proxyCount(): number {
-    return this.proxies.size;
   }
 
   // ---- the edge's side -------------------------------------------------------------------------------------------
@@ -362,11 +356,6 @@ export class MeshRouting implements Routing, MeshHandlers {
     for (const known of [...this.edgeSessions.values()]) {
       if (known.owners.has(peer)) this.ownerGone(known.session);
     }
-  }
-
-  /** Sessions on this worker (for the drain); proxies are not among them. */
-  get localSessions(): number {
-    return this.table.sessions.size;
   }
 }
 

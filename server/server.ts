@@ -165,7 +165,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const table = new SessionTable(limits.timerTickMs, now);
   let mesh: Mesh | null = null;
   if (worker !== undefined && worker.count > 1 && partitions !== null) {
-    const meshRouting = new MeshRouting(context, delivery, partitions, table, worker.index, worker.count);
+    const meshRouting = new MeshRouting(context, delivery, partitions, worker.index, worker.count);
     routing = meshRouting;
     context.routing = meshRouting;
     context.directory.onInvalidate = (account) => meshRouting.directoryChanged(account);
