@@ -43,9 +43,28 @@ interface Supervised {
   admin(path: string, init?: RequestInit): Promise<Record<string, unknown>>;
 }
 
+/** How often a supervisor that finds a picked port taken before serving is started again. */
+const portRetries = 3;
+
 async function supervised(workers: number, existingDataDir?: string): Promise<Supervised> {
   const dataDir = existingDataDir ?? mkdtempSync(join(tmpdir(), "sb-w-"));
   if (existingDataDir === undefined) directories.push(dataDir);
+  for (let attempt = 1; ; attempt++) {
+    const started = await startSupervisor(workers, dataDir);
+    if (started !== "port taken" || attempt === portRetries) {
+      if (started === "port taken") throw new Error(`the supervisor found its port taken ${portRetries} times`);
+      return started;
+    }
+  }
+}
+
+/**
+ * One supervisor on freshly picked ports. A port picked free can be taken before the supervisor binds it (other
+ * processes of the run connect from the same ephemeral range): the supervisor then exits with `start_failed`
+ * EADDRINUSE before any worker serves,
+ * and the caller starts it again on other ports rather than waiting out `startMs`.
+ */
+async function startSupervisor(workers: number, dataDir: string): Promise<Supervised | "port taken"> {
   const port = freePort();
   const adminPort = freePort();
   const child = Bun.spawn(
@@ -68,8 +87,22 @@ async function supervised(workers: number, existingDataDir?: string): Promise<Su
   const lines: Array<Record<string, unknown>> = [];
   // info lines come on stdout, warn and error (a worker's exit) on stderr.
   for (const stream of [child.stdout, child.stderr]) readLines(stream, lines);
+  let exitCode: number | null = null;
+  void child.exited.then((code) => {
+    exitCode = code;
+  });
   const serving = () => lines.filter((line) => line.event === "server_started").length >= workers;
-  await waitFor(serving, startMs, `${workers} workers serving`);
+  try {
+    await waitFor(() => serving() || exitCode !== null, startMs, `${workers} workers serving`);
+  } catch (error) {
+    throw new Error(`${(error as Error).message}; the supervisor said: ${JSON.stringify(lines.slice(-10))}`);
+  }
+  if (!serving()) {
+    // Give the pipes a moment to hand over the last lines, for the message.
+    await Bun.sleep(50);
+    if (lines.some((line) => line.event === "start_failed" && line.code === "EADDRINUSE")) return "port taken";
+    throw new Error(`the supervisor exited ${exitCode} before serving: ${JSON.stringify(lines.slice(-10))}`);
+  }
   const token = readFileSync(join(dataDir, "admin.token"), "utf8").trim();
   return {
     port,
