@@ -66,7 +66,9 @@ async function supervised(workers: number, existingDataDir?: string): Promise<Su
  */
 async function startSupervisor(workers: number, dataDir: string): Promise<Supervised | "port taken"> {
   const port = freePort();
-  const adminPort = freePort();
+  let adminPort = freePort();
+  // Each probe closes its port, so the kernel may hand out the same one twice.
+  for (let pick = 0; pick < 10 && adminPort === port; pick++) adminPort = freePort();
   const child = Bun.spawn(
     [
       process.execPath,
