@@ -50,11 +50,18 @@ export interface Limits {
    * of costly frames (a flood up to its burst) cannot stall everyone else's traffic.
    */
   readonly sessionTurnWorkMsMax: number;
+  /**
+   * The share (percent) of sessionTurnWorkMsMax left to a session that has spent more than half of its rate burst:
+   * a flooder's backlog is handled in thinner slices until it is closed, so the other sessions' frames wait less
+   * behind it in each turn. A well-behaved device stays far from half its burst and keeps the whole share.
+   */
+  readonly sessionTurnSharePercentBursting: number;
   /** A session that keeps sending after this many rate-limit errors in a row is closed as a flood. */
   readonly rateViolationsMax: number;
   /**
-   * Acks, pings and pongs cost 1/this of a token: a well-behaved device sends about one ack per delivered batch and
-   * one pong per keepalive, so they get more room than requests, but every frame kind counts against the budget.
+   * Acks and pongs cost 1/this of a token: a well-behaved device sends about one ack per delivered batch and one pong
+   * per keepalive, so they get more room than requests, but every frame kind counts against the budget. A ping costs a
+   * whole token: the server answers it, so a flood of pings costs the server a write each.
    */
   readonly rateControlStanzasPerToken: number;
   /** Entries in one device's queue; a send that would pass it is refused before any ack. */
@@ -140,6 +147,7 @@ export const defaultLimits: Limits = Object.freeze({
   rateBurstStanzas: 400,
   rateViolationsMax: 50,
   sessionTurnWorkMsMax: 1,
+  sessionTurnSharePercentBursting: 25,
   rateControlStanzasPerToken: 4,
   queueMessagesMax: 10_000,
   queueBytesMax: 64 * 1024 * kibibyte,
@@ -231,6 +239,7 @@ export function assertLimits(limits: Limits): Limits {
   if (limits.outboundBytesMax < limits.frameBytesMax) fail("outboundBytesMax >= frameBytesMax");
   if (limits.outboundBytesCloseMax < 2 * limits.outboundBytesMax) fail("outboundBytesCloseMax >= 2 * outboundBytesMax");
   if (limits.rateBurstStanzas < limits.rateStanzasPerSecond / 10) fail("rateBurstStanzas >= rateStanzasPerSecond / 10");
+  if (limits.sessionTurnSharePercentBursting > 100) fail("sessionTurnSharePercentBursting <= 100");
   if (limits.timerTickMs * 2 > limits.loginTimeoutMs) fail("timerTickMs * 2 <= loginTimeoutMs");
   if (limits.loginTimeoutMs > limits.idleTimeoutMs) fail("loginTimeoutMs <= idleTimeoutMs");
   if (limits.timerTickMs * 2 > limits.frameCompletionMs) fail("timerTickMs * 2 <= frameCompletionMs");

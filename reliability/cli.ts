@@ -10,7 +10,7 @@ const usage = `npm run reliability -- <command> [options]
          order kept, no sequence number reused (X: one commit delay for all trials; default: cycle through 0..1000)
   fuzz   --seconds N --seed S [--connections N]
          mutated frames from many connections before and after login, with a probe pair doing round trips
-  flood  [--kinds ping,pong,ack,send,receipt,lookup,garbage] [--seconds-per-kind N] [--slowloris N]
+  flood  [--kinds ping,pong,ack,send,receipt,lookup,garbage] [--rounds N] [--seconds-per-kind N] [--slowloris N]
          flooders of each inbound kind against a measured sender/receiver pair; slowloris; receipt flood`;
 
 function integer(value: string | undefined, name: string, fallback: number): number {
@@ -38,6 +38,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       connections: { type: "string" },
       kinds: { type: "string" },
       "seconds-per-kind": { type: "string" },
+      rounds: { type: "string" },
       slowloris: { type: "string" },
       help: { type: "boolean" },
     },
@@ -80,6 +81,7 @@ export async function main(argv: readonly string[]): Promise<number> {
         ? {}
         : { floodMs: integer(values["seconds-per-kind"], "seconds-per-kind", 3) * 1000 }),
       ...(values.slowloris === undefined ? {} : { slowlorisSessions: integer(values.slowloris, "slowloris", 0) }),
+      ...(values.rounds === undefined ? {} : { rounds: Math.max(1, integer(values.rounds, "rounds", 3)) }),
       seed,
     });
     return summary.ok ? 0 : 1;

@@ -72,6 +72,7 @@ describe("reliability (short)", () => {
   test("an ack flood is closed within 1 s; slowloris sessions are closed within the login and frame deadlines", async () => {
     const { summary } = await runFloods({
       kinds: ["ack"],
+      rounds: 1,
       baselineMs: 1000,
       floodMs: 2000,
       slowlorisSessions: 8,

@@ -106,7 +106,7 @@ export class ConnectionHandler {
 
   /** Decodes and handles every complete frame in `inbound`, awaiting asynchronous handlers in order. */
   private async process(session: Session): Promise<void> {
-    const { codec, io, limits } = this.context;
+    const { codec, io } = this.context;
     session.busy = true;
     const startedAtMs = performance.now();
     let yielded = false;
@@ -114,7 +114,7 @@ export class ConnectionHandler {
       while (session.inbound !== null && session.state !== SessionState.closed) {
         // Fairness: past its share of this turn, the session's socket pauses and the rest waits for the next turn
         // (a flooder's burst of costly frames would otherwise stall every other session for its whole length).
-        if (performance.now() - startedAtMs >= limits.sessionTurnWorkMsMax) {
+        if (performance.now() - startedAtMs >= this.turnWorkMs(session)) {
           yielded = true;
           break;
         }
@@ -182,6 +182,13 @@ export class ConnectionHandler {
     this.delivery.releaseIfIdle(session);
   }
 
+  /** This session's share of one event-loop turn: thinner while it spends the second half of its rate burst. */
+  private turnWorkMs(session: Session): number {
+    const { limits } = this.context;
+    if (session.rateTokens * 2 >= limits.rateBurstStanzas) return limits.sessionTurnWorkMsMax;
+    return (limits.sessionTurnWorkMsMax * limits.sessionTurnSharePercentBursting) / 100;
+  }
+
   /** A whole frame arrived: the peer is alive, and nothing partial is pending until more bytes come. */
   private alive(session: Session): void {
     session.lastInboundAtMs = this.context.now();
@@ -215,14 +222,14 @@ export class ConnectionHandler {
 
   /**
    * The token bucket: true if the stanza may be handled. Every frame kind counts (a flood of pongs or acks is a
-   * flood like any other); acks, pings and pongs cost a fraction of a token. Over the budget, a request gets
+   * flood like any other); acks and pongs cost a fraction of a token, a ping (it is answered) a whole one. Over the budget, a request gets
    * rateLimited; a control frame is dropped without an answer (a later cumulative ack covers a dropped one). A
    * peer that stays over the budget for rateViolationsMax frames in a row is closed as a flood.
    */
   private admit(session: Session, stanza: Stanza): boolean {
     const { limits, now, io } = this.context;
     const control = stanza.kind === "ack" || stanza.kind === "pong" || stanza.kind === "ping";
-    const cost = control ? 1 / limits.rateControlStanzasPerToken : 1;
+    const cost = stanza.kind === "ack" || stanza.kind === "pong" ? 1 / limits.rateControlStanzasPerToken : 1;
     const nowMs = now();
     const refill = ((nowMs - session.rateRefilledAtMs) * limits.rateStanzasPerSecond) / 1000;
     session.rateTokens = Math.min(limits.rateBurstStanzas, session.rateTokens + refill);
