@@ -4,7 +4,7 @@
 
 import { parseArgs } from "node:util";
 
-export const scenarioNames = ["density", "throughput", "latency", "storm", "micro"] as const;
+export const scenarioNames = ["density", "throughput", "latency", "rate", "storm", "micro"] as const;
 export type ScenarioName = (typeof scenarioNames)[number];
 
 /** A server process holds at most ~19,900 sockets here (RLIMIT_NOFILE 20,000 cannot be raised). */
@@ -36,6 +36,8 @@ export interface BenchOptions {
   readonly messages: number;
   readonly payloadBytes: number;
   readonly synchronous: "normal" | "full";
+  /** Rate: the open-loop rates (messages a second over all pairs), run in turn. */
+  readonly rates: readonly number[];
   /** Latency and storm: one probe every intervalMs. */
   readonly intervalMs: number;
   /** Storm: how long the probe runs before the drop, and the bound on getting everyone back. */
@@ -105,6 +107,8 @@ Scenarios:
   throughput   K sender/receiver pairs with the full ack chain: delivered msgs/s, server CPU s per million; then
                M messages queued for offline devices, the devices log in and drain: enqueue and drain rates
   latency      round trip of a probe pair with and without N idle sessions: p50/p99/max and the p99 ratio
+  rate         open loop: K pairs send at fixed rates (--rates) with the full ack chain; latency p50/p99/p999/max
+               from each send's scheduled time (no coordinated omission), server CPU, worst event-loop delay
   storm        N sessions drop at once and reconnect with jittered backoff: time until all are back, failures,
                probe p99 during the storm
   micro        tinybench: codec, Ed25519 verification, the store's batch insert and ack-delete
@@ -122,7 +126,8 @@ Options:
   --concurrency N          logins in flight per load worker while ramping (default 128)
   --workers N              load worker processes for throughput (default 1)
   --pairs K --window W --messages M --payload-bytes B   throughput sizes (100, 32, 100000, 20)
-  --synchronous normal|full                             durability of the server's commits (throughput)
+  --synchronous normal|full                             durability of the server's commits (throughput, rate)
+  --rates R1,R2,...        rate: messages a second over all pairs, each in turn (default 1000,5000,20000)
   --interval-ms N          probe interval (default 5)
   --baseline-s N --deadline-s N --backoff-initial-ms N  storm: probe time before the drop, bound, backoff
   --drop fin|rst           storm: close the sockets gracefully (default) or reset them
@@ -167,6 +172,7 @@ const valueOptions = [
   "micro-time-ms",
   "transport",
   "plan",
+  "rates",
 ] as const;
 const flagOptions = ["quick", "profile", "no-progress"] as const;
 
@@ -231,6 +237,12 @@ export function parseBenchArguments(argv: readonly string[]): BenchOptions | "he
   if (values.has("plan") && scenario !== "density") {
     throw new OptionsError("--plan: density only (it projects from the memory each session takes)");
   }
+  const rates = (values.get("rates") ?? (quick ? "1000,5000" : "1000,5000,20000")).split(",").map((text) => {
+    const rate = Number(text.replaceAll("_", ""));
+    if (!Number.isInteger(rate) || rate < 1 || rate > 1_000_000)
+      throw new OptionsError("--rates: integers in 1..1000000");
+    return rate;
+  });
   const settleDefault = scenario === "density" ? defaults.settleS : Math.min(3, defaults.settleS);
   return {
     scenario,
@@ -252,6 +264,7 @@ export function parseBenchArguments(argv: readonly string[]): BenchOptions | "he
     messages: number("messages", defaults.messages, 1, 10_000_000),
     payloadBytes: number("payload-bytes", 20, 4, 60 * 1024),
     synchronous,
+    rates,
     intervalMs: number("interval-ms", 5, 1, 10_000),
     baselineS: number("baseline-s", defaults.baselineS, 0.1, 600, false),
     deadlineS: number("deadline-s", defaults.deadlineS, 1, 3600, false),

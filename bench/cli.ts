@@ -15,6 +15,7 @@ import { runDensity } from "./scenario-density.ts";
 import { ScenarioHarness } from "./scenario-harness.ts";
 import { runLatency } from "./scenario-latency.ts";
 import { runMicro } from "./scenario-micro.ts";
+import { runRate } from "./scenario-rate.ts";
 import type { ScenarioResult } from "./scenario-result.ts";
 import { runStorm } from "./scenario-storm.ts";
 import { runThroughput } from "./scenario-throughput.ts";
@@ -23,6 +24,7 @@ const scenarios: Record<ScenarioName, (harness: ScenarioHarness) => Promise<Scen
   density: runDensity,
   throughput: runThroughput,
   latency: runLatency,
+  rate: runRate,
   storm: runStorm,
   micro: runMicro,
 };

@@ -80,6 +80,8 @@ async function run(request: WorkerRequest): Promise<unknown> {
       return sessions.report(current.plain.open);
     case "report":
       return sessions.report(current.plain.open);
+    case "latency":
+      return current.traffic.latency();
     case "drop":
       return sessions.drop(request.slots, request.abort);
     case "reconnect":

@@ -29,14 +29,14 @@ const pollIntervalMs = 50;
 /** Generous enough for any rate; the server's own defaults (200/s per session) would throttle the senders. */
 const unthrottledRate = "1000000";
 
-interface Snapshot {
+export interface Snapshot {
   readonly atMs: number;
   readonly counters: WorkerCounters;
   readonly serverCpuSeconds: number | null;
   readonly metrics: MetricSamples | null;
 }
 
-async function snapshot(fleet: LoadFleet, server: BenchServer): Promise<Snapshot> {
+export async function snapshot(fleet: LoadFleet, server: BenchServer): Promise<Snapshot> {
   const [reports, metrics] = await Promise.all([fleet.report(), server.metrics()]);
   return {
     atMs: performance.timeOrigin + performance.now(),
@@ -47,7 +47,7 @@ async function snapshot(fleet: LoadFleet, server: BenchServer): Promise<Snapshot
 }
 
 /** Polls the workers until `done` holds for the summed counters, at most timeoutMs; returns the last counters. */
-async function waitFor(
+export async function waitFor(
   fleet: LoadFleet,
   done: (counters: WorkerCounters) => boolean,
   timeoutMs: number,
@@ -77,7 +77,7 @@ function commitStats(before: MetricSamples | null, after: MetricSamples | null) 
   };
 }
 
-function splitPairs(pairs: number, workers: number): number[] {
+export function splitPairs(pairs: number, workers: number): number[] {
   return Array.from({ length: workers }, (_, index) => Math.floor(pairs / workers) + (index < pairs % workers ? 1 : 0));
 }
 

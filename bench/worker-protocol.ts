@@ -3,6 +3,7 @@
 // id that its one reply repeats; progress events carry none.
 
 import type { ReconnectOptions } from "../client/index.ts";
+import type { HistogramSnapshot } from "./latency-histogram.ts";
 
 export interface WorkerInit {
   readonly host: string;
@@ -38,6 +39,22 @@ export interface TrafficCommand {
   readonly payloadBytes: number;
   /** Stop each sender after this many sends (the offline path); null: until stopTraffic. */
   readonly messagesPerSender: number | null;
+  /**
+   * Open loop (the rate scenario): each sender sends this many messages a second on a fixed schedule, whatever the
+   * server's answers, and `window` is not used; the payload carries the scheduled time, and the receiver records
+   * delivery time minus scheduled time (so a stalled server or worker cannot hide its delay: no coordinated
+   * omission). Absent or null: the closed loop of `window`.
+   */
+  readonly ratePerSender?: number | null;
+}
+
+/** The open-loop latencies a worker recorded since its last `latency` command (which resets them). */
+export interface LatencyReply {
+  readonly histogram: HistogramSnapshot;
+  /** Scheduled sends not written because the sender already had pacedInFlightMax unanswered ones. */
+  readonly skipped: number;
+  /** Sends written later than 5 ms after their scheduled time (the worker itself fell behind). */
+  readonly lateSends: number;
 }
 
 export type WorkerCommand =
@@ -63,6 +80,7 @@ export type WorkerCommand =
   | { readonly cmd: "closePlain" }
   | ({ readonly cmd: "traffic" } & TrafficCommand)
   | { readonly cmd: "stopTraffic" }
+  | { readonly cmd: "latency" }
   | { readonly cmd: "report" }
   | {
       readonly cmd: "drop";

@@ -60,6 +60,8 @@ export class Slot {
   peer = 0;
   inFlight = 0;
   sendsLeft = 0;
+  /** Whether deliveries to this slot carry a scheduled time (open-loop traffic) to measure. */
+  timed = false;
   /** Whether deliveries to this slot go to the probe. */
   probed = false;
 
@@ -112,6 +114,8 @@ export class WorkerSessions {
   loginRun: LoginRun | null = null;
   /** After each read of a ready slot (traffic refills its window here). */
   afterRead: ((slot: Slot) => void) | null = null;
+  /** A delivery to a slot marked `timed`. */
+  onTimedDelivery: ((slot: Slot, payload: Uint8Array, atMs: number) => void) | null = null;
   /** A delivery to a slot marked `probed`. */
   onProbeDelivery: ((slot: Slot, payload: Uint8Array, atMs: number) => void) | null = null;
   /** Bumped by each drop: reconnects then bind a fresh source address (see load-fleet.ts). */
@@ -466,6 +470,7 @@ export class WorkerSessions {
         counters.delivered++;
         if (counters.firstDeliverAtMs === 0) counters.firstDeliverAtMs = at;
         counters.lastDeliverAtMs = at;
+        if (slot.timed) this.onTimedDelivery?.(slot, stanza.payload, at);
         if (slot.probed) this.onProbeDelivery?.(slot, stanza.payload, at);
         return;
       }

@@ -32,6 +32,12 @@ export interface Limits {
   readonly timerTickMs: number;
   /** Messages delivered to a device and not yet acknowledged; past this the server stops pushing to it. */
   readonly deliveryWindowMessages: number;
+  /**
+   * How long an online device's delivery state stays in memory once the device is idle (everything delivered and
+   * acknowledged) before it is released: a device that exchanges a message now and then keeps it, instead of
+   * reading it back from the store for every message; a session that went quiet then costs what an idle one does.
+   */
+  readonly deviceStateIdleReleaseMs: number;
   /** Unsent bytes kept for one socket; past this the server stops pushing messages to it until `drain`. */
   readonly outboundBytesMax: number;
   /** Unsent bytes at which a peer that still does not read is closed (slowConsumer): replies alone can pile up. */
@@ -140,6 +146,7 @@ export const defaultLimits: Limits = Object.freeze({
   idleTimeoutMs: 4 * minute,
   timerTickMs: 250,
   deliveryWindowMessages: 128,
+  deviceStateIdleReleaseMs: 10 * second,
   outboundBytesMax: 256 * kibibyte,
   outboundBytesCloseMax: 1024 * kibibyte,
   inboundBytesMax: 64 * kibibyte,
@@ -185,6 +192,7 @@ export const testLimits: Limits = Object.freeze({
   idleTimeoutMs: 2000,
   timerTickMs: 50,
   deliveryWindowMessages: 8,
+  deviceStateIdleReleaseMs: 100,
   outboundBytesMax: 4 * kibibyte,
   outboundBytesCloseMax: 16 * kibibyte,
   inboundBytesMax: 1024,

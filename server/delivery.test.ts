@@ -426,6 +426,35 @@ describe("idle device states", () => {
     const read = await alice.next("deliverReceipt", (receipt) => receipt.type === ReceiptType.read);
     expect(read.clientIds).toEqual([1, 2, 3]);
   });
+
+  test("a device exchanging a message now and then keeps its state; quiet for deviceStateIdleReleaseMs, it gives it back", async () => {
+    running = await startTestServer({ limits: { deviceStateIdleReleaseMs: 400 } });
+    const { client: alice } = await registeredClient(running.port, "alice");
+    const { client: bob } = await registeredClient(running.port, "bob");
+    clients.push(alice, bob);
+    const delivery = running.server.delivery;
+    await waitFor(() => delivery.deviceStates === 0, 2000, "idle states released");
+    // A message every 100 ms, each delivered, acked and its receipt acked before the next: between two the devices
+    // are idle, but for less than the release delay, so their states stay (released at once, both went between
+    // every message and each message read them back from the store).
+    let lowest = Number.POSITIVE_INFINITY;
+    for (let round = 0; round < 8; round++) {
+      const clientId = alice.send(bob.account, bytesOf(`round ${round}`));
+      await alice.next("serverAck", (ack) => ack.clientId === clientId);
+      bob.ack((await bob.next("deliver")).seq);
+      alice.ack((await alice.next("deliverReceipt")).seq);
+      const quietUntil = Date.now() + 100;
+      while (Date.now() < quietUntil) {
+        await Bun.sleep(5);
+        if (round > 0) lowest = Math.min(lowest, delivery.deviceStates);
+      }
+    }
+    expect(lowest).toBe(2);
+    // Then quiet: both are released within the delay (and a sweep tick).
+    const quietAt = Date.now();
+    await waitFor(() => delivery.deviceStates === 0, 2000, "states released once quiet");
+    expect(Date.now() - quietAt).toBeGreaterThanOrEqual(250);
+  });
 });
 
 describe("acknowledgements not yet committed", () => {

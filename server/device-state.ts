@@ -84,6 +84,8 @@ export class DeviceState {
   readWindowWrites = 0;
   /** A drain read from the store is running. */
   reading = false;
+  /** When the online device was last seen idle (see DeviceStates.releaseIfIdle); 0 while it is not. */
+  quietSinceMs = 0;
   /** The device was removed: nothing more is queued for it. */
   removed = false;
 

@@ -30,6 +30,10 @@ export class DeviceStates {
    * queue goes through its device's state, or through the retention sweep and device removal, which forget it here.
    */
   private readonly peerDepths = new Map<number, Map<number, { rows: number; bytes: number }>>();
+  /** Online devices seen idle, waiting out deviceStateIdleReleaseMs (see releaseIfIdle). */
+  private readonly quiet = new Set<DeviceState>();
+  /** Runs while `quiet` has states. */
+  private quietSweep: ReturnType<typeof setInterval> | null = null;
 
   constructor(private readonly context: ServerContext) {}
 
@@ -177,24 +181,57 @@ export class DeviceStates {
   }
 
   /**
-   * Releases the state of an online device that has nothing going on: its queue delivered and acknowledged, nothing
-   * uncommitted, no handler of its session running. An idle session then costs no state object; the state is
-   * loaded again from the store (where it is the same) when a message comes for the device or it sends.
+   * Releases the state of an online device that has nothing going on (its queue delivered and acknowledged, nothing
+   * uncommitted, no handler of its session running) once it has been so for deviceStateIdleReleaseMs. An idle
+   * session then costs no state object; the state is loaded again from the store (where it is the same) when a
+   * message comes for the device or it sends. Released at once, a device that exchanged a message every few
+   * hundred milliseconds read its state back from the store for every message.
    */
   releaseIfIdle(session: Session): void {
     const state = session.deviceState;
-    if (state === null || session.busy || !session.queueEmptySent || state.reading) return;
-    if (state.inFlightCount > 0 || (state.pending !== null && state.pending.length > 0)) return;
+    if (state === null || !this.isIdle(session, state)) return;
+    const delayMs = this.context.limits.deviceStateIdleReleaseMs;
+    state.quietSinceMs = this.context.now();
+    this.quiet.add(state);
+    this.quietSweep ??= setInterval(() => this.releaseQuiet(), Math.max(1, Math.floor(delayMs / 2)));
+    this.quietSweep.unref?.();
+  }
+
+  /** Releases the states that have stayed idle for deviceStateIdleReleaseMs; forgets those that did not. */
+  private releaseQuiet(): void {
+    const nowMs = this.context.now();
+    const delayMs = this.context.limits.deviceStateIdleReleaseMs;
+    for (const state of this.quiet) {
+      const session = state.session;
+      if (this.states.get(state.key) !== state || session === null || session.deviceState !== state) {
+        this.quiet.delete(state);
+      } else if (!this.isIdle(session, state)) {
+        // Busy again: the next releaseIfIdle, after its traffic, starts the wait over.
+        this.quiet.delete(state);
+      } else if (nowMs - state.quietSinceMs >= delayMs) {
+        this.quiet.delete(state);
+        state.session = null;
+        state.quietSinceMs = 0;
+        session.deviceState = null;
+        session.stateReleased = true;
+        this.delete(state);
+      }
+    }
+    if (this.quiet.size === 0 && this.quietSweep !== null) {
+      clearInterval(this.quietSweep);
+      this.quietSweep = null;
+    }
+  }
+
+  private isIdle(session: Session, state: DeviceState): boolean {
+    if (session.busy || !session.queueEmptySent || state.reading) return false;
+    if (state.inFlightCount > 0 || (state.pending !== null && state.pending.length > 0)) return false;
     // Delivered up to the last sequence with nothing in flight: every entry was acknowledged (in this session, or
     // in an earlier one for those the drain skipped).
-    if (state.deliveredSeq < state.lastSeq) return;
-    if (state.committedSeq !== state.lastSeq) return;
+    if (state.deliveredSeq < state.lastSeq) return false;
+    if (state.committedSeq !== state.lastSeq) return false;
     // The store must not hold acknowledged rows: a state loaded from it would deliver them again and count them.
-    if (state.ackUncommitted || state.readWindowWrites > 0 || this.held.has(state.key)) return;
-    state.session = null;
-    session.deviceState = null;
-    session.stateReleased = true;
-    this.delete(state);
+    return !state.ackUncommitted && state.readWindowWrites === 0 && !this.held.has(state.key);
   }
 
   /** A released session's device got a state again: everything up to its last sequence was delivered and acked. */

@@ -177,7 +177,20 @@ export class Metrics {
   readonly commitSeconds = new Histogram(
     "switchboard_commit_duration_seconds",
     "Duration of one group commit",
-    [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1],
+    [0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 1],
+  );
+  readonly walCheckpoints = new Counter(
+    "switchboard_wal_checkpoints_total",
+    "Write-ahead-log checkpoints done by the checkpoint thread (a log that grew since the last one)",
+  );
+  readonly walCheckpointSeconds = new Histogram(
+    "switchboard_wal_checkpoint_duration_seconds",
+    "Duration of one checkpoint on the checkpoint thread (its fsyncs; the event loop does not wait for it)",
+    [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
+  );
+  readonly walCheckpointFailures = new Counter(
+    "switchboard_wal_checkpoint_failures_total",
+    "Checkpoints the thread could not do (logged as checkpoint_failed; the server's own connection then checkpoints past its fallback)",
   );
   readonly sweptRows = new Counter("switchboard_retention_swept_total", "Queue rows deleted past retention");
   /** Kept by the commit path; written as switchboard_queue_rows and switchboard_queue_bytes (queue-totals.ts). */
@@ -193,7 +206,7 @@ export class Metrics {
   readonly eventLoopLag = new Histogram(
     "switchboard_event_loop_delay_seconds",
     "How late each event-loop probe fired (every 500 ms)",
-    [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
   );
   /** Always 1: its labels say which version runs on which Bun (join it to other series to see an upgrade). */
   readonly buildInfo = new Gauge("switchboard_build_info", "The running version and Bun version (always 1)", () => [

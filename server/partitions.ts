@@ -22,6 +22,7 @@ import {
   type QueueStore,
   type Storage,
 } from "../storage/index.ts";
+import type { WalCheckpointer } from "../storage/wal-checkpointer.ts";
 import { type DataDirectoryLock, lockPartitionFile } from "./data-directory.ts";
 
 export const partitionsDirectoryName = "partitions";
@@ -128,6 +129,8 @@ export interface OpenPartitionsOptions {
   readonly owned: (partition: number) => boolean;
   /** The count for a data directory that has none yet. */
   readonly countForNew?: number;
+  /** Checkpoints the partitions' logs off the event loop (storage/wal-checkpointer.ts). */
+  readonly checkpointer?: WalCheckpointer;
 }
 
 /** Opens (creating and migrating as needed) and locks the owned partitions. */
@@ -148,6 +151,7 @@ export async function openPartitions(options: OpenPartitionsOptions): Promise<Pa
           path,
           synchronous: options.synchronous,
           codeKeyPath: join(options.dataDir, "code-hash.key"),
+          ...(options.checkpointer === undefined ? {} : { checkpointer: options.checkpointer }),
         }),
       );
     }

@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { ErrorCode, FrameCodec } from "../protocol/index.ts";
 import { meshPeersWaitMs } from "../protocol/limits.ts";
 import { openSqliteStorage, type Storage } from "../storage/index.ts";
+import { type CheckpointObserver, WalCheckpointer } from "../storage/wal-checkpointer.ts";
 import type { AccountRequests } from "./account-requests.ts";
 import { createAdminApi, readAdminToken, writeAdminToken } from "./admin-api.ts";
 import { type AdminHttp, listenAdmin } from "./admin-http.ts";
@@ -129,11 +130,26 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   let partitions: Partitions | null = null;
   // Set once the context exists; the partitioned store hands it the sender marks other workers own.
   let routing: MeshRouting | null = null;
+  const metrics = new Metrics();
+  // Failures of the checkpoint thread go to the context's logger once it exists.
+  let logCheckpointFailure: (path: string, error: string) => void = () => {};
+  const checkpoints: CheckpointObserver = {
+    checkpointed(_frames, ms) {
+      metrics.walCheckpoints.inc();
+      metrics.walCheckpointSeconds.observe(ms / 1000);
+    },
+    failed(path, error) {
+      metrics.walCheckpointFailures.inc();
+      logCheckpointFailure(path, error);
+    },
+  };
   if (storage === undefined) {
     try {
       prepareDataDirectory(config.dataDir);
       if (worker === undefined) lock = lockDataDirectory(config.dataDir);
-      const opened = await openDataDirectory(config, now, worker, (entries) => routing?.clientIdMarks(entries));
+      const opened = await openDataDirectory(config, now, worker, checkpoints, (entries) =>
+        routing?.clientIdMarks(entries),
+      );
       storage = opened.storage;
       partitions = opened.partitions;
     } catch (error) {
@@ -142,7 +158,6 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       throw asDataDirectoryError(config.dataDir, error);
     }
   }
-  const metrics = new Metrics();
   // node:zlib inflates a small frame ~10x faster than fflate here (bench/micro-codec.ts); the bytes are the same.
   const codec = new FrameCodec({ limits, compressor: zlibCompressor });
   const io = new SessionIo(codec, limits, metrics);
@@ -161,6 +176,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   };
   // The recorder reads limits and log through the context (both reloadable), so it gets the finished object.
   const context: ServerContext = Object.assign(base, { lastSeen: new LastSeenRecorder(base) });
+  logCheckpointFailure = (path, error) => context.log.warn("checkpoint_failed", { path, error });
   const delivery = new Delivery(context);
   const table = new SessionTable(limits.timerTickMs, now);
   let mesh: Mesh | null = null;
@@ -402,6 +418,7 @@ async function openDataDirectory(
   config: Config,
   now: () => number,
   worker: WorkerPlacement | undefined,
+  checkpoints: CheckpointObserver,
   foreignClientIds: ForeignClientIds,
 ): Promise<{ storage: Storage; partitions: Partitions }> {
   // A data directory written by the single-file layout moves its queues into partitions first (crash-safe, once).
@@ -414,17 +431,36 @@ async function openDataDirectory(
       now,
     });
   }
-  const directory = await openSqliteStorage({ path: databasePath(config), synchronous: config.synchronous });
+  // Every file's checkpoints on one thread of this process, off the event loop (storage/wal-checkpointer.ts).
+  const checkpointer = new WalCheckpointer(checkpoints);
+  let directory: Storage | null = null;
   try {
+    directory = await openSqliteStorage({
+      path: databasePath(config),
+      synchronous: config.synchronous,
+      checkpointer,
+    });
     const partitions = await openPartitions({
       dataDir: config.dataDir,
       synchronous: config.synchronous,
       owned: (partition) => worker === undefined || ownerOfPartition(partition, worker.count) === worker.index,
       countForNew: config.partitions,
+      checkpointer,
     });
-    return { storage: partitionedStorage(directory, partitions, now, foreignClientIds), partitions };
+    const storage = partitionedStorage(directory, partitions, now, foreignClientIds);
+    return {
+      storage: {
+        ...storage,
+        async close() {
+          await storage.close();
+          await checkpointer.close();
+        },
+      },
+      partitions,
+    };
   } catch (error) {
-    await directory.close();
+    await directory?.close();
+    await checkpointer.close();
     throw error;
   }
 }

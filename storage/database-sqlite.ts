@@ -18,6 +18,7 @@ import type { QueueStore } from "./queue-store.ts";
 import { SqliteQueueStore } from "./queue-store-sqlite.ts";
 import type { StorageSchema } from "./schema.ts";
 import type { Storage } from "./storage.ts";
+import { fallbackCheckpointPages, type WalCheckpointer } from "./wal-checkpointer.ts";
 
 // How long a statement waits for another connection's lock (a backup, an operator's sqlite3 shell) before failing.
 export const busyTimeoutMs = 5_000;
@@ -37,6 +38,9 @@ export interface SqliteStorageOptions {
   // Zero deleted content (the default, and what the server always uses). False exists only so that
   // bench/micro-secure-delete.ts can measure what it costs in one run; no config key reaches it.
   readonly secureDelete?: boolean;
+  // Checkpoints the file's write-ahead log on a thread of its own (wal-checkpointer.ts); this connection then
+  // checkpoints only past fallbackCheckpointPages. Absent: SQLite's own checkpoints, on this connection's thread.
+  readonly checkpointer?: WalCheckpointer;
 }
 
 // The database file and the files SQLite keeps beside it. All are created, or tightened, to mode 0600.
@@ -59,7 +63,14 @@ export async function openSqliteStorage(options: SqliteStorageOptions): Promise<
     await migrate(database, kysely);
     // The migration wrote the log, so -wal and -shm exist now (SQLite gives them the main file's mode already).
     restrictFileModes(options.path);
-    return new SqliteStorage(database, kysely, hasher);
+    const checkpointer = isFile(options.path) ? options.checkpointer : undefined;
+    checkpointer?.watch(options.path, options.synchronous ?? "normal", busyTimeoutMs);
+    return new SqliteStorage(
+      database,
+      kysely,
+      hasher,
+      checkpointer === undefined ? null : { checkpointer, path: options.path },
+    );
   } catch (error) {
     database.close();
     throw error;
@@ -86,6 +97,7 @@ export function openSqliteDatabase(options: SqliteStorageOptions): Database {
     // zeroed, so the database file keeps no copy once the delete is checkpointed into it. Older page images stay in
     // the -wal file until SQLite reuses that part of the log; OPERATIONS.md (Durability) says what that guarantees.
     database.run(`pragma secure_delete = ${options.secureDelete === false ? "off" : "on"}`);
+    if (options.checkpointer !== undefined) database.run(`pragma wal_autocheckpoint = ${fallbackCheckpointPages}`);
     return database;
   } catch (error) {
     database.close();
@@ -128,11 +140,18 @@ class SqliteStorage implements Storage {
   readonly linkCodes: LinkCodeStore;
   readonly #database: Database;
   readonly #kysely: Kysely<StorageSchema>;
+  readonly #checkpoints: { readonly checkpointer: WalCheckpointer; readonly path: string } | null;
   #closed = false;
 
-  constructor(database: Database, kysely: Kysely<StorageSchema>, hasher: CodeHasher) {
+  constructor(
+    database: Database,
+    kysely: Kysely<StorageSchema>,
+    hasher: CodeHasher,
+    checkpoints: { readonly checkpointer: WalCheckpointer; readonly path: string } | null,
+  ) {
     this.#database = database;
     this.#kysely = kysely;
+    this.#checkpoints = checkpoints;
     const queueRows = new SqliteQueueRows(database);
     this.accounts = new SqliteAccountStore(database, kysely, queueRows);
     this.devices = new SqliteDeviceStore(database, kysely, queueRows);
@@ -144,6 +163,9 @@ class SqliteStorage implements Storage {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // The checkpoint thread's connection closes first, so this one is the last: its close checkpoints the whole log
+    // and removes it, as it does without the thread.
+    if (this.#checkpoints !== null) await this.#checkpoints.checkpointer.unwatch(this.#checkpoints.path);
     // close(true) finalizes the prepared statements and closes now, checkpointing the log, rather than when the
     // statements are garbage collected. Kysely's destroy then closes the same connection again, which does nothing.
     this.#database.close(true);
