@@ -147,6 +147,44 @@ describe("bench runner (quick sizes, real processes on loopback)", () => {
   );
 
   test(
+    "rate: each open-loop rate is sent on schedule, every message delivered, its latency recorded",
+    async () => {
+      const result = await runBench(
+        "rate",
+        "--pairs",
+        "10",
+        "--rates",
+        "200,1000",
+        "--duration-s",
+        "1",
+        "--warmup-s",
+        "0.3",
+      );
+      const rates = result.raw.rates as Array<{
+        rate: number;
+        delivered: number;
+        recordedS: number;
+        latencyMs: { p50: number; p99: number; p999: number; max: number; count: number };
+        skipped: number;
+        settled: boolean;
+      }>;
+      expect(rates.map((one) => one.rate)).toEqual([200, 1000]);
+      for (const one of rates) {
+        expect(one.settled).toBe(true);
+        expect(one.skipped).toBe(0);
+        // Open loop: what was scheduled over the window was sent and delivered (within a fifth, for timer slack).
+        expect(one.delivered).toBeGreaterThan(one.rate * one.recordedS * 0.8);
+        expect(one.latencyMs.count).toBeGreaterThan(one.rate * 0.8 * 0.8);
+        expect(one.latencyMs.p50).toBeGreaterThan(0);
+        expect(one.latencyMs.p50).toBeLessThanOrEqual(one.latencyMs.p99);
+        expect(one.latencyMs.p99).toBeLessThanOrEqual(one.latencyMs.max);
+      }
+      expect(Object.keys(result.raw.errors)).toHaveLength(0);
+    },
+    scenarioTimeoutMs,
+  );
+
+  test(
     "latency: the probe measures round trips with and without the idle crowd",
     async () => {
       const result = await runBench("latency", "--sessions", "300", "--duration-s", "1", "--settle-s", "0.5");
