@@ -20,7 +20,7 @@ function valueText(value: number): string {
   return String(value);
 }
 
-abstract class Metric {
+export abstract class Metric {
   constructor(
     readonly name: string,
     readonly help: string,
@@ -125,6 +125,56 @@ export class Histogram extends Metric {
 }
 
 /** Every metric of the server, by name. Gauges that read live state get their collector from the server. */
+/**
+ * The checkpoint thread's series (storage/wal-checkpointer.ts). A server process has them in its Metrics; in worker
+ * mode the supervisor runs the one checkpoint thread and shows its own set.
+ */
+export function walCheckpointMetrics() {
+  return {
+    checkpoints: new Counter(
+      "switchboard_wal_checkpoints_total",
+      "Write-ahead-log checkpoints done by the checkpoint thread (a log that grew since the last one)",
+    ),
+    seconds: new Histogram(
+      "switchboard_wal_checkpoint_duration_seconds",
+      "Duration of one checkpoint on the checkpoint thread (its fsyncs; the event loop does not wait for it)",
+      [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
+    ),
+    failures: new Counter(
+      "switchboard_wal_checkpoint_failures_total",
+      "Checkpoints the thread could not do (logged as checkpoint_failed; the server's own connections then checkpoint past their fallback)",
+    ),
+  };
+}
+
+/** Counts the checkpoint thread's reports into `set`; failures also go to `logFailure`. */
+export function walCheckpointObserver(
+  set: ReturnType<typeof walCheckpointMetrics>,
+  logFailure: (path: string, error: string) => void,
+): { checkpointed(frames: number, ms: number): void; failed(path: string, error: string): void } {
+  return {
+    checkpointed(_frames, ms) {
+      set.checkpoints.inc();
+      set.seconds.observe(ms / 1000);
+    },
+    failed(path, error) {
+      set.failures.inc();
+      logFailure(path, error);
+    },
+  };
+}
+
+/** The text exposition of `metrics` (the supervisor's own series). */
+export function renderMetrics(metrics: readonly Metric[]): string {
+  return `${metrics
+    .flatMap((metric) => [
+      `# HELP ${metric.name} ${metric.help}`,
+      `# TYPE ${metric.name} ${metric.type}`,
+      ...metric.lines(),
+    ])
+    .join("\n")}\n`;
+}
+
 export class Metrics {
   readonly connectionsAccepted = new Counter(
     "switchboard_connections_accepted_total",
@@ -179,19 +229,11 @@ export class Metrics {
     "Duration of one group commit",
     [0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 1],
   );
-  readonly walCheckpoints = new Counter(
-    "switchboard_wal_checkpoints_total",
-    "Write-ahead-log checkpoints done by the checkpoint thread (a log that grew since the last one)",
-  );
-  readonly walCheckpointSeconds = new Histogram(
-    "switchboard_wal_checkpoint_duration_seconds",
-    "Duration of one checkpoint on the checkpoint thread (its fsyncs; the event loop does not wait for it)",
-    [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
-  );
-  readonly walCheckpointFailures = new Counter(
-    "switchboard_wal_checkpoint_failures_total",
-    "Checkpoints the thread could not do (logged as checkpoint_failed; the server's own connection then checkpoints past its fallback)",
-  );
+  /** Filled by the checkpoint thread's reports (walCheckpointObserver); the supervisor's own set in worker mode. */
+  private readonly walCheckpointSet = walCheckpointMetrics();
+  readonly walCheckpoints = this.walCheckpointSet.checkpoints;
+  readonly walCheckpointSeconds = this.walCheckpointSet.seconds;
+  readonly walCheckpointFailures = this.walCheckpointSet.failures;
   readonly sweptRows = new Counter("switchboard_retention_swept_total", "Queue rows deleted past retention");
   /** Kept by the commit path; written as switchboard_queue_rows and switchboard_queue_bytes (queue-totals.ts). */
   readonly queueTotals = new QueueTotals();
@@ -242,10 +284,6 @@ export class Metrics {
       ...(Object.values(this).filter((value) => value instanceof Metric) as Metric[]),
       ...this.gauges,
     ];
-    const out: string[] = [];
-    for (const metric of all) {
-      out.push(`# HELP ${metric.name} ${metric.help}`, `# TYPE ${metric.name} ${metric.type}`, ...metric.lines());
-    }
-    return `${out.join("\n")}\n`;
+    return renderMetrics(all);
   }
 }

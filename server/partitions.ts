@@ -129,8 +129,8 @@ export interface OpenPartitionsOptions {
   readonly owned: (partition: number) => boolean;
   /** The count for a data directory that has none yet. */
   readonly countForNew?: number;
-  /** Checkpoints the partitions' logs off the event loop (storage/wal-checkpointer.ts). */
-  readonly checkpointer?: WalCheckpointer;
+  /** Checkpoints the partitions' logs off the event loop (storage/wal-checkpointer.ts), here or "elsewhere". */
+  readonly checkpointer?: WalCheckpointer | "elsewhere";
 }
 
 /** Opens (creating and migrating as needed) and locks the owned partitions. */

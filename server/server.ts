@@ -23,7 +23,7 @@ import { LastSeenRecorder } from "./last-seen.ts";
 import { createLogger, type Logger } from "./log.ts";
 import type { Mesh } from "./mesh.ts";
 import { startUnixMesh } from "./mesh-unix.ts";
-import { Metrics } from "./metrics.ts";
+import { Metrics, walCheckpointObserver } from "./metrics.ts";
 import { migrateToPartitions } from "./partition-migration.ts";
 import {
   type ForeignClientIds,
@@ -133,16 +133,14 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const metrics = new Metrics();
   // Failures of the checkpoint thread go to the context's logger once it exists.
   let logCheckpointFailure: (path: string, error: string) => void = () => {};
-  const checkpoints: CheckpointObserver = {
-    checkpointed(_frames, ms) {
-      metrics.walCheckpoints.inc();
-      metrics.walCheckpointSeconds.observe(ms / 1000);
+  const checkpoints: CheckpointObserver = walCheckpointObserver(
+    {
+      checkpoints: metrics.walCheckpoints,
+      seconds: metrics.walCheckpointSeconds,
+      failures: metrics.walCheckpointFailures,
     },
-    failed(path, error) {
-      metrics.walCheckpointFailures.inc();
-      logCheckpointFailure(path, error);
-    },
-  };
+    (path, error) => logCheckpointFailure(path, error),
+  );
   if (storage === undefined) {
     try {
       prepareDataDirectory(config.dataDir);
@@ -431,8 +429,9 @@ async function openDataDirectory(
       now,
     });
   }
-  // Every file's checkpoints on one thread of this process, off the event loop (storage/wal-checkpointer.ts).
-  const checkpointer = new WalCheckpointer(checkpoints);
+  // Every file's checkpoints on one thread, off the event loop (storage/wal-checkpointer.ts): this process's own, or
+  // in worker mode the supervisor's one for all workers (a thread costs ~14 MiB of PSS per process).
+  const checkpointer = worker === undefined ? new WalCheckpointer(checkpoints) : "elsewhere";
   let directory: Storage | null = null;
   try {
     directory = await openSqliteStorage({
@@ -453,14 +452,14 @@ async function openDataDirectory(
         ...storage,
         async close() {
           await storage.close();
-          await checkpointer.close();
+          if (checkpointer !== "elsewhere") await checkpointer.close();
         },
       },
       partitions,
     };
   } catch (error) {
     await directory?.close();
-    await checkpointer.close();
+    if (checkpointer !== "elsewhere") await checkpointer.close();
     throw error;
   }
 }

@@ -24,6 +24,8 @@ export interface SupervisorAdminOptions {
   readonly config: Config;
   readonly token: string;
   readonly workers: Pick<Workers, "count" | "socketPath" | "stopped" | "metricsText" | "statuses">;
+  /** The supervisor's own series besides the workers' counts (its checkpoint thread's). */
+  readonly extraMetrics?: () => string;
   /** Starts the supervisor's graceful stop. */
   readonly drain: () => void;
   readonly log: Logger;
@@ -63,7 +65,7 @@ export function listenSupervisorAdmin(options: SupervisorAdminOptions): AdminHtt
 
   const metrics = async (): Promise<Response> => {
     const answers = await askAll("/metrics");
-    const sources: MetricsSource[] = [{ text: workers.metricsText() }];
+    const sources: MetricsSource[] = [{ text: workers.metricsText() + (options.extraMetrics?.() ?? "") }];
     for (const answer of answers) {
       if (answer.ok && answer.status === 200)
         sources.push({ text: answer.text, labels: { worker: String(answer.worker) } });

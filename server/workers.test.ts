@@ -3,7 +3,7 @@
 // asks the supervisor's admin API which worker holds which session and picks its cases from that.
 
 import { afterEach, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -345,4 +345,43 @@ describe("switchboard start --workers (real processes)", () => {
     await client.login(bob.account, bob.device, bob.key);
     expect(await client.next("deliver")).toMatchObject({ from: alice.account, clientId });
   }, 30_000);
+  test("the supervisor checkpoints every worker's logs on its one thread; its clean stop leaves no -wal behind", async () => {
+    const server = await supervised(2);
+    const users: Placed[] = [];
+    for (let index = 0; index < 6; index++) users.push(await register(server, `ckpt${index}`));
+    // Offline recipients: every message is written to a partition's log.
+    const [sender, ...recipients] = users;
+    for (const recipient of recipients) {
+      recipient.client.close();
+      await recipient.client.waitClosed();
+    }
+    for (let round = 0; round < 20; round++) {
+      for (const recipient of recipients) sender!.client.send(recipient.account, new Uint8Array(200));
+    }
+    await waitFor(() => sender!.client.all("serverAck").length === 100, answerMs, "server-acks");
+    const token = readFileSync(join(server.dataDir, "admin.token"), "utf8").trim();
+    const checkpoints = async () => {
+      const text = await (
+        await fetch(`http://127.0.0.1:${server.adminPort}/metrics`, {
+          headers: { authorization: `Bearer ${token}` },
+          signal: AbortSignal.timeout(answerMs),
+        })
+      ).text();
+      // The supervisor's own series: no worker label.
+      return Number(text.match(/^switchboard_wal_checkpoints_total (\d+)$/m)?.[1] ?? 0);
+    };
+    let seen = 0;
+    const deadline = Date.now() + 5_000;
+    while (seen === 0 && Date.now() < deadline) {
+      seen = await checkpoints();
+      if (seen === 0) await Bun.sleep(200);
+    }
+    expect(seen).toBeGreaterThan(0);
+    server.child.kill("SIGTERM");
+    expect(await Promise.race([server.child.exited, Bun.sleep(15_000).then(() => "timeout")])).toBe(0);
+    const partitionsDir = join(server.dataDir, "partitions");
+    const logs = readdirSync(partitionsDir).filter((name) => name.endsWith("-wal"));
+    expect(logs).toEqual([]);
+    expect(existsSync(join(server.dataDir, "switchboard.sqlite-wal"))).toBe(false);
+  }, 40_000);
 });

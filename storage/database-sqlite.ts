@@ -18,7 +18,7 @@ import type { QueueStore } from "./queue-store.ts";
 import { SqliteQueueStore } from "./queue-store-sqlite.ts";
 import type { StorageSchema } from "./schema.ts";
 import type { Storage } from "./storage.ts";
-import { fallbackCheckpointPages, type WalCheckpointer } from "./wal-checkpointer.ts";
+import { fallbackCheckpointPages, WalCheckpointer } from "./wal-checkpointer.ts";
 
 // How long a statement waits for another connection's lock (a backup, an operator's sqlite3 shell) before failing.
 export const busyTimeoutMs = 5_000;
@@ -38,9 +38,10 @@ export interface SqliteStorageOptions {
   // Zero deleted content (the default, and what the server always uses). False exists only so that
   // bench/micro-secure-delete.ts can measure what it costs in one run; no config key reaches it.
   readonly secureDelete?: boolean;
-  // Checkpoints the file's write-ahead log on a thread of its own (wal-checkpointer.ts); this connection then
-  // checkpoints only past fallbackCheckpointPages. Absent: SQLite's own checkpoints, on this connection's thread.
-  readonly checkpointer?: WalCheckpointer;
+  // Checkpoints the file's write-ahead log on a thread of its own (wal-checkpointer.ts), of this process or of
+  // another one ("elsewhere": the supervisor's, in worker mode); this connection then checkpoints only past
+  // fallbackCheckpointPages. Absent: SQLite's own checkpoints, on this connection's thread.
+  readonly checkpointer?: WalCheckpointer | "elsewhere";
 }
 
 // The database file and the files SQLite keeps beside it. All are created, or tightened, to mode 0600.
@@ -63,8 +64,9 @@ export async function openSqliteStorage(options: SqliteStorageOptions): Promise<
     await migrate(database, kysely);
     // The migration wrote the log, so -wal and -shm exist now (SQLite gives them the main file's mode already).
     restrictFileModes(options.path);
-    const checkpointer = isFile(options.path) ? options.checkpointer : undefined;
-    checkpointer?.watch(options.path, options.synchronous ?? "normal", busyTimeoutMs);
+    const checkpointer =
+      isFile(options.path) && options.checkpointer instanceof WalCheckpointer ? options.checkpointer : undefined;
+    checkpointer?.watch(options.path, options.synchronous ?? "normal");
     return new SqliteStorage(
       database,
       kysely,

@@ -5,7 +5,8 @@
 // writers, so the server's connection never waits for this one either.
 
 import { Database } from "bun:sqlite";
-import type { CheckpointReport, CheckpointRequest } from "./wal-checkpointer.ts";
+import { existsSync } from "node:fs";
+import { type CheckpointReport, type CheckpointRequest, checkpointBusyTimeoutMs } from "./wal-checkpointer.ts";
 
 declare const self: Worker;
 
@@ -16,13 +17,36 @@ interface Watched {
 }
 
 const watched = new Map<string, Watched>();
+/**
+ * Files to watch that do not exist yet (the supervisor watches every partition of a new data directory before its
+ * workers create them): opened at a later tick.
+ */
+const pending = new Map<string, "normal" | "full">();
 let timer: ReturnType<typeof setInterval> | null = null;
 
 function report(message: CheckpointReport): void {
   self.postMessage(message);
 }
 
+function open(path: string, synchronous: "normal" | "full"): void {
+  if (!existsSync(path)) {
+    pending.set(path, synchronous);
+    return;
+  }
+  pending.delete(path);
+  try {
+    const database = new Database(path, { readwrite: true, create: false });
+    database.run(`pragma busy_timeout = ${checkpointBusyTimeoutMs}`);
+    // Checkpoints fsync whatever the setting; this only matches the server's connection.
+    database.run(`pragma synchronous = ${synchronous}`);
+    watched.set(path, { database, lastLog: -1 });
+  } catch (error) {
+    report({ kind: "failed", path, error: String(error) });
+  }
+}
+
 function checkpointAll(): void {
+  for (const [path, synchronous] of pending) open(path, synchronous);
   for (const [path, entry] of watched) {
     const started = performance.now();
     try {
@@ -35,6 +59,9 @@ function checkpointAll(): void {
       entry.lastLog = row.log;
       report({ kind: "checkpointed", path, frames: row.checkpointed, ms: performance.now() - started });
     } catch (error) {
+      // Reported once: the file is left to its writer's own checkpoints (past the fallback) from now on.
+      watched.delete(path);
+      entry.database.close();
       report({ kind: "failed", path, error: String(error) });
     }
   }
@@ -46,22 +73,13 @@ self.onmessage = (event: MessageEvent<CheckpointRequest>) => {
     case "start":
       timer ??= setInterval(checkpointAll, request.intervalMs);
       return;
-    case "watch": {
-      if (watched.has(request.path)) return;
-      try {
-        const database = new Database(request.path, { readwrite: true, create: false });
-        database.run(`pragma busy_timeout = ${request.busyTimeoutMs}`);
-        // Checkpoints fsync whatever the setting; this only matches the server's connection.
-        database.run(`pragma synchronous = ${request.synchronous}`);
-        watched.set(request.path, { database, lastLog: -1 });
-      } catch (error) {
-        report({ kind: "failed", path: request.path, error: String(error) });
-      }
+    case "watch":
+      if (!watched.has(request.path)) open(request.path, request.synchronous);
       return;
-    }
     case "unwatch": {
       const entry = watched.get(request.path);
       watched.delete(request.path);
+      pending.delete(request.path);
       // Closed before the server closes its own connection, so the server's close (the last one) checkpoints the
       // log whole and removes it, as it does without this thread.
       entry?.database.close();
@@ -73,6 +91,7 @@ self.onmessage = (event: MessageEvent<CheckpointRequest>) => {
       timer = null;
       for (const entry of watched.values()) entry.database.close();
       watched.clear();
+      pending.clear();
       report({ kind: "stopped" });
       return;
   }

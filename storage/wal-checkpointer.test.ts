@@ -1,5 +1,5 @@
 import { afterEach, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openSqliteStorage } from "./database-sqlite.ts";
@@ -66,11 +66,27 @@ test("closing the storage closes the thread's connection first, so the log is ch
   expect((await reopened.accounts.byHandle("user19"))?.handle).toBe("user19");
 });
 
-test("a file the thread cannot open is reported to the observer", async () => {
+test("a file that is not a database is reported to the observer", async () => {
   const failures: string[] = [];
   const checkpointer = new WalCheckpointer({ checkpointed() {}, failed: (path) => failures.push(path) });
   cleanups.push(() => checkpointer.close());
-  checkpointer.watch(join(scratch(), "missing", "nothing.sqlite"), "normal", 100);
-  await until(() => failures.length === 1, 2000, "the failure report");
-  expect(failures[0]).toContain("nothing.sqlite");
+  const path = join(scratch(), "garbage.sqlite");
+  writeFileSync(path, "this is not a database, and it is long enough to have a header that says so".repeat(10));
+  checkpointer.watch(path, "normal");
+  await until(() => failures.length > 0, checkpointIntervalMs * 3, "the failure report");
+  expect(failures[0]).toContain("garbage.sqlite");
+});
+
+test("a file watched before it exists (a worker creates it later) is checkpointed once it does", async () => {
+  const reports: number[] = [];
+  const checkpointer = new WalCheckpointer({ checkpointed: (frames) => reports.push(frames), failed() {} });
+  cleanups.push(() => checkpointer.close());
+  const path = join(scratch(), "later.sqlite");
+  checkpointer.watch(path, "normal");
+  await Bun.sleep(50);
+  // The writer's connection is of another kind ("elsewhere"): as a worker's is, with the supervisor's thread.
+  const storage = await openSqliteStorage({ path, checkpointer: "elsewhere" });
+  cleanups.push(() => storage.close());
+  for (let index = 0; index < 50; index++) await storage.accounts.create(`user${index}`, new Uint8Array(32), 1);
+  await until(() => reports.length > 0, checkpointIntervalMs * 4, "a checkpoint of the file created later");
 });

@@ -19,17 +19,14 @@ export const checkpointIntervalMs = 1000;
  * thread has fallen that far behind. SQLite's default, 1000 pages, is what put checkpoints on the event loop.
  */
 export const fallbackCheckpointPages = 4096;
+/** How long the thread's connections wait for another connection's lock when they open a file. */
+export const checkpointBusyTimeoutMs = 5_000;
 /** How long close() and unwatch() wait for the thread to answer before going on without it. */
 const answerTimeoutMs = 5_000;
 
 export type CheckpointRequest =
   | { readonly kind: "start"; readonly intervalMs: number }
-  | {
-      readonly kind: "watch";
-      readonly path: string;
-      readonly synchronous: "normal" | "full";
-      readonly busyTimeoutMs: number;
-    }
+  | { readonly kind: "watch"; readonly path: string; readonly synchronous: "normal" | "full" }
   | { readonly kind: "unwatch"; readonly path: string; readonly token: number }
   | { readonly kind: "stop" };
 
@@ -63,8 +60,8 @@ export class WalCheckpointer {
   }
 
   /** Checkpoints `path` from now on (a database file in WAL mode, opened by the caller first). */
-  watch(path: string, synchronous: "normal" | "full", busyTimeoutMs: number): void {
-    this.post({ kind: "watch", path, synchronous, busyTimeoutMs });
+  watch(path: string, synchronous: "normal" | "full"): void {
+    this.post({ kind: "watch", path, synchronous });
   }
 
   /** Stops checkpointing `path` and closes the thread's connection to it; resolves once it is closed. */
