@@ -74,6 +74,7 @@ function commitStats(before: MetricSamples | null, after: MetricSamples | null) 
     entriesCancelled: delta(before, after, "switchboard_entries_cancelled_total"),
     bytesIn: delta(before, after, "switchboard_bytes_in_total"),
     bytesOut: delta(before, after, "switchboard_bytes_out_total"),
+    socketWrites: delta(before, after, "switchboard_socket_writes_total"),
   };
 }
 

@@ -641,3 +641,41 @@ describe("receipts and fair shares", () => {
     expect(queueRows(server, bobAccount, 1)).toBe(4 * share);
   });
 });
+
+describe("writes", () => {
+  test("frames for one socket from the events of one turn go out in one write", async () => {
+    const server = await serverWith({
+      limits: {
+        rateStanzasPerSecond: 1000,
+        rateBurstStanzas: 1000,
+        inboundBytesMax: 16 * 1024,
+        queueMessagesMax: 200,
+        deliveryWindowMessages: 64,
+      },
+    });
+    const alice = await user(server, "alice");
+    const bob = await user(server, "bob");
+    const writes = () =>
+      Number(server.server.context.metrics.render().match(/^switchboard_socket_writes_total (\d+)$/m)?.[1]);
+    // 40 sends in one TCP write to an online device: 40 deliveries for bob, 40 server-acks for alice.
+    const count = 40;
+    const frames: Uint8Array[] = [];
+    for (let index = 0; index < count; index++) {
+      frames.push(
+        alice.client.codec.encode({
+          kind: "send",
+          clientId: alice.client.clientId(),
+          to: bob.client.account,
+          payload: bytesOf(`m${index}`),
+        }),
+      );
+    }
+    const before = writes();
+    alice.client.write(new Uint8Array(Buffer.concat(frames)));
+    await waitFor(() => alice.client.all("serverAck").length === count, 5000, "server-acks");
+    await waitFor(() => bob.client.all("deliver").length >= count, 5000, "deliveries");
+    // Each frame written on its own would be 80 writes; flushed once per turn, a handful (the sends are handled in
+    // one turn or a few, the commit's server-acks in another).
+    expect(writes() - before).toBeLessThanOrEqual(8);
+  });
+});

