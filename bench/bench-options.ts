@@ -58,6 +58,8 @@ export interface BenchOptions {
   readonly serverFlags: Readonly<Record<string, string>>;
   /** Density: project memory and file limits for this many sessions from the measured figures. */
   readonly plan: number | null;
+  /** Density: after the idle figures, every session exchanges one message, goes quiet, and memory is read again. */
+  readonly activity: boolean;
 }
 
 interface Defaults {
@@ -136,6 +138,8 @@ Options:
                            against a bare Bun.listen or a bare Bun.serve WebSocket floor; with --target, the target
                            is the WebSocket host:port
   --server-flag NAME=VALUE extra flag for the server (repeatable), e.g. --server-flag listeners=2
+  --activity               density: then every session exchanges one message (the full ack chain) and goes quiet for
+                           deviceStateIdleReleaseMs: memory per session after activity against idle
   --plan N                 density: project server memory and the host's file and socket limits for N sessions
                            from the measured figures (what \`switchboard doctor --sessions N\` then checks)
   --profile                write a CPU profile of the server (bun --cpu-prof --cpu-prof-md) next to the result
@@ -174,7 +178,7 @@ const valueOptions = [
   "plan",
   "rates",
 ] as const;
-const flagOptions = ["quick", "profile", "no-progress"] as const;
+const flagOptions = ["quick", "profile", "no-progress", "activity"] as const;
 
 const parseOptions = {
   ...Object.fromEntries(valueOptions.map((name) => [name, { type: "string" as const }])),
@@ -234,6 +238,7 @@ export function parseBenchArguments(argv: readonly string[]): BenchOptions | "he
   const transport = values.get("transport") ?? "tcp";
   if (transport !== "tcp" && transport !== "ws") throw new OptionsError("--transport: tcp or ws");
   if (transport === "ws" && scenario !== "density") throw new OptionsError("--transport ws: density only");
+  if (values.has("activity") && scenario !== "density") throw new OptionsError("--activity: density only");
   if (values.has("plan") && scenario !== "density") {
     throw new OptionsError("--plan: density only (it projects from the memory each session takes)");
   }
@@ -276,5 +281,6 @@ export function parseBenchArguments(argv: readonly string[]): BenchOptions | "he
     transport,
     serverFlags,
     plan: optionalNumber("plan", 1, planSessionsMax),
+    activity: values.get("activity") === "true",
   };
 }

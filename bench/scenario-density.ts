@@ -14,15 +14,17 @@
 // gets a --ws-port and the load workers speak WebSocket over their own Bun.connect sockets
 // (websocket-client-frames.ts), so they still bind their source addresses.
 
+import { defaultLimits } from "../protocol/limits.ts";
 import { sample, sumDelta } from "./admin-metrics.ts";
 import { bareWebSocketPath, startBareServer } from "./bare-server.ts";
 import { type MeasuredDensity, planCapacity, planFigures, planNotes } from "./capacity-plan.ts";
-import { LoadFleet } from "./load-fleet.ts";
+import { LoadFleet, sumCounters } from "./load-fleet.ts";
 import { kernelSlabBytes, type SocketStats, socketStats } from "./proc-stats.ts";
 import { ProgressBar } from "./progress-bar.ts";
 import { type ScenarioHarness, type ServerSample, settle } from "./scenario-harness.ts";
 import type { Figure, ScenarioResult } from "./scenario-result.ts";
-import { freePort } from "./server-process.ts";
+import { waitFor } from "./scenario-throughput.ts";
+import { type BenchServer, freePort } from "./server-process.ts";
 import { round } from "./stats.ts";
 import { type ChartMarker, lineChartSvg } from "./svg-chart.ts";
 import type { PlainReply } from "./worker-protocol.ts";
@@ -204,6 +206,7 @@ export async function runDensity(harness: ScenarioHarness): Promise<ScenarioResu
   const loggedIn = warm.ready + ramp.ready;
   const failed = warm.failed + ramp.failed;
 
+  const activity = options.activity && !ws ? await afterActivity(fleet, server, split, options.settleS) : null;
   const rssPerSession = perUnit(rssWarm, rssAfter, ramp.ready);
   const rssPerSessionTotal = perUnit(rssEmpty, rssAfter, loggedIn);
   const heapPerSession = perUnit(heapWarm, heapAfter, ramp.ready);
@@ -309,6 +312,31 @@ export async function runDensity(harness: ScenarioHarness): Promise<ScenarioResu
       unit: "MiB",
     },
   ];
+  if (activity !== null) {
+    const heapDelta = perUnit(heapAfter, activity.heapUsedBytes, loggedIn);
+    figures.push(
+      {
+        name: "messages exchanged (one per sender), all delivered and receipted",
+        value: `${activity.delivered} of ${activity.sent}`,
+        unit: "",
+        goal: "all",
+        met: activity.settled && activity.delivered === activity.sent,
+      },
+      {
+        name: "JS heap per session after activity, minus idle",
+        value: bytes(heapDelta),
+        unit: "B",
+        goal: `<= ${activityHeapSlackBytes}`,
+        met: heapDelta === null ? null : heapDelta <= activityHeapSlackBytes,
+        fullSize: true,
+      },
+      {
+        name: "RSS per session after activity, minus idle",
+        value: bytes(perUnit(rssAfter, activity.rssBytes, loggedIn)),
+        unit: "B",
+      },
+    );
+  }
   const measured: MeasuredDensity = {
     sessions,
     rssFloorBytes: rssEmpty,
@@ -353,6 +381,7 @@ export async function runDensity(harness: ScenarioHarness): Promise<ScenarioResu
       },
       bare: bareResult,
       ratio,
+      activity,
       loadWorkers: split.length,
       plan,
     },
@@ -373,6 +402,61 @@ export async function runDensity(harness: ScenarioHarness): Promise<ScenarioResu
     ],
     charts: [{ name: "rss", svg }],
     sane,
+  };
+}
+
+/**
+ * A session that exchanged messages and went quiet should cost what an idle one does (issue: the hot path): its
+ * device state is released after deviceStateIdleReleaseMs. The heap is read without a forced collection, so it
+ * carries some garbage either way: this much per session is noise, not state.
+ */
+const activityHeapSlackBytes = 64;
+const activityTimeoutMs = 60_000;
+
+/**
+ * Every load worker's first half of sessions sends one message to its second half (the full ack chain: deliver,
+ * ack, delivered receipt, its ack); then everyone is quiet for deviceStateIdleReleaseMs and the settle time, and the
+ * server's memory is read again.
+ */
+async function afterActivity(
+  fleet: LoadFleet,
+  server: BenchServer,
+  split: readonly number[],
+  settleS: number,
+): Promise<{
+  sent: number;
+  delivered: number;
+  settled: boolean;
+  rssBytes: number | null;
+  heapUsedBytes: number | null;
+}> {
+  const start = sumCounters(await fleet.report());
+  await fleet.all((worker) => {
+    const half = Math.floor(split[worker.index]! / 2);
+    return {
+      cmd: "traffic",
+      pairs: Array.from({ length: half }, (_, index) => [index, half + index] as const),
+      window: 1,
+      payloadBytes: 20,
+      messagesPerSender: 1,
+    };
+  }, 10_000);
+  const expected = split.reduce((sum, count) => sum + Math.floor(count / 2), 0);
+  const done = await waitFor(
+    fleet,
+    (counters) =>
+      counters.delivered - start.delivered >= expected &&
+      counters.receiptClientIds - start.receiptClientIds >= expected,
+    activityTimeoutMs,
+  );
+  await fleet.all({ cmd: "stopTraffic" }, 10_000);
+  await Bun.sleep(defaultLimits.deviceStateIdleReleaseMs + settleS * 1000);
+  return {
+    sent: done.counters.sent - start.sent,
+    delivered: done.counters.delivered - start.delivered,
+    settled: done.settled,
+    rssBytes: await server.rssBytes(),
+    heapUsedBytes: await server.heapUsedBytes(),
   };
 }
 

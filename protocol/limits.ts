@@ -34,8 +34,9 @@ export interface Limits {
   readonly deliveryWindowMessages: number;
   /**
    * How long an online device's delivery state stays in memory once the device is idle (everything delivered and
-   * acknowledged) before it is released: a device that exchanges a message now and then keeps it, instead of
-   * reading it back from the store for every message; a session that went quiet then costs what an idle one does.
+   * acknowledged) before it is released, and a sender's client-id window for a recipient account after its last
+   * use: a device that exchanges a message now and then keeps them, instead of reading them back from the store for
+   * every message; a session that went quiet then costs what an idle one does.
    */
   readonly deviceStateIdleReleaseMs: number;
   /** Unsent bytes kept for one socket; past this the server stops pushing messages to it until `drain`. */

@@ -3,7 +3,9 @@
 // a send and the record that recognises its resend commit in one transaction (ARCHITECTURE.md, "Partitions").
 //
 // A pair is in memory while it has something the store does not (an open or committing batch writes it, or a send
-// of it waits for its server-ack), and otherwise as a bounded cache of recently used pairs (least recently used out).
+// of it waits for its server-ack), and otherwise as a cache of recently used pairs: at most clientIdPairsCachedMax
+// (least recently used out), and none unused for longer than `idleMs` (deviceStateIdleReleaseMs), so that senders
+// that went quiet cost nothing here, as their device states cost nothing (device-states.ts).
 // Handlers await the store to load a pair, so they call current() after their last await: it returns the object the
 // table holds then (a pair evicted and loaded again during the await is the same facts as the store's).
 
@@ -25,6 +27,8 @@ export class ClientIdPair {
   unackedSends: Map<number, PendingMessage> | null = null;
   /** Open or committing batches that write this pair's window. */
   writes = 0;
+  /** When a handler last loaded it (the idle eviction's clock). */
+  usedAtMs = 0;
 
   constructor(
     readonly key: string,
@@ -46,8 +50,15 @@ export class ClientIdPair {
 export class ClientIdPairs {
   private readonly pairs = new Map<string, ClientIdPair>();
   private readonly loading = new Map<string, Promise<ClientIdPair>>();
+  /** Runs while pairs are cached (see sweepIdle). */
+  private sweep: ReturnType<typeof setInterval> | null = null;
 
-  constructor(private readonly storage: Storage) {}
+  constructor(
+    private readonly storage: Storage,
+    private readonly now: () => number = Date.now,
+    /** How long an idle pair stays cached after its last use. */
+    private readonly idleMs: () => number = () => Number.POSITIVE_INFINITY,
+  ) {}
 
   get size(): number {
     return this.pairs.size;
@@ -60,6 +71,7 @@ export class ClientIdPairs {
     if (present !== undefined) {
       this.pairs.delete(key);
       this.pairs.set(key, present);
+      present.usedAtMs = this.now();
       return Promise.resolve(present);
     }
     let loading = this.loading.get(key);
@@ -98,8 +110,29 @@ export class ClientIdPairs {
   }
 
   private insert(pair: ClientIdPair): void {
+    pair.usedAtMs = this.now();
     this.pairs.set(pair.key, pair);
     this.evict();
+    const idleMs = this.idleMs();
+    if (this.sweep === null && Number.isFinite(idleMs)) {
+      this.sweep = setInterval(() => this.sweepIdle(), Math.max(1, Math.floor(idleMs / 2)));
+      this.sweep.unref?.();
+    }
+  }
+
+  /** Drops idle pairs unused for idleMs; stops when nothing is cached. */
+  private sweepIdle(): void {
+    const cutoff = this.now() - this.idleMs();
+    // Least recently used first: the first pair used after the cutoff ends the scan (later ones are newer, but for
+    // pairs taken back by current(), which keeps their place; they go at a later sweep).
+    for (const [key, pair] of this.pairs) {
+      if (pair.usedAtMs > cutoff) break;
+      if (pair.isIdle) this.pairs.delete(key);
+    }
+    if (this.pairs.size === 0 && this.sweep !== null) {
+      clearInterval(this.sweep);
+      this.sweep = null;
+    }
   }
 
   private evict(): void {

@@ -450,10 +450,13 @@ describe("idle device states", () => {
       }
     }
     expect(lowest).toBe(2);
-    // Then quiet: both are released within the delay (and a sweep tick).
+    // alice's client-id window for bob's account is cached while she sends.
+    expect(delivery.pairs.size).toBe(1);
+    // Then quiet: both states are released within the delay (and a sweep tick), and the cached window too.
     const quietAt = Date.now();
     await waitFor(() => delivery.deviceStates === 0, 2000, "states released once quiet");
     expect(Date.now() - quietAt).toBeGreaterThanOrEqual(250);
+    await waitFor(() => delivery.pairs.size === 0, 2000, "the client-id window let go once quiet");
   });
 });
 

@@ -47,7 +47,7 @@ export class Delivery {
 
   constructor(private readonly context: ServerContext) {
     this.devices = new DeviceStates(context);
-    this.pairs = new ClientIdPairs(context.storage);
+    this.pairs = new ClientIdPairs(context.storage, context.now, () => context.limits.deviceStateIdleReleaseMs);
     this.commit = new GroupCommit(
       context.storage.queues,
       context.limits.commitBatchRowsMax,
