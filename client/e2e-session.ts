@@ -38,7 +38,7 @@ const signedPreKeyId = 1;
 /** Iterations of the safety-number hash, as Signal's clients use. */
 const fingerprintIterations = 5200;
 /** How long a device that had no bundle is written to with empty payloads before its keys are asked for again. */
-const retryNoKeysMs = 10 * 60 * 1000;
+const retryNoKeysMs = 60 * 1000;
 
 export interface E2eOptions {
   /** One-time prekeys per upload (the server takes at most keysUploadPreKeysMax per upload: 100 by default). */
@@ -380,10 +380,9 @@ export class E2eSession {
       return;
     }
     // Replies go to the device that wrote (a device we did not know of, or one that was added since).
-    const known = await this.knownDevices(event.from);
-    if (known !== undefined && !known.includes(event.fromDevice)) {
-      await this.setKnownDevices(event.from, [...known, event.fromDevice]);
-    }
+    // (An account's other devices, if any, are named by the server's deviceMismatch on the first reply.)
+    const known = (await this.knownDevices(event.from)) ?? [];
+    if (!known.includes(event.fromDevice)) await this.setKnownDevices(event.from, [...known, event.fromDevice]);
     await Promise.allSettled(
       this.emit("plaintext", {
         seq: event.seq,
