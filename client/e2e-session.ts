@@ -15,7 +15,6 @@
 //   gives a `safetyNumberChange` event; the stale session is dropped so the next send starts a new one.
 
 import {
-  FingerprintGenerator,
   KeyHelper,
   SessionBuilder,
   SessionCipher,
@@ -24,6 +23,7 @@ import {
 import { type DevicePayload, ErrorCode } from "../protocol/index.ts";
 import { ClientError } from "./client-errors.ts";
 import type { ConnectedEvent, IdentityChangeEvent, MessageEvent } from "./client-events.ts";
+import { safetyNumber } from "./e2e-safety-number.ts";
 import type { E2eStore } from "./e2e-store.ts";
 import type { SendResult } from "./outbox.ts";
 import { fromBase64, lastResortKeyId, SignalStore, toBase64 } from "./signal-store.ts";
@@ -35,10 +35,12 @@ const whisperMessageType = 1;
 /** One-time prekey ids run 1..0xfffffe (0xffffff is the last-resort key's). */
 const preKeyIdMax = lastResortKeyId - 1;
 const signedPreKeyId = 1;
-/** Iterations of the safety-number hash, as Signal's clients use. */
-const fingerprintIterations = 5200;
 /** How long a device that had no bundle is written to with empty payloads before its keys are asked for again. */
 const retryNoKeysMs = 60 * 1000;
+/** Bytes of one one-time prekey in a keysUpload ([keyId, 33-byte key]), and a bound on the rest of the stanza. */
+const preKeyBytes = 41;
+const uploadFixedBytes = 400;
+const safetyNumbersCachedMax = 256;
 
 export interface E2eOptions {
   /** One-time prekeys per upload (the server takes at most keysUploadPreKeysMax per upload: 100 by default). */
@@ -97,6 +99,8 @@ export class E2eSession {
   /** Devices told of by the server's identityChange event: the session's own report of the new key is not repeated. */
   private readonly announced = new Set<string>();
   private readonly detach: Array<() => void> = [];
+  /** Safety numbers computed so far, by the two accounts and keys (bounded; the oldest go first). */
+  private readonly safetyNumbers = new Map<string, Promise<string>>();
 
   constructor(
     readonly client: SwitchboardClient,
@@ -207,7 +211,10 @@ export class E2eSession {
     );
     let next = Number((await this.signal.getValue("nextPreKeyId")) ?? "1");
     const oneTimePreKeys: Array<{ keyId: number; publicKey: Uint8Array }> = [];
-    for (let count = 0; count < this.preKeysPerUpload; count++) {
+    // As many as the server's frame takes: each one-time prekey is at most 41 bytes, the rest of the upload ~300.
+    const fit = Math.floor((this.client.frameBytesMax - uploadFixedBytes) / preKeyBytes);
+    const batch = Math.max(1, Math.min(this.preKeysPerUpload, fit));
+    for (let count = 0; count < batch; count++) {
       const preKey = await KeyHelper.generatePreKey(next);
       await this.signal.storePreKey(next, preKey.keyPair);
       oneTimePreKeys.push({ keyId: next, publicKey: new Uint8Array(preKey.keyPair.pubKey) });
@@ -415,12 +422,17 @@ export class E2eSession {
     for (const device of (await this.knownDevices(account)) ?? []) {
       const remote = await this.signal.loadIdentity(this.address(account, device).toString());
       if (remote === undefined) continue;
-      return new FingerprintGenerator(fingerprintIterations).createFor(
-        String(self.account),
-        own.pubKey,
-        String(account),
-        remote,
-      );
+      // 5200 rounds of SHA-512 per side: computed once per pair of keys (a page redraws it on every visit).
+      const key = `${self.account}:${toBase64(own.pubKey)}:${account}:${toBase64(remote)}`;
+      let number = this.safetyNumbers.get(key);
+      if (number === undefined) {
+        number = safetyNumber(String(self.account), own.pubKey, String(account), remote);
+        this.safetyNumbers.set(key, number);
+        if (this.safetyNumbers.size > safetyNumbersCachedMax) {
+          this.safetyNumbers.delete(this.safetyNumbers.keys().next().value!);
+        }
+      }
+      return number;
     }
     return null;
   }

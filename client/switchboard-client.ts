@@ -189,6 +189,11 @@ export class SwitchboardClient {
     return this.clientIdNext;
   }
 
+  /** The largest frame this connection may send: the server's (from its challenge) or this client's, the smaller. */
+  get frameBytesMax(): number {
+    return this.connection?.frameBytesMax ?? this.options.limits.frameBytesMax;
+  }
+
   /** Sends not yet server-acked. */
   get pendingSends(): number {
     return this.outbox.size;

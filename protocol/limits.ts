@@ -232,9 +232,9 @@ export const testLimits: Limits = Object.freeze({
   lastSeenFlushMs: 100,
   lastSeenPendingMax: 16,
 
-  // End-to-end keys (issue 15)
-  keysUploadPreKeysMax: 8,
-  keysStoredPreKeysMax: 16,
+  // End-to-end keys (issue 15). 16 one-time prekeys fit a 1 KiB frame (the SDK sizes its uploads to the frame).
+  keysUploadPreKeysMax: 16,
+  keysStoredPreKeysMax: 32,
   keysLowThreshold: 3,
   keysFetchersPerDeviceMax: 8,
 });

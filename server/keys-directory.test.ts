@@ -101,12 +101,12 @@ describe("key directory", () => {
     const notCurve = { ...keys.upload(bob.clientId()), identityKey: new Uint8Array(33).fill(9) };
     bob.sendStanza(notCurve);
     expect((await bob.next("error", (s) => s.clientId === notCurve.clientId)).code).toBe(ErrorCode.keysInvalid);
-    // testLimits: keysStoredPreKeysMax 16, keysUploadPreKeysMax 8: two uploads of 8 fit, a third does not.
-    const many = await deviceKeys(8, 100);
+    // testLimits: keysStoredPreKeysMax 32, keysUploadPreKeysMax 16: two uploads of 16 fit, a third does not.
+    const many = await deviceKeys(16, 100);
     const more = (first: number) =>
       many.upload(bob.clientId()).oneTimePreKeys.map((key, index) => ({ ...key, keyId: first + index }));
-    expect(await publish(bob, { ...many.upload(bob.clientId()), oneTimePreKeys: more(100) })).toBe(8);
-    expect(await publish(bob, { ...many.upload(bob.clientId()), oneTimePreKeys: more(200) })).toBe(16);
+    expect(await publish(bob, { ...many.upload(bob.clientId()), oneTimePreKeys: more(100) })).toBe(16);
+    expect(await publish(bob, { ...many.upload(bob.clientId()), oneTimePreKeys: more(200) })).toBe(32);
     const third = { ...many.upload(bob.clientId()), oneTimePreKeys: more(300) };
     bob.sendStanza(third);
     expect((await bob.next("error", (s) => s.clientId === third.clientId)).code).toBe(ErrorCode.keysInvalid);
