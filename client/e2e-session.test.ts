@@ -33,7 +33,7 @@ interface Device {
 
 async function device(
   port: number,
-  who: { register: string } | { credentials: LoginCredentials },
+  who: { register: string } | { credentials: LoginCredentials } | { link: string },
   store: E2eStore = new MemoryE2eStore(),
   preKeysPerUpload = 4,
 ): Promise<Device> {
@@ -41,7 +41,11 @@ async function device(
     port,
     limits: testLimits,
     reconnect: { initialMs: 20, maxMs: 200 },
-    ...("register" in who ? { register: { handle: who.register } } : { credentials: who.credentials }),
+    ...("register" in who
+      ? { register: { handle: who.register } }
+      : "link" in who
+        ? { link: { code: who.link } }
+        : { credentials: who.credentials }),
   });
   cleanups.push(() => client.close());
   const e2e = new E2eSession(client, store, { preKeysPerUpload, refillBelow: 2 });
@@ -152,6 +156,29 @@ describe("end-to-end encryption between two SDK clients", () => {
     await waitFor(() => reinstalled.texts.length === 1, 5000, "after");
     expect(reinstalled.texts).toEqual(["after"]);
     expect(await alice.e2e.safetyNumber(bobAccount)).not.toBe(before);
+  });
+
+  test("a device linked after the first message: the send is refused with deviceMismatch and retried with a fresh bundle; a removed device is dropped", async () => {
+    const { port } = await server();
+    const alice = await device(port, { register: "alice" });
+    const bob = await device(port, { register: "bob" });
+    const bobAccount = bob.client.credentials!.account;
+    await alice.e2e.send(bobAccount, text("to bob's phone"));
+    await waitFor(() => bob.texts.length === 1, 5000, "the first message");
+    // Bob links a second device; alice still knows only the first.
+    const { code } = await bob.client.createLinkCode();
+    const laptop = await device(port, { link: code });
+    expect(await alice.e2e.knownDevices(bobAccount)).toEqual([1]);
+    await alice.e2e.send(bobAccount, text("to both of bob's devices"));
+    await waitFor(() => bob.texts.length === 2 && laptop.texts.length === 1, 5000, "both devices");
+    expect(laptop.texts).toEqual(["to both of bob's devices"]);
+    expect(await alice.e2e.knownDevices(bobAccount)).toEqual([1, 2]);
+    // The laptop is removed: the next send drops it (extraDevices) and reaches the phone.
+    await bob.client.removeDevice(laptop.client.credentials!.device);
+    await alice.e2e.send(bobAccount, text("only the phone now"));
+    await waitFor(() => bob.texts.length === 3, 5000, "the third message");
+    expect(await alice.e2e.knownDevices(bobAccount)).toEqual([1]);
+    expect([...bob.undecryptable, ...laptop.undecryptable]).toEqual([]);
   });
 
   test("sessions kept in a file store survive a restart of both clients", async () => {
