@@ -76,7 +76,9 @@ function filesContaining(dir: string, needle: string): string[] {
 
 describe("end-to-end encryption between two SDK clients", () => {
   test("a conversation decrypts on both sides; a message to an offline device arrives later; the server holds no plaintext", async () => {
-    const { port, dataDir } = await server();
+    const started = await server();
+    const { port, dataDir } = started;
+    const fetches = () => started.server.context.metrics.keyFetches.get({ result: "ok" });
     const alice = await device(port, { register: "alice" });
     const bob = await device(port, { register: "bob" });
     const bobAccount = bob.client.credentials!.account;
@@ -92,6 +94,15 @@ describe("end-to-end encryption between two SDK clients", () => {
       await bob.e2e.safetyNumber(alice.client.credentials!.account),
     ];
     expect(fromAlice).toMatch(/^\d{60}$/);
+    // A burst to someone new, without waiting: one bundle fetch, encrypted and sent in the order of the calls, all
+    // decrypt, in order.
+    const carol = await device(port, { register: "carol" });
+    const burst = Array.from({ length: 6 }, (_, index) => `burst ${index}`);
+    const fetchesBefore = fetches();
+    await Promise.all(burst.map((line) => alice.e2e.send(carol.client.credentials!.account, text(line))));
+    expect(fetches() - fetchesBefore).toBe(1);
+    await waitFor(() => carol.texts.length + carol.undecryptable.length === 6, 5000, "the burst");
+    expect(carol.texts).toEqual(burst);
     expect(fromAlice).toBe(fromBob);
 
     // Bob goes offline: the message waits in his queue, encrypted.

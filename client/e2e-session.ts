@@ -99,6 +99,8 @@ export class E2eSession {
   /** Devices told of by the server's identityChange event: the session's own report of the new key is not repeated. */
   private readonly announced = new Set<string>();
   private readonly detach: Array<() => void> = [];
+  /** Per recipient account: the tail of its sends' encryption (inOrder). */
+  private readonly chains = new Map<number, Promise<void>>();
   /** Safety numbers computed so far, by the two accounts and keys (bounded; the oldest go first). */
   private readonly safetyNumbers = new Map<string, Promise<string>>();
 
@@ -345,19 +347,45 @@ export class E2eSession {
   async send(to: number, plaintext: Uint8Array): Promise<SendResult> {
     await this.ensureIdentity();
     for (let attempt = 0; ; attempt++) {
-      const payloads = await this.encryptFor(to, plaintext);
+      const { sent } = await this.inOrder(to, async () => {
+        const payloads = await this.encryptFor(to, plaintext);
+        const sending = this.client.send(to, payloads);
+        sending.catch(() => {}); // awaited below, outside the chain
+        return { sent: sending };
+      });
       try {
-        return await this.client.send(to, payloads);
+        return await sent;
       } catch (error) {
         if (!(error instanceof ClientError) || error.code !== ErrorCode.deviceMismatch || attempt >= 1) throw error;
-        const missing = new Set(error.missingDevices ?? []);
-        const extra = new Set(error.extraDevices ?? []);
-        for (const device of extra) await this.signal.removeSession(this.address(to, device).toString());
-        if (missing.size > 0) await this.startSessions(to, missing);
-        const known = (await this.knownDevices(to)) ?? [];
-        await this.setKnownDevices(to, [...known.filter((device) => !extra.has(device)), ...missing]);
+        await this.inOrder(to, async () => {
+          const missing = new Set(error.missingDevices ?? []);
+          const extra = new Set(error.extraDevices ?? []);
+          for (const device of extra) await this.signal.removeSession(this.address(to, device).toString());
+          if (missing.size > 0) await this.startSessions(to, missing);
+          const known = (await this.knownDevices(to)) ?? [];
+          await this.setKnownDevices(to, [...known.filter((device) => !extra.has(device)), ...missing]);
+        });
       }
     }
+  }
+
+  /**
+   * Runs `work` after the work queued before it for account `to`: messages to one account are encrypted and handed to
+   * the client's outbox in the order send() was called (the outbox keeps that order on the wire), and one fetch of
+   * bundles serves the sends behind it. The server-ack is awaited outside, so a burst is not one round trip a message.
+   */
+  private inOrder<T>(to: number, work: () => Promise<T>): Promise<T> {
+    const previous = this.chains.get(to) ?? Promise.resolve();
+    const next = previous.then(work, work);
+    const tail = next.then(
+      () => {},
+      () => {},
+    );
+    this.chains.set(to, tail);
+    void tail.then(() => {
+      if (this.chains.get(to) === tail) this.chains.delete(to);
+    });
+    return next;
   }
 
   private async receive(event: MessageEvent): Promise<void> {
