@@ -10,6 +10,7 @@ import { KeyHelper } from "@privacyresearch/libsignal-protocol-typescript";
 import type { Subprocess } from "bun";
 import { defaultLimits, ErrorCode } from "../protocol/index.ts";
 import { meshSocketPath } from "./mesh-unix.ts";
+import { partitionOf } from "./partitions.ts";
 import { newDeviceKey, RawClient, waitFor } from "./test-kit.ts";
 
 const cli = join(import.meta.dir, "cli.ts");
@@ -353,9 +354,12 @@ describe("switchboard start --workers (real processes)", () => {
     // Fetchers on both workers (the kernel places them: register until both have some, at most 16), so some
     // fetches are forwarded to the owner of bob's keys and some are not.
     const fetchers: Placed[] = [];
+    // (And at least one whose session is not on the worker that owns its account: that owner says its welcome.)
+    const ownedElsewhere = () => fetchers.filter((placed) => partitionOf(placed.account, 8) % 2 !== placed.worker);
     while (
       fetchers.length < 6 ||
-      (new Set(fetchers.map((fetcher) => fetcher.worker)).size < 2 && fetchers.length < 16)
+      ((new Set(fetchers.map((fetcher) => fetcher.worker)).size < 2 || ownedElsewhere().length === 0) &&
+        fetchers.length < 16)
     ) {
       const fetcher = await register(server, `fetcher${fetchers.length}`);
       await place(server, [fetcher]);
@@ -363,6 +367,13 @@ describe("switchboard start --workers (real processes)", () => {
     }
     await place(server, [bob]);
     expect(new Set(fetchers.map((fetcher) => fetcher.worker)).size).toBe(2);
+    // The owner says welcome, also to a session on the other worker: it learned the client's dictionary version
+    // (3) over the mesh, so every welcome carries the count of one-time prekeys.
+    for (const placed of [bob, ...fetchers]) {
+      const welcome = placed.client.received.find((stanza) => stanza.kind === "welcome");
+      expect(welcome).toMatchObject({ oneTimePreKeysLeft: 0 });
+    }
+    expect(ownedElsewhere().length).toBeGreaterThan(0);
     const upload = async (firstId: number) => {
       const identity = await KeyHelper.generateIdentityKeyPair();
       const signed = await KeyHelper.generateSignedPreKey(identity, 1);
