@@ -2,7 +2,7 @@
 // the marks of their messages, and come back with their key files.
 
 import { afterEach, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { testLimits } from "../protocol/index.ts";
@@ -92,10 +92,19 @@ async function registerPair(port: string, dataDir: string, alice: ScriptedIo = n
   const bob = new ScriptedIo();
   cleanups.push(() => alice.end());
   cleanups.push(() => bob.end());
-  const aliceRun = runChat(["--port", port, "--key-file", join(dataDir, "alice.json"), "--register", "alice"], alice);
-  const bobRun = runChat(["--port", port, "--key-file", join(dataDir, "bob.json"), "--register", "bob"], bob);
+  const aliceRun = runChat(
+    ["--prekeys", "4", "--port", port, "--key-file", join(dataDir, "alice.json"), "--register", "alice"],
+    alice,
+  );
+  const bobRun = runChat(
+    ["--prekeys", "4", "--port", port, "--key-file", join(dataDir, "bob.json"), "--register", "bob"],
+    bob,
+  );
   await alice.expectLine("as alice (account");
   await bob.expectLine("as bob (account");
+  // Each has published its Signal keys: a message to it can start a session.
+  await alice.expectLine("end-to-end keys published");
+  await bob.expectLine("end-to-end keys published");
   return { alice, bob, aliceRun, bobRun };
 }
 
@@ -135,7 +144,7 @@ test("two people chat: messages, marks, and a second run from the key file", asy
 
   // Again, from the key file: log in, list devices, create a link code.
   const again = new ScriptedIo();
-  const againRun = runChat(["--port", port, "--key-file", aliceKey], again);
+  const againRun = runChat(["--prekeys", "4", "--port", port, "--key-file", aliceKey], again);
   await again.expectLine("as alice (account");
   again.type("/devices");
   await again.expectLine("device 1 (this device)");
@@ -144,6 +153,45 @@ test("two people chat: messages, marks, and a second run from the key file", asy
   again.type("/quit");
   expect(await againRun).toBe(0);
 });
+
+test("the chat encrypts: the server's files never hold the text, and both sides show the same safety number", async () => {
+  const { dataDir, port } = await openServer("open");
+  const { alice, bob, aliceRun, bobRun } = await registerPair(port, dataDir);
+  alice.type("/to bob");
+  await alice.expectLine("talking to bob");
+  alice.type("/safety");
+  await alice.expectLine("no session with bob yet");
+  alice.type("meet me at the old mill at noon");
+  await bob.expectLine("alice: meet me at the old mill at noon");
+  bob.type("/reply");
+  await bob.expectLine("talking to alice");
+  alice.type("/safety");
+  bob.type("/safety");
+  // Signal's fingerprint is 5200 rounds of SHA-512 for each side: about a second each on a loaded machine.
+  await waitFor(
+    () => alice.has("safety number with bob:") && bob.has("safety number with alice:"),
+    15_000,
+    "safety numbers",
+  );
+  const number = (io: ScriptedIo) => io.output.find((line) => line.includes("safety number with"))!.split(": ")[1];
+  expect(number(alice)).toMatch(/^(\d{5} ){11}\d{5}$/);
+  expect(number(alice)).toBe(number(bob));
+  // The server's data directory (minus the chat's own key files, which the test keeps there too).
+  const serverFiles = (dir: string): string[] =>
+    readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
+      entry.isDirectory()
+        ? serverFiles(join(dir, entry.name))
+        : /^(alice|bob)\./.test(entry.name)
+          ? []
+          : [join(dir, entry.name)],
+    );
+  const holding = serverFiles(dataDir).filter((path) => readFileSync(path).includes(Buffer.from("old mill")));
+  expect(holding).toEqual([]);
+  alice.type("/quit");
+  bob.type("/quit");
+  expect(await aliceRun).toBe(0);
+  expect(await bobRun).toBe(0);
+}, 30_000);
 
 test("a failed /to clears the peer: the next line goes to nobody, not to the previous peer", async () => {
   const { dataDir, port } = await openServer("open");
@@ -200,7 +248,8 @@ test("usage errors exit with 2", async () => {
   expect(await runChat(["--port", "70000"], io)).toBe(2);
   expect(await runChat(["-h"], io)).toBe(0);
   expect(await runChat(["--help"], io)).toBe(0);
-  expect(io.has("does NOT encrypt")).toBe(true);
+  expect(io.has("end-to-end encrypted with the Signal protocol")).toBe(true);
+  expect(await runChat(["--prekeys", "101"], io)).toBe(2);
   expect(existsSync(join(dataDir, "none.json"))).toBe(false);
 });
 
@@ -243,8 +292,8 @@ test("names after logging in again, one line per sent message with its marks in 
   const bob2 = new ScriptedIo();
   cleanups.push(() => alice2.end());
   cleanups.push(() => bob2.end());
-  const alice2Run = runChat(["--port", port, "--key-file", aliceKey], alice2);
-  const bob2Run = runChat(["--port", port, "--key-file", bobKey], bob2);
+  const alice2Run = runChat(["--prekeys", "4", "--port", port, "--key-file", aliceKey], alice2);
+  const bob2Run = runChat(["--prekeys", "4", "--port", port, "--key-file", bobKey], bob2);
   await alice2.expectLine("as alice (account");
   await bob2.expectLine("as bob (account");
   bob2.type("/to alice");
@@ -266,9 +315,12 @@ test("registration refusals in words: a server that needs an invite, an unknown 
   const { server, dataDir, port } = await openServer("invite");
   const noInvite = new ScriptedIo();
   cleanups.push(() => noInvite.end());
-  expect(await runChat(["--port", port, "--key-file", join(dataDir, "a.json"), "--register", "carol"], noInvite)).toBe(
-    1,
-  );
+  expect(
+    await runChat(
+      ["--prekeys", "4", "--port", port, "--key-file", join(dataDir, "a.json"), "--register", "carol"],
+      noInvite,
+    ),
+  ).toBe(1);
   expect(
     noInvite.has(
       `* stopped: 127.0.0.1:${port} needs an invite to register: ask its operator for a code (--invite CODE)`,
@@ -278,7 +330,18 @@ test("registration refusals in words: a server that needs an invite, an unknown 
 
   const wrongInvite = new ScriptedIo();
   cleanups.push(() => wrongInvite.end());
-  const wrongArgs = ["--port", port, "--key-file", join(dataDir, "b.json"), "--register", "carol", "--invite", "nope"];
+  const wrongArgs = [
+    "--prekeys",
+    "4",
+    "--port",
+    port,
+    "--key-file",
+    join(dataDir, "b.json"),
+    "--register",
+    "carol",
+    "--invite",
+    "nope",
+  ];
   expect(await runChat(wrongArgs, wrongInvite)).toBe(1);
   expect(wrongInvite.has("* stopped: this invite code is unknown or already used")).toBe(true);
 
@@ -287,14 +350,34 @@ test("registration refusals in words: a server that needs an invite, an unknown 
   await server.context.storage.invites.issue("good-two", now, now + 60_000);
   const carol = new ScriptedIo();
   cleanups.push(() => carol.end());
-  const carolArgs = ["--port", port, "--key-file", join(dataDir, "c.json"), "--register", "carol", "--invite"];
+  const carolArgs = [
+    "--prekeys",
+    "4",
+    "--port",
+    port,
+    "--key-file",
+    join(dataDir, "c.json"),
+    "--register",
+    "carol",
+    "--invite",
+  ];
   const carolRun = runChat([...carolArgs, "good-one"], carol);
   await carol.expectLine("as carol (account");
   carol.type("/quit");
   expect(await carolRun).toBe(0);
   const again = new ScriptedIo();
   cleanups.push(() => again.end());
-  const againArgs = ["--port", port, "--key-file", join(dataDir, "d.json"), "--register", "carol", "--invite"];
+  const againArgs = [
+    "--prekeys",
+    "4",
+    "--port",
+    port,
+    "--key-file",
+    join(dataDir, "d.json"),
+    "--register",
+    "carol",
+    "--invite",
+  ];
   expect(await runChat([...againArgs, "good-two"], again)).toBe(1);
   expect(again.has("* stopped: the handle carol is taken: choose another")).toBe(true);
 });
@@ -307,7 +390,10 @@ test("a server that cannot be reached is named, with the time to the next attemp
   probe.stop(true);
   const io = new ScriptedIo();
   cleanups.push(() => io.end());
-  const run = runChat(["--port", port, "--key-file", join(dataDir, "x.json"), "--register", "erin"], io);
+  const run = runChat(
+    ["--prekeys", "4", "--port", port, "--key-file", join(dataDir, "x.json"), "--register", "erin"],
+    io,
+  );
   await io.expectLine(`* cannot reach 127.0.0.1:${port} (`);
   expect(io.output.find((line) => line.startsWith("* cannot reach"))).toMatch(/; trying again in \d+\.\d s$/);
   io.type("/quit");

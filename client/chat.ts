@@ -1,24 +1,30 @@
 // `switchboard chat`: a terminal chat on the client SDK, line by line (no full-screen UI), for trying a server
 // from two terminals. The device's identity (private key, account, device, handle, next client id) lives in a key
-// file. Payloads are the UTF-8 text, NOT encrypted: a real app encrypts end to end; the server never reads them.
+// file; its Signal identity, prekeys and sessions in a second file beside it (e2eStorePath). Messages are end-to-end
+// encrypted with the Signal protocol (e2e-session.ts): the server stores and routes only ciphertext.
 //
 // Each line carries its time. Senders are shown by handle (the SDK's reverse lookup, PROTOCOL.md section 8), each
 // own message takes one line whose marks are added in place on a terminal (a compact mark line elsewhere), and
 // connection messages and failures name the server and say what to do.
 
+import { existsSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { ClientClosedError } from "./client-errors.ts";
-import type { DisconnectedEvent, MessageEvent, ReceiptEvent } from "./client-events.ts";
+import type { DisconnectedEvent, ReceiptEvent } from "./client-events.ts";
 import { type ClientOptions, portDefault } from "./client-options.ts";
+import { E2eSession, type PlaintextEvent } from "./e2e-session.ts";
+import { FileE2eStore } from "./e2e-store-file.ts";
 import { type ErrorContext, errorInWords } from "./error-words.ts";
 import { type DeviceIdentity, type KeyFileError, keyFileExists, readKeyFile, writeKeyFile } from "./key-file.ts";
 import { SwitchboardClient } from "./switchboard-client.ts";
 
+const preKeysPerUploadDefault = 50;
+
 export const chatUsage = `switchboard chat [options]
 
-A terminal chat client. Messages are sent as plain UTF-8: this demo does NOT encrypt them (a real app encrypts
-end to end; the server treats every payload as opaque bytes and never reads it).
+A terminal chat client. Messages are end-to-end encrypted with the Signal protocol: only the devices of the
+people in a conversation can read them; the server stores and routes ciphertext it cannot read.
 
 Options:
   --host <address>      server address (default 127.0.0.1)
@@ -28,6 +34,7 @@ Options:
   --register <handle>   create an account (with --invite <code> when the server wants one)
   --invite <code>       the invite code from the server's operator, for --register
   --link <code>         join an existing account as a new device (get a code with /link on a device of it)
+  --prekeys <n>         one-time prekeys per upload to the server's key directory (default ${preKeysPerUploadDefault})
   -h, --help            this text
 
 Commands:
@@ -35,11 +42,18 @@ Commands:
   /reply                talk to whoever sent the last message
   /link                 print a code that links another device to this account
   /devices              list this account's devices
+  /safety               the safety number with the current peer (compare it with theirs, e.g. in person)
   /help                 this text
   /quit                 leave (also end of input)
   anything else         is sent to the current peer
 
-Marks on your messages: ✓ sent (the server stored it), ✓✓ delivered (a device of the peer has it), read.`;
+Marks on your messages: ✓ sent (the server stored it), ✓✓ delivered (a device of the peer has it), read.
+The Signal keys and sessions are kept beside the key file (<key file>.e2e.json, also private).`;
+
+/** Where the chat keeps the device's Signal keys and sessions: beside its key file ("alice.key.json" -> "alice.key.e2e.json"). */
+export function e2eStorePath(keyFile: string): string {
+  return `${keyFile.replace(/\.json$/, "")}.e2e.json`;
+}
 
 export const defaultKeyFile = "./.switchboard-key.json";
 /** How long /quit waits for unacknowledged sends before leaving anyway. */
@@ -126,6 +140,7 @@ const chatOptions = {
   register: { type: "string" },
   invite: { type: "string" },
   link: { type: "string" },
+  prekeys: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -185,6 +200,12 @@ export async function runChat(argv: readonly string[], io: ChatIo = terminalIo()
   const server = url === undefined ? { host, port } : { url };
   const address = url ?? `${host.includes(":") ? `[${host}]` : host}:${port}`;
   const keyFile = values["key-file"] ?? defaultKeyFile;
+  const preKeysText = values.prekeys ?? String(preKeysPerUploadDefault);
+  const preKeysPerUpload = Number(preKeysText);
+  if (!/^\d+$/.test(preKeysText) || preKeysPerUpload < 1 || preKeysPerUpload > 100) {
+    io.print("switchboard chat: --prekeys must be 1..100");
+    return 2;
+  }
   const { register, link, invite } = values;
   if (register !== undefined && link !== undefined) {
     io.print("switchboard chat: --register and --link exclude each other");
@@ -198,8 +219,9 @@ export async function runChat(argv: readonly string[], io: ChatIo = terminalIo()
   let identity: DeviceIdentity | null = null;
   let options: ClientOptions;
   if (register !== undefined || link !== undefined) {
-    if (keyFileExists(keyFile)) {
-      io.print(`switchboard chat: ${keyFile} exists: this device already has an identity (use another --key-file)`);
+    if (keyFileExists(keyFile) || existsSync(e2eStorePath(keyFile))) {
+      const found = keyFileExists(keyFile) ? keyFile : e2eStorePath(keyFile);
+      io.print(`switchboard chat: ${found} exists: this device already has an identity (use another --key-file)`);
       return 2;
     }
     options =
@@ -224,8 +246,10 @@ export async function runChat(argv: readonly string[], io: ChatIo = terminalIo()
   }
 
   let client: SwitchboardClient;
+  let e2e: E2eSession;
   try {
     client = new SwitchboardClient(options);
+    e2e = new E2eSession(client, FileE2eStore.open(e2eStorePath(keyFile)), { preKeysPerUpload });
   } catch (error) {
     io.print(`switchboard chat: ${(error as Error).message}`);
     return 2;
@@ -236,7 +260,7 @@ export async function runChat(argv: readonly string[], io: ChatIo = terminalIo()
     inviteGiven: invite !== undefined,
     inviteHow: "--invite CODE",
   };
-  const session = new ChatSession(client, io, keyFile, identity, register ?? null, context);
+  const session = new ChatSession(client, e2e, io, keyFile, identity, register ?? null, context);
   return session.run();
 }
 
@@ -258,6 +282,7 @@ class ChatSession {
 
   constructor(
     private readonly client: SwitchboardClient,
+    private readonly e2e: E2eSession,
     private readonly io: ChatIo,
     private readonly keyFile: string,
     private identity: DeviceIdentity | null,
@@ -290,7 +315,22 @@ class ChatSession {
         this.stop(this.closeWords(event));
       }
     });
-    client.on("message", (event) => this.message(event));
+    this.e2e.on("plaintext", (event) => this.message(event));
+    this.e2e.on("undecryptable", (event) => {
+      this.io.print(
+        `* a message from ${this.label(event.from)} (device ${event.fromDevice}) could not be decrypted: ${event.reason}`,
+      );
+    });
+    this.e2e.on("safetyNumberChange", (event) => {
+      this.io.print(
+        `* the safety number with ${this.label(event.account)} changed (device ${event.device} has a new identity key): ` +
+          "/safety shows the new one; compare it before you trust the conversation",
+      );
+    });
+    this.e2e.on("error", (error) => io.print(`* end-to-end keys: ${this.words(error)}`));
+    this.e2e.on("keysUploaded", (event) => {
+      io.print(`* end-to-end keys published (${event.oneTimePreKeysLeft} one-time prekeys on the server)`);
+    });
     client.on("receipt", (event) => this.receipt(event));
     client.on("error", (error) => io.print(`* ${this.words(error)}`));
     io.print(
@@ -342,6 +382,7 @@ class ChatSession {
     const exitCode = this.stoppedWith === null ? 0 : 1;
     this.stoppedWith ??= "quit";
     await this.client.close();
+    this.e2e.close();
     return exitCode;
   }
 
@@ -363,7 +404,8 @@ class ChatSession {
     if (this.registeringHandle !== null) this.labels.set(account, this.registeringHandle);
     const name = this.labels.get(account) ?? `account #${account}`;
     this.io.print(
-      `* connected to ${this.server} as ${name} (account ${account}, device ${device}). /help lists the commands.`,
+      `* connected to ${this.server} as ${name} (account ${account}, device ${device}); messages are end-to-end ` +
+        "encrypted. /help lists the commands.",
     );
     if (firstTime) {
       void this.saveIdentity().then(() => this.io.print(`* identity saved in ${this.keyFile} (keep it private)`));
@@ -391,10 +433,10 @@ class ChatSession {
   }
 
   /** Printed in arrival order once the sender is named; the SDK acks the message after it is on screen. */
-  private message(event: MessageEvent): Promise<void> {
+  private message(event: PlaintextEvent): Promise<void> {
     const own = this.client.credentials;
     const fromSelf = own !== null && event.from === own.account;
-    const text = new TextDecoder().decode(event.payload);
+    const text = new TextDecoder().decode(event.plaintext);
     const name = fromSelf ? Promise.resolve(`you (device ${event.fromDevice})`) : this.nameOf(event.from);
     this.printed = this.printed.then(async () => {
       const sender = await name;
@@ -474,6 +516,13 @@ class ChatSession {
           io.print(`    switchboard chat --link ${code} --key-file <another file>`);
           return;
         }
+        case "/safety": {
+          if (this.peer === null) return io.print("* choose someone first with /to <handle>");
+          const number = await this.e2e.safetyNumber(this.peer.account);
+          if (number === null) return io.print(`* no session with ${this.peer.label} yet: send a message first`);
+          io.print(`* safety number with ${this.peer.label}: ${number.replace(/(\d{5})(?=\d)/g, "$1 ")}`);
+          return;
+        }
         case "/devices": {
           const own = client.credentials;
           for (const device of await client.devices()) {
@@ -504,7 +553,7 @@ class ChatSession {
     const message: SentMessage = { number, line, preview, mark: Mark.pending, rewrite: null };
     if (this.io.printRewritable === undefined) this.io.print(line);
     else message.rewrite = this.io.printRewritable(line);
-    this.client
+    this.e2e
       .send(peer.account, new TextEncoder().encode(text))
       .then(({ clientId }) => {
         this.sent.set(clientId, message);

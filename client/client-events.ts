@@ -35,6 +35,8 @@ export interface ConnectedEvent {
   readonly device: number;
   /** Highest client id of this device the server has stored. */
   readonly lastClientId: number;
+  /** One-time prekeys the server's key directory holds for this device (a server of dictionary 3 tells it). */
+  readonly oneTimePreKeysLeft?: number;
 }
 
 export interface DisconnectedEvent {
@@ -46,6 +48,20 @@ export interface DisconnectedEvent {
   readonly retryInMs?: number;
 }
 
+/** The server says this device's one-time prekeys run low (PROTOCOL.md section 16): upload more. */
+export interface KeysLowEvent {
+  readonly oneTimePreKeysLeft: number;
+  readonly threshold: number;
+}
+
+/** A queued event: device `device` of `account`, whose keys this account fetched, has a new identity key. */
+export interface IdentityChangeEvent {
+  readonly seq: number;
+  readonly account: number;
+  readonly device: number;
+  readonly timeSeconds: number;
+}
+
 export interface ClientEventMap {
   message: MessageEvent;
   receipt: ReceiptEvent;
@@ -53,6 +69,8 @@ export interface ClientEventMap {
   connected: ConnectedEvent;
   disconnected: DisconnectedEvent;
   error: Error;
+  keysLow: KeysLowEvent;
+  identityChange: IdentityChangeEvent;
 }
 
 export type ClientEventName = keyof ClientEventMap;
@@ -80,6 +98,8 @@ export class ClientEvents {
     connected: [],
     disconnected: [],
     error: [],
+    keysLow: [],
+    identityChange: [],
   };
 
   on<K extends ClientEventName>(name: K, listener: ClientListener<K>): () => void {

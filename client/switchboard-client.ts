@@ -32,6 +32,8 @@ import {
   FrameCodec,
   FrameReader,
   type GoawayStanza,
+  type KeyBundle,
+  type KeysUploadStanza,
   type Limits,
   linkMessage,
   loginMessage,
@@ -185,6 +187,11 @@ export class SwitchboardClient {
   /** The next client id this device will use (persist it to keep ids increasing across runs). */
   get nextClientId(): number {
     return this.clientIdNext;
+  }
+
+  /** The largest frame this connection may send: the server's (from its challenge) or this client's, the smaller. */
+  get frameBytesMax(): number {
+    return this.connection?.frameBytesMax ?? this.options.limits.frameBytesMax;
   }
 
   /** Sends not yet server-acked. */
@@ -409,7 +416,24 @@ export class SwitchboardClient {
       case "linkCode":
       case "deviceList":
       case "reverseLookupResult":
+      case "keysUploaded":
+      case "keyBundles":
         this.requests.answer(stanza.kind, stanza.clientId, stanza);
+        break;
+      case "keysLow":
+        this.events.emit("keysLow", { oneTimePreKeysLeft: stanza.oneTimePreKeysLeft, threshold: stanza.threshold });
+        break;
+      case "identityChange":
+        // A queue entry: acked once the listeners are done with it (they may record the change first).
+        this.acks.note(
+          stanza.seq,
+          this.events.emit("identityChange", {
+            seq: stanza.seq,
+            account: stanza.account,
+            device: stanza.device,
+            timeSeconds: stanza.timeSeconds,
+          }),
+        );
         break;
       default:
         this.unexpected(connection, stanza.kind);
@@ -474,7 +498,12 @@ export class SwitchboardClient {
     this.pumpOutbox();
     this.requests.resume();
     this.receipts.resume();
-    const event = { account: stanza.account, device: stanza.device, lastClientId: stanza.lastClientId };
+    const event = {
+      account: stanza.account,
+      device: stanza.device,
+      lastClientId: stanza.lastClientId,
+      ...(stanza.oneTimePreKeysLeft === undefined ? {} : { oneTimePreKeysLeft: stanza.oneTimePreKeysLeft }),
+    };
     const waiters = this.connectWaiters;
     this.connectWaiters = [];
     for (const waiter of waiters) waiter.resolve({ account: stanza.account, device: stanza.device });
@@ -760,6 +789,24 @@ export class SwitchboardClient {
   async removeDevice(device: number): Promise<void> {
     if (!isId(device)) throw new ClientError(ErrorCode.badRequest, "device must be an id");
     await this.request("serverAck", (clientId) => ({ kind: "deviceRemove", clientId, device }));
+  }
+
+  /**
+   * Publishes this device's public keys in the server's key directory (PROTOCOL.md section 16); resolves with the
+   * one-time prekeys the server then holds. The E2E layer (e2e-session.ts) builds the keys.
+   */
+  async uploadKeys(keys: Omit<KeysUploadStanza, "kind" | "clientId">): Promise<number> {
+    const answer = await this.request("keysUploaded", (clientId) => ({ kind: "keysUpload", clientId, ...keys }));
+    if (answer.kind !== "keysUploaded") throw new Error("bug: wrong answer kind");
+    return answer.oneTimePreKeysLeft;
+  }
+
+  /** The key bundles of every device of `account` that published keys (each takes one of its one-time prekeys). */
+  async fetchKeyBundles(account: number): Promise<readonly KeyBundle[]> {
+    if (!isId(account)) throw new ClientError(ErrorCode.badRequest, "account must be an id");
+    const answer = await this.request("keyBundles", (clientId) => ({ kind: "keysFetch", clientId, account }));
+    if (answer.kind !== "keyBundles") throw new Error("bug: wrong answer kind");
+    return answer.bundles;
   }
 
   private request(answer: RequestAnswer, build: (clientId: number) => Stanza): Promise<Stanza> {

@@ -22,10 +22,12 @@ export const ErrorCode = Object.freeze({
   notAllowed: 110,
   clientIdReused: 111,
   receiptUnknown: 112,
+  keysInvalid: 113,
   // retry: the same stanza later
   rateLimited: 200,
   queueFull: 201,
   busy: 202,
+  keysRateLimited: 203,
   // reconnect: the session is closed
   malformedFrame: 300,
   frameTooLarge: 301,

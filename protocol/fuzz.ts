@@ -108,6 +108,8 @@ export function randomStanza(random: Random, kind: StanzaKindName, limits: Limit
   const payload = (bytesMax: number) =>
     random.bytes(random.below(Math.min(bytesMax, random.pick([32, 300, bytesMax])) + 1));
   const receiptType = random.pick([ReceiptType.delivered, ReceiptType.read]);
+  const preKey = () => ({ keyId: uint32(), publicKey: random.bytes(33) });
+  const signedPreKey = () => ({ ...preKey(), signature: random.bytes(64) });
   switch (kind) {
     case "challenge":
       return {
@@ -138,7 +140,8 @@ export function randomStanza(random: Random, kind: StanzaKindName, limits: Limit
         serverName: serverName(),
       };
     case "welcome":
-      return { kind, account: id(), device: id(), lastClientId: uint32() };
+      if (random.below(2) === 0) return { kind, account: id(), device: id(), lastClientId: uint32() };
+      return { kind, account: id(), device: id(), lastClientId: uint32(), oneTimePreKeysLeft: uint32() };
     case "send": {
       if (random.below(2) === 0) return { kind, clientId: id(), to: id(), payload: payload(limits.payloadBytesMax) };
       const count = random.between(1, limits.devicesPerAccountMax);
@@ -232,6 +235,39 @@ export function randomStanza(random: Random, kind: StanzaKindName, limits: Limit
           orNull(() => randomString(random, limits.handleBytesMax)),
         ),
       };
+    case "keysUpload":
+      return {
+        kind,
+        clientId: id(),
+        registrationId: uint32(),
+        identityKey: random.bytes(33),
+        signedPreKey: signedPreKey(),
+        oneTimePreKeys: Array.from({ length: random.below(limits.keysUploadPreKeysMax + 1) }, preKey),
+        lastResortKey: orNull(signedPreKey),
+      };
+    case "keysUploaded":
+      return { kind, clientId: id(), oneTimePreKeysLeft: uint32() };
+    case "keysFetch":
+      return { kind, clientId: id(), account: id() };
+    case "keyBundles":
+      // At most 3 bundles: 4 of them do not fit the test limits' 1 KiB frame.
+      return {
+        kind,
+        clientId: id(),
+        account: id(),
+        bundles: Array.from({ length: random.below(Math.min(limits.devicesPerAccountMax, 3) + 1) }, () => ({
+          device: id(),
+          registrationId: uint32(),
+          identityKey: random.bytes(33),
+          signedPreKey: signedPreKey(),
+          preKey: orNull(preKey),
+          lastResort: random.below(2) === 0,
+        })),
+      };
+    case "keysLow":
+      return { kind, oneTimePreKeysLeft: uint32(), threshold: uint32() };
+    case "identityChange":
+      return { kind, seq: id(), account: id(), device: id(), timeSeconds: uint32() };
   }
 }
 

@@ -124,6 +124,22 @@ export interface Limits {
   readonly sessionsMax: number;
   /** Upper bound of the jittered retry-after a goaway tells clients when the server stops. */
   readonly goawayRetryAfterMsMax: number;
+
+  // End-to-end keys (issue 15)
+  /** Most one-time prekeys one keysUpload may carry (Signal-Server's keys API takes 100). */
+  readonly keysUploadPreKeysMax: number;
+  /** Most one-time prekeys the server keeps for one device; an upload that would pass it is refused (keysInvalid). */
+  readonly keysStoredPreKeysMax: number;
+  /** Below this many one-time prekeys left, a device is told (welcome's field and the keysLow notice). */
+  readonly keysLowThreshold: number;
+  /** Bundle fetches one requesting device may make for one target account in a burst (Signal: 6). */
+  readonly keysFetchBurst: number;
+  /** One more bundle fetch per requesting device and target account every this many ms (Signal: 10 minutes). */
+  readonly keysFetchRefillMs: number;
+  /** (requesting device, target account) pairs whose fetch budget the owner keeps in memory; the oldest go first. */
+  readonly keysFetchLimiterEntriesMax: number;
+  /** Accounts remembered per device as having fetched its bundle (told of an identity change); the oldest go first. */
+  readonly keysFetchersPerDeviceMax: number;
 }
 
 const kibibyte = 1024;
@@ -175,6 +191,15 @@ export const defaultLimits: Limits = Object.freeze({
   directoryAccountsMax: 100_000,
   sessionsMax: 1_000_000,
   goawayRetryAfterMsMax: 30 * second,
+
+  // End-to-end keys (issue 15)
+  keysUploadPreKeysMax: 100,
+  keysStoredPreKeysMax: 1000,
+  keysLowThreshold: 10,
+  keysFetchBurst: 6,
+  keysFetchRefillMs: 10 * minute,
+  keysFetchLimiterEntriesMax: 100_000,
+  keysFetchersPerDeviceMax: 1000,
 });
 
 /** Small limits for tests, so that every edge is cheap to reach. */
@@ -215,6 +240,12 @@ export const testLimits: Limits = Object.freeze({
   directoryAccountsMax: 100,
   lastSeenFlushMs: 100,
   lastSeenPendingMax: 16,
+
+  // End-to-end keys (issue 15). 16 one-time prekeys fit a 1 KiB frame (the SDK sizes its uploads to the frame).
+  keysUploadPreKeysMax: 16,
+  keysStoredPreKeysMax: 32,
+  keysLowThreshold: 3,
+  keysFetchersPerDeviceMax: 8,
 });
 
 /** The longest group-commit delay a config may set (the reliability suite's crash trials cover 0 up to it). */
@@ -243,6 +274,8 @@ export function assertLimits(limits: Limits): Limits {
   if (limits.devicesPerAccountMax * 2 > limits.arrayItemsMax) fail("devicesPerAccountMax * 2 <= arrayItemsMax");
   if (limits.receiptClientIdsMax > limits.arrayItemsMax) fail("receiptClientIdsMax <= arrayItemsMax");
   if (limits.reverseLookupAccountsMax > limits.arrayItemsMax) fail("reverseLookupAccountsMax <= arrayItemsMax");
+  if (limits.keysUploadPreKeysMax > limits.arrayItemsMax) fail("keysUploadPreKeysMax <= arrayItemsMax");
+  if (limits.keysUploadPreKeysMax > limits.keysStoredPreKeysMax) fail("keysUploadPreKeysMax <= keysStoredPreKeysMax");
   if (limits.nestingDepthMax < 3) fail("nestingDepthMax >= 3 (device-list entries are arrays in an array)");
   if (limits.inboundBytesMax < limits.frameBytesMax) fail("inboundBytesMax >= frameBytesMax");
   if (limits.outboundBytesMax < limits.frameBytesMax) fail("outboundBytesMax >= frameBytesMax");

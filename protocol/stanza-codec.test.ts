@@ -39,6 +39,8 @@ function classOf(value: unknown): string {
 /** Number of fields a kind must have; the rest are optional (error's device lists). */
 function requiredFields(stanza: Stanza): number {
   if (stanza.kind === "error") return 3;
+  // welcome's oneTimePreKeysLeft is absent for clients before dictionary version 3.
+  if (stanza.kind === "welcome") return 3;
   // serverName, at the end of login, register and link, may be absent (a client from before it): the server refuses
   // such a login with wrongServer, the codec takes it.
   if ("serverName" in stanza && stanza.serverName !== null) return stanzaFields(stanza).length - 1;
@@ -46,7 +48,7 @@ function requiredFields(stanza: Stanza): number {
 }
 
 describe("token dictionary", () => {
-  test("kinds are 1..25, unique, within the 6 header bits, and named back", () => {
+  test("kinds are 1..31, unique, within the 6 header bits, and named back", () => {
     const tokens = Object.values(StanzaKind);
     expect(new Set(tokens).size).toBe(tokens.length);
     expect(Math.min(...tokens)).toBe(1);
@@ -58,12 +60,23 @@ describe("token dictionary", () => {
   });
 
   test("dictionary version 2 added reverseLookup (24) and reverseLookupResult (25); version 1's kinds keep theirs", () => {
-    expect(tokenDictionaryVersion).toBe(2);
     expect(StanzaKind.deviceRemove).toBe(23);
     expect(StanzaKind.reverseLookup).toBe(24);
     expect(StanzaKind.reverseLookupResult).toBe(25);
-    const added = Object.entries(stanzaKindSinceDictionary).map(([name]) => StanzaKind[name as StanzaKindName]);
+    const added = Object.entries(stanzaKindSinceDictionary)
+      .filter(([, version]) => version === 2)
+      .map(([name]) => StanzaKind[name as StanzaKindName]);
     expect(added.sort()).toEqual([24, 25]);
+  });
+
+  test("dictionary version 3 added the key directory's kinds 26..31; the kinds before keep theirs", () => {
+    expect(tokenDictionaryVersion).toBe(3);
+    const added = Object.entries(stanzaKindSinceDictionary)
+      .filter(([, version]) => version === 3)
+      .map(([name]) => StanzaKind[name as StanzaKindName]);
+    expect(added.sort((a, b) => a - b)).toEqual([26, 27, 28, 29, 30, 31]);
+    expect(StanzaKind.keysUpload).toBe(26);
+    expect(StanzaKind.identityChange).toBe(31);
   });
 
   test("receipt types and registration modes keep their tokens", () => {
@@ -144,7 +157,7 @@ describe("stanza fields", () => {
   );
 
   test("an unknown kind token is unknownKind; a body that is not an array is wrongFieldType", () => {
-    for (const token of [0, 26, 63, 1000]) {
+    for (const token of [0, 32, 63, 1000]) {
       const result = stanzaFromFields(token, [], defaultLimits);
       expect((result as ProtocolError).code).toBe(ErrorCode.unknownKind);
     }
@@ -157,6 +170,8 @@ describe("stanza fields", () => {
       let stanza = randomStanza(random, kind, defaultLimits);
       // An error's optional device lists are positions 3 and 4; extras go after them.
       if (stanza.kind === "error") stanza = { ...stanza, missingDevices: [1], extraDevices: [] };
+      // welcome's oneTimePreKeysLeft (dictionary 3) is position 4; extras go after it.
+      if (stanza.kind === "welcome") stanza = { ...stanza, oneTimePreKeysLeft: stanza.oneTimePreKeysLeft ?? 0 };
       // A sender of fields after serverName sends serverName too.
       if ("serverName" in stanza) stanza = { ...stanza, serverName: stanza.serverName ?? "localhost" };
       const fields = [...stanzaFields(stanza), 7, "future", [1, 2], null];

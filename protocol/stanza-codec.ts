@@ -4,7 +4,7 @@
 import { serverNameBytesMax } from "./auth-message.ts";
 import { ErrorCode, ProtocolError } from "./errors.ts";
 import type { Limits } from "./limits.ts";
-import type { DeviceInfo, DevicePayload, Stanza } from "./stanzas.ts";
+import type { DeviceInfo, DevicePayload, KeyBundle, PublicPreKey, SignedPublicPreKey, Stanza } from "./stanzas.ts";
 import { ReceiptType, type ReceiptTypeValue, StanzaKind, type StanzaKindName, stanzaKindName } from "./tokens.ts";
 
 const uint32Max = 0xffff_ffff;
@@ -27,8 +27,13 @@ export function stanzaFields(stanza: Stanza): unknown[] {
       return withServerName([stanza.invite, stanza.handle, stanza.publicKey, stanza.signature], stanza.serverName);
     case "link":
       return withServerName([stanza.code, stanza.publicKey, stanza.signature], stanza.serverName);
-    case "welcome":
-      return [stanza.account, stanza.device, stanza.lastClientId];
+    // oneTimePreKeysLeft was added at the end for dictionary version 3 clients only (the server leaves it out for
+    // older ones, whose decoders predate it).
+    case "welcome": {
+      const fields: unknown[] = [stanza.account, stanza.device, stanza.lastClientId];
+      if (stanza.oneTimePreKeysLeft !== undefined) fields.push(stanza.oneTimePreKeysLeft);
+      return fields;
+    }
     case "send": {
       const payload = stanza.payload;
       if (payload instanceof Uint8Array) return [stanza.clientId, stanza.to, payload];
@@ -87,7 +92,45 @@ export function stanzaFields(stanza: Stanza): unknown[] {
       return [stanza.clientId, stanza.accounts];
     case "reverseLookupResult":
       return [stanza.clientId, stanza.handles];
+    case "keysUpload":
+      return [
+        stanza.clientId,
+        stanza.registrationId,
+        stanza.identityKey,
+        signedPreKeyFields(stanza.signedPreKey),
+        stanza.oneTimePreKeys.map((key) => [key.keyId, key.publicKey]),
+        stanza.lastResortKey === null ? null : signedPreKeyFields(stanza.lastResortKey),
+      ];
+    case "keysUploaded":
+      return [stanza.clientId, stanza.oneTimePreKeysLeft];
+    case "keysFetch":
+      return [stanza.clientId, stanza.account];
+    case "keyBundles":
+      return [
+        stanza.clientId,
+        stanza.account,
+        // Flat (the prekeys' fields inline): a nested key would be a fourth level of arrays (nestingDepthMax).
+        stanza.bundles.map((bundle) => [
+          bundle.device,
+          bundle.registrationId,
+          bundle.identityKey,
+          bundle.signedPreKey.keyId,
+          bundle.signedPreKey.publicKey,
+          bundle.signedPreKey.signature,
+          bundle.preKey?.keyId ?? null,
+          bundle.preKey?.publicKey ?? null,
+          bundle.lastResort,
+        ]),
+      ];
+    case "keysLow":
+      return [stanza.oneTimePreKeysLeft, stanza.threshold];
+    case "identityChange":
+      return [stanza.seq, stanza.account, stanza.device, stanza.timeSeconds];
   }
+}
+
+function signedPreKeyFields(key: SignedPublicPreKey): unknown[] {
+  return [key.keyId, key.publicKey, key.signature];
 }
 
 function withServerName(fields: unknown[], serverName: string | null): unknown[] {
@@ -192,6 +235,34 @@ class FieldReader {
     return ids;
   }
 
+  boolean(name: string): boolean {
+    const value = this.next(name);
+    if (typeof value !== "boolean") fail(`${name} must be a boolean`);
+    return value;
+  }
+
+  isNull(): boolean {
+    if (this.fields[this.index] !== null) return false;
+    this.index++;
+    return true;
+  }
+
+  /** [keyId, publicKey] of Signal's 33-byte serialisation. */
+  preKey(name: string): PublicPreKey {
+    const reader = new FieldReader(this.array(name, 2));
+    return { keyId: reader.uint32(`${name}.keyId`), publicKey: reader.bytes(`${name}.publicKey`, 33, 33) };
+  }
+
+  /** [keyId, publicKey, signature]. */
+  signedPreKey(name: string): SignedPublicPreKey {
+    const reader = new FieldReader(this.array(name, 3));
+    return {
+      keyId: reader.uint32(`${name}.keyId`),
+      publicKey: reader.bytes(`${name}.publicKey`, 33, 33),
+      signature: reader.bytes(`${name}.signature`, 64, 64),
+    };
+  }
+
   receiptType(name: string): ReceiptTypeValue {
     const value = this.uint32(name);
     if (value !== ReceiptType.delivered && value !== ReceiptType.read) fail(`${name} is not a receipt type`);
@@ -204,6 +275,8 @@ function decodeKind(kind: StanzaKindName, fields: readonly unknown[], limits: Li
   const publicKeyBytes = 32;
   const signatureBytes = 64;
   const nonceBytes = 32;
+  // Signal's serialisation of a Curve25519 public key: a 0x05 type byte, then the 32-byte key.
+  const identityKeyBytes = 33;
   switch (kind) {
     case "challenge":
       return {
@@ -239,13 +312,16 @@ function decodeKind(kind: StanzaKindName, fields: readonly unknown[], limits: Li
         signature: read.bytes("signature", signatureBytes, signatureBytes),
         serverName: read.optionalString("serverName", serverNameBytesMax),
       };
-    case "welcome":
-      return {
+    case "welcome": {
+      const welcome = {
         kind,
         account: read.id("account"),
         device: read.id("device"),
         lastClientId: read.uint32("lastClientId"),
       };
+      if (read.remaining === 0) return welcome;
+      return { ...welcome, oneTimePreKeysLeft: read.uint32("oneTimePreKeysLeft") };
+    }
     case "send": {
       const clientId = read.id("clientId");
       const to = read.id("to");
@@ -374,6 +450,69 @@ function decodeKind(kind: StanzaKindName, fields: readonly unknown[], limits: Li
       }
       return { kind, clientId, handles };
     }
+    case "keysUpload": {
+      const clientId = read.id("clientId");
+      const registrationId = read.uint32("registrationId");
+      const identityKey = read.bytes("identityKey", identityKeyBytes, identityKeyBytes);
+      const signedPreKey = read.signedPreKey("signedPreKey");
+      const entries = read.array("oneTimePreKeys", limits.keysUploadPreKeysMax);
+      const keyReader = new FieldReader(entries);
+      const oneTimePreKeys: PublicPreKey[] = [];
+      for (let index = 0; index < entries.length; index++)
+        oneTimePreKeys.push(keyReader.preKey(`oneTimePreKeys[${index}]`));
+      const lastResortKey = read.isNull() ? null : read.signedPreKey("lastResortKey");
+      return { kind, clientId, registrationId, identityKey, signedPreKey, oneTimePreKeys, lastResortKey };
+    }
+    case "keysUploaded":
+      return { kind, clientId: read.id("clientId"), oneTimePreKeysLeft: read.uint32("oneTimePreKeysLeft") };
+    case "keysFetch":
+      return { kind, clientId: read.id("clientId"), account: read.id("account") };
+    case "keyBundles": {
+      const clientId = read.id("clientId");
+      const account = read.id("account");
+      const entries = read.array("bundles", limits.devicesPerAccountMax);
+      const bundles: KeyBundle[] = entries.map((entry, index) => {
+        if (!Array.isArray(entry)) fail(`bundles[${index}] must be an array`);
+        const bundle = new FieldReader(entry);
+        const name = `bundles[${index}]`;
+        const device = bundle.id(`${name}.device`);
+        const registrationId = bundle.uint32(`${name}.registrationId`);
+        const identityKey = bundle.bytes(`${name}.identityKey`, identityKeyBytes, identityKeyBytes);
+        const signedPreKey = {
+          keyId: bundle.uint32(`${name}.signedPreKeyId`),
+          publicKey: bundle.bytes(`${name}.signedPreKey`, identityKeyBytes, identityKeyBytes),
+          signature: bundle.bytes(`${name}.signature`, signatureBytes, signatureBytes),
+        };
+        let preKey: PublicPreKey | null = null;
+        // preKeyId and preKey are both nil, or both set.
+        if (!bundle.isNull()) {
+          const keyId = bundle.uint32(`${name}.preKeyId`);
+          preKey = { keyId, publicKey: bundle.bytes(`${name}.preKey`, identityKeyBytes, identityKeyBytes) };
+        } else {
+          const idle = bundle.isNull();
+          if (!idle) fail(`${name}.preKey must be nil when preKeyId is`);
+        }
+        return {
+          device,
+          registrationId,
+          identityKey,
+          signedPreKey,
+          preKey,
+          lastResort: bundle.boolean(`${name}.lastResort`),
+        };
+      });
+      return { kind, clientId, account, bundles };
+    }
+    case "keysLow":
+      return { kind, oneTimePreKeysLeft: read.uint32("oneTimePreKeysLeft"), threshold: read.uint32("threshold") };
+    case "identityChange":
+      return {
+        kind,
+        seq: read.id("seq"),
+        account: read.id("account"),
+        device: read.id("device"),
+        timeSeconds: read.uint32("timeSeconds"),
+      };
   }
 }
 

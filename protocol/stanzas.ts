@@ -62,6 +62,11 @@ export interface WelcomeStanza {
   readonly device: number;
   /** Highest client id the server has stored from this device: sends up to it need no resend. */
   readonly lastClientId: number;
+  /**
+   * Dictionary version 3 only (the server leaves it out for older clients): one-time prekeys the server still holds
+   * for this device (0 when it never published keys). Below keysLowThreshold the device should upload more.
+   */
+  readonly oneTimePreKeysLeft?: number;
 }
 export interface SendStanza {
   readonly kind: "send";
@@ -187,6 +192,71 @@ export interface ReverseLookupResultStanza {
   readonly handles: ReadonlyArray<string | null>;
 }
 
+/** A public prekey in Signal's serialisation (33 bytes: 0x05 then the X25519 key), with the device's id for it. */
+export interface PublicPreKey {
+  readonly keyId: number;
+  readonly publicKey: Uint8Array;
+}
+/** A prekey signed by the device's identity key (XEdDSA over the 33-byte public key). */
+export interface SignedPublicPreKey extends PublicPreKey {
+  readonly signature: Uint8Array;
+}
+
+/** Publishes the device's public keys (dictionary version 3; PROTOCOL.md, "Key directory"). */
+export interface KeysUploadStanza {
+  readonly kind: "keysUpload";
+  readonly clientId: number;
+  /** Signal's registration id of the device (14 bits). */
+  readonly registrationId: number;
+  readonly identityKey: Uint8Array;
+  readonly signedPreKey: SignedPublicPreKey;
+  /** 0..keysUploadPreKeysMax one-time prekeys, added to those already stored. */
+  readonly oneTimePreKeys: readonly PublicPreKey[];
+  /** Handed out when the one-time prekeys are used up; null keeps the stored one. */
+  readonly lastResortKey: SignedPublicPreKey | null;
+}
+export interface KeysUploadedStanza {
+  readonly kind: "keysUploaded";
+  readonly clientId: number;
+  readonly oneTimePreKeysLeft: number;
+}
+/** One bundle per device of `account` that published keys; each consumes one one-time prekey of that device. */
+export interface KeysFetchStanza {
+  readonly kind: "keysFetch";
+  readonly clientId: number;
+  readonly account: number;
+}
+export interface KeyBundle {
+  readonly device: number;
+  readonly registrationId: number;
+  readonly identityKey: Uint8Array;
+  readonly signedPreKey: SignedPublicPreKey;
+  /** A one-time prekey (used by this fetch alone), the last-resort key, or null when there is neither. */
+  readonly preKey: PublicPreKey | null;
+  /** preKey is the device's last-resort key (it stays; the device keeps its private half after use). */
+  readonly lastResort: boolean;
+}
+export interface KeyBundlesStanza {
+  readonly kind: "keyBundles";
+  readonly clientId: number;
+  readonly account: number;
+  readonly bundles: readonly KeyBundle[];
+}
+/** Pushed to an online device whose one-time prekeys fell below keysLowThreshold. */
+export interface KeysLowStanza {
+  readonly kind: "keysLow";
+  readonly oneTimePreKeysLeft: number;
+  readonly threshold: number;
+}
+/** A queued event (acknowledged like any queue entry): device `device` of `account` published a new identity key. */
+export interface IdentityChangeStanza {
+  readonly kind: "identityChange";
+  readonly seq: number;
+  readonly account: number;
+  readonly device: number;
+  readonly timeSeconds: number;
+}
+
 export type Stanza =
   | ChallengeStanza
   | LoginStanza
@@ -212,6 +282,12 @@ export type Stanza =
   | DeviceListStanza
   | DeviceRemoveStanza
   | ReverseLookupStanza
-  | ReverseLookupResultStanza;
+  | ReverseLookupResultStanza
+  | KeysUploadStanza
+  | KeysUploadedStanza
+  | KeysFetchStanza
+  | KeyBundlesStanza
+  | KeysLowStanza
+  | IdentityChangeStanza;
 
 export type StanzaOf<K extends Stanza["kind"]> = Extract<Stanza, { kind: K }>;

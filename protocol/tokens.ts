@@ -1,9 +1,10 @@
 // The token dictionary: every enumeration on the wire is a small integer from here, never a string.
-// Version 2. A token keeps its meaning forever; a new dictionary version may only add tokens. The error codes in
+// Version 3. A token keeps its meaning forever; a new dictionary version may only add tokens. The error codes in
 // errors.ts are part of the same dictionary version. Version 2 added the kinds reverseLookup and reverseLookupResult
-// (PROTOCOL.md section 7); the preset dictionary is the same as version 1's.
+// (PROTOCOL.md section 7); version 3 added the key directory's kinds (PROTOCOL.md, "Key directory"); the preset
+// dictionary is the same as version 1's.
 
-export const tokenDictionaryVersion = 2;
+export const tokenDictionaryVersion = 3;
 
 /** Stanza kinds: the low 6 bits of a frame's header byte (0 is never a kind). */
 export const StanzaKind = Object.freeze({
@@ -33,12 +34,25 @@ export const StanzaKind = Object.freeze({
   // Dictionary version 2:
   reverseLookup: 24,
   reverseLookupResult: 25,
+  // Dictionary version 3 (the key directory, issue 15; 32 and 33 are reserved for it):
+  keysUpload: 26,
+  keysUploaded: 27,
+  keysFetch: 28,
+  keyBundles: 29,
+  keysLow: 30,
+  identityChange: 31,
 } as const);
 
 /** The dictionary version that added each kind not in version 1 (a client of an older version never sends it). */
 export const stanzaKindSinceDictionary: Readonly<Partial<Record<StanzaKindName, number>>> = Object.freeze({
   reverseLookup: 2,
   reverseLookupResult: 2,
+  keysUpload: 3,
+  keysUploaded: 3,
+  keysFetch: 3,
+  keyBundles: 3,
+  keysLow: 3,
+  identityChange: 3,
 });
 
 export type StanzaKindName = keyof typeof StanzaKind;

@@ -17,6 +17,7 @@ import type { AccountRequests } from "./account-requests.ts";
 import type { Auth } from "./auth.ts";
 import type { ServerContext } from "./context.ts";
 import type { Delivery } from "./delivery.ts";
+import type { KeyDirectory } from "./keys-directory.ts";
 import { Session, SessionState } from "./session.ts";
 import type { SessionTable } from "./session-table.ts";
 import type { TimerWheel } from "./timer-wheel.ts";
@@ -38,6 +39,7 @@ export class ConnectionHandler {
     private readonly auth: Auth,
     private readonly requests: AccountRequests,
     private readonly table: SessionTable,
+    private readonly keys: KeyDirectory,
   ) {
     this.sessions = table.sessions;
     this.wheel = table.wheel;
@@ -124,6 +126,7 @@ export class ConnectionHandler {
           if (preamble === "more") break;
           if (preamble instanceof ProtocolError) return this.protocolError(session, preamble);
           consumeInbound(session, preambleBytes);
+          session.dictionaryVersion = preamble.dictionaryVersion;
           this.alive(session);
           if (this.table.draining) {
             io.goaway(session, ErrorCode.shuttingDown, this.drainRetryAfterMs, "server shutting down");
@@ -290,6 +293,15 @@ export class ConnectionHandler {
           return this.requests.devices(session, stanza);
         case "deviceRemove":
           return this.requests.deviceRemove(session, stanza);
+        // The key directory: each request runs on the owner of the account whose keys it touches.
+        case "keysUpload":
+          if (routing !== null && !routing.owns(session.account))
+            return routing.forward(session, session.account, stanza);
+          return this.keys.upload(session, stanza);
+        case "keysFetch":
+          if (routing !== null && !routing.owns(stanza.account))
+            return routing.forward(session, stanza.account, stanza);
+          return this.keys.fetch(session, stanza);
       }
     }
     this.closeFor(session, ErrorCode.unexpectedStanza, `${stanza.kind} is not expected now`);

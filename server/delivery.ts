@@ -30,6 +30,7 @@ import {
   type PendingMessage,
   type PendingRecipient,
 } from "./group-commit.ts";
+import { frameForSession, receiptRowFrame } from "./keys-identity-event.ts";
 import { emptyReadWindow, markDelivered, markRead, readStatus } from "./read-receipt-window.ts";
 import type { ReceiptIntent } from "./routing.ts";
 import { type Session, SessionState } from "./session.ts";
@@ -368,7 +369,7 @@ export class Delivery {
       bytes: entry.bytes,
       peerAccount: entry.peerAccount,
     });
-    this.context.io.send(session, entry.frame());
+    this.context.io.send(session, frameForSession(session, entry.frame()));
   }
 
   /**
@@ -682,7 +683,8 @@ export class Delivery {
     createdAtMs: number,
   ): void {
     const { limits } = this.context;
-    for (let start = 0; start < clientIds.length; start += limits.receiptClientIdsMax) {
+    // An identity-change event (keys-identity-event.ts) names no client id: one entry with none.
+    for (let start = 0; start < Math.max(clientIds.length, 1); start += limits.receiptClientIdsMax) {
       const chunk = clientIds.slice(start, start + limits.receiptClientIdsMax);
       const bytes = chunk.length * clientIdBytes;
       for (const state of states) {
@@ -714,16 +716,7 @@ export class Delivery {
           clientId: 0,
           bytes,
           peerAccount: from.account,
-          frame: () => ({
-            kind: "deliverReceipt",
-            seq: entry.seq,
-            type: type as ReceiptTypeValue,
-            from: from.account,
-            fromDevice: from.device,
-            senderDevice,
-            clientIds: chunk,
-            timeSeconds: Math.floor(createdAtMs / 1000),
-          }),
+          frame: () => receiptRowFrame(entry.seq, type, from.account, from.device, senderDevice, chunk, createdAtMs),
         });
       }
     }
@@ -828,15 +821,15 @@ function liveEntryOf(entry: QueueEntry): LiveEntry {
     clientId: 0,
     bytes: entry.clientIds.length * clientIdBytes,
     peerAccount: entry.peerAccount,
-    frame: () => ({
-      kind: "deliverReceipt",
-      seq: entry.seq,
-      type: entry.receiptType as ReceiptTypeValue,
-      from: entry.peerAccount,
-      fromDevice: entry.peerDevice,
-      senderDevice: entry.senderDevice,
-      clientIds: entry.clientIds,
-      timeSeconds: Math.floor(entry.createdAtMs / 1000),
-    }),
+    frame: () =>
+      receiptRowFrame(
+        entry.seq,
+        entry.receiptType,
+        entry.peerAccount,
+        entry.peerDevice,
+        entry.senderDevice,
+        entry.clientIds,
+        entry.createdAtMs,
+      ),
   };
 }

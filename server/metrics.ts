@@ -235,6 +235,29 @@ export class Metrics {
   readonly walCheckpointSeconds = this.walCheckpointSet.seconds;
   readonly walCheckpointFailures = this.walCheckpointSet.failures;
   readonly sweptRows = new Counter("switchboard_retention_swept_total", "Queue rows deleted past retention");
+  // End-to-end keys (issue 15): the key directory.
+  readonly keyUploads = new Counter(
+    "switchboard_key_uploads_total",
+    "keysUpload requests, by result (stored, invalid, tooMany)",
+    "result",
+    ["stored", "invalid", "tooMany"],
+  );
+  readonly keyFetches = new Counter(
+    "switchboard_key_fetches_total",
+    "keysFetch requests, by result (ok, rateLimited, unknownAccount)",
+    "result",
+    ["ok", "rateLimited", "unknownAccount"],
+  );
+  readonly keyBundlesServed = new Counter(
+    "switchboard_key_bundles_total",
+    "Bundles handed out, by the prekey they carried (oneTime, lastResort, none)",
+    "prekey",
+    ["oneTime", "lastResort", "none"],
+  );
+  readonly identityChanges = new Counter(
+    "switchboard_identity_changes_total",
+    "Devices that published a new identity key (an identityChange event was queued for their fetchers)",
+  );
   /** Kept by the commit path; written as switchboard_queue_rows and switchboard_queue_bytes (queue-totals.ts). */
   readonly queueTotals = new QueueTotals();
   /** switchboard_config_last_reload_successful: 0 from a failed SIGHUP reload until one succeeds. */

@@ -17,6 +17,7 @@ import {
   type DeviceKey,
   type DeviceRecord,
   type DeviceStore,
+  type KeyStore,
   openSqliteStorage,
   type QueueBatch,
   type QueueStore,
@@ -183,6 +184,7 @@ export function partitionedStorage(
     queues: new PartitionedQueues(partitions, foreignClientIds),
     invites: directory.invites,
     linkCodes: directory.linkCodes,
+    keys: partitionedKeys(partitions),
     close: async () => {
       await partitions.close();
       await directory.close();
@@ -253,6 +255,17 @@ function partitionedDevices(directory: DeviceStore, partitions: Partitions, now:
       if (partitions.owns(key.account)) await partitions.store(key.account).devices.remove(key);
       return removed;
     },
+  };
+}
+
+/** The key directory lives in each device's partition: every call goes to the partition of its account. */
+function partitionedKeys(partitions: Partitions): KeyStore {
+  return {
+    publish: (key, keys, storedMax, nowMs) => partitions.store(key.account).keys.publish(key, keys, storedMax, nowMs),
+    take: (account, devices, fetcher, fetchersMax, nowMs) =>
+      partitions.store(account).keys.take(account, devices, fetcher, fetchersMax, nowMs),
+    count: (key) => partitions.store(key.account).keys.count(key),
+    has: (key) => partitions.store(key.account).keys.has(key),
   };
 }
 

@@ -6,8 +6,8 @@
 //   the edge, and runs the delivery pipeline on it as on a local session: one stanza at a time, in order.
 //
 // The messages (field names kept short: one goes over the mesh per stanza and per delivery):
-//   edge -> owner  st {s, a, d, k: stanza}   a stanza of session s (of device a/d)
-//                  at {s, a, d, n: kind}      session s logged in as a/d (n: login, register, link)
+//   edge -> owner  st {s, a, d, v, k: stanza}   a stanza of session s (of device a/d, dictionary version v)
+//                  at {s, a, d, v, n: kind}   session s logged in as a/d (n: login, register, link)
 //                  cl {s}                     session s closed
 //                  fu {s} / wr {s}            session s's socket is full / writable again
 //   owner -> edge  o  {s, b}                  bytes (whole frames) for session s
@@ -22,6 +22,7 @@ import { ownerGoneRetryAfterMsMax } from "../protocol/limits.ts";
 import type { QueueBatch } from "../storage/index.ts";
 import type { ServerContext } from "./context.ts";
 import type { Delivery } from "./delivery.ts";
+import type { KeyDirectory } from "./keys-directory.ts";
 import type { Mesh, MeshHandlers, MeshMessage } from "./mesh.ts";
 import { ownerOfPartition, type Partitions } from "./partitions.ts";
 import type { ReceiptIntent, Routing } from "./routing.ts";
@@ -53,6 +54,7 @@ export class MeshRouting implements Routing, MeshHandlers {
   constructor(
     private readonly context: ServerContext,
     private readonly delivery: Delivery,
+    private readonly keys: KeyDirectory,
     private readonly partitions: Partitions,
     private readonly self: number,
     private readonly workers: number,
@@ -76,6 +78,7 @@ export class MeshRouting implements Routing, MeshHandlers {
       s: session.id,
       a: session.account,
       d: session.device,
+      v: session.dictionaryVersion,
       k: stanza,
     });
     // The owner is down (restarting): the session ends and its client resends, in client-id order, whatever has no
@@ -89,7 +92,15 @@ export class MeshRouting implements Routing, MeshHandlers {
     // Registered here too, so that a kick or a removal handled by this worker finds the socket.
     this.context.router.attach(session.account, session.device, session);
     const owner = this.ownerOf(session.account);
-    const message = { t: "at", i: this.incarnation, s: session.id, a: session.account, d: session.device, n: kind };
+    const message = {
+      t: "at",
+      i: this.incarnation,
+      s: session.id,
+      a: session.account,
+      d: session.device,
+      v: session.dictionaryVersion,
+      n: kind,
+    };
     if (!this.sendTo(session, owner, message)) this.ownerGone(session);
   }
 
@@ -228,6 +239,10 @@ export class MeshRouting implements Routing, MeshHandlers {
         return this.delivery.ack(proxy, stanza.seq);
       case "receipt":
         return this.delivery.receipt(proxy, stanza);
+      case "keysUpload":
+        return this.keys.upload(proxy, stanza);
+      case "keysFetch":
+        return this.keys.fetch(proxy, stanza);
       default:
         // The edge forwards only these: anything else is a bug on its side.
         throw new Error(`a ${stanza.kind} stanza was forwarded`);
@@ -257,12 +272,14 @@ export class MeshRouting implements Routing, MeshHandlers {
     switch (message.t) {
       case "st": {
         const proxy = this.proxyOf(from, field.i as number, field.s as number, field.a as number, field.d as number);
+        proxy.dictionaryVersion = (field.v as number | undefined) ?? 1;
         const stanza = field.k as Stanza;
         this.run(proxy, () => this.handle(proxy, stanza));
         return;
       }
       case "at": {
         const proxy = this.proxyOf(from, field.i as number, field.s as number, field.a as number, field.d as number);
+        proxy.dictionaryVersion = (field.v as number | undefined) ?? 1;
         this.run(proxy, async () => {
           if (!(await attachSession(this.context, this.delivery, proxy, field.n as string))) {
             this.context.io.close(proxy, ErrorCode.badCredentials, "unknown device or bad signature");

@@ -19,6 +19,7 @@ import { type DataDirectoryLock, lockDataDirectory, prepareDataDirectory } from 
 import { Delivery } from "./delivery.ts";
 import { Directory } from "./directory.ts";
 import { EventLoopLag } from "./event-loop-lag.ts";
+import { KeyDirectory } from "./keys-directory.ts";
 import { LastSeenRecorder } from "./last-seen.ts";
 import { createLogger, type Logger } from "./log.ts";
 import type { Mesh } from "./mesh.ts";
@@ -176,10 +177,12 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const context: ServerContext = Object.assign(base, { lastSeen: new LastSeenRecorder(base) });
   logCheckpointFailure = (path, error) => context.log.warn("checkpoint_failed", { path, error });
   const delivery = new Delivery(context);
+  // Kept across handler reloads: it holds the fetch budgets (keys-fetch-limiter.ts).
+  const keys = new KeyDirectory(context, delivery);
   const table = new SessionTable(limits.timerTickMs, now);
   let mesh: Mesh | null = null;
   if (worker !== undefined && worker.count > 1 && partitions !== null) {
-    const meshRouting = new MeshRouting(context, delivery, partitions, worker.index, worker.count);
+    const meshRouting = new MeshRouting(context, delivery, keys, partitions, worker.index, worker.count);
     routing = meshRouting;
     context.routing = meshRouting;
     context.directory.onInvalidate = (account) => meshRouting.directoryChanged(account);
@@ -201,7 +204,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const build = (modules: HandlerModules): ConnectionHandler => {
     const auth = new modules.Auth(context, delivery);
     const requests = new modules.AccountRequests(context, delivery);
-    return new modules.ConnectionHandler(context, delivery, auth, requests, table);
+    return new modules.ConnectionHandler(context, delivery, auth, requests, table, keys);
   };
   let connections = build(await importHandlers(generation));
   const sweeper = new RetentionSweeper(context, (devices) => delivery.resyncCounters(devices));

@@ -18,6 +18,10 @@ export async function attachSession(
   kind: string,
 ): Promise<boolean> {
   const { account, device } = session;
+  // welcome tells a dictionary-3 client how many one-time prekeys the key directory still holds for it (older
+  // clients' welcome has no such field). Read first: everything after the attach below runs in one turn.
+  const oneTimePreKeysLeft =
+    session.dictionaryVersion >= 3 ? await context.storage.keys.count({ account, device }) : undefined;
   const replaced = context.router.attach(account, device, session);
   if (replaced !== undefined) {
     context.log.peer("debug", "closing", {
@@ -36,7 +40,13 @@ export async function attachSession(
   }
   context.metrics.logins.inc({ kind });
   context.log.peer("debug", "logged_in", { session: session.id, account, device, kind });
-  context.io.send(session, { kind: "welcome", account, device, lastClientId: state.lastClientId });
+  context.io.send(session, {
+    kind: "welcome",
+    account,
+    device,
+    lastClientId: state.lastClientId,
+    ...(oneTimePreKeysLeft === undefined ? {} : { oneTimePreKeysLeft }),
+  });
   delivery.pump(state);
   context.lastSeen.note(account, device);
   return true;

@@ -31,6 +31,8 @@ export class Session implements WheelEntry, InboundBytes {
   deviceState: DeviceState | null = null;
   /** Logged in, with its idle state released: everything delivered and acknowledged. */
   stateReleased = false;
+  /** The token dictionary version the client announced in its preamble (a newer kind is never sent to an older one). */
+  dictionaryVersion = 1;
   /** The challenge nonce, until login succeeds (then null: a signature is good for one login). */
   nonce: Uint8Array | null = null;
 

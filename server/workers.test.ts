@@ -6,9 +6,11 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { KeyHelper } from "@privacyresearch/libsignal-protocol-typescript";
 import type { Subprocess } from "bun";
 import { defaultLimits, ErrorCode } from "../protocol/index.ts";
 import { meshSocketPath } from "./mesh-unix.ts";
+import { partitionOf } from "./partitions.ts";
 import { newDeviceKey, RawClient, waitFor } from "./test-kit.ts";
 
 const cli = join(import.meta.dir, "cli.ts");
@@ -384,4 +386,72 @@ describe("switchboard start --workers (real processes)", () => {
     expect(logs).toEqual([]);
     expect(existsSync(join(server.dataDir, "switchboard.sqlite-wal"))).toBe(false);
   }, 40_000);
+
+  test("key directory across workers: fetches from both workers never share a one-time prekey; keysLow and identityChange cross the mesh", async () => {
+    const server = await supervised(2);
+    const bob = await register(server, "bob");
+    // Fetchers on both workers (the kernel places them: register until both have some, at most 16), so some
+    // fetches are forwarded to the owner of bob's keys and some are not.
+    const fetchers: Placed[] = [];
+    // (And at least one whose session is not on the worker that owns its account: that owner says its welcome.)
+    const ownedElsewhere = () => fetchers.filter((placed) => partitionOf(placed.account, 8) % 2 !== placed.worker);
+    while (
+      fetchers.length < 6 ||
+      ((new Set(fetchers.map((fetcher) => fetcher.worker)).size < 2 || ownedElsewhere().length === 0) &&
+        fetchers.length < 16)
+    ) {
+      const fetcher = await register(server, `fetcher${fetchers.length}`);
+      await place(server, [fetcher]);
+      fetchers.push(fetcher);
+    }
+    await place(server, [bob]);
+    expect(new Set(fetchers.map((fetcher) => fetcher.worker)).size).toBe(2);
+    // The owner says welcome, also to a session on the other worker: it learned the client's dictionary version
+    // (3) over the mesh, so every welcome carries the count of one-time prekeys.
+    for (const placed of [bob, ...fetchers]) {
+      const welcome = placed.client.received.find((stanza) => stanza.kind === "welcome");
+      expect(welcome).toMatchObject({ oneTimePreKeysLeft: 0 });
+    }
+    expect(ownedElsewhere().length).toBeGreaterThan(0);
+    const upload = async (firstId: number) => {
+      const identity = await KeyHelper.generateIdentityKeyPair();
+      const signed = await KeyHelper.generateSignedPreKey(identity, 1);
+      const last = await KeyHelper.generateSignedPreKey(identity, 0xff_ffff);
+      const preKeys = await Promise.all([0, 1, 2, 3].map((index) => KeyHelper.generatePreKey(firstId + index)));
+      const bytes = (buffer: ArrayBuffer) => new Uint8Array(buffer);
+      const clientId = bob.client.clientId();
+      bob.client.sendStanza({
+        kind: "keysUpload",
+        clientId,
+        registrationId: 77,
+        identityKey: bytes(identity.pubKey),
+        signedPreKey: { keyId: 1, publicKey: bytes(signed.keyPair.pubKey), signature: bytes(signed.signature) },
+        oneTimePreKeys: preKeys.map((key) => ({ keyId: key.keyId, publicKey: bytes(key.keyPair.pubKey) })),
+        lastResortKey: { keyId: last.keyId, publicKey: bytes(last.keyPair.pubKey), signature: bytes(last.signature) },
+      });
+      expect((await bob.client.next("keysUploaded", (answer) => answer.clientId === clientId)).oneTimePreKeysLeft).toBe(
+        4,
+      );
+    };
+    await upload(1);
+    const answers = await Promise.all(
+      fetchers.map(async (fetcher) => {
+        const clientId = fetcher.client.clientId();
+        fetcher.client.sendStanza({ kind: "keysFetch", clientId, account: bob.account });
+        return fetcher.client.next("keyBundles", (answer) => answer.clientId === clientId, answerMs);
+      }),
+    );
+    const bundles = answers.map((answer) => answer.bundles[0]!);
+    const oneTime = bundles.filter((bundle) => !bundle.lastResort).map((bundle) => bundle.preKey!.keyId);
+    expect(oneTime.sort()).toEqual([1, 2, 3, 4]);
+    expect(bundles.filter((bundle) => bundle.lastResort)).toHaveLength(fetchers.length - 4);
+    // The last one-time prekey went: bob is told, wherever his session is.
+    expect((await bob.client.next("keysLow", () => true, answerMs)).oneTimePreKeysLeft).toBe(0);
+    // A new identity: every fetcher (accounts owned by either worker) gets the queued event.
+    await upload(100);
+    for (const fetcher of fetchers) {
+      const event = await fetcher.client.next("identityChange", () => true, answerMs);
+      expect(event).toMatchObject({ account: bob.account, device: bob.device });
+    }
+  }, 30_000);
 });

@@ -17,10 +17,13 @@ afterAll(() => rmSync(directory, { recursive: true, force: true }));
 const tables = [
   "accounts",
   "client_id_windows",
+  "device_keys",
   "devices",
   "invites",
+  "key_fetchers",
   "link_codes",
   "messages",
+  "one_time_prekeys",
   "queue",
   "read_receipt_windows",
 ];

@@ -10,6 +10,8 @@ import type { DeviceStore } from "./device-store.ts";
 import { SqliteDeviceStore } from "./device-store-sqlite.ts";
 import type { InviteStore } from "./invite-store.ts";
 import { SqliteInviteStore } from "./invite-store-sqlite.ts";
+import type { KeyStore } from "./key-store.ts";
+import { SqliteKeyStore } from "./key-store-sqlite.ts";
 import type { LinkCodeStore } from "./link-code-store.ts";
 import { SqliteLinkCodeStore } from "./link-code-store-sqlite.ts";
 import { migrateToLatest } from "./migrations/index.ts";
@@ -140,6 +142,7 @@ class SqliteStorage implements Storage {
   readonly queues: QueueStore;
   readonly invites: InviteStore;
   readonly linkCodes: LinkCodeStore;
+  readonly keys: KeyStore;
   readonly #database: Database;
   readonly #kysely: Kysely<StorageSchema>;
   readonly #checkpoints: { readonly checkpointer: WalCheckpointer; readonly path: string } | null;
@@ -160,6 +163,7 @@ class SqliteStorage implements Storage {
     this.queues = new SqliteQueueStore(database, kysely, queueRows);
     this.invites = new SqliteInviteStore(kysely, hasher);
     this.linkCodes = new SqliteLinkCodeStore(kysely, hasher);
+    this.keys = new SqliteKeyStore(database);
   }
 
   async close(): Promise<void> {

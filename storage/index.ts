@@ -4,6 +4,14 @@ export type { AccountRecord, AccountStore } from "./account-store.ts";
 export { openSqliteStorage, type SqliteStorageOptions } from "./database-sqlite.ts";
 export type { DeviceKey, DeviceRecord, DeviceStore } from "./device-store.ts";
 export type { InviteRecord, InviteStore } from "./invite-store.ts";
+export type {
+  KeyStore,
+  PublishedKeys,
+  PublishResult,
+  StoredPreKey,
+  StoredSignedPreKey,
+  TakenBundle,
+} from "./key-store.ts";
 export type { LinkCodeStore } from "./link-code-store.ts";
 export { MigrationError } from "./migrations/index.ts";
 export type { ClientIdWindow, QueueBatch, QueueEntry, QueueStore, ReadReceiptWindow } from "./queue-store.ts";

@@ -38,6 +38,7 @@ export function delayedStorage(inner: Storage, options: DelayOptions): Storage {
     queues: wrap(inner.queues),
     invites: wrap(inner.invites),
     linkCodes: wrap(inner.linkCodes),
+    keys: wrap(inner.keys),
     close: () => inner.close(),
   };
 }

@@ -1,6 +1,7 @@
 import type { AccountStore } from "./account-store.ts";
 import type { DeviceStore } from "./device-store.ts";
 import type { InviteStore } from "./invite-store.ts";
+import type { KeyStore } from "./key-store.ts";
 import type { LinkCodeStore } from "./link-code-store.ts";
 import type { QueueStore } from "./queue-store.ts";
 
@@ -11,6 +12,8 @@ export interface Storage {
   readonly queues: QueueStore;
   readonly invites: InviteStore;
   readonly linkCodes: LinkCodeStore;
+  // The key directory (public keys of devices), in each device's partition.
+  readonly keys: KeyStore;
   // Closes the database; calling it again does nothing. No store may be used afterwards.
   close(): Promise<void>;
 }

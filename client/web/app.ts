@@ -4,14 +4,17 @@
 // Ed25519 key); picks a peer by handle; shows senders by handle (the SDK's reverse lookup), times, ✓ sent (the
 // server stored it), ✓✓ delivered, and read; sends read receipts for the messages on screen; keeps its conversations
 // across reloads (history-store.ts). While disconnected it counts down to the next attempt, with "retry now".
-// Errors are shown in words (client/error-words.ts). Payloads are the UTF-8 text, NOT encrypted (as the terminal
-// chat, so the two talk to each other): a real app encrypts end to end. All user text goes into the page as text,
-// never as HTML.
+// Errors are shown in words (client/error-words.ts). Messages are end-to-end encrypted with the Signal protocol
+// (client/e2e-session.ts, the same code as the terminal chat, so the two talk to each other): the Signal keys and
+// sessions stay in this browser (e2e-store-indexed-db.ts), the page shows the conversation's safety number and warns
+// when it changes. All user text goes into the page as text, never as HTML.
 
 import { ErrorCode } from "../../protocol/index.ts";
+import { E2eSession } from "../e2e-session.ts";
 import { errorInWords } from "../error-words.ts";
 import { ClientClosedError, type ClientOptions, generateKeyPair, SwitchboardClient } from "../index.ts";
 import { type ChatMessage, ChatState, type Mark } from "./chat-state.ts";
+import { IndexedDbE2eStore } from "./e2e-store-indexed-db.ts";
 import { HistoryStore } from "./history-store.ts";
 import { checkKeySupport, KeyStore, type StoredIdentity } from "./key-store.ts";
 
@@ -62,8 +65,11 @@ export function formatTime(timeMs: number, nowMs: number = Date.now()): string {
 
 class WebChat {
   private client: SwitchboardClient | null = null;
+  private e2e: E2eSession | null = null;
   private state: ChatState | null = null;
   private identity: StoredIdentity | null = null;
+  /** The conversation whose safety number is on screen. */
+  private safetyShownFor: number | null = null;
   private handle: string | null = null;
   private saveTimer: ReturnType<typeof setTimeout> | null = null;
   private historyTimer: ReturnType<typeof setTimeout> | null = null;
@@ -94,6 +100,7 @@ class WebChat {
     forgetNo: byId<HTMLButtonElement>("forget-no"),
     back: byId<HTMLButtonElement>("back"),
     peerTitle: byId("peer-title"),
+    safetyNumber: byId("safety-number"),
     messages: byId<HTMLOListElement>("messages"),
     composer: byId<HTMLFormElement>("composer"),
     messageText: byId<HTMLInputElement>("message-text"),
@@ -104,6 +111,7 @@ class WebChat {
     private readonly url: string,
     private readonly store: KeyStore,
     private readonly history: HistoryStore,
+    private readonly e2eStore: IndexedDbE2eStore,
   ) {
     const { view } = this;
     view.registerForm.addEventListener("submit", (event) => {
@@ -229,6 +237,14 @@ class WebChat {
   private connectClient(options: Partial<ClientOptions>): SwitchboardClient {
     const client = new SwitchboardClient({ url: this.url, ...options } as ClientOptions);
     this.client = client;
+    const e2e = new E2eSession(client, this.e2eStore);
+    this.e2e = e2e;
+    if (this.e2eStore.problem !== null) {
+      this.notice(
+        "warning",
+        `This browser cannot keep the encryption keys (${this.e2eStore.problem}): they live in this tab only.`,
+      );
+    }
     client.on("connected", (event) => {
       // Before any delivery of this connection: the state exists when the queue drains.
       this.state ??= new ChatState(event.account, event.device, this.handle);
@@ -261,19 +277,39 @@ class WebChat {
         );
       }
     });
-    client.on("message", (event) => {
+    e2e.on("plaintext", (event) => {
       const state = this.state;
       if (state === null) return;
       const message = state.incoming({
         from: event.from,
         fromDevice: event.fromDevice,
         clientId: event.clientId,
-        text: utf8Decoder.decode(event.payload),
+        text: utf8Decoder.decode(event.plaintext),
         timeSeconds: event.timeSeconds,
       });
       if (message === null) return;
       this.changed();
       if (event.from !== state.account && state.unnamed().includes(event.from)) void this.name([event.from]);
+    });
+    e2e.on("undecryptable", (event) => {
+      const who = this.state?.label(event.from) ?? `#${event.from}`;
+      this.notice(
+        "warning",
+        `A message from ${who} (device ${event.fromDevice}) could not be decrypted: ${event.reason}.`,
+      );
+    });
+    e2e.on("safetyNumberChange", (event) => {
+      const who = this.state?.label(event.account) ?? `#${event.account}`;
+      this.notice(
+        "warning",
+        `The safety number with ${who} changed (device ${event.device} has a new identity key). Compare it again before you trust the conversation.`,
+      );
+      this.showSafetyNumber();
+    });
+    e2e.on("error", (error) => console.warn("switchboard e2e:", error));
+    // Others can start a session with this device from now on (the tests wait for this mark).
+    e2e.on("keysUploaded", () => {
+      this.view.keyInfo.dataset.e2e = "published";
     });
     client.on("receipt", (event) => {
       if (this.state?.receipt(event)) this.changed();
@@ -355,9 +391,11 @@ class WebChat {
     view.messageText.value = "";
     const message = state.outgoing(to, text);
     this.changed();
-    client
+    if (this.e2e === null) return;
+    this.e2e
       .send(to, utf8.encode(text))
       .then(({ clientId }) => {
+        this.showSafetyNumber();
         state.stored(message, clientId);
         this.saveSoon();
       })
@@ -385,7 +423,9 @@ class WebChat {
     this.historyTimer = null;
     this.state = null; // nothing is saved again
     await this.client?.close();
+    this.e2e?.close();
     await this.store.clear().catch(() => {});
+    await this.e2eStore.clear().catch(() => {});
     await this.history.clear().catch(() => {});
     location.reload();
   }
@@ -449,6 +489,30 @@ class WebChat {
     }
   }
 
+  /** The selected conversation's safety number (Signal's 60 digits), once a session with the peer exists. */
+  private showSafetyNumber(): void {
+    const account = this.state?.selected ?? null;
+    this.safetyShownFor = account;
+    const field = this.view.safetyNumber;
+    if (account === null || this.e2e === null) {
+      field.textContent = "";
+      return;
+    }
+    field.textContent = "Safety number: computing…";
+    void this.e2e
+      .safetyNumber(account)
+      .then((number) => {
+        if (this.safetyShownFor !== account) return;
+        field.textContent =
+          number === null
+            ? "End-to-end encrypted. Safety number: after the first message."
+            : `End-to-end encrypted. Safety number: ${number.replace(/(\d{5})(?=\d)/g, "$1 ")}`;
+      })
+      .catch(() => {
+        field.textContent = "";
+      });
+  }
+
   private notice(level: "warning" | "error", text: string): void {
     this.view.notice.textContent = text;
     this.view.notice.dataset.level = level;
@@ -475,6 +539,7 @@ class WebChat {
     const selected = state.selected === null ? undefined : state.conversations.get(state.selected);
     view.chat.dataset.view = selected === undefined ? "list" : "conversation";
     view.peerTitle.textContent = selected === undefined ? "Pick someone to talk to" : state.label(selected.account);
+    if (selected?.account !== this.safetyShownFor) this.showSafetyNumber();
     view.messageText.disabled = selected === undefined;
     view.sendButton.disabled = selected === undefined;
     view.messages.replaceChildren(...(selected?.messages ?? []).map((message) => this.messageItem(message)));
@@ -555,8 +620,12 @@ class WebChat {
 }
 
 async function main(): Promise<void> {
-  const [store, history] = await Promise.all([KeyStore.open(), HistoryStore.open()]);
-  await new WebChat(serverUrl(location), store, history).start();
+  const [store, history, e2eStore] = await Promise.all([
+    KeyStore.open(),
+    HistoryStore.open(),
+    IndexedDbE2eStore.open(),
+  ]);
+  await new WebChat(serverUrl(location), store, history, e2eStore).start();
 }
 
 if (typeof document !== "undefined") {

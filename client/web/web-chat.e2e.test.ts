@@ -10,10 +10,13 @@
 // REQUIRE_BROWSER_TESTS=1, as .ci/run sets after that setup step, a missing Chromium fails them instead.
 
 import { afterEach, test as bunTest, describe, expect } from "bun:test";
-import { existsSync, mkdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
-import { cleanups, freePort, runCleanups, startInProcessServer, temporaryDataDir } from "../delivery-suite.ts";
+import { cleanups, freePort, limits, runCleanups, startInProcessServer, temporaryDataDir } from "../delivery-suite.ts";
+import { E2eSession } from "../e2e-session.ts";
+import { MemoryE2eStore } from "../e2e-store.ts";
+import { SwitchboardClient } from "../switchboard-client.ts";
 
 const chromiumPath = "/usr/bin/chromium";
 const browserSkipped = !existsSync(chromiumPath) && process.env.REQUIRE_BROWSER_TESTS !== "1";
@@ -66,6 +69,8 @@ async function register(chat: ChatPage, handle: string, invite: string): Promise
   await page.click("#register-button");
   await online(page);
   await page.locator("#chat").waitFor({ state: "visible" });
+  // Its Signal keys are in the server's directory: a message to it can be encrypted for it.
+  await page.locator('#key-info[data-e2e="published"]').waitFor({ state: "attached" });
 }
 
 async function online(page: Page): Promise<void> {
@@ -334,4 +339,78 @@ describe("web chat in headless Chromium", () => {
     const unexpected = (errors: string[]) => errors.filter((error) => !error.includes("WebSocket connection to"));
     expect([...unexpected(alice.errors), ...unexpected(bob.errors)]).toEqual([]);
   }, 60_000);
+
+  test("terminal SDK <-> web page <-> terminal SDK, end to end encrypted: all decrypt, the same safety number, no plaintext on the server", async () => {
+    const browser = await launchChromium();
+    const dataDir = temporaryDataDir();
+    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const server = await startInProcessServer({ dataDir, config: { registration: "open", webClient: "on" } });
+    cleanups.push(() => server.stop({ timeoutMs: 1000 }));
+    const url = `http://127.0.0.1:${server.wsPort}/`;
+    // Two terminal users: the SDK with Signal sessions over TCP, as the terminal chat runs it.
+    const terminal = async (handle: string) => {
+      const client = new SwitchboardClient({ port: server.port, limits, register: { handle } });
+      cleanups.push(() => client.close());
+      const e2e = new E2eSession(client, new MemoryE2eStore(), { preKeysPerUpload: 8 });
+      const texts: string[] = [];
+      e2e.on("plaintext", (event) => void texts.push(new TextDecoder().decode(event.plaintext)));
+      await client.connect();
+      await e2e.whenPublished();
+      return { client, e2e, texts, account: client.credentials!.account };
+    };
+    const carol = await terminal("carol");
+    const dave = await terminal("dave");
+    const context = await browser.newContext({ viewport: { width: 900, height: 560 } });
+    const web = await openChat(context, url);
+    await web.page.locator("#setup").waitFor({ state: "visible" });
+    await web.page.fill("#register-handle", "webby");
+    await web.page.click("#register-button");
+    await online(web.page);
+    await web.page.locator('#key-info[data-e2e="published"]').waitFor({ state: "attached" });
+    const webAccount = (await carol.client.lookup("webby")).account!;
+
+    // Terminal -> web: the page decrypts it.
+    await carol.e2e.send(webAccount, new TextEncoder().encode("from the terminal, carol"));
+    await web.page.locator("#conversations li", { hasText: "carol" }).click();
+    await web.page.locator("li.message:not(.mine)", { hasText: "from the terminal, carol" }).waitFor();
+    // Web -> terminal, both of them.
+    await say(web.page, "from the page to carol");
+    await waitUntil(() => carol.texts.includes("from the page to carol"));
+    await openPeer(web.page, "dave");
+    await say(web.page, "from the page to dave");
+    await waitUntil(() => dave.texts.includes("from the page to dave"));
+    await dave.e2e.send(webAccount, new TextEncoder().encode("dave answers"));
+    await web.page.locator("li.message:not(.mine)", { hasText: "dave answers" }).waitFor();
+
+    // The page shows the conversation's safety number, the same digits dave's SDK computes.
+    const shown = web.page.locator("#safety-number", { hasText: /\d{5} \d{5}/ });
+    await shown.waitFor({ timeout: 15_000 });
+    const digits = ((await shown.textContent()) ?? "").replace(/\D/g, "");
+    expect(digits).toBe((await dave.e2e.safetyNumber(webAccount)) ?? "none");
+    expect(await web.page.textContent("footer")).toContain("end-to-end encrypted");
+
+    // Nothing in the server's data directory holds a message's text.
+    for (const text of ["from the terminal", "from the page", "dave answers"]) {
+      expect(filesHolding(dataDir, text)).toEqual([]);
+    }
+    expect(web.errors).toEqual([]);
+  }, 60_000);
 });
+
+/** Files under `dir` whose bytes contain `text`. */
+function filesHolding(dir: string, text: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) return filesHolding(path, text);
+    return readFileSync(path).includes(Buffer.from(text)) ? [path] : [];
+  });
+}
+
+/** Polls `predicate` (every 10 ms, at most stepTimeoutMs). */
+async function waitUntil(predicate: () => boolean): Promise<void> {
+  const deadline = Date.now() + stepTimeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${stepTimeoutMs} ms`);
+    await Bun.sleep(10);
+  }
+}

@@ -143,6 +143,10 @@ const nonce = pattern(32, 0x00);
 const publicKey = pattern(32, 0xa0);
 const signature = pattern(64, 0x40);
 const payload20 = pattern(20, 0x80);
+/** A Curve25519 public key as Signal serialises it: the type byte 0x05, then 32 bytes. */
+function signalKey(start: number): Uint8Array {
+  return Uint8Array.of(0x05, ...pattern(32, start));
+}
 /** The name the sample client dialed (signed in login, register and link). */
 const serverName = "chat.example.com";
 const time = 1_763_800_000; // 2025-11-22T08:26:40Z
@@ -297,6 +301,63 @@ const frameCases: readonly FrameCase[] = [
     name: "reverseLookupResult",
     stanza: { kind: "reverseLookupResult", clientId: 51, handles: ["alice", "bob", null] },
   },
+  // Dictionary version 3: the key directory (PROTOCOL.md, "Key directory"). Keys are Signal's 33-byte serialisation.
+  {
+    name: "welcome with one-time prekeys left (dictionary 3)",
+    stanza: { kind: "welcome", account: alice, device: 2, lastClientId: 41, oneTimePreKeysLeft: 7 },
+  },
+  {
+    name: "keysUpload, two one-time prekeys and a last-resort key",
+    stanza: {
+      kind: "keysUpload",
+      clientId: 52,
+      registrationId: 9876,
+      identityKey: signalKey(0x11),
+      signedPreKey: { keyId: 1, publicKey: signalKey(0x22), signature: pattern(64, 0x33) },
+      oneTimePreKeys: [
+        { keyId: 100, publicKey: signalKey(0x44) },
+        { keyId: 101, publicKey: signalKey(0x55) },
+      ],
+      lastResortKey: { keyId: 0xfff_fff0, publicKey: signalKey(0x66), signature: pattern(64, 0x77) },
+    },
+  },
+  { name: "keysUploaded", stanza: { kind: "keysUploaded", clientId: 52, oneTimePreKeysLeft: 2 } },
+  { name: "keysFetch", stanza: { kind: "keysFetch", clientId: 53, account: bob } },
+  {
+    name: "keyBundles, a one-time prekey and the last-resort key",
+    stanza: {
+      kind: "keyBundles",
+      clientId: 53,
+      account: bob,
+      bundles: [
+        {
+          device: 1,
+          registrationId: 9876,
+          identityKey: signalKey(0x11),
+          signedPreKey: { keyId: 1, publicKey: signalKey(0x22), signature: pattern(64, 0x33) },
+          preKey: { keyId: 100, publicKey: signalKey(0x44) },
+          lastResort: false,
+        },
+        {
+          device: 2,
+          registrationId: 1234,
+          identityKey: signalKey(0x12),
+          signedPreKey: { keyId: 1, publicKey: signalKey(0x23), signature: pattern(64, 0x34) },
+          preKey: { keyId: 0xfff_fff0, publicKey: signalKey(0x66) },
+          lastResort: true,
+        },
+      ],
+    },
+  },
+  {
+    name: "keyBundles, an account with no keys",
+    stanza: { kind: "keyBundles", clientId: 54, account: bob, bundles: [] },
+  },
+  { name: "keysLow", stanza: { kind: "keysLow", oneTimePreKeysLeft: 2, threshold: 10 } },
+  {
+    name: "identityChange",
+    stanza: { kind: "identityChange", seq: 9, account: bob, device: 2, timeSeconds: time + 5 },
+  },
   {
     name: "deviceList, 16 devices, compressed",
     stanza: { kind: "deviceList", clientId: 49, devices: deviceInfos(16) },
@@ -392,7 +453,8 @@ function preambleVectors(): PreambleVector[] {
     codeName,
   });
   return [
-    ok("protocol 1, dictionary 2", "53420102", protocolVersion, tokenDictionaryVersion),
+    ok("protocol 1, dictionary 3", "53420103", protocolVersion, tokenDictionaryVersion),
+    ok("protocol 1, dictionary 2 (an older client: kinds 1..25)", "53420102", protocolVersion, 2),
     ok("protocol 1, dictionary 1 (an older client: kinds 1..23)", "53420101", protocolVersion, 1),
     { name: "magic only: wait for more", hex: "5342", result: "more" },
     { name: "first byte only: wait for more", hex: "53", result: "more" },
@@ -403,7 +465,7 @@ function preambleVectors(): PreambleVector[] {
     error("protocol version 0", "53420001", "versionUnsupported"),
     error("protocol version 2 (newer than this server)", "53420201", "versionUnsupported"),
     error("dictionary version 0", "53420100", "versionUnsupported"),
-    error("dictionary version 3 (newer than this server)", "53420103", "versionUnsupported"),
+    error("dictionary version 4 (newer than this server)", "53420104", "versionUnsupported"),
   ];
 }
 
@@ -544,7 +606,7 @@ function badInputCases(): Array<{ name: string; hex: string; codeName: ErrorCode
     { name: "reserved header bit (0x40) set", hex: frameHex(0x40 | k.ping, "90"), codeName: "malformedFrame" },
     { name: "unknown kind 0", hex: frameHex(0, "90"), codeName: "unknownKind" },
     { name: "unknown kind 63", hex: frameHex(63, "90"), codeName: "unknownKind" },
-    { name: "unknown kind 26 (next free token)", hex: frameHex(26, "90"), codeName: "unknownKind" },
+    { name: "unknown kind 63 (not assigned)", hex: frameHex(63, "90"), codeName: "unknownKind" },
     { name: "header byte only, no body", hex: frameHex(k.ping, ""), codeName: "malformedBody" },
     // MessagePack structure
     { name: "trailing bytes after the body value", hex: frameHex(k.ping, "9000"), codeName: "malformedBody" },
@@ -748,8 +810,8 @@ function badInputCases(): Array<{ name: string; hex: string; codeName: ErrorCode
       codeName: "malformedFrame",
     },
     {
-      name: "two errors: unknown kind 26 and invalid deflate: the kind",
-      hex: frameHex(compressedBit | 26, "07"),
+      name: "two errors: unknown kind 63 and invalid deflate: the kind",
+      hex: frameHex(compressedBit | 63, "07"),
       codeName: "unknownKind",
     },
     {

@@ -3,6 +3,7 @@ import * as initial from "./0001-initial.ts";
 import * as hashedCodes from "./0002-hashed-codes.ts";
 import * as readReceiptWindows from "./0003-read-receipt-windows.ts";
 import * as clientIdWindows from "./0004-client-id-windows.ts";
+import * as prekeys from "./0005-prekeys.ts";
 
 // Every migration, by name. A static record rather than Kysely's FileMigrationProvider, so migrations work the same
 // from a bundled or compiled server where there is no migrations folder to glob. Names sort in the order they apply.
@@ -11,6 +12,7 @@ export const migrations: Readonly<Record<string, Migration>> = Object.freeze({
   "0002-hashed-codes": hashedCodes,
   "0003-read-receipt-windows": readReceiptWindows,
   "0004-client-id-windows": clientIdWindows,
+  "0005-prekeys": prekeys,
 });
 
 export const staticMigrationProvider: MigrationProvider = {
