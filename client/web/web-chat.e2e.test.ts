@@ -5,13 +5,18 @@
 // logs in again with the non-extractable key its browser kept in IndexedDB. At a phone's width (390 px) the page is
 // one column at a time and never wider than the screen; senders are named by handle, messages carry times and survive
 // a reload, a lost server shows a live countdown whose "retry now" reconnects at once, registration errors are in
-// words, and forgetting the device asks first. Screenshots go to test-artifacts/.
+// words, and forgetting the device asks first. End to end encrypted: the SDK (E2eSession) in this process and the page
+// talk through an in-process server; and the real programs, two terminal chats (`switchboard chat`) and the page,
+// talk through a server process whose data directory and log output hold none of their texts. Screenshots go to
+// test-artifacts/.
 // Without Chromium the tests skip and print why (`npm run setup:browser` installs it); with
 // REQUIRE_BROWSER_TESTS=1, as .ci/run sets after that setup step, a missing Chromium fails them instead.
 
 import { afterEach, test as bunTest, describe, expect } from "bun:test";
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Subprocess } from "bun";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
 import { cleanups, freePort, limits, runCleanups, startInProcessServer, temporaryDataDir } from "../delivery-suite.ts";
 import { E2eSession } from "../e2e-session.ts";
@@ -395,22 +400,338 @@ describe("web chat in headless Chromium", () => {
     }
     expect(web.errors).toEqual([]);
   }, 60_000);
+
+  test("terminal chat <-> web page <-> terminal chat, real processes: every leg decrypts, the server's files and logs hold no text", async () => {
+    const browser = await launchChromium();
+    const dataDir = scratchDirectory("switchboard-e2e-server-");
+    // The chats' key files live apart from the server's data directory: everything in that one is the server's.
+    const keyDir = scratchDirectory("switchboard-e2e-keys-");
+    const server = await serverProcess(dataDir);
+    const port = String(server.port);
+    // Unique texts per run, so that nothing else (a handle, a log field) can match them by chance.
+    const run = crypto.randomUUID().slice(0, 8);
+    const texts = {
+      carolToPage: `carol types in her terminal to the page ${run}`,
+      pageToDave: `the page writes to dave while he is away ${run}`,
+      daveToCarol: `dave answers carol from terminal to terminal ${run}`,
+      pageToCarol: `the page replies to carol ${run}`,
+    };
+    // Sent in plaintext on purpose, past the chats, by a bare SDK client: the control that shows the search below finds
+    // a payload the server stored as it came, and that a terminal chat does not show an unencrypted message.
+    const canary = `plaintext canary, not encrypted ${run}`;
+
+    // Two terminal chats, each a `switchboard chat` process on the server's TCP port.
+    const carolArgs = ["--prekeys", "4", "--port", port, "--key-file", join(keyDir, "carol.json")];
+    const daveArgs = ["--prekeys", "4", "--port", port, "--key-file", join(keyDir, "dave.json")];
+    const carol = terminalChat("carol", [...carolArgs, "--register", "carol"]);
+    let dave = terminalChat("dave", [...daveArgs, "--register", "dave"]);
+    for (const [chat, handle] of [
+      [carol, "carol"],
+      [dave, "dave"],
+    ] as const) {
+      await chat.expectLine(`as ${handle} (account`);
+      await chat.expectLine("end-to-end keys published");
+    }
+
+    // The web page on the server's WebSocket listener.
+    const context = await browser.newContext({ viewport: { width: 900, height: 560 } });
+    const web = await openChat(context, `http://127.0.0.1:${server.wsPort}/`);
+    await web.page.locator("#setup").waitFor({ state: "visible" });
+    await web.page.fill("#register-handle", "webby");
+    await web.page.click("#register-button");
+    await online(web.page);
+    await web.page.locator('#key-info[data-e2e="published"]').waitFor({ state: "attached" });
+
+    // Terminal carol -> the page.
+    carol.type("/to webby");
+    await carol.expectLine("* talking to webby");
+    carol.type(texts.carolToPage);
+    await web.page.locator("#conversations li", { hasText: "carol" }).click();
+    await web.page.locator("li.message:not(.mine)", { hasText: texts.carolToPage }).waitFor();
+
+    // The page -> terminal dave, who is away: the server stores the message until dave comes back.
+    dave.type("/quit");
+    expect(await dave.exited()).toBe(0);
+    await openPeer(web.page, "dave");
+    await say(web.page, texts.pageToDave);
+    expect(await markOf(web.page, texts.pageToDave, "sent")).toBe("✓");
+    const bare = new SwitchboardClient({ host: "127.0.0.1", port: server.port, register: { handle: "canary" } });
+    cleanups.push(() => bare.close());
+    await bare.connect();
+    await bare.send((await bare.lookup("dave")).account!, new TextEncoder().encode(canary));
+    await bare.close();
+    // Both wait in dave's queue now (the database or its write-ahead log): the canary as it came, the page's
+    // message as ciphertext.
+    expect(filesHolding(dataDir, canary).length).toBeGreaterThan(0);
+    expect(plaintextsIn(dataDir, texts)).toEqual([]);
+
+    // Dave's terminal again, from its key files: the page's message decrypts; the canary is announced as
+    // undecryptable, never shown as a message.
+    dave = terminalChat("dave", daveArgs);
+    await dave.expectLine("as dave (account");
+    await dave.expectLine(`webby: ${texts.pageToDave}`);
+    await dave.expectLine("could not be decrypted");
+    expect(dave.output()).not.toContain(canary);
+
+    // Terminal dave -> terminal carol, and the page -> carol.
+    dave.type("/to carol");
+    await dave.expectLine("* talking to carol");
+    dave.type(texts.daveToCarol);
+    await carol.expectLine(`dave: ${texts.daveToCarol}`);
+    await web.page.locator("#conversations li", { hasText: "carol" }).click();
+    await web.page.locator("#peer-title", { hasText: "carol" }).waitFor();
+    await say(web.page, texts.pageToCarol);
+    await carol.expectLine(`webby: ${texts.pageToCarol}`);
+
+    // Carol's terminal and the page show the same safety number for their conversation.
+    carol.type("/safety");
+    await carol.expectLine("safety number with webby:", 15_000);
+    const terminalNumber = carol
+      .output()
+      .match(/safety number with webby: ([\d ]+)/)![1]!
+      .replace(/\D/g, "");
+    const shown = web.page.locator("#safety-number", { hasText: /\d{5} \d{5}/ });
+    await shown.waitFor({ timeout: 15_000 });
+    expect(((await shown.textContent()) ?? "").replace(/\D/g, "")).toBe(terminalNumber);
+    expect(terminalNumber).toMatch(/^\d{60}$/);
+
+    carol.type("/quit");
+    dave.type("/quit");
+    expect(await carol.exited()).toBe(0);
+    expect(await dave.exited()).toBe(0);
+    await context.close();
+    // No text in the server's files while it runs (the write-ahead log still holds recent pages) ...
+    expect(plaintextsIn(dataDir, texts)).toEqual([]);
+    // ... nor after a graceful stop, nor in anything it wrote on stdout or stderr, at the debug level.
+    expect(await server.stop()).toBe(0);
+    expect(plaintextsIn(dataDir, texts)).toEqual([]);
+    const log = Buffer.concat([server.stdout.bytes(), server.stderr.bytes()]);
+    expect(log.includes("server_started")).toBe(true);
+    expect(log.includes("server_stopped")).toBe(true);
+    // The canary too: the server logs no payload, encrypted or not.
+    expect(textsFoundIn(log, { ...texts, canary })).toEqual([]);
+    expect([...carol.errors(), ...dave.errors()]).toEqual([]);
+    expect(web.errors).toEqual([]);
+  }, 60_000);
 });
 
 /** Files under `dir` whose bytes contain `text`. */
-function filesHolding(dir: string, text: string): string[] {
+function filesHolding(dir: string, text: string | Uint8Array): string[] {
+  const bytes = typeof text === "string" ? Buffer.from(text) : text;
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
     const path = join(dir, entry.name);
-    if (entry.isDirectory()) return filesHolding(path, text);
-    return readFileSync(path).includes(Buffer.from(text)) ? [path] : [];
+    if (entry.isDirectory()) return filesHolding(path, bytes);
+    return readFileSync(path).includes(bytes) ? [path] : [];
   });
 }
 
-/** Polls `predicate` (every 10 ms, at most stepTimeoutMs). */
-async function waitUntil(predicate: () => boolean): Promise<void> {
-  const deadline = Date.now() + stepTimeoutMs;
+/** Each text's bytes as UTF-8, and the hex and base64 of them (a payload logged as a string), named. */
+function encodingsOf(texts: Record<string, string>): Array<{ name: string; bytes: Buffer }> {
+  return Object.entries(texts).flatMap(([name, text]) => {
+    const utf8 = Buffer.from(text);
+    return [
+      { name, bytes: utf8 },
+      { name: `${name} (hex)`, bytes: Buffer.from(utf8.toString("hex")) },
+      { name: `${name} (base64)`, bytes: Buffer.from(utf8.toString("base64")) },
+    ];
+  });
+}
+
+/** The names of `texts` found, in any of their encodings, in `content`. */
+function textsFoundIn(content: Buffer, texts: Record<string, string>): string[] {
+  return encodingsOf(texts)
+    .filter(({ bytes }) => content.includes(bytes))
+    .map(({ name }) => name);
+}
+
+/** Every file under `dir`, recursively. */
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
+    entry.isDirectory() ? filesUnder(join(dir, entry.name)) : [join(dir, entry.name)],
+  );
+}
+
+/** "<text name> in <file>" for each of `texts` found in a file under `dir` (every file, read once, as bytes). */
+function plaintextsIn(dir: string, texts: Record<string, string>): string[] {
+  return filesUnder(dir).flatMap((path) => textsFoundIn(readFileSync(path), texts).map((name) => `${name} in ${path}`));
+}
+
+/** Polls `predicate` (every 10 ms, at most `timeoutMs`); the error says what was awaited. */
+async function waitUntil(
+  predicate: () => boolean,
+  timeoutMs = stepTimeoutMs,
+  what = () => "a condition",
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
   while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${stepTimeoutMs} ms`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what()}`);
     await Bun.sleep(10);
   }
+}
+
+/** A fresh directory under the system's temporary one, removed after the test. */
+function scratchDirectory(prefix: string): string {
+  const directory = mkdtempSync(join(tmpdir(), prefix));
+  cleanups.push(() => rmSync(directory, { recursive: true, force: true }));
+  return directory;
+}
+
+const repoRoot = new URL("../../", import.meta.url).pathname;
+/** `switchboard`, the program an operator and a terminal user run: `start` for the server, `chat` for the chat. */
+const cliPath = join(repoRoot, "server", "cli.ts");
+/** How long a child process may take to start, or to exit once asked. */
+const processTimeoutMs = 15_000;
+
+/** Everything a child process writes on one stream, kept as bytes. */
+class StreamCapture {
+  private readonly chunks: Uint8Array[] = [];
+  /** Settles when the stream ends (the process closed it, or exited). */
+  readonly ended: Promise<void>;
+
+  constructor(stream: ReadableStream<Uint8Array>) {
+    this.ended = (async () => {
+      for await (const chunk of stream) this.chunks.push(chunk);
+    })().catch(() => {});
+  }
+
+  bytes(): Buffer {
+    return Buffer.concat(this.chunks);
+  }
+
+  text(): string {
+    return this.bytes().toString("utf8");
+  }
+}
+
+/** Kills `child` after the test if it is still running. */
+function killAfterTest(child: Subprocess): void {
+  cleanups.push(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  });
+}
+
+/** The exit code of `child`, or a thrown error naming `what` after processTimeoutMs. */
+async function exitOf(child: Subprocess, what: string): Promise<number | null> {
+  const timedOut = Symbol("timed out");
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<typeof timedOut>((resolve) => {
+    timer = setTimeout(() => resolve(timedOut), processTimeoutMs);
+  });
+  const code = await Promise.race([child.exited, timeout]).finally(() => clearTimeout(timer));
+  if (code === timedOut) throw new Error(`${what} did not exit within ${processTimeoutMs} ms`);
+  return code;
+}
+
+interface ServerProcess {
+  readonly port: number;
+  readonly wsPort: number;
+  readonly stdout: StreamCapture;
+  readonly stderr: StreamCapture;
+  /** SIGTERM, a graceful stop; resolves with the exit code. */
+  stop(): Promise<number | null>;
+}
+
+/**
+ * `switchboard start` as a child process on 127.0.0.1: TCP on a port of its choosing, the WebSocket listener with the
+ * web page on a free one, open registration, every log line (debug) captured from its stdout and stderr.
+ */
+async function serverProcess(dataDir: string): Promise<ServerProcess> {
+  for (let attempt = 1; ; attempt++) {
+    const wsPort = freePort();
+    const flags = ["--port", "0", "--admin-port", "0", "--ws-port", String(wsPort), "--web-client", "on"];
+    const child = Bun.spawn(
+      [process.execPath, cliPath, "start", ...flags, "--registration", "open", "--log-level", "debug"].concat([
+        "--data-dir",
+        dataDir,
+      ]),
+      {
+        cwd: repoRoot,
+        stdin: "ignore",
+        stdout: "pipe",
+        stderr: "pipe",
+        env: { ...process.env, JOURNAL_STREAM: undefined },
+      },
+    );
+    killAfterTest(child);
+    const stdout = new StreamCapture(child.stdout);
+    const stderr = new StreamCapture(child.stderr);
+    // Its log lines are JSON, one a line; the last, unfinished line is not read yet.
+    const started = () =>
+      stdout
+        .text()
+        .split("\n")
+        .slice(0, -1)
+        .filter((line) => line.startsWith("{"))
+        .map((line) => JSON.parse(line) as Record<string, unknown>)
+        .find((entry) => entry.event === "server_started");
+    await waitUntil(
+      () => started() !== undefined || child.exitCode !== null,
+      processTimeoutMs,
+      () => `server_started (stdout:\n${stdout.text()}\nstderr:\n${stderr.text()})`,
+    );
+    const line = started();
+    if (line !== undefined) {
+      return {
+        port: Number(line.port),
+        wsPort: Number(line.wsPort),
+        stdout,
+        stderr,
+        stop: async () => {
+          child.kill("SIGTERM");
+          const code = await exitOf(child, "the server");
+          // The last bytes of its pipes, read to their end (bounded: a pipe a grandchild kept open would not end).
+          await Promise.race([Promise.all([stdout.ended, stderr.ended]), Bun.sleep(stepTimeoutMs)]);
+          return code;
+        },
+      };
+    }
+    await exitOf(child, "the server");
+    // The free WebSocket port was taken in between: another one.
+    if (attempt < 3 && stderr.text().includes("in use")) continue;
+    throw new Error(`the server did not start:\n${stdout.text()}\n${stderr.text()}`);
+  }
+}
+
+interface TerminalChat {
+  /** Types a line, as at the keyboard. */
+  type(line: string): void;
+  /** Waits until a line of its output contains `fragment`. */
+  expectLine(fragment: string, timeoutMs?: number): Promise<void>;
+  output(): string;
+  /** What it wrote on stderr, by line. */
+  errors(): string[];
+  exited(): Promise<number | null>;
+}
+
+/** `switchboard chat` as a child process, its input a pipe the test types into, its output captured. */
+function terminalChat(name: string, args: readonly string[]): TerminalChat {
+  const child = Bun.spawn([process.execPath, cliPath, "chat", ...args], {
+    cwd: repoRoot,
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { ...process.env },
+  });
+  killAfterTest(child);
+  const stdout = new StreamCapture(child.stdout);
+  const stderr = new StreamCapture(child.stderr);
+  return {
+    type(line) {
+      child.stdin.write(`${line}\n`);
+      child.stdin.flush();
+    },
+    expectLine: (fragment, timeoutMs = stepTimeoutMs) =>
+      waitUntil(
+        () => stdout.text().includes(fragment),
+        timeoutMs,
+        () => `"${fragment}" from ${name}'s terminal chat (output:\n${stdout.text()}${stderr.text()})`,
+      ),
+    output: () => stdout.text(),
+    errors: () =>
+      stderr
+        .text()
+        .split("\n")
+        .filter((line) => line !== ""),
+    exited: () => exitOf(child, `${name}'s terminal chat`),
+  };
 }
