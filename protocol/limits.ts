@@ -117,6 +117,29 @@ export interface Limits {
   readonly sessionsMax: number;
   /** Upper bound of the jittered retry-after a goaway tells clients when the server stops. */
   readonly goawayRetryAfterMsMax: number;
+
+  // Media (issue 17)
+  /**
+   * Largest media blob (the encrypted bytes) one upload may declare; a larger one is refused (mediaTooLarge) before
+   * any byte moves. Below 2^32: the size travels as an unsigned 32-bit integer.
+   */
+  readonly mediaFileBytesMax: number;
+  /** Bytes of media one account may hold on the server (stored blobs it uploaded plus uploads it was granted). */
+  readonly mediaAccountBytesMax: number;
+  /** Most recipient accounts one upload may name (each recipient's devices may download it). */
+  readonly mediaRecipientsMax: number;
+  /** Uploads one device may have granted and unfinished at once; the next grant is refused with mediaBusy. */
+  readonly mediaUploadsPerDeviceMax: number;
+  /** Lifetime of an upload or download token (a client asks again for a new one, the upload resumes). */
+  readonly mediaTokenTtlMs: number;
+  /** How long a stored blob is kept while some addressed device has not fetched it (like queued messages). */
+  readonly mediaRetentionMs: number;
+  /** How long an unfinished upload's bytes are kept for a resume after its grant. */
+  readonly mediaPartialRetentionMs: number;
+  /** An upload request body that brings no byte for this long is ended (408); what arrived is kept for a resume. */
+  readonly mediaUploadStallMs: number;
+  /** Interval between media sweeps (expired blobs, abandoned partial uploads). */
+  readonly mediaSweepIntervalMs: number;
 }
 
 const kibibyte = 1024;
@@ -167,6 +190,16 @@ export const defaultLimits: Limits = Object.freeze({
   directoryAccountsMax: 100_000,
   sessionsMax: 1_000_000,
   goawayRetryAfterMsMax: 30 * second,
+  // Media (issue 17)
+  mediaFileBytesMax: 1024 * 1024 * kibibyte,
+  mediaAccountBytesMax: 4 * 1024 * 1024 * kibibyte - 1,
+  mediaRecipientsMax: 32,
+  mediaUploadsPerDeviceMax: 4,
+  mediaTokenTtlMs: 15 * minute,
+  mediaRetentionMs: 30 * day,
+  mediaPartialRetentionMs: 1 * day,
+  mediaUploadStallMs: 30 * second,
+  mediaSweepIntervalMs: 10 * minute,
 });
 
 /** Small limits for tests, so that every edge is cheap to reach. */
@@ -206,6 +239,16 @@ export const testLimits: Limits = Object.freeze({
   directoryAccountsMax: 100,
   lastSeenFlushMs: 100,
   lastSeenPendingMax: 16,
+  // Media (issue 17)
+  mediaFileBytesMax: 4 * 1024 * 1024,
+  mediaAccountBytesMax: 8 * 1024 * 1024,
+  mediaRecipientsMax: 4,
+  mediaUploadsPerDeviceMax: 2,
+  mediaTokenTtlMs: 60 * 1000,
+  mediaRetentionMs: 60 * 1000,
+  mediaPartialRetentionMs: 60 * 1000,
+  mediaUploadStallMs: 1000,
+  mediaSweepIntervalMs: 1000,
 });
 
 /** The longest group-commit delay a config may set (the reliability suite's crash trials cover 0 up to it). */
@@ -250,6 +293,12 @@ export function assertLimits(limits: Limits): Limits {
   if (limits.queueSenderSharePercent > 100) fail("queueSenderSharePercent <= 100");
   // Senders to offline devices wait this long for their server-ack: more than a second only makes senders resend.
   if (limits.commitDelayMs > commitDelayMsMax) fail(`commitDelayMs <= ${commitDelayMsMax}`);
+  // Media (issue 17): sizes travel as unsigned 32-bit integers; one file must fit in the account's quota.
+  if (limits.mediaFileBytesMax > 0xffff_ffff) fail("mediaFileBytesMax < 2^32");
+  if (limits.mediaFileBytesMax > limits.mediaAccountBytesMax) fail("mediaFileBytesMax <= mediaAccountBytesMax");
+  if (limits.mediaRecipientsMax > limits.arrayItemsMax) fail("mediaRecipientsMax <= arrayItemsMax");
+  // A resumed upload needs its bytes for at least as long as a fresh token lasts.
+  if (limits.mediaPartialRetentionMs < limits.mediaTokenTtlMs) fail("mediaPartialRetentionMs >= mediaTokenTtlMs");
   return limits;
 }
 

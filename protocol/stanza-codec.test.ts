@@ -46,24 +46,27 @@ function requiredFields(stanza: Stanza): number {
 }
 
 describe("token dictionary", () => {
-  test("kinds are 1..25, unique, within the 6 header bits, and named back", () => {
+  test("kinds are 1..25 and 34..37, unique, within the 6 header bits, and named back", () => {
     const tokens = Object.values(StanzaKind);
     expect(new Set(tokens).size).toBe(tokens.length);
     expect(Math.min(...tokens)).toBe(1);
-    expect(Math.max(...tokens)).toBe(tokens.length);
+    // 26..33 are left free for other dictionary-version-3 work; the media kinds took 34..37.
+    expect(Math.max(...tokens)).toBe(tokens.length + 8);
     for (const name of kindNames) expect(stanzaKindName(StanzaKind[name])).toBe(name);
     expect(stanzaKindName(0)).toBeUndefined();
     expect(stanzaKindName(tokens.length + 1)).toBeUndefined();
     expect(stanzaKindName(63)).toBeUndefined();
   });
 
-  test("dictionary version 2 added reverseLookup (24) and reverseLookupResult (25); version 1's kinds keep theirs", () => {
-    expect(tokenDictionaryVersion).toBe(2);
+  test("dictionary version 2 added reverseLookup (24) and reverseLookupResult (25); version 3 the media kinds 34..37", () => {
+    expect(tokenDictionaryVersion).toBe(3);
     expect(StanzaKind.deviceRemove).toBe(23);
     expect(StanzaKind.reverseLookup).toBe(24);
     expect(StanzaKind.reverseLookupResult).toBe(25);
     const added = Object.entries(stanzaKindSinceDictionary).map(([name]) => StanzaKind[name as StanzaKindName]);
-    expect(added.sort()).toEqual([24, 25]);
+    expect(added.sort((a, b) => a - b)).toEqual([24, 25, 34, 35, 36, 37]);
+    expect(stanzaKindSinceDictionary.mediaUpload).toBe(3);
+    expect(stanzaKindSinceDictionary.mediaDownloadGrant).toBe(3);
   });
 
   test("receipt types and registration modes keep their tokens", () => {

@@ -1,9 +1,10 @@
 // The token dictionary: every enumeration on the wire is a small integer from here, never a string.
-// Version 2. A token keeps its meaning forever; a new dictionary version may only add tokens. The error codes in
+// Version 3. A token keeps its meaning forever; a new dictionary version may only add tokens. The error codes in
 // errors.ts are part of the same dictionary version. Version 2 added the kinds reverseLookup and reverseLookupResult
-// (PROTOCOL.md section 7); the preset dictionary is the same as version 1's.
+// (PROTOCOL.md section 7); version 3 added the media kinds 34..37 (PROTOCOL.md section "Media") and the error codes
+// 120..123 and 205. The preset dictionary is the same as version 1's.
 
-export const tokenDictionaryVersion = 2;
+export const tokenDictionaryVersion = 3;
 
 /** Stanza kinds: the low 6 bits of a frame's header byte (0 is never a kind). */
 export const StanzaKind = Object.freeze({
@@ -33,12 +34,21 @@ export const StanzaKind = Object.freeze({
   // Dictionary version 2:
   reverseLookup: 24,
   reverseLookupResult: 25,
+  // Dictionary version 3 (media, issue 17; 26..33 are left to other version-3 work):
+  mediaUpload: 34,
+  mediaUploadGrant: 35,
+  mediaDownload: 36,
+  mediaDownloadGrant: 37,
 } as const);
 
 /** The dictionary version that added each kind not in version 1 (a client of an older version never sends it). */
 export const stanzaKindSinceDictionary: Readonly<Partial<Record<StanzaKindName, number>>> = Object.freeze({
   reverseLookup: 2,
   reverseLookupResult: 2,
+  mediaUpload: 3,
+  mediaUploadGrant: 3,
+  mediaDownload: 3,
+  mediaDownloadGrant: 3,
 });
 
 export type StanzaKindName = keyof typeof StanzaKind;

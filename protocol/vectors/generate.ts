@@ -297,6 +297,36 @@ const frameCases: readonly FrameCase[] = [
     name: "reverseLookupResult",
     stanza: { kind: "reverseLookupResult", clientId: 51, handles: ["alice", "bob", null] },
   },
+  // Dictionary version 3: media tokens (PROTOCOL.md "Media").
+  {
+    name: "mediaUpload",
+    stanza: { kind: "mediaUpload", clientId: 61, hash: pattern(32, 0xa0), size: 1_048_604, recipients: [bob] },
+  },
+  {
+    name: "mediaUploadGrant",
+    stanza: {
+      kind: "mediaUploadGrant",
+      clientId: 61,
+      token: pattern(86, 0x01),
+      expiresAtSeconds: 1_800_000_900,
+      stored: false,
+      port: 7423,
+      url: null,
+    },
+  },
+  { name: "mediaDownload", stanza: { kind: "mediaDownload", clientId: 62, hash: pattern(32, 0xa0) } },
+  {
+    name: "mediaDownloadGrant, behind a proxy",
+    stanza: {
+      kind: "mediaDownloadGrant",
+      clientId: 62,
+      token: pattern(86, 0x02),
+      expiresAtSeconds: 1_800_000_900,
+      size: 1_048_604,
+      port: 7423,
+      url: "https://media.example.com",
+    },
+  },
   {
     name: "deviceList, 16 devices, compressed",
     stanza: { kind: "deviceList", clientId: 49, devices: deviceInfos(16) },
@@ -392,7 +422,8 @@ function preambleVectors(): PreambleVector[] {
     codeName,
   });
   return [
-    ok("protocol 1, dictionary 2", "53420102", protocolVersion, tokenDictionaryVersion),
+    ok("protocol 1, dictionary 3", "53420103", protocolVersion, tokenDictionaryVersion),
+    ok("protocol 1, dictionary 2 (an older client: kinds 1..25)", "53420102", protocolVersion, 2),
     ok("protocol 1, dictionary 1 (an older client: kinds 1..23)", "53420101", protocolVersion, 1),
     { name: "magic only: wait for more", hex: "5342", result: "more" },
     { name: "first byte only: wait for more", hex: "53", result: "more" },
@@ -403,7 +434,7 @@ function preambleVectors(): PreambleVector[] {
     error("protocol version 0", "53420001", "versionUnsupported"),
     error("protocol version 2 (newer than this server)", "53420201", "versionUnsupported"),
     error("dictionary version 0", "53420100", "versionUnsupported"),
-    error("dictionary version 3 (newer than this server)", "53420103", "versionUnsupported"),
+    error("dictionary version 4 (newer than this server)", "53420104", "versionUnsupported"),
   ];
 }
 
@@ -662,6 +693,26 @@ function badInputCases(): Array<{ name: string; hex: string; codeName: ErrorCode
     {
       name: "reverseLookupResult with a number where a handle is expected",
       hex: frameHex(k.reverseLookupResult, "92339101"),
+      codeName: "wrongFieldType",
+    },
+    {
+      name: "mediaUpload with a 31-byte hash",
+      hex: frameHex(k.mediaUpload, `943dc41f${"aa".repeat(31)}0191cd0102`),
+      codeName: "wrongFieldType",
+    },
+    {
+      name: "mediaUpload of size 0",
+      hex: frameHex(k.mediaUpload, `943dc420${"aa".repeat(32)}0091cd0102`),
+      codeName: "wrongFieldType",
+    },
+    {
+      name: "mediaUpload with no recipients",
+      hex: frameHex(k.mediaUpload, `943dc420${"aa".repeat(32)}0190`),
+      codeName: "wrongFieldType",
+    },
+    {
+      name: "mediaUploadGrant with 1 where stored (a boolean) is expected",
+      hex: frameHex(k.mediaUploadGrant, "963dc401740001cd1cffc0"),
       codeName: "wrongFieldType",
     },
     {
