@@ -7,7 +7,14 @@
 import type { Stanza } from "../protocol/index.ts";
 import { RequestTimeoutError } from "./client-errors.ts";
 
-export type RequestAnswer = "lookupResult" | "linkCode" | "deviceList" | "serverAck" | "reverseLookupResult";
+export type RequestAnswer =
+  | "lookupResult"
+  | "linkCode"
+  | "deviceList"
+  | "serverAck"
+  | "reverseLookupResult"
+  | "mediaUploadGrant"
+  | "mediaDownloadGrant";
 
 interface PendingRequest {
   readonly answer: RequestAnswer;

@@ -20,6 +20,10 @@ import { Directory } from "./directory.ts";
 import { EventLoopLag } from "./event-loop-lag.ts";
 import { LastSeenRecorder } from "./last-seen.ts";
 import { createLogger, type Logger } from "./log.ts";
+import { listenMedia, type MediaListener } from "./media-http.ts";
+import { MediaRequests } from "./media-requests.ts";
+import { type MediaService, openMediaService } from "./media-service.ts";
+import { MediaSweeper } from "./media-sweeper.ts";
 import type { Mesh } from "./mesh.ts";
 import { startUnixMesh } from "./mesh-unix.ts";
 import { Metrics } from "./metrics.ts";
@@ -50,6 +54,11 @@ export interface RunningServer {
   readonly adminPort: number;
   /** The WebSocket port, or 0 when disabled. */
   readonly wsPort: number;
+  /** The media HTTP port, or 0 when disabled. */
+  readonly mediaPort: number;
+  /** The media store (index, files, token key), or null when the media listener is off. */
+  readonly media: MediaService | null;
+  readonly mediaSweeper: MediaSweeper | null;
   readonly context: ServerContext;
   /** The handler of the current code generation (a reload replaces it). */
   readonly connections: ConnectionHandler;
@@ -154,6 +163,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     directory: new Directory(storage, limits.directoryAccountsMax),
     router: new LocalRouter(),
     routing: null,
+    media: null,
     io,
     log: countReloadFailures(options.log ?? createLogger(config.logLevel), metrics),
     metrics,
@@ -162,6 +172,15 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   // The recorder reads limits and log through the context (both reloadable), so it gets the finished object.
   const context: ServerContext = Object.assign(base, { lastSeen: new LastSeenRecorder(base) });
   const delivery = new Delivery(context);
+  // Media (issue 17): its own SQLite file and blob files under dataDir/media, opened only when the listener is on.
+  let media: MediaService | null = null;
+  let mediaSweeper: MediaSweeper | null = null;
+  if (config.mediaPort !== 0) {
+    media = openMediaService({ dataDir: config.dataDir, url: config.mediaUrl, limits: () => context.limits, now });
+    context.media = new MediaRequests(context, media);
+    // One sweeper per host: worker 0's, or the single process's.
+    if (worker === undefined || worker.index === 0) mediaSweeper = new MediaSweeper(media, () => context.log);
+  }
   const table = new SessionTable(limits.timerTickMs, now);
   let mesh: Mesh | null = null;
   if (worker !== undefined && worker.count > 1 && partitions !== null) {
@@ -207,6 +226,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   let listeners: TcpListeners | null = null;
   let webSocket: WsListener | null = null;
   let admin: AdminHttp | null = null;
+  let mediaListener: MediaListener | null = null;
   // Which listener is binding, for the one-line error when a bind fails.
   let binding: [ListenerName, string, number] = ["tcp", config.host, config.port];
   try {
@@ -217,6 +237,14 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     );
     binding = ["websocket", config.wsHost, config.wsPort];
     if (config.wsPort !== 0) webSocket = listenWebSocket(config, connections, reusePort);
+    binding = ["media", config.mediaHost, config.mediaPort];
+    if (media !== null) {
+      mediaListener = listenMedia(
+        { host: config.mediaHost, port: config.mediaPort, reusePort },
+        media,
+        () => context.log,
+      );
+    }
     binding = ["admin", config.adminHost, config.adminPort];
     if (worker !== undefined) {
       // The supervisor answers the admin port for all workers and asks each on its socket (supervisor-admin.ts),
@@ -257,6 +285,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   } catch (error) {
     listeners?.stop();
     webSocket?.stop();
+    mediaListener?.stop();
+    media?.close();
     admin?.stop();
     mesh?.close();
     if (options.storage === undefined) await storage.close();
@@ -266,6 +296,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const tcp: TcpListeners = listeners;
   table.wheel.start();
   sweeper.start();
+  mediaSweeper?.start();
   context.lastSeen.start();
   lag.start();
   context.log.notice("server_started", {
@@ -274,6 +305,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     port: tcp.port,
     adminPort: admin?.port ?? 0,
     wsPort: webSocket?.port ?? 0,
+    mediaPort: mediaListener?.port ?? 0,
     listeners: config.listeners,
     ...(worker === undefined ? {} : { worker: worker.index, workers: worker.count }),
     dataDir: config.dataDir,
@@ -315,6 +347,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       context.log.notice("draining", { sessions: table.sessions.size, retryWindowMs });
       tcp.stop();
       webSocket?.stop();
+      // Uploads in flight are cut; what they wrote stays for a resume (PROTOCOL.md "Media").
+      mediaListener?.stop();
+      await mediaSweeper?.stop();
       sweeper.stop();
       await delivery.commit.idle();
       for (const session of [...table.sessions]) {
@@ -332,6 +367,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       admin?.stop();
       mesh?.close();
       if (options.storage === undefined) await storage.close();
+      media?.close();
       lock?.release();
       context.log.notice("server_stopped", { sessionsLeft: table.sessions.size });
     })();
@@ -370,6 +406,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     port: tcp.port,
     adminPort: admin?.port ?? 0,
     wsPort: webSocket?.port ?? 0,
+    mediaPort: mediaListener?.port ?? 0,
+    media,
+    mediaSweeper,
     context,
     get connections() {
       return connections;
