@@ -10,6 +10,8 @@ import { join } from "node:path";
 
 export const mediaDirectoryName = "media";
 const fileMode = 0o600;
+/** The buffer a resumed upload's bytes on disk are hashed through. */
+const hashReadBytes = 1024 * 1024;
 
 export class MediaBlobFiles {
   readonly blobsDirectory: string;
@@ -45,11 +47,25 @@ export class MediaBlobFiles {
     return open(this.partialPath(hex, account), "a", fileMode);
   }
 
-  /** Feeds the first `length` bytes of `path` to `update`, a chunk at a time (a resumed upload's hash state). */
+  /**
+   * Feeds the first `length` bytes of `path` to `update` (a resumed upload's hash state), through one buffer of
+   * hashReadBytes: a file stream would read ahead as fast as the disk goes and leave every chunk to the collector.
+   */
   async hashPrefix(path: string, length: number, update: (chunk: Uint8Array) => void): Promise<void> {
     if (length === 0) return;
-    const stream = Bun.file(path).slice(0, length).stream();
-    for await (const chunk of stream) update(chunk);
+    const handle = await open(path, "r");
+    try {
+      const buffer = new Uint8Array(hashReadBytes);
+      let position = 0;
+      while (position < length) {
+        const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, length - position), position);
+        if (bytesRead === 0) throw new Error(`${path} is shorter than ${length} bytes`);
+        update(buffer.subarray(0, bytesRead));
+        position += bytesRead;
+      }
+    } finally {
+      await handle.close();
+    }
   }
 
   /** Makes a verified partial file the blob of `hex`: fsync, then an atomic rename. */
