@@ -27,10 +27,8 @@ export const tusVersion = "1.0.0";
 /** tus checksum extension's status for "the bytes do not match their checksum" (here: the hash in the URL). */
 export const checksumMismatchStatus = 460;
 const uploadPathPrefix = "/media/v1/uploads/";
-/** Bytes uploaded (all uploads of this process) between two full collections (see uploaded()). */
-const collectEveryBytes = 16 * 1024 * 1024;
-/** The least time between two such collections, so that many uploads at once do not collect back to back. */
-const collectIntervalMsMin = 250;
+/** Unfinished uploads whose hash state a process keeps between PATCHes (a few hundred bytes each). */
+const hashStatesMax = 4096;
 const blobPathPrefix = "/media/v1/blobs/";
 
 // Bearer tokens, never cookies, authorise every request: any origin may call (a web page served elsewhere, a
@@ -81,9 +79,15 @@ export function listenMedia(
   };
 }
 
+interface HashState {
+  readonly hasher: Bun.CryptoHasher;
+  readonly offset: number;
+  readonly inode: number;
+}
+
 export class MediaHttp {
-  private uncollectedBytes = 0;
-  private collectedAtMs = 0;
+  /** Hash states of unfinished uploads between their PATCHes, by `<hash>-<account>` (see hashState()). */
+  private readonly hashStates = new Map<string, HashState>();
 
   constructor(
     private readonly media: MediaService,
@@ -178,9 +182,9 @@ export class MediaHttp {
         keep = false;
         return answer(413, `more bytes than the ${claims.size} granted`);
       }
-      const hasher = new Bun.CryptoHasher("sha256");
-      await files.hashPrefix(partialPath, offset, (chunk) => hasher.update(chunk));
       handle = await files.openPartial(hex, claims.account);
+      const inode = (await handle.stat()).ino;
+      const hasher = await this.hashState(hex, claims.account, inode, offset, partialPath);
       let written = offset;
       let leaseRenewedAtMs = nowMs;
       const body = request.body;
@@ -206,7 +210,6 @@ export class MediaHttp {
           hasher.update(chunk);
           await writeAll(handle, chunk);
           written += chunk.length;
-          this.uploaded(chunk.length);
           const nowLoopMs = this.media.now();
           if (nowLoopMs - leaseRenewedAtMs > leaseMs / 2) {
             index.lease(hash, claims.account, nowLoopMs, nowLoopMs + leaseMs, true);
@@ -214,7 +217,10 @@ export class MediaHttp {
           }
         }
       }
-      if (written < claims.size) return answer(204, null, { ...sizeHeader, "Upload-Offset": String(written) });
+      if (written < claims.size) {
+        this.keepHashState(hex, claims.account, { hasher, offset: written, inode });
+        return answer(204, null, { ...sizeHeader, "Upload-Offset": String(written) });
+      }
       const digest = new Uint8Array(hasher.digest());
       if (!sameBytes(digest, hash)) {
         keep = false;
@@ -236,19 +242,31 @@ export class MediaHttp {
   }
 
   /**
-   * Body chunks (up to 1 MiB each) are garbage once written, but the collector lets 50-80 MiB of them pile up
-   * between its own runs (measured: a 200 MiB upload grew the server's RSS by 57-78 MiB; an eden collection did not
-   * free them). A full collection every collectEveryBytes keeps the growth near 30 MiB (BENCHMARKS.md "Media"), for
-   * a few milliseconds per 16 MiB on a small heap.
+   * The SHA-256 state of an upload's first `offset` bytes: the one this process kept after the upload's last PATCH
+   * when it still matches the file (same inode, same length), else made by reading the bytes on disk. Without it
+   * every PATCH of a file sent in chunks would hash everything before it again (quadratic: a 256 MiB file in 8 MiB
+   * PATCHes hashed 4 GiB). A PATCH that lands on another worker reads the prefix once.
    */
-  private uploaded(bytes: number): void {
-    this.uncollectedBytes += bytes;
-    if (this.uncollectedBytes < collectEveryBytes) return;
-    const nowMs = performance.now();
-    if (nowMs - this.collectedAtMs < collectIntervalMsMin) return;
-    this.uncollectedBytes = 0;
-    this.collectedAtMs = nowMs;
-    Bun.gc(true);
+  private async hashState(
+    hex: string,
+    account: number,
+    inode: number,
+    offset: number,
+    partialPath: string,
+  ): Promise<Bun.CryptoHasher> {
+    const key = `${hex}-${account}`;
+    const kept = this.hashStates.get(key);
+    this.hashStates.delete(key);
+    if (kept !== undefined && kept.inode === inode && kept.offset === offset) return kept.hasher;
+    const hasher = new Bun.CryptoHasher("sha256");
+    await this.media.files.hashPrefix(partialPath, offset, (chunk) => hasher.update(chunk));
+    return hasher;
+  }
+
+  private keepHashState(hex: string, account: number, state: HashState): void {
+    this.hashStates.set(`${hex}-${account}`, state);
+    // Oldest first out: a state forgotten costs one read of that upload's bytes on its next PATCH.
+    if (this.hashStates.size > hashStatesMax) this.hashStates.delete(this.hashStates.keys().next().value!);
   }
 
   private download(request: Request, hash: Uint8Array): Response {
