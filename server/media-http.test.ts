@@ -2,7 +2,7 @@
 // grants, HTTP exactly as PROTOCOL.md "Media" writes it, and real files under the data directory.
 
 import { afterEach, describe, expect, test } from "bun:test";
-import { ErrorCode } from "../protocol/index.ts";
+import { ErrorCode, encodePreamble, StanzaKind } from "../protocol/index.ts";
 import { parseRange } from "./media-http.ts";
 import {
   askDownload,
@@ -19,7 +19,7 @@ import {
   sha256,
   startMediaServer,
 } from "./media-test-kit.ts";
-import { startTestServer } from "./test-kit.ts";
+import { bytesOf, RawClient, startTestServer } from "./test-kit.ts";
 
 const servers: MediaTestServer[] = [];
 afterEach(async () => {
@@ -301,6 +301,31 @@ describe("media: retention", () => {
     expect(await sweeper.sweep()).toEqual({ blobs: 1, partials: 0 });
     expect(mediaFiles(server.dataDir)).toEqual([]);
     expect(server.server.media!.index.counts()).toEqual({ blobs: 0, uploads: 0, audience: 0 });
+  });
+});
+
+describe("media: older clients", () => {
+  test("clients announcing dictionary 1 or 2 still log in and chat beside media users, and get no version-3 kind", async () => {
+    const server = await started();
+    const modern = await mediaClient(server.port, "modern");
+    for (const dictionaryVersion of [1, 2]) {
+      const old = await RawClient.connect(server.port, { preamble: false });
+      old.write(encodePreamble({ protocolVersion: 1, dictionaryVersion }));
+      const challenge = await old.next("challenge");
+      old.nonce = challenge.nonce;
+      await old.register(`old${dictionaryVersion}`);
+      await old.next("queueEmpty");
+      old.send(modern.account, bytesOf("hello from an old client"));
+      await old.next("serverAck");
+      const bytes = randomBytes(500);
+      const grant = granted(await askUpload(modern, sha256(bytes), bytes.length, [old.account]));
+      expect((await patch(server.base, sha256(bytes), grant.token, 0, bytes)).status).toBe(204);
+      modern.send(old.account, bytesOf("a file for you (an old client cannot fetch it)"));
+      await old.next("deliver");
+      const newest = dictionaryVersion === 1 ? StanzaKind.deviceRemove : StanzaKind.reverseLookupResult;
+      expect(old.received.every((stanza) => StanzaKind[stanza.kind] <= newest)).toBe(true);
+      old.close();
+    }
   });
 });
 
