@@ -48,6 +48,9 @@ export interface MediaTransferOptions {
 
 export const mediaChunkBytesDefault = 8 * 1024 * 1024;
 const retriesMaxDefault = 5;
+/** Waits for an upload another (cut) request of ours still holds (423), and the longest one. */
+const lockedWaitsMax = 30;
+const lockedWaitMsMax = 5000;
 const retryDelayMsDefault = 200;
 
 /** A transfer failed for a reason a retry cannot fix (refused token, hash mismatch, ...). */
@@ -112,6 +115,7 @@ export async function uploadBlob(
   const url = () => `${grant.url ?? session.mediaBase(grant.port)}/media/v1/uploads/${toHex(hash)}`;
   const headers = () => ({ Authorization: `Bearer ${toBase64Url(grant.token)}`, "Tus-Resumable": "1.0.0" });
   let failures = 0;
+  let lockedWaits = 0;
   let offset: number | null = 0;
   while (true) {
     try {
@@ -142,6 +146,14 @@ export async function uploadBlob(
       if (response.status === 401) {
         grant = await session.uploadGrant(hash, bytes.length, recipients);
         if (grant.stored) return;
+        offset = null;
+        continue;
+      }
+      if (response.status === 423 && ++lockedWaits <= lockedWaitsMax) {
+        // A cut PATCH of ours still holds the upload on the server until it notices the cut (at most 2 stall
+        // timeouts): wait as told, without spending a retry.
+        const seconds = Number(response.headers.get("retry-after") ?? "1");
+        await new Promise((resolve) => setTimeout(resolve, Math.min(lockedWaitMsMax, Math.max(1, seconds) * 1000)));
         offset = null;
         continue;
       }
