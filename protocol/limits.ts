@@ -140,6 +140,11 @@ export interface Limits {
   readonly mediaUploadStallMs: number;
   /** Interval between media sweeps (expired blobs, abandoned partial uploads). */
   readonly mediaSweepIntervalMs: number;
+  /**
+   * Bytes of uploads one account may be granted in any 24 hours (the upload rate; the quota alone would let an
+   * account upload, have its files fetched and deleted, and upload again without end). Past it: mediaBusy (retry).
+   */
+  readonly mediaAccountUploadBytesPerDayMax: number;
 }
 
 const kibibyte = 1024;
@@ -200,6 +205,7 @@ export const defaultLimits: Limits = Object.freeze({
   mediaPartialRetentionMs: 1 * day,
   mediaUploadStallMs: 30 * second,
   mediaSweepIntervalMs: 10 * minute,
+  mediaAccountUploadBytesPerDayMax: 16 * 1024 * 1024 * kibibyte,
 });
 
 /** Small limits for tests, so that every edge is cheap to reach. */
@@ -249,6 +255,7 @@ export const testLimits: Limits = Object.freeze({
   mediaPartialRetentionMs: 60 * 1000,
   mediaUploadStallMs: 1000,
   mediaSweepIntervalMs: 1000,
+  mediaAccountUploadBytesPerDayMax: 16 * 1024 * 1024,
 });
 
 /** The longest group-commit delay a config may set (the reliability suite's crash trials cover 0 up to it). */
@@ -296,6 +303,9 @@ export function assertLimits(limits: Limits): Limits {
   // Media (issue 17): sizes travel as unsigned 32-bit integers; one file must fit in the account's quota.
   if (limits.mediaFileBytesMax > 0xffff_ffff) fail("mediaFileBytesMax < 2^32");
   if (limits.mediaFileBytesMax > limits.mediaAccountBytesMax) fail("mediaFileBytesMax <= mediaAccountBytesMax");
+  if (limits.mediaFileBytesMax > limits.mediaAccountUploadBytesPerDayMax) {
+    fail("mediaFileBytesMax <= mediaAccountUploadBytesPerDayMax");
+  }
   if (limits.mediaRecipientsMax > limits.arrayItemsMax) fail("mediaRecipientsMax <= arrayItemsMax");
   // A resumed upload needs its bytes for at least as long as a fresh token lasts.
   if (limits.mediaPartialRetentionMs < limits.mediaTokenTtlMs) fail("mediaPartialRetentionMs >= mediaTokenTtlMs");

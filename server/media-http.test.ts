@@ -222,6 +222,26 @@ describe("media: refusals leave no file behind", () => {
     expect((await askUpload(bob, sha256(second), second.length, [alice.account])).kind).toBe("mediaUploadGrant");
   });
 
+  test("the upload volume per account and 24 hours is bounded (mediaBusy), finished uploads counting too", async () => {
+    const server = await started({
+      limits: { mediaFileBytesMax: 6000, mediaAccountBytesMax: 1_000_000, mediaAccountUploadBytesPerDayMax: 10_000 },
+    });
+    const alice = await mediaClient(server.port, "alice");
+    const bob = await mediaClient(server.port, "bob");
+    const first = randomBytes(6000);
+    const grant = granted(await askUpload(alice, sha256(first), first.length, [bob.account]));
+    // Asking again for the same upload is not more volume.
+    granted(await askUpload(alice, sha256(first), first.length, [bob.account]));
+    expect((await patch(server.base, sha256(first), grant.token, 0, first)).status).toBe(204);
+    const second = randomBytes(5000);
+    expect(await errorOf(await askUpload(alice, sha256(second), second.length, [bob.account]))).toBe(
+      ErrorCode.mediaBusy,
+    );
+    expect((await askUpload(alice, sha256(second.subarray(0, 4000)), 4000, [bob.account])).kind).toBe(
+      "mediaUploadGrant",
+    );
+  });
+
   test("unfinished uploads per device are bounded (mediaBusy, retry range); unknown recipients are refused", async () => {
     const server = await started({ limits: { mediaUploadsPerDeviceMax: 2 } });
     const alice = await mediaClient(server.port, "alice");

@@ -39,7 +39,11 @@ export class MediaRequests {
     const result = this.media.index.grantUpload(
       { hash: stanza.hash, account: session.account, device: session.device, size: stanza.size },
       audience,
-      { accountBytesMax: limits.mediaAccountBytesMax, uploadsPerDeviceMax: limits.mediaUploadsPerDeviceMax },
+      {
+        accountBytesMax: limits.mediaAccountBytesMax,
+        uploadsPerDeviceMax: limits.mediaUploadsPerDeviceMax,
+        accountUploadBytesPerDayMax: limits.mediaAccountUploadBytesPerDayMax,
+      },
       nowMs,
     );
     if (result === "quota") {
@@ -49,6 +53,10 @@ export class MediaRequests {
         ErrorCode.mediaQuotaExceeded,
         "media quota of the account reached",
       );
+    }
+    if (result === "daily") {
+      const message = "the account's upload volume for 24 hours is reached; try again later";
+      return void this.refuse(session, stanza.clientId, ErrorCode.mediaBusy, message);
     }
     if (result === "busy") {
       return void this.refuse(

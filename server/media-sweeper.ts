@@ -54,6 +54,7 @@ export class MediaSweeper {
       await files.removePartial(hexOf(upload.hash), upload.account);
       index.dropUpload(upload.hash, upload.account);
     }
+    index.pruneGrantLog(nowMs);
     if (blobs.length + partials.length > 0) {
       this.log().info("media_swept", { blobs: blobs.length, partials: partials.length });
     }

@@ -31,7 +31,10 @@ export interface MediaUploadRow {
 }
 
 /** What a grant decided (media-requests.ts turns each into the answer stanza or its error code). */
-export type UploadGrantResult = "granted" | "stored" | "quota" | "busy";
+export type UploadGrantResult = "granted" | "stored" | "quota" | "busy" | "daily";
+
+/** The window of the daily upload volume (mediaAccountUploadBytesPerDayMax). */
+export const uploadVolumeWindowMs = 24 * 60 * 60 * 1000;
 
 const schema = `
 CREATE TABLE IF NOT EXISTS media_blobs (
@@ -53,6 +56,12 @@ CREATE TABLE IF NOT EXISTS media_uploads (
   PRIMARY KEY (hash, account)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS media_uploads_device ON media_uploads (account, device);
+CREATE TABLE IF NOT EXISTS media_grant_log (
+  account INTEGER NOT NULL,
+  granted_at INTEGER NOT NULL,
+  size INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS media_grant_log_account ON media_grant_log (account, granted_at);
 CREATE TABLE IF NOT EXISTS media_audience (
   hash BLOB NOT NULL,
   account INTEGER NOT NULL,
@@ -124,7 +133,7 @@ export class MediaIndex {
   grantUpload(
     upload: { hash: Uint8Array; account: number; device: number; size: number },
     audience: ReadonlyArray<{ account: number; device: number }>,
-    limits: { accountBytesMax: number; uploadsPerDeviceMax: number },
+    limits: { accountBytesMax: number; uploadsPerDeviceMax: number; accountUploadBytesPerDayMax: number },
     nowMs: number,
   ): UploadGrantResult {
     return this.database
@@ -156,6 +165,18 @@ export class MediaIndex {
           )
           .get(upload.account, upload.device);
         if (existing === undefined && (open?.count ?? 0) >= limits.uploadsPerDeviceMax) return "busy";
+        // The upload rate: what the account was granted in the last 24 hours (a re-grant of the same upload is free).
+        if (existing === undefined) {
+          const volume = this.database
+            .query<{ total: number }, [number, number]>(
+              "SELECT coalesce(sum(size), 0) AS total FROM media_grant_log WHERE account = ? AND granted_at > ?",
+            )
+            .get(upload.account, nowMs - uploadVolumeWindowMs);
+          if ((volume?.total ?? 0) + upload.size > limits.accountUploadBytesPerDayMax) return "daily";
+          this.database
+            .query("INSERT INTO media_grant_log (account, granted_at, size) VALUES (?, ?, ?)")
+            .run(upload.account, nowMs, upload.size);
+        }
         this.database
           .query(
             `INSERT OR REPLACE INTO media_uploads (hash, account, device, size, granted_at, lease_until)
@@ -283,6 +304,11 @@ export class MediaIndex {
       )
       .all(grantedBeforeMs, nowMs, limit)
       .map((row) => ({ hash: new Uint8Array(row.hash), account: row.account }));
+  }
+
+  /** Forgets grants older than the upload-volume window (the sweeper's job). */
+  pruneGrantLog(nowMs: number): void {
+    this.database.query("DELETE FROM media_grant_log WHERE granted_at <= ?").run(nowMs - uploadVolumeWindowMs);
   }
 
   counts(): { blobs: number; uploads: number; audience: number } {
