@@ -91,6 +91,11 @@ describe("media: upload, download, ranges", () => {
     expect(beyond.headers.get("content-range")).toBe("bytes */300000");
     // The uploader's account may read its own blob too.
     expect((await askDownload(alice, hash)).kind).toBe("mediaDownloadGrant");
+    const metrics = await server.server.context.metrics.renderFresh();
+    expect(metrics).toContain("switchboard_media_uploads_stored_total 1\n");
+    expect(metrics).toContain("switchboard_media_upload_bytes_total 300000\n");
+    expect(metrics).toContain("switchboard_media_refusals_total 2\n"); // the stale offset (409) and the 416
+    expect(metrics).toContain('switchboard_media_index_rows{table="blobs"} 1\n');
   });
 
   test("the same bytes uploaded again are stored once: the grant says stored, and the new recipient may read", async () => {

@@ -95,6 +95,12 @@ export class MediaHttp {
   ) {}
 
   async handle(request: Request): Promise<Response> {
+    const response = await this.route(request);
+    if (response.status >= 400) this.media.stats.refusals++;
+    return response;
+  }
+
+  private async route(request: Request): Promise<Response> {
     const path = new URL(request.url).pathname;
     if (request.method === "OPTIONS") {
       return answer(204, null, {
@@ -210,6 +216,7 @@ export class MediaHttp {
           hasher.update(chunk);
           await writeAll(handle, chunk);
           written += chunk.length;
+          this.media.stats.uploadBytes += chunk.length;
           const nowLoopMs = this.media.now();
           if (nowLoopMs - leaseRenewedAtMs > leaseMs / 2) {
             index.lease(hash, claims.account, nowLoopMs, nowLoopMs + leaseMs, true);
@@ -224,11 +231,13 @@ export class MediaHttp {
       const digest = new Uint8Array(hasher.digest());
       if (!sameBytes(digest, hash)) {
         keep = false;
+        this.media.stats.hashMismatches++;
         this.log().peer("info", "media_hash_mismatch", { account: claims.account, size: claims.size });
         return answer(checksumMismatchStatus, "the bytes do not hash to the SHA-256 in the URL; nothing was kept");
       }
       await files.commit(hex, claims.account, handle);
       index.finishUpload(upload, this.media.now());
+      this.media.stats.uploadsStored++;
       return answer(204, null, { ...sizeHeader, "Upload-Offset": String(written) });
     } finally {
       await handle?.close();
@@ -299,6 +308,7 @@ export class MediaHttp {
     if (request.method === "HEAD") {
       return new Response(null, { status, headers: { ...headers, "Content-Length": String(end - start + 1) } });
     }
+    this.media.stats.downloadBytes += end - start + 1;
     return new Response(Bun.file(path).slice(start, end + 1), { status, headers });
   }
 }

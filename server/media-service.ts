@@ -11,7 +11,18 @@ import { MediaTokenSigner } from "./media-token.ts";
 
 export const mediaTokenKeyFileName = "token.key";
 
+/** Counts of this process's media listener, read by /metrics (server.ts registers them). */
+export interface MediaStats {
+  uploadBytes: number;
+  uploadsStored: number;
+  downloadBytes: number;
+  hashMismatches: number;
+  /** HTTP answers of 400 and up (bad or expired tokens, offsets, sizes, stalls, hash mismatches). */
+  refusals: number;
+}
+
 export interface MediaService {
+  readonly stats: MediaStats;
   readonly index: MediaIndex;
   readonly files: MediaBlobFiles;
   readonly signer: MediaTokenSigner;
@@ -35,6 +46,7 @@ export function openMediaService(options: {
   const index = new MediaIndex(join(files.root, mediaIndexFileName));
   const signer = new MediaTokenSigner(loadOrCreateCodeKey(join(files.root, mediaTokenKeyFileName)));
   return {
+    stats: { uploadBytes: 0, uploadsStored: 0, downloadBytes: 0, hashMismatches: 0, refusals: 0 },
     index,
     files,
     signer,

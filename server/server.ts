@@ -178,6 +178,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   if (config.mediaPort !== 0) {
     media = openMediaService({ dataDir: config.dataDir, url: config.mediaUrl, limits: () => context.limits, now });
     context.media = new MediaRequests(context, media);
+    registerMediaMetrics(metrics, media);
     // One sweeper per host: worker 0's, or the single process's.
     if (worker === undefined || worker.index === 0) mediaSweeper = new MediaSweeper(media, () => context.log);
   }
@@ -421,6 +422,29 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     stop,
     reload,
   };
+}
+
+/** The media listener's counts and the index's sizes on /metrics (OPERATIONS.md "Media"). */
+function registerMediaMetrics(metrics: Metrics, media: MediaService): void {
+  const { stats } = media;
+  metrics.counter("switchboard_media_upload_bytes_total", "Bytes written by media uploads", () => stats.uploadBytes);
+  metrics.counter("switchboard_media_uploads_stored_total", "Uploads verified and stored", () => stats.uploadsStored);
+  metrics.counter("switchboard_media_download_bytes_total", "Bytes of media answers", () => stats.downloadBytes);
+  metrics.counter(
+    "switchboard_media_hash_mismatches_total",
+    "Uploads refused because their bytes did not hash to their name (460)",
+    () => stats.hashMismatches,
+  );
+  metrics.counter("switchboard_media_refusals_total", "Media HTTP answers of 400 and up", () => stats.refusals);
+  // One count query of the shared index per scrape (every worker shows the same host-wide values).
+  metrics.gauge("switchboard_media_index_rows", "Rows of the media index, by table", () => {
+    const counts = media.index.counts();
+    return [
+      [{ table: "blobs" }, counts.blobs],
+      [{ table: "uploads" }, counts.uploads],
+      [{ table: "audience" }, counts.audience],
+    ];
+  });
 }
 
 /** Waits (at most `waitMs`) until every other worker is up, so that the first sessions find their owners. */
