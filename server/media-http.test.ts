@@ -3,6 +3,7 @@
 
 import { afterEach, describe, expect, test } from "bun:test";
 import { ErrorCode, encodePreamble, StanzaKind } from "../protocol/index.ts";
+import { ConfigError, loadConfig } from "./config.ts";
 import { parseRange } from "./media-http.ts";
 import {
   askDownload,
@@ -351,6 +352,23 @@ describe("media: older clients", () => {
       expect(old.received.every((stanza) => StanzaKind[stanza.kind] <= newest)).toBe(true);
       old.close();
     }
+  });
+});
+
+describe("media: config", () => {
+  test("mediaUrl is an http(s) URL without a trailing slash, or empty; mediaPort is a port", () => {
+    const base = { dataDir: "/tmp/unused", adminPort: 0 };
+    expect(loadConfig({ base: { ...base, mediaUrl: "https://media.example.com" } }).mediaUrl).toBe(
+      "https://media.example.com",
+    );
+    expect(loadConfig({ base: { ...base, mediaUrl: "http://10.0.0.1:8080/media" } }).mediaUrl).toBe(
+      "http://10.0.0.1:8080/media",
+    );
+    for (const mediaUrl of ["https://media.example.com/", "ftp://media.example.com", "media.example.com"]) {
+      expect(() => loadConfig({ base: { ...base, mediaUrl } })).toThrow(ConfigError);
+    }
+    expect(() => loadConfig({ base: { ...base, mediaPort: 70_000 } })).toThrow(ConfigError);
+    expect(loadConfig({ base }).mediaPort).toBe(0);
   });
 });
 
