@@ -1,7 +1,8 @@
 #!/usr/bin/env bun
 // Media throughput on loopback: upload and download MB/s through the media listener of a real server process, and
-// the same bytes through a bare Bun.serve file handler (bench/media-bare-server.ts) in the same run, with each
-// server's CPU seconds per MB read from /proc. Uploads go in PATCHes of --chunk-mb (8 MiB, as the SDK sends);
+// the same bytes through a bare Bun.serve file handler (bench/media-bare-server.ts) and through @tus/server with its
+// file store inside Bun.serve (bench/media-tus-server.ts) in the same run, with each server's CPU seconds per MB read
+// from /proc. Uploads go in PATCHes of --chunk-mb (8 MiB, as the SDK sends);
 // downloads are one GET each. Every transfer is checked: the upload ends with the server's 204 at the full size,
 // the download's SHA-256 is the file's.
 //
@@ -57,8 +58,10 @@ async function readAndHash(response: Response): Promise<string> {
   return hasher.digest("hex");
 }
 
-async function startBare(): Promise<{ port: number; child: Subprocess<"pipe", "pipe", "inherit"> }> {
-  const child = Bun.spawn([process.execPath, new URL("./media-bare-server.ts", import.meta.url).pathname], {
+async function startBare(
+  script = "./media-bare-server.ts",
+): Promise<{ port: number; child: Subprocess<"pipe", "pipe", "inherit"> }> {
+  const child = Bun.spawn([process.execPath, new URL(script, import.meta.url).pathname], {
     stdin: "pipe",
     stdout: "pipe",
     stderr: "inherit",
@@ -95,6 +98,39 @@ for (let round = 0; round < rounds; round++) {
 }
 bare.child.stdin.end();
 await bare.child.exited;
+
+// --- @tus/server with @tus/file-store (tus 1.0: POST creates, PATCHes append) ---
+const tus = await startBare("./media-tus-server.ts");
+const tusRuns: Array<{ upload: Measure; download: Measure }> = [];
+for (let round = 0; round < rounds; round++) {
+  let location = "";
+  const upload = await measured(tus.child.pid, async () => {
+    const created = await fetch(`http://127.0.0.1:${tus.port}/files`, {
+      method: "POST",
+      headers: { "Tus-Resumable": "1.0.0", "Upload-Length": String(bytes.length) },
+    });
+    if (created.status !== 201) throw new Error(`tus create: ${created.status}`);
+    location = created.headers.get("location")!;
+    for (let offset = 0; offset < bytes.length; offset += chunkBytes) {
+      const response = await fetch(location, {
+        method: "PATCH",
+        headers: {
+          "Tus-Resumable": "1.0.0",
+          "Content-Type": "application/offset+octet-stream",
+          "Upload-Offset": String(offset),
+        },
+        body: bytes.subarray(offset, Math.min(bytes.length, offset + chunkBytes)) as Uint8Array<ArrayBuffer>,
+      });
+      if (response.status !== 204) throw new Error(`tus upload: ${response.status}`);
+    }
+  });
+  const download = await measured(tus.child.pid, async () => {
+    if ((await readAndHash(await fetch(location))) !== expectedHex) throw new Error("tus download: wrong bytes");
+  });
+  tusRuns.push({ upload, download });
+}
+tus.child.stdin.end();
+await tus.child.exited;
 
 // --- Switchboard's media listener ---
 const dataDir = mkdtempSync(join(tmpdir(), "media-bench-"));
@@ -161,6 +197,7 @@ function summary(runs: Array<{ upload: Measure; download: Measure }>) {
   };
 }
 const bareSummary = summary(bareRuns);
+const tusSummary = summary(tusRuns);
 const mediaSummary = summary(mediaRuns);
 const rows: Array<[string, keyof typeof bareSummary, boolean]> = [
   ["upload MB/s", "uploadMBps", true],
@@ -171,10 +208,14 @@ const rows: Array<[string, keyof typeof bareSummary, boolean]> = [
 console.log(
   `media bench: ${sizeBytes / mebibyte} MiB file, PATCHes of ${chunkBytes / mebibyte} MiB, ${rounds} rounds (medians)`,
 );
-console.log("| measure | Switchboard media | bare Bun.serve file handler | ratio |");
-console.log("|---|---|---|---|");
+console.log(
+  "| measure | Switchboard media | @tus/server + file store | bare Bun.serve file handler | ratio to bare | ratio to tus |",
+);
+console.log("|---|---|---|---|---|---|");
 for (const [label, key] of rows) {
-  const ratio = mediaSummary[key] / bareSummary[key];
-  console.log(`| ${label} | ${mediaSummary[key].toFixed(1)} | ${bareSummary[key].toFixed(1)} | ${ratio.toFixed(2)} |`);
+  const [media, tusValue, bareValue] = [mediaSummary[key], tusSummary[key], bareSummary[key]];
+  console.log(
+    `| ${label} | ${media.toFixed(1)} | ${tusValue.toFixed(1)} | ${bareValue.toFixed(1)} | ${(media / bareValue).toFixed(2)} | ${(media / tusValue).toFixed(2)} |`,
+  );
 }
-console.log(JSON.stringify({ sizeBytes, chunkBytes, rounds, media: mediaSummary, bare: bareSummary }));
+console.log(JSON.stringify({ sizeBytes, chunkBytes, rounds, media: mediaSummary, tus: tusSummary, bare: bareSummary }));
