@@ -50,9 +50,8 @@ export function decodeFileMessage(payload: Uint8Array): FileMessage | null {
 /** A file name safe to create in a download directory: no path, no control characters, not empty. */
 export function safeFileName(name: string): string {
   const base = name.split(/[\\/]/).pop() ?? "";
-  const cleaned = base
-    .replace(/[\u0000-\u001f\u007f]/g, "")
-    .replace(/^\.+/, "")
-    .trim();
+  // Control characters (below 0x20, and 0x7f) out: a name is shown in a terminal and used as a file name.
+  const printable = [...base].filter((char) => char.charCodeAt(0) >= 0x20 && char.charCodeAt(0) !== 0x7f).join("");
+  const cleaned = printable.replace(/^\.+/, "").trim();
   return cleaned === "" ? "file" : cleaned.slice(0, fileNameCharsMax);
 }
