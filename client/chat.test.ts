@@ -2,11 +2,12 @@
 // the marks of their messages, and come back with their key files.
 
 import { afterEach, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { testLimits } from "../protocol/index.ts";
 import { loadConfig } from "../server/config.ts";
+import { startMediaServer } from "../server/media-test-kit.ts";
 import { startServer } from "../server/server.ts";
 import { type ChatIo, runChat } from "./chat.ts";
 
@@ -192,6 +193,57 @@ test("the chat encrypts: the server's files never hold the text, and both sides 
   expect(await aliceRun).toBe(0);
   expect(await bobRun).toBe(0);
 }, 30_000);
+
+test("/send-file: the file is encrypted, uploaded, announced in a message, and saved by the peer's chat", async () => {
+  const server = await startMediaServer();
+  cleanups.push(() => server.stop());
+  const dataDir = temporaryDir();
+  const port = String(server.port);
+  const alice = new ScriptedIo();
+  const bob = new ScriptedIo();
+  cleanups.push(() => alice.end());
+  cleanups.push(() => bob.end());
+  const downloads = join(dataDir, "bob-files");
+  void runChat(
+    ["--prekeys", "4", "--port", port, "--key-file", join(dataDir, "alice.json"), "--register", "alice"],
+    alice,
+  );
+  void runChat(
+    [
+      "--prekeys",
+      "4",
+      "--port",
+      port,
+      "--key-file",
+      join(dataDir, "bob.json"),
+      "--register",
+      "bob",
+      "--download-dir",
+      downloads,
+    ],
+    bob,
+  );
+  await alice.expectLine("as alice (account");
+  await bob.expectLine("as bob (account");
+  // The file's reference (its hash and key) travels in an end-to-end-encrypted message: both publish keys first.
+  await alice.expectLine("end-to-end keys published");
+  await bob.expectLine("end-to-end keys published");
+  const photo = join(dataDir, "holiday photo.jpg");
+  const bytes = crypto.getRandomValues(new Uint8Array(60_000));
+  writeFileSync(photo, bytes);
+  alice.type("/to bob");
+  await alice.expectLine("talking to bob");
+  alice.type(`/send-file ${photo}`);
+  await alice.expectLine("uploading holiday photo.jpg (60000 bytes)");
+  await bob.expectLine("alice: sent a file: holiday photo.jpg (60000 bytes)");
+  await bob.expectLine(`* saved holiday photo.jpg to ${join(downloads, "holiday photo.jpg")}`);
+  expect(new Uint8Array(readFileSync(join(downloads, "holiday photo.jpg")))).toEqual(bytes);
+  // A second file of the same name is saved beside the first, not over it.
+  alice.type(`/send-file ${photo}`);
+  await bob.expectLine(`* saved holiday photo.jpg to ${join(downloads, "holiday photo (1).jpg")}`);
+  alice.type("/send-file /no/such/file");
+  await alice.expectLine("* no file /no/such/file");
+});
 
 test("a failed /to clears the peer: the next line goes to nobody, not to the previous peer", async () => {
   const { dataDir, port } = await openServer("open");

@@ -7,7 +7,8 @@
 // own message takes one line whose marks are added in place on a terminal (a compact mark line elsewhere), and
 // connection messages and failures name the server and say what to do.
 
-import { existsSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
+import { basename, join } from "node:path";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { ClientClosedError } from "./client-errors.ts";
@@ -17,9 +18,12 @@ import { E2eSession, type PlaintextEvent } from "./e2e-session.ts";
 import { FileE2eStore } from "./e2e-store-file.ts";
 import { type ErrorContext, errorInWords } from "./error-words.ts";
 import { type DeviceIdentity, type KeyFileError, keyFileExists, readKeyFile, writeKeyFile } from "./key-file.ts";
+import { plaintextSize } from "./media.ts";
+import { decodeFileMessage, encodeFileMessage, type FileMessage, safeFileName } from "./media-message.ts";
 import { SwitchboardClient } from "./switchboard-client.ts";
 
 const preKeysPerUploadDefault = 50;
+export const defaultDownloadDir = "./switchboard-files";
 
 export const chatUsage = `switchboard chat [options]
 
@@ -35,6 +39,7 @@ Options:
   --invite <code>       the invite code from the server's operator, for --register
   --link <code>         join an existing account as a new device (get a code with /link on a device of it)
   --prekeys <n>         one-time prekeys per upload to the server's key directory (default ${preKeysPerUploadDefault})
+  --download-dir <path> where received files are saved (default ${defaultDownloadDir})
   -h, --help            this text
 
 Commands:
@@ -43,6 +48,8 @@ Commands:
   /link                 print a code that links another device to this account
   /devices              list this account's devices
   /safety               the safety number with the current peer (compare it with theirs, e.g. in person)
+  /send-file <path>     send a file to the current peer (encrypted with a fresh key, uploaded to the server's
+                        media listener; the message carries its hash and key)
   /help                 this text
   /quit                 leave (also end of input)
   anything else         is sent to the current peer
@@ -56,6 +63,8 @@ export function e2eStorePath(keyFile: string): string {
 }
 
 export const defaultKeyFile = "./.switchboard-key.json";
+/** Names tried for a received file before the last one is overwritten ("photo (1).jpg", ...). */
+const savedCopiesMax = 1000;
 /** How long /quit waits for unacknowledged sends before leaving anyway. */
 const quitFlushMs = 3000;
 /** Own messages remembered for their marks (the oldest are forgotten). */
@@ -141,6 +150,7 @@ const chatOptions = {
   invite: { type: "string" },
   link: { type: "string" },
   prekeys: { type: "string" },
+  "download-dir": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -260,7 +270,8 @@ export async function runChat(argv: readonly string[], io: ChatIo = terminalIo()
     inviteGiven: invite !== undefined,
     inviteHow: "--invite CODE",
   };
-  const session = new ChatSession(client, e2e, io, keyFile, identity, register ?? null, context);
+  const downloadDir = values["download-dir"] ?? defaultDownloadDir;
+  const session = new ChatSession(client, e2e, io, keyFile, identity, register ?? null, context, downloadDir);
   return session.run();
 }
 
@@ -288,6 +299,7 @@ class ChatSession {
     private identity: DeviceIdentity | null,
     private readonly registeringHandle: string | null,
     private readonly context: ErrorContext,
+    private readonly downloadDir: string,
   ) {
     this.stopped = new Promise((resolve) => {
       this.wake = resolve;
@@ -436,15 +448,65 @@ class ChatSession {
   private message(event: PlaintextEvent): Promise<void> {
     const own = this.client.credentials;
     const fromSelf = own !== null && event.from === own.account;
-    const text = new TextDecoder().decode(event.plaintext);
+    const file = decodeFileMessage(event.plaintext);
+    const text =
+      file === null
+        ? new TextDecoder().decode(event.plaintext)
+        : `sent a file: ${file.name} (${plaintextSize(file.ref)} bytes)`;
     const name = fromSelf ? Promise.resolve(`you (device ${event.fromDevice})`) : this.nameOf(event.from);
     this.printed = this.printed.then(async () => {
       const sender = await name;
       this.io.print(`${formatTime(event.timeSeconds * 1000)} ${sender}: ${text}`);
+      // The download runs beside the chat: later messages are not held behind a large file.
+      if (file !== null) void this.saveFile(file);
       if (!fromSelf) this.lastSender = { account: event.from, label: sender };
       this.client.receipt(event.from, event.fromDevice, [event.clientId], "read");
     });
     return this.printed;
+  }
+
+  /** Downloads a received file, checks and decrypts it, and saves it under downloadDir with a name not taken yet. */
+  private async saveFile(file: FileMessage): Promise<void> {
+    try {
+      const bytes = await this.client.downloadMedia(file.ref);
+      mkdirSync(this.downloadDir, { recursive: true });
+      const name = safeFileName(file.name);
+      const dot = name.lastIndexOf(".");
+      const [stem, extension] = dot > 0 ? [name.slice(0, dot), name.slice(dot)] : [name, ""];
+      let path = join(this.downloadDir, name);
+      for (let copy = 1; existsSync(path) && copy < savedCopiesMax; copy++) {
+        path = join(this.downloadDir, `${stem} (${copy})${extension}`);
+      }
+      await Bun.write(path, bytes);
+      this.io.print(`* saved ${file.name} to ${path}`);
+    } catch (error) {
+      this.io.print(`* could not fetch ${file.name}: ${this.words(error)}`);
+    }
+  }
+
+  /** Encrypts and uploads a file, then sends its reference to the peer (and to this account's other devices). */
+  private async sendFile(path: string): Promise<void> {
+    const { client, io } = this;
+    const peer = this.peer;
+    if (peer === null) return io.print("* not sent: choose someone first with /to <handle>");
+    if (path === "") return io.print("* usage: /send-file <path>");
+    const source = Bun.file(path);
+    if (!(await source.exists())) return io.print(`* no file ${path}`);
+    const name = basename(path);
+    io.print(`* uploading ${name} (${source.size} bytes)...`);
+    const own = client.credentials;
+    const recipients = own === null || own.account === peer.account ? [peer.account] : [peer.account, own.account];
+    let lastPercent = 0;
+    const ref = await client.uploadMedia(await source.bytes(), recipients, {
+      onProgress: (offset, size) => {
+        const percent = Math.floor((offset * 100) / size);
+        if (percent >= lastPercent + 25 && percent < 100) {
+          lastPercent = percent;
+          io.print(`* ${name}: ${percent} %`);
+        }
+      },
+    });
+    this.say(`[file] ${name}`, encodeFileMessage({ name, type: source.type || null, ref }));
   }
 
   private receipt(event: ReceiptEvent): void {
@@ -523,6 +585,8 @@ class ChatSession {
           io.print(`* safety number with ${this.peer.label}: ${number.replace(/(\d{5})(?=\d)/g, "$1 ")}`);
           return;
         }
+        case "/send-file":
+          return await this.sendFile(argument);
         case "/devices": {
           const own = client.credentials;
           for (const device of await client.devices()) {
@@ -541,7 +605,7 @@ class ChatSession {
     }
   }
 
-  private say(text: string): void {
+  private say(text: string, payload: Uint8Array = new TextEncoder().encode(text)): void {
     const peer = this.peer;
     if (peer === null) {
       this.io.print("* not sent: choose someone first with /to <handle>");
@@ -554,7 +618,7 @@ class ChatSession {
     if (this.io.printRewritable === undefined) this.io.print(line);
     else message.rewrite = this.io.printRewritable(line);
     this.e2e
-      .send(peer.account, new TextEncoder().encode(text))
+      .send(peer.account, payload)
       .then(({ clientId }) => {
         this.sent.set(clientId, message);
         if (this.sent.size > sentRememberedMax) this.sent.delete(this.sent.keys().next().value!);

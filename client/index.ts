@@ -39,6 +39,15 @@ export {
   sign,
   verify,
 } from "./keys.ts";
+export {
+  decryptMedia,
+  encryptMedia,
+  MediaError,
+  type MediaRef,
+  type MediaSession,
+  type MediaTransferOptions,
+  plaintextSize,
+} from "./media.ts";
 export type { SendOptions, SendResult } from "./outbox.ts";
 export { type ClientPhase, SwitchboardClient } from "./switchboard-client.ts";
 export type { Transport, TransportEvents, TransportFactory } from "./transport.ts";

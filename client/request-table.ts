@@ -14,7 +14,9 @@ export type RequestAnswer =
   | "serverAck"
   | "reverseLookupResult"
   | "keysUploaded"
-  | "keyBundles";
+  | "keyBundles"
+  | "mediaUploadGrant"
+  | "mediaDownloadGrant";
 
 interface PendingRequest {
   readonly answer: RequestAnswer;

@@ -57,6 +57,7 @@ import { type ClientOptions, type LoginCredentials, type ResolvedOptions, resolv
 import { DuplicateFilter } from "./duplicate-filter.ts";
 import { HandleCache } from "./handle-cache.ts";
 import { type DeviceKeyPair, generateKeyPair, sign } from "./keys.ts";
+import { downloadMedia, type MediaRef, type MediaSession, type MediaTransferOptions, uploadMedia } from "./media.ts";
 import { Outbox, type SendOptions, type SendResult } from "./outbox.ts";
 import { ReceiptQueue } from "./receipt-queue.ts";
 import { type RequestAnswer, RequestTable } from "./request-table.ts";
@@ -101,6 +102,8 @@ export class SwitchboardClient {
   private readonly handleCache: HandleCache;
 
   private phaseValue: ClientPhase = "idle";
+  /** http: or https: for the media listener, as the chat connection was plain or TLS. */
+  private readonly mediaScheme: string;
   private connection: Connection | null = null;
   private login: LoginCredentials | null;
   private readonly register: { handle: string; invite: string | null } | null;
@@ -117,6 +120,7 @@ export class SwitchboardClient {
 
   constructor(options: ClientOptions) {
     this.options = resolveOptions(options);
+    this.mediaScheme = options.url?.startsWith("wss:") ? "https:" : "http:";
     this.codec = new FrameCodec({ limits: this.options.limits });
     const { host, port, clientLimits } = this.options;
     const bufferedBytesMax = clientLimits.transportBufferedBytesMax;
@@ -418,6 +422,8 @@ export class SwitchboardClient {
       case "reverseLookupResult":
       case "keysUploaded":
       case "keyBundles":
+      case "mediaUploadGrant":
+      case "mediaDownloadGrant":
         this.requests.answer(stanza.kind, stanza.clientId, stanza);
         break;
       case "keysLow":
@@ -807,6 +813,55 @@ export class SwitchboardClient {
     const answer = await this.request("keyBundles", (clientId) => ({ kind: "keysFetch", clientId, account }));
     if (answer.kind !== "keyBundles") throw new Error("bug: wrong answer kind");
     return answer.bundles;
+  }
+  // ---- media (PROTOCOL.md "Media") ----------------------------------------------------------------------------
+
+  /**
+   * Encrypts `data` with a fresh key, uploads the ciphertext to the media listener (resuming after cuts), and
+   * returns the reference to send, inside an end-to-end-encrypted message, to `recipients` (account ids whose
+   * devices may download it).
+   */
+  uploadMedia(
+    data: Uint8Array | ReadableStream<Uint8Array>,
+    recipients: readonly number[],
+    options?: MediaTransferOptions,
+  ): Promise<MediaRef> {
+    return uploadMedia(this.mediaSession(), data, recipients, options);
+  }
+
+  /** Downloads the file of a reference received in a message, checks its hash and decrypts it. */
+  downloadMedia(ref: MediaRef, options?: MediaTransferOptions): Promise<Uint8Array> {
+    return downloadMedia(this.mediaSession(), ref, options);
+  }
+
+  /** The session side of media transfers (grants over this session; the host it dialed). */
+  mediaSession(): MediaSession {
+    return {
+      uploadGrant: async (hash, size, recipients) => {
+        const answer = await this.request("mediaUploadGrant", (clientId) => ({
+          kind: "mediaUpload",
+          clientId,
+          hash,
+          size,
+          recipients: [...recipients],
+        }));
+        if (answer.kind !== "mediaUploadGrant") throw new Error("bug: wrong answer kind");
+        return answer;
+      },
+      downloadGrant: async (hash) => {
+        const answer = await this.request("mediaDownloadGrant", (clientId) => ({
+          kind: "mediaDownload",
+          clientId,
+          hash,
+        }));
+        if (answer.kind !== "mediaDownloadGrant") throw new Error("bug: wrong answer kind");
+        return answer;
+      },
+      mediaBase: (port) => {
+        const host = this.options.serverName;
+        return `${this.mediaScheme}//${host.includes(":") ? `[${host}]` : host}:${port}`;
+      },
+    };
   }
 
   private request(answer: RequestAnswer, build: (clientId: number) => Stanza): Promise<Stanza> {

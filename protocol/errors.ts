@@ -23,11 +23,18 @@ export const ErrorCode = Object.freeze({
   clientIdReused: 111,
   receiptUnknown: 112,
   keysInvalid: 113,
+  // Media (dictionary version 3, PROTOCOL.md section "Media")
+  mediaTooLarge: 120,
+  mediaQuotaExceeded: 121,
+  mediaUnknown: 122,
+  mediaOff: 123,
   // retry: the same stanza later
   rateLimited: 200,
   queueFull: 201,
   busy: 202,
   keysRateLimited: 203,
+  // Media (dictionary version 3): too many unfinished uploads on this device; ask again once one is done.
+  mediaBusy: 205,
   // reconnect: the session is closed
   malformedFrame: 300,
   frameTooLarge: 301,

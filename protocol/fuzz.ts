@@ -268,6 +268,36 @@ export function randomStanza(random: Random, kind: StanzaKindName, limits: Limit
       return { kind, oneTimePreKeysLeft: uint32(), threshold: uint32() };
     case "identityChange":
       return { kind, seq: id(), account: id(), device: id(), timeSeconds: uint32() };
+    case "mediaUpload":
+      return {
+        kind,
+        clientId: id(),
+        hash: random.bytes(32),
+        size: id(),
+        recipients: ids(limits.mediaRecipientsMax, 1),
+      };
+    case "mediaUploadGrant":
+      return {
+        kind,
+        clientId: id(),
+        token: random.bytes(random.between(1, 128)),
+        expiresAtSeconds: uint32(),
+        stored: random.below(2) === 0,
+        port: uint32(),
+        url: orNull(() => randomString(random, limits.stringBytesMax)),
+      };
+    case "mediaDownload":
+      return { kind, clientId: id(), hash: random.bytes(32) };
+    case "mediaDownloadGrant":
+      return {
+        kind,
+        clientId: id(),
+        token: random.bytes(random.between(1, 128)),
+        expiresAtSeconds: uint32(),
+        size: uint32(),
+        port: uint32(),
+        url: orNull(() => randomString(random, limits.stringBytesMax)),
+      };
   }
 }
 

@@ -140,6 +140,33 @@ export interface Limits {
   readonly keysFetchLimiterEntriesMax: number;
   /** Accounts remembered per device as having fetched its bundle (told of an identity change); the oldest go first. */
   readonly keysFetchersPerDeviceMax: number;
+  // Media (issue 17)
+  /**
+   * Largest media blob (the encrypted bytes) one upload may declare; a larger one is refused (mediaTooLarge) before
+   * any byte moves. Below 2^32: the size travels as an unsigned 32-bit integer.
+   */
+  readonly mediaFileBytesMax: number;
+  /** Bytes of media one account may hold on the server (stored blobs it uploaded plus uploads it was granted). */
+  readonly mediaAccountBytesMax: number;
+  /** Most recipient accounts one upload may name (each recipient's devices may download it). */
+  readonly mediaRecipientsMax: number;
+  /** Uploads one device may have granted and unfinished at once; the next grant is refused with mediaBusy. */
+  readonly mediaUploadsPerDeviceMax: number;
+  /** Lifetime of an upload or download token (a client asks again for a new one, the upload resumes). */
+  readonly mediaTokenTtlMs: number;
+  /** How long a stored blob is kept while some addressed device has not fetched it (like queued messages). */
+  readonly mediaRetentionMs: number;
+  /** How long an unfinished upload's bytes are kept for a resume after its grant. */
+  readonly mediaPartialRetentionMs: number;
+  /** An upload request body that brings no byte for this long is ended (408); what arrived is kept for a resume. */
+  readonly mediaUploadStallMs: number;
+  /** Interval between media sweeps (expired blobs, abandoned partial uploads). */
+  readonly mediaSweepIntervalMs: number;
+  /**
+   * Bytes of uploads one account may be granted in any 24 hours (the upload rate; the quota alone would let an
+   * account upload, have its files fetched and deleted, and upload again without end). Past it: mediaBusy (retry).
+   */
+  readonly mediaAccountUploadBytesPerDayMax: number;
 }
 
 const kibibyte = 1024;
@@ -200,6 +227,17 @@ export const defaultLimits: Limits = Object.freeze({
   keysFetchRefillMs: 10 * minute,
   keysFetchLimiterEntriesMax: 100_000,
   keysFetchersPerDeviceMax: 1000,
+  // Media (issue 17)
+  mediaFileBytesMax: 1024 * 1024 * kibibyte,
+  mediaAccountBytesMax: 4 * 1024 * 1024 * kibibyte - 1,
+  mediaRecipientsMax: 32,
+  mediaUploadsPerDeviceMax: 4,
+  mediaTokenTtlMs: 15 * minute,
+  mediaRetentionMs: 30 * day,
+  mediaPartialRetentionMs: 1 * day,
+  mediaUploadStallMs: 30 * second,
+  mediaSweepIntervalMs: 10 * minute,
+  mediaAccountUploadBytesPerDayMax: 16 * 1024 * 1024 * kibibyte,
 });
 
 /** Small limits for tests, so that every edge is cheap to reach. */
@@ -246,6 +284,17 @@ export const testLimits: Limits = Object.freeze({
   keysStoredPreKeysMax: 32,
   keysLowThreshold: 3,
   keysFetchersPerDeviceMax: 8,
+  // Media (issue 17)
+  mediaFileBytesMax: 4 * 1024 * 1024,
+  mediaAccountBytesMax: 8 * 1024 * 1024,
+  mediaRecipientsMax: 4,
+  mediaUploadsPerDeviceMax: 2,
+  mediaTokenTtlMs: 60 * 1000,
+  mediaRetentionMs: 60 * 1000,
+  mediaPartialRetentionMs: 60 * 1000,
+  mediaUploadStallMs: 1000,
+  mediaSweepIntervalMs: 1000,
+  mediaAccountUploadBytesPerDayMax: 16 * 1024 * 1024,
 });
 
 /** The longest group-commit delay a config may set (the reliability suite's crash trials cover 0 up to it). */
@@ -292,6 +341,15 @@ export function assertLimits(limits: Limits): Limits {
   if (limits.queueSenderSharePercent > 100) fail("queueSenderSharePercent <= 100");
   // Senders to offline devices wait this long for their server-ack: more than a second only makes senders resend.
   if (limits.commitDelayMs > commitDelayMsMax) fail(`commitDelayMs <= ${commitDelayMsMax}`);
+  // Media (issue 17): sizes travel as unsigned 32-bit integers; one file must fit in the account's quota.
+  if (limits.mediaFileBytesMax > 0xffff_ffff) fail("mediaFileBytesMax < 2^32");
+  if (limits.mediaFileBytesMax > limits.mediaAccountBytesMax) fail("mediaFileBytesMax <= mediaAccountBytesMax");
+  if (limits.mediaFileBytesMax > limits.mediaAccountUploadBytesPerDayMax) {
+    fail("mediaFileBytesMax <= mediaAccountUploadBytesPerDayMax");
+  }
+  if (limits.mediaRecipientsMax > limits.arrayItemsMax) fail("mediaRecipientsMax <= arrayItemsMax");
+  // A resumed upload needs its bytes for at least as long as a fresh token lasts.
+  if (limits.mediaPartialRetentionMs < limits.mediaTokenTtlMs) fail("mediaPartialRetentionMs >= mediaTokenTtlMs");
   return limits;
 }
 

@@ -48,33 +48,39 @@ function requiredFields(stanza: Stanza): number {
 }
 
 describe("token dictionary", () => {
-  test("kinds are 1..31, unique, within the 6 header bits, and named back", () => {
+  test("kinds are 1..31 and 34..37, unique, within the 6 header bits, and named back", () => {
     const tokens = Object.values(StanzaKind);
     expect(new Set(tokens).size).toBe(tokens.length);
     expect(Math.min(...tokens)).toBe(1);
-    expect(Math.max(...tokens)).toBe(tokens.length);
+    // 32 and 33 are reserved for the key directory; the media kinds took 34..37.
+    expect(Math.max(...tokens)).toBe(tokens.length + 2);
+    const expected: number[] = [...Array.from({ length: 31 }, (_, index) => index + 1), 34, 35, 36, 37];
+    expect([...tokens].sort((a, b) => a - b) as number[]).toEqual(expected);
     for (const name of kindNames) expect(stanzaKindName(StanzaKind[name])).toBe(name);
     expect(stanzaKindName(0)).toBeUndefined();
-    expect(stanzaKindName(tokens.length + 1)).toBeUndefined();
+    expect(stanzaKindName(32)).toBeUndefined();
+    expect(stanzaKindName(33)).toBeUndefined();
+    expect(stanzaKindName(38)).toBeUndefined();
     expect(stanzaKindName(63)).toBeUndefined();
   });
 
-  test("dictionary version 2 added reverseLookup (24) and reverseLookupResult (25); version 1's kinds keep theirs", () => {
+  test("dictionary version 2 added reverseLookup (24) and reverseLookupResult (25); version 3 the media kinds 34..37", () => {
+    expect(tokenDictionaryVersion).toBe(3);
     expect(StanzaKind.deviceRemove).toBe(23);
     expect(StanzaKind.reverseLookup).toBe(24);
     expect(StanzaKind.reverseLookupResult).toBe(25);
-    const added = Object.entries(stanzaKindSinceDictionary)
-      .filter(([, version]) => version === 2)
-      .map(([name]) => StanzaKind[name as StanzaKindName]);
-    expect(added.sort()).toEqual([24, 25]);
+    const added = Object.entries(stanzaKindSinceDictionary).map(([name]) => StanzaKind[name as StanzaKindName]);
+    expect(added.sort((a, b) => a - b)).toEqual([24, 25, 26, 27, 28, 29, 30, 31, 34, 35, 36, 37]);
+    expect(stanzaKindSinceDictionary.mediaUpload).toBe(3);
+    expect(stanzaKindSinceDictionary.mediaDownloadGrant).toBe(3);
   });
 
-  test("dictionary version 3 added the key directory's kinds 26..31; the kinds before keep theirs", () => {
+  test("dictionary version 3 added the key directory's kinds 26..31 and the media kinds 34..37", () => {
     expect(tokenDictionaryVersion).toBe(3);
     const added = Object.entries(stanzaKindSinceDictionary)
       .filter(([, version]) => version === 3)
       .map(([name]) => StanzaKind[name as StanzaKindName]);
-    expect(added.sort((a, b) => a - b)).toEqual([26, 27, 28, 29, 30, 31]);
+    expect(added.sort((a, b) => a - b)).toEqual([26, 27, 28, 29, 30, 31, 34, 35, 36, 37]);
     expect(StanzaKind.keysUpload).toBe(26);
     expect(StanzaKind.identityChange).toBe(31);
   });

@@ -8,6 +8,10 @@ import type { DeviceInfo, DevicePayload, KeyBundle, PublicPreKey, SignedPublicPr
 import { ReceiptType, type ReceiptTypeValue, StanzaKind, type StanzaKindName, stanzaKindName } from "./tokens.ts";
 
 const uint32Max = 0xffff_ffff;
+/** A media blob's address: its SHA-256. */
+export const mediaHashBytes = 32;
+/** Longest media token (its fields and an HMAC-SHA-256: 86 bytes today, server/media-token.ts). */
+export const mediaTokenBytesMax = 128;
 
 /** The positional fields of a stanza, ready for MessagePack. */
 export function stanzaFields(stanza: Stanza): unknown[] {
@@ -126,6 +130,14 @@ export function stanzaFields(stanza: Stanza): unknown[] {
       return [stanza.oneTimePreKeysLeft, stanza.threshold];
     case "identityChange":
       return [stanza.seq, stanza.account, stanza.device, stanza.timeSeconds];
+    case "mediaUpload":
+      return [stanza.clientId, stanza.hash, stanza.size, stanza.recipients];
+    case "mediaUploadGrant":
+      return [stanza.clientId, stanza.token, stanza.expiresAtSeconds, stanza.stored, stanza.port, stanza.url];
+    case "mediaDownload":
+      return [stanza.clientId, stanza.hash];
+    case "mediaDownloadGrant":
+      return [stanza.clientId, stanza.token, stanza.expiresAtSeconds, stanza.size, stanza.port, stanza.url];
   }
 }
 
@@ -512,6 +524,40 @@ function decodeKind(kind: StanzaKindName, fields: readonly unknown[], limits: Li
         account: read.id("account"),
         device: read.id("device"),
         timeSeconds: read.uint32("timeSeconds"),
+      };
+    case "mediaUpload": {
+      const stanza = {
+        kind,
+        clientId: read.id("clientId"),
+        hash: read.bytes("hash", mediaHashBytes, mediaHashBytes),
+        size: read.uint32("size"),
+        recipients: read.idArray("recipients", limits.mediaRecipientsMax),
+      };
+      if (stanza.size === 0) fail("size must not be 0");
+      if (stanza.recipients.length === 0) fail("recipients must not be empty");
+      return stanza;
+    }
+    case "mediaUploadGrant":
+      return {
+        kind,
+        clientId: read.id("clientId"),
+        token: read.bytes("token", mediaTokenBytesMax),
+        expiresAtSeconds: read.uint32("expiresAtSeconds"),
+        stored: read.boolean("stored"),
+        port: read.uint32("port"),
+        url: read.stringOrNull("url", limits.stringBytesMax),
+      };
+    case "mediaDownload":
+      return { kind, clientId: read.id("clientId"), hash: read.bytes("hash", mediaHashBytes, mediaHashBytes) };
+    case "mediaDownloadGrant":
+      return {
+        kind,
+        clientId: read.id("clientId"),
+        token: read.bytes("token", mediaTokenBytesMax),
+        expiresAtSeconds: read.uint32("expiresAtSeconds"),
+        size: read.uint32("size"),
+        port: read.uint32("port"),
+        url: read.stringOrNull("url", limits.stringBytesMax),
       };
   }
 }

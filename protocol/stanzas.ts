@@ -256,6 +256,47 @@ export interface IdentityChangeStanza {
   readonly device: number;
   readonly timeSeconds: number;
 }
+/**
+ * Asks for an upload token (dictionary version 3, PROTOCOL.md "Media"): the blob's SHA-256, its size, and the
+ * accounts whose devices may download it. Answered by mediaUploadGrant or an error (mediaTooLarge, ...).
+ */
+export interface MediaUploadStanza {
+  readonly kind: "mediaUpload";
+  readonly clientId: number;
+  /** SHA-256 of the (encrypted) blob: 32 bytes. */
+  readonly hash: Uint8Array;
+  readonly size: number;
+  /** 1..mediaRecipientsMax account ids. */
+  readonly recipients: readonly number[];
+}
+export interface MediaUploadGrantStanza {
+  readonly kind: "mediaUploadGrant";
+  readonly clientId: number;
+  /** Opaque bearer token (sent base64url-encoded in HTTP) for the media listener's upload path of this hash. */
+  readonly token: Uint8Array;
+  readonly expiresAtSeconds: number;
+  /** The server holds this blob already (dedup): nothing to upload; the recipients were added. */
+  readonly stored: boolean;
+  /** The media listener's port on the host the device dialed (used when url is null). */
+  readonly port: number;
+  /** The media listener's base URL when it is elsewhere (a proxy), without a trailing slash; null otherwise. */
+  readonly url: string | null;
+}
+/** Asks for a download token for a blob this device's account may read. */
+export interface MediaDownloadStanza {
+  readonly kind: "mediaDownload";
+  readonly clientId: number;
+  readonly hash: Uint8Array;
+}
+export interface MediaDownloadGrantStanza {
+  readonly kind: "mediaDownloadGrant";
+  readonly clientId: number;
+  readonly token: Uint8Array;
+  readonly expiresAtSeconds: number;
+  readonly size: number;
+  readonly port: number;
+  readonly url: string | null;
+}
 
 export type Stanza =
   | ChallengeStanza
@@ -288,6 +329,10 @@ export type Stanza =
   | KeysFetchStanza
   | KeyBundlesStanza
   | KeysLowStanza
-  | IdentityChangeStanza;
+  | IdentityChangeStanza
+  | MediaUploadStanza
+  | MediaUploadGrantStanza
+  | MediaDownloadStanza
+  | MediaDownloadGrantStanza;
 
 export type StanzaOf<K extends Stanza["kind"]> = Extract<Stanza, { kind: K }>;

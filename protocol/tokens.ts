@@ -1,8 +1,8 @@
 // The token dictionary: every enumeration on the wire is a small integer from here, never a string.
 // Version 3. A token keeps its meaning forever; a new dictionary version may only add tokens. The error codes in
 // errors.ts are part of the same dictionary version. Version 2 added the kinds reverseLookup and reverseLookupResult
-// (PROTOCOL.md section 7); version 3 added the key directory's kinds (PROTOCOL.md, "Key directory"); the preset
-// dictionary is the same as version 1's.
+// (PROTOCOL.md section 7); version 3 added the key directory's kinds 26..31 (PROTOCOL.md, "Key directory") and the
+// media kinds 34..37 (PROTOCOL.md, "Media"), with their error codes. The preset dictionary is the same as version 1's.
 
 export const tokenDictionaryVersion = 3;
 
@@ -41,6 +41,11 @@ export const StanzaKind = Object.freeze({
   keyBundles: 29,
   keysLow: 30,
   identityChange: 31,
+  // Dictionary version 3 (media, issue 17):
+  mediaUpload: 34,
+  mediaUploadGrant: 35,
+  mediaDownload: 36,
+  mediaDownloadGrant: 37,
 } as const);
 
 /** The dictionary version that added each kind not in version 1 (a client of an older version never sends it). */
@@ -53,6 +58,10 @@ export const stanzaKindSinceDictionary: Readonly<Partial<Record<StanzaKindName, 
   keyBundles: 3,
   keysLow: 3,
   identityChange: 3,
+  mediaUpload: 3,
+  mediaUploadGrant: 3,
+  mediaDownload: 3,
+  mediaDownloadGrant: 3,
 });
 
 export type StanzaKindName = keyof typeof StanzaKind;

@@ -82,6 +82,18 @@ export interface Config {
    * per partition at start. More partitions than workers ever run.
    */
   readonly partitions: number;
+  /** Address of the media HTTP listener (encrypted blobs by hash, PROTOCOL.md "Media"). */
+  readonly mediaHost: string;
+  /**
+   * Port of the media HTTP listener; 0 disables it (the default: it writes what clients upload to dataDir/media, up
+   * to mediaAccountBytesMax per account, so an operator turns it on after planning that disk; OPERATIONS.md "Media").
+   */
+  readonly mediaPort: number;
+  /**
+   * The media listener's base URL as clients should reach it (`https://media.example.com`, behind a proxy), told in
+   * every media grant; empty: clients use the host they dialed for chat and mediaPort.
+   */
+  readonly mediaUrl: string;
   readonly limits: Limits;
 }
 
@@ -105,6 +117,9 @@ export const defaultConfig: Config = Object.freeze({
   drainReconnectsPerSecond: 2_000,
   workers: 0,
   partitions: partitionsDefault,
+  mediaHost: "127.0.0.1",
+  mediaPort: 0,
+  mediaUrl: "",
   limits: defaultLimits,
 });
 
@@ -131,6 +146,8 @@ export const restartOnlyKeys: ReadonlySet<string> = new Set([
   "workers",
   // Used once, when a data directory gets its partitions.
   "partitions",
+  "mediaHost",
+  "mediaPort",
   "frameBytesMax",
   "payloadBytesMax",
   "stringBytesMax",
@@ -277,7 +294,10 @@ function configProblems(config: Config): string[] {
   oneOf("logLevel", config.logLevel, ["debug", "info", "warn", "error"]);
   oneOf("webClient", config.webClient, ["on", "off"]);
   if (!config.wsPath.startsWith("/")) problems.push("wsPath: must start with /");
-  for (const key of ["port", "adminPort", "wsPort"] as const) {
+  if (config.mediaUrl !== "" && !/^https?:\/\/[^/\s]+(\/[^\s]*[^/\s])?$/.test(config.mediaUrl)) {
+    problems.push("mediaUrl: an http(s) URL without a trailing slash, or empty");
+  }
+  for (const key of ["port", "adminPort", "wsPort", "mediaPort"] as const) {
     if (!Number.isInteger(config[key]) || config[key] < 0 || config[key] > 65535) problems.push(`${key}: 0..65535`);
   }
   if (!Number.isInteger(config.listeners) || config.listeners < 1 || config.listeners > 64) {

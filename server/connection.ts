@@ -256,6 +256,7 @@ export class ConnectionHandler {
   }
 
   private dispatch(session: Session, stanza: Stanza): Promise<void> | void {
+    const io = () => this.context.io;
     if (stanza.kind === "ping") return void this.context.io.send(session, { kind: "pong" });
     if (stanza.kind === "pong") return;
     if (session.state === SessionState.authenticating) {
@@ -302,6 +303,21 @@ export class ConnectionHandler {
           if (routing !== null && !routing.owns(stanza.account))
             return routing.forward(session, stanza.account, stanza);
           return this.keys.fetch(session, stanza);
+        case "mediaUpload":
+        case "mediaDownload": {
+          // Dictionary version 3: only a client that announced it knows these kinds, so only it gets their answers.
+          const media = this.context.media;
+          if (media === null) {
+            const message = "this server has no media listener";
+            return void io().send(session, {
+              kind: "error",
+              code: ErrorCode.mediaOff,
+              clientId: stanza.clientId,
+              message,
+            });
+          }
+          return stanza.kind === "mediaUpload" ? media.upload(session, stanza) : media.download(session, stanza);
+        }
       }
     }
     this.closeFor(session, ErrorCode.unexpectedStanza, `${stanza.kind} is not expected now`);

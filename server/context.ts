@@ -6,6 +6,7 @@ import type { Config } from "./config.ts";
 import type { Directory } from "./directory.ts";
 import type { LastSeenRecorder } from "./last-seen.ts";
 import type { Logger } from "./log.ts";
+import type { MediaRequests } from "./media-requests.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Router } from "./router.ts";
 import type { Routing } from "./routing.ts";
@@ -25,6 +26,8 @@ export interface ServerContext {
   log: Logger;
   readonly metrics: Metrics;
   readonly lastSeen: LastSeenRecorder;
+  /** The media token requests (PROTOCOL.md "Media"); null when the media listener is off (mediaPort 0). */
+  media: MediaRequests | null;
   /** Milliseconds since the epoch; tests may pass a fake clock. */
   readonly now: () => number;
 }

@@ -22,6 +22,10 @@ import { EventLoopLag } from "./event-loop-lag.ts";
 import { KeyDirectory } from "./keys-directory.ts";
 import { LastSeenRecorder } from "./last-seen.ts";
 import { createLogger, type Logger } from "./log.ts";
+import { listenMedia, type MediaListener } from "./media-http.ts";
+import { MediaRequests } from "./media-requests.ts";
+import { type MediaService, openMediaService } from "./media-service.ts";
+import { MediaSweeper } from "./media-sweeper.ts";
 import type { Mesh } from "./mesh.ts";
 import { startUnixMesh } from "./mesh-unix.ts";
 import { Metrics, walCheckpointObserver } from "./metrics.ts";
@@ -52,6 +56,11 @@ export interface RunningServer {
   readonly adminPort: number;
   /** The WebSocket port, or 0 when disabled. */
   readonly wsPort: number;
+  /** The media HTTP port, or 0 when disabled. */
+  readonly mediaPort: number;
+  /** The media store (index, files, token key), or null when the media listener is off. */
+  readonly media: MediaService | null;
+  readonly mediaSweeper: MediaSweeper | null;
   readonly context: ServerContext;
   /** The handler of the current code generation (a reload replaces it). */
   readonly connections: ConnectionHandler;
@@ -168,6 +177,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     directory: new Directory(storage, limits.directoryAccountsMax),
     router: new LocalRouter(),
     routing: null,
+    media: null,
     io,
     log: countReloadFailures(options.log ?? createLogger(config.logLevel), metrics),
     metrics,
@@ -179,6 +189,16 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const delivery = new Delivery(context);
   // Kept across handler reloads: it holds the fetch budgets (keys-fetch-limiter.ts).
   const keys = new KeyDirectory(context, delivery);
+  // Media (issue 17): its own SQLite file and blob files under dataDir/media, opened only when the listener is on.
+  let media: MediaService | null = null;
+  let mediaSweeper: MediaSweeper | null = null;
+  if (config.mediaPort !== 0) {
+    media = openMediaService({ dataDir: config.dataDir, url: config.mediaUrl, limits: () => context.limits, now });
+    context.media = new MediaRequests(context, media);
+    registerMediaMetrics(metrics, media);
+    // One sweeper per host: worker 0's, or the single process's.
+    if (worker === undefined || worker.index === 0) mediaSweeper = new MediaSweeper(media, () => context.log);
+  }
   const table = new SessionTable(limits.timerTickMs, now);
   let mesh: Mesh | null = null;
   if (worker !== undefined && worker.count > 1 && partitions !== null) {
@@ -224,6 +244,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   let listeners: TcpListeners | null = null;
   let webSocket: WsListener | null = null;
   let admin: AdminHttp | null = null;
+  let mediaListener: MediaListener | null = null;
   // Which listener is binding, for the one-line error when a bind fails.
   let binding: [ListenerName, string, number] = ["tcp", config.host, config.port];
   try {
@@ -234,6 +255,14 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     );
     binding = ["websocket", config.wsHost, config.wsPort];
     if (config.wsPort !== 0) webSocket = listenWebSocket(config, connections, reusePort);
+    binding = ["media", config.mediaHost, config.mediaPort];
+    if (media !== null) {
+      mediaListener = listenMedia(
+        { host: config.mediaHost, port: config.mediaPort, reusePort },
+        media,
+        () => context.log,
+      );
+    }
     binding = ["admin", config.adminHost, config.adminPort];
     if (worker !== undefined) {
       // The supervisor answers the admin port for all workers and asks each on its socket (supervisor-admin.ts),
@@ -274,6 +303,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   } catch (error) {
     listeners?.stop();
     webSocket?.stop();
+    mediaListener?.stop();
+    media?.close();
     admin?.stop();
     mesh?.close();
     if (options.storage === undefined) await storage.close();
@@ -283,6 +314,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const tcp: TcpListeners = listeners;
   table.wheel.start();
   sweeper.start();
+  mediaSweeper?.start();
   context.lastSeen.start();
   lag.start();
   context.log.notice("server_started", {
@@ -291,6 +323,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     port: tcp.port,
     adminPort: admin?.port ?? 0,
     wsPort: webSocket?.port ?? 0,
+    mediaPort: mediaListener?.port ?? 0,
     listeners: config.listeners,
     ...(worker === undefined ? {} : { worker: worker.index, workers: worker.count }),
     dataDir: config.dataDir,
@@ -332,6 +365,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       context.log.notice("draining", { sessions: table.sessions.size, retryWindowMs });
       tcp.stop();
       webSocket?.stop();
+      // Uploads in flight are cut; what they wrote stays for a resume (PROTOCOL.md "Media").
+      mediaListener?.stop();
+      await mediaSweeper?.stop();
       sweeper.stop();
       await delivery.commit.idle();
       for (const session of [...table.sessions]) {
@@ -349,6 +385,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       admin?.stop();
       mesh?.close();
       if (options.storage === undefined) await storage.close();
+      media?.close();
       lock?.release();
       context.log.notice("server_stopped", { sessionsLeft: table.sessions.size });
     })();
@@ -387,6 +424,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     port: tcp.port,
     adminPort: admin?.port ?? 0,
     wsPort: webSocket?.port ?? 0,
+    mediaPort: mediaListener?.port ?? 0,
+    media,
+    mediaSweeper,
     context,
     get connections() {
       return connections;
@@ -399,6 +439,29 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     stop,
     reload,
   };
+}
+
+/** The media listener's counts and the index's sizes on /metrics (OPERATIONS.md "Media"). */
+function registerMediaMetrics(metrics: Metrics, media: MediaService): void {
+  const { stats } = media;
+  metrics.counter("switchboard_media_upload_bytes_total", "Bytes written by media uploads", () => stats.uploadBytes);
+  metrics.counter("switchboard_media_uploads_stored_total", "Uploads verified and stored", () => stats.uploadsStored);
+  metrics.counter("switchboard_media_download_bytes_total", "Bytes of media answers", () => stats.downloadBytes);
+  metrics.counter(
+    "switchboard_media_hash_mismatches_total",
+    "Uploads refused because their bytes did not hash to their name (460)",
+    () => stats.hashMismatches,
+  );
+  metrics.counter("switchboard_media_refusals_total", "Media HTTP answers of 400 and up", () => stats.refusals);
+  // One count query of the shared index per scrape (every worker shows the same host-wide values).
+  metrics.gauge("switchboard_media_index_rows", "Rows of the media index, by table", () => {
+    const counts = media.index.counts();
+    return [
+      [{ table: "blobs" }, counts.blobs],
+      [{ table: "uploads" }, counts.uploads],
+      [{ table: "audience" }, counts.audience],
+    ];
+  });
 }
 
 /** Waits (at most `waitMs`) until every other worker is up, so that the first sessions find their owners. */

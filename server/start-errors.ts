@@ -38,11 +38,12 @@ const storageCauses: Readonly<Record<string, { reason: string; exitCode: number 
 };
 
 /** Which listener a failed bind belongs to, and the config keys that set its address. */
-export type ListenerName = "tcp" | "websocket" | "admin";
+export type ListenerName = "tcp" | "websocket" | "admin" | "media";
 const listenerKeys: Readonly<Record<ListenerName, string>> = {
   tcp: "the TCP listener: host, port",
   websocket: "the WebSocket listener: wsHost, wsPort",
   admin: "the admin HTTP listener: adminHost, adminPort",
+  media: "the media HTTP listener: mediaHost, mediaPort",
 };
 
 /** Ports below this need root or CAP_NET_BIND_SERVICE on Linux (net.ipv4.ip_unprivileged_port_start). */

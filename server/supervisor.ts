@@ -407,6 +407,7 @@ export async function startSupervisor(config: Config, options: SupervisorOptions
 function probePorts(config: Config): void {
   const probes: Array<[ListenerName, string, number]> = [["tcp", config.host, config.port]];
   if (config.wsPort !== 0) probes.push(["websocket", config.wsHost, config.wsPort]);
+  if (config.mediaPort !== 0) probes.push(["media", config.mediaHost, config.mediaPort]);
   for (const [name, host, port] of probes) {
     try {
       Bun.listen({ hostname: host, port, socket: { data() {} } }).stop(true);

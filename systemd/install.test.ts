@@ -31,9 +31,13 @@ const installedDirs = ["protocol", "storage", "server", "client", "systemd"];
 function excludedFromInstall(relative: string): boolean {
   return (
     relative.endsWith(".test.ts") ||
-    ["server/test-kit.ts", "client/delivery-suite.ts", "storage/store-conformance.ts", "protocol/fuzz.ts"].includes(
-      relative,
-    ) ||
+    [
+      "server/test-kit.ts",
+      "server/media-test-kit.ts",
+      "client/delivery-suite.ts",
+      "storage/store-conformance.ts",
+      "protocol/fuzz.ts",
+    ].includes(relative) ||
     relative.startsWith("protocol/vectors/") ||
     relative === "client/web/ensure-chromium.sh"
   );

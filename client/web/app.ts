@@ -7,12 +7,16 @@
 // Errors are shown in words (client/error-words.ts). Messages are end-to-end encrypted with the Signal protocol
 // (client/e2e-session.ts, the same code as the terminal chat, so the two talk to each other): the Signal keys and
 // sessions stay in this browser (e2e-store-indexed-db.ts), the page shows the conversation's safety number and warns
-// when it changes. All user text goes into the page as text, never as HTML.
+// when it changes. All user text goes into the page as text, never as HTML. Images (issue 17): "Image" encrypts a
+// picked image with a fresh key, uploads it to the server's media listener and sends its reference
+// (client/media-message.ts) in an end-to-end-encrypted message; a received image is downloaded, verified, decrypted
+// and shown. Images are kept in memory for this page's life only: after a reload the history shows their names.
 
 import { ErrorCode } from "../../protocol/index.ts";
 import { E2eSession } from "../e2e-session.ts";
 import { errorInWords } from "../error-words.ts";
 import { ClientClosedError, type ClientOptions, generateKeyPair, SwitchboardClient } from "../index.ts";
+import { decodeFileMessage, encodeFileMessage, type FileMessage } from "../media-message.ts";
 import { type ChatMessage, ChatState, type Mark } from "./chat-state.ts";
 import { IndexedDbE2eStore } from "./e2e-store-indexed-db.ts";
 import { HistoryStore } from "./history-store.ts";
@@ -29,6 +33,8 @@ const historySaveDelayMs = 500;
 const countdownTickMs = 250;
 const utf8 = new TextEncoder();
 const utf8Decoder = new TextDecoder();
+/** Images this page shows inline; a larger one is shown as its name (a phone photo is a few MiB). */
+const imageBytesMax = 16 * 1024 * 1024;
 
 const markText: Record<Mark, string> = {
   pending: "…",
@@ -74,6 +80,9 @@ class WebChat {
   private saveTimer: ReturnType<typeof setTimeout> | null = null;
   private historyTimer: ReturnType<typeof setTimeout> | null = null;
   private countdownTimer: ReturnType<typeof setInterval> | null = null;
+  /** Files of this page's messages by message id (in memory only), and the object URLs of their decrypted images. */
+  private readonly files = new Map<number, FileMessage>();
+  private readonly imageUrls = new Map<number, string | "loading" | "failed">();
   /** Whether the register form had an invite code: the server's answer is the same for a wrong and a missing one. */
   private inviteGiven = false;
 
@@ -105,6 +114,8 @@ class WebChat {
     composer: byId<HTMLFormElement>("composer"),
     messageText: byId<HTMLInputElement>("message-text"),
     sendButton: byId<HTMLButtonElement>("send-button"),
+    imageButton: byId<HTMLButtonElement>("image-button"),
+    imageInput: byId<HTMLInputElement>("image-input"),
   };
 
   constructor(
@@ -125,6 +136,12 @@ class WebChat {
     view.composer.addEventListener("submit", (event) => {
       event.preventDefault();
       this.say(view.messageText.value);
+    });
+    view.imageButton.addEventListener("click", () => view.imageInput.click());
+    view.imageInput.addEventListener("change", () => {
+      const file = view.imageInput.files?.[0];
+      view.imageInput.value = "";
+      if (file !== undefined) void this.sendImage(file);
     });
     view.forget.addEventListener("click", () => this.askForget(true));
     view.forgetNo.addEventListener("click", () => this.askForget(false));
@@ -280,14 +297,16 @@ class WebChat {
     e2e.on("plaintext", (event) => {
       const state = this.state;
       if (state === null) return;
+      const file = decodeFileMessage(event.plaintext);
       const message = state.incoming({
         from: event.from,
         fromDevice: event.fromDevice,
         clientId: event.clientId,
-        text: utf8Decoder.decode(event.plaintext),
+        text: file === null ? utf8Decoder.decode(event.plaintext) : `[image] ${file.name}`,
         timeSeconds: event.timeSeconds,
       });
       if (message === null) return;
+      if (file !== null) this.files.set(message.id, file);
       this.changed();
       if (event.from !== state.account && state.unnamed().includes(event.from)) void this.name([event.from]);
     });
@@ -400,6 +419,52 @@ class WebChat {
         this.saveSoon();
       })
       .catch((error: unknown) => state.failed(message, this.words(error)))
+      .finally(() => this.changed());
+  }
+
+  /** Encrypts and uploads an image, then sends its reference to the peer and this account's other devices. */
+  private async sendImage(file: File): Promise<void> {
+    const { client, state } = this;
+    const to = state?.selected ?? null;
+    if (client === null || state === null || to === null) return;
+    const message = state.outgoing(to, `[image] ${file.name}`);
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    if (file.type.startsWith("image/") && bytes.length <= imageBytesMax) {
+      this.imageUrls.set(message.id, URL.createObjectURL(new Blob([bytes], { type: file.type })));
+    }
+    this.changed();
+    try {
+      const recipients = to === state.account ? [to] : [to, state.account];
+      const ref = await client.uploadMedia(bytes, recipients);
+      const reference: FileMessage = { name: file.name, type: file.type || null, ref };
+      this.files.set(message.id, reference);
+      // The reference holds the file's key: it goes end-to-end encrypted, as a text does.
+      if (this.e2e === null) throw new Error("end-to-end encryption is not ready yet");
+      const { clientId } = await this.e2e.send(to, encodeFileMessage(reference));
+      state.stored(message, clientId);
+      this.saveSoon();
+    } catch (error) {
+      state.failed(message, this.words(error));
+    }
+    this.changed();
+  }
+
+  /** Downloads, verifies and decrypts a received image once; the page redraws when it is ready. */
+  private loadImage(id: number, file: FileMessage): void {
+    if (this.client === null || this.imageUrls.has(id)) return;
+    this.imageUrls.set(id, "loading");
+    this.client
+      .downloadMedia(file.ref)
+      .then((bytes) => {
+        this.imageUrls.set(
+          id,
+          URL.createObjectURL(new Blob([bytes as Uint8Array<ArrayBuffer>], { type: file.type ?? "" })),
+        );
+      })
+      .catch((error: unknown) => {
+        console.warn("switchboard: image", error);
+        this.imageUrls.set(id, "failed");
+      })
       .finally(() => this.changed());
   }
 
@@ -542,6 +607,7 @@ class WebChat {
     if (selected?.account !== this.safetyShownFor) this.showSafetyNumber();
     view.messageText.disabled = selected === undefined;
     view.sendButton.disabled = selected === undefined;
+    view.imageButton.disabled = selected === undefined;
     view.messages.replaceChildren(...(selected?.messages ?? []).map((message) => this.messageItem(message)));
     view.messages.lastElementChild?.scrollIntoView({ block: "end" });
     this.sendReadReceipts();
@@ -614,7 +680,26 @@ class WebChat {
       mark.title = message.mark;
       meta.append(mark);
     }
-    item.append(text, meta);
+    item.append(text);
+    const file = this.files.get(message.id);
+    if (file !== undefined && file.type?.startsWith("image/") === true && file.ref.size <= imageBytesMax + 16) {
+      const url = this.imageUrls.get(message.id);
+      if (url === undefined) this.loadImage(message.id, file);
+      else if (url === "failed") text.textContent = `${message.text} (could not be fetched)`;
+      else if (url !== "loading") {
+        const image = document.createElement("img");
+        image.src = url;
+        image.alt = file.name;
+        item.append(image);
+      }
+    } else if (file === undefined && message.mine && this.imageUrls.has(message.id)) {
+      const url = this.imageUrls.get(message.id)!;
+      const image = document.createElement("img");
+      image.src = url;
+      image.alt = message.text;
+      item.append(image);
+    }
+    item.append(meta);
     return item;
   }
 }

@@ -137,10 +137,16 @@ async function launchChromium(): Promise<Browser> {
 }
 
 /** A server with the web client on and registration by invite; returns the page URL and `count` invite codes. */
-async function webServer(count: number): Promise<{ url: string; invites: string[] }> {
+async function webServer(
+  count: number,
+  config: { mediaPort?: number } = {},
+): Promise<{ url: string; invites: string[] }> {
   const dataDir = temporaryDataDir();
   cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
-  const server = await startInProcessServer({ dataDir, config: { registration: "invite", webClient: "on" } });
+  const server = await startInProcessServer({
+    dataDir,
+    config: { registration: "invite", webClient: "on", ...config },
+  });
   cleanups.push(() => server.stop({ timeoutMs: 1000 }));
   const invites = Array.from({ length: count }, () => `e2e-${crypto.randomUUID()}`);
   const now = Date.now();
@@ -227,6 +233,41 @@ describe("web chat in headless Chromium", () => {
       await dave.page.locator('#notice[data-level="error"]', { hasText: "no Ed25519 in WebCrypto" }).waitFor();
       expect(await dave.page.isDisabled("#register-button")).toBe(true);
       expect([...carol.errors, ...dave.errors]).toEqual([]);
+    },
+    testTimeoutMs,
+  );
+
+  test(
+    "an image: encrypted and uploaded to the media listener by one page, downloaded, decrypted and shown by the other",
+    async () => {
+      const browser = await launchChromium();
+      const { url, invites } = await webServer(2, { mediaPort: freePort() });
+      const alice = await openChat(await browser.newContext(), url);
+      const bob = await openChat(await browser.newContext(), url);
+      await register(alice, "alice", invites[0]!);
+      await register(bob, "bob", invites[1]!);
+      await openPeer(alice.page, "bob");
+      await openPeer(bob.page, "alice");
+      // A 2x2 PNG, red.
+      const png = Buffer.from(
+        "iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR4nGP4z8DAwMDAxMDAwMDAAAANHQEDasKb6QAAAABJRU5ErkJggg==",
+        "base64",
+      );
+      await alice.page.setInputFiles("#image-input", { name: "red.png", mimeType: "image/png", buffer: png });
+      await markOf(alice.page, "[image] red.png", "read");
+      const shown = bob.page.locator("li.message:not(.mine) img[alt='red.png']");
+      await shown.waitFor();
+      const width = await shown.evaluate(
+        (image) =>
+          new Promise<number>((resolve) => {
+            const element = image as HTMLImageElement;
+            if (element.complete) resolve(element.naturalWidth);
+            else element.onload = () => resolve(element.naturalWidth);
+          }),
+      );
+      expect(width).toBe(2);
+      expect(await alice.page.locator("li.message.mine img").count()).toBe(1);
+      expect([...alice.errors, ...bob.errors]).toEqual([]);
     },
     testTimeoutMs,
   );

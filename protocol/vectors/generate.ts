@@ -358,6 +358,36 @@ const frameCases: readonly FrameCase[] = [
     name: "identityChange",
     stanza: { kind: "identityChange", seq: 9, account: bob, device: 2, timeSeconds: time + 5 },
   },
+  // Dictionary version 3: media tokens (PROTOCOL.md "Media").
+  {
+    name: "mediaUpload",
+    stanza: { kind: "mediaUpload", clientId: 61, hash: pattern(32, 0xa0), size: 1_048_604, recipients: [bob] },
+  },
+  {
+    name: "mediaUploadGrant",
+    stanza: {
+      kind: "mediaUploadGrant",
+      clientId: 61,
+      token: pattern(86, 0x01),
+      expiresAtSeconds: 1_800_000_900,
+      stored: false,
+      port: 7423,
+      url: null,
+    },
+  },
+  { name: "mediaDownload", stanza: { kind: "mediaDownload", clientId: 62, hash: pattern(32, 0xa0) } },
+  {
+    name: "mediaDownloadGrant, behind a proxy",
+    stanza: {
+      kind: "mediaDownloadGrant",
+      clientId: 62,
+      token: pattern(86, 0x02),
+      expiresAtSeconds: 1_800_000_900,
+      size: 1_048_604,
+      port: 7423,
+      url: "https://media.example.com",
+    },
+  },
   {
     name: "deviceList, 16 devices, compressed",
     stanza: { kind: "deviceList", clientId: 49, devices: deviceInfos(16) },
@@ -724,6 +754,26 @@ function badInputCases(): Array<{ name: string; hex: string; codeName: ErrorCode
     {
       name: "reverseLookupResult with a number where a handle is expected",
       hex: frameHex(k.reverseLookupResult, "92339101"),
+      codeName: "wrongFieldType",
+    },
+    {
+      name: "mediaUpload with a 31-byte hash",
+      hex: frameHex(k.mediaUpload, `943dc41f${"aa".repeat(31)}0191cd0102`),
+      codeName: "wrongFieldType",
+    },
+    {
+      name: "mediaUpload of size 0",
+      hex: frameHex(k.mediaUpload, `943dc420${"aa".repeat(32)}0091cd0102`),
+      codeName: "wrongFieldType",
+    },
+    {
+      name: "mediaUpload with no recipients",
+      hex: frameHex(k.mediaUpload, `943dc420${"aa".repeat(32)}0190`),
+      codeName: "wrongFieldType",
+    },
+    {
+      name: "mediaUploadGrant with 1 where stored (a boolean) is expected",
+      hex: frameHex(k.mediaUploadGrant, "963dc401740001cd1cffc0"),
       codeName: "wrongFieldType",
     },
     {
