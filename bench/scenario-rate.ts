@@ -16,7 +16,7 @@ import type { LoadFleet } from "./load-fleet.ts";
 import { hostCpuCores, hostCpuTimes } from "./proc-stats.ts";
 import type { ScenarioHarness } from "./scenario-harness.ts";
 import type { Figure, ScenarioResult } from "./scenario-result.ts";
-import { snapshot, splitPairs, waitFor } from "./scenario-throughput.ts";
+import { pairedFleet, snapshot, waitFor } from "./scenario-throughput.ts";
 import { round } from "./stats.ts";
 import type { LatencyReply } from "./worker-protocol.ts";
 
@@ -57,26 +57,12 @@ async function collectLatency(fleet: LoadFleet): Promise<{ histogram: LatencyHis
 
 export async function runRate(harness: ScenarioHarness): Promise<ScenarioResult> {
   const { options } = harness;
-  const workerCount = Math.min(options.workers ?? 1, options.pairs);
-  const pairsPerWorker = splitPairs(options.pairs, workerCount);
-  const pairs = pairsPerWorker.reduce((sum, count) => sum + count, 0);
   const flags: Record<string, string> = {
     "rate-stanzas-per-second": unthrottledRate,
     "rate-burst-stanzas": unthrottledRate,
     synchronous: options.synchronous,
   };
-  const { server, accounts } = await harness.server(flags, 2 * pairs);
-  const fleet = await harness.fleet(
-    server,
-    accounts,
-    0,
-    pairsPerWorker.map((count) => 2 * count),
-  );
-  const ramp = await harness.ramp(fleet, server, "logging in pairs");
-  const pairsOf = (workerIndex: number) => {
-    const count = pairsPerWorker[workerIndex]!;
-    return Array.from({ length: count }, (_, index) => [index, count + index] as const);
-  };
+  const { server, fleet, ramp, pairs, workerCount, pairsOf } = await pairedFleet(harness, flags);
 
   const results: RateResult[] = [];
   for (const rate of options.rates) {

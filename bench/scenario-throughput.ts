@@ -82,11 +82,33 @@ export function splitPairs(pairs: number, workers: number): number[] {
   return Array.from({ length: workers }, (_, index) => Math.floor(pairs / workers) + (index < pairs % workers ? 1 : 0));
 }
 
-export async function runThroughput(harness: ScenarioHarness): Promise<ScenarioResult> {
+/**
+ * A server with `flags`, and --pairs sender/receiver pairs logged in over --workers load workers: within each worker,
+ * slots 0..p-1 send to slots p..2p-1 (`pairsOf`).
+ */
+export async function pairedFleet(harness: ScenarioHarness, flags: Record<string, string>) {
   const { options } = harness;
   const workerCount = Math.min(options.workers ?? 1, options.pairs);
   const pairsPerWorker = splitPairs(options.pairs, workerCount);
   const pairs = pairsPerWorker.reduce((sum, count) => sum + count, 0);
+  const { server, accounts } = await harness.server(flags, 2 * pairs);
+  const fleet = await harness.fleet(
+    server,
+    accounts,
+    0,
+    pairsPerWorker.map((count) => 2 * count),
+  );
+  const ramp = await harness.ramp(fleet, server, "logging in pairs");
+  const pairsOf = (workerIndex: number) => {
+    const count = pairsPerWorker[workerIndex]!;
+    return Array.from({ length: count }, (_, index) => [index, count + index] as const);
+  };
+  return { server, fleet, ramp, pairs, workerCount, pairsPerWorker, pairsOf };
+}
+
+export async function runThroughput(harness: ScenarioHarness): Promise<ScenarioResult> {
+  const { options } = harness;
+  const pairs = splitPairs(options.pairs, Math.min(options.workers ?? 1, options.pairs)).reduce((a, b) => a + b, 0);
   const perSender = Math.ceil(options.messages / pairs);
   const offlineMessages = perSender * pairs;
   // Enqueueing and draining are bounded too: at least 40 s, or as long as 5,000 messages a second would take.
@@ -97,19 +119,7 @@ export async function runThroughput(harness: ScenarioHarness): Promise<ScenarioR
     synchronous: options.synchronous,
     "queue-messages-max": String(Math.max(10_000, perSender + 1_000)),
   };
-  const { server, accounts } = await harness.server(flags, 2 * pairs);
-  const fleet = await harness.fleet(
-    server,
-    accounts,
-    0,
-    pairsPerWorker.map((count) => 2 * count),
-  );
-  const ramp = await harness.ramp(fleet, server, "logging in pairs");
-  // Within each worker: slots 0..p-1 send to slots p..2p-1.
-  const pairsOf = (workerIndex: number) => {
-    const count = pairsPerWorker[workerIndex]!;
-    return Array.from({ length: count }, (_, index) => [index, count + index] as const);
-  };
+  const { server, fleet, ramp, workerCount, pairsOf } = await pairedFleet(harness, flags);
   const receiversOf = (workerIndex: number) => pairsOf(workerIndex).map(([, receiver]) => receiver);
 
   // ---- online: the full ack chain ------------------------------------------------------------------------------
