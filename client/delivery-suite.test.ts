@@ -2,6 +2,7 @@
 // each other through the same server.
 
 import { afterEach, describe, expect, test } from "bun:test";
+import { nodeAead } from "../protocol/noise-aead-node.ts";
 import {
   cleanups,
   describeDeliverySuite,
@@ -15,12 +16,23 @@ import {
 } from "./delivery-suite.ts";
 import type { ClientOptions } from "./index.ts";
 import { tcpTransport, webSocketTransport } from "./index.ts";
+import { noiseTransport } from "./transport-noise.ts";
 
 const bufferedBytesMax = 1 << 20;
 
 describeDeliverySuite("tcp", ({ port }) => tcpTransport({ host: "127.0.0.1", port, bufferedBytesMax }));
 describeDeliverySuite("ws", ({ wsPort }) =>
   webSocketTransport({ url: `ws://127.0.0.1:${wsPort}/ws`, bufferedBytesMax }),
+);
+// Noise on the TCP listener (PROTOCOL.md section 19): every byte of the suite sealed and opened, logins signing the
+// handshake hash, the server's key trusted on first use and checked on every reconnect (a restart keeps it).
+describeDeliverySuite(
+  "noise tcp",
+  ({ port }) =>
+    noiseTransport(tcpTransport({ host: "127.0.0.1", port, bufferedBytesMax }), `127.0.0.1:${port}`, {
+      aead: nodeAead,
+    }),
+  { config: { tcpEncryption: "noise" } },
 );
 // The same suite against `switchboard start --workers 4`: a test's clients land on workers as the kernel spreads
 // them, so senders and recipients sit on different workers and on the same one (server/workers.test.ts makes sure

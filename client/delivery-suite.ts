@@ -70,6 +70,8 @@ export interface InProcessSuiteServer extends SuiteServer {
  * same worker, some not).
  */
 let suiteWorkers = 0;
+/** Config keys of the suite's servers (tcpEncryption for the Noise and TLS runs). */
+let suiteConfig: Partial<Config> = {};
 /** Partitions of a suite data directory (few: each costs its open at start; more than the workers). */
 const suitePartitions = 8;
 /** Bounds of a supervisor process's start and stop. */
@@ -96,6 +98,9 @@ async function startSupervisorProcess(config: Config, workers: number): Promise<
     `--workers=${workers}`,
     `--partitions=${suitePartitions}`,
   ];
+  for (const key of ["tcpEncryption", "wsEncryption", "tlsCertFile", "tlsKeyFile"] as const) {
+    if (config[key] !== "" && config[key] !== "none") flags.push(`--${kebab(key)}=${config[key]}`);
+  }
   for (const [name, value] of Object.entries(config.limits)) flags.push(`--${kebab(name)}=${value}`);
   const child = Bun.spawn([process.execPath, cliPath, "start", ...flags], {
     stdin: "ignore",
@@ -170,6 +175,7 @@ export async function startSuiteServer(options: {
         adminPort: 0,
         limits,
         wsPort: options.wsPort || freePort(),
+        ...suiteConfig,
         ...options.config,
       },
     });
@@ -196,6 +202,7 @@ export async function startInProcessServer(options: {
         logLevel: "warn",
         limits,
         wsPort,
+        ...suiteConfig,
         ...options.config,
       },
     });
@@ -224,6 +231,10 @@ export class LossyTransport implements Transport {
   dropIncoming = false;
   dropOutgoing = false;
   constructor(private readonly inner: Transport) {}
+  /** The inner transport's Noise handshake hash: the login signs it. */
+  get channelBinding(): Uint8Array | null {
+    return this.inner.channelBinding ?? null;
+  }
   connect(events: TransportEvents): Promise<void> {
     return this.inner.connect({
       data: (chunk) => {
@@ -324,7 +335,7 @@ export function recordedClient(options: ClientOptions): Recorder {
 export function describeDeliverySuite(
   transportName: string,
   makeTransport: (ports: ServerPorts) => TransportFactory,
-  options: { workers?: number } = {},
+  options: { workers?: number; config?: Partial<Config> } = {},
 ) {
   const clientFor = (ports: ServerPorts, options: Partial<ClientOptions>): Recorder =>
     recordedClient({ transport: makeTransport(ports), ...options } as ClientOptions);
@@ -341,9 +352,11 @@ export function describeDeliverySuite(
   describe(`delivery over ${transportName}${workers > 1 ? ` with ${workers} worker processes` : ""}`, () => {
     beforeAll(() => {
       suiteWorkers = workers;
+      suiteConfig = options.config ?? {};
     });
     afterAll(() => {
       suiteWorkers = 0;
+      suiteConfig = {};
     });
     afterEach(runCleanups);
 

@@ -11,8 +11,11 @@ export const noiseTagBytes = 16;
 export const noiseKeyBytes = 32;
 
 export interface NoiseAead {
-  /** ciphertext || tag of `plaintext` under `key` (32 bytes) and nonce `counter`, authenticating `ad`. */
-  seal(key: Uint8Array, counter: number, ad: Uint8Array, plaintext: Uint8Array): Uint8Array;
+  /**
+   * ciphertext || tag of `plaintext` under `key` (32 bytes) and nonce `counter`, authenticating `ad`, after
+   * `prefixBytes` zero bytes left for the caller (a record's length prefix, without a copy).
+   */
+  seal(key: Uint8Array, counter: number, ad: Uint8Array, plaintext: Uint8Array, prefixBytes?: number): Uint8Array;
   /** The plaintext, or null when the tag does not match (tampered, wrong key or wrong counter). */
   open(key: Uint8Array, counter: number, ad: Uint8Array, ciphertext: Uint8Array): Uint8Array | null;
 }
@@ -30,8 +33,12 @@ export function noiseNonce(counter: number, target = new Uint8Array(12)): Uint8A
 }
 
 export const nobleAead: NoiseAead = Object.freeze({
-  seal(key: Uint8Array, counter: number, ad: Uint8Array, plaintext: Uint8Array): Uint8Array {
-    return gcm(key, noiseNonce(counter), ad).encrypt(plaintext);
+  seal(key: Uint8Array, counter: number, ad: Uint8Array, plaintext: Uint8Array, prefixBytes = 0): Uint8Array {
+    const sealed = gcm(key, noiseNonce(counter), ad).encrypt(plaintext);
+    if (prefixBytes === 0) return sealed;
+    const prefixed = new Uint8Array(prefixBytes + sealed.length);
+    prefixed.set(sealed, prefixBytes);
+    return prefixed;
   },
   open(key: Uint8Array, counter: number, ad: Uint8Array, ciphertext: Uint8Array): Uint8Array | null {
     if (ciphertext.length < noiseTagBytes) return null;

@@ -145,6 +145,11 @@ export class NoiseHandshake {
     return !this.complete && this.step % 2 === (this.initiator ? 0 : 1);
   }
 
+  /** The peer's static public key once known (after reading the message that carries it; IK initiator: from the start). */
+  get remoteStaticKey(): Uint8Array | null {
+    return this.remoteStatic;
+  }
+
   /** The current handshake hash (for golden vectors and tests). */
   get handshakeHash(): Uint8Array {
     return this.hash.slice();

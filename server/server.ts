@@ -12,7 +12,7 @@ import { createAdminApi, readAdminToken, writeAdminToken } from "./admin-api.ts"
 import { type AdminHttp, listenAdmin } from "./admin-http.ts";
 import type { Auth } from "./auth.ts";
 import { zlibCompressor } from "./compression-zlib.ts";
-import { type Config, databasePath, mergeReload } from "./config.ts";
+import { type Config, databasePath, mergeReload, plaintextExposed } from "./config.ts";
 import type { ConnectionHandler } from "./connection.ts";
 import type { ServerContext } from "./context.ts";
 import { type DataDirectoryLock, lockDataDirectory, prepareDataDirectory } from "./data-directory.ts";
@@ -29,6 +29,7 @@ import { MediaSweeper } from "./media-sweeper.ts";
 import type { Mesh } from "./mesh.ts";
 import { startUnixMesh } from "./mesh-unix.ts";
 import { Metrics, walCheckpointObserver } from "./metrics.ts";
+import { hex, loadNoiseStaticKey } from "./noise-static-key.ts";
 import { migrateToPartitions } from "./partition-migration.ts";
 import {
   type ForeignClientIds,
@@ -47,6 +48,7 @@ import { SessionIo } from "./session-io.ts";
 import { drainWindowMs, SessionTable } from "./session-table.ts";
 import { asDataDirectoryError, asListenError, type ListenerName } from "./start-errors.ts";
 import { listenTcp, type TcpListeners } from "./tcp-listener.ts";
+import { NoiseServer } from "./transport-noise.ts";
 import { versionInfo } from "./version.ts";
 import { listenWebSocket, type WsListener } from "./ws-listener.ts";
 
@@ -240,6 +242,20 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   );
   metrics.queueTotals.onStale = queueResync.onStale;
 
+  // Noise on the TCP listener: the static key of the data directory, made at first start (noise-static-key.ts).
+  let noiseServer: NoiseServer | null = null;
+  if (config.tcpEncryption === "noise") {
+    try {
+      prepareDataDirectory(config.dataDir);
+      noiseServer = new NoiseServer(loadNoiseStaticKey(config.dataDir));
+    } catch (error) {
+      if (options.storage === undefined) await storage.close();
+      lock?.release();
+      // A file system error names its cause in one line; a damaged or loose key file says what to do itself.
+      throw asDataDirectoryError(config.dataDir, error);
+    }
+  }
+
   // A port already in use fails the start: close what was opened before it, so a caller can retry cleanly.
   let listeners: TcpListeners | null = null;
   let webSocket: WsListener | null = null;
@@ -250,7 +266,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   try {
     const reusePort = worker !== undefined;
     listeners = listenTcp(
-      { host: config.host, port: config.port, listeners: config.listeners, reusePort },
+      { host: config.host, port: config.port, listeners: config.listeners, reusePort, noise: noiseServer },
       connections,
     );
     binding = ["websocket", config.wsHost, config.wsPort];
@@ -312,6 +328,14 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     throw asListenError(...binding, error);
   }
   const tcp: TcpListeners = listeners;
+  const exposed = plaintextExposed(config);
+  if (exposed.length > 0) {
+    // Allowed by insecure = true (config.ts refuses it otherwise): say so at every start.
+    context.log.warn("plaintext_listener", {
+      listeners: exposed,
+      reason: "insecure = true: client traffic on these listeners is readable and alterable on the network",
+    });
+  }
   table.wheel.start();
   sweeper.start();
   mediaSweeper?.start();
@@ -329,6 +353,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     dataDir: config.dataDir,
     synchronous: config.synchronous,
     registration: config.registration,
+    tcpEncryption: config.tcpEncryption,
+    ...(noiseServer === null ? {} : { noiseKey: hex(noiseServer.staticKeyPair.publicKey) }),
   });
 
   let stopping: Promise<void> | null = null;

@@ -5,6 +5,7 @@
 import type { Socket, TCPSocketListener } from "bun";
 import type { ConnectionHandler } from "./connection.ts";
 import type { Session } from "./session.ts";
+import { type NoiseServer, noiseSocketHandlers } from "./transport-noise.ts";
 
 export interface TcpListeners {
   readonly port: number;
@@ -40,9 +41,19 @@ function handlers(connections: ConnectionHandler) {
 
 export function listenTcp(
   /** reusePort: share the port with other processes too (the workers of a supervisor). */
-  options: { host: string; port: number; listeners: number; reusePort?: boolean },
+  options: {
+    host: string;
+    port: number;
+    listeners: number;
+    reusePort?: boolean;
+    /** Noise on every connection (transport-noise.ts); absent: plaintext. */
+    noise?: NoiseServer | null;
+  },
   connections: ConnectionHandler,
 ): TcpListeners {
+  const noise = options.noise ?? null;
+  const socketHandlers = (next: ConnectionHandler) =>
+    noise === null ? handlers(next) : noiseSocketHandlers(next, noise);
   const listeners: TCPSocketListener<Session | undefined>[] = [];
   let port = options.port;
   for (let index = 0; index < options.listeners; index++) {
@@ -52,7 +63,7 @@ export function listenTcp(
       // reusePort is supported on Linux but missing from bun-types' TCP options.
       ...({ reusePort: options.listeners > 1 || options.reusePort === true } as object),
       data: undefined,
-      socket: handlers(connections),
+      socket: socketHandlers(connections),
     });
     // With port 0 the first listener picks the port; the others join it.
     port = listener.port;
@@ -64,7 +75,7 @@ export function listenTcp(
       for (const listener of listeners) listener.stop(false);
     },
     reload(next: ConnectionHandler) {
-      for (const listener of listeners) listener.reload({ socket: handlers(next) });
+      for (const listener of listeners) listener.reload({ socket: socketHandlers(next) });
     },
   };
 }
