@@ -83,6 +83,11 @@ export class NoiseTransport implements Transport, InboundBytes {
     return this.binding;
   }
 
+  /** The handshake pattern of this connection (XX for a first contact, IK to resume). */
+  get handshakePattern(): NoisePatternName {
+    return this.pattern;
+  }
+
   async connect(events: TransportEvents): Promise<void> {
     if (this.events !== null) throw new Error("a transport connects once");
     this.events = events;
