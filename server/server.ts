@@ -48,6 +48,7 @@ import { SessionIo } from "./session-io.ts";
 import { drainWindowMs, SessionTable } from "./session-table.ts";
 import { asDataDirectoryError, asListenError, type ListenerName } from "./start-errors.ts";
 import { listenTcp, type TcpListeners } from "./tcp-listener.ts";
+import { readTlsFiles, type TlsFiles } from "./tls-files.ts";
 import { NoiseServer } from "./transport-noise.ts";
 import { versionInfo } from "./version.ts";
 import { listenWebSocket, type WsListener } from "./ws-listener.ts";
@@ -256,6 +257,19 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     }
   }
 
+  // TLS listeners: the operator's PEM files, read again on SIGHUP (tls-files.ts).
+  const tlsWanted = config.tcpEncryption === "tls" || (config.wsPort !== 0 && config.wsEncryption === "tls");
+  let tlsFiles: TlsFiles | null = null;
+  if (tlsWanted) {
+    try {
+      tlsFiles = readTlsFiles(config);
+    } catch (error) {
+      if (options.storage === undefined) await storage.close();
+      lock?.release();
+      throw error;
+    }
+  }
+
   // A port already in use fails the start: close what was opened before it, so a caller can retry cleanly.
   let listeners: TcpListeners | null = null;
   let webSocket: WsListener | null = null;
@@ -266,11 +280,20 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   try {
     const reusePort = worker !== undefined;
     listeners = listenTcp(
-      { host: config.host, port: config.port, listeners: config.listeners, reusePort, noise: noiseServer },
+      {
+        host: config.host,
+        port: config.port,
+        listeners: config.listeners,
+        reusePort,
+        noise: noiseServer,
+        tls: config.tcpEncryption === "tls" ? tlsFiles : null,
+      },
       connections,
     );
     binding = ["websocket", config.wsHost, config.wsPort];
-    if (config.wsPort !== 0) webSocket = listenWebSocket(config, connections, reusePort);
+    if (config.wsPort !== 0) {
+      webSocket = listenWebSocket(config, connections, reusePort, config.wsEncryption === "tls" ? tlsFiles : null);
+    }
     binding = ["media", config.mediaHost, config.mediaPort];
     if (media !== null) {
       mediaListener = listenMedia(
@@ -418,6 +441,20 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     return stopping;
   };
 
+  /** A renewed certificate: read the files again; a broken one keeps the running certificate (and says so). */
+  const reloadTls = () => {
+    let files: TlsFiles;
+    try {
+      files = readTlsFiles(config);
+    } catch (error) {
+      context.log.error("tls_reload_failed", { error: String(error), keeping: "the certificate read before" });
+      return;
+    }
+    if (config.tcpEncryption === "tls") tcp.reloadTls(files);
+    if (config.wsEncryption === "tls") webSocket?.reloadTls(files);
+    context.log.info("tls_reloaded", { certFile: config.tlsCertFile });
+  };
+
   const reload = async (nextConfig: Config = context.config) => {
     let merged: ReturnType<typeof mergeReload>;
     try {
@@ -432,6 +469,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       connections = build(modules);
       tcp.reload(connections);
       webSocket?.reload(connections);
+      if (tlsWanted) reloadTls();
       metrics.reloads.inc({ result: "ok" });
       metrics.lastReloadSuccessful = 1;
       // Queues an operator changed with a store command since the last start or reload are counted again.

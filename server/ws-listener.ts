@@ -15,6 +15,7 @@ import type { ConnectionHandler } from "./connection.ts";
 import { hostAllowed, serverNames } from "./server-names.ts";
 import type { Session } from "./session.ts";
 import type { TransportSocket } from "./transport.ts";
+import type { TlsFiles } from "./tls-files.ts";
 import { webClientBundlePath, webClientBundleResponse } from "./web-client-bundle.ts";
 
 export interface WsListener {
@@ -22,6 +23,8 @@ export interface WsListener {
   stop(): void;
   /** Swaps the handler (SIGHUP reload): open sockets keep their sessions. */
   reload(connections: ConnectionHandler): void;
+  /** wss://: new connections get `tls` (a renewed certificate); open ones keep theirs. */
+  reloadTls(tls: TlsFiles): void;
 }
 
 interface WsData {
@@ -89,14 +92,22 @@ function staticFile(path: string): Response | undefined {
 }
 
 /** `reusePort`: the workers of a supervisor share the port (SO_REUSEPORT). */
-export function listenWebSocket(config: Config, initial: ConnectionHandler, reusePort = false): WsListener {
+export function listenWebSocket(
+  config: Config,
+  initial: ConnectionHandler,
+  reusePort = false,
+  /** wss:// with these PEM files; null: ws://. */
+  tls: TlsFiles | null = null,
+): WsListener {
   let connections = initial;
   const { limits } = config;
   const names = serverNames(config);
-  const server: Server<WsData> = Bun.serve<WsData>({
+  const serve = (port: number, files: TlsFiles | null): Server<WsData> => Bun.serve<WsData>({
     hostname: config.wsHost,
-    port: config.wsPort,
-    reusePort,
+    port,
+    // A wss:// listener always shares its port: a new certificate comes with a new server beside the old.
+    reusePort: reusePort || files !== null,
+    ...(files === null ? {} : { tls: { cert: files.cert, key: files.key } }),
     fetch(request, bunServer) {
       // DNS rebinding: a page whose name was rebound to this address sends its own name as Host (and as Origin, so
       // the Origin check alone would pass it). Only the server's names get an answer, page or WebSocket.
@@ -152,13 +163,22 @@ export function listenWebSocket(config: Config, initial: ConnectionHandler, reus
       },
     },
   });
+  let server = serve(config.wsPort, tls);
+  const port = server.port ?? config.wsPort;
   return {
-    port: server.port ?? config.wsPort,
+    port,
     stop() {
       void server.stop(false);
     },
     reload(next: ConnectionHandler) {
       connections = next;
+    },
+    reloadTls(files: TlsFiles) {
+      if (tls === null) return;
+      const replaced = server;
+      server = serve(port, files);
+      // Open WebSockets stay with the old server (stop(false) closes only its listening socket).
+      void replaced.stop(false);
     },
   };
 }
