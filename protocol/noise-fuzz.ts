@@ -156,7 +156,11 @@ export function runNoiseFuzz(options: { seed: number; iterations: number; timeMs
       if (result instanceof ProtocolError && !preambleCodes.has(result.code)) fail(`preamble code ${result.code}`);
       count(result instanceof ProtocolError ? "preamble refused" : `preamble ${result}`);
     } else {
-      const bytes = random.bytes(random.below(600));
+      // A length below 600 with up to 600 bytes behind it: some whole, some short.
+      const bytes = random.bytes(2 + random.below(600));
+      const length = random.below(600);
+      bytes[0] = length >>> 8;
+      bytes[1] = length & 0xff;
       const result = readNoiseMessage(bytes);
       if (result !== "more" && result.consumed !== 2 + result.message.length) fail("a length prefix miscounted");
       count(result === "more" ? "record more" : "record framed");
