@@ -4,6 +4,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
 import { nodeAead } from "../protocol/noise-aead-node.ts";
+import { nodeDh } from "../protocol/noise-dh-node.ts";
 import { makeTestCertificate } from "../server/tls-test-certificate.ts";
 import {
   cleanups,
@@ -33,6 +34,7 @@ describeDeliverySuite(
   ({ port }) =>
     noiseTransport(tcpTransport({ host: "127.0.0.1", port, bufferedBytesMax }), `127.0.0.1:${port}`, {
       aead: nodeAead,
+      dh: nodeDh,
     }),
   { config: { tcpEncryption: "noise" } },
 );

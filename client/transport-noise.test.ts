@@ -7,6 +7,7 @@ import { readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { ErrorCode } from "../protocol/index.ts";
 import { nodeAead } from "../protocol/noise-aead-node.ts";
+import { nodeDh } from "../protocol/noise-dh-node.ts";
 import { noiseKeyPair } from "../protocol/noise-handshake.ts";
 import { cleanups, recordedClient, runCleanups, startInProcessServer, temporaryDataDir } from "./delivery-suite.ts";
 import { ClientError, type ClientOptions, tcpTransport } from "./index.ts";
@@ -30,7 +31,7 @@ function observedNoise(port: number, options: NoiseOptions) {
   const inner = noiseTransport(
     tcpTransport({ host: "127.0.0.1", port, bufferedBytesMax: 1 << 20 }),
     `127.0.0.1:${port}`,
-    { aead: nodeAead, ...options },
+    { aead: nodeAead, dh: nodeDh, ...options },
   );
   return {
     made,

@@ -14,7 +14,8 @@ import { ProtocolError } from "../protocol/index.ts";
 import { noiseRecordPlaintextBytesMax } from "../protocol/limits.ts";
 import { type NoiseAead, nobleAead } from "../protocol/noise-aead.ts";
 import { NoiseCipherTable } from "../protocol/noise-cipher-table.ts";
-import { NoiseHandshake, type NoiseKeyPair, type NoisePatternName, noiseKeyPair } from "../protocol/noise-handshake.ts";
+import { type NoiseDh, nobleDh } from "../protocol/noise-dh.ts";
+import { NoiseHandshake, type NoiseKeyPair, type NoisePatternName } from "../protocol/noise-handshake.ts";
 import { encodeNoisePreamble, frameNoiseMessage, readNoiseMessage } from "../protocol/noise-records.ts";
 import { ClientError } from "./client-errors.ts";
 import { type KnownServerKeys, MemoryServerKeys, serverKeyHex } from "./known-server-keys.ts";
@@ -29,6 +30,8 @@ export interface NoiseOptions {
   readonly resume?: boolean;
   /** AES-GCM implementation (default @noble/ciphers; Bun programs pass protocol/noise-aead-node.ts). */
   readonly aead?: NoiseAead;
+  /** X25519 implementation (default @noble/curves; Bun programs pass protocol/noise-dh-node.ts). */
+  readonly dh?: NoiseDh;
 }
 
 /** What the attempts of one client share: its static key and what it learned about the server. */
@@ -47,7 +50,7 @@ export function noiseTransport(inner: TransportFactory, server: string, options:
     server,
     options,
     knownKeys: options.knownKeys ?? new MemoryServerKeys(),
-    staticKeyPair: noiseKeyPair(),
+    staticKeyPair: (options.dh ?? nobleDh).generateKeyPair(),
     ikRefused: false,
   };
   return () => new NoiseTransport(inner(), shared);
@@ -103,6 +106,7 @@ export class NoiseTransport implements Transport, InboundBytes {
       staticKeyPair,
       ...(this.pattern === "IK" ? { remoteStaticKey: this.expectedKey! } : {}),
       aead: options.aead ?? nobleAead,
+      ...(options.dh === undefined ? {} : { dh: options.dh }),
     });
     this.phase = "handshake";
     const first = frameNoiseMessage(this.handshake.writeMessage());

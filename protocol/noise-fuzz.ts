@@ -11,7 +11,8 @@ import { ErrorCode, ProtocolError } from "./errors.ts";
 import { Random } from "./fuzz.ts";
 import { nobleAead } from "./noise-aead.ts";
 import { NoiseCipherTable } from "./noise-cipher-table.ts";
-import { NoiseHandshake, type NoisePatternName, noiseKeyPair } from "./noise-handshake.ts";
+import { nodeDh } from "./noise-dh-node.ts";
+import { NoiseHandshake, type NoisePatternName } from "./noise-handshake.ts";
 import { decodeNoisePreamble, encodeNoisePreamble, readNoiseMessage } from "./noise-records.ts";
 
 export interface NoiseFuzzReport {
@@ -61,15 +62,16 @@ function sameBytes(left: Uint8Array, right: Uint8Array): boolean {
 /** A handshake of `pattern` run to the step before `step` is read, and the genuine message of that step. */
 function handshakeAt(pattern: NoisePatternName, step: number) {
   const prologue = encodeNoisePreamble(pattern);
-  const server = noiseKeyPair();
+  const server = nodeDh.generateKeyPair();
   const initiator = new NoiseHandshake({
     pattern,
     role: "initiator",
     prologue,
-    staticKeyPair: noiseKeyPair(),
+    staticKeyPair: nodeDh.generateKeyPair(),
     ...(pattern === "IK" ? { remoteStaticKey: server.publicKey } : {}),
+    dh: nodeDh,
   });
-  const responder = new NoiseHandshake({ pattern, role: "responder", prologue, staticKeyPair: server });
+  const responder = new NoiseHandshake({ pattern, role: "responder", prologue, staticKeyPair: server, dh: nodeDh });
   for (let index = 0; ; index++) {
     const [writer, reader] = index % 2 === 0 ? [initiator, responder] : [responder, initiator];
     const message = writer.writeMessage();

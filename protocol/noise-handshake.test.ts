@@ -29,6 +29,9 @@ const vectors: Vector[] = JSON.parse(
   readFileSync(join(import.meta.dir, "vectors", "noise-spec-vectors.json"), "utf8"),
 ).vectors;
 
+import { nobleDh } from "./noise-dh.ts";
+import { nodeDh } from "./noise-dh-node.ts";
+
 describe("Noise specification vectors", () => {
   test("the file holds the XX and IK cases of both sources", () => {
     const names = vectors.map((vector) => `${vector.protocol_name} ${vector.source}`);
@@ -36,58 +39,64 @@ describe("Noise specification vectors", () => {
     expect(names.filter((name) => name.startsWith(noiseProtocolName("IK"))).length).toBe(2);
   });
 
-  for (const vector of vectors) {
-    const pattern = vector.protocol_name.split("_")[1] as NoisePatternName;
-    test(`${vector.protocol_name} (${vector.source})`, () => {
-      const initiator = new NoiseHandshake({
-        pattern,
-        role: "initiator",
-        prologue: fromHex(vector.init_prologue),
-        staticKeyPair: noiseKeyPair(fromHex(vector.init_static)),
-        ephemeralKeyPair: noiseKeyPair(fromHex(vector.init_ephemeral)),
-        ...(vector.init_remote_static === undefined ? {} : { remoteStaticKey: fromHex(vector.init_remote_static) }),
+  for (const [backend, dh] of [
+    ["noble", nobleDh],
+    ["node:crypto", nodeDh],
+  ] as const)
+    for (const vector of vectors) {
+      const pattern = vector.protocol_name.split("_")[1] as NoisePatternName;
+      test(`${vector.protocol_name} (${vector.source}), X25519 of ${backend}`, () => {
+        const initiator = new NoiseHandshake({
+          pattern,
+          role: "initiator",
+          prologue: fromHex(vector.init_prologue),
+          staticKeyPair: noiseKeyPair(fromHex(vector.init_static)),
+          ephemeralKeyPair: noiseKeyPair(fromHex(vector.init_ephemeral)),
+          ...(vector.init_remote_static === undefined ? {} : { remoteStaticKey: fromHex(vector.init_remote_static) }),
+          dh,
+        });
+        const responder = new NoiseHandshake({
+          pattern,
+          role: "responder",
+          prologue: fromHex(vector.resp_prologue),
+          staticKeyPair: noiseKeyPair(fromHex(vector.resp_static)),
+          ephemeralKeyPair: noiseKeyPair(fromHex(vector.resp_ephemeral)),
+          dh,
+        });
+        let index = 0;
+        // Handshake messages: each side writes in turn, the other reads and must get the payload back.
+        while (!initiator.complete) {
+          const message = vector.messages[index]!;
+          const [writer, reader] = index % 2 === 0 ? [initiator, responder] : [responder, initiator];
+          const written = writer.writeMessage(fromHex(message.payload));
+          expect(toHex(written)).toBe(message.ciphertext);
+          const read = reader.readMessage(written);
+          expect(read).toBeInstanceOf(Uint8Array);
+          expect(toHex(read as Uint8Array)).toBe(message.payload);
+          index++;
+        }
+        expect(responder.complete).toBe(true);
+        const initiatorKeys = initiator.split();
+        const responderKeys = responder.split();
+        if (vector.handshake_hash !== undefined) {
+          expect(toHex(initiatorKeys.handshakeHash)).toBe(vector.handshake_hash);
+        }
+        expect(toHex(responderKeys.handshakeHash)).toBe(toHex(initiatorKeys.handshakeHash));
+        expect(toHex(initiatorKeys.remoteStaticKey)).toBe(toHex(noiseKeyPair(fromHex(vector.resp_static)).publicKey));
+        // Transport messages: the same alternation, counters per direction from 0, empty associated data.
+        const counters = { initiator: 0, responder: 0 };
+        for (; index < vector.messages.length; index++) {
+          const message = vector.messages[index]!;
+          const fromInitiator = index % 2 === 0;
+          const key = fromInitiator ? initiatorKeys.sendKey : responderKeys.sendKey;
+          const counter = fromInitiator ? counters.initiator++ : counters.responder++;
+          const sealed = nobleAead.seal(key, counter, new Uint8Array(0), fromHex(message.payload));
+          expect(toHex(sealed)).toBe(message.ciphertext);
+          const receiveKey = fromInitiator ? responderKeys.receiveKey : initiatorKeys.receiveKey;
+          expect(toHex(nobleAead.open(receiveKey, counter, new Uint8Array(0), sealed)!)).toBe(message.payload);
+        }
       });
-      const responder = new NoiseHandshake({
-        pattern,
-        role: "responder",
-        prologue: fromHex(vector.resp_prologue),
-        staticKeyPair: noiseKeyPair(fromHex(vector.resp_static)),
-        ephemeralKeyPair: noiseKeyPair(fromHex(vector.resp_ephemeral)),
-      });
-      let index = 0;
-      // Handshake messages: each side writes in turn, the other reads and must get the payload back.
-      while (!initiator.complete) {
-        const message = vector.messages[index]!;
-        const [writer, reader] = index % 2 === 0 ? [initiator, responder] : [responder, initiator];
-        const written = writer.writeMessage(fromHex(message.payload));
-        expect(toHex(written)).toBe(message.ciphertext);
-        const read = reader.readMessage(written);
-        expect(read).toBeInstanceOf(Uint8Array);
-        expect(toHex(read as Uint8Array)).toBe(message.payload);
-        index++;
-      }
-      expect(responder.complete).toBe(true);
-      const initiatorKeys = initiator.split();
-      const responderKeys = responder.split();
-      if (vector.handshake_hash !== undefined) {
-        expect(toHex(initiatorKeys.handshakeHash)).toBe(vector.handshake_hash);
-      }
-      expect(toHex(responderKeys.handshakeHash)).toBe(toHex(initiatorKeys.handshakeHash));
-      expect(toHex(initiatorKeys.remoteStaticKey)).toBe(toHex(noiseKeyPair(fromHex(vector.resp_static)).publicKey));
-      // Transport messages: the same alternation, counters per direction from 0, empty associated data.
-      const counters = { initiator: 0, responder: 0 };
-      for (; index < vector.messages.length; index++) {
-        const message = vector.messages[index]!;
-        const fromInitiator = index % 2 === 0;
-        const key = fromInitiator ? initiatorKeys.sendKey : responderKeys.sendKey;
-        const counter = fromInitiator ? counters.initiator++ : counters.responder++;
-        const sealed = nobleAead.seal(key, counter, new Uint8Array(0), fromHex(message.payload));
-        expect(toHex(sealed)).toBe(message.ciphertext);
-        const receiveKey = fromInitiator ? responderKeys.receiveKey : initiatorKeys.receiveKey;
-        expect(toHex(nobleAead.open(receiveKey, counter, new Uint8Array(0), sealed)!)).toBe(message.payload);
-      }
-    });
-  }
+    }
 });
 
 function xxPair(prologue = Uint8Array.of(1, 2, 3)) {
@@ -149,6 +158,24 @@ describe("bad handshake input", () => {
     expect(replayed.readMessage(recorded1)).toBeInstanceOf(Uint8Array);
     replayed.writeMessage();
     expectFailure(replayed.readMessage(recorded3));
+  });
+
+  test("both X25519 backends refuse known small-order points (all-zero result), and agree otherwise", () => {
+    const keyPair = noiseKeyPair();
+    const lowOrder = [
+      "0000000000000000000000000000000000000000000000000000000000000000",
+      "0100000000000000000000000000000000000000000000000000000000000000",
+      "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+    ];
+    for (const hex of lowOrder) {
+      expect(nobleDh.sharedSecret(keyPair, fromHex(hex))).toBeNull();
+      expect(nodeDh.sharedSecret(keyPair, fromHex(hex))).toBeNull();
+    }
+    const peer = nodeDh.generateKeyPair();
+    expect(toHex(nodeDh.sharedSecret(keyPair, peer.publicKey)!)).toBe(
+      toHex(nobleDh.sharedSecret(keyPair, peer.publicKey)!),
+    );
+    expect(toHex(noiseKeyPair(peer.privateKey).publicKey)).toBe(toHex(peer.publicKey));
   });
 
   test("short, oversize, out-of-turn and low-order messages", () => {

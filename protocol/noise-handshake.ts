@@ -16,6 +16,9 @@ import { sha256 } from "@noble/hashes/sha2.js";
 import { ErrorCode, ProtocolError } from "./errors.ts";
 import { noiseHandshakePayloadBytesMax, noiseMessageBytesMax } from "./limits.ts";
 import { type NoiseAead, nobleAead, noiseTagBytes } from "./noise-aead.ts";
+import { type NoiseDh, type NoiseKeyPair, nobleDh } from "./noise-dh.ts";
+
+export type { NoiseKeyPair } from "./noise-dh.ts";
 
 /** Bytes of an X25519 key (private or public), of a SHA-256 hash, and of a Noise cipher key. */
 export const noiseDhBytes = 32;
@@ -39,11 +42,6 @@ export function noiseProtocolName(pattern: NoisePatternName): string {
   return `Noise_${pattern}_25519_AESGCM_SHA256`;
 }
 
-export interface NoiseKeyPair {
-  readonly privateKey: Uint8Array;
-  readonly publicKey: Uint8Array;
-}
-
 export function noiseKeyPair(privateKey: Uint8Array = x25519.utils.randomSecretKey()): NoiseKeyPair {
   return Object.freeze({ privateKey, publicKey: x25519.getPublicKey(privateKey) });
 }
@@ -60,6 +58,8 @@ export interface NoiseHandshakeOptions {
   readonly ephemeralKeyPair?: NoiseKeyPair;
   /** Default: @noble/ciphers. */
   readonly aead?: NoiseAead;
+  /** Default: @noble/curves. */
+  readonly dh?: NoiseDh;
 }
 
 /** What a completed handshake leaves: a key per direction, and the hash that names this handshake. */
@@ -97,6 +97,7 @@ export class NoiseHandshake {
   private readonly pattern: readonly (readonly Token[])[];
   private readonly initiator: boolean;
   private readonly aead: NoiseAead;
+  private readonly dhFunctions: NoiseDh;
   private readonly staticKeyPair: NoiseKeyPair;
   private ephemeralKeyPair: NoiseKeyPair | null = null;
   private readonly fixedEphemeral: NoiseKeyPair | null;
@@ -115,6 +116,7 @@ export class NoiseHandshake {
     this.pattern = patterns[options.pattern];
     this.initiator = options.role === "initiator";
     this.aead = options.aead ?? nobleAead;
+    this.dhFunctions = options.dh ?? nobleDh;
     this.staticKeyPair = options.staticKeyPair;
     this.fixedEphemeral = options.ephemeralKeyPair ?? null;
     this.remoteStatic = options.remoteStaticKey ?? null;
@@ -162,7 +164,7 @@ export class NoiseHandshake {
     const parts: Uint8Array[] = [];
     for (const token of this.pattern[this.step]!) {
       if (token === "e") {
-        this.ephemeralKeyPair = this.fixedEphemeral ?? noiseKeyPair();
+        this.ephemeralKeyPair = this.fixedEphemeral ?? this.dhFunctions.generateKeyPair();
         parts.push(this.ephemeralKeyPair.publicKey);
         this.mixHash(this.ephemeralKeyPair.publicKey);
       } else if (token === "s") {
@@ -242,12 +244,7 @@ export class NoiseHandshake {
         ? this.remoteEphemeral
         : this.remoteStatic;
     if (local === null || remote === null) return null;
-    try {
-      return x25519.getSharedSecret(local.privateKey, remote);
-    } catch {
-      // @noble/curves refuses low-order points; the peer sent one.
-      return null;
-    }
+    return this.dhFunctions.sharedSecret(local, remote);
   }
 
   private mixHash(data: Uint8Array): void {

@@ -16,6 +16,7 @@ import { appendInbound, consumeInbound, ErrorCode, type InboundBytes, ProtocolEr
 import { noiseLengthBytes, noiseMessageBytesMax, noiseRecordPlaintextBytesMax } from "../protocol/limits.ts";
 import { nodeAead } from "../protocol/noise-aead-node.ts";
 import { NoiseCipherTable } from "../protocol/noise-cipher-table.ts";
+import { nodeDh } from "../protocol/noise-dh-node.ts";
 import { NoiseHandshake, type NoiseKeyPair } from "../protocol/noise-handshake.ts";
 import { decodeNoisePreamble, frameNoiseMessage, readNoiseMessage } from "../protocol/noise-records.ts";
 import type { ConnectionHandler } from "./connection.ts";
@@ -78,6 +79,7 @@ export class NoiseServerSocket implements TransportSocket, InboundBytes {
           prologue: source.slice(0, 4),
           staticKeyPair: this.server.staticKeyPair,
           aead: nodeAead,
+          dh: nodeDh,
         });
         this.phase = Phase.handshake;
         consumeInbound(this, 4);
