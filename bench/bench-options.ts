@@ -4,7 +4,7 @@
 
 import { parseArgs } from "node:util";
 
-export const scenarioNames = ["density", "throughput", "latency", "rate", "storm", "micro"] as const;
+export const scenarioNames = ["density", "throughput", "latency", "rate", "storm", "micro", "encryption"] as const;
 export type ScenarioName = (typeof scenarioNames)[number];
 
 /** A server process holds at most ~19,900 sockets here (RLIMIT_NOFILE 20,000 cannot be raised). */
@@ -114,6 +114,8 @@ Scenarios:
   storm        N sessions drop at once and reconnect with jittered backoff: time until all are back, failures,
                probe p99 during the storm
   micro        tinybench: codec, Ed25519 verification, the store's batch insert and ack-delete
+  encryption   plaintext, Noise and TLS side by side: idle session RSS and server CPU per relayed message
+               (--sessions, at most 3000; --messages, at least 10000)
 
 Options:
   --quick                  small sizes for a smoke run (500 sessions, ~2 s phases)
