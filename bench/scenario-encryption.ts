@@ -2,9 +2,9 @@
 //
 // Method. For each mode in turn (none, noise, tls) a fresh server process (same flags but tcpEncryption) takes N
 // idle logged-in sessions from SDK clients in this process (registered with open registration, so the login is the
-// real one: for Noise the v3 signature over the handshake hash). The devices register first and disconnect; then they
-// log in again, and the server's RSS growth from before those logins to after the last one and a settling time, over
-// N, is the memory of an idle logged-in session of that mode (what registration stores is not counted), read from
+// real one: for Noise the v3 signature over the handshake hash). The accounts are seeded into the store before the
+// server starts (bench/seed-accounts.ts); the server's RSS growth from before the first login to after the last one
+// and a settling time, over N, is the memory of an idle logged-in session of that mode, read from
 // /proc/<pid>/status of the server alone (the clients' memory never counts). Then P sender/receiver pairs among them
 // exchange M messages (each awaited to its server-ack, deliveries acked by the SDK), and the server's CPU time
 // (utime + stime from /proc) over M is the server CPU per relayed message. The ratios are against the plaintext
@@ -13,15 +13,17 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { SwitchboardClient } from "../client/index.ts";
+import { importKeyPairPkcs8, SwitchboardClient } from "../client/index.ts";
 import { noiseTransport } from "../client/transport-noise.ts";
 import { tcpTransport } from "../client/transport-tcp.ts";
 import { defaultLimits } from "../protocol/limits.ts";
 import { nodeAead } from "../protocol/noise-aead-node.ts";
 import { nodeDh } from "../protocol/noise-dh-node.ts";
 import { makeTestCertificate } from "../server/tls-test-certificate.ts";
+import { devicePrivateKey, rawPublicKey } from "./device-keys.ts";
 import type { ScenarioHarness } from "./scenario-harness.ts";
 import type { Figure, ScenarioResult } from "./scenario-result.ts";
+import { seedAccounts } from "./seed-accounts.ts";
 import { startBenchServer } from "./server-process.ts";
 import { round } from "./stats.ts";
 
@@ -63,6 +65,10 @@ async function measureMode(
   certificate: { certFile: string; keyFile: string; cert: string },
 ): Promise<ModeFigures> {
   const dataDir = mkdtempSync(join(tmpdir(), "switchboard-bench-encryption-"));
+  // Accounts are seeded into the store before the server starts (as the density scenario does): registration's
+  // own garbage would otherwise swamp the growth of the sessions.
+  const runSeed = `enc${mode}`;
+  const { accounts } = await seedAccounts({ dataDir, runSeed, count: sessions });
   const server = await startBenchServer({
     dataDir,
     removeDataDir: true,
@@ -85,20 +91,14 @@ async function measureMode(
       });
       return mode === "noise" ? noiseTransport(tcp, `127.0.0.1:${server.port}`, { aead: nodeAead, dh: nodeDh }) : tcp;
     };
-    // First every device registers (accounts, keys and the directory are the store's, not the session's), then
-    // disconnects; the measured crowd logs in afterwards, so its growth is that of idle logged-in sessions.
-    const credentials: NonNullable<SwitchboardClient["credentials"]>[] = [];
-    await inBatches(sessions, async (member) => {
-      const client = new SwitchboardClient({
-        register: { handle: `enc${mode}${member}` },
-        transport: transport(),
-        limits: defaultLimits,
-        pingIntervalMs: 600_000,
-      });
-      await client.connect();
-      credentials[member] = client.credentials!;
-      await client.close();
-    });
+    const credentials = await Promise.all(
+      accounts.map(async (account, index) => {
+        const privateKey = devicePrivateKey(runSeed, index);
+        const pkcs8 = new Uint8Array(privateKey.export({ format: "der", type: "pkcs8" }));
+        const keyPair = await importKeyPairPkcs8(pkcs8, rawPublicKey(privateKey));
+        return { account, device: 1, keyPair };
+      }),
+    );
     await Bun.sleep(settleMs);
     const rssBefore = await server.rssBytes();
     const heapBefore = await server.heapUsedBytes();
