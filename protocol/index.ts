@@ -27,28 +27,8 @@ export {
 export { FrameReader } from "./frame-reader.ts";
 export { appendInbound, consumeInbound, type InboundBytes } from "./inbound-bytes.ts";
 export { assertLimits, commitDelayMsMax, defaultLimits, type Limits, testLimits } from "./limits.ts";
-// Transport encryption (PROTOCOL.md section 19): the pure, browser-safe parts. The node:crypto backends
-// (noise-aead-node.ts, noise-dh-node.ts) are imported by path, by Bun programs only.
-export { type NoiseAead, nobleAead, noiseNonce, noiseTagBytes } from "./noise-aead.ts";
-export { NoiseCipherTable } from "./noise-cipher-table.ts";
-export { type NoiseDh, nobleDh } from "./noise-dh.ts";
-export {
-  NoiseHandshake,
-  type NoiseHandshakeOptions,
-  type NoiseKeyPair,
-  type NoisePatternName,
-  type NoiseSplit,
-  noiseKeyPair,
-  noiseProtocolName,
-} from "./noise-handshake.ts";
-export {
-  decodeNoisePreamble,
-  encodeNoisePreamble,
-  frameNoiseMessage,
-  NoisePatternByte,
-  noiseProtocolVersion,
-  readNoiseMessage,
-} from "./noise-records.ts";
+// Transport encryption (PROTOCOL.md section 19) is imported by path (protocol/noise-*.ts), not from here: the
+// barrel stays free of the Noise libraries, so a plaintext server or a codec user does not load them.
 export {
   decodePreamble,
   encodePreamble,

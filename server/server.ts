@@ -29,7 +29,6 @@ import { MediaSweeper } from "./media-sweeper.ts";
 import type { Mesh } from "./mesh.ts";
 import { startUnixMesh } from "./mesh-unix.ts";
 import { Metrics, walCheckpointObserver } from "./metrics.ts";
-import { hex, loadNoiseStaticKey } from "./noise-static-key.ts";
 import { migrateToPartitions } from "./partition-migration.ts";
 import {
   type ForeignClientIds,
@@ -49,7 +48,7 @@ import { drainWindowMs, SessionTable } from "./session-table.ts";
 import { asDataDirectoryError, asListenError, type ListenerName } from "./start-errors.ts";
 import { listenTcp, type TcpListeners } from "./tcp-listener.ts";
 import { readTlsFiles, type TlsFiles } from "./tls-files.ts";
-import { NoiseServer } from "./transport-noise.ts";
+import type { NoiseServer } from "./transport-noise.ts";
 import { versionInfo } from "./version.ts";
 import { listenWebSocket, type WsListener } from "./ws-listener.ts";
 
@@ -248,6 +247,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   if (config.tcpEncryption === "noise") {
     try {
       prepareDataDirectory(config.dataDir);
+      // Imported only here: a plaintext or TLS server never loads the Noise code and its libraries.
+      const { NoiseServer } = await import("./transport-noise.ts");
+      const { loadNoiseStaticKey } = await import("./noise-static-key.ts");
       noiseServer = new NoiseServer(loadNoiseStaticKey(config.dataDir));
     } catch (error) {
       if (options.storage === undefined) await storage.close();
@@ -377,7 +379,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     synchronous: config.synchronous,
     registration: config.registration,
     tcpEncryption: config.tcpEncryption,
-    ...(noiseServer === null ? {} : { noiseKey: hex(noiseServer.staticKeyPair.publicKey) }),
+    ...(noiseServer === null ? {} : { noiseKey: Buffer.from(noiseServer.staticKeyPair.publicKey).toString("hex") }),
   });
 
   let stopping: Promise<void> | null = null;

@@ -6,7 +6,7 @@ import type { Socket, TCPSocketListener } from "bun";
 import type { ConnectionHandler } from "./connection.ts";
 import type { Session } from "./session.ts";
 import type { TlsFiles } from "./tls-files.ts";
-import { type NoiseServer, noiseSocketHandlers } from "./transport-noise.ts";
+import type { NoiseServer } from "./transport-noise.ts";
 
 export interface TcpListeners {
   readonly port: number;
@@ -57,8 +57,7 @@ export function listenTcp(
   connections: ConnectionHandler,
 ): TcpListeners {
   const noise = options.noise ?? null;
-  const socketHandlers = (next: ConnectionHandler) =>
-    noise === null ? handlers(next) : noiseSocketHandlers(next, noise);
+  const socketHandlers = (next: ConnectionHandler) => (noise === null ? handlers(next) : noise.socketHandlers(next));
   let listeners: TCPSocketListener<Session | undefined>[] = [];
   let port = options.port;
   let current = connections;

@@ -10,7 +10,7 @@ import { freePort } from "../client/delivery-suite.ts";
 import { SwitchboardClient, tcpTransport, webSocketTransport } from "../client/index.ts";
 import { testLimits } from "../protocol/index.ts";
 import { ConfigError, loadConfig, plaintextExposed } from "./config.ts";
-import { startTestServer, type TestServer, waitFor } from "./test-kit.ts";
+import { startTestServer, type TestServer, waitFor, waitTimeoutMs } from "./test-kit.ts";
 import { makeTestCertificate } from "./tls-test-certificate.ts";
 
 const first = makeTestCertificate();
@@ -72,7 +72,7 @@ describe("TLS listeners", () => {
     const received: string[] = [];
     overWs.on("message", (event) => void received.push(new TextDecoder().decode(event.payload)));
     await overTcp.send(overWs.credentials!.account, new TextEncoder().encode("over tls"));
-    await waitFor(() => received.length === 1, 4000, "the message over wss");
+    await waitFor(() => received.length === 1, waitTimeoutMs, "the message over wss");
 
     const firstPrint = await presented(port);
     expect(await presented(ws)).toBe(firstPrint);
@@ -106,7 +106,7 @@ describe("TLS listeners", () => {
     const reasons: string[] = [];
     client.on("disconnected", (event) => void reasons.push(event.reason));
     void client.connect().catch(() => {});
-    await waitFor(() => reasons.length >= 1, 4000, "a failed attempt");
+    await waitFor(() => reasons.length >= 1, waitTimeoutMs, "a failed attempt");
     expect(client.phase).not.toBe("ready");
     expect(reasons[0]).toMatch(/connect failed|certificate|self.signed|closed/i);
   });

@@ -22,7 +22,7 @@ import { NoiseCipherTable } from "../protocol/noise-cipher-table.ts";
 import { NoiseHandshake, type NoisePatternName, noiseKeyPair } from "../protocol/noise-handshake.ts";
 import { encodeNoisePreamble, frameNoiseMessage, readNoiseMessage } from "../protocol/noise-records.ts";
 import { noiseStaticKeyFileName, readNoiseStaticKey } from "./noise-static-key.ts";
-import { newDeviceKey, signWith, startTestServer, type TestServer, waitFor } from "./test-kit.ts";
+import { newDeviceKey, signWith, startTestServer, type TestServer, waitFor, waitTimeoutMs } from "./test-kit.ts";
 
 const codec = new FrameCodec({ limits: testLimits });
 
@@ -83,7 +83,11 @@ class RawNoiseClient {
 
   /** The next length-prefixed handshake message from the server. */
   async handshakeMessage(): Promise<Uint8Array> {
-    await waitFor(() => readNoiseMessage(this.received) !== "more" || this.closed, 3000, "a handshake message");
+    await waitFor(
+      () => readNoiseMessage(this.received) !== "more" || this.closed,
+      waitTimeoutMs,
+      "a handshake message",
+    );
     const next = readNoiseMessage(this.received);
     if (next === "more") throw new Error("closed before a handshake message");
     this.received = this.received.slice(next.consumed);
@@ -117,7 +121,7 @@ class RawNoiseClient {
   }
 
   async next<K extends Stanza["kind"]>(kind: K): Promise<Extract<Stanza, { kind: K }>> {
-    await waitFor(() => this.stanzas.some((stanza) => stanza.kind === kind), 3000, kind);
+    await waitFor(() => this.stanzas.some((stanza) => stanza.kind === kind), waitTimeoutMs, kind);
     const index = this.stanzas.findIndex((stanza) => stanza.kind === kind);
     return this.stanzas.splice(index, 1)[0] as Extract<Stanza, { kind: K }>;
   }
@@ -226,7 +230,7 @@ describe("the Noise listener", () => {
     const { port } = await noiseServer();
     const client = await connect(port);
     client.write(encodePreamble());
-    await waitFor(() => client.closed, 3000, "the server to close");
+    await waitFor(() => client.closed, waitTimeoutMs, "the server to close");
     expect(plaintextError(client.received).code).toBe(ErrorCode.encryptionRequired);
   });
 
@@ -240,7 +244,7 @@ describe("the Noise listener", () => {
     record[record.length - 1]! ^= 0x80;
     client.write(record);
     expect((await client.next("error")).code).toBe(ErrorCode.noiseRecordFailed);
-    await waitFor(() => client.closed, 3000, "the server to close");
+    await waitFor(() => client.closed, waitTimeoutMs, "the server to close");
   });
 
   test("a replayed record (an old counter) is refused like a tampered one", async () => {
@@ -265,7 +269,7 @@ describe("the Noise listener", () => {
     replay.write(opening);
     await replay.handshakeMessage();
     replay.write(message3);
-    await waitFor(() => replay.closed, 3000, "the server to close");
+    await waitFor(() => replay.closed, waitTimeoutMs, "the server to close");
     expect(plaintextError(replay.received).code).toBe(ErrorCode.noiseHandshakeFailed);
   });
 
@@ -281,17 +285,17 @@ describe("the Noise listener", () => {
       remoteStaticKey: noiseKeyPair().publicKey,
     });
     wrongKey.write(concat(preamble, frameNoiseMessage(handshake.writeMessage())));
-    await waitFor(() => wrongKey.closed, 3000, "the server to close");
+    await waitFor(() => wrongKey.closed, waitTimeoutMs, "the server to close");
     expect(plaintextError(wrongKey.received).code).toBe(ErrorCode.noiseHandshakeFailed);
 
     const oversize = await connect(port);
     oversize.write(concat(encodeNoisePreamble("XX"), Uint8Array.of(0x01, 0x00)));
-    await waitFor(() => oversize.closed, 3000, "the server to close");
+    await waitFor(() => oversize.closed, waitTimeoutMs, "the server to close");
     expect(plaintextError(oversize.received).code).toBe(ErrorCode.noiseHandshakeFailed);
 
     const unknown = await connect(port);
     unknown.write(Uint8Array.of(0x53, 0x42, 0x02, 0x09));
-    await waitFor(() => unknown.closed, 3000, "the server to close");
+    await waitFor(() => unknown.closed, waitTimeoutMs, "the server to close");
     expect(plaintextError(unknown.received).code).toBe(ErrorCode.versionUnsupported);
   });
 });

@@ -30,6 +30,11 @@ const handshakeMessageBytesMax = 255;
 export class NoiseServer {
   readonly table = new NoiseCipherTable(nodeAead, 1024);
   constructor(readonly staticKeyPair: NoiseKeyPair) {}
+
+  /** Bun.listen socket handlers for a Noise listener (tcp-listener.ts takes these instead of the plaintext ones). */
+  socketHandlers(connections: ConnectionHandler) {
+    return noiseSocketHandlers(connections, this);
+  }
 }
 
 const Phase = Object.freeze({ preamble: 0, handshake: 1, transport: 2, closed: 3 });
