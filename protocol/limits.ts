@@ -382,3 +382,38 @@ export const partitionsDefault = 64;
 export const partitionsMax = 1024;
 /** Most workers one supervisor runs (each is a process; see OPERATIONS.md for choosing N). */
 export const workersMax = 256;
+
+// ---- groups (PROTOCOL.md section 18) ------------------------------------------------------------------------------
+// Part of the protocol (a client must be able to rely on them), so not configurable.
+
+/** Most members of one group, the creator included: WhatsApp's limit. */
+export const groupMembersMax = 1024;
+/**
+ * Longest group name blob. The name is end-to-end encrypted by the members (the server stores it and never reads
+ * it): WhatsApp's 100-character subject in UTF-8 (at most 400 bytes) plus a cipher's nonce and tag fits in 512.
+ */
+export const groupNameBytesMax = 512;
+/**
+ * Most per-device parts (sender-key distribution messages) one groupSend may carry: each is three array items
+ * (account, device, bytes), and an array holds at most arrayItemsMax (256) items. A sender that owes its key to
+ * more devices spreads the distribution over its next sends (or sends it pairwise, as Signal does).
+ */
+export const groupPartsPerSendMax = 80;
+/**
+ * Recipient devices one fan-out step enqueues before it yields the event loop (setImmediate): a send to 1,024
+ * members with two devices each is eight steps, so other sessions' frames are read in between (the bench measures
+ * the worst event-loop lag during a burst of large-group sends).
+ */
+export const groupFanoutDevicesPerTurn = 256;
+/**
+ * Group sends and membership changes the group's owner has accepted and not yet seen durable in every partition,
+ * per group. Past it a sender gets groupBusy (retry): one chatty group cannot hold unbounded fan-out state.
+ */
+export const groupSendsPendingMax = 256;
+/**
+ * Membership changes kept per group in its log (group_changes): a resent change (same device and client id) whose
+ * events may not all be stored yet is recognised and its events queued again among the last this many.
+ */
+export const groupChangesKept = 64;
+/** Groups whose membership an owner keeps in memory (least recently used are dropped and read again on need). */
+export const groupsCachedMax = 10_000;

@@ -30,6 +30,7 @@ import {
   type PendingMessage,
   type PendingRecipient,
 } from "./group-commit.ts";
+import { groupEventLiveEntry, groupMessageLiveEntry } from "./group-entries.ts";
 import { frameForSession, receiptRowFrame } from "./keys-identity-event.ts";
 import { emptyReadWindow, markDelivered, markRead, readStatus } from "./read-receipt-window.ts";
 import type { ReceiptIntent } from "./routing.ts";
@@ -306,9 +307,18 @@ export class Delivery {
     this.commit.schedule();
   }
 
+  /** A group message whose every recipient here acknowledged it before its commit (group-fanout.ts). */
+  groupDurable(message: PendingMessage): void {
+    this.serverAck(message);
+  }
+
   private serverAck(message: PendingMessage): void {
     if (message.serverAcked) return;
     message.serverAcked = true;
+    if (message.onDurable !== undefined) {
+      message.onDurable();
+      return;
+    }
     this.context.io.send(message.sender, { kind: "serverAck", clientId: message.clientId });
     // Every send gets its answer, a resend on the same connection too.
     for (const session of message.resentBy ?? [])
@@ -317,13 +327,14 @@ export class Delivery {
 
   /** The message is durable: a resend of it is answered from the committed client ids from now on. */
   private forgetUnacked(message: PendingMessage): void {
+    if (message.pair === null) return;
     const unacked = message.pair.unackedSends;
     if (unacked?.get(message.clientId) === message) unacked.delete(message.clientId);
     if (unacked?.size === 0) message.pair.unackedSends = null;
   }
 
-  /** Gives `state` its next sequence for an entry of `bytes`, in the open batch. */
-  private enqueue(
+  /** Gives `state` its next sequence for an entry of `bytes`, in the open batch. (Also used by group-fanout.ts.) */
+  enqueue(
     batch: OpenBatch,
     state: DeviceState,
     bytes: number,
@@ -349,9 +360,9 @@ export class Delivery {
   /**
    * Pushes a fresh entry at once when it is next in line, within the stored reservation (so that it can never be
    * handed out again after a crash), and the window and socket have room. Otherwise the drain pushes it after its
-   * commit.
+   * commit. (Also used by group-fanout.ts.)
    */
-  private pushLive(state: DeviceState, seq: number, entry: LiveEntry): void {
+  pushLive(state: DeviceState, seq: number, entry: LiveEntry): void {
     const session = state.session;
     if (session === null || state.reading || seq !== state.deliveredSeq + 1 || seq > state.reservedSeq) return;
     if (state.inFlightCount >= this.context.limits.deliveryWindowMessages || !this.context.io.canPush(session)) return;
@@ -790,11 +801,35 @@ export class Delivery {
 }
 
 /** What is needed to push one queue entry and to remember it in the window. */
-interface LiveEntry extends InFlightEntry {
+export interface LiveEntry extends InFlightEntry {
   frame(): Stanza;
 }
 
 function liveEntryOf(entry: QueueEntry): LiveEntry {
+  if (entry.kind === "message" && entry.groupId !== undefined) {
+    return groupMessageLiveEntry(
+      entry.seq,
+      entry.groupId,
+      entry.senderAccount,
+      entry.senderDevice,
+      entry.clientId,
+      entry.createdAtMs,
+      entry.payload,
+      entry.part ?? null,
+    );
+  }
+  if (entry.kind === "groupEvent") {
+    return groupEventLiveEntry(entry.seq, {
+      groupId: entry.groupId,
+      version: entry.version,
+      op: entry.op,
+      actorAccount: entry.peerAccount,
+      actorDevice: entry.peerDevice,
+      accounts: entry.accounts,
+      name: entry.name,
+      createdAtMs: entry.createdAtMs,
+    });
+  }
   if (entry.kind === "message") {
     return {
       seq: entry.seq,

@@ -1,0 +1,25 @@
+import type { Kysely } from "kysely";
+
+// Group entries in the device queues (PROTOCOL.md section 18). A group message is a queue row of kind 2 whose
+// payload is the send's shared ciphertext, stored once per partition in `messages` when several devices of the
+// partition get it (inline when one does, as for any message), with this device's own part (a sender-key
+// distribution message) inline in `part`. A membership event is a row of kind 3: group_version, group_op, the
+// accounts it names in group_accounts and the name blob (create, rename) in `payload`; peer_* is the actor.
+
+export async function up(database: Kysely<unknown>): Promise<void> {
+  for (const [column, type] of [
+    ["group_id", "integer"],
+    ["group_version", "integer"],
+    ["group_op", "integer"],
+    ["group_accounts", "blob"],
+    ["part", "blob"],
+  ] as const) {
+    await database.schema.alterTable("queue").addColumn(column, type).execute();
+  }
+}
+
+export async function down(database: Kysely<unknown>): Promise<void> {
+  for (const column of ["part", "group_accounts", "group_op", "group_version", "group_id"]) {
+    await database.schema.alterTable("queue").dropColumn(column).execute();
+  }
+}
