@@ -175,7 +175,7 @@ describe("groups", () => {
     const first = groupSend(carol, info, "hi, I am new");
     await carol.next("serverAck", (ack) => ack.clientId === first);
     info = (await update(alice, GroupOp.promote, [bob.account])).answer!;
-    expect(info.admins.sort()).toEqual([alice.account, bob.account].sort());
+    expect([...info.admins].sort()).toEqual([alice.account, bob.account].sort());
     info = (await update(bob, GroupOp.remove, [carol.account])).answer!;
     expect(info.members).not.toContain(carol.account);
     // Removed: carol may not send any more; her message queued before the removal stays deliverable.
