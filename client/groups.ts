@@ -43,3 +43,27 @@ export async function groupDevicesHash(devices: readonly GroupDevice[]): Promise
 export function recipientDevices(info: GroupInfo, account: number, device: number): GroupDevice[] {
   return info.devices.filter((entry) => !(entry.account === account && entry.device === device));
 }
+
+/**
+ * The last membership version seen per group (PROTOCOL.md section 18: a group's events carry strictly growing
+ * versions, in order). Bounded: past `groupsMax` groups the least recently seen is forgotten, and an event of that
+ * group resent later would be shown again, as a message past the duplicate filter's window would.
+ */
+export class GroupVersions {
+  private readonly versions = new Map<number, number>();
+
+  constructor(private readonly groupsMax: number) {}
+
+  /** True for a version not seen before (and records it); false for a resend. */
+  admit(groupId: number, version: number): boolean {
+    const seen = this.versions.get(groupId);
+    if (seen !== undefined && version <= seen) return false;
+    this.versions.delete(groupId);
+    this.versions.set(groupId, version);
+    if (this.versions.size > this.groupsMax) {
+      const oldest = this.versions.keys().next().value;
+      if (oldest !== undefined) this.versions.delete(oldest);
+    }
+    return true;
+  }
+}

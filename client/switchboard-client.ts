@@ -58,7 +58,7 @@ import {
 } from "./client-events.ts";
 import { type ClientOptions, type LoginCredentials, type ResolvedOptions, resolveOptions } from "./client-options.ts";
 import { DuplicateFilter } from "./duplicate-filter.ts";
-import { type GroupInfo, type GroupSendOptions, groupDevicesHash, recipientDevices } from "./groups.ts";
+import { type GroupInfo, type GroupSendOptions, GroupVersions, groupDevicesHash, recipientDevices } from "./groups.ts";
 import { HandleCache } from "./handle-cache.ts";
 import { type DeviceKeyPair, generateKeyPair, sign } from "./keys.ts";
 import { downloadMedia, type MediaRef, type MediaSession, type MediaTransferOptions, uploadMedia } from "./media.ts";
@@ -110,6 +110,8 @@ export class SwitchboardClient {
   private readonly mediaScheme: string;
   private connection: Connection | null = null;
   private login: LoginCredentials | null;
+  /** The last membership version seen per group, to drop a group event resent after a reconnect. */
+  private readonly groupVersions: GroupVersions;
   private readonly register: { handle: string; invite: string | null } | null;
   private readonly link: { code: string } | null;
   private newKeyPair: DeviceKeyPair | null;
@@ -140,6 +142,7 @@ export class SwitchboardClient {
       clientLimits.sendsInFlightMax,
     );
     this.duplicates = new DuplicateFilter(clientLimits.duplicateSenderDevicesMax);
+    this.groupVersions = new GroupVersions(clientLimits.duplicateSenderDevicesMax);
     this.acks = new AckCoalescer(
       (seq) => this.writeIfReady({ kind: "ack", seq }),
       (error) => this.events.reportListenerError("message", error),
@@ -435,7 +438,13 @@ export class SwitchboardClient {
         this.groupDeliver(stanza);
         break;
       case "groupEvent": {
-        // A queue entry: acked once the listeners are done with it (they may record the change first).
+        // A queue entry: acked once the listeners are done with it (they may record the change first). A group's
+        // versions only grow, in order: one not above the last seen is a resend after a reconnect (at least once
+        // on the wire), acked and not shown again.
+        if (!this.groupVersions.admit(stanza.groupId, stanza.version)) {
+          this.acks.note(stanza.seq, []);
+          break;
+        }
         const op = groupOpName(stanza.op) ?? `op${stanza.op}`;
         this.acks.note(stanza.seq, this.events.emit("groupEvent", { ...stanza, op }));
         break;
