@@ -3,7 +3,7 @@
 // for devices that do not hold the sender's key yet, small per-device parts (the sender-key distribution messages).
 // The SDK carries both as opaque bytes; encrypting them is the app's (or the end-to-end layer's) business.
 
-import { type GroupDevice, type GroupPart, groupDevicesHashBytes, packDevices } from "../protocol/index.ts";
+import { type GroupDevice, type GroupPart, groupDevicesHashBytes, packDevices, sortDevices } from "../protocol/index.ts";
 
 export type { GroupDevice, GroupPart };
 
@@ -35,7 +35,7 @@ export interface GroupSendOptions {
 
 /** The first 8 bytes of SHA-256 over the packed device list: what the server compares (PROTOCOL.md section 18). */
 export async function groupDevicesHash(devices: readonly GroupDevice[]): Promise<Uint8Array> {
-  const digest = await crypto.subtle.digest("SHA-256", packDevices(devices) as Uint8Array<ArrayBuffer>);
+  const digest = await crypto.subtle.digest("SHA-256", packDevices(sortDevices(devices)) as Uint8Array<ArrayBuffer>);
   return new Uint8Array(digest).slice(0, groupDevicesHashBytes);
 }
 

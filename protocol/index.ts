@@ -41,6 +41,7 @@ export {
   groupDevicesHashBytes,
   packAccounts,
   packDevices,
+  sortDevices,
   unpackAccounts,
   unpackDevices,
 } from "./packed-ids.ts";

@@ -31,9 +31,13 @@ export function unpackAccounts(bytes: Uint8Array): number[] | null {
   return accounts;
 }
 
-/** Packs devices in the canonical order (by account, then device), the order the device-list hash is taken in. */
-export function packDevices(devices: readonly GroupDevice[]): Uint8Array {
-  const sorted = [...devices].sort((a, b) => a.account - b.account || a.device - b.device);
+/** Devices in the canonical order (by account, then device): the order the device-list hash is taken in. */
+export function sortDevices(devices: readonly GroupDevice[]): GroupDevice[] {
+  return [...devices].sort((a, b) => a.account - b.account || a.device - b.device);
+}
+
+/** Packs devices in the order given (a decoder keeps it; the hash sorts them first, sortDevices). */
+export function packDevices(sorted: readonly GroupDevice[]): Uint8Array {
   const bytes = new Uint8Array(sorted.length * packedDeviceBytes);
   const view = new DataView(bytes.buffer);
   for (let index = 0; index < sorted.length; index++) {
@@ -58,7 +62,7 @@ export function unpackDevices(bytes: Uint8Array): GroupDevice[] | null {
 }
 
 /**
- * Length of a groupSend's device-list hash: the first 8 bytes of SHA-256 over packDevices(list) (WhatsApp's phash
+ * Length of a groupSend's device-list hash: the first 8 bytes of SHA-256 over packDevices(sortDevices(list)) (WhatsApp's phash
  * is a truncated hash too). It only tells a stale view from a current one; the sender can lie only to itself.
  */
 export const groupDevicesHashBytes = 8;

@@ -22,6 +22,7 @@ import {
   groupDevicesHashBytes,
   groupMembersMax,
   packDevices,
+  sortDevices,
 } from "../protocol/index.ts";
 import {
   groupChangesKept,
@@ -66,7 +67,8 @@ export function groupIdOf(account: number, device: number, clientId: number, sal
 
 /** The first groupDevicesHashBytes of SHA-256 over the packed, sorted device list (PROTOCOL.md section 18). */
 export function groupDevicesHash(devices: readonly GroupDevice[]): Uint8Array {
-  return new Uint8Array(createHash("sha256").update(packDevices(devices)).digest()).subarray(0, groupDevicesHashBytes);
+  const packed = packDevices(sortDevices(devices));
+  return new Uint8Array(createHash("sha256").update(packed).digest()).subarray(0, groupDevicesHashBytes);
 }
 
 export class GroupOwner {
