@@ -3,7 +3,13 @@
 // for devices that do not hold the sender's key yet, small per-device parts (the sender-key distribution messages).
 // The SDK carries both as opaque bytes; encrypting them is the app's (or the end-to-end layer's) business.
 
-import { type GroupDevice, type GroupPart, groupDevicesHashBytes, packDevices, sortDevices } from "../protocol/index.ts";
+import {
+  type GroupDevice,
+  type GroupPart,
+  groupDevicesHashBytes,
+  packDevices,
+  sortDevices,
+} from "../protocol/index.ts";
 
 export type { GroupDevice, GroupPart };
 
