@@ -82,6 +82,17 @@ export interface GroupEventEvent {
   readonly timeSeconds: number;
 }
 
+/** Delivered receipts of one group message from several member devices (gathered by the server). */
+export interface GroupReceiptEvent {
+  readonly seq: number;
+  readonly type: ReceiptTypeName;
+  readonly groupId: number;
+  readonly senderDevice: number;
+  readonly clientId: number;
+  readonly readers: ReadonlyArray<{ readonly account: number; readonly device: number }>;
+  readonly timeSeconds: number;
+}
+
 export interface ClientEventMap {
   message: MessageEvent;
   receipt: ReceiptEvent;
@@ -93,6 +104,7 @@ export interface ClientEventMap {
   identityChange: IdentityChangeEvent;
   groupMessage: GroupMessageEvent;
   groupEvent: GroupEventEvent;
+  groupReceipt: GroupReceiptEvent;
 }
 
 export type ClientEventName = keyof ClientEventMap;
@@ -124,6 +136,7 @@ export class ClientEvents {
     identityChange: [],
     groupMessage: [],
     groupEvent: [],
+    groupReceipt: [],
   };
 
   on<K extends ClientEventName>(name: K, listener: ClientListener<K>): () => void {

@@ -131,6 +131,12 @@ test("--workers 4: kill -9 of the group's owner during a burst of group sends lo
   expect(info.members).toHaveLength(members + 1);
   const groupOwner = ownerOfPartition(partitionOf(info.groupId, partitions), workers);
 
+  const receiptReaders = new Map<number, Set<number>>();
+  sender.client.on("groupReceipt", (receipt) => {
+    const readers = receiptReaders.get(receipt.clientId) ?? new Set<number>();
+    receiptReaders.set(receipt.clientId, readers);
+    for (const reader of receipt.readers) readers.add(reader.account);
+  });
   let senderCut = 0;
   sender.client.on("disconnected", () => void senderCut++);
   const acked: number[] = [];
@@ -172,4 +178,6 @@ test("--workers 4: kill -9 of the group's owner during a burst of group sends lo
   await waitFor(() => late.messages.length >= 1 && late.events.length >= 1, settleMs, "the latecomer's entries");
   expect(late.messages.map((message) => message.clientId)).toEqual([last.clientId]);
   expect(late.events.map((event) => event.version)).toEqual([2]);
+  // The members' delivered receipts of the last message crossed the workers and reached the sender gathered.
+  await waitFor(() => (receiptReaders.get(last.clientId)?.size ?? 0) >= members + 1, settleMs, "the receipts");
 }, 60_000);

@@ -437,6 +437,15 @@ export class SwitchboardClient {
       case "groupDeliver":
         this.groupDeliver(stanza);
         break;
+      case "groupReceipt":
+        this.acks.note(
+          stanza.seq,
+          this.events.emit("groupReceipt", {
+            ...stanza,
+            type: stanza.type === ReceiptType.read ? "read" : "delivered",
+          }),
+        );
+        break;
       case "groupEvent": {
         // A queue entry: acked once the listeners are done with it (they may record the change first). A group's
         // versions only grow, in order: one not above the last seen is a resend after a reconnect (at least once

@@ -356,6 +356,17 @@ export function randomStanza(random: Random, kind: StanzaKindName, limits: Limit
         payload: payload(Math.floor(limits.payloadBytesMax / 2)),
         part: orNull(() => payload(64)),
       };
+    case "groupReceipt":
+      return {
+        kind,
+        seq: id(),
+        type: receiptType,
+        groupId: id(),
+        senderDevice: id(),
+        clientId: id(),
+        readers: groupDevices(8),
+        timeSeconds: uint32(),
+      };
     case "groupEvent":
       return {
         kind,

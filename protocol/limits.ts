@@ -415,5 +415,15 @@ export const groupSendsPendingMax = 256;
  * events may not all be stored yet is recognised and its events queued again among the last this many.
  */
 export const groupChangesKept = 64;
+/**
+ * How long the sender's owner gathers delivered receipts of one group message before it queues them as one
+ * groupReceipt for the sender's devices: members online together ack within a few ms of each other, so a short hold
+ * turns hundreds of receipts into a few frames and delays the first by at most this.
+ */
+export const groupReceiptHoldMs = 100;
+/** Readers one groupReceipt names at most (8 bytes each on the wire: 4 KiB); a fuller hold is queued at once. */
+export const groupReceiptReadersMax = 512;
+/** Group messages whose receipts the sender's owner holds at once; past it the oldest hold is queued at once. */
+export const groupReceiptHoldsMax = 10_000;
 /** Groups whose membership an owner keeps in memory (least recently used are dropped and read again on need). */
 export const groupsCachedMax = 10_000;

@@ -207,6 +207,16 @@ export function stanzaFields(stanza: Stanza): unknown[] {
         stanza.payload,
         stanza.part,
       ];
+    case "groupReceipt":
+      return [
+        stanza.seq,
+        stanza.type,
+        stanza.groupId,
+        stanza.senderDevice,
+        stanza.clientId,
+        packDevices(stanza.readers),
+        stanza.timeSeconds,
+      ];
     case "groupEvent":
       return [
         stanza.seq,
@@ -745,6 +755,17 @@ function decodeKind(kind: StanzaKindName, fields: readonly unknown[], limits: Li
         timeSeconds: read.uint32("timeSeconds"),
         payload: read.bytes("payload", limits.payloadBytesMax),
         part: read.bytesOrNull("part", limits.payloadBytesMax),
+      };
+    case "groupReceipt":
+      return {
+        kind,
+        seq: read.id("seq"),
+        type: read.receiptType("type"),
+        groupId: read.id("groupId"),
+        senderDevice: read.id("senderDevice"),
+        clientId: read.id("clientId"),
+        readers: read.devices("readers", groupMembersMax * limits.devicesPerAccountMax),
+        timeSeconds: read.uint32("timeSeconds"),
       };
     case "groupEvent":
       return {

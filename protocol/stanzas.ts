@@ -399,6 +399,24 @@ export interface GroupEventStanza {
   readonly timeSeconds: number;
 }
 
+/**
+ * Delivered receipts of one group message from many member devices, gathered by the sender's owner over a short
+ * hold (groupReceiptHoldMs) so a message to 1,000 members costs the sender's link a few frames, not 1,000. A queued
+ * entry (acknowledged like any).
+ */
+export interface GroupReceiptStanza {
+  readonly kind: "groupReceipt";
+  readonly seq: number;
+  readonly type: ReceiptTypeValue;
+  readonly groupId: number;
+  /** The sender device whose client id this is. */
+  readonly senderDevice: number;
+  readonly clientId: number;
+  /** The member devices that received it. */
+  readonly readers: readonly GroupDevice[];
+  readonly timeSeconds: number;
+}
+
 export type Stanza =
   | ChallengeStanza
   | LoginStanza
@@ -441,6 +459,7 @@ export type Stanza =
   | GroupInfoStanza
   | GroupSendStanza
   | GroupDeliverStanza
-  | GroupEventStanza;
+  | GroupEventStanza
+  | GroupReceiptStanza;
 
 export type StanzaOf<K extends Stanza["kind"]> = Extract<Stanza, { kind: K }>;

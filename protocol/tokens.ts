@@ -2,7 +2,7 @@
 // Version 3. A token keeps its meaning forever; a new dictionary version may only add tokens. The error codes in
 // errors.ts are part of the same dictionary version. Version 2 added the kinds reverseLookup and reverseLookupResult
 // (PROTOCOL.md section 7); version 3 added the key directory's kinds 26..31 (PROTOCOL.md, "Key directory") and the
-// media kinds 34..37 (PROTOCOL.md, "Media"), with their error codes; version 4 added the group kinds 40..46
+// media kinds 34..37 (PROTOCOL.md, "Media"), with their error codes; version 4 added the group kinds 40..47
 // (PROTOCOL.md section 18, "Groups") and the group operations below. The preset dictionary is the same as version 1's.
 
 export const tokenDictionaryVersion = 4;
@@ -47,7 +47,7 @@ export const StanzaKind = Object.freeze({
   mediaUploadGrant: 35,
   mediaDownload: 36,
   mediaDownloadGrant: 37,
-  // Dictionary version 4 (groups, issue 14; 47..59 are reserved for them):
+  // Dictionary version 4 (groups, issue 14; 48..59 are reserved for them):
   groupCreate: 40,
   groupUpdate: 41,
   groupFetch: 42,
@@ -55,6 +55,7 @@ export const StanzaKind = Object.freeze({
   groupSend: 44,
   groupDeliver: 45,
   groupEvent: 46,
+  groupReceipt: 47,
 } as const);
 
 /** The dictionary version that added each kind not in version 1 (a client of an older version never sends it). */
@@ -78,6 +79,7 @@ export const stanzaKindSinceDictionary: Readonly<Partial<Record<StanzaKindName, 
   groupSend: 4,
   groupDeliver: 4,
   groupEvent: 4,
+  groupReceipt: 4,
 });
 
 export type StanzaKindName = keyof typeof StanzaKind;

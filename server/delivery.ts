@@ -30,7 +30,8 @@ import {
   type PendingMessage,
   type PendingRecipient,
 } from "./group-commit.ts";
-import { groupEventLiveEntry, groupMessageLiveEntry } from "./group-entries.ts";
+import { groupEventLiveEntry, groupMessageLiveEntry, groupReceiptLiveEntry } from "./group-entries.ts";
+import type { GroupDelivered } from "./group-receipts.ts";
 import { frameForSession, receiptRowFrame } from "./keys-identity-event.ts";
 import { emptyReadWindow, markDelivered, markRead, readStatus } from "./read-receipt-window.ts";
 import type { ReceiptIntent } from "./routing.ts";
@@ -374,6 +375,7 @@ export class Delivery {
     if (state.inFlight === null) state.inFlight = [];
     state.inFlight.push({
       seq: entry.seq,
+      ...(entry.groupId === undefined ? {} : { groupId: entry.groupId }),
       senderAccount: entry.senderAccount,
       senderDevice: entry.senderDevice,
       clientId: entry.clientId,
@@ -452,18 +454,27 @@ export class Delivery {
 
     // Delivered receipts go to every device of each sender: load those device lists and states first.
     const senders = new Map<number, Map<number, number[]>>(); // account -> sender device -> client ids
+    // The same for 1:1 messages only: a group message's receipt is gathered with the other members' instead.
+    const receiptSenders = new Map<number, Map<number, number[]>>();
+    const groupDelivered: GroupDelivered[] = [];
     for (const entry of state.inFlight ?? []) {
       if (entry.seq > upto) break;
       if (entry.senderAccount === 0) continue;
-      const byDevice = senders.get(entry.senderAccount) ?? new Map<number, number[]>();
-      senders.set(entry.senderAccount, byDevice);
-      const clientIds = byDevice.get(entry.senderDevice) ?? [];
-      byDevice.set(entry.senderDevice, clientIds);
-      clientIds.push(entry.clientId);
+      for (const map of entry.groupId === undefined ? [senders, receiptSenders] : [senders]) {
+        const byDevice = map.get(entry.senderAccount) ?? new Map<number, number[]>();
+        map.set(entry.senderAccount, byDevice);
+        const clientIds = byDevice.get(entry.senderDevice) ?? [];
+        byDevice.set(entry.senderDevice, clientIds);
+        clientIds.push(entry.clientId);
+      }
+      if (entry.groupId !== undefined) {
+        const { groupId, senderAccount, senderDevice, clientId } = entry;
+        groupDelivered.push({ groupId, senderAccount, senderDevice, clientId });
+      }
     }
     const receiptTargets: Array<{ account: number; devices: readonly number[] }> = [];
     const routing = this.context.routing;
-    for (const account of senders.keys()) {
+    for (const account of receiptSenders.keys()) {
       // Another worker owns that account's queues: its receipts go there (below).
       if (routing !== null && !routing.owns(account)) continue;
       const devices = await this.context.directory.load(account);
@@ -540,7 +551,8 @@ export class Delivery {
       }
     }
     const now = this.context.now();
-    for (const [account, byDevice] of senders) {
+    if (groupDelivered.length > 0) this.context.groups?.receipts.delivered(state.account, state.device, groupDelivered);
+    for (const [account, byDevice] of receiptSenders) {
       if (reloading.has(account)) {
         for (const [senderDevice, clientIds] of byDevice) {
           const intent = { type: ReceiptType.delivered, fromAccount: state.account, fromDevice: state.device };
@@ -817,6 +829,9 @@ function liveEntryOf(entry: QueueEntry): LiveEntry {
       entry.payload,
       entry.part ?? null,
     );
+  }
+  if (entry.kind === "groupReceipt") {
+    return groupReceiptLiveEntry(entry.seq, entry);
   }
   if (entry.kind === "groupEvent") {
     return groupEventLiveEntry(entry.seq, {

@@ -9,7 +9,7 @@
 // kill -9 the next process starts above every sequence a device may have seen.
 
 import { clientIdBytes } from "../storage/client-id-list.ts";
-import { groupEventBytes, type QueueBatch, type QueueStore } from "../storage/index.ts";
+import { groupEventBytes, groupReceiptBytes, type QueueBatch, type QueueStore } from "../storage/index.ts";
 import type { ClientIdPair } from "./client-id-pairs.ts";
 import { type ClientIdMarks, windowToBytes } from "./client-id-window.ts";
 import type { DeviceState, PendingEntry } from "./device-state.ts";
@@ -51,6 +51,18 @@ export interface PendingMessage {
   readonly onDurable?: () => void;
 }
 
+/** Gathered delivered receipts of one group message for one device of the sender (group-receipts.ts). */
+export interface PendingGroupReceipt {
+  readonly state: DeviceState;
+  readonly entry: PendingEntry;
+  readonly receiptType: number;
+  readonly groupId: number;
+  readonly senderDevice: number;
+  readonly clientId: number;
+  readonly readers: ReadonlyArray<{ account: number; device: number }>;
+  readonly createdAtMs: number;
+}
+
 /** A membership event for one device of the open batch (group-fanout.ts). */
 export interface PendingGroupEvent {
   readonly state: DeviceState;
@@ -80,6 +92,7 @@ export class OpenBatch {
   readonly messages: PendingMessage[] = [];
   readonly receipts: PendingReceipt[] = [];
   readonly groupEvents: PendingGroupEvent[] = [];
+  readonly groupReceipts: PendingGroupReceipt[] = [];
   readonly acks = new Map<DeviceState, number>();
   /** Devices whose sequence or client id high-water marks moved. */
   readonly touched = new Set<DeviceState>();
@@ -240,12 +253,17 @@ function queuedEntries(batch: QueueBatch): { rows: number; bytes: number } {
     rows++;
     bytes += groupEventBytes(event.accounts.length, event.name);
   }
+  for (const receipt of batch.groupReceipts ?? []) {
+    rows++;
+    bytes += groupReceiptBytes(receipt.readers.length);
+  }
   for (const receipt of batch.receipts) bytes += receipt.clientIds.length * clientIdBytes;
   return { rows, bytes };
 }
 
 function countRows(batch: QueueBatch): number {
-  let rows = batch.receipts.length + batch.acks.length + (batch.groupEvents?.length ?? 0);
+  let rows =
+    batch.receipts.length + batch.acks.length + (batch.groupEvents?.length ?? 0) + (batch.groupReceipts?.length ?? 0);
   for (const message of batch.messages) rows += message.recipients.length;
   return rows;
 }
@@ -323,6 +341,24 @@ function toQueueBatch(
       createdAtMs: event.createdAtMs,
     });
   }
+  const groupReceipts: QueueBatch["groupReceipts"] & object = [];
+  for (const receipt of batch.groupReceipts) {
+    if (receipt.entry.cancelled || receipt.state.removed) {
+      cancelled++;
+      continue;
+    }
+    groupReceipts.push({
+      account: receipt.state.account,
+      device: receipt.state.device,
+      seq: receipt.entry.seq,
+      receiptType: receipt.receiptType,
+      groupId: receipt.groupId,
+      senderDevice: receipt.senderDevice,
+      clientId: receipt.clientId,
+      readers: [...receipt.readers],
+      createdAtMs: receipt.createdAtMs,
+    });
+  }
   const acks: QueueBatch["acks"] = [];
   for (const [state, uptoSeq] of batch.acks) {
     if (!state.removed) acks.push({ account: state.account, device: state.device, uptoSeq });
@@ -375,6 +411,7 @@ function toQueueBatch(
       messages,
       receipts,
       groupEvents,
+      groupReceipts,
       acks,
       sequences,
       clientIds: batch.clientIdMarks,

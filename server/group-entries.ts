@@ -3,8 +3,16 @@
 // dictionary older than 4 gets neither: it gets a delivered receipt naming no message instead, which it acknowledges
 // like any queue entry and otherwise ignores (as identity-change events reach version-2 clients).
 
-import type { GroupDeliverStanza, GroupEventStanza, GroupOpValue, Stanza } from "../protocol/index.ts";
-import { groupEventBytes } from "../storage/index.ts";
+import type {
+  GroupDeliverStanza,
+  GroupDevice,
+  GroupEventStanza,
+  GroupOpValue,
+  GroupReceiptStanza,
+  ReceiptTypeValue,
+  Stanza,
+} from "../protocol/index.ts";
+import { groupEventBytes, groupReceiptBytes } from "../storage/index.ts";
 import type { LiveEntry } from "./delivery.ts";
 import type { Session } from "./session.ts";
 
@@ -35,7 +43,8 @@ export function groupMessageLiveEntry(
 ): LiveEntry {
   return {
     seq,
-    // Its ack sends a delivered receipt to the sender's devices, as for a 1:1 message.
+    // Its ack sends a delivered receipt to the sender's devices, gathered with the other members' (group-receipts.ts).
+    groupId,
     senderAccount,
     senderDevice,
     clientId,
@@ -79,8 +88,55 @@ export function groupEventLiveEntry(seq: number, event: GroupEventFields): LiveE
   };
 }
 
-export function groupFrameForSession(session: Session, stanza: GroupDeliverStanza | GroupEventStanza): Stanza {
+/** Gathered delivered receipts of one group message (group-receipts.ts), for one device of its sender. */
+export function groupReceiptLiveEntry(
+  seq: number,
+  receipt: {
+    readonly receiptType: number;
+    readonly groupId: number;
+    readonly senderDevice: number;
+    readonly clientId: number;
+    readonly readers: readonly GroupDevice[];
+    readonly createdAtMs: number;
+  },
+): LiveEntry {
+  return {
+    seq,
+    senderAccount: 0,
+    senderDevice: 0,
+    clientId: 0,
+    bytes: groupReceiptBytes(receipt.readers.length),
+    peerAccount: 0,
+    frame: () => ({
+      kind: "groupReceipt",
+      seq,
+      type: receipt.receiptType as ReceiptTypeValue,
+      groupId: receipt.groupId,
+      senderDevice: receipt.senderDevice,
+      clientId: receipt.clientId,
+      readers: receipt.readers,
+      timeSeconds: Math.floor(receipt.createdAtMs / 1000),
+    }),
+  };
+}
+
+export function groupFrameForSession(
+  session: Session,
+  stanza: GroupDeliverStanza | GroupEventStanza | GroupReceiptStanza,
+): Stanza {
   if (session.dictionaryVersion >= groupDictionary) return stanza;
+  if (stanza.kind === "groupReceipt") {
+    return {
+      kind: "deliverReceipt",
+      seq: stanza.seq,
+      type: 1,
+      from: stanza.readers[0]?.account ?? 1,
+      fromDevice: stanza.readers[0]?.device ?? 1,
+      senderDevice: stanza.senderDevice,
+      clientIds: [],
+      timeSeconds: stanza.timeSeconds,
+    };
+  }
   const from = stanza.kind === "groupDeliver" ? stanza.from : stanza.actor;
   const fromDevice = stanza.kind === "groupDeliver" ? stanza.fromDevice : stanza.actorDevice;
   return {

@@ -9,6 +9,7 @@ import type { ServerContext } from "./context.ts";
 import type { Delivery } from "./delivery.ts";
 import { GroupFanout } from "./group-fanout.ts";
 import { type GroupDispatch, GroupOwner, groupIdOf } from "./group-owner.ts";
+import { GroupReceipts } from "./group-receipts.ts";
 import type { Session } from "./session.ts";
 
 export type GroupStanza = GroupCreateStanza | GroupUpdateStanza | GroupFetchStanza | GroupSendStanza;
@@ -23,6 +24,7 @@ export const localGroupDispatch: GroupDispatch = {
 export class GroupRequests {
   readonly fanout: GroupFanout;
   readonly owner: GroupOwner;
+  readonly receipts: GroupReceipts;
 
   constructor(
     private readonly context: ServerContext,
@@ -31,6 +33,7 @@ export class GroupRequests {
   ) {
     this.fanout = new GroupFanout(context, delivery);
     this.owner = new GroupOwner(context, this.fanout, dispatch);
+    this.receipts = new GroupReceipts(context, delivery);
   }
 
   /** A group stanza of a local session: run here when this worker owns the group, else forwarded to its owner. */

@@ -101,8 +101,18 @@ describe("groups", () => {
     }
     // The sending device gets no copy of its own message.
     expect(alice.all("groupDeliver")).toHaveLength(0);
-    // Delivered receipts reach the sender.
-    await alice.next("deliverReceipt", (receipt) => receipt.clientIds.includes(clientId));
+    // The delivered receipts reach the sender gathered: one groupReceipt naming both readers (they acked together,
+    // within the hold).
+    const readers: string[] = [];
+    while (readers.length < 2) {
+      const receipt = await alice.next("groupReceipt", (entry) => entry.clientId === clientId);
+      expect(receipt).toMatchObject({ groupId: info.groupId, senderDevice: alice.device, type: 1 });
+      for (const reader of receipt.readers) readers.push(`${reader.account}/${reader.device}`);
+      alice.ack(receipt.seq);
+    }
+    expect(readers.sort()).toEqual([`${bob.account}/${bob.device}`, `${carol.account}/${carol.device}`].sort());
+    expect(alice.all("groupReceipt").length).toBeLessThanOrEqual(2);
+    expect(alice.all("deliverReceipt")).toHaveLength(0);
   });
 
   test("device-list check: a stale list or hash gets deviceMismatch with the difference, and nothing is stored", async () => {
@@ -205,6 +215,32 @@ describe("groups", () => {
     // Carol got the events up to her removal, and none after it.
     await carol.next("groupEvent", (event) => event.version === 4);
     expect(groupEntries(carol).map((entry) => (entry.kind === "groupEvent" ? entry.version : -1))).toEqual([2, 3, 4]);
+  });
+
+  test("receipts: six members' acks reach the sender as far fewer groupReceipt frames naming every reader", async () => {
+    running = await startTestServer();
+    const alice = await user(running, "alice");
+    const members: RawClient[] = [];
+    for (let index = 0; index < 6; index++) members.push(await user(running, `reader${index}`));
+    const info = await createGroup(alice, members);
+    const clientId = groupSend(alice, info, "read me");
+    await alice.next("serverAck", (ack) => ack.clientId === clientId);
+    for (const member of members) {
+      const message = await member.next("groupDeliver", (entry) => entry.clientId === clientId);
+      member.ack(message.seq);
+    }
+    const readers = new Set<string>();
+    let frames = 0;
+    while (readers.size < members.length) {
+      const receipt = await alice.next("groupReceipt", (entry) => entry.clientId === clientId);
+      frames++;
+      for (const reader of receipt.readers) readers.add(`${reader.account}/${reader.device}`);
+      alice.ack(receipt.seq);
+    }
+    expect([...readers].sort()).toEqual(members.map((member) => `${member.account}/${member.device}`).sort());
+    // Gathered over the hold: the acks of one turn or a few ms apart share a frame.
+    expect(frames).toBeLessThan(members.length);
+    expect(alice.all("deliverReceipt")).toHaveLength(0);
   });
 
   test("a resent send is stored once; the shared payload is stored once per partition", async () => {

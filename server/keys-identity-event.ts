@@ -45,7 +45,9 @@ export function receiptRowFrame(
  */
 export function frameForSession(session: Session, stanza: Stanza): Stanza {
   // The group entries (dictionary version 4) take the same way down (group-entries.ts).
-  if (stanza.kind === "groupDeliver" || stanza.kind === "groupEvent") return groupFrameForSession(session, stanza);
+  if (stanza.kind === "groupDeliver" || stanza.kind === "groupEvent" || stanza.kind === "groupReceipt") {
+    return groupFrameForSession(session, stanza);
+  }
   if (stanza.kind !== "identityChange" || session.dictionaryVersion >= identityChangeDictionary) return stanza;
   return {
     kind: "deliverReceipt",

@@ -328,6 +328,11 @@ class PartitionedQueues implements QueueStore {
       }
     }
     for (const receipt of batch.receipts) part(receipt.account).receipts.push(receipt);
+    for (const receipt of batch.groupReceipts ?? []) {
+      const target = part(receipt.account);
+      target.groupReceipts ??= [];
+      target.groupReceipts.push(receipt);
+    }
     for (const event of batch.groupEvents ?? []) {
       const target = part(event.account);
       target.groupEvents ??= [];

@@ -16,6 +16,7 @@
 //                  mk {e: [{account, device, lastClientId}]}   sender high-water marks
 //   group owner -> member owner  gf {r, w}      a group fan-out (group-fanout.ts), request r
 //   member owner -> group owner  gd {r, c, m}   fan-out r is durable (c 0) or refused (error code c, message m)
+//   reader's owner -> sender's owner  gr {g, a, sd, id, ra, rd}   reader ra/rd has group message a/sd/id
 //   any -> all     dir {a}                    the devices of account a changed: forget the cached list
 //                  rm {a, ds, c, w}           devices ds of a removed (w: the whole account): close, forget
 
@@ -189,6 +190,22 @@ export class MeshRouting implements Routing, MeshHandlers {
       sd: intent.senderDevice,
       ids: intent.clientIds,
       at: intent.createdAtMs,
+    });
+  }
+
+  groupReceipt(
+    entry: { groupId: number; senderAccount: number; senderDevice: number; clientId: number },
+    reader: { account: number; device: number },
+  ): void {
+    // At most once, as receipts are (routing.ts).
+    this.mesh?.send(this.ownerOf(entry.senderAccount), {
+      t: "gr",
+      g: entry.groupId,
+      a: entry.senderAccount,
+      sd: entry.senderDevice,
+      id: entry.clientId,
+      ra: reader.account,
+      rd: reader.device,
     });
   }
 
@@ -372,6 +389,17 @@ export class MeshRouting implements Routing, MeshHandlers {
         });
         return;
       }
+      case "gr":
+        this.context.groups?.receipts.add(
+          {
+            groupId: field.g as number,
+            senderAccount: field.a as number,
+            senderDevice: field.sd as number,
+            clientId: field.id as number,
+          },
+          { account: field.ra as number, device: field.rd as number },
+        );
+        return;
       case "gd": {
         const waiting = this.fanouts.get(field.r as number);
         if (waiting === undefined) return;

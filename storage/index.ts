@@ -18,7 +18,9 @@ export { MigrationError } from "./migrations/index.ts";
 export {
   type ClientIdWindow,
   type GroupEventRow,
+  type GroupReceiptRow,
   groupEventBytes,
+  groupReceiptBytes,
   type QueueBatch,
   type QueueEntry,
   type QueueStore,

@@ -6,6 +6,7 @@ import { deviceKeyText, type SqliteQueueRows, type SweptRows } from "./queue-row
 import {
   type ClientIdWindow,
   groupEventBytes,
+  groupReceiptBytes,
   type QueueBatch,
   type QueueEntry,
   type QueueStore,
@@ -15,6 +16,7 @@ import {
   type QueueTable,
   queueKindGroupEvent,
   queueKindGroupMessage,
+  queueKindGroupReceipt,
   queueKindMessage,
   queueKindReceipt,
   type StorageSchema,
@@ -83,6 +85,10 @@ export class SqliteQueueStore implements QueueStore {
     unknown,
     [number, number, number, number, number, number, Uint8Array | null, number, number, number, number, Uint8Array]
   >;
+  readonly #insertGroupReceipt: Statement<
+    unknown,
+    [number, number, number, number, number, number, number, number, number, Uint8Array]
+  >;
   readonly #insertReceipt: Statement<
     unknown,
     [number, number, number, number, number, number, Uint8Array, number, number, number]
@@ -141,6 +147,10 @@ export class SqliteQueueStore implements QueueStore {
     this.#insertGroupEvent = database.prepare(
       `insert into queue (account_id, device_id, seq, kind, peer_account, peer_device, created_at, payload, bytes, group_id, group_version, group_op, group_accounts)
        values (?, ?, ?, ${queueKindGroupEvent}, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.#insertGroupReceipt = database.prepare(
+      `insert into queue (account_id, device_id, seq, kind, peer_account, peer_device, receipt_type, sender_device, client_id, created_at, bytes, group_id, group_accounts)
+       values (?, ?, ?, ${queueKindGroupReceipt}, 0, 0, ?, ?, ?, ?, ?, ?, ?)`,
     );
     this.#insertReceipt = database.prepare(
       `insert into queue (account_id, device_id, seq, kind, peer_account, peer_device, receipt_type, client_ids, sender_device, created_at, bytes)
@@ -326,6 +336,12 @@ export class SqliteQueueStore implements QueueStore {
       eventChange.bytes += groupEventBytes(event.accounts.length, event.name);
       eventChange.lastSeq = Math.max(eventChange.lastSeq, event.seq);
     }
+    for (const receipt of batch.groupReceipts ?? []) {
+      const receiptChange = change(receipt.account, receipt.device);
+      receiptChange.rows += 1;
+      receiptChange.bytes += groupReceiptBytes(receipt.readers.length);
+      receiptChange.lastSeq = Math.max(receiptChange.lastSeq, receipt.seq);
+    }
     for (const sequence of batch.sequences) {
       const sequenceChange = change(sequence.account, sequence.device);
       sequenceChange.lastSeq = Math.max(sequenceChange.lastSeq, sequence.lastSeq);
@@ -423,6 +439,21 @@ export class SqliteQueueStore implements QueueStore {
         packed,
       );
     }
+    for (const receipt of batch.groupReceipts ?? []) {
+      if (!changes.get(deviceKeyText(receipt.account, receipt.device))!.exists) continue;
+      this.#insertGroupReceipt.run(
+        receipt.account,
+        receipt.device,
+        receipt.seq,
+        receipt.receiptType,
+        receipt.senderDevice,
+        receipt.clientId,
+        receipt.createdAtMs,
+        groupReceiptBytes(receipt.readers.length),
+        receipt.groupId,
+        packDevicesBigEndian(receipt.readers),
+      );
+    }
     for (const ack of batch.acks) {
       this.#queueRows.deleteUpTo(ack.account, ack.device, ack.uptoSeq);
     }
@@ -452,6 +483,25 @@ function packAccountsBigEndian(accounts: readonly number[]): Uint8Array {
   return bytes;
 }
 
+function packDevicesBigEndian(devices: ReadonlyArray<{ account: number; device: number }>): Uint8Array {
+  const bytes = new Uint8Array(devices.length * 8);
+  const view = new DataView(bytes.buffer);
+  for (let index = 0; index < devices.length; index++) {
+    view.setUint32(index * 8, devices[index]!.account);
+    view.setUint32(index * 8 + 4, devices[index]!.device);
+  }
+  return bytes;
+}
+
+function unpackDevicesBigEndian(bytes: Uint8Array): Array<{ account: number; device: number }> {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const devices: Array<{ account: number; device: number }> = [];
+  for (let offset = 0; offset + 8 <= bytes.length; offset += 8) {
+    devices.push({ account: view.getUint32(offset), device: view.getUint32(offset + 4) });
+  }
+  return devices;
+}
+
 function unpackAccountsBigEndian(bytes: Uint8Array): number[] {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const accounts: number[] = [];
@@ -474,6 +524,27 @@ function toEntry(row: QueueRow): QueueEntry {
       payload: row.payload,
       groupId: row.group_id,
       part: row.part,
+    };
+  }
+  if (row.kind === queueKindGroupReceipt) {
+    if (
+      row.group_id === null ||
+      row.group_accounts === null ||
+      row.receipt_type === null ||
+      row.sender_device === null ||
+      row.client_id === null
+    ) {
+      throw new Error(`bug: group receipt row ${row.seq} has no group, readers, type, sender device or client id`);
+    }
+    return {
+      kind: "groupReceipt",
+      seq: row.seq,
+      receiptType: row.receipt_type,
+      groupId: row.group_id,
+      senderDevice: row.sender_device,
+      clientId: row.client_id,
+      readers: unpackDevicesBigEndian(row.group_accounts),
+      createdAtMs: row.created_at,
     };
   }
   if (row.kind === queueKindGroupEvent) {

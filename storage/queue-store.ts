@@ -28,6 +28,17 @@ export type QueueEntry =
       createdAtMs: number;
     }
   | {
+      // Delivered receipts of one group message from several member devices (readers).
+      kind: "groupReceipt";
+      seq: number;
+      receiptType: number;
+      groupId: number;
+      senderDevice: number;
+      clientId: number;
+      readers: Array<{ account: number; device: number }>;
+      createdAtMs: number;
+    }
+  | {
       kind: "receipt";
       seq: number;
       receiptType: number;
@@ -56,6 +67,8 @@ export interface QueueBatch {
   }>;
   // Group membership events, one row per member device. Optional: absent means none.
   groupEvents?: GroupEventRow[];
+  // Gathered group receipts, one row per device of the sender account. Optional: absent means none.
+  groupReceipts?: GroupReceiptRow[];
   receipts: Array<{
     account: number;
     device: number;
@@ -98,6 +111,23 @@ export interface GroupEventRow {
   accounts: number[];
   name: Uint8Array | null;
   createdAtMs: number;
+}
+
+export interface GroupReceiptRow {
+  account: number;
+  device: number;
+  seq: number;
+  receiptType: number;
+  groupId: number;
+  senderDevice: number;
+  clientId: number;
+  readers: Array<{ account: number; device: number }>;
+  createdAtMs: number;
+}
+
+/** The bytes a gathered group receipt counts in its device's quota: 8 per reader. */
+export function groupReceiptBytes(readers: number): number {
+  return readers * 8;
 }
 
 /** The bytes a membership event counts in its device's quota. */

@@ -36,6 +36,8 @@ export const queueKindReceipt = 1;
 // Groups (migrations 0006 and 0007): a group message, and a membership event.
 export const queueKindGroupMessage = 2;
 export const queueKindGroupEvent = 3;
+// Delivered receipts of one group message from many member devices (group_accounts: the readers, 8-byte pairs).
+export const queueKindGroupReceipt = 4;
 
 export interface QueueTable {
   account_id: number;

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import type { DeviceKey } from "./device-store.ts";
-import { groupEventBytes, type QueueBatch, type QueueEntry } from "./queue-store.ts";
+import { groupEventBytes, groupReceiptBytes, type QueueBatch, type QueueEntry } from "./queue-store.ts";
 import type { Storage } from "./storage.ts";
 import { AccountNotFoundError } from "./storage-errors.ts";
 
@@ -863,6 +863,7 @@ function payloadOf(entry: QueueEntry): Uint8Array {
 function entryBytes(entry: QueueEntry): number {
   if (entry.kind === "message") return entry.payload.byteLength + (entry.part?.byteLength ?? 0);
   if (entry.kind === "groupEvent") return groupEventBytes(entry.accounts.length, entry.name);
+  if (entry.kind === "groupReceipt") return groupReceiptBytes(entry.readers.length);
   return entry.clientIds.length * clientIdBytes;
 }
 

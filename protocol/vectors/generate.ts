@@ -491,6 +491,22 @@ const frameCases: readonly FrameCase[] = [
     },
   },
   {
+    name: "groupReceipt from two members",
+    stanza: {
+      kind: "groupReceipt",
+      seq: 13,
+      type: ReceiptType.delivered,
+      groupId: 0x1234_5678,
+      senderDevice: 1,
+      clientId: 74,
+      readers: [
+        { account: bob, device: 1 },
+        { account: 1_000_003, device: 1 },
+      ],
+      timeSeconds: time,
+    },
+  },
+  {
     name: "error, deviceMismatch of a groupSend",
     stanza: {
       kind: "error",

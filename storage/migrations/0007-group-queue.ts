@@ -4,7 +4,9 @@ import type { Kysely } from "kysely";
 // payload is the send's shared ciphertext, stored once per partition in `messages` when several devices of the
 // partition get it (inline when one does, as for any message), with this device's own part (a sender-key
 // distribution message) inline in `part`. A membership event is a row of kind 3: group_version, group_op, the
-// accounts it names in group_accounts and the name blob (create, rename) in `payload`; peer_* is the actor.
+// accounts it names in group_accounts and the name blob (create, rename) in `payload`; peer_* is the actor. A group
+// receipt (kind 4: delivered receipts of one group message, gathered) has the readers in group_accounts as 8-byte
+// (account, device) pairs, with receipt_type, sender_device and client_id; peer_* is 0 (no one author).
 
 export async function up(database: Kysely<unknown>): Promise<void> {
   for (const [column, type] of [
