@@ -1,4 +1,4 @@
-import type { Kysely } from "kysely";
+import { type Kysely, sql } from "kysely";
 
 // Group entries in the device queues (PROTOCOL.md section 18). A group message is a queue row of kind 2 whose
 // payload is the send's shared ciphertext, stored once per partition in `messages` when several devices of the
@@ -9,6 +9,9 @@ import type { Kysely } from "kysely";
 // (account, device) pairs, with receipt_type, sender_device and client_id; peer_* is 0 (no one author).
 
 export async function up(database: Kysely<unknown>): Promise<void> {
+  // A migration interrupted before it was recorded runs again: add only the columns that are not there yet.
+  const present = await sql<{ name: string }>`pragma table_info(queue)`.execute(database);
+  const names = new Set(present.rows.map((row) => row.name));
   for (const [column, type] of [
     ["group_id", "integer"],
     ["group_version", "integer"],
@@ -16,7 +19,7 @@ export async function up(database: Kysely<unknown>): Promise<void> {
     ["group_accounts", "blob"],
     ["part", "blob"],
   ] as const) {
-    await database.schema.alterTable("queue").addColumn(column, type).execute();
+    if (!names.has(column)) await database.schema.alterTable("queue").addColumn(column, type).execute();
   }
 }
 
