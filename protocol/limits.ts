@@ -400,9 +400,10 @@ export const groupNameBytesMax = 512;
  */
 export const groupPartsPerSendMax = 80;
 /**
- * Recipient devices one fan-out step enqueues before it yields the event loop (setImmediate): a send to 1,024
- * members with two devices each is eight steps, so other sessions' frames are read in between (the bench measures
- * the worst event-loop lag during a burst of large-group sends).
+ * Fan-out work done in one event-loop turn before yielding (setImmediate): member accounts whose windows and states
+ * are loaded, member device lists read, and deliveries written to online devices. A store that answers at once
+ * resolves its promises in the same turn, so without these yields a burst of sends to a 1,024-member group ran as one
+ * long turn; with them other sessions' frames are read in between (bench "groups" measures the worst event-loop delay).
  */
 export const groupFanoutDevicesPerTurn = 256;
 /**

@@ -80,7 +80,9 @@ export class GroupFanout {
         this.pending--;
         resolve(result);
       };
+      // One item per turn at most: a burst of large-group sends leaves the loop to other sessions in between.
       this.chain = this.chain
+        .then(() => nextTurn())
         .then(() => this.take(work, done))
         .catch((error: unknown) => {
           this.context.log.error("group_fanout_failed", { group: groupOf(work), error: String(error) });
@@ -102,8 +104,11 @@ export class GroupFanout {
     let states: DeviceState[][] | undefined;
     for (let attempt = 0; attempt < stateTakeAttemptsMax && states === undefined; attempt++) {
       const loadedPairs: ClientIdPair[] = [];
-      for (const target of work.targets) {
+      for (let index = 0; index < work.targets.length; index++) {
+        const target = work.targets[index]!;
         loadedPairs.push(await delivery.pairs.load(target.account, actor.account, actor.device));
+        // A store that answers at once resolves in the same turn: give the loop to others between slices.
+        if ((index + 1) % groupFanoutDevicesPerTurn === 0) await nextTurn();
       }
       const existing = await this.loadStates(work.targets);
       if (existing === undefined) break;
@@ -268,7 +273,10 @@ export class GroupFanout {
   /** Loads the states of every target's devices: the devices that exist, by target; undefined when busy. */
   private async loadStates(targets: readonly FanoutTarget[]): Promise<number[][] | undefined> {
     const existing: number[][] = [];
-    for (const target of targets) {
+    // In one turn, with no yield: the states are held for their caller only until the next immediate
+    // (DeviceStates.holdForCaller), and an offline device's state is dropped as soon as it is not held.
+    for (let index = 0; index < targets.length; index++) {
+      const target = targets[index]!;
       const states = await this.delivery.devices.statesOf(target.account, target.devices);
       if (states === undefined) return undefined;
       // Devices that no longer exist were left out: only these are taken from here on.
@@ -286,6 +294,11 @@ export class GroupFanout {
     }
     return all;
   }
+}
+
+/** Resolves in a later event-loop turn (after pending I/O), not in this turn's microtasks. */
+export function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 function groupOf(work: FanoutWork): number {

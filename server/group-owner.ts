@@ -26,13 +26,14 @@ import {
 } from "../protocol/index.ts";
 import {
   groupChangesKept,
+  groupFanoutDevicesPerTurn,
   groupSendsPendingMax,
   groupsCachedMax,
   ownerGoneRetryAfterMsMax,
 } from "../protocol/limits.ts";
 import type { GroupChange, GroupDelta, GroupRecord } from "../storage/index.ts";
 import type { ServerContext } from "./context.ts";
-import type { FanoutResult, FanoutTarget, FanoutWork, GroupFanout } from "./group-fanout.ts";
+import { type FanoutResult, type FanoutTarget, type FanoutWork, type GroupFanout, nextTurn } from "./group-fanout.ts";
 import { type Session, SessionState } from "./session.ts";
 
 /** Hands a fan-out to the worker that owns `account`'s partition; "lost" when that worker died before answering. */
@@ -371,7 +372,10 @@ export class GroupOwner {
   /** Every device of every member except the sending device, by account. */
   private async memberDevices(entry: GroupEntry, except: Session): Promise<FanoutTarget[]> {
     const targets: FanoutTarget[] = [];
-    for (const account of [...entry.members].sort((a, b) => a - b)) {
+    const members = [...entry.members].sort((a, b) => a - b);
+    for (let index = 0; index < members.length; index++) {
+      const account = members[index]!;
+      if (index > 0 && index % groupFanoutDevicesPerTurn === 0) await nextTurn();
       const devices = await this.context.directory.load(account);
       if (devices === undefined) continue;
       const listed = account === except.account ? devices.filter((device) => device !== except.device) : devices;
@@ -388,7 +392,9 @@ export class GroupOwner {
     answer: () => Promise<void>,
   ): Promise<void> {
     const targets: FanoutTarget[] = [];
-    for (const account of change.recipients) {
+    for (let index = 0; index < change.recipients.length; index++) {
+      const account = change.recipients[index]!;
+      if (index > 0 && index % groupFanoutDevicesPerTurn === 0) await nextTurn();
       const devices = await this.context.directory.load(account);
       if (devices !== undefined) targets.push({ account, devices });
     }
