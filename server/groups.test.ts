@@ -6,6 +6,7 @@
 import { Database } from "bun:sqlite";
 import { afterEach, describe, expect, test } from "bun:test";
 import { ErrorCode, GroupOp, type Stanza, type StanzaOf } from "../protocol/index.ts";
+import { hexToBytes, loadBadInputs } from "../protocol/vectors/generate.ts";
 import { groupDevicesHash } from "./group-owner.ts";
 import { partitionFilePath } from "./partitions.ts";
 import {
@@ -241,6 +242,38 @@ describe("groups", () => {
     // Gathered over the hold: the acks of one turn or a few ms apart share a frame.
     expect(frames).toBeLessThan(members.length);
     expect(alice.all("deliverReceipt")).toHaveLength(0);
+  });
+
+  test("bad input: malformed group frames close only their own session with their code; refusals keep it", async () => {
+    running = await startTestServer();
+    const alice = await user(running, "alice");
+    const bob = await user(running, "bob");
+    const info = await createGroup(alice, [bob]);
+    // Refused stanzas keep the session: an unknown group, a payload over payloadBytesMax.
+    const unknown = alice.clientId();
+    alice.sendStanza({ kind: "groupFetch", clientId: unknown, groupId: info.groupId ^ 1 });
+    expect((await alice.next("error", (error) => error.clientId === unknown)).code).toBe(ErrorCode.unknownGroup);
+    const big = groupSend(alice, info, "x".repeat(600));
+    expect((await alice.next("error", (error) => error.clientId === big)).code).toBe(ErrorCode.payloadTooLarge);
+    // Malformed group frames (the vectors a decoder must refuse) close the session that sent them, and only it.
+    // (All of them are checked against the codec in protocol/; three kinds here, through the server, for time.)
+    const all = (await loadBadInputs()).inputs.filter((input) => input.name.startsWith("group"));
+    expect(all.length).toBeGreaterThanOrEqual(8);
+    const vectors = ["groupSend", "groupCreate", "groupUpdate"].map(
+      (kind) => all.find((input) => input.name.startsWith(kind))!,
+    );
+    for (const vector of vectors) {
+      const { client } = await registeredClient(running.port, `bad${vectors.indexOf(vector)}`);
+      clients.push(client);
+      client.write(hexToBytes(vector.hex));
+      const error = await client.next("error");
+      expect([vector.name, error.code]).toEqual([vector.name, vector.code]);
+      await client.waitClosed();
+    }
+    // The group and its members go on.
+    const after = groupSend(alice, info, "still fine");
+    await alice.next("serverAck", (ack) => ack.clientId === after);
+    expect(textOf((await bob.next("groupDeliver", (entry) => entry.clientId === after)).payload)).toBe("still fine");
   });
 
   test("a resent send is stored once; the shared payload is stored once per partition", async () => {
