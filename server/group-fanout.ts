@@ -10,8 +10,12 @@
 // member gets a group's events and messages in the owner's order.
 //
 // Retries: a resent send or change (same actor device and client id, after a worker died before the actor's ack) is
-// recognised per member account by the same client-id windows as a 1:1 send (client-id-pairs.ts): an account that
-// has it already gets nothing twice; the answer then waits for the commit that holds it.
+// recognised per partition by the same client-id windows as a 1:1 send (client-id-pairs.ts): the rows of one item in
+// one partition commit in one transaction, so the window of the partition's lowest member account tells whether all
+// of them are there; a partition that has it gets nothing twice, and the answer waits for the commit that holds it.
+// (One window per partition rather than per member: a 1,024-member send writes 64 window rows, not 1,023.) A resend
+// after a membership change that removed that lowest member is recognised by the next one's window, which never saw
+// the item: its partition would store it again. The SDK drops such a duplicate (same sender device and client id).
 
 import { ErrorCode, type GroupPart } from "../protocol/index.ts";
 import { groupFanoutDevicesPerTurn } from "../protocol/limits.ts";
@@ -70,6 +74,8 @@ export class GroupFanout {
   constructor(
     private readonly context: ServerContext,
     private readonly delivery: Delivery,
+    /** The partition of an account (server/partitions.ts); one for a store without partitions. */
+    private readonly partitionOf: (account: number) => number,
   ) {}
 
   /** Queues the work after every item submitted before it; resolves once it is durable or refused. */
@@ -98,15 +104,18 @@ export class GroupFanout {
         ? { account: work.senderAccount, device: work.senderDevice }
         : { account: work.event.actorAccount, device: work.event.actorDevice };
 
-    // Which member accounts still need it (a resend finds those that have it already), and their devices' states,
+    // Which partitions still need it (a resend finds those that have it already), and the member devices' states,
     // taken again in the turn of the change (as Delivery.send does); loaded once more if one went meanwhile.
+    // A partition's rows of one item commit in one transaction, so one client-id window per partition says whether
+    // the item is there: the window of the partition's lowest member account here (its pair with the actor device).
+    const shares = this.byPartition(work.targets);
     let pairs: ClientIdPair[] = [];
     let states: DeviceState[][] | undefined;
     for (let attempt = 0; attempt < stateTakeAttemptsMax && states === undefined; attempt++) {
       const loadedPairs: ClientIdPair[] = [];
-      for (let index = 0; index < work.targets.length; index++) {
-        const target = work.targets[index]!;
-        loadedPairs.push(await delivery.pairs.load(target.account, actor.account, actor.device));
+      for (let index = 0; index < shares.length; index++) {
+        const share = shares[index]!;
+        loadedPairs.push(await delivery.pairs.load(share.representative, actor.account, actor.device));
         // A store that answers at once resolves in the same turn: give the loop to others between slices.
         if ((index + 1) % groupFanoutDevicesPerTurn === 0) await nextTurn();
       }
@@ -117,12 +126,13 @@ export class GroupFanout {
       pairs = loadedPairs.map((pair) => delivery.pairs.current(pair));
     }
     if (states === undefined) return done({ code: ErrorCode.busy, message: "server busy; retry" });
-    const fresh: Array<{ pair: ClientIdPair; states: DeviceState[] }> = [];
-    for (let index = 0; index < pairs.length; index++) {
+    const fresh: Array<{ states: DeviceState[] }> = [];
+    const freshPairs: ClientIdPair[] = [];
+    for (let index = 0; index < shares.length; index++) {
       // An id older than the window was stored or refused long ago: never stored a second time.
-      if (clientIdStatus(pairs[index]!.marks, work.clientId) === "new") {
-        fresh.push({ pair: pairs[index]!, states: states[index]! });
-      }
+      if (clientIdStatus(pairs[index]!.marks, work.clientId) !== "new") continue;
+      freshPairs.push(pairs[index]!);
+      for (const target of shares[index]!.targets) fresh.push({ states: states[target]! });
     }
     // (A part adds a little to one device's bytes; the quota's byte limit is far above a payload.)
     const bytes = work.kind === "message" ? work.payload.byteLength : 0;
@@ -144,7 +154,7 @@ export class GroupFanout {
       delivery.commit.schedule();
       return;
     }
-    for (const { pair } of fresh) {
+    for (const pair of freshPairs) {
       pair.marks = markStored(pair.marks, work.clientId);
       if (!batch.pairs.has(pair)) {
         batch.pairs.add(pair);
@@ -268,6 +278,22 @@ export class GroupFanout {
       if (!push.state.removed) this.delivery.pushLive(push.state, push.seq, push.entry);
     }
     if (end < pushes.length) setImmediate(() => this.pushInSteps(pushes, end));
+  }
+
+  /** The targets by partition (indexes into `targets`), each with its lowest member account (the window's holder). */
+  private byPartition(targets: readonly FanoutTarget[]): Array<{ representative: number; targets: number[] }> {
+    const shares = new Map<number, { representative: number; targets: number[] }>();
+    for (let index = 0; index < targets.length; index++) {
+      const account = targets[index]!.account;
+      const partition = this.partitionOf(account);
+      const share = shares.get(partition);
+      if (share === undefined) shares.set(partition, { representative: account, targets: [index] });
+      else {
+        share.targets.push(index);
+        if (account < share.representative) share.representative = account;
+      }
+    }
+    return [...shares.values()];
   }
 
   /** Loads the states of every target's devices: the devices that exist, by target; undefined when busy. */

@@ -30,8 +30,9 @@ export class GroupRequests {
     private readonly context: ServerContext,
     delivery: Delivery,
     dispatch: GroupDispatch,
+    partitionOf: (account: number) => number,
   ) {
-    this.fanout = new GroupFanout(context, delivery);
+    this.fanout = new GroupFanout(context, delivery, partitionOf);
     this.owner = new GroupOwner(context, this.fanout, dispatch);
     this.receipts = new GroupReceipts(context, delivery);
   }

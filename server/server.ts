@@ -223,7 +223,13 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     await waitForPeers(mesh, meshPeersWaitMs);
   }
   // Groups (issue 14): their owners hand fan-outs to other workers over the mesh, so they come after it.
-  context.groups = new GroupRequests(context, delivery, routing?.groupDispatch ?? localGroupDispatch);
+  const groupPartitions = partitions;
+  context.groups = new GroupRequests(
+    context,
+    delivery,
+    routing?.groupDispatch ?? localGroupDispatch,
+    (account) => groupPartitions?.partitionOf(account) ?? 0,
+  );
   let generation = 1;
   const build = (modules: HandlerModules): ConnectionHandler => {
     const auth = new modules.Auth(context, delivery);
