@@ -16,6 +16,7 @@ import {
   type SendStanza,
   type Stanza,
 } from "../protocol/index.ts";
+import { commitSettleStatesPerTurn } from "../protocol/limits.ts";
 import { clientIdBytes } from "../storage/client-id-list.ts";
 import type { QueueBatch, QueueEntry } from "../storage/index.ts";
 import { type ClientIdPair, ClientIdPairs } from "./client-id-pairs.ts";
@@ -794,7 +795,18 @@ export class Delivery {
     }
     for (const callback of batch.afterCommit) callback();
     this.pairs.settled();
-    for (const state of batch.touched) {
+    this.settleTouched([...batch.touched], 0);
+  }
+
+  /**
+   * After a commit: drains what each touched online device now may get, and lets idle states go. A drain reads the
+   * store, synchronously for SQLite, so a batch that touched thousands of devices (a send to a large group) is
+   * settled commitSettleStatesPerTurn devices per event-loop turn, not all in one.
+   */
+  private settleTouched(states: readonly DeviceState[], from: number): void {
+    const end = Math.min(states.length, from + commitSettleStatesPerTurn);
+    for (let index = from; index < end; index++) {
+      const state = states[index]!;
       const session = state.session;
       if (session === null) this.devices.dropIfIdle(state);
       else {
@@ -802,6 +814,7 @@ export class Delivery {
         this.devices.releaseIfIdle(session);
       }
     }
+    if (end < states.length) setImmediate(() => this.settleTouched(states, end));
   }
 
   private commitFailed(error: unknown): void {
