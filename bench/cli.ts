@@ -13,6 +13,7 @@ import { formatProfileSummary, profilesIn, summariseProfile } from "./profile-su
 import { formatResult } from "./report-table.ts";
 import { runDensity } from "./scenario-density.ts";
 import { runEncryption } from "./scenario-encryption.ts";
+import { runGroups } from "./scenario-groups.ts";
 import { ScenarioHarness } from "./scenario-harness.ts";
 import { runLatency } from "./scenario-latency.ts";
 import { runMicro } from "./scenario-micro.ts";
@@ -28,6 +29,7 @@ const scenarios: Record<ScenarioName, (harness: ScenarioHarness) => Promise<Scen
   rate: runRate,
   storm: runStorm,
   micro: runMicro,
+  groups: runGroups,
   encryption: runEncryption,
 };
 
