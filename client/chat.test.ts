@@ -506,6 +506,8 @@ test("/group: alice makes a group with bob, both see the event, lines go to the 
   expect(bob.output.find((line) => line.includes(": hello team"))).toContain("[team]");
   await alice.expectLine("✓ sent to team");
   await alice.expectLine("[team] delivered to bob");
+  // bob's chat showed it, so it sent a read receipt naming the group: gathered by the server into a groupReceipt.
+  await alice.expectLine("[team] read by bob");
   bob.type(`/group use ${/#(\d+)/.exec(alice.output.find((line) => line.includes("* group team (#"))!)![1]}`);
   await bob.expectLine("* talking to group team");
   bob.type("hi alice");

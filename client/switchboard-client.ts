@@ -805,14 +805,22 @@ export class SwitchboardClient {
   /**
    * Tells the sender of messages that we read them (or received them, type "delivered", which the SDK's acks
    * already cause). Best effort, never answered: written at the end of the turn, after the pending ack, merged with
-   * other receipts for the same sender device; queued while disconnected (bounded by receiptsPendingMax).
+   * other receipts for the same sender device; queued while disconnected (bounded by receiptsPendingMax). For a
+   * group message, pass its `groupId`: the server gathers the members' read receipts of one message into one
+   * `groupReceipt` for the sender (PROTOCOL.md section 18, Receipts).
    */
-  receipt(to: number, toDevice: number, clientIds: readonly number[], type: ReceiptTypeName = "read"): void {
+  receipt(
+    to: number,
+    toDevice: number,
+    clientIds: readonly number[],
+    type: ReceiptTypeName = "read",
+    groupId: number | null = null,
+  ): void {
     if (this.phaseValue === "closed") return;
-    if (!isId(to) || !isId(toDevice) || !clientIds.every(isId)) {
-      throw new ClientError(ErrorCode.badRequest, "receipt: to, toDevice and client ids must be ids");
+    if (!isId(to) || !isId(toDevice) || !clientIds.every(isId) || (groupId !== null && !isId(groupId))) {
+      throw new ClientError(ErrorCode.badRequest, "receipt: to, toDevice, client ids and the group id must be ids");
     }
-    this.receipts.add(type === "read" ? ReceiptType.read : ReceiptType.delivered, to, toDevice, clientIds);
+    this.receipts.add(type === "read" ? ReceiptType.read : ReceiptType.delivered, to, toDevice, clientIds, groupId);
   }
 
   // ---- requests ------------------------------------------------------------------------------------------------

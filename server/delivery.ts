@@ -470,7 +470,7 @@ export class Delivery {
       }
       if (entry.groupId !== undefined) {
         const { groupId, senderAccount, senderDevice, clientId } = entry;
-        groupDelivered.push({ groupId, senderAccount, senderDevice, clientId });
+        groupDelivered.push({ type: ReceiptType.delivered, groupId, senderAccount, senderDevice, clientId });
       }
     }
     const receiptTargets: Array<{ account: number; devices: readonly number[] }> = [];
@@ -594,7 +594,13 @@ export class Delivery {
    */
   async receipt(
     session: Session,
-    stanza: { type: ReceiptTypeValue; to: number; toDevice: number; clientIds: readonly number[] },
+    stanza: {
+      type: ReceiptTypeValue;
+      to: number;
+      toDevice: number;
+      clientIds: readonly number[];
+      groupId?: number | null;
+    },
   ): Promise<void> {
     const refuse = (code: number, message: string) => {
       this.context.metrics.errors.incLabel(errorCodeName(code));
@@ -643,7 +649,24 @@ export class Delivery {
     reader.readWindows.set(key, window);
     const batch = this.commit.batch;
     batch.writeReadWindow(reader, key, sender);
-    if (states === undefined) {
+    const groups = this.context.groups;
+    if (stanza.groupId !== undefined && stanza.groupId !== null && groups !== null) {
+      // Gathered with the other members' read receipts of the same message (group-receipts.ts). The client ids were
+      // checked above as delivered to this reader from that sender device; the group id is the reader's word (it only
+      // labels the sender's receipt, as the client ids do).
+      const groupId = stanza.groupId;
+      groups.receipts.delivered(
+        reader.account,
+        reader.device,
+        readable.map((clientId) => ({
+          type: ReceiptType.read,
+          groupId,
+          senderAccount: stanza.to,
+          senderDevice: stanza.toDevice,
+          clientId,
+        })),
+      );
+    } else if (states === undefined) {
       const intent = { type: stanza.type, fromAccount: reader.account, fromDevice: reader.device };
       void this.queueReceipts(stanza.to, {
         ...intent,

@@ -20,13 +20,14 @@
 //   any -> all     dir {a}                    the devices of account a changed: forget the cached list
 //                  rm {a, ds, c, w}           devices ds of a removed (w: the whole account): close, forget
 
-import { ErrorCode, type Stanza } from "../protocol/index.ts";
+import { ErrorCode, type ReceiptTypeValue, type Stanza } from "../protocol/index.ts";
 import { ownerGoneRetryAfterMsMax } from "../protocol/limits.ts";
 import type { QueueBatch } from "../storage/index.ts";
 import type { ServerContext } from "./context.ts";
 import type { Delivery } from "./delivery.ts";
 import type { FanoutResult, FanoutWork } from "./group-fanout.ts";
 import type { GroupDispatch } from "./group-owner.ts";
+import type { GroupDelivered } from "./group-receipts.ts";
 import type { GroupStanza } from "./group-requests.ts";
 import type { KeyDirectory } from "./keys-directory.ts";
 import type { Mesh, MeshHandlers, MeshMessage } from "./mesh.ts";
@@ -193,13 +194,11 @@ export class MeshRouting implements Routing, MeshHandlers {
     });
   }
 
-  groupReceipt(
-    entry: { groupId: number; senderAccount: number; senderDevice: number; clientId: number },
-    reader: { account: number; device: number },
-  ): void {
+  groupReceipt(entry: GroupDelivered, reader: { account: number; device: number }): void {
     // At most once, as receipts are (routing.ts).
     this.mesh?.send(this.ownerOf(entry.senderAccount), {
       t: "gr",
+      ty: entry.type,
       g: entry.groupId,
       a: entry.senderAccount,
       sd: entry.senderDevice,
@@ -392,6 +391,7 @@ export class MeshRouting implements Routing, MeshHandlers {
       case "gr":
         this.context.groups?.receipts.add(
           {
+            type: field.ty as ReceiptTypeValue,
             groupId: field.g as number,
             senderAccount: field.a as number,
             senderDevice: field.sd as number,
