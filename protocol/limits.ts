@@ -440,3 +440,28 @@ export const groupReceiptReadersMax = 512;
 export const groupReceiptHoldsMax = 10_000;
 /** Groups whose membership an owner keeps in memory (least recently used are dropped and read again on need). */
 export const groupsCachedMax = 10_000;
+
+// ---- transport encryption (PROTOCOL.md section 19) --------------------------------------------------------------
+// Part of the wire format, not configurable: both ends must agree on them.
+
+/**
+ * Largest Noise message (handshake or transport record body, tag included): the Noise specification's limit, which
+ * the record's 2-byte length prefix can carry.
+ */
+export const noiseMessageBytesMax = 65_535;
+/** Bytes before each Noise message on the wire: its length, big-endian. */
+export const noiseLengthBytes = 2;
+/**
+ * Largest handshake payload. Kept small so that every handshake message is shorter than 256 bytes: its length prefix
+ * then starts with 0x00, which no Switchboard frame does (a frame's varint length is at least 1), so a client in the
+ * handshake tells a plaintext error frame from the server's answer by the first byte.
+ */
+export const noiseHandshakePayloadBytesMax = 64;
+/**
+ * Transport messages one direction of a session may carry. The counter is the AES-GCM nonce and must never repeat;
+ * JavaScript numbers are exact to 2^53, and nobody sends 2^48 records on one connection (a reconnect starts new keys),
+ * so past it the session is closed (noiseCounterExhausted) instead of rekeyed.
+ */
+export const noiseMessagesMax = 2 ** 48;
+/** Plaintext bytes of one transport record: the largest Noise message less its tag. */
+export const noiseRecordPlaintextBytesMax = noiseMessageBytesMax - 16;
