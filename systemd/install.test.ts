@@ -37,6 +37,7 @@ function excludedFromInstall(relative: string): boolean {
       "client/delivery-suite.ts",
       "storage/store-conformance.ts",
       "protocol/fuzz.ts",
+      "protocol/noise-fuzz.ts",
     ].includes(relative) ||
     relative.startsWith("protocol/vectors/") ||
     relative === "client/web/ensure-chromium.sh"
