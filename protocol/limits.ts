@@ -382,3 +382,22 @@ export const partitionsDefault = 64;
 export const partitionsMax = 1024;
 /** Most workers one supervisor runs (each is a process; see OPERATIONS.md for choosing N). */
 export const workersMax = 256;
+
+// ---- the session slots of one process (server/session-slots.ts) -------------------------------------------------
+// Not configurable: they size memory layouts, not behaviour; sessionsMax is the operator's limit on sessions.
+
+/**
+ * Slots added at a time when a process has no free one left (and the least it starts with): 4096 slots are about
+ * 240 KB of columns, small next to a process's baseline, and growing copies every column, so steps are not tiny.
+ */
+export const sessionSlotsChunk = 4096;
+/**
+ * The most slots a process reserves at start: it starts with as many as its open-file limit allows sockets (each
+ * local session is one file), but no more than this, so a process whose limit is in the millions does not lay out
+ * tens of MB of columns before its first connection; past it, slots grow a chunk at a time.
+ */
+export const sessionSlotsInitialMax = 1 << 20;
+/**
+ * Entries of the device -> slot index (server/router-local.ts) at start, a power of two; it doubles at half full.
+ */
+export const routerIndexInitial = 4096;

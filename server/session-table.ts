@@ -1,7 +1,8 @@
 // The sessions of this process and their deadlines: state that outlives a code reload (SIGHUP installs a new
 // ConnectionHandler over the same table, so no connection is dropped).
 
-import type { Session } from "./session.ts";
+import { type Session, sessionAt } from "./session.ts";
+import { initialSlotCapacity, openFileLimit, SessionSlots, SlotFlag } from "./session-slots.ts";
 import { TimerWheel } from "./timer-wheel.ts";
 
 /**
@@ -15,8 +16,12 @@ export function drainWindowMs(sessions: number, reconnectsPerSecond: number, ret
 }
 
 export class SessionTable {
-  readonly sessions = new Set<Session>();
-  readonly wheel: TimerWheel<Session>;
+  /** Every session of this process, local and proxies, as slots (session-slots.ts). */
+  readonly slots: SessionSlots;
+  /** The deadlines of the local sessions, by slot. */
+  readonly wheel: TimerWheel;
+  /** Local sessions (sockets of this process) open now: the slots in use minus the proxies. */
+  count = 0;
   /**
    * Set first when stopping (the lame duck): /readyz answers 503 so that load balancers take the node out, while
    * sessions and new connections are still served.
@@ -27,8 +32,18 @@ export class SessionTable {
   /** The retry-hint window of the drain under way (drainWindowMs). */
   private retryWindowMs = Number.POSITIVE_INFINITY;
 
-  constructor(timerTickMs: number, now: () => number) {
-    this.wheel = new TimerWheel<Session>(timerTickMs, () => {}, now);
+  constructor(timerTickMs: number, now: () => number, capacity = initialSlotCapacity(openFileLimit())) {
+    this.slots = new SessionSlots(capacity, now);
+    this.wheel = new TimerWheel(timerTickMs, () => {}, now, undefined, capacity);
+    this.slots.onGrow = (grown) => this.wheel.ensureCapacity(grown);
+  }
+
+  /** Every local session open now (not the proxies), as handles; for shutdown, metrics and the admin API. */
+  *sessions(): Generator<Session> {
+    const { ids, flags } = this.slots;
+    for (let slot = 0; slot < this.slots.capacity; slot++) {
+      if (ids[slot] !== 0 && (flags[slot]! & SlotFlag.proxy) === 0) yield sessionAt(this.slots, slot);
+    }
   }
 
   /** False from the start of a stop: what /readyz answers. */
