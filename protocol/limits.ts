@@ -387,16 +387,11 @@ export const workersMax = 256;
 // Not configurable: they size memory layouts, not behaviour; sessionsMax is the operator's limit on sessions.
 
 /**
- * Slots added at a time when a process has no free one left (and the least it starts with): 4096 slots are about
- * 240 KB of columns, small next to a process's baseline, and growing copies every column, so steps are not tiny.
+ * Slots a process starts with, and the least it adds when none is free (it adds a quarter of its capacity, at least
+ * this): 4096 slots are about 240 KB of columns, small next to a process's baseline, and growing copies every column,
+ * so steps are not tiny. The open-file limit bounds the slots in use (each local session is a socket).
  */
 export const sessionSlotsChunk = 4096;
-/**
- * The most slots a process reserves at start: it starts with as many as its open-file limit allows sockets (each
- * local session is one file), but no more than this, so a process whose limit is in the millions does not lay out
- * tens of MB of columns before its first connection; past it, slots grow a chunk at a time.
- */
-export const sessionSlotsInitialMax = 1 << 20;
 /**
  * Entries of the device -> slot index (server/router-local.ts) at start, a power of two; it doubles at half full.
  */

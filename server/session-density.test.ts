@@ -29,6 +29,7 @@ interface Counts {
   readonly sessions: number;
   readonly objects: number;
   readonly types: Record<string, number>;
+  readonly heapBytes: number;
 }
 
 const runSeed = "density-test";
@@ -104,7 +105,11 @@ describe("session density", () => {
       .sort((a, b) => b[1] - a[1]);
     expect(after.sessions).toBe(loginsInFlight + sessions);
     // The types that grew (0.1 per session or more): what to look at when it fails.
-    console.log(`objects per idle session: ${perSession.toFixed(2)}`, JSON.stringify(grown));
+    console.log(
+      `objects per idle session: ${perSession.toFixed(2)}`,
+      JSON.stringify(grown),
+      `heap after a full GC: ${Math.round((after.heapBytes - before.heapBytes) / sessions)} B per session`,
+    );
     expect(perSession).toBeLessThanOrEqual(idleSessionObjectsMax);
     for (const client of clients) client.close();
   }, 30_000);

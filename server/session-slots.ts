@@ -3,7 +3,7 @@
 // `data` is the slot number (a small integer, stored unboxed), the device -> slot index (router-local.ts) and the
 // timer wheel (timer-wheel.ts) link slots by index in typed arrays too.
 //
-// Per slot, dense (what every session has, idle or not), 38 bytes plus the socket reference:
+// Per slot, dense (what every session has, idle or not): 42 bytes of columns, 4 of free list, 8 of socket reference:
 //   id          Float64  the session's id, unique in this process; 0 while the slot is free. It is the slot's
 //                        generation too: a handle (session.ts) remembers the id it was made for, so a handler that
 //                        awaited and finds another id in its slot knows the session it served is gone.
@@ -11,19 +11,21 @@
 //   rateViolations Uint16; account, device Uint32; rateTokens Float32
 //   lastInboundAt, loginDueAt, partialSinceAt, rateRefilledAt   Uint32 clock stamps (clock-stamp.ts)
 //   socket      the transport's own socket object (the TCP socket or the ServerWebSocket, which exist anyway).
-// plus, elsewhere: the wheel's links and due time (14 bytes) and the device index (8 bytes per logged-in session at
-// its load factor).
+// plus, elsewhere: the wheel's links and due time (14 bytes) and the device index (8 to 16 bytes per logged-in
+// session: 4 per entry, at a load factor between 1/4 and 1/2). About 80 bytes in all.
 // Sparse side tables (Maps keyed by slot), holding an entry only while there is something to hold: bytes received
 // and not decoded (at most a partial frame), frames not yet written, the login nonce, the delivery state of a busy
 // device, and the ProxySession object of a remote session (routing-mesh.ts: those stay objects, they are not idle
 // sockets but the owner's view of another worker's session, and hold a promise chain).
 //
-// Capacity starts at the process's open-file limit (every local session is a socket, a file) and grows in
-// sessionSlotsChunk steps past it (proxies are not files, and an operator may raise the limit of a running process).
-// Freed slots are reused last-in first-out; a handle to a reused slot reads as a closed session (session.ts).
+// Capacity follows the sockets actually open, so the process's open-file limit bounds it (every local session is a
+// socket, a file; proxies are the few others): it starts at sessionSlotsChunk and grows, when no slot is free, by a
+// quarter (at least a chunk), copying the columns. Laying out the file limit up front would not do: Bun raises the
+// soft limit to the hard one (2,097,152 under the shipped unit), and columns for that many cost tens of MiB of RSS in
+// every worker before its first connection. Freed slots are reused last-in first-out; a handle to a reused slot reads
+// as a closed session (session.ts).
 
-import { readFileSync } from "node:fs";
-import { sessionSlotsChunk, sessionSlotsInitialMax } from "../protocol/limits.ts";
+import { sessionSlotsChunk } from "../protocol/limits.ts";
 import { clockStamp } from "./clock-stamp.ts";
 import type { DeviceState } from "./device-state.ts";
 
@@ -62,25 +64,6 @@ export type TransportKindValue = (typeof TransportKind)[keyof typeof TransportKi
 export interface Outbound {
   frames: Uint8Array[];
   bytes: number;
-}
-
-/** The soft open-file limit of this process (Linux /proc), or null when it cannot be read. */
-export function openFileLimit(): number | null {
-  try {
-    const line = readFileSync("/proc/self/limits", "utf8")
-      .split("\n")
-      .find((entry) => entry.startsWith("Max open files"));
-    const soft = Number(line?.split(/\s{2,}/)[1]);
-    return Number.isSafeInteger(soft) && soft > 0 ? soft : null;
-  } catch {
-    return null;
-  }
-}
-
-/** The slot capacity a process starts with: its file limit (rounded up to a chunk), within bounds. */
-export function initialSlotCapacity(fileLimit: number | null): number {
-  const wanted = Math.min(fileLimit ?? sessionSlotsChunk, sessionSlotsInitialMax);
-  return Math.max(sessionSlotsChunk, Math.ceil(wanted / sessionSlotsChunk) * sessionSlotsChunk);
 }
 
 let nextSessionId = 1;
@@ -128,7 +111,7 @@ export class SessionSlots {
   onGrow: (capacity: number) => void = () => {};
 
   constructor(
-    capacity: number,
+    capacity: number = sessionSlotsChunk,
     /** The clock of the time columns (the server context's). */
     readonly now: () => number = Date.now,
   ) {
@@ -151,9 +134,9 @@ export class SessionSlots {
     for (let slot = capacity - 1; slot >= 0; slot--) this.free[this.freeCount++] = slot;
   }
 
-  /** Takes a free slot for a new session (growing by a chunk when none is left) and gives it a fresh id. */
+  /** Takes a free slot for a new session (growing the columns when none is left) and gives it a fresh id. */
   allocate(socket: unknown, transport: TransportKindValue, nowMs: number, rateBurst: number): number {
-    if (this.freeCount === 0) this.grow(this.capacity + sessionSlotsChunk);
+    if (this.freeCount === 0) this.grow(this.capacity + Math.max(sessionSlotsChunk, this.capacity >> 2));
     const slot = this.free[--this.freeCount]!;
     this.ids[slot] = nextSessionId++;
     this.state[slot] = 0;

@@ -1,8 +1,9 @@
 // The sessions of this process and their deadlines: state that outlives a code reload (SIGHUP installs a new
 // ConnectionHandler over the same table, so no connection is dropped).
 
+import { sessionSlotsChunk } from "../protocol/limits.ts";
 import { type Session, sessionAt } from "./session.ts";
-import { initialSlotCapacity, openFileLimit, SessionSlots, SlotFlag } from "./session-slots.ts";
+import { SessionSlots, SlotFlag } from "./session-slots.ts";
 import { TimerWheel } from "./timer-wheel.ts";
 
 /**
@@ -32,7 +33,7 @@ export class SessionTable {
   /** The retry-hint window of the drain under way (drainWindowMs). */
   private retryWindowMs = Number.POSITIVE_INFINITY;
 
-  constructor(timerTickMs: number, now: () => number, capacity = initialSlotCapacity(openFileLimit())) {
+  constructor(timerTickMs: number, now: () => number, capacity = sessionSlotsChunk) {
     this.slots = new SessionSlots(capacity, now);
     this.wheel = new TimerWheel(timerTickMs, () => {}, now, undefined, capacity);
     this.slots.onGrow = (grown) => this.wheel.ensureCapacity(grown);
@@ -40,9 +41,10 @@ export class SessionTable {
 
   /** Every local session open now (not the proxies), as handles; for shutdown, metrics and the admin API. */
   *sessions(): Generator<Session> {
-    const { ids, flags } = this.slots;
-    for (let slot = 0; slot < this.slots.capacity; slot++) {
-      if (ids[slot] !== 0 && (flags[slot]! & SlotFlag.proxy) === 0) yield sessionAt(this.slots, slot);
+    // The columns are read afresh at each step: a caller may open sessions between two (the columns then grow).
+    const slots = this.slots;
+    for (let slot = 0; slot < slots.capacity; slot++) {
+      if (slots.ids[slot] !== 0 && (slots.flags[slot]! & SlotFlag.proxy) === 0) yield sessionAt(slots, slot);
     }
   }
 
