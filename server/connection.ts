@@ -174,8 +174,9 @@ export class ConnectionHandler {
       }
     } catch (error) {
       // A bug in a handler: this session ends, the process and every other session go on.
+      // The slot's facts (session, account, device, peer): a log line names a slot, it has no object to print.
       this.context.log.peer("error", "handler_failed", {
-        session: session.id,
+        ...session.describe(),
         error: String(error),
         stack: (error as Error).stack,
       });
