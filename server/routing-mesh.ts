@@ -6,12 +6,18 @@
 //   the edge, and runs the delivery pipeline on it as on a local session: one stanza at a time, in order.
 //
 // The messages (field names kept short: one goes over the mesh per stanza and per delivery):
-//   edge -> owner  st {s, a, d, v, k: stanza}   a stanza of session s (of device a/d, dictionary version v)
-//                  at {s, a, d, v, n: kind}   session s logged in as a/d (n: login, register, link)
+//   edge -> owner  st {s, l, a, d, v, k: stanza}   a stanza of session s in slot l (of device a/d, dictionary
+//                                             version v)
+//                  at {s, l, a, d, v, n: kind}   session s in slot l logged in as a/d (n: login, register, link)
 //                  cl {s}                     session s closed
 //                  fu {s} / wr {s}            session s's socket is full / writable again
-//   owner -> edge  o  {s, b}                  bytes (whole frames) for session s
-//                  e  {s}                     close session s once those bytes are written
+//   owner -> edge  o  {s, l, b}               bytes (whole frames) for session s in slot l
+//                  e  {s, l}                  close session s in slot l once those bytes are written
+//
+// On the edge, which owners know a session is kept by slot (session-slots.ts): the first owner in an Int16Array
+// column, any further ones in a side table, so an idle session logged in on a device another worker owns costs two
+// bytes here and no object. The owner names the slot back (l) with the session id (s): a slot that holds another
+// session by then takes nothing. The owner keeps a ProxySession object per remote session (a slot and an object).
 //   any -> owner   rc {a, ty, fa, fd, sd, ids, at}   receipts for the devices of account a
 //                  mk {e: [{account, device, lastClientId}]}   sender high-water marks
 //   any -> all     dir {a}                    the devices of account a changed: forget the cached list
@@ -26,16 +32,10 @@ import type { KeyDirectory } from "./keys-directory.ts";
 import type { Mesh, MeshHandlers, MeshMessage } from "./mesh.ts";
 import { ownerOfPartition, type Partitions } from "./partitions.ts";
 import type { ReceiptIntent, Routing } from "./routing.ts";
-import { ProxySession, type Session, SessionState, sameSession } from "./session.ts";
+import { ProxySession, type Session, SessionState, sessionAt } from "./session.ts";
 import { attachSession } from "./session-attach.ts";
 import type { SessionSlots } from "./session-slots.ts";
 import type { TransportSocket } from "./transport.ts";
-
-/** A local session that talks to other workers: which of them hold a proxy of it. */
-interface EdgeSession {
-  readonly session: Session;
-  readonly owners: Set<number>;
-}
 
 export class MeshRouting implements Routing, MeshHandlers {
   /** Set once the mesh is listening (it needs these handlers to start). */
@@ -47,8 +47,10 @@ export class MeshRouting implements Routing, MeshHandlers {
    * device and wrote one device's deliveries to another's socket (found by the crash trials with workers).
    */
   readonly incarnation = crypto.getRandomValues(new Uint32Array(1))[0]!;
-  /** This worker's sessions that other workers know of, by session id. */
-  private readonly edgeSessions = new Map<number, EdgeSession>();
+  /** Per slot of this worker's sessions: 1 + the first worker that holds a proxy of it, 0 for none. */
+  private firstOwner = new Int16Array(0);
+  /** Per slot, the other workers that hold a proxy of it (a session that sent to devices those workers own). */
+  private readonly moreOwners = new Map<number, Set<number>>();
   /** Proxies of other workers' sessions, by `${edge}:${incarnation}:${session id}`. */
   private readonly proxies = new Map<string, ProxySession>();
 
@@ -79,6 +81,7 @@ export class MeshRouting implements Routing, MeshHandlers {
       t: "st",
       i: this.incarnation,
       s: session.id,
+      l: session.slot,
       a: session.account,
       d: session.device,
       v: session.dictionaryVersion,
@@ -99,6 +102,7 @@ export class MeshRouting implements Routing, MeshHandlers {
       t: "at",
       i: this.incarnation,
       s: session.id,
+      l: session.slot,
       a: session.account,
       d: session.device,
       v: session.dictionaryVersion,
@@ -108,33 +112,63 @@ export class MeshRouting implements Routing, MeshHandlers {
   }
 
   closed(session: Session): void {
-    const known = this.edgeSessions.get(session.id);
-    if (known === undefined || !sameSession(known.session, session)) return;
-    this.edgeSessions.delete(session.id);
-    for (const owner of known.owners) this.mesh?.send(owner, { t: "cl", i: this.incarnation, s: session.id });
+    if (!session.live) return;
+    const slot = session.slot;
+    this.tellOwners(slot, { t: "cl", i: this.incarnation, s: session.id });
+    if (slot < this.firstOwner.length) this.firstOwner[slot] = 0;
+    this.moreOwners.delete(slot);
   }
 
   blocked(session: Session): void {
-    const known = this.edgeSessions.get(session.id);
-    if (known !== undefined)
-      for (const owner of known.owners) this.mesh?.send(owner, { t: "fu", i: this.incarnation, s: session.id });
+    if (session.live) this.tellOwners(session.slot, { t: "fu", i: this.incarnation, s: session.id });
   }
 
   writable(session: Session): void {
-    const known = this.edgeSessions.get(session.id);
-    if (known !== undefined)
-      for (const owner of known.owners) this.mesh?.send(owner, { t: "wr", i: this.incarnation, s: session.id });
+    if (session.live) this.tellOwners(session.slot, { t: "wr", i: this.incarnation, s: session.id });
+  }
+
+  /** Sends `message` to every worker that holds a proxy of the session in `slot`. */
+  private tellOwners(slot: number, message: MeshMessage): void {
+    const first = slot < this.firstOwner.length ? this.firstOwner[slot]! : 0;
+    if (first === 0) return;
+    this.mesh?.send(first - 1, message);
+    for (const owner of this.moreOwners.get(slot) ?? []) this.mesh?.send(owner, message);
+  }
+
+  /** Whether the worker `owner` holds a proxy of the session in `slot`. */
+  private hasOwner(slot: number, owner: number): boolean {
+    if (slot >= this.firstOwner.length || this.firstOwner[slot] === 0) return false;
+    return this.firstOwner[slot] === owner + 1 || this.moreOwners.get(slot)?.has(owner) === true;
+  }
+
+  /** The local session in `slot` if it is still session `id` and some owner knows it (the mesh named it). */
+  private edgeSession(slot: unknown, id: unknown): Session | undefined {
+    if (typeof slot !== "number" || !Number.isInteger(slot) || slot < 0 || slot >= this.firstOwner.length) return;
+    if (this.firstOwner[slot] === 0 || this.slots.ids[slot] !== id) return;
+    return sessionAt(this.slots, slot);
   }
 
   /** Sends a message about `session` to `owner`, remembering that the owner now holds a proxy of it. */
   private sendTo(session: Session, owner: number, message: MeshMessage): boolean {
     if (this.mesh === null || !this.mesh.send(owner, message)) return false;
-    let known = this.edgeSessions.get(session.id);
-    if (known === undefined) {
-      known = { session, owners: new Set() };
-      this.edgeSessions.set(session.id, known);
+    if (!session.live) return true;
+    const slot = session.slot;
+    if (this.firstOwner.length < this.slots.capacity) {
+      // The slots grew since: so does the column (copied; rare, a quarter at a time).
+      const grown = new Int16Array(this.slots.capacity);
+      grown.set(this.firstOwner);
+      this.firstOwner = grown;
     }
-    known.owners.add(owner);
+    const first = this.firstOwner[slot]!;
+    if (first === 0) this.firstOwner[slot] = owner + 1;
+    else if (first !== owner + 1) {
+      let more = this.moreOwners.get(slot);
+      if (more === undefined) {
+        more = new Set();
+        this.moreOwners.set(slot, more);
+      }
+      more.add(owner);
+    }
     return true;
   }
 
@@ -190,7 +224,14 @@ export class MeshRouting implements Routing, MeshHandlers {
     for (let peer = 0; peer < this.workers; peer++) if (peer !== this.self) this.mesh.send(peer, message);
   }
 
-  private proxyOf(edge: number, incarnation: number, sessionId: number, account: number, device: number): ProxySession {
+  private proxyOf(
+    edge: number,
+    incarnation: number,
+    sessionId: number,
+    edgeSlot: number,
+    account: number,
+    device: number,
+  ): ProxySession {
     const key = `${edge}:${incarnation}:${sessionId}`;
     let proxy = this.proxies.get(key);
     if (proxy !== undefined && (proxy.account !== account || proxy.device !== device)) {
@@ -204,7 +245,7 @@ export class MeshRouting implements Routing, MeshHandlers {
     }
     if (proxy === undefined) {
       const { limits, now } = this.context;
-      const socket = new MeshSocket(this, edge, incarnation, sessionId);
+      const socket = new MeshSocket(this, edge, incarnation, sessionId, edgeSlot);
       proxy = new ProxySession(this.slots, socket, now(), limits.rateBurstStanzas, edge, incarnation, sessionId);
       proxy.account = account;
       proxy.device = device;
@@ -276,14 +317,28 @@ export class MeshRouting implements Routing, MeshHandlers {
     const field = message as Record<string, unknown>;
     switch (message.t) {
       case "st": {
-        const proxy = this.proxyOf(from, field.i as number, field.s as number, field.a as number, field.d as number);
+        const proxy = this.proxyOf(
+          from,
+          field.i as number,
+          field.s as number,
+          field.l as number,
+          field.a as number,
+          field.d as number,
+        );
         proxy.dictionaryVersion = (field.v as number | undefined) ?? 1;
         const stanza = field.k as Stanza;
         this.run(proxy, () => this.handle(proxy, stanza));
         return;
       }
       case "at": {
-        const proxy = this.proxyOf(from, field.i as number, field.s as number, field.a as number, field.d as number);
+        const proxy = this.proxyOf(
+          from,
+          field.i as number,
+          field.s as number,
+          field.l as number,
+          field.a as number,
+          field.d as number,
+        );
         proxy.dictionaryVersion = (field.v as number | undefined) ?? 1;
         this.run(proxy, async () => {
           if (!(await attachSession(this.context, this.delivery, proxy, field.n as string))) {
@@ -308,15 +363,15 @@ export class MeshRouting implements Routing, MeshHandlers {
       case "o": {
         // Bytes for a session of an earlier life of this worker index are for nobody here.
         if (field.i !== this.incarnation) return;
-        const known = this.edgeSessions.get(field.s as number);
+        const session = this.edgeSession(field.l, field.s);
         // The bytes are a view into the mesh's chunk: the session keeps its own copy until the socket takes it.
-        if (known !== undefined) this.context.io.sendFrame(known.session, (field.b as Uint8Array).slice());
+        if (session !== undefined) this.context.io.sendFrame(session, (field.b as Uint8Array).slice());
         return;
       }
       case "e": {
         if (field.i !== this.incarnation) return;
-        const known = this.edgeSessions.get(field.s as number);
-        if (known !== undefined) this.context.io.end(known.session);
+        const session = this.edgeSession(field.l, field.s);
+        if (session !== undefined) this.context.io.end(session);
         return;
       }
       case "rc":
@@ -375,8 +430,8 @@ export class MeshRouting implements Routing, MeshHandlers {
     // As an owner: the sessions of that edge are gone.
     for (const proxy of [...this.proxies.values()]) if (proxy.edge === peer) this.closeProxy(proxy);
     // As an edge: whatever those sessions had handed to that owner may be lost; they reconnect and resend.
-    for (const known of [...this.edgeSessions.values()]) {
-      if (known.owners.has(peer)) this.ownerGone(known.session);
+    for (let slot = 0; slot < this.firstOwner.length; slot++) {
+      if (this.hasOwner(slot, peer) && this.slots.ids[slot] !== 0) this.ownerGone(sessionAt(this.slots, slot));
     }
   }
 }
@@ -390,17 +445,20 @@ class MeshSocket implements TransportSocket {
     private readonly edge: number,
     private readonly incarnation: number,
     private readonly sessionId: number,
+    /** The session's slot on the edge, named back with the id (the edge checks both). */
+    private readonly edgeSlot: number,
   ) {
     this.remoteAddress = `worker ${edge}`;
   }
 
   write(bytes: Uint8Array): number {
-    this.routing.mesh?.send(this.edge, { t: "o", i: this.incarnation, s: this.sessionId, b: bytes });
+    const message = { t: "o", i: this.incarnation, s: this.sessionId, l: this.edgeSlot, b: bytes };
+    this.routing.mesh?.send(this.edge, message);
     return bytes.length;
   }
 
   end(): void {
-    this.routing.mesh?.send(this.edge, { t: "e", i: this.incarnation, s: this.sessionId });
+    this.routing.mesh?.send(this.edge, { t: "e", i: this.incarnation, s: this.sessionId, l: this.edgeSlot });
   }
 
   pause(): void {}
