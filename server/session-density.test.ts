@@ -74,7 +74,10 @@ describe("session density", () => {
         else answers.shift()?.(message);
       },
     });
-    port = await started;
+    // A fixture that dies before it listens fails the test at once, with its exit code.
+    const died = fixture.exited.then((code) => Promise.reject(new Error(`density fixture exited with ${code}`)));
+    died.catch(() => {}); // its normal exit at the end is no error
+    port = await Promise.race([started, died]);
   });
 
   afterAll(async () => {
