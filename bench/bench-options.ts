@@ -4,7 +4,16 @@
 
 import { parseArgs } from "node:util";
 
-export const scenarioNames = ["density", "throughput", "latency", "rate", "storm", "micro"] as const;
+export const scenarioNames = [
+  "density",
+  "throughput",
+  "latency",
+  "rate",
+  "storm",
+  "micro",
+  "groups",
+  "encryption",
+] as const;
 export type ScenarioName = (typeof scenarioNames)[number];
 
 /** A server process holds at most ~19,900 sockets here (RLIMIT_NOFILE 20,000 cannot be raised). */
@@ -114,6 +123,11 @@ Scenarios:
   storm        N sessions drop at once and reconnect with jittered backoff: time until all are back, failures,
                probe p99 during the storm
   micro        tinybench: codec, Ed25519 verification, the store's batch insert and ack-delete
+  groups       sends to groups of 10, 100 and 1,024 members with the full ack chain: sends/s, deliveries/s,
+               server CPU per delivered message against 1:1 in the same run, worst event-loop delay, and the
+               rows and payload copies one offline group message takes in the store
+  encryption   plaintext, Noise and TLS side by side: idle session RSS and server CPU per relayed message
+               (--sessions, at most 3000; --messages, at least 10000)
 
 Options:
   --quick                  small sizes for a smoke run (500 sessions, ~2 s phases)

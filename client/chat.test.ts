@@ -451,3 +451,71 @@ test("a server that cannot be reached is named, with the time to the next attemp
   io.type("/quit");
   expect(await run).toBe(0);
 });
+
+test("over Noise: --noise registers and remembers the server's key; a wrong --server-key stops with a warning", async () => {
+  const dataDir = temporaryDir();
+  const config = loadConfig({
+    base: {
+      port: 0,
+      dataDir,
+      registration: "open",
+      adminPort: 0,
+      logLevel: "warn",
+      limits: testLimits,
+      tcpEncryption: "noise",
+    },
+  });
+  const server = await startServer(config);
+  cleanups.push(() => server.stop({ timeoutMs: 1000 }));
+  const port = String(server.port);
+  const keyFile = join(dataDir, "carol.json");
+  const carol = new ScriptedIo();
+  cleanups.push(() => carol.end());
+  const run = runChat(
+    ["--prekeys", "4", "--noise", "--port", port, "--key-file", keyFile, "--register", "carol"],
+    carol,
+  );
+  await carol.expectLine("as carol (account");
+  carol.type("/quit");
+  expect(await run).toBe(0);
+  expect(readFileSync(`${keyFile}.servers`, "utf8")).toContain(`127.0.0.1:${port} `);
+
+  const wrong = new ScriptedIo();
+  cleanups.push(() => wrong.end());
+  const pinned = "ab".repeat(32);
+  const refused = runChat(["--noise", "--server-key", pinned, "--port", port, "--key-file", keyFile], wrong);
+  await wrong.expectLine("WARNING: the Noise key of");
+  expect(wrong.has(pinned)).toBe(true);
+  wrong.end();
+  await refused;
+
+  const plain = new ScriptedIo();
+  expect(await runChat(["--server-key", pinned, "--port", port, "--key-file", keyFile], plain)).toBe(2);
+  expect(plain.has("--server-key goes with --noise")).toBe(true);
+});
+
+test("/group: alice makes a group with bob, both see the event, lines go to the group and back", async () => {
+  const { dataDir, port } = await openServer("open");
+  const { alice, bob } = await registerPair(port, dataDir);
+  alice.type("/group new team bob");
+  await alice.expectLine("* group team (#");
+  // (bob may not know alice's handle yet: the reverse lookup names only who wrote to him, PROTOCOL.md section 8.)
+  await bob.expectLine("created the group with");
+  alice.type("hello team");
+  await bob.expectLine(": hello team");
+  expect(bob.output.find((line) => line.includes(": hello team"))).toContain("[team]");
+  await alice.expectLine("✓ sent to team");
+  await alice.expectLine("[team] delivered to bob");
+  // bob's chat showed it, so it sent a read receipt naming the group: gathered by the server into a groupReceipt.
+  await alice.expectLine("[team] read by bob");
+  bob.type(`/group use ${/#(\d+)/.exec(alice.output.find((line) => line.includes("* group team (#"))!)![1]}`);
+  await bob.expectLine("* talking to group team");
+  bob.type("hi alice");
+  await alice.expectLine("[team] bob: hi alice");
+  expect(bob.output.some((line) => line.includes("you → [team]: hi alice"))).toBe(true);
+  alice.type("/group info");
+  await alice.expectLine("alice (admin)");
+  expect(alice.output.find((line) => line.includes("alice (admin)"))).toMatch(/^\* team: .*bob/);
+  alice.type("/group list");
+  await alice.expectLine("* #");
+});

@@ -11,6 +11,9 @@ import { existsSync, mkdirSync } from "node:fs";
 import { basename, join } from "node:path";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
+import { nodeAead } from "../protocol/noise-aead-node.ts";
+import { nodeDh } from "../protocol/noise-dh-node.ts";
+import { ChatGroups } from "./chat-groups.ts";
 import { ClientClosedError } from "./client-errors.ts";
 import type { DisconnectedEvent, ReceiptEvent } from "./client-events.ts";
 import { type ClientOptions, portDefault } from "./client-options.ts";
@@ -18,6 +21,8 @@ import { E2eSession, type PlaintextEvent } from "./e2e-session.ts";
 import { FileE2eStore } from "./e2e-store-file.ts";
 import { type ErrorContext, errorInWords } from "./error-words.ts";
 import { type DeviceIdentity, type KeyFileError, keyFileExists, readKeyFile, writeKeyFile } from "./key-file.ts";
+import { parseServerKey } from "./known-server-keys.ts";
+import { FileServerKeys } from "./known-server-keys-file.ts";
 import { plaintextSize } from "./media.ts";
 import { decodeFileMessage, encodeFileMessage, type FileMessage, safeFileName } from "./media-message.ts";
 import { SwitchboardClient } from "./switchboard-client.ts";
@@ -33,7 +38,11 @@ people in a conversation can read them; the server stores and routes ciphertext 
 Options:
   --host <address>      server address (default 127.0.0.1)
   --port <port>         server port (default ${portDefault})
-  --url <ws-url>        connect over WebSocket instead (e.g. ws://127.0.0.1:7422/ws)
+  --url <ws-url>        connect over WebSocket instead (e.g. ws://127.0.0.1:7422/ws, wss://chat.example.com/ws)
+  --noise               encrypt with Noise (a server with tcpEncryption = "noise"); its key is trusted on first use
+                        and kept in <key file>.servers (a changed key stops the chat with a warning)
+  --server-key <hex>    with --noise: the server's key as its operator publishes it (switchboard noise-key): only
+                        that key is accepted
   --key-file <path>     this device's identity (default ./.switchboard-key.json; holds the private key)
   --register <handle>   create an account (with --invite <code> when the server wants one)
   --invite <code>       the invite code from the server's operator, for --register
@@ -50,6 +59,9 @@ Commands:
   /safety               the safety number with the current peer (compare it with theirs, e.g. in person)
   /send-file <path>     send a file to the current peer (encrypted with a fresh key, uploaded to the server's
                         media listener; the message carries its hash and key)
+  /group ...            groups: /group new <name> <handle>..., /group use <id>, /group list, /group info,
+                        /group add|remove|promote|demote <handle>..., /group rename <name>, /group leave
+                        (group messages are sent as plaintext in this version)
   /help                 this text
   /quit                 leave (also end of input)
   anything else         is sent to the current peer
@@ -145,6 +157,8 @@ const chatOptions = {
   host: { type: "string" },
   port: { type: "string" },
   url: { type: "string" },
+  noise: { type: "boolean" },
+  "server-key": { type: "string" },
   "key-file": { type: "string" },
   register: { type: "string" },
   invite: { type: "string" },
@@ -207,7 +221,32 @@ export async function runChat(argv: readonly string[], io: ChatIo = terminalIo()
     io.print("switchboard chat: --url must start with ws:// or wss://");
     return 2;
   }
-  const server = url === undefined ? { host, port } : { url };
+  let serverKey: Uint8Array | undefined;
+  if (values["server-key"] !== undefined) {
+    if (values.noise !== true) {
+      io.print("switchboard chat: --server-key goes with --noise");
+      return 2;
+    }
+    try {
+      serverKey = parseServerKey(values["server-key"]);
+    } catch (error) {
+      io.print(`switchboard chat: --server-key: ${(error as Error).message}`);
+      return 2;
+    }
+  }
+  const knownServersFile = `${values["key-file"] ?? defaultKeyFile}.servers`;
+  const noise =
+    values.noise === true
+      ? {
+          noise: {
+            aead: nodeAead,
+            dh: nodeDh,
+            knownKeys: new FileServerKeys(knownServersFile),
+            ...(serverKey === undefined ? {} : { serverKey }),
+          },
+        }
+      : {};
+  const server = url === undefined ? { host, port, ...noise } : { url };
   const address = url ?? `${host.includes(":") ? `[${host}]` : host}:${port}`;
   const keyFile = values["key-file"] ?? defaultKeyFile;
   const preKeysText = values.prekeys ?? String(preKeysPerUploadDefault);
@@ -290,6 +329,7 @@ class ChatSession {
   private stoppedWith: string | null = null;
   private wake: () => void = () => {};
   private readonly stopped: Promise<void>;
+  private readonly groups: ChatGroups;
 
   constructor(
     private readonly client: SwitchboardClient,
@@ -305,6 +345,11 @@ class ChatSession {
       this.wake = resolve;
     });
     if (identity?.handle != null) this.labels.set(identity.credentials.account, identity.handle);
+    this.groups = new ChatGroups(
+      client,
+      (line) => io.print(line),
+      (account) => this.label(account),
+    );
   }
 
   private get server(): string {
@@ -552,6 +597,7 @@ class ChatSession {
           // message reaching the wrong person). Cleared before the lookup, so a lookup that throws clears it too.
           const previous = this.peer;
           this.peer = null;
+          this.groups.current = null;
           const noPeer = `no peer now${previous === null ? "" : ` (was ${previous.label})`}: nothing is sent until a /to succeeds`;
           if (argument === "") return io.print(`* usage: /to <handle>; ${noPeer}`);
           let found: Awaited<ReturnType<SwitchboardClient["lookup"]>>;
@@ -567,6 +613,7 @@ class ChatSession {
           return;
         }
         case "/reply":
+          this.groups.current = null;
           if (this.lastSender === null) return io.print("* nobody has written to you yet");
           this.peer = { account: this.lastSender.account, label: this.label(this.lastSender.account) };
           io.print(`* talking to ${this.peer.label}`);
@@ -587,6 +634,8 @@ class ChatSession {
         }
         case "/send-file":
           return await this.sendFile(argument);
+        case "/group":
+          return await this.groups.command(argument);
         case "/devices": {
           const own = client.credentials;
           for (const device of await client.devices()) {
@@ -606,6 +655,16 @@ class ChatSession {
   }
 
   private say(text: string, payload: Uint8Array = new TextEncoder().encode(text)): void {
+    const group = this.groups.current;
+    if (group !== null) {
+      const number = ++this.sentCount;
+      this.io.print(`${formatTime(Date.now())} [${number}] you → [${group.name}]: ${text}`);
+      this.groups.say(text).then(
+        () => this.io.print(`  [${number}] ✓ sent to ${group.name}`),
+        (error: unknown) => this.io.print(`  [${number}] not sent: ${this.words(error)}`),
+      );
+      return;
+    }
     const peer = this.peer;
     if (peer === null) {
       this.io.print("* not sent: choose someone first with /to <handle>");

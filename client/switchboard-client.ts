@@ -32,6 +32,9 @@ import {
   FrameCodec,
   FrameReader,
   type GoawayStanza,
+  type GroupDeliverStanza,
+  GroupOp,
+  groupOpName,
   type KeyBundle,
   type KeysUploadStanza,
   type Limits,
@@ -55,6 +58,7 @@ import {
 } from "./client-events.ts";
 import { type ClientOptions, type LoginCredentials, type ResolvedOptions, resolveOptions } from "./client-options.ts";
 import { DuplicateFilter } from "./duplicate-filter.ts";
+import { type GroupInfo, type GroupSendOptions, GroupVersions, groupDevicesHash, recipientDevices } from "./groups.ts";
 import { HandleCache } from "./handle-cache.ts";
 import { type DeviceKeyPair, generateKeyPair, sign } from "./keys.ts";
 import { downloadMedia, type MediaRef, type MediaSession, type MediaTransferOptions, uploadMedia } from "./media.ts";
@@ -62,6 +66,7 @@ import { Outbox, type SendOptions, type SendResult } from "./outbox.ts";
 import { ReceiptQueue } from "./receipt-queue.ts";
 import { type RequestAnswer, RequestTable } from "./request-table.ts";
 import type { Transport, TransportFactory } from "./transport.ts";
+import { type NoiseOptions, noiseTransport } from "./transport-noise.ts";
 import { tcpTransport } from "./transport-tcp.ts";
 import { webSocketTransport } from "./transport-websocket.ts";
 
@@ -106,6 +111,8 @@ export class SwitchboardClient {
   private readonly mediaScheme: string;
   private connection: Connection | null = null;
   private login: LoginCredentials | null;
+  /** The last membership version seen per group, to drop a group event resent after a reconnect. */
+  private readonly groupVersions: GroupVersions;
   private readonly register: { handle: string; invite: string | null } | null;
   private readonly link: { code: string } | null;
   private newKeyPair: DeviceKeyPair | null;
@@ -128,7 +135,13 @@ export class SwitchboardClient {
       options.transport ??
       (options.url !== undefined
         ? webSocketTransport({ url: options.url, bufferedBytesMax })
-        : tcpTransport({ host, port, bufferedBytesMax }));
+        : options.noise !== undefined
+          ? noiseTransport(
+              tcpTransport({ host, port, bufferedBytesMax }),
+              `${host}:${port}`,
+              noiseOptions(options.noise),
+            )
+          : tcpTransport({ host, port, bufferedBytesMax }));
     this.backoff = new Backoff(this.options.reconnect);
     this.outbox = new Outbox(
       clientLimits.outboxMessagesMax,
@@ -136,6 +149,7 @@ export class SwitchboardClient {
       clientLimits.sendsInFlightMax,
     );
     this.duplicates = new DuplicateFilter(clientLimits.duplicateSenderDevicesMax);
+    this.groupVersions = new GroupVersions(clientLimits.duplicateSenderDevicesMax);
     this.acks = new AckCoalescer(
       (seq) => this.writeIfReady({ kind: "ack", seq }),
       (error) => this.events.reportListenerError("message", error),
@@ -279,7 +293,16 @@ export class SwitchboardClient {
         close: (reason) => this.lost(connection, reason),
       });
     } catch (error) {
-      if (this.connection === connection) this.lost(connection, `connect failed: ${(error as Error).message}`);
+      if (this.connection !== connection) return;
+      if (error instanceof ClientError) {
+        // The transport refused the server itself (a Noise key that is not the pinned one): its code says whether to
+        // try again, and the app hears of it at once.
+        connection.code = error.code;
+        connection.reason = error.message;
+        connection.refusal = error;
+        this.events.emit("error", error);
+      }
+      this.lost(connection, `connect failed: ${(error as Error).message}`);
       return;
     }
     if (this.connection !== connection || this.isClosed()) {
@@ -424,8 +447,33 @@ export class SwitchboardClient {
       case "keyBundles":
       case "mediaUploadGrant":
       case "mediaDownloadGrant":
+      case "groupInfo":
         this.requests.answer(stanza.kind, stanza.clientId, stanza);
         break;
+      case "groupDeliver":
+        this.groupDeliver(stanza);
+        break;
+      case "groupReceipt":
+        this.acks.note(
+          stanza.seq,
+          this.events.emit("groupReceipt", {
+            ...stanza,
+            type: stanza.type === ReceiptType.read ? "read" : "delivered",
+          }),
+        );
+        break;
+      case "groupEvent": {
+        // A queue entry: acked once the listeners are done with it (they may record the change first). A group's
+        // versions only grow, in order: one not above the last seen is a resend after a reconnect (at least once
+        // on the wire), acked and not shown again.
+        if (!this.groupVersions.admit(stanza.groupId, stanza.version)) {
+          this.acks.note(stanza.seq, []);
+          break;
+        }
+        const op = groupOpName(stanza.op) ?? `op${stanza.op}`;
+        this.acks.note(stanza.seq, this.events.emit("groupEvent", { ...stanza, op }));
+        break;
+      }
       case "keysLow":
         this.events.emit("keysLow", { oneTimePreKeysLeft: stanza.oneTimePreKeysLeft, threshold: stanza.threshold });
         break;
@@ -455,22 +503,24 @@ export class SwitchboardClient {
   private async answerChallenge(connection: Connection, nonce: Uint8Array): Promise<void> {
     // The name this client dialed: the server refuses other names, so a relay cannot pass the signature on.
     const serverName = this.options.serverName;
+    // On Noise, the handshake hash: the signature is then good on this connection only (PROTOCOL.md section 19).
+    const binding = connection.transport.channelBinding ?? null;
     let stanza: Stanza;
     try {
       if (this.login !== null) {
         const { account, device, keyPair } = this.login;
-        const signature = await sign(keyPair, loginMessage(nonce, serverName, account, device));
+        const signature = await sign(keyPair, loginMessage(nonce, serverName, account, device, binding));
         stanza = { kind: "login", account, device, signature, serverName };
       } else {
         this.newKeyPair ??= await generateKeyPair();
         const keyPair = this.newKeyPair;
         if (this.register !== null) {
           const { handle, invite } = this.register;
-          const signature = await sign(keyPair, registerMessage(nonce, serverName, handle));
+          const signature = await sign(keyPair, registerMessage(nonce, serverName, handle, binding));
           stanza = { kind: "register", invite, handle, publicKey: keyPair.publicKey, signature, serverName };
         } else {
           const code = this.link!.code;
-          const signature = await sign(keyPair, linkMessage(nonce, serverName, code));
+          const signature = await sign(keyPair, linkMessage(nonce, serverName, code, binding));
           stanza = { kind: "link", code, publicKey: keyPair.publicKey, signature, serverName };
         }
       }
@@ -537,6 +587,29 @@ export class SwitchboardClient {
     this.acks.note(stanza.seq, waits);
   }
 
+  /** A group message: the same duplicate filter as a 1:1 message (client ids are per sender device). */
+  private groupDeliver(stanza: GroupDeliverStanza): void {
+    const admission = this.duplicates.admit(stanza.from, stanza.fromDevice, stanza.clientId);
+    if (admission.duplicate) {
+      this.acks.note(stanza.seq, admission.pending === null ? [] : [admission.pending]);
+      return;
+    }
+    const waits = this.events.emit("groupMessage", {
+      seq: stanza.seq,
+      groupId: stanza.groupId,
+      from: stanza.from,
+      fromDevice: stanza.fromDevice,
+      clientId: stanza.clientId,
+      timeSeconds: stanza.timeSeconds,
+      payload: stanza.payload,
+      part: stanza.part,
+    });
+    if (waits.length > 0) {
+      this.duplicates.track(stanza.from, stanza.fromDevice, stanza.clientId, Promise.allSettled(waits));
+    }
+    this.acks.note(stanza.seq, waits);
+  }
+
   private deliverReceipt(stanza: DeliverReceiptStanza): void {
     const waits = this.events.emit("receipt", {
       seq: stanza.seq,
@@ -569,6 +642,8 @@ export class SwitchboardClient {
         clientId: stanza.clientId,
         ...(stanza.missingDevices === undefined ? {} : { missingDevices: stanza.missingDevices }),
         ...(stanza.extraDevices === undefined ? {} : { extraDevices: stanza.extraDevices }),
+        ...(stanza.missingMemberDevices === undefined ? {} : { missingMemberDevices: stanza.missingMemberDevices }),
+        ...(stanza.extraMemberDevices === undefined ? {} : { extraMemberDevices: stanza.extraMemberDevices }),
       });
       const entry = this.outbox.byClientId(stanza.clientId);
       if (entry !== undefined) {
@@ -652,11 +727,8 @@ export class SwitchboardClient {
       if (entry.frame === null) {
         // An id the app reserved (a send it may repeat after a restart) is kept; others are taken now.
         const clientId = entry.clientId !== 0 ? entry.clientId : this.takeClientId();
-        this.outbox.assigned(
-          entry,
-          clientId,
-          this.codec.encode({ kind: "send", clientId, to: entry.to, payload: entry.payload }),
-        );
+        const stanza = entry.stanzaFor?.(clientId) ?? { kind: "send", clientId, to: entry.to, payload: entry.payload };
+        this.outbox.assigned(entry, clientId, this.codec.encode(stanza));
       }
       const frame = entry.frame!;
       if (frame.length > connection.frameBytesMax) {
@@ -733,14 +805,22 @@ export class SwitchboardClient {
   /**
    * Tells the sender of messages that we read them (or received them, type "delivered", which the SDK's acks
    * already cause). Best effort, never answered: written at the end of the turn, after the pending ack, merged with
-   * other receipts for the same sender device; queued while disconnected (bounded by receiptsPendingMax).
+   * other receipts for the same sender device; queued while disconnected (bounded by receiptsPendingMax). For a
+   * group message, pass its `groupId`: the server gathers the members' read receipts of one message into one
+   * `groupReceipt` for the sender (PROTOCOL.md section 18, Receipts).
    */
-  receipt(to: number, toDevice: number, clientIds: readonly number[], type: ReceiptTypeName = "read"): void {
+  receipt(
+    to: number,
+    toDevice: number,
+    clientIds: readonly number[],
+    type: ReceiptTypeName = "read",
+    groupId: number | null = null,
+  ): void {
     if (this.phaseValue === "closed") return;
-    if (!isId(to) || !isId(toDevice) || !clientIds.every(isId)) {
-      throw new ClientError(ErrorCode.badRequest, "receipt: to, toDevice and client ids must be ids");
+    if (!isId(to) || !isId(toDevice) || !clientIds.every(isId) || (groupId !== null && !isId(groupId))) {
+      throw new ClientError(ErrorCode.badRequest, "receipt: to, toDevice, client ids and the group id must be ids");
     }
-    this.receipts.add(type === "read" ? ReceiptType.read : ReceiptType.delivered, to, toDevice, clientIds);
+    this.receipts.add(type === "read" ? ReceiptType.read : ReceiptType.delivered, to, toDevice, clientIds, groupId);
   }
 
   // ---- requests ------------------------------------------------------------------------------------------------
@@ -814,6 +894,102 @@ export class SwitchboardClient {
     if (answer.kind !== "keyBundles") throw new Error("bug: wrong answer kind");
     return answer.bundles;
   }
+  // ---- groups (PROTOCOL.md section 18) --------------------------------------------------------------------------
+
+  /** Creates a group with this account as its first admin and `members` (account ids) in it. */
+  async createGroup(name: Uint8Array, members: readonly number[]): Promise<GroupInfo> {
+    if (!members.every(isId)) throw new ClientError(ErrorCode.badRequest, "members must be account ids");
+    return this.groupRequest((clientId) => ({ kind: "groupCreate", clientId, name, members }));
+  }
+
+  /**
+   * A membership change (add, remove, promote, demote: admins only; leave; rename) of a group this account is in;
+   * resolves with the group after it. Every member device also gets it as a queued `groupEvent`.
+   */
+  async updateGroup(
+    groupId: number,
+    op: "add" | "remove" | "promote" | "demote" | "leave" | "rename",
+    accounts: readonly number[] = [],
+    name: Uint8Array | null = null,
+  ): Promise<GroupInfo> {
+    if (!isId(groupId) || !accounts.every(isId)) throw new ClientError(ErrorCode.badRequest, "ids must be ids");
+    return this.groupRequest((clientId) => ({
+      kind: "groupUpdate",
+      clientId,
+      groupId,
+      op: GroupOp[op],
+      accounts,
+      name,
+    }));
+  }
+
+  /** The members of a group this account is in, with their devices. */
+  fetchGroup(groupId: number): Promise<GroupInfo> {
+    if (!isId(groupId)) return Promise.reject(new ClientError(ErrorCode.badRequest, "groupId must be an id"));
+    return this.groupRequest((clientId) => ({ kind: "groupFetch", clientId, groupId }));
+  }
+
+  private async groupRequest(build: (clientId: number) => Stanza): Promise<GroupInfo> {
+    const answer = await this.request("groupInfo", build);
+    if (answer.kind !== "groupInfo") throw new Error("bug: wrong answer kind");
+    const { groupId, version, name, members, admins, devices } = answer;
+    return { groupId, version, name, members, admins, devices };
+  }
+
+  /**
+   * Sends one shared payload to every member device of the group but this one (WhatsApp's sender-key shape), with
+   * optional per-device parts. Resolves once every partition holding members stored it (the server-ack); rejects
+   * with ClientError deviceMismatch (missingMemberDevices, extraMemberDevices) when `devices` is stale. Resent
+   * after a lost connection like a 1:1 send, under the same client id (stored once).
+   */
+  async sendToGroup(
+    groupId: number,
+    payload: Uint8Array,
+    options: GroupSendOptions & { view?: GroupInfo } = {},
+  ): Promise<SendResult> {
+    if (this.phaseValue === "closed") throw new ClientClosedError("the client is closed");
+    if (!isId(groupId)) throw new ClientError(ErrorCode.badRequest, "groupId must be an id");
+    const login = this.login;
+    const devices =
+      options.devices ??
+      (options.view === undefined || login === null
+        ? null
+        : recipientDevices(options.view, login.account, login.device));
+    if (devices === null) throw new ClientError(ErrorCode.badRequest, "sendToGroup needs `devices` or `view`");
+    const devicesHash = options.listDevices === true ? null : await groupDevicesHash(devices);
+    const parts = options.parts ?? [];
+    if (payload.length > this.options.limits.payloadBytesMax) return this.tooLarge(payload.length);
+    const presetId = options.clientId ?? 0;
+    if (options.clientId !== undefined && options.clientId >= this.clientIdNext)
+      this.clientIdNext = options.clientId + 1;
+    const bytes = payload.length + parts.reduce((sum, part) => sum + part.part.length, 0);
+    const refusal = this.outbox.refusal(bytes);
+    if (refusal !== null) throw new OutboxFullError(refusal);
+    const stanzaFor = (clientId: number): Stanza => ({
+      kind: "groupSend",
+      clientId,
+      groupId,
+      devices: devicesHash === null ? devices : null,
+      devicesHash,
+      payload,
+      parts,
+    });
+    return new Promise<SendResult>((resolve, reject) => {
+      this.outbox.add({
+        to: groupId,
+        payload,
+        bytes,
+        clientId: presetId,
+        frame: null,
+        inFlight: false,
+        stanzaFor,
+        resolve,
+        reject,
+      });
+      this.pumpOutbox();
+    });
+  }
+
   // ---- media (PROTOCOL.md "Media") ----------------------------------------------------------------------------
 
   /**
@@ -887,3 +1063,7 @@ function isId(value: unknown): value is number {
 }
 
 export type { Limits, SendResult };
+
+function noiseOptions(noise: NoiseOptions | true): NoiseOptions {
+  return noise === true ? {} : noise;
+}

@@ -28,6 +28,11 @@ export const ErrorCode = Object.freeze({
   mediaQuotaExceeded: 121,
   mediaUnknown: 122,
   mediaOff: 123,
+  // Groups (dictionary version 4, PROTOCOL.md section 18)
+  notGroupMember: 130,
+  groupFull: 131,
+  notGroupAdmin: 132,
+  unknownGroup: 133,
   // retry: the same stanza later
   rateLimited: 200,
   queueFull: 201,
@@ -35,6 +40,8 @@ export const ErrorCode = Object.freeze({
   keysRateLimited: 203,
   // Media (dictionary version 3): too many unfinished uploads on this device; ask again once one is done.
   mediaBusy: 205,
+  // Groups (dictionary version 4): the group's owner has groupSendsPendingMax sends of it in flight; send it again.
+  groupBusy: 206,
   // reconnect: the session is closed
   malformedFrame: 300,
   frameTooLarge: 301,
@@ -56,6 +63,13 @@ export const ErrorCode = Object.freeze({
   serverFull: 317,
   frameTimeout: 318,
   kicked: 319,
+  // Transport encryption (PROTOCOL.md section 19)
+  /** A Noise handshake message was malformed, out of turn, or did not decrypt (also: a replayed message). */
+  noiseHandshakeFailed: 320,
+  /** An encrypted record did not authenticate (tampered, replayed, reordered) or was malformed. */
+  noiseRecordFailed: 321,
+  /** A direction of the session used up its record counter (limits.ts noiseMessagesMax): reconnect for new keys. */
+  noiseCounterExhausted: 322,
   // stop: do not reconnect on your own
   badCredentials: 400,
   versionUnsupported: 401,
@@ -64,6 +78,13 @@ export const ErrorCode = Object.freeze({
   accountRemoved: 404,
   registrationClosed: 405,
   wrongServer: 406,
+  /** A plaintext (or TLS) client reached a listener that speaks Noise only, or the reverse: fix the client's config. */
+  encryptionRequired: 407,
+  /**
+   * Client-side only, never sent: the server's static key is not the one this client pinned (PROTOCOL.md section
+   * 19, key pinning). A changed key is either a server that was rebuilt or an attacker; the user decides.
+   */
+  serverKeyMismatch: 408,
 } as const);
 
 export type ErrorCodeName = keyof typeof ErrorCode;

@@ -26,7 +26,27 @@ export {
 } from "./frame-codec.ts";
 export { FrameReader } from "./frame-reader.ts";
 export { appendInbound, consumeInbound, type InboundBytes } from "./inbound-bytes.ts";
-export { assertLimits, commitDelayMsMax, defaultLimits, type Limits, testLimits } from "./limits.ts";
+export {
+  assertLimits,
+  commitDelayMsMax,
+  defaultLimits,
+  groupMembersMax,
+  groupNameBytesMax,
+  groupPartsPerSendMax,
+  type Limits,
+  testLimits,
+} from "./limits.ts";
+export {
+  type GroupDevice,
+  groupDevicesHashBytes,
+  packAccounts,
+  packDevices,
+  sortDevices,
+  unpackAccounts,
+  unpackDevices,
+} from "./packed-ids.ts";
+// Transport encryption (PROTOCOL.md section 19) is imported by path (protocol/noise-*.ts), not from here: the
+// barrel stays free of the Noise libraries, so a plaintext server or a codec user does not load them.
 export {
   decodePreamble,
   encodePreamble,
@@ -37,6 +57,10 @@ export {
 } from "./preamble.ts";
 export type * from "./stanzas.ts";
 export {
+  GroupOp,
+  type GroupOpName,
+  type GroupOpValue,
+  groupOpName,
   ReceiptType,
   type ReceiptTypeValue,
   RegistrationMode,

@@ -103,6 +103,16 @@ export class ConnectionHandler {
     return slot;
   }
 
+  /** Whether the session in `slot` is open (a transport asks before it hands on bytes it decrypted). */
+  isOpen(slot: number): boolean {
+    return this.slots.ids[slot] !== 0 && this.slots.state[slot] !== SessionState.closed;
+  }
+
+  /** The transport's socket object kept in `slot` (what was given to open()). */
+  socketOf(slot: number): unknown {
+    return this.slots.sockets[slot];
+  }
+
   /** Bytes arrived for the session in `slot`. */
   data(slot: number, chunk: Uint8Array): void {
     if (this.slots.state[slot] === SessionState.closed) return;
@@ -325,6 +335,13 @@ export class ConnectionHandler {
           if (routing !== null && !routing.owns(stanza.account))
             return routing.forward(session, stanza.account, stanza);
           return this.keys.fetch(session, stanza);
+        // Groups (dictionary version 4): on the owner of the group (group-requests.ts).
+        case "groupCreate":
+        case "groupUpdate":
+        case "groupFetch":
+        case "groupSend":
+          if (this.context.groups !== null) return this.context.groups.handle(session, stanza);
+          break;
         case "mediaUpload":
         case "mediaDownload": {
           // Dictionary version 3: only a client that announced it knows these kinds, so only it gets their answers.

@@ -12,13 +12,14 @@ import { createAdminApi, readAdminToken, writeAdminToken } from "./admin-api.ts"
 import { type AdminHttp, listenAdmin } from "./admin-http.ts";
 import type { Auth } from "./auth.ts";
 import { zlibCompressor } from "./compression-zlib.ts";
-import { type Config, databasePath, mergeReload } from "./config.ts";
+import { type Config, databasePath, mergeReload, plaintextExposed } from "./config.ts";
 import type { ConnectionHandler } from "./connection.ts";
 import type { ServerContext } from "./context.ts";
 import { type DataDirectoryLock, lockDataDirectory, prepareDataDirectory } from "./data-directory.ts";
 import { Delivery } from "./delivery.ts";
 import { Directory } from "./directory.ts";
 import { EventLoopLag } from "./event-loop-lag.ts";
+import { GroupRequests, localGroupDispatch } from "./group-requests.ts";
 import { KeyDirectory } from "./keys-directory.ts";
 import { LastSeenRecorder } from "./last-seen.ts";
 import { createLogger, type Logger } from "./log.ts";
@@ -47,6 +48,8 @@ import { SessionIo } from "./session-io.ts";
 import { drainWindowMs, SessionTable } from "./session-table.ts";
 import { asDataDirectoryError, asListenError, type ListenerName } from "./start-errors.ts";
 import { listenTcp, type TcpListeners } from "./tcp-listener.ts";
+import { readTlsFiles, type TlsFiles } from "./tls-files.ts";
+import type { NoiseServer } from "./transport-noise.ts";
 import { versionInfo } from "./version.ts";
 import { listenWebSocket, type WsListener } from "./ws-listener.ts";
 
@@ -180,6 +183,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     router: new LocalRouter(table.slots),
     routing: null,
     media: null,
+    groups: null,
     io,
     log: countReloadFailures(options.log ?? createLogger(config.logLevel), metrics),
     metrics,
@@ -221,6 +225,14 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     meshRouting.mesh = mesh;
     await waitForPeers(mesh, meshPeersWaitMs);
   }
+  // Groups (issue 14): their owners hand fan-outs to other workers over the mesh, so they come after it.
+  const groupPartitions = partitions;
+  context.groups = new GroupRequests(
+    context,
+    delivery,
+    routing?.groupDispatch ?? localGroupDispatch,
+    (account) => groupPartitions?.partitionOf(account) ?? 0,
+  );
   let generation = 1;
   const build = (modules: HandlerModules): ConnectionHandler => {
     const auth = new modules.Auth(context, delivery);
@@ -241,6 +253,36 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   );
   metrics.queueTotals.onStale = queueResync.onStale;
 
+  // Noise on the TCP listener: the static key of the data directory, made at first start (noise-static-key.ts).
+  let noiseServer: NoiseServer | null = null;
+  if (config.tcpEncryption === "noise") {
+    try {
+      prepareDataDirectory(config.dataDir);
+      // Imported only here: a plaintext or TLS server never loads the Noise code and its libraries.
+      const { NoiseServer } = await import("./transport-noise.ts");
+      const { loadNoiseStaticKey } = await import("./noise-static-key.ts");
+      noiseServer = new NoiseServer(loadNoiseStaticKey(config.dataDir));
+    } catch (error) {
+      if (options.storage === undefined) await storage.close();
+      lock?.release();
+      // A file system error names its cause in one line; a damaged or loose key file says what to do itself.
+      throw asDataDirectoryError(config.dataDir, error);
+    }
+  }
+
+  // TLS listeners: the operator's PEM files, read again on SIGHUP (tls-files.ts).
+  const tlsWanted = config.tcpEncryption === "tls" || (config.wsPort !== 0 && config.wsEncryption === "tls");
+  let tlsFiles: TlsFiles | null = null;
+  if (tlsWanted) {
+    try {
+      tlsFiles = readTlsFiles(config);
+    } catch (error) {
+      if (options.storage === undefined) await storage.close();
+      lock?.release();
+      throw error;
+    }
+  }
+
   // A port already in use fails the start: close what was opened before it, so a caller can retry cleanly.
   let listeners: TcpListeners | null = null;
   let webSocket: WsListener | null = null;
@@ -251,11 +293,20 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   try {
     const reusePort = worker !== undefined;
     listeners = listenTcp(
-      { host: config.host, port: config.port, listeners: config.listeners, reusePort },
+      {
+        host: config.host,
+        port: config.port,
+        listeners: config.listeners,
+        reusePort,
+        noise: noiseServer,
+        tls: config.tcpEncryption === "tls" ? tlsFiles : null,
+      },
       connections,
     );
     binding = ["websocket", config.wsHost, config.wsPort];
-    if (config.wsPort !== 0) webSocket = listenWebSocket(config, connections, reusePort);
+    if (config.wsPort !== 0) {
+      webSocket = listenWebSocket(config, connections, reusePort, config.wsEncryption === "tls" ? tlsFiles : null);
+    }
     binding = ["media", config.mediaHost, config.mediaPort];
     if (media !== null) {
       mediaListener = listenMedia(
@@ -313,6 +364,14 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     throw asListenError(...binding, error);
   }
   const tcp: TcpListeners = listeners;
+  const exposed = plaintextExposed(config);
+  if (exposed.length > 0) {
+    // Allowed by insecure = true (config.ts refuses it otherwise): say so at every start.
+    context.log.warn("plaintext_listener", {
+      listeners: exposed,
+      reason: "insecure = true: client traffic on these listeners is readable and alterable on the network",
+    });
+  }
   table.wheel.start();
   sweeper.start();
   mediaSweeper?.start();
@@ -330,6 +389,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     dataDir: config.dataDir,
     synchronous: config.synchronous,
     registration: config.registration,
+    tcpEncryption: config.tcpEncryption,
+    ...(noiseServer === null ? {} : { noiseKey: Buffer.from(noiseServer.staticKeyPair.publicKey).toString("hex") }),
   });
 
   let stopping: Promise<void> | null = null;
@@ -393,6 +454,20 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     return stopping;
   };
 
+  /** A renewed certificate: read the files again; a broken one keeps the running certificate (and says so). */
+  const reloadTls = () => {
+    let files: TlsFiles;
+    try {
+      files = readTlsFiles(config);
+    } catch (error) {
+      context.log.error("tls_reload_failed", { error: String(error), keeping: "the certificate read before" });
+      return;
+    }
+    if (config.tcpEncryption === "tls") tcp.reloadTls(files);
+    if (config.wsEncryption === "tls") webSocket?.reloadTls(files);
+    context.log.info("tls_reloaded", { certFile: config.tlsCertFile });
+  };
+
   const reload = async (nextConfig: Config = context.config) => {
     let merged: ReturnType<typeof mergeReload>;
     try {
@@ -407,6 +482,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       connections = build(modules);
       tcp.reload(connections);
       webSocket?.reload(connections);
+      if (tlsWanted) reloadTls();
       metrics.reloads.inc({ result: "ok" });
       metrics.lastReloadSuccessful = 1;
       // Queues an operator changed with a store command since the last start or reload are counted again.

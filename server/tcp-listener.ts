@@ -5,6 +5,8 @@
 import type { Socket, TCPSocketListener } from "bun";
 import type { ConnectionHandler } from "./connection.ts";
 import { TransportKind } from "./session-slots.ts";
+import type { TlsFiles } from "./tls-files.ts";
+import type { NoiseServer } from "./transport-noise.ts";
 
 export interface TcpListeners {
   readonly port: number;
@@ -12,10 +14,12 @@ export interface TcpListeners {
   stop(): void;
   /** Swaps the socket handlers of every listener (SIGHUP reload): open sockets keep their sessions. */
   reload(connections: ConnectionHandler): void;
+  /** TLS listeners: new connections get `tls` (a renewed certificate); open ones keep theirs. */
+  reloadTls(tls: TlsFiles): void;
 }
 
 /** The slot number, or -1 before open and after close. */
-type SessionSocket = Socket<number>;
+export type SessionSocket = Socket<number>;
 
 function closed(connections: ConnectionHandler, socket: SessionSocket): void {
   const slot = socket.data;
@@ -50,20 +54,37 @@ function handlers(connections: ConnectionHandler) {
 
 export function listenTcp(
   /** reusePort: share the port with other processes too (the workers of a supervisor). */
-  options: { host: string; port: number; listeners: number; reusePort?: boolean },
+  options: {
+    host: string;
+    port: number;
+    listeners: number;
+    reusePort?: boolean;
+    /** Noise on every connection (transport-noise.ts); absent: plaintext. */
+    noise?: NoiseServer | null;
+    /** TLS with these PEM files (tls-files.ts); absent: no TLS. */
+    tls?: TlsFiles | null;
+  },
   connections: ConnectionHandler,
 ): TcpListeners {
-  const listeners: TCPSocketListener<number>[] = [];
+  const noise = options.noise ?? null;
+  const socketHandlers = (next: ConnectionHandler) => (noise === null ? handlers(next) : noise.socketHandlers(next));
+  let listeners: TCPSocketListener<number>[] = [];
   let port = options.port;
-  for (let index = 0; index < options.listeners; index++) {
-    const listener = Bun.listen<number>({
+  let current = connections;
+  // A TLS listener always shares its port: a new certificate comes with a new listener beside the old (reloadTls).
+  const reusePort = options.listeners > 1 || options.reusePort === true || (options.tls ?? null) !== null;
+  const listen = (tls: TlsFiles | null) =>
+    Bun.listen<number>({
       hostname: options.host,
       port,
       // reusePort is supported on Linux but missing from bun-types' TCP options.
-      ...({ reusePort: options.listeners > 1 || options.reusePort === true } as object),
+      ...({ reusePort } as object),
+      ...(tls === null ? {} : { tls: { cert: tls.cert, key: tls.key } }),
       data: -1,
-      socket: handlers(connections),
+      socket: socketHandlers(current),
     });
+  for (let index = 0; index < options.listeners; index++) {
+    const listener = listen(options.tls ?? null);
     // With port 0 the first listener picks the port; the others join it.
     port = listener.port;
     listeners.push(listener);
@@ -74,7 +95,14 @@ export function listenTcp(
       for (const listener of listeners) listener.stop(false);
     },
     reload(next: ConnectionHandler) {
-      for (const listener of listeners) listener.reload({ socket: handlers(next) });
+      current = next;
+      for (const listener of listeners) listener.reload({ socket: socketHandlers(next) });
+    },
+    reloadTls(tls: TlsFiles) {
+      if ((options.tls ?? null) === null) return;
+      const replaced = listeners;
+      listeners = replaced.map(() => listen(tls));
+      for (const listener of replaced) listener.stop(false);
     },
   };
 }

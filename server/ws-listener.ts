@@ -13,6 +13,7 @@ import type { Config } from "./config.ts";
 import type { ConnectionHandler } from "./connection.ts";
 import { hostAllowed, serverNames } from "./server-names.ts";
 import { TransportKind } from "./session-slots.ts";
+import type { TlsFiles } from "./tls-files.ts";
 import { webClientBundlePath, webClientBundleResponse } from "./web-client-bundle.ts";
 
 export interface WsListener {
@@ -20,6 +21,8 @@ export interface WsListener {
   stop(): void;
   /** Swaps the handler (SIGHUP reload): open sockets keep their sessions. */
   reload(connections: ConnectionHandler): void;
+  /** wss://: new connections get `tls` (a renewed certificate); open ones keep theirs. */
+  reloadTls(tls: TlsFiles): void;
 }
 
 /** The slot number, or -1 before open and after close. */
@@ -57,76 +60,97 @@ function staticFile(path: string): Response | undefined {
 }
 
 /** `reusePort`: the workers of a supervisor share the port (SO_REUSEPORT). */
-export function listenWebSocket(config: Config, initial: ConnectionHandler, reusePort = false): WsListener {
+export function listenWebSocket(
+  config: Config,
+  initial: ConnectionHandler,
+  reusePort = false,
+  /** wss:// with these PEM files; null: ws://. */
+  tls: TlsFiles | null = null,
+): WsListener {
   let connections = initial;
   const { limits } = config;
   const names = serverNames(config);
-  const server: Server<WsData> = Bun.serve<WsData>({
-    hostname: config.wsHost,
-    port: config.wsPort,
-    reusePort,
-    fetch(request, bunServer) {
-      // DNS rebinding: a page whose name was rebound to this address sends its own name as Host (and as Origin, so
-      // the Origin check alone would pass it). Only the server's names get an answer, page or WebSocket.
-      if (!hostAllowed(request.headers.get("host"), names)) {
-        return new Response("misdirected request: unknown Host\n", { status: 421 });
-      }
-      const url = new URL(request.url);
-      if (url.pathname === config.wsPath) {
-        const ownOrigin = `${url.protocol === "https:" ? "https" : "http"}://${url.host}`;
-        if (!originAllowed(request.headers.get("origin"), config.wsOrigins, ownOrigin)) {
-          return new Response("origin not allowed\n", { status: 403 });
+  const serve = (port: number, files: TlsFiles | null): Server<WsData> =>
+    Bun.serve<WsData>({
+      hostname: config.wsHost,
+      port,
+      // A wss:// listener always shares its port: a new certificate comes with a new server beside the old.
+      reusePort: reusePort || files !== null,
+      ...(files === null ? {} : { tls: { cert: files.cert, key: files.key } }),
+      fetch(request, bunServer) {
+        // DNS rebinding: a page whose name was rebound to this address sends its own name as Host (and as Origin, so
+        // the Origin check alone would pass it). Only the server's names get an answer, page or WebSocket.
+        if (!hostAllowed(request.headers.get("host"), names)) {
+          return new Response("misdirected request: unknown Host\n", { status: 421 });
         }
-        if (bunServer.upgrade(request, { data: -1 })) return undefined;
-        return new Response("expected a WebSocket upgrade\n", { status: 426 });
-      }
-      if (config.webClient === "on" && request.method === "GET") {
-        // The page's script: app.ts and the SDK bundled for browsers at the first request (web-client-bundle.ts).
-        if (url.pathname === webClientBundlePath) return webClientBundleResponse(config.wsPath);
-        const file = staticFile(url.pathname);
-        if (file !== undefined) return file;
-      }
-      return new Response("not found\n", { status: 404 });
-    },
-    websocket: {
-      // A message holds at most what a session may buffer inbound.
-      maxPayloadLength: limits.inboundBytesMax,
-      backpressureLimit: limits.outboundBytesCloseMax,
-      closeOnBackpressureLimit: false,
-      idleTimeout: Math.min(bunIdleTimeoutSecondsMax, Math.ceil((limits.idleTimeoutMs * 2) / 1000) + 30),
-      perMessageDeflate: false,
-      sendPings: false,
-      open(socket) {
-        socket.data = connections.open(socket, TransportKind.webSocket);
-      },
-      message(socket, message) {
-        const slot = socket.data;
-        if (slot < 0) return;
-        if (typeof message === "string") {
-          connections.reject(slot, new ProtocolError(ErrorCode.malformedFrame, "text message: the protocol is binary"));
-          return;
+        const url = new URL(request.url);
+        if (url.pathname === config.wsPath) {
+          const ownOrigin = `${url.protocol === "https:" ? "https" : "http"}://${url.host}`;
+          if (!originAllowed(request.headers.get("origin"), config.wsOrigins, ownOrigin)) {
+            return new Response("origin not allowed\n", { status: 403 });
+          }
+          if (bunServer.upgrade(request, { data: -1 })) return undefined;
+          return new Response("expected a WebSocket upgrade\n", { status: 426 });
         }
-        connections.data(slot, new Uint8Array(message.buffer, message.byteOffset, message.byteLength));
+        if (config.webClient === "on" && request.method === "GET") {
+          // The page's script: app.ts and the SDK bundled for browsers at the first request (web-client-bundle.ts).
+          if (url.pathname === webClientBundlePath) return webClientBundleResponse(config.wsPath);
+          const file = staticFile(url.pathname);
+          if (file !== undefined) return file;
+        }
+        return new Response("not found\n", { status: 404 });
       },
-      drain(socket) {
-        if (socket.data >= 0) connections.writable(socket.data);
+      websocket: {
+        // A message holds at most what a session may buffer inbound.
+        maxPayloadLength: limits.inboundBytesMax,
+        backpressureLimit: limits.outboundBytesCloseMax,
+        closeOnBackpressureLimit: false,
+        idleTimeout: Math.min(bunIdleTimeoutSecondsMax, Math.ceil((limits.idleTimeoutMs * 2) / 1000) + 30),
+        perMessageDeflate: false,
+        sendPings: false,
+        open(socket) {
+          socket.data = connections.open(socket, TransportKind.webSocket);
+        },
+        message(socket, message) {
+          const slot = socket.data;
+          if (slot < 0) return;
+          if (typeof message === "string") {
+            connections.reject(
+              slot,
+              new ProtocolError(ErrorCode.malformedFrame, "text message: the protocol is binary"),
+            );
+            return;
+          }
+          connections.data(slot, new Uint8Array(message.buffer, message.byteOffset, message.byteLength));
+        },
+        drain(socket) {
+          if (socket.data >= 0) connections.writable(socket.data);
+        },
+        close(socket) {
+          const slot = socket.data;
+          if (slot < 0) return;
+          // Forget the slot first: it may be given to the next connection at once.
+          socket.data = -1;
+          connections.closed(slot);
+        },
       },
-      close(socket) {
-        const slot = socket.data;
-        if (slot < 0) return;
-        // Forget the slot first: it may be given to the next connection at once.
-        socket.data = -1;
-        connections.closed(slot);
-      },
-    },
-  });
+    });
+  let server = serve(config.wsPort, tls);
+  const port = server.port ?? config.wsPort;
   return {
-    port: server.port ?? config.wsPort,
+    port,
     stop() {
       void server.stop(false);
     },
     reload(next: ConnectionHandler) {
       connections = next;
+    },
+    reloadTls(files: TlsFiles) {
+      if (tls === null) return;
+      const replaced = server;
+      server = serve(port, files);
+      // Open WebSockets stay with the old server (stop(false) closes only its listening socket).
+      void replaced.stop(false);
     },
   };
 }

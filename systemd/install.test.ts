@@ -772,6 +772,8 @@ describe("switchboard.service", () => {
     const config = loadConfig({ file: join(systemdDir, "switchboard.toml") });
     expect(config.dataDir).toBe(`/var/lib/${directiveValue(unit, "StateDirectory")}`);
     expect(config.host).toBe("0.0.0.0");
+    // A public address, so the transport is encrypted: Noise (or TLS) is what allows it without insecure = true.
+    expect(config.tcpEncryption).toBe("noise");
     expect(config.adminHost).toBe("127.0.0.1");
     expect(config.port).toBeGreaterThanOrEqual(1024); // no capability needed without the low-port drop-in
   });
