@@ -6,18 +6,12 @@
 //   the edge, and runs the delivery pipeline on it as on a local session: one stanza at a time, in order.
 //
 // The messages (field names kept short: one goes over the mesh per stanza and per delivery):
-//   edge -> owner  st {s, l, a, d, v, k: stanza}   a stanza of session s in slot l (of device a/d, dictionary
-//                                             version v)
-//                  at {s, l, a, d, v, n: kind}   session s in slot l logged in as a/d (n: login, register, link)
+//   edge -> owner  st {s, a, d, v, k: stanza}   a stanza of session s (of device a/d, dictionary version v)
+//                  at {s, a, d, v, n: kind}   session s logged in as a/d (n: login, register, link)
 //                  cl {s}                     session s closed
 //                  fu {s} / wr {s}            session s's socket is full / writable again
-//   owner -> edge  o  {s, l, b}               bytes (whole frames) for session s in slot l
-//                  e  {s, l}                  close session s in slot l once those bytes are written
-//
-// On the edge, which owners know a session is kept by slot (session-slots.ts): the first owner in an Int16Array
-// column, any further ones in a side table, so an idle session logged in on a device another worker owns costs two
-// bytes here and no object. The owner names the slot back (l) with the session id (s): a slot that holds another
-// session by then takes nothing. The owner keeps a ProxySession object per remote session (a slot and an object).
+//   owner -> edge  o  {s, b}                  bytes (whole frames) for session s
+//                  e  {s}                     close session s once those bytes are written
 //   any -> owner   rc {a, ty, fa, fd, sd, ids, at}   receipts for the devices of account a
 //                  mk {e: [{account, device, lastClientId}]}   sender high-water marks
 //   group owner -> member owner  gf {r, w}      a group fan-out (group-fanout.ts), request r
@@ -39,10 +33,16 @@ import type { KeyDirectory } from "./keys-directory.ts";
 import type { Mesh, MeshHandlers, MeshMessage } from "./mesh.ts";
 import { ownerOfPartition, type Partitions } from "./partitions.ts";
 import type { ReceiptIntent, Routing } from "./routing.ts";
-import { ProxySession, type Session, SessionState, sessionAt } from "./session.ts";
+import { ProxySession, type Session, SessionState, sameSession } from "./session.ts";
 import { attachSession } from "./session-attach.ts";
 import type { SessionSlots } from "./session-slots.ts";
 import type { TransportSocket } from "./transport.ts";
+
+/** A local session that talks to other workers: which of them hold a proxy of it. */
+interface EdgeSession {
+  readonly session: Session;
+  readonly owners: Set<number>;
+}
 
 export class MeshRouting implements Routing, MeshHandlers {
   /** Set once the mesh is listening (it needs these handlers to start). */
@@ -54,10 +54,8 @@ export class MeshRouting implements Routing, MeshHandlers {
    * device and wrote one device's deliveries to another's socket (found by the crash trials with workers).
    */
   readonly incarnation = crypto.getRandomValues(new Uint32Array(1))[0]!;
-  /** Per slot of this worker's sessions: 1 + the first worker that holds a proxy of it, 0 for none. */
-  private firstOwner = new Int16Array(0);
-  /** Per slot, the other workers that hold a proxy of it (a session that sent to devices those workers own). */
-  private readonly moreOwners = new Map<number, Set<number>>();
+  /** This worker's sessions that other workers know of, by session id. */
+  private readonly edgeSessions = new Map<number, EdgeSession>();
   /** Proxies of other workers' sessions, by `${edge}:${incarnation}:${session id}`. */
   private readonly proxies = new Map<string, ProxySession>();
   /**
@@ -77,7 +75,6 @@ export class MeshRouting implements Routing, MeshHandlers {
     private readonly partitions: Partitions,
     private readonly self: number,
     private readonly workers: number,
-    /** The process's session slots: each proxy takes one for its life (released in detachProxy). */
     private readonly slots: SessionSlots,
   ) {
     this.groupDispatch = {
@@ -114,7 +111,6 @@ export class MeshRouting implements Routing, MeshHandlers {
       t: "st",
       i: this.incarnation,
       s: session.id,
-      l: session.slot,
       a: session.account,
       d: session.device,
       v: session.dictionaryVersion,
@@ -135,7 +131,6 @@ export class MeshRouting implements Routing, MeshHandlers {
       t: "at",
       i: this.incarnation,
       s: session.id,
-      l: session.slot,
       a: session.account,
       d: session.device,
       v: session.dictionaryVersion,
@@ -145,63 +140,33 @@ export class MeshRouting implements Routing, MeshHandlers {
   }
 
   closed(session: Session): void {
-    if (!session.live) return;
-    const slot = session.slot;
-    this.tellOwners(slot, { t: "cl", i: this.incarnation, s: session.id });
-    if (slot < this.firstOwner.length) this.firstOwner[slot] = 0;
-    this.moreOwners.delete(slot);
+    const known = this.edgeSessions.get(session.id);
+    if (known === undefined || !sameSession(known.session, session)) return;
+    this.edgeSessions.delete(session.id);
+    for (const owner of known.owners) this.mesh?.send(owner, { t: "cl", i: this.incarnation, s: session.id });
   }
 
   blocked(session: Session): void {
-    if (session.live) this.tellOwners(session.slot, { t: "fu", i: this.incarnation, s: session.id });
+    const known = this.edgeSessions.get(session.id);
+    if (known !== undefined)
+      for (const owner of known.owners) this.mesh?.send(owner, { t: "fu", i: this.incarnation, s: session.id });
   }
 
   writable(session: Session): void {
-    if (session.live) this.tellOwners(session.slot, { t: "wr", i: this.incarnation, s: session.id });
-  }
-
-  /** Sends `message` to every worker that holds a proxy of the session in `slot`. */
-  private tellOwners(slot: number, message: MeshMessage): void {
-    const first = slot < this.firstOwner.length ? this.firstOwner[slot]! : 0;
-    if (first === 0) return;
-    this.mesh?.send(first - 1, message);
-    for (const owner of this.moreOwners.get(slot) ?? []) this.mesh?.send(owner, message);
-  }
-
-  /** Whether the worker `owner` holds a proxy of the session in `slot`. */
-  private hasOwner(slot: number, owner: number): boolean {
-    if (slot >= this.firstOwner.length || this.firstOwner[slot] === 0) return false;
-    return this.firstOwner[slot] === owner + 1 || this.moreOwners.get(slot)?.has(owner) === true;
-  }
-
-  /** The local session in `slot` if it is still session `id` and some owner knows it (the mesh named it). */
-  private edgeSession(slot: unknown, id: unknown): Session | undefined {
-    if (typeof slot !== "number" || !Number.isInteger(slot) || slot < 0 || slot >= this.firstOwner.length) return;
-    if (this.firstOwner[slot] === 0 || this.slots.ids[slot] !== id) return;
-    return sessionAt(this.slots, slot);
+    const known = this.edgeSessions.get(session.id);
+    if (known !== undefined)
+      for (const owner of known.owners) this.mesh?.send(owner, { t: "wr", i: this.incarnation, s: session.id });
   }
 
   /** Sends a message about `session` to `owner`, remembering that the owner now holds a proxy of it. */
   private sendTo(session: Session, owner: number, message: MeshMessage): boolean {
     if (this.mesh === null || !this.mesh.send(owner, message)) return false;
-    if (!session.live) return true;
-    const slot = session.slot;
-    if (this.firstOwner.length < this.slots.capacity) {
-      // The slots grew since: so does the column (copied; rare, a quarter at a time).
-      const grown = new Int16Array(this.slots.capacity);
-      grown.set(this.firstOwner);
-      this.firstOwner = grown;
+    let known = this.edgeSessions.get(session.id);
+    if (known === undefined) {
+      known = { session, owners: new Set() };
+      this.edgeSessions.set(session.id, known);
     }
-    const first = this.firstOwner[slot]!;
-    if (first === 0) this.firstOwner[slot] = owner + 1;
-    else if (first !== owner + 1) {
-      let more = this.moreOwners.get(slot);
-      if (more === undefined) {
-        more = new Set();
-        this.moreOwners.set(slot, more);
-      }
-      more.add(owner);
-    }
+    known.owners.add(owner);
     return true;
   }
 
@@ -271,14 +236,7 @@ export class MeshRouting implements Routing, MeshHandlers {
     for (let peer = 0; peer < this.workers; peer++) if (peer !== this.self) this.mesh.send(peer, message);
   }
 
-  private proxyOf(
-    edge: number,
-    incarnation: number,
-    sessionId: number,
-    edgeSlot: number,
-    account: number,
-    device: number,
-  ): ProxySession {
+  private proxyOf(edge: number, incarnation: number, sessionId: number, account: number, device: number): ProxySession {
     const key = `${edge}:${incarnation}:${sessionId}`;
     let proxy = this.proxies.get(key);
     if (proxy !== undefined && (proxy.account !== account || proxy.device !== device)) {
@@ -292,7 +250,7 @@ export class MeshRouting implements Routing, MeshHandlers {
     }
     if (proxy === undefined) {
       const { limits, now } = this.context;
-      const socket = new MeshSocket(this, edge, incarnation, sessionId, edgeSlot);
+      const socket = new MeshSocket(this, edge, incarnation, sessionId);
       proxy = new ProxySession(this.slots, socket, now(), limits.rateBurstStanzas, edge, incarnation, sessionId);
       proxy.account = account;
       proxy.device = device;
@@ -359,7 +317,6 @@ export class MeshRouting implements Routing, MeshHandlers {
     if (proxy.deviceState !== null || proxy.stateReleased) this.context.lastSeen.note(proxy.account, proxy.device);
     this.context.router.detach(proxy.account, proxy.device, proxy);
     this.delivery.detach(proxy);
-    // Its handles are stale from here; the slot goes to the next session or proxy.
     this.slots.release(proxy.slot);
   }
 
@@ -369,28 +326,14 @@ export class MeshRouting implements Routing, MeshHandlers {
     const field = message as Record<string, unknown>;
     switch (message.t) {
       case "st": {
-        const proxy = this.proxyOf(
-          from,
-          field.i as number,
-          field.s as number,
-          field.l as number,
-          field.a as number,
-          field.d as number,
-        );
+        const proxy = this.proxyOf(from, field.i as number, field.s as number, field.a as number, field.d as number);
         proxy.dictionaryVersion = (field.v as number | undefined) ?? 1;
         const stanza = field.k as Stanza;
         this.run(proxy, () => this.handle(proxy, stanza));
         return;
       }
       case "at": {
-        const proxy = this.proxyOf(
-          from,
-          field.i as number,
-          field.s as number,
-          field.l as number,
-          field.a as number,
-          field.d as number,
-        );
+        const proxy = this.proxyOf(from, field.i as number, field.s as number, field.a as number, field.d as number);
         proxy.dictionaryVersion = (field.v as number | undefined) ?? 1;
         this.run(proxy, async () => {
           if (!(await attachSession(this.context, this.delivery, proxy, field.n as string))) {
@@ -415,15 +358,15 @@ export class MeshRouting implements Routing, MeshHandlers {
       case "o": {
         // Bytes for a session of an earlier life of this worker index are for nobody here.
         if (field.i !== this.incarnation) return;
-        const session = this.edgeSession(field.l, field.s);
+        const known = this.edgeSessions.get(field.s as number);
         // The bytes are a view into the mesh's chunk: the session keeps its own copy until the socket takes it.
-        if (session !== undefined) this.context.io.sendFrame(session, (field.b as Uint8Array).slice());
+        if (known !== undefined) this.context.io.sendFrame(known.session, (field.b as Uint8Array).slice());
         return;
       }
       case "e": {
         if (field.i !== this.incarnation) return;
-        const session = this.edgeSession(field.l, field.s);
-        if (session !== undefined) this.context.io.end(session);
+        const known = this.edgeSessions.get(field.s as number);
+        if (known !== undefined) this.context.io.end(known.session);
         return;
       }
       case "rc":
@@ -517,8 +460,8 @@ export class MeshRouting implements Routing, MeshHandlers {
     // As an owner: the sessions of that edge are gone.
     for (const proxy of [...this.proxies.values()]) if (proxy.edge === peer) this.closeProxy(proxy);
     // As an edge: whatever those sessions had handed to that owner may be lost; they reconnect and resend.
-    for (let slot = 0; slot < this.firstOwner.length; slot++) {
-      if (this.hasOwner(slot, peer) && this.slots.ids[slot] !== 0) this.ownerGone(sessionAt(this.slots, slot));
+    for (const known of [...this.edgeSessions.values()]) {
+      if (known.owners.has(peer)) this.ownerGone(known.session);
     }
   }
 }
@@ -544,20 +487,17 @@ class MeshSocket implements TransportSocket {
     private readonly edge: number,
     private readonly incarnation: number,
     private readonly sessionId: number,
-    /** The session's slot on the edge, named back with the id (the edge checks both). */
-    private readonly edgeSlot: number,
   ) {
     this.remoteAddress = `worker ${edge}`;
   }
 
   write(bytes: Uint8Array): number {
-    const message = { t: "o", i: this.incarnation, s: this.sessionId, l: this.edgeSlot, b: bytes };
-    this.routing.mesh?.send(this.edge, message);
+    this.routing.mesh?.send(this.edge, { t: "o", i: this.incarnation, s: this.sessionId, b: bytes });
     return bytes.length;
   }
 
   end(): void {
-    this.routing.mesh?.send(this.edge, { t: "e", i: this.incarnation, s: this.sessionId, l: this.edgeSlot });
+    this.routing.mesh?.send(this.edge, { t: "e", i: this.incarnation, s: this.sessionId });
   }
 
   pause(): void {}
