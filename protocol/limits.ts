@@ -389,6 +389,20 @@ export const partitionsMax = 1024;
 /** Most workers one supervisor runs (each is a process; see OPERATIONS.md for choosing N). */
 export const workersMax = 256;
 
+// ---- the session slots of one process (server/session-slots.ts) -------------------------------------------------
+// Not configurable: they size memory layouts, not behaviour; sessionsMax is the operator's limit on sessions.
+
+/**
+ * Slots a process starts with, and the least it adds when none is free (it adds a quarter of its capacity, at least
+ * this): 4096 slots are about 240 KB of columns, small next to a process's baseline, and growing copies every column,
+ * so steps are not tiny. The open-file limit bounds the slots in use (each local session is a socket).
+ */
+export const sessionSlotsChunk = 4096;
+/**
+ * Entries of the device -> slot index (server/router-local.ts) at start, a power of two; it doubles at half full.
+ */
+export const routerIndexInitial = 4096;
+
 // ---- groups (PROTOCOL.md section 18) ------------------------------------------------------------------------------
 // Part of the protocol (a client must be able to rely on them), so not configurable.
 

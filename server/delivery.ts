@@ -36,7 +36,7 @@ import type { GroupDelivered } from "./group-receipts.ts";
 import { frameForSession, receiptRowFrame } from "./keys-identity-event.ts";
 import { emptyReadWindow, markDelivered, markRead, readStatus } from "./read-receipt-window.ts";
 import type { ReceiptIntent } from "./routing.ts";
-import { type Session, SessionState } from "./session.ts";
+import { type Session, SessionState, sameSession } from "./session.ts";
 
 /**
  * Times a handler loads the states it is about to change and takes them again in the turn of the change
@@ -92,7 +92,7 @@ export class Delivery {
     }
     if (state === undefined || session.state !== SessionState.ready) return undefined;
     const previous = state.session;
-    if (previous !== null && previous !== session) this.detach(previous);
+    if (previous !== null && !sameSession(previous, session)) this.detach(previous);
     state.session = session;
     state.deliveredSeq = state.ackedSeq;
     state.inFlight = null;
@@ -104,7 +104,7 @@ export class Delivery {
     const state = session.deviceState;
     session.deviceState = null;
     session.stateReleased = false;
-    if (state === null || state.session !== session) return;
+    if (state === null || !sameSession(state.session, session)) return;
     state.session = null;
     state.inFlight = null;
     state.deliveredSeq = state.ackedSeq;
@@ -423,7 +423,7 @@ export class Delivery {
     } finally {
       state.reading = false;
     }
-    if (state.session !== session || session.state !== SessionState.ready) {
+    if (!sameSession(state.session, session) || session.state !== SessionState.ready) {
       this.devices.dropIfIdle(state);
       return;
     }
@@ -491,7 +491,7 @@ export class Delivery {
     for (const [account, byDevice] of senders)
       for (const device of byDevice.keys()) senderDevices.push({ account, device });
     await this.devices.loadReadWindows(state, senderDevices);
-    if (session.deviceState !== state || state.session !== session || upto <= state.ackedSeq) return;
+    if (session.deviceState !== state || !sameSession(state.session, session) || upto <= state.ackedSeq) return;
     if (this.devices.get(state.account, state.device) !== state) return;
     // A sender's state may have been released or dropped while we awaited others (its own session went idle in
     // between): its receipts are then queued once it is loaded again (queueReceipts), not dropped. Dropping them

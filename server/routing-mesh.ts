@@ -33,8 +33,9 @@ import type { KeyDirectory } from "./keys-directory.ts";
 import type { Mesh, MeshHandlers, MeshMessage } from "./mesh.ts";
 import { ownerOfPartition, type Partitions } from "./partitions.ts";
 import type { ReceiptIntent, Routing } from "./routing.ts";
-import { ProxySession, type Session, SessionState } from "./session.ts";
+import { ProxySession, type Session, SessionState, sameSession } from "./session.ts";
 import { attachSession } from "./session-attach.ts";
+import type { SessionSlots } from "./session-slots.ts";
 import type { TransportSocket } from "./transport.ts";
 
 /** A local session that talks to other workers: which of them hold a proxy of it. */
@@ -74,6 +75,7 @@ export class MeshRouting implements Routing, MeshHandlers {
     private readonly partitions: Partitions,
     private readonly self: number,
     private readonly workers: number,
+    private readonly slots: SessionSlots,
   ) {
     this.groupDispatch = {
       ownerOf: (account) => this.ownerOf(account),
@@ -139,7 +141,7 @@ export class MeshRouting implements Routing, MeshHandlers {
 
   closed(session: Session): void {
     const known = this.edgeSessions.get(session.id);
-    if (known === undefined || known.session !== session) return;
+    if (known === undefined || !sameSession(known.session, session)) return;
     this.edgeSessions.delete(session.id);
     for (const owner of known.owners) this.mesh?.send(owner, { t: "cl", i: this.incarnation, s: session.id });
   }
@@ -249,7 +251,7 @@ export class MeshRouting implements Routing, MeshHandlers {
     if (proxy === undefined) {
       const { limits, now } = this.context;
       const socket = new MeshSocket(this, edge, incarnation, sessionId);
-      proxy = new ProxySession(socket, now(), limits.rateBurstStanzas, edge, incarnation, sessionId);
+      proxy = new ProxySession(this.slots, socket, now(), limits.rateBurstStanzas, edge, incarnation, sessionId);
       proxy.account = account;
       proxy.device = device;
       proxy.state = SessionState.ready;
@@ -315,6 +317,7 @@ export class MeshRouting implements Routing, MeshHandlers {
     if (proxy.deviceState !== null || proxy.stateReleased) this.context.lastSeen.note(proxy.account, proxy.device);
     this.context.router.detach(proxy.account, proxy.device, proxy);
     this.delivery.detach(proxy);
+    this.slots.release(proxy.slot);
   }
 
   // ---- mesh handlers ---------------------------------------------------------------------------------------------

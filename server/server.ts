@@ -172,13 +172,15 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   // node:zlib inflates a small frame ~10x faster than fflate here (bench/micro-codec.ts); the bytes are the same.
   const codec = new FrameCodec({ limits, compressor: zlibCompressor });
   const io = new SessionIo(codec, limits, metrics);
+  // Every session of the process, as slots: the router indexes them, the handlers and the mesh's proxies use them.
+  const table = new SessionTable(limits.timerTickMs, now);
   const base = {
     config,
     limits,
     codec,
     storage,
     directory: new Directory(storage, limits.directoryAccountsMax),
-    router: new LocalRouter(),
+    router: new LocalRouter(table.slots),
     routing: null,
     media: null,
     groups: null,
@@ -203,10 +205,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     // One sweeper per host: worker 0's, or the single process's.
     if (worker === undefined || worker.index === 0) mediaSweeper = new MediaSweeper(media, () => context.log);
   }
-  const table = new SessionTable(limits.timerTickMs, now);
   let mesh: Mesh | null = null;
   if (worker !== undefined && worker.count > 1 && partitions !== null) {
-    const meshRouting = new MeshRouting(context, delivery, keys, partitions, worker.index, worker.count);
+    const meshRouting = new MeshRouting(context, delivery, keys, partitions, worker.index, worker.count, table.slots);
     routing = meshRouting;
     context.routing = meshRouting;
     context.directory.onInvalidate = (account) => meshRouting.directoryChanged(account);
@@ -408,7 +409,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       const lameDuckMs = stopOptions.lameDuckMs ?? (admin === null ? 0 : context.config.lameDuckMs);
       table.lameDuck = true;
       if (lameDuckMs > 0) {
-        context.log.notice("lame_duck", { ms: lameDuckMs, sessions: table.sessions.size });
+        context.log.notice("lame_duck", { ms: lameDuckMs, sessions: table.count });
         let timer: ReturnType<typeof setTimeout> | undefined;
         await new Promise<void>((resolve) => {
           endLameDuck = resolve;
@@ -418,12 +419,12 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         endLameDuck = null;
       }
       const retryWindowMs = drainWindowMs(
-        table.sessions.size,
+        table.count,
         context.config.drainReconnectsPerSecond,
         context.limits.goawayRetryAfterMsMax,
       );
       table.beginDrain(retryWindowMs);
-      context.log.notice("draining", { sessions: table.sessions.size, retryWindowMs });
+      context.log.notice("draining", { sessions: table.count, retryWindowMs });
       tcp.stop();
       webSocket?.stop();
       // Uploads in flight are cut; what they wrote stays for a resume (PROTOCOL.md "Media").
@@ -431,12 +432,12 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       await mediaSweeper?.stop();
       sweeper.stop();
       await delivery.commit.idle();
-      for (const session of [...table.sessions]) {
+      for (const session of [...table.sessions()]) {
         const retryAfterMs = table.retryAfterMs(context.limits.goawayRetryAfterMsMax);
         io.goaway(session, ErrorCode.shuttingDown, retryAfterMs, "server shutting down");
       }
       const deadline = Date.now() + timeoutMs;
-      while (table.sessions.size > 0 && Date.now() < deadline) await Bun.sleep(10);
+      while (table.count > 0 && Date.now() < deadline) await Bun.sleep(10);
       await delivery.commit.idle();
       context.lastSeen.stop();
       await context.lastSeen.flush();
@@ -448,7 +449,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       if (options.storage === undefined) await storage.close();
       media?.close();
       lock?.release();
-      context.log.notice("server_stopped", { sessionsLeft: table.sessions.size });
+      context.log.notice("server_stopped", { sessionsLeft: table.count });
     })();
     return stopping;
   };
@@ -628,7 +629,7 @@ function registerGauges(metrics: Metrics, table: SessionTable, delivery: Deliver
   const stateNames = ["preamble", "authenticating", "ready", "closed"] as const;
   metrics.gauge("switchboard_sessions", "Open sessions by state", () => {
     const counts = [0, 0, 0, 0];
-    for (const session of table.sessions) counts[session.state]!++;
+    for (const session of table.sessions()) counts[session.state]!++;
     return stateNames.map((name, index) => [{ state: name }, counts[index]!] as [Record<string, string>, number]);
   });
   metrics.gauge("switchboard_device_states", "Devices with delivery state in memory", () => delivery.deviceStates);

@@ -20,7 +20,7 @@ import { nodeDh } from "../protocol/noise-dh-node.ts";
 import { NoiseHandshake, type NoiseKeyPair } from "../protocol/noise-handshake.ts";
 import { decodeNoisePreamble, frameNoiseMessage, readNoiseMessage } from "../protocol/noise-records.ts";
 import type { ConnectionHandler } from "./connection.ts";
-import type { Session } from "./session.ts";
+import { TransportKind } from "./session-slots.ts";
 import type { TransportSocket } from "./transport.ts";
 
 /** A handshake message is below 256 bytes (limits.ts noiseHandshakePayloadBytesMax); a longer one is refused unread. */
@@ -40,7 +40,8 @@ export class NoiseServer {
 const Phase = Object.freeze({ preamble: 0, handshake: 1, transport: 2, closed: 3 });
 type PhaseValue = (typeof Phase)[keyof typeof Phase];
 
-type RawSocket = Socket<Session | undefined>;
+/** The session slot number (session-slots.ts), -1 before open and after close: as on a plaintext TCP socket. */
+type RawSocket = Socket<number>;
 
 export class NoiseServerSocket implements TransportSocket, InboundBytes {
   private phase: PhaseValue = Phase.preamble;
@@ -68,10 +69,10 @@ export class NoiseServerSocket implements TransportSocket, InboundBytes {
   }
 
   /** Bytes from the peer: handshake messages, then records whose plaintext goes to the session. */
-  received(chunk: Uint8Array, session: Session, connections: ConnectionHandler): void {
-    if (this.phase === Phase.closed || !session.isOpen) return;
+  received(chunk: Uint8Array, session: number, connections: ConnectionHandler): void {
+    if (this.phase === Phase.closed || !connections.isOpen(session)) return;
     appendInbound(this, chunk, noiseLengthBytes + noiseMessageBytesMax);
-    while (this.inbound !== null && session.isOpen) {
+    while (this.inbound !== null && connections.isOpen(session)) {
       const source = this.inbound;
       if (this.phase === Phase.preamble) {
         const pattern = decodeNoisePreamble(source);
@@ -130,7 +131,7 @@ export class NoiseServerSocket implements TransportSocket, InboundBytes {
     return null;
   }
 
-  private fail(session: Session, connections: ConnectionHandler, error: ProtocolError): void {
+  private fail(session: number, connections: ConnectionHandler, error: ProtocolError): void {
     this.inbound = null;
     this.inboundOwned = false;
     this.handshake = null;
@@ -219,27 +220,32 @@ export class NoiseServerSocket implements TransportSocket, InboundBytes {
 
 /** Bun.listen socket handlers for a Noise listener (tcp-listener.ts picks these instead of the plaintext ones). */
 export function noiseSocketHandlers(connections: ConnectionHandler, server: NoiseServer) {
-  const wrapper = (raw: RawSocket) => raw.data!.socket as NoiseServerSocket;
+  // The session's slot keeps the wrapper as its socket (a Noise connection has one object: its handshake and tail).
+  const wrapper = (raw: RawSocket) => connections.socketOf(raw.data) as NoiseServerSocket;
+  const closed = (raw: RawSocket) => {
+    const slot = raw.data;
+    if (slot < 0) return;
+    // Forget the slot first: it may be given to the next connection at once.
+    raw.data = -1;
+    (connections.socketOf(slot) as NoiseServerSocket).release();
+    connections.closed(slot);
+  };
   return {
     open(raw: RawSocket) {
-      raw.data = connections.open(new NoiseServerSocket(raw, server));
+      raw.data = connections.open(new NoiseServerSocket(raw, server), TransportKind.object);
     },
     data(raw: RawSocket, chunk: Buffer) {
-      if (raw.data !== undefined) wrapper(raw).received(chunk, raw.data, connections);
+      if (raw.data >= 0) wrapper(raw).received(chunk, raw.data, connections);
     },
     drain(raw: RawSocket) {
-      if (raw.data !== undefined && wrapper(raw).drained()) connections.writable(raw.data);
+      if (raw.data >= 0 && wrapper(raw).drained()) connections.writable(raw.data);
     },
     close(raw: RawSocket) {
-      if (raw.data === undefined) return;
-      wrapper(raw).release();
-      connections.closed(raw.data);
+      closed(raw);
     },
     error(raw: RawSocket, error: Error) {
       void error;
-      if (raw.data === undefined) return;
-      wrapper(raw).release();
-      connections.closed(raw.data);
+      closed(raw);
     },
   };
 }

@@ -1,21 +1,19 @@
 // WebSocket through Bun.serve: binary messages carry the protocol's bytes exactly as on TCP (the preamble, then
 // frames; a message may hold several whole frames or part of one, it is read as a stream), and every socket gets the
-// same Session, auth, routing and delivery as TCP through the TransportSocket shape. No per-connection compression:
-// permessage-deflate would cost tens of KB per socket; frames keep the protocol's own per-frame compression.
-//
-// Backpressure is handled as on TCP: write() takes bytes only while Bun holds nothing unsent for the socket, so the
-// session keeps the unsent tail itself (bounded by outboundBytesMax / outboundBytesCloseMax) and flushes on drain.
+// same session slot, auth, routing and delivery as TCP (the slot keeps the ServerWebSocket, ws-transport.ts adapts it
+// when written to). Each socket's `data` is its slot number, -1 before open and after close. No per-connection
+// compression: permessage-deflate would cost tens of KB per socket; frames keep the protocol's own per-frame
+// compression.
 
 import { existsSync, readFileSync } from "node:fs";
 import { extname, join, normalize } from "node:path";
-import type { Server, ServerWebSocket } from "bun";
+import type { Server } from "bun";
 import { ErrorCode, ProtocolError } from "../protocol/index.ts";
 import type { Config } from "./config.ts";
 import type { ConnectionHandler } from "./connection.ts";
 import { hostAllowed, serverNames } from "./server-names.ts";
-import type { Session } from "./session.ts";
+import { TransportKind } from "./session-slots.ts";
 import type { TlsFiles } from "./tls-files.ts";
-import type { TransportSocket } from "./transport.ts";
 import { webClientBundlePath, webClientBundleResponse } from "./web-client-bundle.ts";
 
 export interface WsListener {
@@ -27,10 +25,8 @@ export interface WsListener {
   reloadTls(tls: TlsFiles): void;
 }
 
-interface WsData {
-  session: Session | undefined;
-  readonly remoteAddress: string;
-}
+/** The slot number, or -1 before open and after close. */
+type WsData = number;
 
 /** Bun's WebSocket idle timeout is in seconds and at most 960; ours (keepalive on the wheel) comes first. */
 const bunIdleTimeoutSecondsMax = 960;
@@ -41,34 +37,6 @@ const contentTypes: Record<string, string> = {
   ".css": "text/css; charset=utf-8",
   ".svg": "image/svg+xml",
 };
-
-class WebSocketTransport implements TransportSocket {
-  constructor(private readonly socket: ServerWebSocket<WsData>) {}
-
-  get remoteAddress(): string {
-    return this.socket.data.remoteAddress;
-  }
-
-  write(bytes: Uint8Array): number {
-    // While Bun still holds bytes for this socket, take nothing: the session keeps them (as write() on TCP).
-    if (this.socket.getBufferedAmount() > 0) return 0;
-    const status = this.socket.sendBinary(bytes);
-    // >0: sent; -1: accepted into Bun's buffer (backpressure; drain follows); 0: dropped (closed or over the limit).
-    return status === 0 ? 0 : bytes.length;
-  }
-
-  end(): void {
-    this.socket.close(1000, "closed by server");
-  }
-
-  pause(): void {
-    this.socket.pause();
-  }
-
-  resume(): void {
-    this.socket.resume();
-  }
-}
 
 /** Whether a browser page from `origin` may connect. No Origin header: not a browser, allowed. */
 export function originAllowed(origin: string | null, allowList: string, ownOrigin: string): boolean {
@@ -121,8 +89,7 @@ export function listenWebSocket(
           if (!originAllowed(request.headers.get("origin"), config.wsOrigins, ownOrigin)) {
             return new Response("origin not allowed\n", { status: 403 });
           }
-          const remoteAddress = bunServer.requestIP(request)?.address ?? "";
-          if (bunServer.upgrade(request, { data: { session: undefined, remoteAddress } })) return undefined;
+          if (bunServer.upgrade(request, { data: -1 })) return undefined;
           return new Response("expected a WebSocket upgrade\n", { status: 426 });
         }
         if (config.webClient === "on" && request.method === "GET") {
@@ -142,25 +109,29 @@ export function listenWebSocket(
         perMessageDeflate: false,
         sendPings: false,
         open(socket) {
-          socket.data.session = connections.open(new WebSocketTransport(socket));
+          socket.data = connections.open(socket, TransportKind.webSocket);
         },
         message(socket, message) {
-          const session = socket.data.session;
-          if (session === undefined) return;
+          const slot = socket.data;
+          if (slot < 0) return;
           if (typeof message === "string") {
             connections.reject(
-              session,
+              slot,
               new ProtocolError(ErrorCode.malformedFrame, "text message: the protocol is binary"),
             );
             return;
           }
-          connections.data(session, new Uint8Array(message.buffer, message.byteOffset, message.byteLength));
+          connections.data(slot, new Uint8Array(message.buffer, message.byteOffset, message.byteLength));
         },
         drain(socket) {
-          if (socket.data.session !== undefined) connections.writable(socket.data.session);
+          if (socket.data >= 0) connections.writable(socket.data);
         },
         close(socket) {
-          if (socket.data.session !== undefined) connections.closed(socket.data.session);
+          const slot = socket.data;
+          if (slot < 0) return;
+          // Forget the slot first: it may be given to the next connection at once.
+          socket.data = -1;
+          connections.closed(slot);
         },
       },
     });
