@@ -48,11 +48,11 @@ interface Supervised {
 /** How often a supervisor that finds a picked port taken before serving is started again. */
 const portRetries = 3;
 
-async function supervised(workers: number, existingDataDir?: string): Promise<Supervised> {
+async function supervised(workers: number, existingDataDir?: string, flags: string[] = []): Promise<Supervised> {
   const dataDir = existingDataDir ?? mkdtempSync(join(tmpdir(), "sb-w-"));
   if (existingDataDir === undefined) directories.push(dataDir);
   for (let attempt = 1; ; attempt++) {
-    const started = await startSupervisor(workers, dataDir);
+    const started = await startSupervisor(workers, dataDir, flags);
     if (started !== "port taken" || attempt === portRetries) {
       if (started === "port taken") throw new Error(`the supervisor found its port taken ${portRetries} times`);
       return started;
@@ -66,7 +66,7 @@ async function supervised(workers: number, existingDataDir?: string): Promise<Su
  * EADDRINUSE before any worker serves,
  * and the caller starts it again on other ports rather than waiting out `startMs`.
  */
-async function startSupervisor(workers: number, dataDir: string): Promise<Supervised | "port taken"> {
+async function startSupervisor(workers: number, dataDir: string, flags: string[]): Promise<Supervised | "port taken"> {
   const port = freePort();
   let adminPort = freePort();
   // Each probe closes its port, so the kernel may hand out the same one twice.
@@ -84,6 +84,7 @@ async function startSupervisor(workers: number, dataDir: string): Promise<Superv
       "--partitions=8",
       "--lame-duck-ms=0",
       "--log-level=info",
+      ...flags,
     ],
     { stdin: "ignore", stdout: "pipe", stderr: "pipe" },
   );
@@ -206,7 +207,9 @@ describe("switchboard start --workers (real processes)", () => {
   }, 30_000);
 
   test("under load, every message gets its delivered receipt, wherever senders, recipients and owners are", async () => {
-    const server = await supervised(2);
+    // Each sender writes its 400 sends as fast as its window allows: a burst bigger than the default (128) budget, and
+    // this raw client does not resend a refused send. The test is about receipts across workers, not rate limits.
+    const server = await supervised(2, undefined, ["--rate-burst-stanzas=1000", "--rate-stanzas-per-second=1000"]);
     interface Pair {
       sender: Placed;
       recipient: Placed;
