@@ -15,6 +15,7 @@ import { runDensity } from "./scenario-density.ts";
 import { ScenarioHarness } from "./scenario-harness.ts";
 import { runLatency } from "./scenario-latency.ts";
 import { runMicro } from "./scenario-micro.ts";
+import { runMillion } from "./scenario-million.ts";
 import { runRate } from "./scenario-rate.ts";
 import type { ScenarioResult } from "./scenario-result.ts";
 import { runStorm } from "./scenario-storm.ts";
@@ -27,6 +28,7 @@ const scenarios: Record<ScenarioName, (harness: ScenarioHarness) => Promise<Scen
   rate: runRate,
   storm: runStorm,
   micro: runMicro,
+  million: runMillion,
 };
 
 const resultsDirectory = new URL("./results/", import.meta.url).pathname;

@@ -15,6 +15,9 @@ export const migrations: Readonly<Record<string, Migration>> = Object.freeze({
   "0005-prekeys": prekeys,
 });
 
+/** Where Kysely's Migrator records applied migrations (its default name; the Migrator below keeps the default). */
+export const migrationTableName = "kysely_migration";
+
 export const staticMigrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };
@@ -33,7 +36,7 @@ export class MigrationError extends Error {
 // The caller decides the transaction: Kysely runs SQLite migrations without one (its SQLite adapter reports no
 // transactional DDL), so openSqliteStorage wraps this call in one.
 export async function migrateToLatest<Schema>(database: Kysely<Schema>): Promise<void> {
-  const migrator = new Migrator({ db: database, provider: staticMigrationProvider });
+  const migrator = new Migrator({ db: database, provider: staticMigrationProvider, migrationTableName });
   const { error, results } = await migrator.migrateToLatest();
   if (error !== undefined) {
     const failed = results?.find((result) => result.status === "Error");
