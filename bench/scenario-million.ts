@@ -32,7 +32,14 @@ import {
   tuneHost,
 } from "./million-host.ts";
 import { ProbePair, type ProbeSummary, summarise } from "./probe-pair.ts";
-import { kernelSlabBytes, pageBytes, processTreePssBytes, type SocketStats, socketStats } from "./proc-stats.ts";
+import {
+  kernelSlabBytes,
+  pageBytes,
+  processPssBytes,
+  processTreePssBytes,
+  type SocketStats,
+  socketStats,
+} from "./proc-stats.ts";
 import type { ScenarioHarness } from "./scenario-harness.ts";
 import type { Figure, ScenarioResult } from "./scenario-result.ts";
 import { freePort } from "./server-process.ts";
@@ -90,6 +97,17 @@ function refused(sizing: MillionSizing, facts: HostFacts, reasons: string[]): Sc
     charts: [],
     sane: false,
   };
+}
+
+/** PSS summed over a fleet's load processes (for the memory model: they share the host with the server). */
+async function fleetPssBytes(fleet: LoadFleet): Promise<number | null> {
+  let total = 0;
+  for (const worker of fleet.workers) {
+    const pss = await processPssBytes(worker.pid);
+    if (pss === null) return null;
+    total += pss;
+  }
+  return total;
 }
 
 async function measureSettled(settleS: number, pss: () => Promise<number | null>) {
@@ -168,6 +186,7 @@ export async function runMillion(harness: ScenarioHarness): Promise<ScenarioResu
     progress: options.progress,
   });
   const settled = await measureSettled(options.settleS, serverPss);
+  const loadPss = await fleetPssBytes(fleet);
   const probeAll = await probe.run(options.durationS);
   const counters = await fleet.report().catch(() => []);
   const unexpectedCloses = counters.reduce((sum, report) => sum + report.unexpectedCloses, 0);
@@ -256,6 +275,7 @@ export async function runMillion(harness: ScenarioHarness): Promise<ScenarioResu
     probeNone: summarise(probeNone.samples, probeNone.lost),
     probeAll: summarise(probeAll.samples, probeAll.lost),
     unexpectedCloses,
+    loadPss,
     serverReadyMs,
     seedingMs: harness.seedingMs,
     serverFlags: server.flags,
@@ -277,6 +297,7 @@ interface ReportInput {
   readonly probeNone: ProbeSummary;
   readonly probeAll: ProbeSummary;
   readonly unexpectedCloses: number;
+  readonly loadPss: number | null;
   readonly serverReadyMs: number;
   readonly seedingMs: number | null;
   readonly serverFlags: Readonly<Record<string, string>>;
