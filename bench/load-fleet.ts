@@ -14,6 +14,12 @@ const workerPath = new URL("./load-worker.ts", import.meta.url).pathname;
  */
 export const sessionsPerWorkerMax = 19_000;
 const quitTimeoutMs = 5_000;
+/**
+ * A worker's init derives the Ed25519 key of every session it holds (~40 µs each here), and all workers do it at
+ * once on the host's cores: a million keys over 53 workers took longer than a fixed minute on this shared host.
+ */
+const initTimeoutBaseMs = 60_000;
+const initTimeoutMsPerSession = 0.2;
 
 /**
  * Each worker of this bench process gets source addresses of its own, 127.<run>.<worker>.<generation>: the second
@@ -197,6 +203,8 @@ export class LoadFleet {
     const workers: LoadWorker[] = [];
     const keyFirsts: number[] = [];
     let keyFirst = options.keyFirst;
+    const sessions = options.sessionsPerWorker.reduce((total, count) => total + count, 0);
+    const initTimeoutMs = initTimeoutBaseMs + Math.ceil(sessions * initTimeoutMsPerSession);
     try {
       for (const [index, count] of options.sessionsPerWorker.entries()) {
         if (count > sessionsPerWorkerMax) throw new Error(`a load worker holds at most ${sessionsPerWorkerMax}`);
@@ -225,7 +233,7 @@ export class LoadFleet {
             transport: options.transport ?? "tcp",
             wsPath: options.wsPath ?? "/ws",
           };
-          return worker.request({ cmd: "init", ...init }, 60_000);
+          return worker.request({ cmd: "init", ...init }, initTimeoutMs);
         }),
       );
     } catch (error) {

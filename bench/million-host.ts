@@ -29,18 +29,18 @@ export const portRangeShareMax = 0.8;
  * cores and 24 GiB, by this scenario at 200,000 sessions; BENCHMARKS.md, million). The run measures them again.
  */
 export const memoryModel = {
-  /** Kernel memory of a loopback connection, both ends (socket, TCP and file structures in the slab). */
-  kernelBytesPerConnection: 9_800,
-  /** Server PSS per idle logged-in session with dozens of workers (the session and its owner's proxy). */
-  serverBytesPerSession: 6_500,
-  /** PSS of an empty server worker. */
-  serverBytesPerProcess: 32 * mebibyte,
-  /** A load process: per session it holds (socket, slot, key) and empty. */
+  /** Kernel memory of a loopback connection, both ends (socket, TCP and file structures in the slab): 9,892 B. */
+  kernelBytesPerConnection: 9_900,
+  /** Server PSS growth per idle logged-in session with a dozen workers: 2,697 B (the session and its owner's proxy). */
+  serverBytesPerSession: 3_000,
+  /** PSS of an empty server, per process (supervisor and 12 workers: 367 MiB). */
+  serverBytesPerProcess: 30 * mebibyte,
+  /** A load process: per session it holds (socket, slot, key) and empty (not yet measured at size: kept high). */
   loadBytesPerSession: 2_000,
   loadBytesPerProcess: 40 * mebibyte,
-  /** The bare floor's processes: per socket and empty. */
-  bareBytesPerSocket: 700,
-  bareBytesPerProcess: 20 * mebibyte,
+  /** The bare floor's processes: per socket (481 B) and empty (72 MiB for 12). */
+  bareBytesPerSocket: 500,
+  bareBytesPerProcess: 6 * mebibyte,
 } as const;
 
 export interface HostFacts {
@@ -73,8 +73,11 @@ function integers(path: string): number[] {
   return (readText(path) ?? "").trim().split(/\s+/).map(Number).filter(Number.isFinite);
 }
 
-function sysctlPath(key: string): string {
-  return `/proc/sys/${key.replaceAll(".", "/")}`;
+/** Where sysctls are read and written; tests point HostTuning at a directory of their own. */
+export const procSysRoot = "/proc/sys";
+
+function sysctlPath(key: string, root = procSysRoot): string {
+  return `${root}/${key.replaceAll(".", "/")}`;
 }
 
 /** Bytes of a /proc/meminfo field ("MemAvailable"), or null. */
@@ -130,28 +133,54 @@ export interface MillionSizing {
   readonly refusals: readonly string[];
 }
 
-function estimate(sessions: number, serverWorkers: number, loadWorkers: number, facts: HostFacts): MemoryEstimate {
+function processCounts(sessions: number, facts: HostFacts, options: SizingOptions) {
+  const perServerWorker = Math.max(1, facts.nofileHard - serverWorkerDescriptorReserve);
+  const serverWorkers = options.serverWorkers ?? Math.max(1, Math.ceil(sessions / perServerWorker));
+  const ports = facts.portRange[1] - facts.portRange[0] + 1;
+  const perLoadWorkerMax = Math.max(
+    1,
+    Math.min(facts.nofileHard - loadWorkerDescriptorReserve, Math.floor(ports * portRangeShareMax)),
+  );
+  const sessionsPerLoadWorker = Math.max(
+    1,
+    Math.min(options.sessionsPerLoadWorker ?? perLoadWorkerMax, perLoadWorkerMax),
+  );
+  const loadWorkers = Math.max(1, Math.ceil(sessions / sessionsPerLoadWorker));
+  return { perServerWorker, serverWorkers, sessionsPerLoadWorker, loadWorkers };
+}
+
+function peakBytes(sessions: number, serverWorkers: number, loadWorkers: number) {
   const model = memoryModel;
   const load = loadWorkers * model.loadBytesPerProcess + sessions * model.loadBytesPerSession;
   const kernel = sessions * model.kernelBytesPerConnection;
   const switchboardBytes =
     serverWorkers * model.serverBytesPerProcess + sessions * model.serverBytesPerSession + load + kernel;
   const floorBytes = serverWorkers * model.bareBytesPerProcess + sessions * model.bareBytesPerSocket + load + kernel;
-  const peakBytes = Math.max(switchboardBytes, floorBytes);
+  return { switchboardBytes, floorBytes, peakBytes: Math.max(switchboardBytes, floorBytes) };
+}
+
+function estimate(sessions: number, facts: HostFacts, options: SizingOptions): MemoryEstimate {
   const budgetBytes = facts.memAvailableBytes - memoryHeadroomBytes;
-  const perSession =
-    Math.max(model.serverBytesPerSession, model.bareBytesPerSocket) +
-    model.loadBytesPerSession +
-    model.kernelBytesPerConnection;
-  const fixed = serverWorkers * model.serverBytesPerProcess + loadWorkers * model.loadBytesPerProcess;
-  return {
-    switchboardBytes,
-    floorBytes,
-    peakBytes,
-    budgetBytes,
-    fits: peakBytes <= budgetBytes,
-    sessionsThatFit: Math.max(0, Math.floor((budgetBytes - fixed) / perSession)),
+  const at = (size: number) => {
+    const counts = processCounts(size, facts, options);
+    return peakBytes(size, counts.serverWorkers, counts.loadWorkers).peakBytes;
   };
+  // The largest size that fits: the estimate grows with the size (and its process counts), so bisect.
+  let low = 0;
+  let high = Math.max(1, sessions) * 4;
+  while (low < high) {
+    const middle = Math.ceil((low + high) / 2);
+    if (at(middle) <= budgetBytes) low = middle;
+    else high = middle - 1;
+  }
+  const counts = processCounts(sessions, facts, options);
+  const peak = peakBytes(sessions, counts.serverWorkers, counts.loadWorkers);
+  return { ...peak, budgetBytes, fits: peak.peakBytes <= budgetBytes, sessionsThatFit: low };
+}
+
+export interface SizingOptions {
+  readonly sessionsPerLoadWorker?: number | null;
+  readonly serverWorkers?: number | null;
 }
 
 /**
@@ -159,41 +188,27 @@ function estimate(sessions: number, serverWorkers: number, loadWorkers: number, 
  * workers' SO_REUSEPORT listeners by a hash, so a worker gets its share give or take a few hundred); load processes
  * under the same limit and within one source address's ports.
  */
-export function sizeMillion(
-  sessions: number,
-  facts: HostFacts,
-  options: { readonly sessionsPerLoadWorker?: number | null; readonly serverWorkers?: number | null } = {},
-): MillionSizing {
+export function sizeMillion(sessions: number, facts: HostFacts, options: SizingOptions = {}): MillionSizing {
   const refusals: string[] = [];
-  const perServerWorker = facts.nofileHard - serverWorkerDescriptorReserve;
-  if (perServerWorker <= 0)
+  const counts = processCounts(sessions, facts, options);
+  if (facts.nofileHard <= serverWorkerDescriptorReserve) {
     refusals.push(`the per-process file limit (${facts.nofileHard}) leaves no room for sockets`);
-  const serverWorkers = options.serverWorkers ?? Math.max(1, Math.ceil(sessions / Math.max(1, perServerWorker)));
-  const ports = facts.portRange[1] - facts.portRange[0] + 1;
-  const perLoadWorkerMax = Math.min(
-    facts.nofileHard - loadWorkerDescriptorReserve,
-    Math.floor(ports * portRangeShareMax),
-  );
-  const sessionsPerLoadWorker = Math.max(
-    1,
-    Math.min(options.sessionsPerLoadWorker ?? perLoadWorkerMax, perLoadWorkerMax),
-  );
-  const loadWorkers = Math.max(1, Math.ceil(sessions / sessionsPerLoadWorker));
-  const sessionsPerServerWorker = Math.ceil(sessions / serverWorkers);
-  if (sessionsPerServerWorker > perServerWorker) {
+  }
+  const sessionsPerServerWorker = Math.ceil(sessions / counts.serverWorkers);
+  if (sessionsPerServerWorker > counts.perServerWorker) {
     refusals.push(
-      `${serverWorkers} server workers would hold ${sessionsPerServerWorker} sessions each, over the ${perServerWorker} ` +
-        `the file limit of ${facts.nofileHard} leaves`,
+      `${counts.serverWorkers} server workers would hold ${sessionsPerServerWorker} sessions each, over the ` +
+        `${counts.perServerWorker} the file limit of ${facts.nofileHard} leaves`,
     );
   }
   return {
     sessions,
-    serverWorkers,
-    partitions: serverWorkers,
+    serverWorkers: counts.serverWorkers,
+    partitions: counts.serverWorkers,
     sessionsPerServerWorker,
-    loadWorkers,
-    sessionsPerLoadWorker,
-    memory: estimate(sessions, serverWorkers, loadWorkers, facts),
+    loadWorkers: counts.loadWorkers,
+    sessionsPerLoadWorker: counts.sessionsPerLoadWorker,
+    memory: estimate(sessions, facts, options),
     refusals,
   };
 }
@@ -229,9 +244,11 @@ export class HostTuning {
   /** Limits the run needs but cannot change here (said in the report). */
   readonly fixed: string[] = [];
 
+  constructor(private readonly root = procSysRoot) {}
+
   /** Sets `key` to `value` when `enough(current)` is false; returns whether it holds afterwards. */
   ensure(key: string, enough: (current: number[]) => boolean, value: string, why: string): boolean {
-    const path = sysctlPath(key);
+    const path = sysctlPath(key, this.root);
     const text = readText(path);
     if (text === null) return true;
     const current = text.trim().split(/\s+/).map(Number);
@@ -250,7 +267,7 @@ export class HostTuning {
   restore(): void {
     for (const change of [...this.changes].reverse()) {
       try {
-        writeFileSync(sysctlPath(change.key), `${change.from}\n`);
+        writeFileSync(sysctlPath(change.key, this.root), `${change.from}\n`);
       } catch {
         // Best effort: the report lists what was changed.
       }
@@ -259,8 +276,8 @@ export class HostTuning {
 }
 
 /** Raises what `sizing` needs on this host; the per-process file limit cannot be raised from inside, only read. */
-export function tuneHost(sizing: MillionSizing, facts: HostFacts): HostTuning {
-  const tuning = new HostTuning();
+export function tuneHost(sizing: MillionSizing, facts: HostFacts, root = procSysRoot): HostTuning {
+  const tuning = new HostTuning(root);
   const sessions = sizing.sessions;
   const processes = sizing.serverWorkers + sizing.loadWorkers;
   // Both ends of every connection are files of this host, plus every process's own files and what is open already.

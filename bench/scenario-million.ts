@@ -56,8 +56,16 @@ const totalPssGoalBytes = 2 * gibibyte;
 const goalSessions = 1_000_000;
 /** Steps of a ramp: enough that a stop for memory or time comes early, few enough that each step's tail is short. */
 const rampSteps = 20;
+/**
+ * Logins in flight over all load processes at once. The server's login deadline is 10 s and this host logs in a few
+ * hundred a second: 53 processes x 128 (--concurrency's default) would queue every attempt past it (the 200,000 run
+ * with 11 x 128 already lost 1,124 to the client's connect timeout), so each process gets its share of this instead.
+ */
+const loginsInFlightMax = 768;
+/** A step is at least this many connections (a small run is one step: each boundary costs a round of reads). */
+const stepSessionsMin = 1000;
 /** The share of the time left (after the server is up) the switchboard phase may use; the floor gets the rest. */
-const switchboardShareOfTime = 0.62;
+const switchboardShareOfTime = 0.7;
 /** After the ramp: quiet time before memory is read comes from --settle-s; the server start bound is this. */
 const serverStartTimeoutMs = 600_000;
 
@@ -69,6 +77,10 @@ interface PhaseMeasure {
   readonly socketsBefore: SocketStats;
   readonly socketsAfter: SocketStats;
   readonly ramp: SteppedRampResult;
+}
+
+function stepsFor(connections: number): number {
+  return Math.max(1, Math.min(rampSteps, Math.ceil(connections / stepSessionsMin)));
 }
 
 function perUnit(before: number | null, after: number | null, count: number): number | null {
@@ -165,7 +177,10 @@ export async function runMillion(harness: ScenarioHarness): Promise<ScenarioResu
   const probe = await ProbePair.start(harness, server, accounts, sessions);
   const probeNone = await probe.run(options.durationS);
   const split = LoadFleet.split(sessions, sizing.sessionsPerLoadWorker);
+  const loginConcurrency = Math.max(1, Math.min(options.concurrency, Math.ceil(loginsInFlightMax / split.length)));
   const fleet = await harness.fleet(server, accounts, 0, split);
+  // Each load process binds one source address: its prefix and the first generation (see load-fleet.ts).
+  const sourceAddresses = fleet.workers.map((worker) => `${worker.localAddressPrefix ?? "default."}1`);
   const pssEmpty = await serverPss();
   const slabBefore = kernelSlabBytes();
   const socketsBefore = socketStats();
@@ -177,8 +192,8 @@ export async function runMillion(harness: ScenarioHarness): Promise<ScenarioResu
     fleet,
     kind: "connect",
     perWorker: split,
-    steps: Math.min(rampSteps, sessions),
-    concurrency: options.concurrency,
+    steps: stepsFor(sessions),
+    concurrency: loginConcurrency,
     deadlineAtMs: switchboardDeadline,
     headroomBytes: memoryHeadroomBytes,
     bytesPerConnection: expectedPerConnection,
@@ -235,7 +250,7 @@ export async function runMillion(harness: ScenarioHarness): Promise<ScenarioResu
         kind: "plain",
         plainTarget: { host: "127.0.0.1", port: group.port },
         perWorker: floorSplit,
-        steps: Math.min(rampSteps, reached),
+        steps: stepsFor(reached),
         concurrency: options.concurrency,
         deadlineAtMs: deadlineAtMs - 5_000,
         headroomBytes: memoryHeadroomBytes,
@@ -276,6 +291,8 @@ export async function runMillion(harness: ScenarioHarness): Promise<ScenarioResu
     probeAll: summarise(probeAll.samples, probeAll.lost),
     unexpectedCloses,
     loadPss,
+    sourceAddresses,
+    loginConcurrency,
     serverReadyMs,
     seedingMs: harness.seedingMs,
     serverFlags: server.flags,
@@ -298,6 +315,8 @@ interface ReportInput {
   readonly probeAll: ProbeSummary;
   readonly unexpectedCloses: number;
   readonly loadPss: number | null;
+  readonly sourceAddresses: readonly string[];
+  readonly loginConcurrency: number;
   readonly serverReadyMs: number;
   readonly seedingMs: number | null;
   readonly serverFlags: Readonly<Record<string, string>>;
@@ -346,6 +365,7 @@ function report(input: ReportInput): ScenarioResult {
       value: `${sizing.serverWorkers} / ${sizing.partitions} / ${sizing.loadWorkers}`,
       unit: "",
     },
+    { name: "logins in flight per load process", value: input.loginConcurrency, unit: "" },
     { name: "time to reach the target (ramp)", value: round(ramp.elapsedMs / 1000, 1), unit: "s" },
     { name: "logins/s while ramping (first connect to last welcome)", value: ramp.perSecond, unit: "/s" },
     { name: "logins/s, best 1 s window", value: ramp.bestSecondPerSecond, unit: "/s" },
@@ -379,6 +399,11 @@ function report(input: ReportInput): ScenarioResult {
       name: "bare floor: PSS empty / with the sockets",
       value: floor === null ? (input.floorError ?? "n/a") : `${mib(floor.pssEmptyBytes)} / ${mib(floor.pssAfterBytes)}`,
       unit: floor === null ? "" : `MiB (${sizing.serverWorkers} processes, ${count(floorReached)} sockets)`,
+    },
+    {
+      name: "load processes' PSS per session (client side, for sizing)",
+      value: bytes(perUnit(0, input.loadPss, reached)),
+      unit: `B (${sizing.loadWorkers} processes)`,
     },
     {
       name: "kernel slab per connection (both ends)",
@@ -496,6 +521,8 @@ function report(input: ReportInput): ScenarioResult {
       perSession: { pssPerSession, baselinePerSession, marginal, floorPerSocket, sessionState, ratio },
       kernelPerConnection,
       floorKernelPerConnection,
+      loadPssBytes: input.loadPss,
+      sourceAddresses: input.sourceAddresses,
       memAvailableAtEnd: meminfoBytes("MemAvailable"),
       serverLog: input.serverLog,
     },
