@@ -454,7 +454,7 @@ function report(input: ReportInput): ScenarioResult {
       name: `switchboard, ${sizing.serverWorkers} workers (PSS)`,
       color: "#1f77b4",
       points: toPoints(switchboard, (point) => point.pssBytes),
-      ...(pssPerSession === null ? {} : { endLabel: `${count(Math.round(pssPerSession))} B/session` }),
+      ...(pssPerSession === null ? {} : { endLabel: `${count(Math.round(pssPerSession))} B/session all in` }),
     },
     {
       name: "kernel slab growth (switchboard phase)",
@@ -470,7 +470,7 @@ function report(input: ReportInput): ScenarioResult {
       points: toPoints(floor, (point) => point.pssBytes),
       ...(floor.pssAfterBytes === null
         ? {}
-        : { endLabel: `${count(Math.round((floor.pssAfterBytes ?? 0) / Math.max(1, floorReached)))} B/socket` }),
+        : { endLabel: `${count(Math.round((floor.pssAfterBytes ?? 0) / Math.max(1, floorReached)))} B/socket all in` }),
     });
   }
   const memorySvg = lineChartSvg({
