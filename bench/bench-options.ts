@@ -5,7 +5,16 @@
 import { parseArgs } from "node:util";
 import { sessionsPerWorkerMax } from "./load-fleet.ts";
 
-export const scenarioNames = ["density", "throughput", "latency", "rate", "storm", "micro", "million"] as const;
+export const scenarioNames = [
+  "density",
+  "throughput",
+  "latency",
+  "rate",
+  "storm",
+  "micro",
+  "million",
+  "groups",
+] as const;
 export type ScenarioName = (typeof scenarioNames)[number];
 
 /** A server process holds at most ~19,900 sockets here (RLIMIT_NOFILE 20,000 cannot be raised). */
@@ -125,6 +134,9 @@ Scenarios:
                back), refuses a size that does not fit in memory, then: server PSS per session and its split, kernel
                memory per connection, logins/s, probe p99 with all against none, time to the target; and a bare
                Bun.listen floor in as many processes
+  groups       sends to groups of 10, 100 and 1,024 members with the full ack chain: sends/s, deliveries/s,
+               server CPU per delivered message against 1:1 in the same run, worst event-loop delay, and the
+               rows and payload copies one offline group message takes in the store
 
 Options:
   --quick                  small sizes for a smoke run (500 sessions, ~2 s phases)

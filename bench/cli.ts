@@ -12,6 +12,7 @@ import { describeMachine, describeSource, machineLine } from "./machine.ts";
 import { formatProfileSummary, profilesIn, summariseProfile } from "./profile-summary.ts";
 import { formatResult } from "./report-table.ts";
 import { runDensity } from "./scenario-density.ts";
+import { runGroups } from "./scenario-groups.ts";
 import { ScenarioHarness } from "./scenario-harness.ts";
 import { runLatency } from "./scenario-latency.ts";
 import { runMicro } from "./scenario-micro.ts";
@@ -29,6 +30,7 @@ const scenarios: Record<ScenarioName, (harness: ScenarioHarness) => Promise<Scen
   storm: runStorm,
   micro: runMicro,
   million: runMillion,
+  groups: runGroups,
 };
 
 const resultsDirectory = new URL("./results/", import.meta.url).pathname;

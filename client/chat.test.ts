@@ -451,3 +451,27 @@ test("a server that cannot be reached is named, with the time to the next attemp
   io.type("/quit");
   expect(await run).toBe(0);
 });
+
+test("/group: alice makes a group with bob, both see the event, lines go to the group and back", async () => {
+  const { dataDir, port } = await openServer("open");
+  const { alice, bob } = await registerPair(port, dataDir);
+  alice.type("/group new team bob");
+  await alice.expectLine("* group team (#");
+  // (bob may not know alice's handle yet: the reverse lookup names only who wrote to him, PROTOCOL.md section 8.)
+  await bob.expectLine("created the group with");
+  alice.type("hello team");
+  await bob.expectLine(": hello team");
+  expect(bob.output.find((line) => line.includes(": hello team"))).toContain("[team]");
+  await alice.expectLine("✓ sent to team");
+  await alice.expectLine("[team] delivered to bob");
+  bob.type(`/group use ${/#(\d+)/.exec(alice.output.find((line) => line.includes("* group team (#"))!)![1]}`);
+  await bob.expectLine("* talking to group team");
+  bob.type("hi alice");
+  await alice.expectLine("[team] bob: hi alice");
+  expect(bob.output.some((line) => line.includes("you → [team]: hi alice"))).toBe(true);
+  alice.type("/group info");
+  await alice.expectLine("alice (admin)");
+  expect(alice.output.find((line) => line.includes("alice (admin)"))).toMatch(/^\* team: .*bob/);
+  alice.type("/group list");
+  await alice.expectLine("* #");
+});

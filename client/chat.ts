@@ -11,6 +11,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import { basename, join } from "node:path";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
+import { ChatGroups } from "./chat-groups.ts";
 import { ClientClosedError } from "./client-errors.ts";
 import type { DisconnectedEvent, ReceiptEvent } from "./client-events.ts";
 import { type ClientOptions, portDefault } from "./client-options.ts";
@@ -50,6 +51,9 @@ Commands:
   /safety               the safety number with the current peer (compare it with theirs, e.g. in person)
   /send-file <path>     send a file to the current peer (encrypted with a fresh key, uploaded to the server's
                         media listener; the message carries its hash and key)
+  /group ...            groups: /group new <name> <handle>..., /group use <id>, /group list, /group info,
+                        /group add|remove|promote|demote <handle>..., /group rename <name>, /group leave
+                        (group messages are sent as plaintext in this version)
   /help                 this text
   /quit                 leave (also end of input)
   anything else         is sent to the current peer
@@ -290,6 +294,7 @@ class ChatSession {
   private stoppedWith: string | null = null;
   private wake: () => void = () => {};
   private readonly stopped: Promise<void>;
+  private readonly groups: ChatGroups;
 
   constructor(
     private readonly client: SwitchboardClient,
@@ -305,6 +310,11 @@ class ChatSession {
       this.wake = resolve;
     });
     if (identity?.handle != null) this.labels.set(identity.credentials.account, identity.handle);
+    this.groups = new ChatGroups(
+      client,
+      (line) => io.print(line),
+      (account) => this.label(account),
+    );
   }
 
   private get server(): string {
@@ -552,6 +562,7 @@ class ChatSession {
           // message reaching the wrong person). Cleared before the lookup, so a lookup that throws clears it too.
           const previous = this.peer;
           this.peer = null;
+          this.groups.current = null;
           const noPeer = `no peer now${previous === null ? "" : ` (was ${previous.label})`}: nothing is sent until a /to succeeds`;
           if (argument === "") return io.print(`* usage: /to <handle>; ${noPeer}`);
           let found: Awaited<ReturnType<SwitchboardClient["lookup"]>>;
@@ -567,6 +578,7 @@ class ChatSession {
           return;
         }
         case "/reply":
+          this.groups.current = null;
           if (this.lastSender === null) return io.print("* nobody has written to you yet");
           this.peer = { account: this.lastSender.account, label: this.label(this.lastSender.account) };
           io.print(`* talking to ${this.peer.label}`);
@@ -587,6 +599,8 @@ class ChatSession {
         }
         case "/send-file":
           return await this.sendFile(argument);
+        case "/group":
+          return await this.groups.command(argument);
         case "/devices": {
           const own = client.credentials;
           for (const device of await client.devices()) {
@@ -606,6 +620,16 @@ class ChatSession {
   }
 
   private say(text: string, payload: Uint8Array = new TextEncoder().encode(text)): void {
+    const group = this.groups.current;
+    if (group !== null) {
+      const number = ++this.sentCount;
+      this.io.print(`${formatTime(Date.now())} [${number}] you → [${group.name}]: ${text}`);
+      this.groups.say(text).then(
+        () => this.io.print(`  [${number}] ✓ sent to ${group.name}`),
+        (error: unknown) => this.io.print(`  [${number}] not sent: ${this.words(error)}`),
+      );
+      return;
+    }
     const peer = this.peer;
     if (peer === null) {
       this.io.print("* not sent: choose someone first with /to <handle>");

@@ -16,6 +16,9 @@ export class ClientError extends Error {
   /** deviceMismatch only: devices of the recipient without a payload, and payloads for devices it does not have. */
   readonly missingDevices: readonly number[];
   readonly extraDevices: readonly number[];
+  /** deviceMismatch of a group send: member devices the send left out, and devices it named that are not members'. */
+  readonly missingMemberDevices: ReadonlyArray<{ account: number; device: number }>;
+  readonly extraMemberDevices: ReadonlyArray<{ account: number; device: number }>;
 
   constructor(
     code: number,
@@ -24,6 +27,8 @@ export class ClientError extends Error {
       clientId?: number | null;
       missingDevices?: readonly number[];
       extraDevices?: readonly number[];
+      missingMemberDevices?: ReadonlyArray<{ account: number; device: number }>;
+      extraMemberDevices?: ReadonlyArray<{ account: number; device: number }>;
       cause?: unknown;
     } = {},
   ) {
@@ -35,6 +40,8 @@ export class ClientError extends Error {
     this.clientId = details.clientId ?? null;
     this.missingDevices = details.missingDevices ?? [];
     this.extraDevices = details.extraDevices ?? [];
+    this.missingMemberDevices = details.missingMemberDevices ?? [];
+    this.extraMemberDevices = details.extraMemberDevices ?? [];
   }
 
   /** rejected: change the request; retry: send it again later (a new send); reconnect / stop: see errors.ts. */

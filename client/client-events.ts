@@ -62,6 +62,37 @@ export interface IdentityChangeEvent {
   readonly timeSeconds: number;
 }
 
+/** A queued group message (PROTOCOL.md section 18): the shared payload, and this device's own part if any. */
+export interface GroupMessageEvent extends MessageEvent {
+  readonly groupId: number;
+  readonly part: Uint8Array | null;
+}
+
+/** A queued membership event of a group, in the order the group's owner applied them. */
+export interface GroupEventEvent {
+  readonly seq: number;
+  readonly groupId: number;
+  readonly version: number;
+  /** A GroupOp name: create, add, remove, promote, demote, leave, rename. */
+  readonly op: string;
+  readonly actor: number;
+  readonly actorDevice: number;
+  readonly accounts: readonly number[];
+  readonly name: Uint8Array | null;
+  readonly timeSeconds: number;
+}
+
+/** Delivered receipts of one group message from several member devices (gathered by the server). */
+export interface GroupReceiptEvent {
+  readonly seq: number;
+  readonly type: ReceiptTypeName;
+  readonly groupId: number;
+  readonly senderDevice: number;
+  readonly clientId: number;
+  readonly readers: ReadonlyArray<{ readonly account: number; readonly device: number }>;
+  readonly timeSeconds: number;
+}
+
 export interface ClientEventMap {
   message: MessageEvent;
   receipt: ReceiptEvent;
@@ -71,6 +102,9 @@ export interface ClientEventMap {
   error: Error;
   keysLow: KeysLowEvent;
   identityChange: IdentityChangeEvent;
+  groupMessage: GroupMessageEvent;
+  groupEvent: GroupEventEvent;
+  groupReceipt: GroupReceiptEvent;
 }
 
 export type ClientEventName = keyof ClientEventMap;
@@ -100,6 +134,9 @@ export class ClientEvents {
     error: [],
     keysLow: [],
     identityChange: [],
+    groupMessage: [],
+    groupEvent: [],
+    groupReceipt: [],
   };
 
   on<K extends ClientEventName>(name: K, listener: ClientListener<K>): () => void {

@@ -29,6 +29,14 @@ export {
   type ReconnectOptions,
 } from "./client-options.ts";
 export {
+  type GroupDevice,
+  type GroupInfo,
+  type GroupPart,
+  type GroupSendOptions,
+  groupDevicesHash,
+  recipientDevices,
+} from "./groups.ts";
+export {
   type DeviceKeyPair,
   exportKeyPairJwk,
   exportPrivateKeyPkcs8,

@@ -4,7 +4,7 @@
 // Bounded by count and payload bytes (outboxMessagesMax, outboxBytesMax); written entries awaiting an answer on
 // the current connection are bounded by sendsInFlightMax.
 
-import type { DevicePayload } from "../protocol/index.ts";
+import type { DevicePayload, Stanza } from "../protocol/index.ts";
 
 export interface SendResult {
   /** The client id the message was stored under (its identity with our account and device). */
@@ -20,6 +20,8 @@ export interface OutboxEntry {
   readonly to: number;
   readonly payload: Uint8Array | readonly DevicePayload[];
   readonly bytes: number;
+  /** A group send (PROTOCOL.md section 18): its stanza for a client id; `to` is then the group's id. */
+  readonly stanzaFor?: (clientId: number) => Stanza;
   /** 0 until first written, unless the app gave the id (SendOptions.clientId). */
   clientId: number;
   /** The encoded frame, kept for resends (same client id, same bytes). */

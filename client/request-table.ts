@@ -16,6 +16,7 @@ export type RequestAnswer =
   | "keysUploaded"
   | "keyBundles"
   | "mediaUploadGrant"
+  | "groupInfo"
   | "mediaDownloadGrant";
 
 interface PendingRequest {

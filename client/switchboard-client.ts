@@ -32,6 +32,9 @@ import {
   FrameCodec,
   FrameReader,
   type GoawayStanza,
+  type GroupDeliverStanza,
+  GroupOp,
+  groupOpName,
   type KeyBundle,
   type KeysUploadStanza,
   type Limits,
@@ -55,6 +58,7 @@ import {
 } from "./client-events.ts";
 import { type ClientOptions, type LoginCredentials, type ResolvedOptions, resolveOptions } from "./client-options.ts";
 import { DuplicateFilter } from "./duplicate-filter.ts";
+import { type GroupInfo, type GroupSendOptions, GroupVersions, groupDevicesHash, recipientDevices } from "./groups.ts";
 import { HandleCache } from "./handle-cache.ts";
 import { type DeviceKeyPair, generateKeyPair, sign } from "./keys.ts";
 import { downloadMedia, type MediaRef, type MediaSession, type MediaTransferOptions, uploadMedia } from "./media.ts";
@@ -106,6 +110,8 @@ export class SwitchboardClient {
   private readonly mediaScheme: string;
   private connection: Connection | null = null;
   private login: LoginCredentials | null;
+  /** The last membership version seen per group, to drop a group event resent after a reconnect. */
+  private readonly groupVersions: GroupVersions;
   private readonly register: { handle: string; invite: string | null } | null;
   private readonly link: { code: string } | null;
   private newKeyPair: DeviceKeyPair | null;
@@ -136,6 +142,7 @@ export class SwitchboardClient {
       clientLimits.sendsInFlightMax,
     );
     this.duplicates = new DuplicateFilter(clientLimits.duplicateSenderDevicesMax);
+    this.groupVersions = new GroupVersions(clientLimits.duplicateSenderDevicesMax);
     this.acks = new AckCoalescer(
       (seq) => this.writeIfReady({ kind: "ack", seq }),
       (error) => this.events.reportListenerError("message", error),
@@ -424,8 +431,33 @@ export class SwitchboardClient {
       case "keyBundles":
       case "mediaUploadGrant":
       case "mediaDownloadGrant":
+      case "groupInfo":
         this.requests.answer(stanza.kind, stanza.clientId, stanza);
         break;
+      case "groupDeliver":
+        this.groupDeliver(stanza);
+        break;
+      case "groupReceipt":
+        this.acks.note(
+          stanza.seq,
+          this.events.emit("groupReceipt", {
+            ...stanza,
+            type: stanza.type === ReceiptType.read ? "read" : "delivered",
+          }),
+        );
+        break;
+      case "groupEvent": {
+        // A queue entry: acked once the listeners are done with it (they may record the change first). A group's
+        // versions only grow, in order: one not above the last seen is a resend after a reconnect (at least once
+        // on the wire), acked and not shown again.
+        if (!this.groupVersions.admit(stanza.groupId, stanza.version)) {
+          this.acks.note(stanza.seq, []);
+          break;
+        }
+        const op = groupOpName(stanza.op) ?? `op${stanza.op}`;
+        this.acks.note(stanza.seq, this.events.emit("groupEvent", { ...stanza, op }));
+        break;
+      }
       case "keysLow":
         this.events.emit("keysLow", { oneTimePreKeysLeft: stanza.oneTimePreKeysLeft, threshold: stanza.threshold });
         break;
@@ -537,6 +569,29 @@ export class SwitchboardClient {
     this.acks.note(stanza.seq, waits);
   }
 
+  /** A group message: the same duplicate filter as a 1:1 message (client ids are per sender device). */
+  private groupDeliver(stanza: GroupDeliverStanza): void {
+    const admission = this.duplicates.admit(stanza.from, stanza.fromDevice, stanza.clientId);
+    if (admission.duplicate) {
+      this.acks.note(stanza.seq, admission.pending === null ? [] : [admission.pending]);
+      return;
+    }
+    const waits = this.events.emit("groupMessage", {
+      seq: stanza.seq,
+      groupId: stanza.groupId,
+      from: stanza.from,
+      fromDevice: stanza.fromDevice,
+      clientId: stanza.clientId,
+      timeSeconds: stanza.timeSeconds,
+      payload: stanza.payload,
+      part: stanza.part,
+    });
+    if (waits.length > 0) {
+      this.duplicates.track(stanza.from, stanza.fromDevice, stanza.clientId, Promise.allSettled(waits));
+    }
+    this.acks.note(stanza.seq, waits);
+  }
+
   private deliverReceipt(stanza: DeliverReceiptStanza): void {
     const waits = this.events.emit("receipt", {
       seq: stanza.seq,
@@ -569,6 +624,8 @@ export class SwitchboardClient {
         clientId: stanza.clientId,
         ...(stanza.missingDevices === undefined ? {} : { missingDevices: stanza.missingDevices }),
         ...(stanza.extraDevices === undefined ? {} : { extraDevices: stanza.extraDevices }),
+        ...(stanza.missingMemberDevices === undefined ? {} : { missingMemberDevices: stanza.missingMemberDevices }),
+        ...(stanza.extraMemberDevices === undefined ? {} : { extraMemberDevices: stanza.extraMemberDevices }),
       });
       const entry = this.outbox.byClientId(stanza.clientId);
       if (entry !== undefined) {
@@ -652,11 +709,8 @@ export class SwitchboardClient {
       if (entry.frame === null) {
         // An id the app reserved (a send it may repeat after a restart) is kept; others are taken now.
         const clientId = entry.clientId !== 0 ? entry.clientId : this.takeClientId();
-        this.outbox.assigned(
-          entry,
-          clientId,
-          this.codec.encode({ kind: "send", clientId, to: entry.to, payload: entry.payload }),
-        );
+        const stanza = entry.stanzaFor?.(clientId) ?? { kind: "send", clientId, to: entry.to, payload: entry.payload };
+        this.outbox.assigned(entry, clientId, this.codec.encode(stanza));
       }
       const frame = entry.frame!;
       if (frame.length > connection.frameBytesMax) {
@@ -814,6 +868,102 @@ export class SwitchboardClient {
     if (answer.kind !== "keyBundles") throw new Error("bug: wrong answer kind");
     return answer.bundles;
   }
+  // ---- groups (PROTOCOL.md section 18) --------------------------------------------------------------------------
+
+  /** Creates a group with this account as its first admin and `members` (account ids) in it. */
+  async createGroup(name: Uint8Array, members: readonly number[]): Promise<GroupInfo> {
+    if (!members.every(isId)) throw new ClientError(ErrorCode.badRequest, "members must be account ids");
+    return this.groupRequest((clientId) => ({ kind: "groupCreate", clientId, name, members }));
+  }
+
+  /**
+   * A membership change (add, remove, promote, demote: admins only; leave; rename) of a group this account is in;
+   * resolves with the group after it. Every member device also gets it as a queued `groupEvent`.
+   */
+  async updateGroup(
+    groupId: number,
+    op: "add" | "remove" | "promote" | "demote" | "leave" | "rename",
+    accounts: readonly number[] = [],
+    name: Uint8Array | null = null,
+  ): Promise<GroupInfo> {
+    if (!isId(groupId) || !accounts.every(isId)) throw new ClientError(ErrorCode.badRequest, "ids must be ids");
+    return this.groupRequest((clientId) => ({
+      kind: "groupUpdate",
+      clientId,
+      groupId,
+      op: GroupOp[op],
+      accounts,
+      name,
+    }));
+  }
+
+  /** The members of a group this account is in, with their devices. */
+  fetchGroup(groupId: number): Promise<GroupInfo> {
+    if (!isId(groupId)) return Promise.reject(new ClientError(ErrorCode.badRequest, "groupId must be an id"));
+    return this.groupRequest((clientId) => ({ kind: "groupFetch", clientId, groupId }));
+  }
+
+  private async groupRequest(build: (clientId: number) => Stanza): Promise<GroupInfo> {
+    const answer = await this.request("groupInfo", build);
+    if (answer.kind !== "groupInfo") throw new Error("bug: wrong answer kind");
+    const { groupId, version, name, members, admins, devices } = answer;
+    return { groupId, version, name, members, admins, devices };
+  }
+
+  /**
+   * Sends one shared payload to every member device of the group but this one (WhatsApp's sender-key shape), with
+   * optional per-device parts. Resolves once every partition holding members stored it (the server-ack); rejects
+   * with ClientError deviceMismatch (missingMemberDevices, extraMemberDevices) when `devices` is stale. Resent
+   * after a lost connection like a 1:1 send, under the same client id (stored once).
+   */
+  async sendToGroup(
+    groupId: number,
+    payload: Uint8Array,
+    options: GroupSendOptions & { view?: GroupInfo } = {},
+  ): Promise<SendResult> {
+    if (this.phaseValue === "closed") throw new ClientClosedError("the client is closed");
+    if (!isId(groupId)) throw new ClientError(ErrorCode.badRequest, "groupId must be an id");
+    const login = this.login;
+    const devices =
+      options.devices ??
+      (options.view === undefined || login === null
+        ? null
+        : recipientDevices(options.view, login.account, login.device));
+    if (devices === null) throw new ClientError(ErrorCode.badRequest, "sendToGroup needs `devices` or `view`");
+    const devicesHash = options.listDevices === true ? null : await groupDevicesHash(devices);
+    const parts = options.parts ?? [];
+    if (payload.length > this.options.limits.payloadBytesMax) return this.tooLarge(payload.length);
+    const presetId = options.clientId ?? 0;
+    if (options.clientId !== undefined && options.clientId >= this.clientIdNext)
+      this.clientIdNext = options.clientId + 1;
+    const bytes = payload.length + parts.reduce((sum, part) => sum + part.part.length, 0);
+    const refusal = this.outbox.refusal(bytes);
+    if (refusal !== null) throw new OutboxFullError(refusal);
+    const stanzaFor = (clientId: number): Stanza => ({
+      kind: "groupSend",
+      clientId,
+      groupId,
+      devices: devicesHash === null ? devices : null,
+      devicesHash,
+      payload,
+      parts,
+    });
+    return new Promise<SendResult>((resolve, reject) => {
+      this.outbox.add({
+        to: groupId,
+        payload,
+        bytes,
+        clientId: presetId,
+        frame: null,
+        inFlight: false,
+        stanzaFor,
+        resolve,
+        reject,
+      });
+      this.pumpOutbox();
+    });
+  }
+
   // ---- media (PROTOCOL.md "Media") ----------------------------------------------------------------------------
 
   /**

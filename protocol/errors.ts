@@ -28,6 +28,11 @@ export const ErrorCode = Object.freeze({
   mediaQuotaExceeded: 121,
   mediaUnknown: 122,
   mediaOff: 123,
+  // Groups (dictionary version 4, PROTOCOL.md section 18)
+  notGroupMember: 130,
+  groupFull: 131,
+  notGroupAdmin: 132,
+  unknownGroup: 133,
   // retry: the same stanza later
   rateLimited: 200,
   queueFull: 201,
@@ -35,6 +40,8 @@ export const ErrorCode = Object.freeze({
   keysRateLimited: 203,
   // Media (dictionary version 3): too many unfinished uploads on this device; ask again once one is done.
   mediaBusy: 205,
+  // Groups (dictionary version 4): the group's owner has groupSendsPendingMax sends of it in flight; send it again.
+  groupBusy: 206,
   // reconnect: the session is closed
   malformedFrame: 300,
   frameTooLarge: 301,

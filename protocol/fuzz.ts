@@ -16,7 +16,7 @@ import { type DecodeResult, FrameCodec, headerCompressedBit } from "./frame-code
 import { FrameReader } from "./frame-reader.ts";
 import { defaultLimits, type Limits, testLimits } from "./limits.ts";
 import type { Stanza } from "./stanzas.ts";
-import { ReceiptType, StanzaKind, type StanzaKindName } from "./tokens.ts";
+import { GroupOp, ReceiptType, StanzaKind, type StanzaKindName } from "./tokens.ts";
 import { bytesToHex, hexToBytes, loadBadInputs, loadGolden, toJsonValue } from "./vectors/generate.ts";
 
 /** mulberry32: a tiny, fast 32-bit PRNG; good enough to pick mutations, and identical on every platform. */
@@ -298,6 +298,94 @@ export function randomStanza(random: Random, kind: StanzaKindName, limits: Limit
         port: uint32(),
         url: orNull(() => randomString(random, limits.stringBytesMax)),
       };
+    case "groupCreate":
+      return { kind, clientId: id(), name: payload(64), members: ids(8) };
+    case "groupUpdate": {
+      const op = random.pick([
+        GroupOp.add,
+        GroupOp.remove,
+        GroupOp.promote,
+        GroupOp.demote,
+        GroupOp.leave,
+        GroupOp.rename,
+      ]);
+      const named = op === GroupOp.leave || op === GroupOp.rename ? [] : ids(8, 1);
+      return {
+        kind,
+        clientId: id(),
+        groupId: id(),
+        op,
+        accounts: named,
+        name: op === GroupOp.rename ? payload(64) : null,
+      };
+    }
+    case "groupFetch":
+      return { kind, clientId: id(), groupId: id() };
+    case "groupInfo":
+      return {
+        kind,
+        clientId: id(),
+        groupId: id(),
+        version: uint32(),
+        name: payload(64),
+        members: ids(8),
+        admins: ids(4),
+        devices: groupDevices(8),
+      };
+    case "groupSend": {
+      const listed = random.below(2) === 0;
+      return {
+        kind,
+        clientId: id(),
+        groupId: id(),
+        devices: listed ? groupDevices(8) : null,
+        devicesHash: listed ? null : random.bytes(8),
+        payload: payload(Math.floor(limits.payloadBytesMax / 2)),
+        parts: Array.from({ length: random.below(4) }, () => ({ account: id(), device: id(), part: payload(32) })),
+      };
+    }
+    case "groupDeliver":
+      return {
+        kind,
+        seq: id(),
+        groupId: id(),
+        from: id(),
+        fromDevice: id(),
+        clientId: id(),
+        timeSeconds: uint32(),
+        payload: payload(Math.floor(limits.payloadBytesMax / 2)),
+        part: orNull(() => payload(64)),
+      };
+    case "groupReceipt":
+      return {
+        kind,
+        seq: id(),
+        type: receiptType,
+        groupId: id(),
+        senderDevice: id(),
+        clientId: id(),
+        readers: groupDevices(8),
+        timeSeconds: uint32(),
+      };
+    case "groupEvent":
+      return {
+        kind,
+        seq: id(),
+        groupId: id(),
+        version: uint32(),
+        op: random.pick([GroupOp.create, GroupOp.add, GroupOp.remove, GroupOp.leave, GroupOp.rename]),
+        actor: id(),
+        actorDevice: id(),
+        accounts: ids(8),
+        name: orNull(() => payload(64)),
+        timeSeconds: uint32(),
+      };
+  }
+
+  /** Devices in the canonical order (by account, then device), as the packed list decodes them. */
+  function groupDevices(countMax: number): Array<{ account: number; device: number }> {
+    const devices = Array.from({ length: random.below(countMax + 1) }, () => ({ account: id(), device: id() }));
+    return devices.sort((a, b) => a.account - b.account || a.device - b.device);
   }
 }
 

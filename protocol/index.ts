@@ -26,7 +26,25 @@ export {
 } from "./frame-codec.ts";
 export { FrameReader } from "./frame-reader.ts";
 export { appendInbound, consumeInbound, type InboundBytes } from "./inbound-bytes.ts";
-export { assertLimits, commitDelayMsMax, defaultLimits, type Limits, testLimits } from "./limits.ts";
+export {
+  assertLimits,
+  commitDelayMsMax,
+  defaultLimits,
+  groupMembersMax,
+  groupNameBytesMax,
+  groupPartsPerSendMax,
+  type Limits,
+  testLimits,
+} from "./limits.ts";
+export {
+  type GroupDevice,
+  groupDevicesHashBytes,
+  packAccounts,
+  packDevices,
+  sortDevices,
+  unpackAccounts,
+  unpackDevices,
+} from "./packed-ids.ts";
 export {
   decodePreamble,
   encodePreamble,
@@ -37,6 +55,10 @@ export {
 } from "./preamble.ts";
 export type * from "./stanzas.ts";
 export {
+  GroupOp,
+  type GroupOpName,
+  type GroupOpValue,
+  groupOpName,
   ReceiptType,
   type ReceiptTypeValue,
   RegistrationMode,

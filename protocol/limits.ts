@@ -50,6 +50,12 @@ export interface Limits {
   readonly inboundBytesMax: number;
   /** Token bucket per session: stanzas per second refilled, and the burst allowed. */
   readonly rateStanzasPerSecond: number;
+  /**
+   * The burst: twice the SDK's sends in flight (64), so a reconnecting client can resend its whole window and do its
+   * housekeeping at once. No more: every token of a burst is work a flooder gets done before it is refused (measured
+   * with `npm run reliability -- flood`: 4 send flooders raised a pair's p50 to 24 ms with a burst of 400, 0.6 ms with
+   * 128, and were closed within 0.7 s instead of 2.2 s).
+   */
   readonly rateBurstStanzas: number;
   /**
    * Time one session's frames may take in one event-loop turn before the server reads the other sockets: past it
@@ -195,7 +201,7 @@ export const defaultLimits: Limits = Object.freeze({
   outboundBytesCloseMax: 1024 * kibibyte,
   inboundBytesMax: 64 * kibibyte,
   rateStanzasPerSecond: 200,
-  rateBurstStanzas: 400,
+  rateBurstStanzas: 128,
   rateViolationsMax: 50,
   sessionTurnWorkMsMax: 1,
   sessionTurnSharePercentBursting: 25,
@@ -382,3 +388,55 @@ export const partitionsDefault = 64;
 export const partitionsMax = 1024;
 /** Most workers one supervisor runs (each is a process; see OPERATIONS.md for choosing N). */
 export const workersMax = 256;
+
+// ---- groups (PROTOCOL.md section 18) ------------------------------------------------------------------------------
+// Part of the protocol (a client must be able to rely on them), so not configurable.
+
+/** Most members of one group, the creator included: WhatsApp's limit. */
+export const groupMembersMax = 1024;
+/**
+ * Longest group name blob. The name is end-to-end encrypted by the members (the server stores it and never reads
+ * it): WhatsApp's 100-character subject in UTF-8 (at most 400 bytes) plus a cipher's nonce and tag fits in 512.
+ */
+export const groupNameBytesMax = 512;
+/**
+ * Most per-device parts (sender-key distribution messages) one groupSend may carry: each is three array items
+ * (account, device, bytes), and an array holds at most arrayItemsMax (256) items. A sender that owes its key to
+ * more devices spreads the distribution over its next sends (or sends it pairwise, as Signal does).
+ */
+export const groupPartsPerSendMax = 80;
+/**
+ * Fan-out work done in one event-loop turn before yielding (setImmediate): member accounts whose windows and states
+ * are loaded, member device lists read, and deliveries written to online devices. A store that answers at once
+ * resolves its promises in the same turn, so without these yields a burst of sends to a 1,024-member group ran as one
+ * long turn; with them other sessions' frames are read in between (bench "groups" measures the worst event-loop delay).
+ */
+export const groupFanoutDevicesPerTurn = 256;
+/**
+ * Devices a commit's aftermath settles per event-loop turn (server/delivery.ts): each online one may be drained,
+ * a synchronous store read. Measured: a batch holding one send to a 1,024-member group touched 1,023 devices, whose
+ * drains took up to 960 ms in one turn on a loaded 2-core host; in slices of 256 the other sessions are served between.
+ */
+export const commitSettleStatesPerTurn = 256;
+/**
+ * Group sends and membership changes the group's owner has accepted and not yet seen durable in every partition,
+ * per group. Past it a sender gets groupBusy (retry): one chatty group cannot hold unbounded fan-out state.
+ */
+export const groupSendsPendingMax = 256;
+/**
+ * Membership changes kept per group in its log (group_changes): a resent change (same device and client id) whose
+ * events may not all be stored yet is recognised and its events queued again among the last this many.
+ */
+export const groupChangesKept = 64;
+/**
+ * How long the sender's owner gathers delivered receipts of one group message before it queues them as one
+ * groupReceipt for the sender's devices: members online together ack within a few ms of each other, so a short hold
+ * turns hundreds of receipts into a few frames and delays the first by at most this.
+ */
+export const groupReceiptHoldMs = 100;
+/** Readers one groupReceipt names at most (8 bytes each on the wire: 4 KiB); a fuller hold is queued at once. */
+export const groupReceiptReadersMax = 512;
+/** Group messages whose receipts the sender's owner holds at once; past it the oldest hold is queued at once. */
+export const groupReceiptHoldsMax = 10_000;
+/** Groups whose membership an owner keeps in memory (least recently used are dropped and read again on need). */
+export const groupsCachedMax = 10_000;

@@ -8,7 +8,7 @@ const golden = await loadGolden();
 
 describe("preamble", () => {
   test("the default preamble is S B, this protocol version, this dictionary version", () => {
-    expect(bytesToHex(encodePreamble())).toBe("53420103");
+    expect(bytesToHex(encodePreamble())).toBe("53420104");
     expect(preambleBytes).toBe(4);
     expect(protocolVersion).toBe(golden.protocolVersion);
     expect(tokenDictionaryVersion).toBe(golden.dictionaryVersion);

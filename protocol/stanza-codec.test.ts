@@ -6,6 +6,7 @@ import { defaultLimits, type Limits, testLimits } from "./limits.ts";
 import { stanzaFields, stanzaFromFields, stanzaKindToken } from "./stanza-codec.ts";
 import type { SendStanza, Stanza } from "./stanzas.ts";
 import {
+  GroupOp,
   ReceiptType,
   RegistrationMode,
   StanzaKind,
@@ -48,13 +49,20 @@ function requiredFields(stanza: Stanza): number {
 }
 
 describe("token dictionary", () => {
-  test("kinds are 1..31 and 34..37, unique, within the 6 header bits, and named back", () => {
+  test("kinds are 1..31, 34..37 and 40..47, unique, within the 6 header bits, and named back", () => {
     const tokens = Object.values(StanzaKind);
     expect(new Set(tokens).size).toBe(tokens.length);
     expect(Math.min(...tokens)).toBe(1);
-    // 32 and 33 are reserved for the key directory; the media kinds took 34..37.
-    expect(Math.max(...tokens)).toBe(tokens.length + 2);
-    const expected: number[] = [...Array.from({ length: 31 }, (_, index) => index + 1), 34, 35, 36, 37];
+    // 32 and 33 are reserved for the key directory; the media kinds took 34..37; the group kinds 40..47.
+    expect(Math.max(...tokens)).toBe(47);
+    const expected: number[] = [
+      ...Array.from({ length: 31 }, (_, index) => index + 1),
+      34,
+      35,
+      36,
+      37,
+      ...[40, 41, 42, 43, 44, 45, 46, 47],
+    ];
     expect([...tokens].sort((a, b) => a - b) as number[]).toEqual(expected);
     for (const name of kindNames) expect(stanzaKindName(StanzaKind[name])).toBe(name);
     expect(stanzaKindName(0)).toBeUndefined();
@@ -65,24 +73,34 @@ describe("token dictionary", () => {
   });
 
   test("dictionary version 2 added reverseLookup (24) and reverseLookupResult (25); version 3 the media kinds 34..37", () => {
-    expect(tokenDictionaryVersion).toBe(3);
+    expect(tokenDictionaryVersion).toBe(4);
     expect(StanzaKind.deviceRemove).toBe(23);
     expect(StanzaKind.reverseLookup).toBe(24);
     expect(StanzaKind.reverseLookupResult).toBe(25);
     const added = Object.entries(stanzaKindSinceDictionary).map(([name]) => StanzaKind[name as StanzaKindName]);
-    expect(added.sort((a, b) => a - b)).toEqual([24, 25, 26, 27, 28, 29, 30, 31, 34, 35, 36, 37]);
+    expect(added.sort((a, b) => a - b)).toEqual([
+      24, 25, 26, 27, 28, 29, 30, 31, 34, 35, 36, 37, 40, 41, 42, 43, 44, 45, 46, 47,
+    ]);
     expect(stanzaKindSinceDictionary.mediaUpload).toBe(3);
     expect(stanzaKindSinceDictionary.mediaDownloadGrant).toBe(3);
   });
 
   test("dictionary version 3 added the key directory's kinds 26..31 and the media kinds 34..37", () => {
-    expect(tokenDictionaryVersion).toBe(3);
+    expect(tokenDictionaryVersion).toBe(4);
     const added = Object.entries(stanzaKindSinceDictionary)
       .filter(([, version]) => version === 3)
       .map(([name]) => StanzaKind[name as StanzaKindName]);
     expect(added.sort((a, b) => a - b)).toEqual([26, 27, 28, 29, 30, 31, 34, 35, 36, 37]);
     expect(StanzaKind.keysUpload).toBe(26);
     expect(StanzaKind.identityChange).toBe(31);
+  });
+
+  test("dictionary version 4 added the group kinds 40..47 and the group operations", () => {
+    const added = Object.entries(stanzaKindSinceDictionary)
+      .filter(([, version]) => version === 4)
+      .map(([name]) => StanzaKind[name as StanzaKindName]);
+    expect(added.sort((a, b) => a - b)).toEqual([40, 41, 42, 43, 44, 45, 46, 47]);
+    expect(GroupOp).toEqual({ create: 1, add: 2, remove: 3, promote: 4, demote: 5, leave: 6, rename: 7 });
   });
 
   test("receipt types and registration modes keep their tokens", () => {
@@ -194,6 +212,8 @@ describe("stanza fields", () => {
       for (const wrong of [true, -1, 1.5, 2 ** 32, "x", new Uint8Array(3), [[]], { a: 1 }, undefined]) {
         // Skip a replacement of the field's own type: a string for a string (or null) field, bytes for bytes.
         if (classOf(fields[index]) === classOf(wrong)) continue;
+        // A nil in a field of bytes-or-nil (the group kinds' name, part, devices and devicesHash) takes bytes too.
+        if (fields[index] === null && wrong instanceof Uint8Array && kind.startsWith("group")) continue;
         const broken = [...fields];
         broken[index] = wrong;
         expectWrongField(fromFields(kind, broken));

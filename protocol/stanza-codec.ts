@@ -3,9 +3,36 @@
 
 import { serverNameBytesMax } from "./auth-message.ts";
 import { ErrorCode, ProtocolError } from "./errors.ts";
-import type { Limits } from "./limits.ts";
-import type { DeviceInfo, DevicePayload, KeyBundle, PublicPreKey, SignedPublicPreKey, Stanza } from "./stanzas.ts";
-import { ReceiptType, type ReceiptTypeValue, StanzaKind, type StanzaKindName, stanzaKindName } from "./tokens.ts";
+import { groupMembersMax, groupNameBytesMax, groupPartsPerSendMax, type Limits } from "./limits.ts";
+import {
+  type GroupDevice,
+  groupDevicesHashBytes,
+  packAccounts,
+  packDevices,
+  packedAccountBytes,
+  packedDeviceBytes,
+  unpackAccounts,
+  unpackDevices,
+} from "./packed-ids.ts";
+import type {
+  DeviceInfo,
+  DevicePayload,
+  GroupPart,
+  KeyBundle,
+  PublicPreKey,
+  SignedPublicPreKey,
+  Stanza,
+} from "./stanzas.ts";
+import {
+  GroupOp,
+  type GroupOpValue,
+  groupOpName,
+  ReceiptType,
+  type ReceiptTypeValue,
+  StanzaKind,
+  type StanzaKindName,
+  stanzaKindName,
+} from "./tokens.ts";
 
 const uint32Max = 0xffff_ffff;
 /** A media blob's address: its SHA-256. */
@@ -49,7 +76,10 @@ export function stanzaFields(stanza: Stanza): unknown[] {
       return [stanza.clientId];
     case "error": {
       const fields: unknown[] = [stanza.code, stanza.clientId, stanza.message];
-      if (stanza.missingDevices !== undefined || stanza.extraDevices !== undefined) {
+      if (stanza.missingMemberDevices !== undefined || stanza.extraMemberDevices !== undefined) {
+        // A groupSend's lists are (account, device) pairs, packed (PROTOCOL.md section 18).
+        fields.push(packDevices(stanza.missingMemberDevices ?? []), packDevices(stanza.extraMemberDevices ?? []));
+      } else if (stanza.missingDevices !== undefined || stanza.extraDevices !== undefined) {
         fields.push(stanza.missingDevices ?? [], stanza.extraDevices ?? []);
       }
       return fields;
@@ -138,6 +168,67 @@ export function stanzaFields(stanza: Stanza): unknown[] {
       return [stanza.clientId, stanza.hash];
     case "mediaDownloadGrant":
       return [stanza.clientId, stanza.token, stanza.expiresAtSeconds, stanza.size, stanza.port, stanza.url];
+    case "groupCreate":
+      return [stanza.clientId, stanza.name, packAccounts(stanza.members)];
+    case "groupUpdate":
+      return [stanza.clientId, stanza.groupId, stanza.op, packAccounts(stanza.accounts), stanza.name];
+    case "groupFetch":
+      return [stanza.clientId, stanza.groupId];
+    case "groupInfo":
+      return [
+        stanza.clientId,
+        stanza.groupId,
+        stanza.version,
+        stanza.name,
+        packAccounts(stanza.members),
+        packAccounts(stanza.admins),
+        packDevices(stanza.devices),
+      ];
+    case "groupSend": {
+      const parts: unknown[] = [];
+      for (const part of stanza.parts) parts.push(part.account, part.device, part.part);
+      return [
+        stanza.clientId,
+        stanza.groupId,
+        stanza.devices === null ? null : packDevices(stanza.devices),
+        stanza.devicesHash,
+        stanza.payload,
+        parts,
+      ];
+    }
+    case "groupDeliver":
+      return [
+        stanza.seq,
+        stanza.groupId,
+        stanza.from,
+        stanza.fromDevice,
+        stanza.clientId,
+        stanza.timeSeconds,
+        stanza.payload,
+        stanza.part,
+      ];
+    case "groupReceipt":
+      return [
+        stanza.seq,
+        stanza.type,
+        stanza.groupId,
+        stanza.senderDevice,
+        stanza.clientId,
+        packDevices(stanza.readers),
+        stanza.timeSeconds,
+      ];
+    case "groupEvent":
+      return [
+        stanza.seq,
+        stanza.groupId,
+        stanza.version,
+        stanza.op,
+        stanza.actor,
+        stanza.actorDevice,
+        packAccounts(stanza.accounts),
+        stanza.name,
+        stanza.timeSeconds,
+      ];
   }
 }
 
@@ -275,6 +366,33 @@ class FieldReader {
     };
   }
 
+  /** A packed account list (packed-ids.ts) of at most `itemsMax` ids. */
+  accounts(name: string, itemsMax: number): number[] {
+    const bytes = this.bytes(name, itemsMax * packedAccountBytes);
+    const accounts = unpackAccounts(bytes);
+    if (accounts === null) fail(`${name} must be 4-byte non-zero account ids`);
+    return accounts;
+  }
+
+  /** A packed (account, device) list (packed-ids.ts) of at most `itemsMax` devices. */
+  devices(name: string, itemsMax: number): GroupDevice[] {
+    const bytes = this.bytes(name, itemsMax * packedDeviceBytes);
+    const devices = unpackDevices(bytes);
+    if (devices === null) fail(`${name} must be 8-byte (account, device) pairs of non-zero ids`);
+    return devices;
+  }
+
+  bytesOrNull(name: string, lengthMax: number, lengthExact?: number): Uint8Array | null {
+    if (this.isNull()) return null;
+    return this.bytes(name, lengthMax, lengthExact);
+  }
+
+  groupOp(name: string): GroupOpValue {
+    const value = this.uint32(name);
+    if (groupOpName(value) === undefined) fail(`${name} is not a group operation`);
+    return value as GroupOpValue;
+  }
+
   receiptType(name: string): ReceiptTypeValue {
     const value = this.uint32(name);
     if (value !== ReceiptType.delivered && value !== ReceiptType.read) fail(`${name} is not a receipt type`);
@@ -362,6 +480,12 @@ function decodeKind(kind: StanzaKindName, fields: readonly unknown[], limits: Li
       const code = read.uint32("code");
       const clientId = read.idOrNull("clientId");
       const message = read.stringOrNull("message", limits.stringBytesMax);
+      if (read.remaining >= 2 && fields[3] instanceof Uint8Array) {
+        const groupDevicesMax = groupMembersMax * limits.devicesPerAccountMax;
+        const missingMemberDevices = read.devices("missingMemberDevices", groupDevicesMax);
+        const extraMemberDevices = read.devices("extraMemberDevices", groupDevicesMax);
+        return { kind, code, clientId, message, missingMemberDevices, extraMemberDevices };
+      }
       if (read.remaining >= 2) {
         const missingDevices = read.idArray("missingDevices", limits.devicesPerAccountMax);
         const extraDevices = read.idArray("extraDevices", limits.devicesPerAccountMax);
@@ -558,6 +682,103 @@ function decodeKind(kind: StanzaKindName, fields: readonly unknown[], limits: Li
         size: read.uint32("size"),
         port: read.uint32("port"),
         url: read.stringOrNull("url", limits.stringBytesMax),
+      };
+    case "groupCreate": {
+      const stanza = {
+        kind,
+        clientId: read.id("clientId"),
+        name: read.bytes("name", groupNameBytesMax),
+        members: read.accounts("members", groupMembersMax),
+      };
+      return stanza;
+    }
+    case "groupUpdate": {
+      const stanza = {
+        kind,
+        clientId: read.id("clientId"),
+        groupId: read.id("groupId"),
+        op: read.groupOp("op"),
+        accounts: read.accounts("accounts", groupMembersMax),
+        name: read.bytesOrNull("name", groupNameBytesMax),
+      };
+      if (stanza.op === GroupOp.create) fail("op create is not an update (use groupCreate)");
+      if (stanza.op === GroupOp.rename && stanza.name === null) fail("rename needs a name");
+      if (stanza.op !== GroupOp.rename && stanza.name !== null) fail("only rename carries a name");
+      const needsAccounts = stanza.op !== GroupOp.leave && stanza.op !== GroupOp.rename;
+      if (needsAccounts !== stanza.accounts.length > 0) {
+        fail(needsAccounts ? "accounts must not be empty" : "leave and rename name no accounts");
+      }
+      return stanza;
+    }
+    case "groupFetch":
+      return { kind, clientId: read.id("clientId"), groupId: read.id("groupId") };
+    case "groupInfo":
+      return {
+        kind,
+        clientId: read.id("clientId"),
+        groupId: read.id("groupId"),
+        version: read.uint32("version"),
+        name: read.bytes("name", groupNameBytesMax),
+        members: read.accounts("members", groupMembersMax),
+        admins: read.accounts("admins", groupMembersMax),
+        devices: read.devices("devices", groupMembersMax * limits.devicesPerAccountMax),
+      };
+    case "groupSend": {
+      const clientId = read.id("clientId");
+      const groupId = read.id("groupId");
+      const devices = read.isNull() ? null : read.devices("devices", groupMembersMax * limits.devicesPerAccountMax);
+      const devicesHash = read.bytesOrNull("devicesHash", groupDevicesHashBytes, groupDevicesHashBytes);
+      if ((devices === null) === (devicesHash === null)) fail("exactly one of devices and devicesHash must be set");
+      // Bounded here by the frame only, as a send's payload: over payloadBytesMax is payloadTooLarge, session kept.
+      const payload = read.bytes("payload", limits.frameBytesMax);
+      const flat = read.array("parts", groupPartsPerSendMax * 3);
+      if (flat.length % 3 !== 0) fail("parts must be (account, device, part) triples");
+      const partReader = new FieldReader(flat);
+      const parts: GroupPart[] = [];
+      for (let index = 0; index < flat.length; index += 3) {
+        parts.push({
+          account: partReader.id(`parts[${index}].account`),
+          device: partReader.id(`parts[${index}].device`),
+          part: partReader.bytes(`parts[${index}].part`, limits.frameBytesMax),
+        });
+      }
+      return { kind, clientId, groupId, devices, devicesHash, payload, parts };
+    }
+    case "groupDeliver":
+      return {
+        kind,
+        seq: read.id("seq"),
+        groupId: read.id("groupId"),
+        from: read.id("from"),
+        fromDevice: read.id("fromDevice"),
+        clientId: read.id("clientId"),
+        timeSeconds: read.uint32("timeSeconds"),
+        payload: read.bytes("payload", limits.payloadBytesMax),
+        part: read.bytesOrNull("part", limits.payloadBytesMax),
+      };
+    case "groupReceipt":
+      return {
+        kind,
+        seq: read.id("seq"),
+        type: read.receiptType("type"),
+        groupId: read.id("groupId"),
+        senderDevice: read.id("senderDevice"),
+        clientId: read.id("clientId"),
+        readers: read.devices("readers", groupMembersMax * limits.devicesPerAccountMax),
+        timeSeconds: read.uint32("timeSeconds"),
+      };
+    case "groupEvent":
+      return {
+        kind,
+        seq: read.id("seq"),
+        groupId: read.id("groupId"),
+        version: read.uint32("version"),
+        op: read.groupOp("op"),
+        actor: read.id("actor"),
+        actorDevice: read.id("actorDevice"),
+        accounts: read.accounts("accounts", groupMembersMax),
+        name: read.bytesOrNull("name", groupNameBytesMax),
+        timeSeconds: read.uint32("timeSeconds"),
       };
   }
 }

@@ -2,7 +2,8 @@
 // (see stanza-codec.ts and PROTOCOL.md); here they carry names. Ids (accounts, devices, client ids, sequences) are
 // unsigned 32-bit integers; times are whole seconds since the Unix epoch.
 
-import type { ReceiptTypeValue } from "./tokens.ts";
+import type { GroupDevice } from "./packed-ids.ts";
+import type { GroupOpValue, ReceiptTypeValue } from "./tokens.ts";
 
 /** One payload for one device of the recipient account (client-side fan-out). */
 export interface DevicePayload {
@@ -89,6 +90,12 @@ export interface ErrorStanza {
   /** deviceMismatch only: devices of the recipient the send had no payload for, and payloads for unknown devices. */
   readonly missingDevices?: readonly number[];
   readonly extraDevices?: readonly number[];
+  /**
+   * deviceMismatch of a groupSend only (dictionary version 4): member devices the send did not name, and named
+   * devices that are not (or no longer) member devices. Packed on the wire (packed-ids.ts).
+   */
+  readonly missingMemberDevices?: readonly GroupDevice[];
+  readonly extraMemberDevices?: readonly GroupDevice[];
 }
 export interface DeliverStanza {
   readonly kind: "deliver";
@@ -298,6 +305,118 @@ export interface MediaDownloadGrantStanza {
   readonly url: string | null;
 }
 
+// ---- groups (dictionary version 4, PROTOCOL.md section 18) --------------------------------------------------------
+
+/** Creates a group; the creating account is its first admin. Answered by groupInfo (or an error). */
+export interface GroupCreateStanza {
+  readonly kind: "groupCreate";
+  readonly clientId: number;
+  /** The group's name, end-to-end encrypted by the members: opaque to the server. */
+  readonly name: Uint8Array;
+  /** The other first members (the creator is added by the server), at most groupMembersMax - 1. */
+  readonly members: readonly number[];
+  /** Server-internal: the id the edge chose, carried to the group's owner over the mesh. Never on the wire. */
+  readonly groupId?: number;
+}
+/** A membership change (add, remove, promote, demote, leave) or a rename. Answered by groupInfo (or an error). */
+export interface GroupUpdateStanza {
+  readonly kind: "groupUpdate";
+  readonly clientId: number;
+  readonly groupId: number;
+  readonly op: GroupOpValue;
+  /** The accounts the change is about (empty for leave and rename). */
+  readonly accounts: readonly number[];
+  /** The new name blob for rename; null otherwise. */
+  readonly name: Uint8Array | null;
+}
+/** Asks for a group's members and their devices (members only). */
+export interface GroupFetchStanza {
+  readonly kind: "groupFetch";
+  readonly clientId: number;
+  readonly groupId: number;
+}
+export interface GroupInfoStanza {
+  readonly kind: "groupInfo";
+  readonly clientId: number;
+  readonly groupId: number;
+  /** Counts membership changes: 1 after create, +1 per change. */
+  readonly version: number;
+  readonly name: Uint8Array;
+  readonly members: readonly number[];
+  /** The admins (a subset of members). */
+  readonly admins: readonly number[];
+  /** Every device of every member, in canonical order (packed-ids.ts): what a groupSend encrypts for. */
+  readonly devices: readonly GroupDevice[];
+}
+/** One device's own part of a group send: typically the sender-key distribution message for that device. */
+export interface GroupPart {
+  readonly account: number;
+  readonly device: number;
+  readonly part: Uint8Array;
+}
+/**
+ * One message to a group (WhatsApp's sender-key shape): one shared ciphertext for every member device and optional
+ * per-device parts. Exactly one of `devices` and `devicesHash` states the member devices the sender encrypted for
+ * (its own sending device excluded); a stale view is answered by deviceMismatch before anything is stored.
+ */
+export interface GroupSendStanza {
+  readonly kind: "groupSend";
+  readonly clientId: number;
+  readonly groupId: number;
+  readonly devices: readonly GroupDevice[] | null;
+  readonly devicesHash: Uint8Array | null;
+  readonly payload: Uint8Array;
+  readonly parts: readonly GroupPart[];
+}
+/** A queued group message (acknowledged like any queue entry). */
+export interface GroupDeliverStanza {
+  readonly kind: "groupDeliver";
+  readonly seq: number;
+  readonly groupId: number;
+  readonly from: number;
+  readonly fromDevice: number;
+  readonly clientId: number;
+  readonly timeSeconds: number;
+  readonly payload: Uint8Array;
+  /** This device's own part, or null. */
+  readonly part: Uint8Array | null;
+}
+/** A queued membership event (acknowledged like any queue entry), in the order the group's owner applied them. */
+export interface GroupEventStanza {
+  readonly kind: "groupEvent";
+  readonly seq: number;
+  readonly groupId: number;
+  /** The group's version after this change. */
+  readonly version: number;
+  readonly op: GroupOpValue;
+  /** Who made the change (for leave: who left). */
+  readonly actor: number;
+  readonly actorDevice: number;
+  /** The accounts it concerns (create: every first member, the creator included). */
+  readonly accounts: readonly number[];
+  /** create and rename: the name blob; null otherwise. */
+  readonly name: Uint8Array | null;
+  readonly timeSeconds: number;
+}
+
+/**
+ * Delivered receipts of one group message from many member devices, gathered by the sender's owner over a short
+ * hold (groupReceiptHoldMs) so a message to 1,000 members costs the sender's link a few frames, not 1,000. A queued
+ * entry (acknowledged like any).
+ */
+export interface GroupReceiptStanza {
+  readonly kind: "groupReceipt";
+  readonly seq: number;
+  readonly type: ReceiptTypeValue;
+  readonly groupId: number;
+  /** The sender device whose client id this is. */
+  readonly senderDevice: number;
+  readonly clientId: number;
+  /** The member devices that received it. */
+  readonly readers: readonly GroupDevice[];
+  readonly timeSeconds: number;
+}
+
 export type Stanza =
   | ChallengeStanza
   | LoginStanza
@@ -333,6 +452,14 @@ export type Stanza =
   | MediaUploadStanza
   | MediaUploadGrantStanza
   | MediaDownloadStanza
-  | MediaDownloadGrantStanza;
+  | MediaDownloadGrantStanza
+  | GroupCreateStanza
+  | GroupUpdateStanza
+  | GroupFetchStanza
+  | GroupInfoStanza
+  | GroupSendStanza
+  | GroupDeliverStanza
+  | GroupEventStanza
+  | GroupReceiptStanza;
 
 export type StanzaOf<K extends Stanza["kind"]> = Extract<Stanza, { kind: K }>;

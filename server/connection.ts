@@ -303,6 +303,13 @@ export class ConnectionHandler {
           if (routing !== null && !routing.owns(stanza.account))
             return routing.forward(session, stanza.account, stanza);
           return this.keys.fetch(session, stanza);
+        // Groups (dictionary version 4): on the owner of the group (group-requests.ts).
+        case "groupCreate":
+        case "groupUpdate":
+        case "groupFetch":
+        case "groupSend":
+          if (this.context.groups !== null) return this.context.groups.handle(session, stanza);
+          break;
         case "mediaUpload":
         case "mediaDownload": {
           // Dictionary version 3: only a client that announced it knows these kinds, so only it gets their answers.

@@ -4,6 +4,7 @@ import type { FrameCodec, Limits } from "../protocol/index.ts";
 import type { Storage } from "../storage/index.ts";
 import type { Config } from "./config.ts";
 import type { Directory } from "./directory.ts";
+import type { GroupRequests } from "./group-requests.ts";
 import type { LastSeenRecorder } from "./last-seen.ts";
 import type { Logger } from "./log.ts";
 import type { MediaRequests } from "./media-requests.ts";
@@ -28,6 +29,8 @@ export interface ServerContext {
   readonly lastSeen: LastSeenRecorder;
   /** The media token requests (PROTOCOL.md "Media"); null when the media listener is off (mediaPort 0). */
   media: MediaRequests | null;
+  /** Groups (PROTOCOL.md section 18); set once the routing is known (server.ts). */
+  groups: GroupRequests | null;
   /** Milliseconds since the epoch; tests may pass a fake clock. */
   readonly now: () => number;
 }

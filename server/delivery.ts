@@ -16,6 +16,7 @@ import {
   type SendStanza,
   type Stanza,
 } from "../protocol/index.ts";
+import { commitSettleStatesPerTurn } from "../protocol/limits.ts";
 import { clientIdBytes } from "../storage/client-id-list.ts";
 import type { QueueBatch, QueueEntry } from "../storage/index.ts";
 import { type ClientIdPair, ClientIdPairs } from "./client-id-pairs.ts";
@@ -30,6 +31,8 @@ import {
   type PendingMessage,
   type PendingRecipient,
 } from "./group-commit.ts";
+import { groupEventLiveEntry, groupMessageLiveEntry, groupReceiptLiveEntry } from "./group-entries.ts";
+import type { GroupDelivered } from "./group-receipts.ts";
 import { frameForSession, receiptRowFrame } from "./keys-identity-event.ts";
 import { emptyReadWindow, markDelivered, markRead, readStatus } from "./read-receipt-window.ts";
 import type { ReceiptIntent } from "./routing.ts";
@@ -306,9 +309,18 @@ export class Delivery {
     this.commit.schedule();
   }
 
+  /** A group message whose every recipient here acknowledged it before its commit (group-fanout.ts). */
+  groupDurable(message: PendingMessage): void {
+    this.serverAck(message);
+  }
+
   private serverAck(message: PendingMessage): void {
     if (message.serverAcked) return;
     message.serverAcked = true;
+    if (message.onDurable !== undefined) {
+      message.onDurable();
+      return;
+    }
     this.context.io.send(message.sender, { kind: "serverAck", clientId: message.clientId });
     // Every send gets its answer, a resend on the same connection too.
     for (const session of message.resentBy ?? [])
@@ -317,13 +329,14 @@ export class Delivery {
 
   /** The message is durable: a resend of it is answered from the committed client ids from now on. */
   private forgetUnacked(message: PendingMessage): void {
+    if (message.pair === null) return;
     const unacked = message.pair.unackedSends;
     if (unacked?.get(message.clientId) === message) unacked.delete(message.clientId);
     if (unacked?.size === 0) message.pair.unackedSends = null;
   }
 
-  /** Gives `state` its next sequence for an entry of `bytes`, in the open batch. */
-  private enqueue(
+  /** Gives `state` its next sequence for an entry of `bytes`, in the open batch. (Also used by group-fanout.ts.) */
+  enqueue(
     batch: OpenBatch,
     state: DeviceState,
     bytes: number,
@@ -349,9 +362,9 @@ export class Delivery {
   /**
    * Pushes a fresh entry at once when it is next in line, within the stored reservation (so that it can never be
    * handed out again after a crash), and the window and socket have room. Otherwise the drain pushes it after its
-   * commit.
+   * commit. (Also used by group-fanout.ts.)
    */
-  private pushLive(state: DeviceState, seq: number, entry: LiveEntry): void {
+  pushLive(state: DeviceState, seq: number, entry: LiveEntry): void {
     const session = state.session;
     if (session === null || state.reading || seq !== state.deliveredSeq + 1 || seq > state.reservedSeq) return;
     if (state.inFlightCount >= this.context.limits.deliveryWindowMessages || !this.context.io.canPush(session)) return;
@@ -363,6 +376,7 @@ export class Delivery {
     if (state.inFlight === null) state.inFlight = [];
     state.inFlight.push({
       seq: entry.seq,
+      ...(entry.groupId === undefined ? {} : { groupId: entry.groupId }),
       senderAccount: entry.senderAccount,
       senderDevice: entry.senderDevice,
       clientId: entry.clientId,
@@ -441,18 +455,27 @@ export class Delivery {
 
     // Delivered receipts go to every device of each sender: load those device lists and states first.
     const senders = new Map<number, Map<number, number[]>>(); // account -> sender device -> client ids
+    // The same for 1:1 messages only: a group message's receipt is gathered with the other members' instead.
+    const receiptSenders = new Map<number, Map<number, number[]>>();
+    const groupDelivered: GroupDelivered[] = [];
     for (const entry of state.inFlight ?? []) {
       if (entry.seq > upto) break;
       if (entry.senderAccount === 0) continue;
-      const byDevice = senders.get(entry.senderAccount) ?? new Map<number, number[]>();
-      senders.set(entry.senderAccount, byDevice);
-      const clientIds = byDevice.get(entry.senderDevice) ?? [];
-      byDevice.set(entry.senderDevice, clientIds);
-      clientIds.push(entry.clientId);
+      for (const map of entry.groupId === undefined ? [senders, receiptSenders] : [senders]) {
+        const byDevice = map.get(entry.senderAccount) ?? new Map<number, number[]>();
+        map.set(entry.senderAccount, byDevice);
+        const clientIds = byDevice.get(entry.senderDevice) ?? [];
+        byDevice.set(entry.senderDevice, clientIds);
+        clientIds.push(entry.clientId);
+      }
+      if (entry.groupId !== undefined) {
+        const { groupId, senderAccount, senderDevice, clientId } = entry;
+        groupDelivered.push({ groupId, senderAccount, senderDevice, clientId });
+      }
     }
     const receiptTargets: Array<{ account: number; devices: readonly number[] }> = [];
     const routing = this.context.routing;
-    for (const account of senders.keys()) {
+    for (const account of receiptSenders.keys()) {
       // Another worker owns that account's queues: its receipts go there (below).
       if (routing !== null && !routing.owns(account)) continue;
       const devices = await this.context.directory.load(account);
@@ -529,7 +552,8 @@ export class Delivery {
       }
     }
     const now = this.context.now();
-    for (const [account, byDevice] of senders) {
+    if (groupDelivered.length > 0) this.context.groups?.receipts.delivered(state.account, state.device, groupDelivered);
+    for (const [account, byDevice] of receiptSenders) {
       if (reloading.has(account)) {
         for (const [senderDevice, clientIds] of byDevice) {
           const intent = { type: ReceiptType.delivered, fromAccount: state.account, fromDevice: state.device };
@@ -771,7 +795,18 @@ export class Delivery {
     }
     for (const callback of batch.afterCommit) callback();
     this.pairs.settled();
-    for (const state of batch.touched) {
+    this.settleTouched([...batch.touched], 0);
+  }
+
+  /**
+   * After a commit: drains what each touched online device now may get, and lets idle states go. A drain reads the
+   * store, synchronously for SQLite, so a batch that touched thousands of devices (a send to a large group) is
+   * settled commitSettleStatesPerTurn devices per event-loop turn, not all in one.
+   */
+  private settleTouched(states: readonly DeviceState[], from: number): void {
+    const end = Math.min(states.length, from + commitSettleStatesPerTurn);
+    for (let index = from; index < end; index++) {
+      const state = states[index]!;
       const session = state.session;
       if (session === null) this.devices.dropIfIdle(state);
       else {
@@ -779,6 +814,7 @@ export class Delivery {
         this.devices.releaseIfIdle(session);
       }
     }
+    if (end < states.length) setImmediate(() => this.settleTouched(states, end));
   }
 
   private commitFailed(error: unknown): void {
@@ -790,11 +826,38 @@ export class Delivery {
 }
 
 /** What is needed to push one queue entry and to remember it in the window. */
-interface LiveEntry extends InFlightEntry {
+export interface LiveEntry extends InFlightEntry {
   frame(): Stanza;
 }
 
 function liveEntryOf(entry: QueueEntry): LiveEntry {
+  if (entry.kind === "message" && entry.groupId !== undefined) {
+    return groupMessageLiveEntry(
+      entry.seq,
+      entry.groupId,
+      entry.senderAccount,
+      entry.senderDevice,
+      entry.clientId,
+      entry.createdAtMs,
+      entry.payload,
+      entry.part ?? null,
+    );
+  }
+  if (entry.kind === "groupReceipt") {
+    return groupReceiptLiveEntry(entry.seq, entry);
+  }
+  if (entry.kind === "groupEvent") {
+    return groupEventLiveEntry(entry.seq, {
+      groupId: entry.groupId,
+      version: entry.version,
+      op: entry.op,
+      actorAccount: entry.peerAccount,
+      actorDevice: entry.peerDevice,
+      accounts: entry.accounts,
+      name: entry.name,
+      createdAtMs: entry.createdAtMs,
+    });
+  }
   if (entry.kind === "message") {
     return {
       seq: entry.seq,

@@ -8,6 +8,8 @@ import type { Session } from "./session.ts";
 /** A queue entry pushed to the device and not yet acknowledged (the window). */
 export interface InFlightEntry {
   readonly seq: number;
+  /** A group message: its group (its delivered receipt is gathered with the other members', group-receipts.ts). */
+  readonly groupId?: number;
   /** For messages: who sent it, so that an ack can send a delivered receipt. Receipts: senderAccount 0. */
   readonly senderAccount: number;
   readonly senderDevice: number;

@@ -9,7 +9,7 @@
 // kill -9 the next process starts above every sequence a device may have seen.
 
 import { clientIdBytes } from "../storage/client-id-list.ts";
-import type { QueueBatch, QueueStore } from "../storage/index.ts";
+import { groupEventBytes, groupReceiptBytes, type QueueBatch, type QueueStore } from "../storage/index.ts";
 import type { ClientIdPair } from "./client-id-pairs.ts";
 import { type ClientIdMarks, windowToBytes } from "./client-id-window.ts";
 import type { DeviceState, PendingEntry } from "./device-state.ts";
@@ -21,6 +21,8 @@ export interface PendingRecipient {
   readonly entry: PendingEntry;
   /** The same Uint8Array for every recipient of a one-payload send (stored once), or this device's own payload. */
   readonly payload: Uint8Array;
+  /** A group message: this device's own part (its sender-key distribution message), or null. */
+  readonly part?: Uint8Array | null;
 }
 
 export interface PendingMessage {
@@ -33,10 +35,46 @@ export interface PendingMessage {
   /** Recipients that have not acknowledged it yet; at 0 the sender may have its server-ack before the commit. */
   liveRecipients: number;
   serverAcked: boolean;
-  /** The (recipient account, sender device) pair, which lists the message among its unacknowledged sends. */
-  readonly pair: ClientIdPair;
+  /**
+   * The (recipient account, sender device) pair, which lists the message among its unacknowledged sends; null for
+   * a group message, whose pairs (one per member account here) the group fan-out keeps (group-fanout.ts).
+   */
+  readonly pair: ClientIdPair | null;
   /** Sessions that sent it again (a resend after a reconnect) before it was acked: they get the server-ack with it. */
   resentBy: Session[] | null;
+  /** A group message: its group. */
+  readonly groupId?: number;
+  /**
+   * A group message: called once it is durable here (or acknowledged by every recipient first) instead of a
+   * server-ack to `sender`; the group's owner acks the sender once every worker's part is durable.
+   */
+  readonly onDurable?: () => void;
+}
+
+/** Gathered delivered receipts of one group message for one device of the sender (group-receipts.ts). */
+export interface PendingGroupReceipt {
+  readonly state: DeviceState;
+  readonly entry: PendingEntry;
+  readonly receiptType: number;
+  readonly groupId: number;
+  readonly senderDevice: number;
+  readonly clientId: number;
+  readonly readers: ReadonlyArray<{ account: number; device: number }>;
+  readonly createdAtMs: number;
+}
+
+/** A membership event for one device of the open batch (group-fanout.ts). */
+export interface PendingGroupEvent {
+  readonly state: DeviceState;
+  readonly entry: PendingEntry;
+  readonly groupId: number;
+  readonly version: number;
+  readonly op: number;
+  readonly actorAccount: number;
+  readonly actorDevice: number;
+  readonly accounts: readonly number[];
+  readonly name: Uint8Array | null;
+  readonly createdAtMs: number;
 }
 
 export interface PendingReceipt {
@@ -53,6 +91,8 @@ export interface PendingReceipt {
 export class OpenBatch {
   readonly messages: PendingMessage[] = [];
   readonly receipts: PendingReceipt[] = [];
+  readonly groupEvents: PendingGroupEvent[] = [];
+  readonly groupReceipts: PendingGroupReceipt[] = [];
   readonly acks = new Map<DeviceState, number>();
   /** Devices whose sequence or client id high-water marks moved. */
   readonly touched = new Set<DeviceState>();
@@ -207,13 +247,23 @@ function queuedEntries(batch: QueueBatch): { rows: number; bytes: number } {
   for (const message of batch.messages) {
     rows += message.recipients.length;
     bytes += message.recipients.length * message.payload.byteLength;
+    for (const recipient of message.recipients) bytes += recipient.part?.byteLength ?? 0;
+  }
+  for (const event of batch.groupEvents ?? []) {
+    rows++;
+    bytes += groupEventBytes(event.accounts.length, event.name);
+  }
+  for (const receipt of batch.groupReceipts ?? []) {
+    rows++;
+    bytes += groupReceiptBytes(receipt.readers.length);
   }
   for (const receipt of batch.receipts) bytes += receipt.clientIds.length * clientIdBytes;
   return { rows, bytes };
 }
 
 function countRows(batch: QueueBatch): number {
-  let rows = batch.receipts.length + batch.acks.length;
+  let rows =
+    batch.receipts.length + batch.acks.length + (batch.groupEvents?.length ?? 0) + (batch.groupReceipts?.length ?? 0);
   for (const message of batch.messages) rows += message.recipients.length;
   return rows;
 }
@@ -240,6 +290,7 @@ function toQueueBatch(
           clientId: message.clientId,
           createdAtMs: message.createdAtMs,
           payload: recipient.payload,
+          ...(message.groupId === undefined ? {} : { groupId: message.groupId }),
           recipients: [],
         };
         messages.push(current);
@@ -248,6 +299,7 @@ function toQueueBatch(
         account: recipient.state.account,
         device: recipient.state.device,
         seq: recipient.entry.seq,
+        ...(recipient.part === undefined ? {} : { part: recipient.part }),
       });
     }
   }
@@ -266,6 +318,44 @@ function toQueueBatch(
       peerDevice: receipt.peerDevice,
       senderDevice: receipt.senderDevice,
       clientIds: [...receipt.clientIds],
+      createdAtMs: receipt.createdAtMs,
+    });
+  }
+  const groupEvents: QueueBatch["groupEvents"] & object = [];
+  for (const event of batch.groupEvents) {
+    if (event.entry.cancelled || event.state.removed) {
+      cancelled++;
+      continue;
+    }
+    groupEvents.push({
+      account: event.state.account,
+      device: event.state.device,
+      seq: event.entry.seq,
+      groupId: event.groupId,
+      version: event.version,
+      op: event.op,
+      actorAccount: event.actorAccount,
+      actorDevice: event.actorDevice,
+      accounts: [...event.accounts],
+      name: event.name,
+      createdAtMs: event.createdAtMs,
+    });
+  }
+  const groupReceipts: QueueBatch["groupReceipts"] & object = [];
+  for (const receipt of batch.groupReceipts) {
+    if (receipt.entry.cancelled || receipt.state.removed) {
+      cancelled++;
+      continue;
+    }
+    groupReceipts.push({
+      account: receipt.state.account,
+      device: receipt.state.device,
+      seq: receipt.entry.seq,
+      receiptType: receipt.receiptType,
+      groupId: receipt.groupId,
+      senderDevice: receipt.senderDevice,
+      clientId: receipt.clientId,
+      readers: [...receipt.readers],
       createdAtMs: receipt.createdAtMs,
     });
   }
@@ -317,7 +407,17 @@ function toQueueBatch(
     }
   }
   return {
-    rows: { messages, receipts, acks, sequences, clientIds: batch.clientIdMarks, clientIdWindows, readReceiptWindows },
+    rows: {
+      messages,
+      receipts,
+      groupEvents,
+      groupReceipts,
+      acks,
+      sequences,
+      clientIds: batch.clientIdMarks,
+      clientIdWindows,
+      readReceiptWindows,
+    },
     cancelled,
   };
 }

@@ -4,6 +4,7 @@
 // receipt), with a receipt type that never goes on the wire: it is pushed as an `identityChange` stanza.
 
 import type { ReceiptTypeValue, Stanza } from "../protocol/index.ts";
+import { groupFrameForSession } from "./group-entries.ts";
 import type { Session } from "./session.ts";
 
 /** The queue row's receipt type of an identity-change event. Internal: far from the wire's receipt types. */
@@ -43,6 +44,10 @@ export function receiptRowFrame(
  * which it acknowledges like any queue entry and otherwise ignores (its decoder predates identityChange).
  */
 export function frameForSession(session: Session, stanza: Stanza): Stanza {
+  // The group entries (dictionary version 4) take the same way down (group-entries.ts).
+  if (stanza.kind === "groupDeliver" || stanza.kind === "groupEvent" || stanza.kind === "groupReceipt") {
+    return groupFrameForSession(session, stanza);
+  }
   if (stanza.kind !== "identityChange" || session.dictionaryVersion >= identityChangeDictionary) return stanza;
   return {
     kind: "deliverReceipt",

@@ -17,6 +17,7 @@ import {
   type DeviceKey,
   type DeviceRecord,
   type DeviceStore,
+  type GroupStore,
   type KeyStore,
   openSqliteStorage,
   type QueueBatch,
@@ -185,6 +186,7 @@ export function partitionedStorage(
     invites: directory.invites,
     linkCodes: directory.linkCodes,
     keys: partitionedKeys(partitions),
+    groups: partitionedGroups(partitions),
     close: async () => {
       await partitions.close();
       await directory.close();
@@ -269,6 +271,17 @@ function partitionedKeys(partitions: Partitions): KeyStore {
   };
 }
 
+/** A group lives in the partition its id hashes to, like an account (its owner decides its order). */
+function partitionedGroups(partitions: Partitions): GroupStore {
+  return {
+    create: (record, change) => partitions.store(record.id).groups.create(record, change),
+    get: (groupId) => partitions.store(groupId).groups.get(groupId),
+    apply: (change, delta, kept) => partitions.store(change.groupId).groups.apply(change, delta, kept),
+    changeBy: (groupId, account, device, clientId) =>
+      partitions.store(groupId).groups.changeBy(groupId, account, device, clientId),
+  };
+}
+
 class PartitionedQueues implements QueueStore {
   /** Where the next sweep starts, so that every partition gets its turn however small the limit. */
   private sweepStart = 0;
@@ -315,6 +328,16 @@ class PartitionedQueues implements QueueStore {
       }
     }
     for (const receipt of batch.receipts) part(receipt.account).receipts.push(receipt);
+    for (const receipt of batch.groupReceipts ?? []) {
+      const target = part(receipt.account);
+      target.groupReceipts ??= [];
+      target.groupReceipts.push(receipt);
+    }
+    for (const event of batch.groupEvents ?? []) {
+      const target = part(event.account);
+      target.groupEvents ??= [];
+      target.groupEvents.push(event);
+    }
     for (const ack of batch.acks) part(ack.account).acks.push(ack);
     for (const sequence of batch.sequences) part(sequence.account).sequences.push(sequence);
     for (const entry of batch.clientIds) clientIds(entry);

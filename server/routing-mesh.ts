@@ -14,6 +14,9 @@
 //                  e  {s}                     close session s once those bytes are written
 //   any -> owner   rc {a, ty, fa, fd, sd, ids, at}   receipts for the devices of account a
 //                  mk {e: [{account, device, lastClientId}]}   sender high-water marks
+//   group owner -> member owner  gf {r, w}      a group fan-out (group-fanout.ts), request r
+//   member owner -> group owner  gd {r, c, m}   fan-out r is durable (c 0) or refused (error code c, message m)
+//   reader's owner -> sender's owner  gr {g, a, sd, id, ra, rd}   reader ra/rd has group message a/sd/id
 //   any -> all     dir {a}                    the devices of account a changed: forget the cached list
 //                  rm {a, ds, c, w}           devices ds of a removed (w: the whole account): close, forget
 
@@ -22,6 +25,9 @@ import { ownerGoneRetryAfterMsMax } from "../protocol/limits.ts";
 import type { QueueBatch } from "../storage/index.ts";
 import type { ServerContext } from "./context.ts";
 import type { Delivery } from "./delivery.ts";
+import type { FanoutResult, FanoutWork } from "./group-fanout.ts";
+import type { GroupDispatch } from "./group-owner.ts";
+import type { GroupStanza } from "./group-requests.ts";
 import type { KeyDirectory } from "./keys-directory.ts";
 import type { Mesh, MeshHandlers, MeshMessage } from "./mesh.ts";
 import { ownerOfPartition, type Partitions } from "./partitions.ts";
@@ -50,6 +56,15 @@ export class MeshRouting implements Routing, MeshHandlers {
   private readonly edgeSessions = new Map<number, EdgeSession>();
   /** Proxies of other workers' sessions, by `${edge}:${incarnation}:${session id}`. */
   private readonly proxies = new Map<string, ProxySession>();
+  /**
+   * Group fan-outs handed to other workers and not answered yet, by request id. Bounded by the group owners'
+   * groupSendsPendingMax per group; a worker that dies answers all of its own as lost (peerDown).
+   */
+  private readonly fanouts = new Map<number, { worker: number; resolve: (result: FanoutResult | "lost") => void }>();
+  private nextFanout = 1;
+
+  /** How a group's owner reaches the owners of its members (group-owner.ts). */
+  readonly groupDispatch: GroupDispatch;
 
   constructor(
     private readonly context: ServerContext,
@@ -58,7 +73,24 @@ export class MeshRouting implements Routing, MeshHandlers {
     private readonly partitions: Partitions,
     private readonly self: number,
     private readonly workers: number,
-  ) {}
+  ) {
+    this.groupDispatch = {
+      ownerOf: (account) => this.ownerOf(account),
+      self,
+      send: (worker, work) => this.sendFanout(worker, work),
+    };
+  }
+
+  private sendFanout(worker: number, work: FanoutWork): Promise<FanoutResult | "lost"> {
+    return new Promise((resolve) => {
+      const request = this.nextFanout++;
+      if (this.mesh === null || !this.mesh.send(worker, { t: "gf", r: request, w: work })) {
+        resolve("lost");
+        return;
+      }
+      this.fanouts.set(request, { worker, resolve });
+    });
+  }
 
   owns(account: number): boolean {
     return this.partitions.owns(account);
@@ -161,6 +193,22 @@ export class MeshRouting implements Routing, MeshHandlers {
     });
   }
 
+  groupReceipt(
+    entry: { groupId: number; senderAccount: number; senderDevice: number; clientId: number },
+    reader: { account: number; device: number },
+  ): void {
+    // At most once, as receipts are (routing.ts).
+    this.mesh?.send(this.ownerOf(entry.senderAccount), {
+      t: "gr",
+      g: entry.groupId,
+      a: entry.senderAccount,
+      sd: entry.senderDevice,
+      id: entry.clientId,
+      ra: reader.account,
+      rd: reader.device,
+    });
+  }
+
   /** Sender marks whose partition another worker owns (partitions.ts, foreignClientIds). */
   clientIdMarks(entries: QueueBatch["clientIds"]): void {
     const byOwner = new Map<number, QueueBatch["clientIds"]>();
@@ -243,6 +291,11 @@ export class MeshRouting implements Routing, MeshHandlers {
         return this.keys.upload(proxy, stanza);
       case "keysFetch":
         return this.keys.fetch(proxy, stanza);
+      case "groupCreate":
+      case "groupUpdate":
+      case "groupFetch":
+      case "groupSend":
+        return this.context.groups?.run(proxy, stanza as GroupStanza);
       default:
         // The edge forwards only these: anything else is a bug on its side.
         throw new Error(`a ${stanza.kind} stanza was forwarded`);
@@ -326,6 +379,34 @@ export class MeshRouting implements Routing, MeshHandlers {
           })
           .catch((error) => this.context.log.error("receipt_failed", { account: field.a, error: String(error) }));
         return;
+      case "gf": {
+        const request = field.r as number;
+        const work = ownedWork(field.w as FanoutWork);
+        const groups = this.context.groups;
+        if (groups === null) return;
+        void groups.fanout.submit(work).then((result) => {
+          this.mesh?.send(from, { t: "gd", r: request, c: result.code, m: result.message });
+        });
+        return;
+      }
+      case "gr":
+        this.context.groups?.receipts.add(
+          {
+            groupId: field.g as number,
+            senderAccount: field.a as number,
+            senderDevice: field.sd as number,
+            clientId: field.id as number,
+          },
+          { account: field.ra as number, device: field.rd as number },
+        );
+        return;
+      case "gd": {
+        const waiting = this.fanouts.get(field.r as number);
+        if (waiting === undefined) return;
+        this.fanouts.delete(field.r as number);
+        waiting.resolve({ code: field.c as number, message: (field.m as string | null) ?? null });
+        return;
+      }
       case "mk":
         this.delivery.noteClientIdMarks(field.e as QueueBatch["clientIds"]);
         return;
@@ -367,6 +448,12 @@ export class MeshRouting implements Routing, MeshHandlers {
 
   peerDown(peer: number): void {
     this.context.log.warn("worker_peer_down", { peer });
+    // As a group's owner: what that worker had of a fan-out may be lost (group-owner.ts ends the sender's session).
+    for (const [request, waiting] of [...this.fanouts]) {
+      if (waiting.worker !== peer) continue;
+      this.fanouts.delete(request);
+      waiting.resolve("lost");
+    }
     // As an owner: the sessions of that edge are gone.
     for (const proxy of [...this.proxies.values()]) if (proxy.edge === peer) this.closeProxy(proxy);
     // As an edge: whatever those sessions had handed to that owner may be lost; they reconnect and resend.
@@ -374,6 +461,18 @@ export class MeshRouting implements Routing, MeshHandlers {
       if (known.owners.has(peer)) this.ownerGone(known.session);
     }
   }
+}
+
+/** A fan-out as decoded from the mesh, with its bytes copied out of the mesh's chunk (they are kept in queues). */
+function ownedWork(work: FanoutWork): FanoutWork {
+  if (work.kind === "event") {
+    return { ...work, event: { ...work.event, name: work.event.name === null ? null : work.event.name.slice() } };
+  }
+  return {
+    ...work,
+    payload: work.payload.slice(),
+    parts: work.parts.map((part) => ({ account: part.account, device: part.device, part: part.part.slice() })),
+  };
 }
 
 /** A proxy's socket: what the owner writes goes to the session's edge. It takes everything (the mesh bounds it). */

@@ -41,6 +41,11 @@ export interface Routing {
   writable(session: Session): void;
   /** Queues receipts for the devices of `account`, which another worker owns. */
   receipt(account: number, intent: ReceiptIntent): void;
+  /** A reader's delivered receipt of a group message, for the owner of its sender's account (group-receipts.ts). */
+  groupReceipt(
+    entry: { groupId: number; senderAccount: number; senderDevice: number; clientId: number },
+    reader: { account: number; device: number },
+  ): void;
   /** Devices of an account were removed here: the other workers close their sessions and the owner its queues. */
   removed(account: number, devices: readonly number[], code: number, wholeAccount: boolean): void;
 }

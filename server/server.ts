@@ -19,6 +19,7 @@ import { type DataDirectoryLock, lockDataDirectory, prepareDataDirectory } from 
 import { Delivery } from "./delivery.ts";
 import { Directory } from "./directory.ts";
 import { EventLoopLag } from "./event-loop-lag.ts";
+import { GroupRequests, localGroupDispatch } from "./group-requests.ts";
 import { KeyDirectory } from "./keys-directory.ts";
 import { LastSeenRecorder } from "./last-seen.ts";
 import { createLogger, type Logger } from "./log.ts";
@@ -178,6 +179,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     router: new LocalRouter(),
     routing: null,
     media: null,
+    groups: null,
     io,
     log: countReloadFailures(options.log ?? createLogger(config.logLevel), metrics),
     metrics,
@@ -220,6 +222,14 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     meshRouting.mesh = mesh;
     await waitForPeers(mesh, meshPeersWaitMs);
   }
+  // Groups (issue 14): their owners hand fan-outs to other workers over the mesh, so they come after it.
+  const groupPartitions = partitions;
+  context.groups = new GroupRequests(
+    context,
+    delivery,
+    routing?.groupDispatch ?? localGroupDispatch,
+    (account) => groupPartitions?.partitionOf(account) ?? 0,
+  );
   let generation = 1;
   const build = (modules: HandlerModules): ConnectionHandler => {
     const auth = new modules.Auth(context, delivery);

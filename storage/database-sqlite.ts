@@ -8,6 +8,8 @@ import { SqliteAccountStore } from "./account-store-sqlite.ts";
 import { CodeHasher, codeKeyFileName, loadOrCreateCodeKey, privateFileMode } from "./code-hasher.ts";
 import type { DeviceStore } from "./device-store.ts";
 import { SqliteDeviceStore } from "./device-store-sqlite.ts";
+import type { GroupStore } from "./group-store.ts";
+import { SqliteGroupStore } from "./group-store-sqlite.ts";
 import type { InviteStore } from "./invite-store.ts";
 import { SqliteInviteStore } from "./invite-store-sqlite.ts";
 import type { KeyStore } from "./key-store.ts";
@@ -160,6 +162,7 @@ class SqliteStorage implements Storage {
   readonly invites: InviteStore;
   readonly linkCodes: LinkCodeStore;
   readonly keys: KeyStore;
+  readonly groups: GroupStore;
   readonly #database: Database;
   readonly #kysely: Kysely<StorageSchema>;
   readonly #checkpoints: { readonly checkpointer: WalCheckpointer; readonly path: string } | null;
@@ -181,6 +184,7 @@ class SqliteStorage implements Storage {
     this.invites = new SqliteInviteStore(kysely, hasher);
     this.linkCodes = new SqliteLinkCodeStore(kysely, hasher);
     this.keys = new SqliteKeyStore(database);
+    this.groups = new SqliteGroupStore(database);
   }
 
   async close(): Promise<void> {

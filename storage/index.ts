@@ -3,6 +3,7 @@
 export type { AccountRecord, AccountStore } from "./account-store.ts";
 export { openSqliteStorage, type SqliteStorageOptions } from "./database-sqlite.ts";
 export type { DeviceKey, DeviceRecord, DeviceStore } from "./device-store.ts";
+export type { GroupChange, GroupDelta, GroupMember, GroupRecord, GroupStore } from "./group-store.ts";
 export type { InviteRecord, InviteStore } from "./invite-store.ts";
 export type {
   KeyStore,
@@ -14,7 +15,17 @@ export type {
 } from "./key-store.ts";
 export type { LinkCodeStore } from "./link-code-store.ts";
 export { MigrationError } from "./migrations/index.ts";
-export type { ClientIdWindow, QueueBatch, QueueEntry, QueueStore, ReadReceiptWindow } from "./queue-store.ts";
+export {
+  type ClientIdWindow,
+  type GroupEventRow,
+  type GroupReceiptRow,
+  groupEventBytes,
+  groupReceiptBytes,
+  type QueueBatch,
+  type QueueEntry,
+  type QueueStore,
+  type ReadReceiptWindow,
+} from "./queue-store.ts";
 export type { Storage } from "./storage.ts";
 export { type DelayOptions, delayedStorage } from "./storage-delayed.ts";
 export { AccountNotFoundError } from "./storage-errors.ts";

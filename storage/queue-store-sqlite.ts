@@ -3,8 +3,24 @@ import { type Kysely, sql } from "kysely";
 import { clientIdBytes, packClientIds, unpackClientIds } from "./client-id-list.ts";
 import type { DeviceKey } from "./device-store.ts";
 import { deviceKeyText, type SqliteQueueRows, type SweptRows } from "./queue-rows-sqlite.ts";
-import type { ClientIdWindow, QueueBatch, QueueEntry, QueueStore, ReadReceiptWindow } from "./queue-store.ts";
-import { type QueueTable, queueKindMessage, queueKindReceipt, type StorageSchema } from "./schema.ts";
+import {
+  type ClientIdWindow,
+  groupEventBytes,
+  groupReceiptBytes,
+  type QueueBatch,
+  type QueueEntry,
+  type QueueStore,
+  type ReadReceiptWindow,
+} from "./queue-store.ts";
+import {
+  type QueueTable,
+  queueKindGroupEvent,
+  queueKindGroupMessage,
+  queueKindGroupReceipt,
+  queueKindMessage,
+  queueKindReceipt,
+  type StorageSchema,
+} from "./schema.ts";
 
 // The hot paths (commit, read) run prepared statements, prepared once, inside bun:sqlite's synchronous transactions:
 // no other work can interleave with a batch, and a batch costs no query compilation.
@@ -33,6 +49,11 @@ type QueueRow = Pick<
   | "sender_device"
   | "created_at"
   | "payload"
+  | "group_id"
+  | "group_version"
+  | "group_op"
+  | "group_accounts"
+  | "part"
 >;
 
 type Recipient = QueueBatch["messages"][number]["recipients"][number];
@@ -52,6 +73,22 @@ export class SqliteQueueStore implements QueueStore {
     [number, number, number, number, number, number, number, Uint8Array, number]
   >;
   readonly #insertShared: Statement<unknown, [number, number, number, number, number, number, number, number, number]>;
+  readonly #insertGroupInline: Statement<
+    unknown,
+    [number, number, number, number, number, number, number, Uint8Array, number, number, Uint8Array | null]
+  >;
+  readonly #insertGroupShared: Statement<
+    unknown,
+    [number, number, number, number, number, number, number, number, number, number, Uint8Array | null]
+  >;
+  readonly #insertGroupEvent: Statement<
+    unknown,
+    [number, number, number, number, number, number, Uint8Array | null, number, number, number, number, Uint8Array]
+  >;
+  readonly #insertGroupReceipt: Statement<
+    unknown,
+    [number, number, number, number, number, number, number, number, number, Uint8Array]
+  >;
   readonly #insertReceipt: Statement<
     unknown,
     [number, number, number, number, number, number, Uint8Array, number, number, number]
@@ -99,13 +136,29 @@ export class SqliteQueueStore implements QueueStore {
       `insert into queue (account_id, device_id, seq, kind, peer_account, peer_device, client_id, created_at, message_id, bytes)
        values (?, ?, ?, ${queueKindMessage}, ?, ?, ?, ?, ?, ?)`,
     );
+    this.#insertGroupInline = database.prepare(
+      `insert into queue (account_id, device_id, seq, kind, peer_account, peer_device, client_id, created_at, payload, bytes, group_id, part)
+       values (?, ?, ?, ${queueKindGroupMessage}, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.#insertGroupShared = database.prepare(
+      `insert into queue (account_id, device_id, seq, kind, peer_account, peer_device, client_id, created_at, message_id, bytes, group_id, part)
+       values (?, ?, ?, ${queueKindGroupMessage}, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.#insertGroupEvent = database.prepare(
+      `insert into queue (account_id, device_id, seq, kind, peer_account, peer_device, created_at, payload, bytes, group_id, group_version, group_op, group_accounts)
+       values (?, ?, ?, ${queueKindGroupEvent}, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.#insertGroupReceipt = database.prepare(
+      `insert into queue (account_id, device_id, seq, kind, peer_account, peer_device, receipt_type, sender_device, client_id, created_at, bytes, group_id, group_accounts)
+       values (?, ?, ?, ${queueKindGroupReceipt}, 0, 0, ?, ?, ?, ?, ?, ?, ?)`,
+    );
     this.#insertReceipt = database.prepare(
       `insert into queue (account_id, device_id, seq, kind, peer_account, peer_device, receipt_type, client_ids, sender_device, created_at, bytes)
        values (?, ?, ?, ${queueKindReceipt}, ?, ?, ?, ?, ?, ?, ?)`,
     );
     this.#read = database.prepare(
       `select q.seq, q.kind, q.peer_account, q.peer_device, q.client_id, q.receipt_type, q.client_ids, q.sender_device, q.created_at,
-         coalesce(q.payload, m.payload) as payload
+         coalesce(q.payload, m.payload) as payload, q.group_id, q.group_version, q.group_op, q.group_accounts, q.part
        from queue q left join messages m on m.id = q.message_id
        where q.account_id = ? and q.device_id = ? and q.seq > ?
        order by q.seq limit ?`,
@@ -204,6 +257,49 @@ export class SqliteQueueStore implements QueueStore {
     return found;
   }
 
+  // A group message in this partition: the shared payload once (inline when one device gets it), each row with its
+  // device's part. Its bytes in the quota: the payload and the device's part.
+  #writeGroupMessage(message: QueueBatch["messages"][number], recipients: readonly Recipient[]): void {
+    const { senderAccount, senderDevice, clientId, createdAtMs, payload } = message;
+    const groupId = message.groupId!;
+    if (recipients.length === 1) {
+      const { account, device, seq, part } = recipients[0]!;
+      const bytes = payload.byteLength + (part?.byteLength ?? 0);
+      this.#insertGroupInline.run(
+        account,
+        device,
+        seq,
+        senderAccount,
+        senderDevice,
+        clientId,
+        createdAtMs,
+        payload,
+        bytes,
+        groupId,
+        part ?? null,
+      );
+      return;
+    }
+    if (recipients.length === 0) return;
+    const messageId = Number(this.#insertMessage.run(payload, recipients.length, createdAtMs).lastInsertRowid);
+    for (const { account, device, seq, part } of recipients) {
+      const bytes = payload.byteLength + (part?.byteLength ?? 0);
+      this.#insertGroupShared.run(
+        account,
+        device,
+        seq,
+        senderAccount,
+        senderDevice,
+        clientId,
+        createdAtMs,
+        messageId,
+        bytes,
+        groupId,
+        part ?? null,
+      );
+    }
+  }
+
   // Inserts first, then acks, so an ack covers rows of its own batch. Each device's counters and marks are updated
   // once per batch, before the inserts, which also tells which recipient devices still exist.
   #write(batch: QueueBatch): void {
@@ -222,7 +318,7 @@ export class SqliteQueueStore implements QueueStore {
       for (const recipient of message.recipients) {
         const recipientChange = change(recipient.account, recipient.device);
         recipientChange.rows += 1;
-        recipientChange.bytes += message.payload.byteLength;
+        recipientChange.bytes += message.payload.byteLength + (recipient.part?.byteLength ?? 0);
         recipientChange.lastSeq = Math.max(recipientChange.lastSeq, recipient.seq);
       }
       const senderChange = change(message.senderAccount, message.senderDevice);
@@ -232,6 +328,18 @@ export class SqliteQueueStore implements QueueStore {
       const receiptChange = change(receipt.account, receipt.device);
       receiptChange.rows += 1;
       receiptChange.bytes += receipt.clientIds.length * clientIdBytes;
+      receiptChange.lastSeq = Math.max(receiptChange.lastSeq, receipt.seq);
+    }
+    for (const event of batch.groupEvents ?? []) {
+      const eventChange = change(event.account, event.device);
+      eventChange.rows += 1;
+      eventChange.bytes += groupEventBytes(event.accounts.length, event.name);
+      eventChange.lastSeq = Math.max(eventChange.lastSeq, event.seq);
+    }
+    for (const receipt of batch.groupReceipts ?? []) {
+      const receiptChange = change(receipt.account, receipt.device);
+      receiptChange.rows += 1;
+      receiptChange.bytes += groupReceiptBytes(receipt.readers.length);
       receiptChange.lastSeq = Math.max(receiptChange.lastSeq, receipt.seq);
     }
     for (const sequence of batch.sequences) {
@@ -259,6 +367,10 @@ export class SqliteQueueStore implements QueueStore {
       const { senderAccount, senderDevice, clientId, createdAtMs, payload } = message;
       const recipients = message.recipients.filter(exists);
       const bytes = payload.byteLength;
+      if (message.groupId !== undefined) {
+        this.#writeGroupMessage(message, recipients);
+        continue;
+      }
       if (recipients.length === 1) {
         const { account, device, seq } = recipients[0]!;
         this.#insertInline.run(
@@ -309,6 +421,39 @@ export class SqliteQueueStore implements QueueStore {
       );
     }
 
+    for (const event of batch.groupEvents ?? []) {
+      if (!changes.get(deviceKeyText(event.account, event.device))!.exists) continue;
+      const packed = packAccountsBigEndian(event.accounts);
+      this.#insertGroupEvent.run(
+        event.account,
+        event.device,
+        event.seq,
+        event.actorAccount,
+        event.actorDevice,
+        event.createdAtMs,
+        event.name,
+        groupEventBytes(event.accounts.length, event.name),
+        event.groupId,
+        event.version,
+        event.op,
+        packed,
+      );
+    }
+    for (const receipt of batch.groupReceipts ?? []) {
+      if (!changes.get(deviceKeyText(receipt.account, receipt.device))!.exists) continue;
+      this.#insertGroupReceipt.run(
+        receipt.account,
+        receipt.device,
+        receipt.seq,
+        receipt.receiptType,
+        receipt.senderDevice,
+        receipt.clientId,
+        receipt.createdAtMs,
+        groupReceiptBytes(receipt.readers.length),
+        receipt.groupId,
+        packDevicesBigEndian(receipt.readers),
+      );
+    }
     for (const ack of batch.acks) {
       this.#queueRows.deleteUpTo(ack.account, ack.device, ack.uptoSeq);
     }
@@ -330,7 +475,95 @@ export class SqliteQueueStore implements QueueStore {
   }
 }
 
+/** Accounts packed as big-endian uint32, as the wire packs them (protocol/packed-ids.ts). */
+function packAccountsBigEndian(accounts: readonly number[]): Uint8Array {
+  const bytes = new Uint8Array(accounts.length * 4);
+  const view = new DataView(bytes.buffer);
+  for (let index = 0; index < accounts.length; index++) view.setUint32(index * 4, accounts[index]!);
+  return bytes;
+}
+
+function packDevicesBigEndian(devices: ReadonlyArray<{ account: number; device: number }>): Uint8Array {
+  const bytes = new Uint8Array(devices.length * 8);
+  const view = new DataView(bytes.buffer);
+  for (let index = 0; index < devices.length; index++) {
+    view.setUint32(index * 8, devices[index]!.account);
+    view.setUint32(index * 8 + 4, devices[index]!.device);
+  }
+  return bytes;
+}
+
+function unpackDevicesBigEndian(bytes: Uint8Array): Array<{ account: number; device: number }> {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const devices: Array<{ account: number; device: number }> = [];
+  for (let offset = 0; offset + 8 <= bytes.length; offset += 8) {
+    devices.push({ account: view.getUint32(offset), device: view.getUint32(offset + 4) });
+  }
+  return devices;
+}
+
+function unpackAccountsBigEndian(bytes: Uint8Array): number[] {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const accounts: number[] = [];
+  for (let offset = 0; offset + 4 <= bytes.length; offset += 4) accounts.push(view.getUint32(offset));
+  return accounts;
+}
+
 function toEntry(row: QueueRow): QueueEntry {
+  if (row.kind === queueKindGroupMessage) {
+    if (row.payload === null || row.client_id === null || row.group_id === null) {
+      throw new Error(`bug: group message row ${row.seq} has no payload, client id or group`);
+    }
+    return {
+      kind: "message",
+      seq: row.seq,
+      senderAccount: row.peer_account,
+      senderDevice: row.peer_device,
+      clientId: row.client_id,
+      createdAtMs: row.created_at,
+      payload: row.payload,
+      groupId: row.group_id,
+      part: row.part,
+    };
+  }
+  if (row.kind === queueKindGroupReceipt) {
+    if (
+      row.group_id === null ||
+      row.group_accounts === null ||
+      row.receipt_type === null ||
+      row.sender_device === null ||
+      row.client_id === null
+    ) {
+      throw new Error(`bug: group receipt row ${row.seq} has no group, readers, type, sender device or client id`);
+    }
+    return {
+      kind: "groupReceipt",
+      seq: row.seq,
+      receiptType: row.receipt_type,
+      groupId: row.group_id,
+      senderDevice: row.sender_device,
+      clientId: row.client_id,
+      readers: unpackDevicesBigEndian(row.group_accounts),
+      createdAtMs: row.created_at,
+    };
+  }
+  if (row.kind === queueKindGroupEvent) {
+    if (row.group_id === null || row.group_version === null || row.group_op === null || row.group_accounts === null) {
+      throw new Error(`bug: group event row ${row.seq} has no group, version, op or accounts`);
+    }
+    return {
+      kind: "groupEvent",
+      seq: row.seq,
+      groupId: row.group_id,
+      version: row.group_version,
+      op: row.group_op,
+      peerAccount: row.peer_account,
+      peerDevice: row.peer_device,
+      accounts: unpackAccountsBigEndian(row.group_accounts),
+      name: row.payload,
+      createdAtMs: row.created_at,
+    };
+  }
   if (row.kind === queueKindMessage) {
     // Exactly one of payload and message_id is set, and a referenced payload exists while refs > 0.
     if (row.payload === null || row.client_id === null) {

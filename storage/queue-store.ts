@@ -10,6 +10,33 @@ export type QueueEntry =
       clientId: number;
       createdAtMs: number;
       payload: Uint8Array;
+      // A group message (PROTOCOL.md section 18): its group, and this device's own part (or null).
+      groupId?: number;
+      part?: Uint8Array | null;
+    }
+  | {
+      // A group membership event; peer is the actor.
+      kind: "groupEvent";
+      seq: number;
+      groupId: number;
+      version: number;
+      op: number;
+      peerAccount: number;
+      peerDevice: number;
+      accounts: number[];
+      name: Uint8Array | null;
+      createdAtMs: number;
+    }
+  | {
+      // Delivered receipts of one group message from several member devices (readers).
+      kind: "groupReceipt";
+      seq: number;
+      receiptType: number;
+      groupId: number;
+      senderDevice: number;
+      clientId: number;
+      readers: Array<{ account: number; device: number }>;
+      createdAtMs: number;
     }
   | {
       kind: "receipt";
@@ -34,8 +61,14 @@ export interface QueueBatch {
     clientId: number;
     createdAtMs: number;
     payload: Uint8Array;
-    recipients: Array<{ account: number; device: number; seq: number }>;
+    // A group message: the payload is the shared one (stored once per partition), each recipient may have a part.
+    groupId?: number;
+    recipients: Array<{ account: number; device: number; seq: number; part?: Uint8Array | null }>;
   }>;
+  // Group membership events, one row per member device. Optional: absent means none.
+  groupEvents?: GroupEventRow[];
+  // Gathered group receipts, one row per device of the sender account. Optional: absent means none.
+  groupReceipts?: GroupReceiptRow[];
   receipts: Array<{
     account: number;
     device: number;
@@ -63,6 +96,43 @@ export interface QueueBatch {
   // Read-receipt windows to store (insert or replace), each the whole window of one (reader device, sender device)
   // pair. Rows of a reader device that does not exist are skipped. Optional: absent means none.
   readReceiptWindows?: ReadReceiptWindow[];
+}
+
+// One membership event for one device's queue (its bytes in the quota: the named accounts and the name).
+export interface GroupEventRow {
+  account: number;
+  device: number;
+  seq: number;
+  groupId: number;
+  version: number;
+  op: number;
+  actorAccount: number;
+  actorDevice: number;
+  accounts: number[];
+  name: Uint8Array | null;
+  createdAtMs: number;
+}
+
+export interface GroupReceiptRow {
+  account: number;
+  device: number;
+  seq: number;
+  receiptType: number;
+  groupId: number;
+  senderDevice: number;
+  clientId: number;
+  readers: Array<{ account: number; device: number }>;
+  createdAtMs: number;
+}
+
+/** The bytes a gathered group receipt counts in its device's quota: 8 per reader. */
+export function groupReceiptBytes(readers: number): number {
+  return readers * 8;
+}
+
+/** The bytes a membership event counts in its device's quota. */
+export function groupEventBytes(accounts: number, name: Uint8Array | null): number {
+  return accounts * 4 + (name?.byteLength ?? 0);
 }
 
 // Which recent client ids of one sender device (peer) were stored for one recipient account: bit k of `window` is

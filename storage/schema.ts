@@ -33,6 +33,11 @@ export interface DevicesTable {
 
 export const queueKindMessage = 0;
 export const queueKindReceipt = 1;
+// Groups (migrations 0006 and 0007): a group message, and a membership event.
+export const queueKindGroupMessage = 2;
+export const queueKindGroupEvent = 3;
+// Delivered receipts of one group message from many member devices (group_accounts: the readers, 8-byte pairs).
+export const queueKindGroupReceipt = 4;
 
 export interface QueueTable {
   account_id: number;
@@ -57,6 +62,41 @@ export interface QueueTable {
   message_id: number | null;
   // The bytes this row holds for the quota counters: the payload length, or the packed client ids of a receipt.
   bytes: number;
+  // Group rows only (migration 0007): the group; for an event its version, operation and the accounts it names
+  // (packed big-endian uint32); for a message this device's own part, or null.
+  group_id: number | null;
+  group_version: number | null;
+  group_op: number | null;
+  group_accounts: Uint8Array | null;
+  part: Uint8Array | null;
+}
+
+export interface GroupsTable {
+  id: number;
+  name: Uint8Array;
+  version: number;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface GroupMembersTable {
+  group_id: number;
+  account_id: number;
+  admin: number;
+  joined_version: number;
+}
+
+export interface GroupChangesTable {
+  group_id: number;
+  version: number;
+  op: number;
+  actor_account: number;
+  actor_device: number;
+  client_id: number;
+  accounts: Uint8Array;
+  recipients: Uint8Array;
+  name: Uint8Array | null;
+  created_at: number;
 }
 
 export interface MessagesTable {
@@ -117,4 +157,7 @@ export interface StorageSchema {
   link_codes: LinkCodesTable;
   read_receipt_windows: ReadReceiptWindowsTable;
   client_id_windows: ClientIdWindowsTable;
+  groups: GroupsTable;
+  group_members: GroupMembersTable;
+  group_changes: GroupChangesTable;
 }

@@ -39,6 +39,7 @@ export function delayedStorage(inner: Storage, options: DelayOptions): Storage {
     invites: wrap(inner.invites),
     linkCodes: wrap(inner.linkCodes),
     keys: wrap(inner.keys),
+    groups: wrap(inner.groups),
     close: () => inner.close(),
   };
 }

@@ -1,5 +1,6 @@
 import type { AccountStore } from "./account-store.ts";
 import type { DeviceStore } from "./device-store.ts";
+import type { GroupStore } from "./group-store.ts";
 import type { InviteStore } from "./invite-store.ts";
 import type { KeyStore } from "./key-store.ts";
 import type { LinkCodeStore } from "./link-code-store.ts";
@@ -14,6 +15,8 @@ export interface Storage {
   readonly linkCodes: LinkCodeStore;
   // The key directory (public keys of devices), in each device's partition.
   readonly keys: KeyStore;
+  // Groups (membership, name blob, change log), in each group's partition (PROTOCOL.md section 18).
+  readonly groups: GroupStore;
   // Closes the database; calling it again does nothing. No store may be used afterwards.
   close(): Promise<void>;
 }

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import type { DeviceKey } from "./device-store.ts";
-import type { QueueBatch, QueueEntry } from "./queue-store.ts";
+import { groupEventBytes, groupReceiptBytes, type QueueBatch, type QueueEntry } from "./queue-store.ts";
 import type { Storage } from "./storage.ts";
 import { AccountNotFoundError } from "./storage-errors.ts";
 
@@ -861,7 +861,10 @@ function payloadOf(entry: QueueEntry): Uint8Array {
 }
 
 function entryBytes(entry: QueueEntry): number {
-  return entry.kind === "message" ? entry.payload.byteLength : entry.clientIds.length * clientIdBytes;
+  if (entry.kind === "message") return entry.payload.byteLength + (entry.part?.byteLength ?? 0);
+  if (entry.kind === "groupEvent") return groupEventBytes(entry.accounts.length, entry.name);
+  if (entry.kind === "groupReceipt") return groupReceiptBytes(entry.readers.length);
+  return entry.clientIds.length * clientIdBytes;
 }
 
 // The device's counters agree with what its queue holds.

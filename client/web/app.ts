@@ -19,6 +19,7 @@ import { ClientClosedError, type ClientOptions, generateKeyPair, SwitchboardClie
 import { decodeFileMessage, encodeFileMessage, type FileMessage } from "../media-message.ts";
 import { type ChatMessage, ChatState, type Mark } from "./chat-state.ts";
 import { IndexedDbE2eStore } from "./e2e-store-indexed-db.ts";
+import { GroupList } from "./group-list.ts";
 import { HistoryStore } from "./history-store.ts";
 import { checkKeySupport, KeyStore, type StoredIdentity } from "./key-store.ts";
 
@@ -334,6 +335,8 @@ class WebChat {
       if (this.state?.receipt(event)) this.changed();
     });
     client.on("error", (error) => console.warn("switchboard:", error));
+    // Groups (plaintext in this version, group-list.ts).
+    new GroupList(client, byId("group-area"), (account) => this.state?.label(account) ?? `#${account}`);
     return client;
   }
 

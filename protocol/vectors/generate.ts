@@ -11,10 +11,10 @@ import { linkMessage, loginMessage, registerMessage } from "../auth-message.ts";
 import { presetDictionary } from "../compression.ts";
 import { ErrorCode, type ErrorCodeName, errorCodeName, ProtocolError } from "../errors.ts";
 import { FrameCodec } from "../frame-codec.ts";
-import { defaultLimits } from "../limits.ts";
+import { defaultLimits, groupNameBytesMax } from "../limits.ts";
 import { protocolVersion } from "../preamble.ts";
 import type { Stanza } from "../stanzas.ts";
-import { ReceiptType, RegistrationMode, StanzaKind, tokenDictionaryVersion } from "../tokens.ts";
+import { GroupOp, ReceiptType, RegistrationMode, StanzaKind, tokenDictionaryVersion } from "../tokens.ts";
 
 // ---------------------------------------------------------------------------------------------------------------
 // JSON helpers
@@ -388,6 +388,135 @@ const frameCases: readonly FrameCase[] = [
       url: "https://media.example.com",
     },
   },
+  // Dictionary version 4: groups (PROTOCOL.md section 18). Lists of accounts and devices are packed big-endian.
+  {
+    name: "groupCreate",
+    stanza: { kind: "groupCreate", clientId: 70, name: pattern(12, 0x30), members: [bob, 1_000_003] },
+  },
+  {
+    name: "groupUpdate, add",
+    stanza: {
+      kind: "groupUpdate",
+      clientId: 71,
+      groupId: 0x1234_5678,
+      op: GroupOp.add,
+      accounts: [1_000_004],
+      name: null,
+    },
+  },
+  {
+    name: "groupUpdate, rename",
+    stanza: {
+      kind: "groupUpdate",
+      clientId: 72,
+      groupId: 0x1234_5678,
+      op: GroupOp.rename,
+      accounts: [],
+      name: pattern(12, 0x31),
+    },
+  },
+  { name: "groupFetch", stanza: { kind: "groupFetch", clientId: 73, groupId: 0x1234_5678 } },
+  {
+    name: "groupInfo",
+    stanza: {
+      kind: "groupInfo",
+      clientId: 70,
+      groupId: 0x1234_5678,
+      version: 1,
+      name: pattern(12, 0x30),
+      members: [alice, bob, 1_000_003],
+      admins: [alice],
+      devices: [
+        { account: alice, device: 1 },
+        { account: alice, device: 2 },
+        { account: bob, device: 1 },
+        { account: 1_000_003, device: 1 },
+      ],
+    },
+  },
+  {
+    name: "groupSend, device list and a part",
+    stanza: {
+      kind: "groupSend",
+      clientId: 74,
+      groupId: 0x1234_5678,
+      devices: [
+        { account: alice, device: 2 },
+        { account: bob, device: 1 },
+      ],
+      devicesHash: null,
+      payload: payload20,
+      parts: [{ account: bob, device: 1, part: pattern(8, 0x50) }],
+    },
+  },
+  {
+    name: "groupSend, device-list hash",
+    stanza: {
+      kind: "groupSend",
+      clientId: 75,
+      groupId: 0x1234_5678,
+      devices: null,
+      devicesHash: pattern(8, 0x60),
+      payload: payload20,
+      parts: [],
+    },
+  },
+  {
+    name: "groupDeliver with a part",
+    stanza: {
+      kind: "groupDeliver",
+      seq: 12,
+      groupId: 0x1234_5678,
+      from: alice,
+      fromDevice: 1,
+      clientId: 74,
+      timeSeconds: time,
+      payload: payload20,
+      part: pattern(8, 0x50),
+    },
+  },
+  {
+    name: "groupEvent, add",
+    stanza: {
+      kind: "groupEvent",
+      seq: 11,
+      groupId: 0x1234_5678,
+      version: 2,
+      op: GroupOp.add,
+      actor: alice,
+      actorDevice: 1,
+      accounts: [1_000_004],
+      name: null,
+      timeSeconds: time,
+    },
+  },
+  {
+    name: "groupReceipt from two members",
+    stanza: {
+      kind: "groupReceipt",
+      seq: 13,
+      type: ReceiptType.delivered,
+      groupId: 0x1234_5678,
+      senderDevice: 1,
+      clientId: 74,
+      readers: [
+        { account: bob, device: 1 },
+        { account: 1_000_003, device: 1 },
+      ],
+      timeSeconds: time,
+    },
+  },
+  {
+    name: "error, deviceMismatch of a groupSend",
+    stanza: {
+      kind: "error",
+      code: ErrorCode.deviceMismatch,
+      clientId: 74,
+      message: null,
+      missingMemberDevices: [{ account: 1_000_003, device: 1 }],
+      extraMemberDevices: [{ account: alice, device: 2 }],
+    },
+  },
   {
     name: "deviceList, 16 devices, compressed",
     stanza: { kind: "deviceList", clientId: 49, devices: deviceInfos(16) },
@@ -437,6 +566,34 @@ const budgetCases: readonly BudgetCase[] = [
   { name: "budget: serverAck", stanza: { kind: "serverAck", clientId: idHigh }, budgetBytesMax: 8 },
   { name: "budget: ack", stanza: { kind: "ack", seq: idHigh - 2 }, budgetBytesMax: 8 },
   {
+    name: "budget: groupSend, 20-byte payload, device-list hash",
+    stanza: {
+      kind: "groupSend",
+      clientId: idHigh,
+      groupId: idHigh - 1,
+      devices: null,
+      devicesHash: pattern(8, 0x60),
+      payload: payload20,
+      parts: [],
+    },
+    budgetBytesMax: 48,
+  },
+  {
+    name: "budget: groupDeliver, 20-byte payload",
+    stanza: {
+      kind: "groupDeliver",
+      seq: idHigh - 2,
+      groupId: idHigh - 3,
+      from: idHigh - 1,
+      fromDevice: 127,
+      clientId: idHigh,
+      timeSeconds: time,
+      payload: payload20,
+      part: null,
+    },
+    budgetBytesMax: 56,
+  },
+  {
     name: "budget: receipt for one message",
     stanza: { kind: "receipt", type: ReceiptType.read, to: idHigh - 1, toDevice: 127, clientIds: [idHigh] },
     budgetBytesMax: 16,
@@ -483,7 +640,8 @@ function preambleVectors(): PreambleVector[] {
     codeName,
   });
   return [
-    ok("protocol 1, dictionary 3", "53420103", protocolVersion, tokenDictionaryVersion),
+    ok("protocol 1, dictionary 4", "53420104", protocolVersion, tokenDictionaryVersion),
+    ok("protocol 1, dictionary 3 (an older client: no group kinds)", "53420103", protocolVersion, 3),
     ok("protocol 1, dictionary 2 (an older client: kinds 1..25)", "53420102", protocolVersion, 2),
     ok("protocol 1, dictionary 1 (an older client: kinds 1..23)", "53420101", protocolVersion, 1),
     { name: "magic only: wait for more", hex: "5342", result: "more" },
@@ -495,7 +653,7 @@ function preambleVectors(): PreambleVector[] {
     error("protocol version 0", "53420001", "versionUnsupported"),
     error("protocol version 2 (newer than this server)", "53420201", "versionUnsupported"),
     error("dictionary version 0", "53420100", "versionUnsupported"),
-    error("dictionary version 4 (newer than this server)", "53420104", "versionUnsupported"),
+    error("dictionary version 5 (newer than this server)", "53420105", "versionUnsupported"),
   ];
 }
 
@@ -774,6 +932,55 @@ function badInputCases(): Array<{ name: string; hex: string; codeName: ErrorCode
     {
       name: "mediaUploadGrant with 1 where stored (a boolean) is expected",
       hex: frameHex(k.mediaUploadGrant, "963dc401740001cd1cffc0"),
+      codeName: "wrongFieldType",
+    },
+    // groups (dictionary version 4)
+    {
+      name: "groupSend with both a device list and a hash",
+      hex: frameHex(k.groupSend, `964a01c408${"00000001".repeat(2)}c408${"60".repeat(8)}c400 90`.replace(" ", "")),
+      codeName: "wrongFieldType",
+    },
+    {
+      name: "groupSend with neither a device list nor a hash",
+      hex: frameHex(k.groupSend, "964a01c0c0c40090"),
+      codeName: "wrongFieldType",
+    },
+    {
+      name: "groupSend device list of 7 bytes (not whole (account, device) pairs)",
+      hex: frameHex(k.groupSend, `964a01c407${"01".repeat(7)}c0c40090`),
+      codeName: "wrongFieldType",
+    },
+    {
+      name: "groupSend parts not in triples",
+      hex: frameHex(k.groupSend, `964a01c0c408${"60".repeat(8)}c4009201 01`.replace(" ", "")),
+      codeName: "wrongFieldType",
+    },
+    {
+      name: "groupCreate member list with account 0",
+      hex: frameHex(k.groupCreate, "9346c40130c40400000000"),
+      codeName: "wrongFieldType",
+    },
+    {
+      name: "groupUpdate with op create",
+      hex: frameHex(k.groupUpdate, "9501ce1234567801c40400000001c0"),
+      codeName: "wrongFieldType",
+    },
+    {
+      name: "groupUpdate rename without a name",
+      hex: frameHex(k.groupUpdate, "9501ce1234567807c400c0"),
+      codeName: "wrongFieldType",
+    },
+    {
+      name: "groupUpdate with an unknown op (8)",
+      hex: frameHex(k.groupUpdate, "9501ce1234567808c400c0"),
+      codeName: "wrongFieldType",
+    },
+    {
+      name: "groupCreate name one byte over groupNameBytesMax",
+      hex: frameHex(
+        k.groupCreate,
+        `9346c5${(groupNameBytesMax + 1).toString(16).padStart(4, "0")}${"30".repeat(groupNameBytesMax + 1)}c400`,
+      ),
       codeName: "wrongFieldType",
     },
     {

@@ -4,6 +4,8 @@ import * as hashedCodes from "./0002-hashed-codes.ts";
 import * as readReceiptWindows from "./0003-read-receipt-windows.ts";
 import * as clientIdWindows from "./0004-client-id-windows.ts";
 import * as prekeys from "./0005-prekeys.ts";
+import * as groups from "./0006-groups.ts";
+import * as groupQueue from "./0007-group-queue.ts";
 
 // Every migration, by name. A static record rather than Kysely's FileMigrationProvider, so migrations work the same
 // from a bundled or compiled server where there is no migrations folder to glob. Names sort in the order they apply.
@@ -13,9 +15,11 @@ export const migrations: Readonly<Record<string, Migration>> = Object.freeze({
   "0003-read-receipt-windows": readReceiptWindows,
   "0004-client-id-windows": clientIdWindows,
   "0005-prekeys": prekeys,
+  "0006-groups": groups,
+  "0007-group-queue": groupQueue,
 });
 
-/** Where Kysely's Migrator records applied migrations (its default name; the Migrator below keeps the default). */
+/** Where Kysely's Migrator records applied migrations (its default name, passed to it so database-sqlite.ts reads the same table). */
 export const migrationTableName = "kysely_migration";
 
 export const staticMigrationProvider: MigrationProvider = {
