@@ -148,7 +148,7 @@ Options:
   --out FILE               result file (default bench/results/<scenario>-<timestamp>.json)
   --target HOST:PORT       use a running server (open registration) instead of starting one
   --admin HOST:PORT        its admin HTTP listener (metrics); --server-pid PID to read its /proc
-  --sessions-per-worker N  sessions per load worker process (default 5000, million ${sessionsPerWorkerMax}; at most ${sessionsPerWorkerMax})
+  --sessions-per-worker N  sessions per load worker process (default 5000; million and at most ${sessionsPerWorkerMax})
   --concurrency N          logins in flight per load worker while ramping (default 128)
   --workers N              load worker processes for throughput (default 1)
   --pairs K --window W --messages M --payload-bytes B   throughput sizes (100, 32, 100000, 20)

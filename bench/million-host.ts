@@ -111,7 +111,7 @@ export function readHostFacts(pageBytes: number): HostFacts {
 }
 
 export interface MemoryEstimate {
-  /** The switchboard phase (server, load, kernel) and the floor phase (bare servers, load, kernel): the larger counts. */
+  /** The switchboard phase (server, load, kernel) and the floor phase (bare servers, load, kernel): the larger one. */
   readonly switchboardBytes: number;
   readonly floorBytes: number;
   readonly peakBytes: number;

@@ -19,7 +19,7 @@ export const migrations: Readonly<Record<string, Migration>> = Object.freeze({
   "0007-group-queue": groupQueue,
 });
 
-/** Where Kysely's Migrator records applied migrations (its default name, passed to it so database-sqlite.ts reads the same table). */
+/** Where Kysely's Migrator records applied migrations: its default name, passed to it so database-sqlite.ts reads it. */
 export const migrationTableName = "kysely_migration";
 
 export const staticMigrationProvider: MigrationProvider = {
