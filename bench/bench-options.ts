@@ -14,6 +14,7 @@ export const scenarioNames = [
   "micro",
   "million",
   "groups",
+  "encryption",
 ] as const;
 export type ScenarioName = (typeof scenarioNames)[number];
 
@@ -137,6 +138,8 @@ Scenarios:
   groups       sends to groups of 10, 100 and 1,024 members with the full ack chain: sends/s, deliveries/s,
                server CPU per delivered message against 1:1 in the same run, worst event-loop delay, and the
                rows and payload copies one offline group message takes in the store
+  encryption   plaintext, Noise and TLS side by side: idle session RSS and server CPU per relayed message
+               (--sessions, at most 3000; --messages, at least 10000)
 
 Options:
   --quick                  small sizes for a smoke run (500 sessions, ~2 s phases)

@@ -12,6 +12,7 @@ import { describeMachine, describeSource, machineLine } from "./machine.ts";
 import { formatProfileSummary, profilesIn, summariseProfile } from "./profile-summary.ts";
 import { formatResult } from "./report-table.ts";
 import { runDensity } from "./scenario-density.ts";
+import { runEncryption } from "./scenario-encryption.ts";
 import { runGroups } from "./scenario-groups.ts";
 import { ScenarioHarness } from "./scenario-harness.ts";
 import { runLatency } from "./scenario-latency.ts";
@@ -31,6 +32,7 @@ const scenarios: Record<ScenarioName, (harness: ScenarioHarness) => Promise<Scen
   micro: runMicro,
   million: runMillion,
   groups: runGroups,
+  encryption: runEncryption,
 };
 
 const resultsDirectory = new URL("./results/", import.meta.url).pathname;

@@ -12,6 +12,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Bench } from "tinybench";
 import { loginMessage } from "../protocol/index.ts";
+import { nobleAead } from "../protocol/noise-aead.ts";
+import { nodeAead } from "../protocol/noise-aead-node.ts";
+import { nobleDh } from "../protocol/noise-dh.ts";
+import { nodeDh } from "../protocol/noise-dh-node.ts";
 import { verifyEd25519 } from "../server/signature.ts";
 import { openSqliteStorage, type QueueBatch, type Storage } from "../storage/index.ts";
 import { signWith } from "./device-keys.ts";
@@ -54,7 +58,7 @@ function rowsOf(bench: Bench, rowsPerOp: ReadonlyMap<string, number>): MicroRow[
 }
 
 /** Tasks of signatureBench, and of storeBench for a list of batch sizes (a commit and an ack-delete each). */
-const signatureTasks = 3;
+const signatureTasks = 3 + 6;
 const storeTasks = (sizes: readonly number[]) => sizes.length * 2;
 const fullSyncSizes = [1, 64] as const;
 
@@ -67,6 +71,12 @@ async function signatureBench(timeMs: number, onTask: (name: string) => void): P
   const signature = signWith(pair.privateKey, message);
   const cachedKey = createPublicKey({ key: Buffer.from(der), format: "der", type: "spki" });
   let sink = 0;
+  const noiseKey = crypto.getRandomValues(new Uint8Array(32));
+  const record40 = new Uint8Array(40);
+  const emptyAd = new Uint8Array(0);
+  let counter = 0;
+  const dhLocal = nodeDh.generateKeyPair();
+  const dhPeer = nodeDh.generateKeyPair();
   const bench = new Bench({ time: timeMs, warmupTime: 100, iterations: 64, warmupIterations: 16 });
   bench.addEventListener("cycle", (event) => onTask(event.task?.name ?? ""));
   bench
@@ -78,6 +88,25 @@ async function signatureBench(timeMs: number, onTask: (name: string) => void): P
     })
     .add("Ed25519 sign (client, per login)", () => {
       sink += signWith(pair.privateKey, message).length;
+    })
+    // Transport encryption (BENCHMARKS.md "transport encryption"): the server's backends against the browser-safe ones.
+    .add("Noise AES-256-GCM seal 40 B, node:crypto", () => {
+      sink += nodeAead.seal(noiseKey, counter++, emptyAd, record40).length;
+    })
+    .add("Noise AES-256-GCM seal 40 B, @noble/ciphers", () => {
+      sink += nobleAead.seal(noiseKey, counter++, emptyAd, record40).length;
+    })
+    .add("Noise X25519 DH, node:crypto", () => {
+      sink += nodeDh.sharedSecret(dhLocal, dhPeer.publicKey)!.length;
+    })
+    .add("Noise X25519 DH, @noble/curves", () => {
+      sink += nobleDh.sharedSecret(dhLocal, dhPeer.publicKey)!.length;
+    })
+    .add("Noise X25519 key pair, node:crypto", () => {
+      sink += nodeDh.generateKeyPair().publicKey.length;
+    })
+    .add("Noise X25519 key pair, @noble/curves", () => {
+      sink += nobleDh.generateKeyPair().publicKey.length;
     });
   await bench.run();
   if (sink === -1) console.log(sink);

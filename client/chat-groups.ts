@@ -166,6 +166,8 @@ export class ChatGroups {
     this.print(
       `${time} [${this.nameOf(event.groupId)}] ${this.label(event.from)}: ${new TextDecoder().decode(event.payload)}`,
     );
+    // Shown, so read: the server gathers the members' read receipts into one groupReceipt for the sender.
+    this.client.receipt(event.from, event.fromDevice, [event.clientId], "read", event.groupId);
   }
 
   private event(event: GroupEventEvent): void {
@@ -193,6 +195,6 @@ export class ChatGroups {
 
   private receipt(event: GroupReceiptEvent): void {
     const readers = event.readers.map((reader) => this.label(reader.account)).join(", ");
-    this.print(`  [${this.nameOf(event.groupId)}] delivered to ${readers}`);
+    this.print(`  [${this.nameOf(event.groupId)}] ${event.type === "read" ? "read by" : "delivered to"} ${readers}`);
   }
 }

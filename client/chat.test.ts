@@ -452,6 +452,48 @@ test("a server that cannot be reached is named, with the time to the next attemp
   expect(await run).toBe(0);
 });
 
+test("over Noise: --noise registers and remembers the server's key; a wrong --server-key stops with a warning", async () => {
+  const dataDir = temporaryDir();
+  const config = loadConfig({
+    base: {
+      port: 0,
+      dataDir,
+      registration: "open",
+      adminPort: 0,
+      logLevel: "warn",
+      limits: testLimits,
+      tcpEncryption: "noise",
+    },
+  });
+  const server = await startServer(config);
+  cleanups.push(() => server.stop({ timeoutMs: 1000 }));
+  const port = String(server.port);
+  const keyFile = join(dataDir, "carol.json");
+  const carol = new ScriptedIo();
+  cleanups.push(() => carol.end());
+  const run = runChat(
+    ["--prekeys", "4", "--noise", "--port", port, "--key-file", keyFile, "--register", "carol"],
+    carol,
+  );
+  await carol.expectLine("as carol (account");
+  carol.type("/quit");
+  expect(await run).toBe(0);
+  expect(readFileSync(`${keyFile}.servers`, "utf8")).toContain(`127.0.0.1:${port} `);
+
+  const wrong = new ScriptedIo();
+  cleanups.push(() => wrong.end());
+  const pinned = "ab".repeat(32);
+  const refused = runChat(["--noise", "--server-key", pinned, "--port", port, "--key-file", keyFile], wrong);
+  await wrong.expectLine("WARNING: the Noise key of");
+  expect(wrong.has(pinned)).toBe(true);
+  wrong.end();
+  await refused;
+
+  const plain = new ScriptedIo();
+  expect(await runChat(["--server-key", pinned, "--port", port, "--key-file", keyFile], plain)).toBe(2);
+  expect(plain.has("--server-key goes with --noise")).toBe(true);
+});
+
 test("/group: alice makes a group with bob, both see the event, lines go to the group and back", async () => {
   const { dataDir, port } = await openServer("open");
   const { alice, bob } = await registerPair(port, dataDir);
@@ -464,6 +506,8 @@ test("/group: alice makes a group with bob, both see the event, lines go to the 
   expect(bob.output.find((line) => line.includes(": hello team"))).toContain("[team]");
   await alice.expectLine("✓ sent to team");
   await alice.expectLine("[team] delivered to bob");
+  // bob's chat showed it, so it sent a read receipt naming the group: gathered by the server into a groupReceipt.
+  await alice.expectLine("[team] read by bob");
   bob.type(`/group use ${/#(\d+)/.exec(alice.output.find((line) => line.includes("* group team (#"))!)![1]}`);
   await bob.expectLine("* talking to group team");
   bob.type("hi alice");

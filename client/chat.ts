@@ -11,6 +11,8 @@ import { existsSync, mkdirSync } from "node:fs";
 import { basename, join } from "node:path";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
+import { nodeAead } from "../protocol/noise-aead-node.ts";
+import { nodeDh } from "../protocol/noise-dh-node.ts";
 import { ChatGroups } from "./chat-groups.ts";
 import { ClientClosedError } from "./client-errors.ts";
 import type { DisconnectedEvent, ReceiptEvent } from "./client-events.ts";
@@ -19,6 +21,8 @@ import { E2eSession, type PlaintextEvent } from "./e2e-session.ts";
 import { FileE2eStore } from "./e2e-store-file.ts";
 import { type ErrorContext, errorInWords } from "./error-words.ts";
 import { type DeviceIdentity, type KeyFileError, keyFileExists, readKeyFile, writeKeyFile } from "./key-file.ts";
+import { parseServerKey } from "./known-server-keys.ts";
+import { FileServerKeys } from "./known-server-keys-file.ts";
 import { plaintextSize } from "./media.ts";
 import { decodeFileMessage, encodeFileMessage, type FileMessage, safeFileName } from "./media-message.ts";
 import { SwitchboardClient } from "./switchboard-client.ts";
@@ -34,7 +38,11 @@ people in a conversation can read them; the server stores and routes ciphertext 
 Options:
   --host <address>      server address (default 127.0.0.1)
   --port <port>         server port (default ${portDefault})
-  --url <ws-url>        connect over WebSocket instead (e.g. ws://127.0.0.1:7422/ws)
+  --url <ws-url>        connect over WebSocket instead (e.g. ws://127.0.0.1:7422/ws, wss://chat.example.com/ws)
+  --noise               encrypt with Noise (a server with tcpEncryption = "noise"); its key is trusted on first use
+                        and kept in <key file>.servers (a changed key stops the chat with a warning)
+  --server-key <hex>    with --noise: the server's key as its operator publishes it (switchboard noise-key): only
+                        that key is accepted
   --key-file <path>     this device's identity (default ./.switchboard-key.json; holds the private key)
   --register <handle>   create an account (with --invite <code> when the server wants one)
   --invite <code>       the invite code from the server's operator, for --register
@@ -149,6 +157,8 @@ const chatOptions = {
   host: { type: "string" },
   port: { type: "string" },
   url: { type: "string" },
+  noise: { type: "boolean" },
+  "server-key": { type: "string" },
   "key-file": { type: "string" },
   register: { type: "string" },
   invite: { type: "string" },
@@ -211,7 +221,32 @@ export async function runChat(argv: readonly string[], io: ChatIo = terminalIo()
     io.print("switchboard chat: --url must start with ws:// or wss://");
     return 2;
   }
-  const server = url === undefined ? { host, port } : { url };
+  let serverKey: Uint8Array | undefined;
+  if (values["server-key"] !== undefined) {
+    if (values.noise !== true) {
+      io.print("switchboard chat: --server-key goes with --noise");
+      return 2;
+    }
+    try {
+      serverKey = parseServerKey(values["server-key"]);
+    } catch (error) {
+      io.print(`switchboard chat: --server-key: ${(error as Error).message}`);
+      return 2;
+    }
+  }
+  const knownServersFile = `${values["key-file"] ?? defaultKeyFile}.servers`;
+  const noise =
+    values.noise === true
+      ? {
+          noise: {
+            aead: nodeAead,
+            dh: nodeDh,
+            knownKeys: new FileServerKeys(knownServersFile),
+            ...(serverKey === undefined ? {} : { serverKey }),
+          },
+        }
+      : {};
+  const server = url === undefined ? { host, port, ...noise } : { url };
   const address = url ?? `${host.includes(":") ? `[${host}]` : host}:${port}`;
   const keyFile = values["key-file"] ?? defaultKeyFile;
   const preKeysText = values.prekeys ?? String(preKeysPerUploadDefault);

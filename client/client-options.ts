@@ -5,6 +5,7 @@
 import { canonicalServerName, defaultLimits, type Limits } from "../protocol/index.ts";
 import type { DeviceKeyPair } from "./keys.ts";
 import type { TransportFactory } from "./transport.ts";
+import type { NoiseOptions } from "./transport-noise.ts";
 
 export interface ClientLimits {
   /** Sends not yet server-acked (written or waiting to be written); send() rejects with OutboxFullError past it. */
@@ -79,6 +80,11 @@ export interface ClientOptions {
   readonly firstClientId?: number;
   /** How bytes travel (default: WebSocket to `url` if given, else TCP to host:port via Bun.connect). */
   readonly transport?: TransportFactory;
+  /**
+   * TCP only: speak Noise to a listener with `tcpEncryption = "noise"` (PROTOCOL.md section 19). `true` trusts the
+   * server's key on first use for this client's life; pass a pinned `serverKey` or a `knownKeys` store to do better.
+   */
+  readonly noise?: NoiseOptions | true;
   /**
    * The server's name as signed in login, register and link (PROTOCOL.md section 9); the server refuses names that
    * are not its own (wrongServer), so a relay cannot use the signature. Default: the host of `url`, else `host`.

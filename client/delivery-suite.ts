@@ -70,6 +70,8 @@ export interface InProcessSuiteServer extends SuiteServer {
  * same worker, some not).
  */
 let suiteWorkers = 0;
+/** Config keys of the suite's servers (tcpEncryption for the Noise and TLS runs). */
+let suiteConfig: Partial<Config> = {};
 /** Partitions of a suite data directory (few: each costs its open at start; more than the workers). */
 const suitePartitions = 8;
 /** Bounds of a supervisor process's start and stop. */
@@ -96,6 +98,9 @@ async function startSupervisorProcess(config: Config, workers: number): Promise<
     `--workers=${workers}`,
     `--partitions=${suitePartitions}`,
   ];
+  for (const key of ["tcpEncryption", "wsEncryption", "tlsCertFile", "tlsKeyFile"] as const) {
+    if (config[key] !== "" && config[key] !== "none") flags.push(`--${kebab(key)}=${config[key]}`);
+  }
   for (const [name, value] of Object.entries(config.limits)) flags.push(`--${kebab(name)}=${value}`);
   const child = Bun.spawn([process.execPath, cliPath, "start", ...flags], {
     stdin: "ignore",
@@ -170,6 +175,7 @@ export async function startSuiteServer(options: {
         adminPort: 0,
         limits,
         wsPort: options.wsPort || freePort(),
+        ...suiteConfig,
         ...options.config,
       },
     });
@@ -196,6 +202,7 @@ export async function startInProcessServer(options: {
         logLevel: "warn",
         limits,
         wsPort,
+        ...suiteConfig,
         ...options.config,
       },
     });
@@ -224,6 +231,10 @@ export class LossyTransport implements Transport {
   dropIncoming = false;
   dropOutgoing = false;
   constructor(private readonly inner: Transport) {}
+  /** The inner transport's Noise handshake hash: the login signs it. */
+  get channelBinding(): Uint8Array | null {
+    return this.inner.channelBinding ?? null;
+  }
   connect(events: TransportEvents): Promise<void> {
     return this.inner.connect({
       data: (chunk) => {
@@ -324,8 +335,20 @@ export function recordedClient(options: ClientOptions): Recorder {
 export function describeDeliverySuite(
   transportName: string,
   makeTransport: (ports: ServerPorts) => TransportFactory,
-  options: { workers?: number } = {},
+  options: {
+    workers?: number;
+    config?: Partial<Config>;
+    /**
+     * Only the tests whose names match: for a transport whose difference lies below the protocol (TLS), the
+     * connection-level tests say what is needed; the full suite costs about 45 s per run on a loaded CI host.
+     */
+    only?: RegExp;
+  } = {},
 ) {
+  const only = options.only;
+  const suiteTest: typeof test = ((name: string, ...rest: unknown[]) => {
+    if (only === undefined || only.test(name)) (test as (...args: unknown[]) => void)(name, ...rest);
+  }) as typeof test;
   const clientFor = (ports: ServerPorts, options: Partial<ClientOptions>): Recorder =>
     recordedClient({ transport: makeTransport(ports), ...options } as ClientOptions);
 
@@ -341,13 +364,15 @@ export function describeDeliverySuite(
   describe(`delivery over ${transportName}${workers > 1 ? ` with ${workers} worker processes` : ""}`, () => {
     beforeAll(() => {
       suiteWorkers = workers;
+      suiteConfig = options.config ?? {};
     });
     afterAll(() => {
       suiteWorkers = 0;
+      suiteConfig = {};
     });
     afterEach(runCleanups);
 
-    test(
+    suiteTest(
       "online: the message arrives, the sender gets its server-ack, a delivered and then a read receipt",
       async () => {
         const server = await serverForTest();
@@ -379,7 +404,7 @@ export function describeDeliverySuite(
       suiteTestTimeoutMs,
     );
 
-    test(
+    suiteTest(
       "offline: queued messages arrive in order after login, then queueEmpty",
       async () => {
         const server = await serverForTest();
@@ -401,7 +426,7 @@ export function describeDeliverySuite(
       suiteTestTimeoutMs,
     );
 
-    test(
+    suiteTest(
       "reconnects by itself across a server restart; unacked sends are resent and stored once",
       async () => {
         const dataDir = temporaryDataDir();
@@ -448,7 +473,7 @@ export function describeDeliverySuite(
       suiteTestTimeoutMs,
     );
 
-    test(
+    suiteTest(
       "a delivery repeated after a lost connection is dropped, and acked once the app is done",
       async () => {
         const server = await serverForTest();
@@ -479,7 +504,7 @@ export function describeDeliverySuite(
       suiteTestTimeoutMs,
     );
 
-    test(
+    suiteTest(
       "keepalive: a silent connection is dropped and reopened; pending requests are written again",
       async () => {
         const server = await serverForTest();
@@ -495,7 +520,7 @@ export function describeDeliverySuite(
       suiteTestTimeoutMs,
     );
 
-    test(
+    suiteTest(
       "a request without an answer times out",
       async () => {
         const server = await serverForTest();
@@ -510,7 +535,7 @@ export function describeDeliverySuite(
       suiteTestTimeoutMs,
     );
 
-    test(
+    suiteTest(
       "a stop-range code (wrong key: badCredentials) ends the client without reconnecting",
       async () => {
         const server = await serverForTest();
@@ -540,7 +565,7 @@ export function describeDeliverySuite(
       suiteTestTimeoutMs,
     );
 
-    test(
+    suiteTest(
       "per-device payloads, and deviceMismatch with the missing and extra devices",
       async () => {
         const server = await serverForTest();
@@ -574,7 +599,7 @@ export function describeDeliverySuite(
       suiteTestTimeoutMs,
     );
 
-    test(
+    suiteTest(
       "a linked device joins the account and gets the account's messages",
       async () => {
         const server = await serverForTest();

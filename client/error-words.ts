@@ -58,6 +58,10 @@ export function codeInWords(code: number, context: ErrorContext): string | null 
       return "this device logged in somewhere else (another window or terminal with the same key)";
     case ErrorCode.versionUnsupported:
       return `${server} speaks another protocol version: update this app or the server`;
+    case ErrorCode.encryptionRequired:
+      return `${server} speaks Noise on this port: add --noise (and --server-key <key> from its operator)`;
+    case ErrorCode.serverKeyMismatch:
+      return null;
     case ErrorCode.wrongServer:
       return `${server} does not count this name among its own (its operator sets serverNames)`;
     case ErrorCode.unknownAccount:

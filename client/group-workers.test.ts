@@ -132,9 +132,11 @@ test("--workers 4: kill -9 of the group's owner during a burst of group sends lo
   const groupOwner = ownerOfPartition(partitionOf(info.groupId, partitions), workers);
 
   const receiptReaders = new Map<number, Set<number>>();
+  const readReaders = new Map<number, Set<number>>();
   sender.client.on("groupReceipt", (receipt) => {
-    const readers = receiptReaders.get(receipt.clientId) ?? new Set<number>();
-    receiptReaders.set(receipt.clientId, readers);
+    const byMessage = receipt.type === "read" ? readReaders : receiptReaders;
+    const readers = byMessage.get(receipt.clientId) ?? new Set<number>();
+    byMessage.set(receipt.clientId, readers);
     for (const reader of receipt.readers) readers.add(reader.account);
   });
   let senderCut = 0;
@@ -180,4 +182,11 @@ test("--workers 4: kill -9 of the group's owner during a burst of group sends lo
   expect(late.events.map((event) => event.version)).toEqual([2]);
   // The members' delivered receipts of the last message crossed the workers and reached the sender gathered.
   await waitFor(() => (receiptReaders.get(last.clientId)?.size ?? 0) >= members + 1, settleMs, "the receipts");
+  // Their read receipts naming the group cross the workers too, gathered the same way.
+  for (const joined of [...group, late]) {
+    const message = joined.messages.find((entry) => entry.clientId === last.clientId)!;
+    joined.client.receipt(message.from, message.fromDevice, [message.clientId], "read", message.groupId);
+  }
+  await waitFor(() => (readReaders.get(last.clientId)?.size ?? 0) >= members + 1, settleMs, "the read receipts");
+  expect([...readReaders.get(last.clientId)!].sort()).toEqual([...receiptReaders.get(last.clientId)!].sort());
 }, 60_000);

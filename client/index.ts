@@ -47,6 +47,7 @@ export {
   sign,
   verify,
 } from "./keys.ts";
+export { type KnownServerKeys, MemoryServerKeys, parseServerKey, serverKeyHex } from "./known-server-keys.ts";
 export {
   decryptMedia,
   encryptMedia,
@@ -59,5 +60,6 @@ export {
 export type { SendOptions, SendResult } from "./outbox.ts";
 export { type ClientPhase, SwitchboardClient } from "./switchboard-client.ts";
 export type { Transport, TransportEvents, TransportFactory } from "./transport.ts";
+export { type NoiseOptions, NoiseTransport, noiseTransport } from "./transport-noise.ts";
 export { TcpTransport, type TcpTransportOptions, tcpTransport } from "./transport-tcp.ts";
 export { WebSocketTransport, type WebSocketTransportOptions, webSocketTransport } from "./transport-websocket.ts";

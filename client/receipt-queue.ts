@@ -1,5 +1,5 @@
 // Receipts from this device (read, or delivered by hand): best effort, never answered by the server.
-// Receipts asked for in one event-loop turn are merged per (type, sender account, sender device) and written at the
+// Receipts asked for in one event-loop turn are merged per (type, sender account, sender device, group) and written at the
 // end of the turn, after the pending ack (so a sender sees "delivered" before "read" even when the app sends the
 // read receipt from inside its message listener), in chunks of receiptClientIdsMax. While disconnected they wait,
 // at most receiptsPendingMax stanzas (the oldest are dropped first).
@@ -11,6 +11,8 @@ interface Batch {
   readonly to: number;
   readonly toDevice: number;
   readonly clientIds: number[];
+  /** The group of a group message's read receipt (the server gathers those across members), or null. */
+  readonly groupId: number | null;
 }
 
 export class ReceiptQueue {
@@ -27,11 +29,17 @@ export class ReceiptQueue {
     private readonly write: (stanza: ReceiptStanza) => boolean,
   ) {}
 
-  add(type: ReceiptTypeValue, to: number, toDevice: number, clientIds: readonly number[]): void {
-    const key = `${type}:${to}:${toDevice}`;
+  add(
+    type: ReceiptTypeValue,
+    to: number,
+    toDevice: number,
+    clientIds: readonly number[],
+    groupId: number | null = null,
+  ): void {
+    const key = `${type}:${to}:${toDevice}:${groupId ?? 0}`;
     let batch = this.batch.get(key);
     if (batch === undefined) {
-      batch = { type, to, toDevice, clientIds: [] };
+      batch = { type, to, toDevice, clientIds: [], groupId };
       this.batch.set(key, batch);
     }
     for (const clientId of clientIds) batch.clientIds.push(clientId);
@@ -48,7 +56,7 @@ export class ReceiptQueue {
     this.batchIds = 0;
     if (batches.size === 0) return;
     this.beforeFlush();
-    for (const { type, to, toDevice, clientIds } of batches.values()) {
+    for (const { type, to, toDevice, clientIds, groupId } of batches.values()) {
       for (let start = 0; start < clientIds.length; start += this.chunkMax) {
         const stanza: ReceiptStanza = {
           kind: "receipt",
@@ -56,6 +64,7 @@ export class ReceiptQueue {
           to,
           toDevice,
           clientIds: clientIds.slice(start, start + this.chunkMax),
+          ...(groupId === null ? {} : { groupId }),
         };
         if (!this.write(stanza)) this.keep(stanza);
       }

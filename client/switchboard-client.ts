@@ -66,6 +66,7 @@ import { Outbox, type SendOptions, type SendResult } from "./outbox.ts";
 import { ReceiptQueue } from "./receipt-queue.ts";
 import { type RequestAnswer, RequestTable } from "./request-table.ts";
 import type { Transport, TransportFactory } from "./transport.ts";
+import { type NoiseOptions, noiseTransport } from "./transport-noise.ts";
 import { tcpTransport } from "./transport-tcp.ts";
 import { webSocketTransport } from "./transport-websocket.ts";
 
@@ -134,7 +135,13 @@ export class SwitchboardClient {
       options.transport ??
       (options.url !== undefined
         ? webSocketTransport({ url: options.url, bufferedBytesMax })
-        : tcpTransport({ host, port, bufferedBytesMax }));
+        : options.noise !== undefined
+          ? noiseTransport(
+              tcpTransport({ host, port, bufferedBytesMax }),
+              `${host}:${port}`,
+              noiseOptions(options.noise),
+            )
+          : tcpTransport({ host, port, bufferedBytesMax }));
     this.backoff = new Backoff(this.options.reconnect);
     this.outbox = new Outbox(
       clientLimits.outboxMessagesMax,
@@ -286,7 +293,16 @@ export class SwitchboardClient {
         close: (reason) => this.lost(connection, reason),
       });
     } catch (error) {
-      if (this.connection === connection) this.lost(connection, `connect failed: ${(error as Error).message}`);
+      if (this.connection !== connection) return;
+      if (error instanceof ClientError) {
+        // The transport refused the server itself (a Noise key that is not the pinned one): its code says whether to
+        // try again, and the app hears of it at once.
+        connection.code = error.code;
+        connection.reason = error.message;
+        connection.refusal = error;
+        this.events.emit("error", error);
+      }
+      this.lost(connection, `connect failed: ${(error as Error).message}`);
       return;
     }
     if (this.connection !== connection || this.isClosed()) {
@@ -487,22 +503,24 @@ export class SwitchboardClient {
   private async answerChallenge(connection: Connection, nonce: Uint8Array): Promise<void> {
     // The name this client dialed: the server refuses other names, so a relay cannot pass the signature on.
     const serverName = this.options.serverName;
+    // On Noise, the handshake hash: the signature is then good on this connection only (PROTOCOL.md section 19).
+    const binding = connection.transport.channelBinding ?? null;
     let stanza: Stanza;
     try {
       if (this.login !== null) {
         const { account, device, keyPair } = this.login;
-        const signature = await sign(keyPair, loginMessage(nonce, serverName, account, device));
+        const signature = await sign(keyPair, loginMessage(nonce, serverName, account, device, binding));
         stanza = { kind: "login", account, device, signature, serverName };
       } else {
         this.newKeyPair ??= await generateKeyPair();
         const keyPair = this.newKeyPair;
         if (this.register !== null) {
           const { handle, invite } = this.register;
-          const signature = await sign(keyPair, registerMessage(nonce, serverName, handle));
+          const signature = await sign(keyPair, registerMessage(nonce, serverName, handle, binding));
           stanza = { kind: "register", invite, handle, publicKey: keyPair.publicKey, signature, serverName };
         } else {
           const code = this.link!.code;
-          const signature = await sign(keyPair, linkMessage(nonce, serverName, code));
+          const signature = await sign(keyPair, linkMessage(nonce, serverName, code, binding));
           stanza = { kind: "link", code, publicKey: keyPair.publicKey, signature, serverName };
         }
       }
@@ -787,14 +805,22 @@ export class SwitchboardClient {
   /**
    * Tells the sender of messages that we read them (or received them, type "delivered", which the SDK's acks
    * already cause). Best effort, never answered: written at the end of the turn, after the pending ack, merged with
-   * other receipts for the same sender device; queued while disconnected (bounded by receiptsPendingMax).
+   * other receipts for the same sender device; queued while disconnected (bounded by receiptsPendingMax). For a
+   * group message, pass its `groupId`: the server gathers the members' read receipts of one message into one
+   * `groupReceipt` for the sender (PROTOCOL.md section 18, Receipts).
    */
-  receipt(to: number, toDevice: number, clientIds: readonly number[], type: ReceiptTypeName = "read"): void {
+  receipt(
+    to: number,
+    toDevice: number,
+    clientIds: readonly number[],
+    type: ReceiptTypeName = "read",
+    groupId: number | null = null,
+  ): void {
     if (this.phaseValue === "closed") return;
-    if (!isId(to) || !isId(toDevice) || !clientIds.every(isId)) {
-      throw new ClientError(ErrorCode.badRequest, "receipt: to, toDevice and client ids must be ids");
+    if (!isId(to) || !isId(toDevice) || !clientIds.every(isId) || (groupId !== null && !isId(groupId))) {
+      throw new ClientError(ErrorCode.badRequest, "receipt: to, toDevice, client ids and the group id must be ids");
     }
-    this.receipts.add(type === "read" ? ReceiptType.read : ReceiptType.delivered, to, toDevice, clientIds);
+    this.receipts.add(type === "read" ? ReceiptType.read : ReceiptType.delivered, to, toDevice, clientIds, groupId);
   }
 
   // ---- requests ------------------------------------------------------------------------------------------------
@@ -1037,3 +1063,7 @@ function isId(value: unknown): value is number {
 }
 
 export type { Limits, SendResult };
+
+function noiseOptions(noise: NoiseOptions | true): NoiseOptions {
+  return noise === true ? {} : noise;
+}

@@ -11,6 +11,12 @@ export interface TcpTransportOptions {
   readonly port: number;
   /** Unsent bytes kept; past it the connection is closed. */
   readonly bufferedBytesMax: number;
+  /**
+   * TLS to a listener with tcpEncryption = "tls": true verifies the server's certificate against the system's
+   * authorities; `ca` adds the operator's own (a private CA or a self-signed certificate), `serverName` the name it
+   * must carry (default: host).
+   */
+  readonly tls?: boolean | { readonly ca?: string; readonly serverName?: string };
 }
 
 export function tcpTransport(options: TcpTransportOptions): TransportFactory {
@@ -39,6 +45,9 @@ export class TcpTransport implements Transport {
     const socket = await Bun.connect<undefined>({
       hostname: this.options.host,
       port: this.options.port,
+      ...(this.options.tls === undefined || this.options.tls === false
+        ? {}
+        : { tls: this.options.tls === true ? true : { ...this.options.tls } }),
       data: undefined,
       socket: {
         binaryType: "uint8array",

@@ -9,6 +9,11 @@ export interface WebSocketTransportOptions {
   readonly url: string;
   /** Bytes the WebSocket may hold unsent; past it the connection is closed. */
   readonly bufferedBytesMax: number;
+  /**
+   * Bun only (browsers use their own trust store): the operator's certificate authority for a wss:// listener whose
+   * certificate is private or self-signed.
+   */
+  readonly ca?: string;
 }
 
 export function webSocketTransport(options: WebSocketTransportOptions): TransportFactory {
@@ -37,7 +42,11 @@ export class WebSocketTransport implements Transport {
     return new Promise<void>((resolve, reject) => {
       let socket: WebSocket;
       try {
-        socket = new WebSocket(this.options.url);
+        // Bun's WebSocket takes TLS options as a second argument; browsers never get one.
+        socket =
+          this.options.ca === undefined
+            ? new WebSocket(this.options.url)
+            : new WebSocket(this.options.url, { tls: { ca: this.options.ca } } as never);
       } catch (error) {
         reject(error);
         return;

@@ -20,6 +20,8 @@ export interface Transport {
   close(): void;
   /** Bytes written but not yet taken by the connection. */
   readonly bufferedBytes: number;
+  /** The Noise handshake hash once connected over Noise (the login signs it); absent or null otherwise. */
+  readonly channelBinding?: Uint8Array | null;
 }
 
 export type TransportFactory = () => Transport;

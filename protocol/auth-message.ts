@@ -6,6 +6,11 @@
 //
 // Layout, the same for the three: label || nonce (32) || server name length (1 byte) || server name (UTF-8; ASCII in practice) || tail.
 // The length byte keeps the name apart from the variable tails of register and link.
+//
+// On an encrypted (Noise) connection the labels end in -v3 and the 32-byte Noise handshake hash follows the server
+// name: label || nonce || name length || name || handshake hash (32) || tail. The hash is unique to this connection
+// and covers the server's static key, so a signature is good on this connection to this server only: a relay that
+// terminates Noise itself has another handshake hash than the server it forwards to (PROTOCOL.md section 19).
 
 const encoder = new TextEncoder();
 
@@ -24,7 +29,24 @@ export function canonicalServerName(host: string): string {
   return name;
 }
 
-function join(label: string, nonce: Uint8Array, serverName: string, tail: Uint8Array): Uint8Array {
+/** Bytes of the channel binding (a SHA-256 handshake hash). */
+export const channelBindingBytes = 32;
+
+function join(
+  label: string,
+  nonce: Uint8Array,
+  serverName: string,
+  tail: Uint8Array,
+  channelBinding: Uint8Array | null,
+): Uint8Array {
+  if (channelBinding !== null) {
+    if (channelBinding.length !== channelBindingBytes) throw new RangeError("a channel binding is 32 bytes");
+    label = label.replace(/-v2$/, "-v3");
+    const bound = new Uint8Array(channelBinding.length + tail.length);
+    bound.set(channelBinding, 0);
+    bound.set(tail, channelBinding.length);
+    tail = bound;
+  }
   const labelBytes = encoder.encode(label);
   const nameBytes = encoder.encode(serverName);
   if (nameBytes.length === 0 || nameBytes.length > serverNameBytesMax) {
@@ -41,22 +63,38 @@ function join(label: string, nonce: Uint8Array, serverName: string, tail: Uint8A
 
 /**
  * "switchboard-login-v2" || nonce (32) || name length (1) || server name || account (uint32 big-endian) || device
- * (uint32 big-endian).
+ * (uint32 big-endian). With a channel binding: "switchboard-login-v3", the binding after the name.
  */
-export function loginMessage(nonce: Uint8Array, serverName: string, account: number, device: number): Uint8Array {
+export function loginMessage(
+  nonce: Uint8Array,
+  serverName: string,
+  account: number,
+  device: number,
+  channelBinding: Uint8Array | null = null,
+): Uint8Array {
   const ids = new Uint8Array(8);
   const view = new DataView(ids.buffer);
   view.setUint32(0, account);
   view.setUint32(4, device);
-  return join("switchboard-login-v2", nonce, serverName, ids);
+  return join("switchboard-login-v2", nonce, serverName, ids, channelBinding);
 }
 
 /** "switchboard-register-v2" || nonce (32) || name length (1) || server name || handle (UTF-8). */
-export function registerMessage(nonce: Uint8Array, serverName: string, handle: string): Uint8Array {
-  return join("switchboard-register-v2", nonce, serverName, encoder.encode(handle));
+export function registerMessage(
+  nonce: Uint8Array,
+  serverName: string,
+  handle: string,
+  channelBinding: Uint8Array | null = null,
+): Uint8Array {
+  return join("switchboard-register-v2", nonce, serverName, encoder.encode(handle), channelBinding);
 }
 
 /** "switchboard-link-v2" || nonce (32) || name length (1) || server name || link code (UTF-8). */
-export function linkMessage(nonce: Uint8Array, serverName: string, code: string): Uint8Array {
-  return join("switchboard-link-v2", nonce, serverName, encoder.encode(code));
+export function linkMessage(
+  nonce: Uint8Array,
+  serverName: string,
+  code: string,
+  channelBinding: Uint8Array | null = null,
+): Uint8Array {
+  return join("switchboard-link-v2", nonce, serverName, encoder.encode(code), channelBinding);
 }

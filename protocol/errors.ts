@@ -63,6 +63,13 @@ export const ErrorCode = Object.freeze({
   serverFull: 317,
   frameTimeout: 318,
   kicked: 319,
+  // Transport encryption (PROTOCOL.md section 19)
+  /** A Noise handshake message was malformed, out of turn, or did not decrypt (also: a replayed message). */
+  noiseHandshakeFailed: 320,
+  /** An encrypted record did not authenticate (tampered, replayed, reordered) or was malformed. */
+  noiseRecordFailed: 321,
+  /** A direction of the session used up its record counter (limits.ts noiseMessagesMax): reconnect for new keys. */
+  noiseCounterExhausted: 322,
   // stop: do not reconnect on your own
   badCredentials: 400,
   versionUnsupported: 401,
@@ -71,6 +78,13 @@ export const ErrorCode = Object.freeze({
   accountRemoved: 404,
   registrationClosed: 405,
   wrongServer: 406,
+  /** A plaintext (or TLS) client reached a listener that speaks Noise only, or the reverse: fix the client's config. */
+  encryptionRequired: 407,
+  /**
+   * Client-side only, never sent: the server's static key is not the one this client pinned (PROTOCOL.md section
+   * 19, key pinning). A changed key is either a server that was rebuilt or an attacker; the user decides.
+   */
+  serverKeyMismatch: 408,
 } as const);
 
 export type ErrorCodeName = keyof typeof ErrorCode;

@@ -183,8 +183,11 @@ export function randomStanza(random: Random, kind: StanzaKindName, limits: Limit
       };
     case "ack":
       return { kind, seq: id() };
-    case "receipt":
-      return { kind, type: receiptType, to: id(), toDevice: id(), clientIds: ids(limits.receiptClientIdsMax, 1) };
+    case "receipt": {
+      const base = { kind, type: receiptType, to: id(), toDevice: id(), clientIds: ids(limits.receiptClientIdsMax, 1) };
+      // Dictionary 4: a group message's read receipt names its group.
+      return random.below(2) === 0 ? base : { ...base, groupId: id() };
+    }
     case "deliverReceipt":
       return {
         kind,

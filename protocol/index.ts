@@ -45,6 +45,8 @@ export {
   unpackAccounts,
   unpackDevices,
 } from "./packed-ids.ts";
+// Transport encryption (PROTOCOL.md section 19) is imported by path (protocol/noise-*.ts), not from here: the
+// barrel stays free of the Noise libraries, so a plaintext server or a codec user does not load them.
 export {
   decodePreamble,
   encodePreamble,

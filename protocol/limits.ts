@@ -389,6 +389,20 @@ export const partitionsMax = 1024;
 /** Most workers one supervisor runs (each is a process; see OPERATIONS.md for choosing N). */
 export const workersMax = 256;
 
+// ---- the session slots of one process (server/session-slots.ts) -------------------------------------------------
+// Not configurable: they size memory layouts, not behaviour; sessionsMax is the operator's limit on sessions.
+
+/**
+ * Slots a process starts with, and the least it adds when none is free (it adds a quarter of its capacity, at least
+ * this): 4096 slots are about 240 KB of columns, small next to a process's baseline, and growing copies every column,
+ * so steps are not tiny. The open-file limit bounds the slots in use (each local session is a socket).
+ */
+export const sessionSlotsChunk = 4096;
+/**
+ * Entries of the device -> slot index (server/router-local.ts) at start, a power of two; it doubles at half full.
+ */
+export const routerIndexInitial = 4096;
+
 // ---- groups (PROTOCOL.md section 18) ------------------------------------------------------------------------------
 // Part of the protocol (a client must be able to rely on them), so not configurable.
 
@@ -440,3 +454,28 @@ export const groupReceiptReadersMax = 512;
 export const groupReceiptHoldsMax = 10_000;
 /** Groups whose membership an owner keeps in memory (least recently used are dropped and read again on need). */
 export const groupsCachedMax = 10_000;
+
+// ---- transport encryption (PROTOCOL.md section 19) --------------------------------------------------------------
+// Part of the wire format, not configurable: both ends must agree on them.
+
+/**
+ * Largest Noise message (handshake or transport record body, tag included): the Noise specification's limit, which
+ * the record's 2-byte length prefix can carry.
+ */
+export const noiseMessageBytesMax = 65_535;
+/** Bytes before each Noise message on the wire: its length, big-endian. */
+export const noiseLengthBytes = 2;
+/**
+ * Largest handshake payload. Kept small so that every handshake message is shorter than 256 bytes: its length prefix
+ * then starts with 0x00, which no Switchboard frame does (a frame's varint length is at least 1), so a client in the
+ * handshake tells a plaintext error frame from the server's answer by the first byte.
+ */
+export const noiseHandshakePayloadBytesMax = 64;
+/**
+ * Transport messages one direction of a session may carry. The counter is the AES-GCM nonce and must never repeat;
+ * JavaScript numbers are exact to 2^53, and nobody sends 2^48 records on one connection (a reconnect starts new keys),
+ * so past it the session is closed (noiseCounterExhausted) instead of rekeyed.
+ */
+export const noiseMessagesMax = 2 ** 48;
+/** Plaintext bytes of one transport record: the largest Noise message less its tag. */
+export const noiseRecordPlaintextBytesMax = noiseMessageBytesMax - 16;

@@ -196,6 +196,8 @@ describe("stanza fields", () => {
       if (stanza.kind === "error") stanza = { ...stanza, missingDevices: [1], extraDevices: [] };
       // welcome's oneTimePreKeysLeft (dictionary 3) is position 4; extras go after it.
       if (stanza.kind === "welcome") stanza = { ...stanza, oneTimePreKeysLeft: stanza.oneTimePreKeysLeft ?? 0 };
+      // receipt's groupId (dictionary 4) is position 4; extras go after it.
+      if (stanza.kind === "receipt") stanza = { ...stanza, groupId: stanza.groupId ?? 9 };
       // A sender of fields after serverName sends serverName too.
       if ("serverName" in stanza) stanza = { ...stanza, serverName: stanza.serverName ?? "localhost" };
       const fields = [...stanzaFields(stanza), 7, "future", [1, 2], null];

@@ -89,7 +89,9 @@ export function stanzaFields(stanza: Stanza): unknown[] {
     case "ack":
       return [stanza.seq];
     case "receipt":
-      return [stanza.type, stanza.to, stanza.toDevice, stanza.clientIds];
+      return stanza.groupId === undefined || stanza.groupId === null
+        ? [stanza.type, stanza.to, stanza.toDevice, stanza.clientIds]
+        : [stanza.type, stanza.to, stanza.toDevice, stanza.clientIds, stanza.groupId];
     case "deliverReceipt":
       return [
         stanza.seq,
@@ -514,7 +516,9 @@ function decodeKind(kind: StanzaKindName, fields: readonly unknown[], limits: Li
         clientIds: read.idArray("clientIds", limits.receiptClientIdsMax),
       };
       if (stanza.clientIds.length === 0) fail("clientIds must not be empty");
-      return stanza;
+      // A field added at the end (dictionary 4): absent or nil is a one-to-one receipt.
+      const groupId = read.remaining === 0 ? null : read.idOrNull("groupId");
+      return groupId === null ? stanza : { ...stanza, groupId };
     }
     case "deliverReceipt":
       return {

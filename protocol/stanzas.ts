@@ -118,6 +118,12 @@ export interface ReceiptStanza {
   readonly to: number;
   readonly toDevice: number;
   readonly clientIds: readonly number[];
+  /**
+   * Dictionary 4: the group the messages were sent to (a `groupDeliver`'s groupId). The server then gathers the read
+   * receipts of the group's members into one `groupReceipt` per message (PROTOCOL.md section 18, Receipts). Absent or
+   * nil: a one-to-one receipt.
+   */
+  readonly groupId?: number | null;
 }
 export interface DeliverReceiptStanza {
   readonly kind: "deliverReceipt";

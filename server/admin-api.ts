@@ -197,9 +197,9 @@ export function createAdminApi(dependencies: AdminApiDependencies) {
 
   const sessions = async (url: URL): Promise<Response> => {
     const counts = [0, 0, 0, 0];
-    for (const session of table.sessions) counts[session.state]!++;
+    for (const session of table.sessions()) counts[session.state]!++;
     const byState = Object.fromEntries(stateNames.map((name, index) => [name, counts[index]!]));
-    const body: Record<string, unknown> = { total: table.sessions.size, byState, draining: table.draining };
+    const body: Record<string, unknown> = { total: table.count, byState, draining: table.draining };
     const limitText = url.searchParams.get("limit");
     if (limitText !== null) {
       const limit = Number(limitText);
@@ -210,7 +210,7 @@ export function createAdminApi(dependencies: AdminApiDependencies) {
       if (!Number.isInteger(after) || after < 0) throw new AdminRequestError(400, "after: a session id >= 0");
       // Sessions enter the set as they open, so the set's order is the order of their ids.
       const page: Session[] = [];
-      for (const session of table.sessions) {
+      for (const session of table.sessions()) {
         if (session.id <= after) continue;
         page.push(session);
         if (page.length === limit) break;
@@ -313,9 +313,9 @@ export function createAdminApi(dependencies: AdminApiDependencies) {
 
   const drain = (): Response => {
     if (table.draining) return json(200, { draining: true, started: false });
-    context.log.info("drain_requested", { by: "admin", sessions: table.sessions.size });
+    context.log.info("drain_requested", { by: "admin", sessions: table.count });
     setTimeout(dependencies.drain, 0);
-    return json(202, { draining: true, started: true, sessions: table.sessions.size });
+    return json(202, { draining: true, started: true, sessions: table.count });
   };
 
   const routes: Record<string, (request: Request, url: URL) => Promise<Response> | Response> = {

@@ -28,6 +28,11 @@ import { verifyEd25519 } from "./signature.ts";
 export { isValidHandle } from "./handle-rules.ts";
 
 const nonceBytes = 32;
+
+/** The Noise handshake hash a signature on this session must cover (null on plaintext and TLS). */
+function binding(session: Session): Uint8Array | null {
+  return session.socket.channelBinding ?? null;
+}
 /** Invites given back at once (each is a valid operator-issued code whose holder picked a taken handle). */
 const inviteRefundsMax = 10_000;
 
@@ -113,7 +118,7 @@ export class Auth {
     if (session.state !== SessionState.authenticating) return;
     // Unknown account, unknown device and a wrong signature all look the same to the peer.
     if (record === undefined) return this.fail(session, ErrorCode.badCredentials, "unknown device or bad signature");
-    const message = loginMessage(nonce, serverName, stanza.account, stanza.device);
+    const message = loginMessage(nonce, serverName, stanza.account, stanza.device, binding(session));
     if (!verifyEd25519(record.publicKey, message, stanza.signature)) {
       return this.fail(session, ErrorCode.badCredentials, "unknown device or bad signature");
     }
@@ -134,7 +139,13 @@ export class Auth {
       return this.fail(session, ErrorCode.registrationClosed, "registration is closed");
     const serverName = this.signedServerName(session, stanza.serverName);
     if (serverName === null) return;
-    if (!verifyEd25519(stanza.publicKey, registerMessage(nonce, serverName, stanza.handle), stanza.signature)) {
+    if (
+      !verifyEd25519(
+        stanza.publicKey,
+        registerMessage(nonce, serverName, stanza.handle, binding(session)),
+        stanza.signature,
+      )
+    ) {
       return this.fail(session, ErrorCode.badCredentials, "signature does not match the public key");
     }
     const problem = handleProblem(stanza.handle, limits.handleBytesMax);
@@ -200,7 +211,9 @@ export class Auth {
     if (nonce === null) return this.fail(session, ErrorCode.unexpectedStanza, "no challenge outstanding");
     const serverName = this.signedServerName(session, stanza.serverName);
     if (serverName === null) return;
-    if (!verifyEd25519(stanza.publicKey, linkMessage(nonce, serverName, stanza.code), stanza.signature)) {
+    if (
+      !verifyEd25519(stanza.publicKey, linkMessage(nonce, serverName, stanza.code, binding(session)), stanza.signature)
+    ) {
       return this.fail(session, ErrorCode.badCredentials, "signature does not match the public key");
     }
     const account = await storage.linkCodes.consume(stanza.code, this.context.now());

@@ -10,7 +10,7 @@ import { parseArgs } from "node:util";
 import { adminCommandNames, runAdminCommand } from "./admin-command.ts";
 import { type Config, ConfigError, describeSource, loadSourcedConfig, type SourcedConfig } from "./config.ts";
 import { configOptions } from "./config-flags.ts";
-import { DataDirectoryLockedError } from "./data-directory.ts";
+import { DataDirectoryLockedError, prepareDataDirectory } from "./data-directory.ts";
 import { createLogger } from "./log.ts";
 import { type RunningServer, startServer } from "./server.ts";
 import { StartError } from "./start-errors.ts";
@@ -31,6 +31,7 @@ Commands:
   kick <handle|id>           close an account's sessions with a goaway and a reason (--device N, --reason TEXT)
   drain                      start the graceful stop of the running server, as SIGTERM does
   chat [options]             a terminal chat client (see: switchboard chat --help)
+  noise-key                  print the server's Noise public key, to publish for clients to pin (--create makes it)
   doctor [--sessions N]      compare the host's limits with what the configured capacity needs
   version                    print the version (also --version, -v)
   help [command]             this text, or a command's (also --help, -h; every command takes --help)
@@ -265,6 +266,35 @@ async function checkConfig(argv: readonly string[]): Promise<number> {
   return 0;
 }
 
+// ---- noise-key ----------------------------------------------------------------------------------------------------
+
+const noiseKeyHelp = `switchboard noise-key [--create] [--config FILE] [config flags]
+
+Prints the public half of the server's Noise static key (64 hex digits), kept in dataDir/noise-static-key (mode 0600)
+and made at the first start with tcpEncryption = "noise". Publish it where your clients are configured (PROTOCOL.md
+section 19, key pinning): a client that pins it refuses any other server. --create makes the key now if the data
+directory has none (to publish it before the first start). Exit 2 when there is no key and --create was not given.
+
+${configHelp}`;
+
+async function noiseKey(argv: readonly string[]): Promise<number> {
+  const { values } = parseCommand(argv, { create: { type: "boolean" } }, { config: true });
+  if (values.help) return printHelp(noiseKeyHelp);
+  const config = loadFromValues(values).config;
+  const { hex, loadNoiseStaticKey, readNoiseStaticKey } = await import("./noise-static-key.ts");
+  let keyPair = readNoiseStaticKey(config.dataDir);
+  if (keyPair === null && values.create === true) {
+    prepareDataDirectory(config.dataDir);
+    keyPair = loadNoiseStaticKey(config.dataDir);
+  }
+  if (keyPair === null) {
+    console.error(`switchboard: noise-key: ${config.dataDir} has no Noise key yet (start the server, or --create)`);
+    return 2;
+  }
+  console.log(hex(keyPair.publicKey));
+  return 0;
+}
+
 // ---- version, help ------------------------------------------------------------------------------------------------
 
 const versionHelp = `switchboard version (also switchboard --version, switchboard -v)
@@ -297,6 +327,7 @@ async function help(argv: readonly string[]): Promise<number> {
 const commands: Record<string, Command> = {
   start: { help: startHelp, run: start },
   "check-config": { help: checkConfigHelp, run: checkConfig },
+  "noise-key": { help: noiseKeyHelp, run: noiseKey },
   version: { help: versionHelp, run: version },
   help: { help: usage, run: help },
   doctor: {

@@ -94,6 +94,23 @@ export interface Config {
    * every media grant; empty: clients use the host they dialed for chat and mediaPort.
    */
   readonly mediaUrl: string;
+  /**
+   * Encryption of the TCP listener: `noise` (PROTOCOL.md section 19; the server's static key is generated into
+   * dataDir at first start), `tls` (tlsCertFile and tlsKeyFile), or `none`. `none` on an address other than
+   * loopback needs `insecure = true`.
+   */
+  readonly tcpEncryption: string;
+  /** Encryption of the WebSocket listener: `tls` (wss://, with tlsCertFile and tlsKeyFile) or `none`. */
+  readonly wsEncryption: string;
+  /** PEM certificate chain for TLS listeners; read at start and again on SIGHUP (a renewed certificate). */
+  readonly tlsCertFile: string;
+  /** PEM private key for TLS listeners; read at start and again on SIGHUP. */
+  readonly tlsKeyFile: string;
+  /**
+   * `true` allows a plaintext listener on an address other than loopback (behind a TLS-terminating proxy, or on a
+   * trusted network); the server then warns at every start. `false` refuses such a start.
+   */
+  readonly insecure: string;
   readonly limits: Limits;
 }
 
@@ -120,6 +137,11 @@ export const defaultConfig: Config = Object.freeze({
   mediaHost: "127.0.0.1",
   mediaPort: 0,
   mediaUrl: "",
+  tcpEncryption: "none",
+  wsEncryption: "none",
+  tlsCertFile: "",
+  tlsKeyFile: "",
+  insecure: "false",
   limits: defaultLimits,
 });
 
@@ -148,6 +170,12 @@ export const restartOnlyKeys: ReadonlySet<string> = new Set([
   "partitions",
   "mediaHost",
   "mediaPort",
+  // The listeners' kind; the certificate files' contents are read again on SIGHUP, their paths are fixed.
+  "tcpEncryption",
+  "wsEncryption",
+  "tlsCertFile",
+  "tlsKeyFile",
+  "insecure",
   "frameBytesMax",
   "payloadBytesMax",
   "stringBytesMax",
@@ -275,12 +303,46 @@ function coerce(key: string, value: unknown, template: unknown): unknown {
     return number;
   }
   if (typeof template === "string") {
+    // `insecure = true` in TOML is a boolean; the key holds "true"/"false" like every flag and variable does.
+    if (typeof value === "boolean") return String(value);
     if (typeof value !== "string" && typeof value !== "number") {
       throw new ConfigError(`${key}: expected a string, got ${JSON.stringify(value)}`);
     }
     return String(value);
   }
   return value;
+}
+
+/** Loopback addresses and names: plaintext there never leaves the host. */
+export function isLoopbackHost(host: string): boolean {
+  const name = canonicalServerName(host);
+  return name === "localhost" || name === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name);
+}
+
+/** The listeners that would carry plaintext on an address other than loopback (warned at start when insecure). */
+export function plaintextExposed(config: Config): string[] {
+  const exposed: string[] = [];
+  if (config.tcpEncryption === "none" && !isLoopbackHost(config.host)) exposed.push(`tcp ${config.host}`);
+  if (config.wsPort !== 0 && config.wsEncryption === "none" && !isLoopbackHost(config.wsHost)) {
+    exposed.push(`websocket ${config.wsHost}`);
+  }
+  return exposed;
+}
+
+function encryptionProblems(config: Config): string[] {
+  const problems: string[] = [];
+  const tls = config.tcpEncryption === "tls" || (config.wsPort !== 0 && config.wsEncryption === "tls");
+  if (tls && (config.tlsCertFile === "" || config.tlsKeyFile === "")) {
+    problems.push("tlsCertFile, tlsKeyFile: a TLS listener needs both (PEM files)");
+  }
+  const exposed = plaintextExposed(config);
+  if (exposed.length > 0 && config.insecure !== "true") {
+    problems.push(
+      `insecure: plaintext on ${exposed.join(" and ")} (not loopback): set tcpEncryption = "noise" or "tls", ` +
+        `wsEncryption = "tls", or insecure = true to allow it (OPERATIONS.md "Transport encryption")`,
+    );
+  }
+  return problems;
 }
 
 /** Every problem of a config that breaks no type: values out of range, and relations between limits. */
@@ -293,6 +355,10 @@ function configProblems(config: Config): string[] {
   oneOf("registration", config.registration, ["invite", "open", "closed"]);
   oneOf("logLevel", config.logLevel, ["debug", "info", "warn", "error"]);
   oneOf("webClient", config.webClient, ["on", "off"]);
+  oneOf("tcpEncryption", config.tcpEncryption, ["none", "noise", "tls"]);
+  oneOf("wsEncryption", config.wsEncryption, ["none", "tls"]);
+  oneOf("insecure", config.insecure, ["true", "false"]);
+  problems.push(...encryptionProblems(config));
   if (!config.wsPath.startsWith("/")) problems.push("wsPath: must start with /");
   if (config.mediaUrl !== "" && !/^https?:\/\/[^/\s]+(\/[^\s]*[^/\s])?$/.test(config.mediaUrl)) {
     problems.push("mediaUrl: an http(s) URL without a trailing slash, or empty");

@@ -18,10 +18,10 @@ import type { Auth } from "./auth.ts";
 import type { ServerContext } from "./context.ts";
 import type { Delivery } from "./delivery.ts";
 import type { KeyDirectory } from "./keys-directory.ts";
-import { Session, SessionState } from "./session.ts";
+import { type Session, SessionState, sessionAt } from "./session.ts";
+import type { SessionSlots, TransportKindValue } from "./session-slots.ts";
 import type { SessionTable } from "./session-table.ts";
 import type { TimerWheel } from "./timer-wheel.ts";
-import type { TransportSocket } from "./transport.ts";
 
 /**
  * How many times inboundBytesMax a session may hold while its socket is paused for the next turn: the chunks Bun
@@ -29,9 +29,13 @@ import type { TransportSocket } from "./transport.ts";
  */
 const pausedInboundFactor = 4;
 
+/**
+ * The transports call it with slot numbers (their socket's `data`): a handle (session.ts) is made per event, so an
+ * idle session is no object.
+ */
 export class ConnectionHandler {
-  private readonly sessions: Set<Session>;
-  private readonly wheel: TimerWheel<Session>;
+  private readonly slots: SessionSlots;
+  private readonly wheel: TimerWheel;
 
   constructor(
     private readonly context: ServerContext,
@@ -41,10 +45,10 @@ export class ConnectionHandler {
     private readonly table: SessionTable,
     private readonly keys: KeyDirectory,
   ) {
-    this.sessions = table.sessions;
+    this.slots = table.slots;
     this.wheel = table.wheel;
     // The newest handler takes over the deadlines and the writable callback of every session.
-    table.wheel.onExpire = (session) => this.deadline(session);
+    table.wheel.onExpire = (slot) => this.deadline(sessionAt(this.slots, slot));
     context.io.onWritable = (session) => {
       if (session.deviceState !== null) this.delivery.pump(session.deviceState);
       else context.routing?.writable(session);
@@ -54,40 +58,65 @@ export class ConnectionHandler {
   }
 
   get count(): number {
-    return this.sessions.size;
+    return this.table.count;
   }
 
   /** Every open session (for shutdown and metrics). */
   all(): Iterable<Session> {
-    return this.sessions;
+    return this.table.sessions();
   }
 
   private get drainRetryAfterMs(): number {
     return this.table.retryAfterMs(this.context.limits.goawayRetryAfterMsMax);
   }
 
-  open(socket: TransportSocket): Session {
+  /**
+   * A new connection: takes a slot for it and returns the slot number, which the transport keeps as its socket's
+   * `data` and passes to every later call. `socket` is the transport's own socket object (see TransportKind).
+   */
+  open(socket: unknown, transport: TransportKindValue): number {
     const { limits, metrics, now } = this.context;
-    const session = new Session(socket, now(), limits.rateBurstStanzas);
+    const slot = this.slots.allocate(socket, transport, now(), limits.rateBurstStanzas);
+    this.table.count++;
+    const session = sessionAt(this.slots, slot);
     metrics.connectionsAccepted.inc();
-    this.sessions.add(session);
-    this.context.log.peer("debug", "connected", { session: session.id, peer: socket.remoteAddress });
+    this.context.log.peer("debug", "connected", {
+      session: session.id,
+      // Read only if the line is written: Bun keeps the address string on the socket once asked, a string per idle
+      // socket that the design does not allow (session-density.test.ts).
+      get peer() {
+        return session.socket.remoteAddress;
+      },
+    });
     if (this.table.draining) {
       this.context.io.goaway(session, ErrorCode.shuttingDown, this.drainRetryAfterMs, "server shutting down");
-      return session;
+      return slot;
     }
-    if (this.sessions.size > limits.sessionsMax) {
+    if (this.table.count > limits.sessionsMax) {
       this.context.log.peer("warn", "server_full", { session: session.id, sessionsMax: limits.sessionsMax });
       this.context.io.goaway(session, ErrorCode.serverFull, limits.goawayRetryAfterMsMax, "server full");
-      return session;
+      return slot;
     }
-    session.loginDueMs = now() + limits.loginTimeoutMs;
-    this.wheel.schedule(session, session.loginDueMs);
-    return session;
+    const loginDueMs = now() + limits.loginTimeoutMs;
+    session.loginDueMs = loginDueMs;
+    this.wheel.schedule(slot, loginDueMs);
+    return slot;
   }
 
-  data(session: Session, chunk: Uint8Array): void {
-    if (session.state === SessionState.closed) return;
+  /** Whether the session in `slot` is open (a transport asks before it hands on bytes it decrypted). */
+  isOpen(slot: number): boolean {
+    return this.slots.ids[slot] !== 0 && this.slots.state[slot] !== SessionState.closed;
+  }
+
+  /** The transport's socket object kept in `slot` (what was given to open()). */
+  socketOf(slot: number): unknown {
+    return this.slots.sockets[slot];
+  }
+
+  /** Bytes arrived for the session in `slot`. */
+  data(slot: number, chunk: Uint8Array): void {
+    if (this.slots.state[slot] === SessionState.closed) return;
+    const session = sessionAt(this.slots, slot);
     const { limits, metrics } = this.context;
     metrics.bytesIn.inc(undefined, chunk.length);
     // Bytes alone are not life (a peer dripping a partial frame must not stay forever): whole frames are, in
@@ -155,8 +184,9 @@ export class ConnectionHandler {
       }
     } catch (error) {
       // A bug in a handler: this session ends, the process and every other session go on.
+      // The slot's facts (session, account, device, peer): a log line names a slot, it has no object to print.
       this.context.log.peer("error", "handler_failed", {
-        session: session.id,
+        ...session.describe(),
         error: String(error),
         stack: (error as Error).stack,
       });
@@ -204,12 +234,14 @@ export class ConnectionHandler {
     const nowMs = this.context.now();
     session.partialSinceMs = nowMs;
     const dueMs = nowMs + this.context.limits.frameCompletionMs;
-    if (session.wheelSlot < 0 || dueMs < session.wheelDueMs) this.wheel.schedule(session, dueMs);
+    if (!this.wheel.isScheduled(session.slot) || dueMs < this.wheel.dueMs(session.slot)) {
+      this.wheel.schedule(session.slot, dueMs);
+    }
   }
 
   /** Closes a session for a transport-level violation (for example a text message on the WebSocket path). */
-  reject(session: Session, error: ProtocolError): void {
-    this.protocolError(session, error);
+  reject(slot: number, error: ProtocolError): void {
+    this.protocolError(sessionAt(this.slots, slot), error);
   }
 
   private protocolError(session: Session, error: ProtocolError): void {
@@ -347,7 +379,7 @@ export class ConnectionHandler {
     if (session.state !== SessionState.ready) {
       // The wheel may have fired early for a partial frame that has since completed.
       if (session.loginDueMs > nowMs) {
-        this.wheel.schedule(session, Math.min(session.loginDueMs, partialDueMs));
+        this.wheel.schedule(session.slot, Math.min(session.loginDueMs, partialDueMs));
         return;
       }
       this.closeFor(session, ErrorCode.loginTimeout, `no login within ${limits.loginTimeoutMs} ms`);
@@ -355,7 +387,7 @@ export class ConnectionHandler {
     }
     const silentMs = nowMs - session.lastInboundAtMs;
     if (silentMs < limits.idleTimeoutMs) {
-      this.wheel.schedule(session, Math.min(session.lastInboundAtMs + limits.idleTimeoutMs, partialDueMs));
+      this.wheel.schedule(session.slot, Math.min(session.lastInboundAtMs + limits.idleTimeoutMs, partialDueMs));
       return;
     }
     if (session.pingOutstanding) {
@@ -364,7 +396,7 @@ export class ConnectionHandler {
     }
     session.pingOutstanding = true;
     io.send(session, { kind: "ping" });
-    this.wheel.schedule(session, Math.min(nowMs + limits.idleTimeoutMs, partialDueMs));
+    this.wheel.schedule(session.slot, Math.min(nowMs + limits.idleTimeoutMs, partialDueMs));
   }
 
   /** Closes a session for a reason of the server's own (a deadline, a flood), with a debug line naming the code. */
@@ -378,12 +410,15 @@ export class ConnectionHandler {
     this.context.io.close(session, code, message);
   }
 
-  writable(session: Session): void {
-    this.context.io.drained(session);
+  writable(slot: number): void {
+    this.context.io.drained(sessionAt(this.slots, slot));
   }
 
-  closed(session: Session): void {
-    if (!this.sessions.delete(session)) return;
+  /** The socket of `slot` closed (the transport calls this once, then forgets the slot): the slot is freed. */
+  closed(slot: number): void {
+    if (this.slots.ids[slot] === 0) return;
+    const session = sessionAt(this.slots, slot);
+    this.table.count--;
     this.context.metrics.connectionsClosed.inc();
     // A session the server ended is already marked closed (its reason was logged where it was ended).
     this.context.log.peer("debug", "closed", {
@@ -392,12 +427,11 @@ export class ConnectionHandler {
       account: session.account,
       device: session.device,
     });
-    this.wheel.cancel(session);
+    this.wheel.cancel(slot);
     session.state = SessionState.closed;
     session.inbound = null;
     session.inboundOwned = false;
     session.outbound = null;
-    session.outboundBytes = 0;
     session.nonce = null;
     if (session.account !== 0) {
       if (session.deviceState !== null || session.stateReleased)
@@ -406,5 +440,8 @@ export class ConnectionHandler {
       this.delivery.detach(session);
       this.context.routing?.closed(session);
     }
+    // From here every handle of this session is stale (a handler still awaiting finds it closed), and the slot may
+    // be given to the next connection.
+    this.slots.release(slot);
   }
 }

@@ -36,7 +36,7 @@ import type { GroupDelivered } from "./group-receipts.ts";
 import { frameForSession, receiptRowFrame } from "./keys-identity-event.ts";
 import { emptyReadWindow, markDelivered, markRead, readStatus } from "./read-receipt-window.ts";
 import type { ReceiptIntent } from "./routing.ts";
-import { type Session, SessionState } from "./session.ts";
+import { type Session, SessionState, sameSession } from "./session.ts";
 
 /**
  * Times a handler loads the states it is about to change and takes them again in the turn of the change
@@ -92,7 +92,7 @@ export class Delivery {
     }
     if (state === undefined || session.state !== SessionState.ready) return undefined;
     const previous = state.session;
-    if (previous !== null && previous !== session) this.detach(previous);
+    if (previous !== null && !sameSession(previous, session)) this.detach(previous);
     state.session = session;
     state.deliveredSeq = state.ackedSeq;
     state.inFlight = null;
@@ -104,7 +104,7 @@ export class Delivery {
     const state = session.deviceState;
     session.deviceState = null;
     session.stateReleased = false;
-    if (state === null || state.session !== session) return;
+    if (state === null || !sameSession(state.session, session)) return;
     state.session = null;
     state.inFlight = null;
     state.deliveredSeq = state.ackedSeq;
@@ -423,7 +423,7 @@ export class Delivery {
     } finally {
       state.reading = false;
     }
-    if (state.session !== session || session.state !== SessionState.ready) {
+    if (!sameSession(state.session, session) || session.state !== SessionState.ready) {
       this.devices.dropIfIdle(state);
       return;
     }
@@ -470,7 +470,7 @@ export class Delivery {
       }
       if (entry.groupId !== undefined) {
         const { groupId, senderAccount, senderDevice, clientId } = entry;
-        groupDelivered.push({ groupId, senderAccount, senderDevice, clientId });
+        groupDelivered.push({ type: ReceiptType.delivered, groupId, senderAccount, senderDevice, clientId });
       }
     }
     const receiptTargets: Array<{ account: number; devices: readonly number[] }> = [];
@@ -491,7 +491,7 @@ export class Delivery {
     for (const [account, byDevice] of senders)
       for (const device of byDevice.keys()) senderDevices.push({ account, device });
     await this.devices.loadReadWindows(state, senderDevices);
-    if (session.deviceState !== state || state.session !== session || upto <= state.ackedSeq) return;
+    if (session.deviceState !== state || !sameSession(state.session, session) || upto <= state.ackedSeq) return;
     if (this.devices.get(state.account, state.device) !== state) return;
     // A sender's state may have been released or dropped while we awaited others (its own session went idle in
     // between): its receipts are then queued once it is loaded again (queueReceipts), not dropped. Dropping them
@@ -594,7 +594,13 @@ export class Delivery {
    */
   async receipt(
     session: Session,
-    stanza: { type: ReceiptTypeValue; to: number; toDevice: number; clientIds: readonly number[] },
+    stanza: {
+      type: ReceiptTypeValue;
+      to: number;
+      toDevice: number;
+      clientIds: readonly number[];
+      groupId?: number | null;
+    },
   ): Promise<void> {
     const refuse = (code: number, message: string) => {
       this.context.metrics.errors.incLabel(errorCodeName(code));
@@ -643,7 +649,24 @@ export class Delivery {
     reader.readWindows.set(key, window);
     const batch = this.commit.batch;
     batch.writeReadWindow(reader, key, sender);
-    if (states === undefined) {
+    const groups = this.context.groups;
+    if (stanza.groupId !== undefined && stanza.groupId !== null && groups !== null) {
+      // Gathered with the other members' read receipts of the same message (group-receipts.ts). The client ids were
+      // checked above as delivered to this reader from that sender device; the group id is the reader's word (it only
+      // labels the sender's receipt, as the client ids do).
+      const groupId = stanza.groupId;
+      groups.receipts.delivered(
+        reader.account,
+        reader.device,
+        readable.map((clientId) => ({
+          type: ReceiptType.read,
+          groupId,
+          senderAccount: stanza.to,
+          senderDevice: stanza.toDevice,
+          clientId,
+        })),
+      );
+    } else if (states === undefined) {
       const intent = { type: stanza.type, fromAccount: reader.account, fromDevice: reader.device };
       void this.queueReceipts(stanza.to, {
         ...intent,

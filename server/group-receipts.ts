@@ -1,10 +1,11 @@
-// Delivered receipts of group messages, gathered (PROTOCOL.md section 18, Receipts). A message to 1,000 members would
-// otherwise cost its sender 1,000 deliverReceipt frames; instead the owner of the sender's account holds the receipts
-// of each message for groupReceiptHoldMs (or until groupReceiptReadersMax readers) and queues them as one
-// groupReceipt entry for each device of the sender, through the same durable queues as any receipt. Receipts are
+// Delivered and read receipts of group messages, gathered (PROTOCOL.md section 18, Receipts). A message to 1,000
+// members would otherwise cost its sender 1,000 deliverReceipt frames of each type; instead the owner of the sender's
+// account holds the receipts of each message and type for groupReceiptHoldMs (or until groupReceiptReadersMax readers)
+// and queues them as one groupReceipt entry for each device of the sender, through the same durable queues as any
+// receipt. Delivered receipts come from the members' acks; read receipts from `receipt` stanzas naming the group. Receipts are
 // best effort (PROTOCOL.md section 11): a hold lost with its process is lost, as a receipt between two partitions is.
 
-import { ReceiptType } from "../protocol/index.ts";
+import type { ReceiptTypeValue } from "../protocol/index.ts";
 import { groupReceiptHoldMs, groupReceiptHoldsMax, groupReceiptReadersMax } from "../protocol/limits.ts";
 import { groupReceiptBytes } from "../storage/index.ts";
 import type { ServerContext } from "./context.ts";
@@ -12,8 +13,9 @@ import type { Delivery } from "./delivery.ts";
 import type { DeviceState } from "./device-state.ts";
 import { groupReceiptLiveEntry } from "./group-entries.ts";
 
-/** One acknowledged group message, as the reader's owner reports it. */
+/** One group message acknowledged (delivered) or reported read by a member, as the reader's owner reports it. */
 export interface GroupDelivered {
+  readonly type: ReceiptTypeValue;
   readonly groupId: number;
   readonly senderAccount: number;
   readonly senderDevice: number;
@@ -21,6 +23,7 @@ export interface GroupDelivered {
 }
 
 interface Hold {
+  readonly type: ReceiptTypeValue;
   readonly groupId: number;
   readonly senderAccount: number;
   readonly senderDevice: number;
@@ -44,7 +47,7 @@ export class GroupReceipts {
     private readonly delivery: Delivery,
   ) {}
 
-  /** A reader device acknowledged these group messages (on the reader's owner). */
+  /** A reader device acknowledged or read these group messages (on the reader's owner). */
   delivered(readerAccount: number, readerDevice: number, entries: readonly GroupDelivered[]): void {
     const routing = this.context.routing;
     const reader = { account: readerAccount, device: readerDevice };
@@ -56,7 +59,7 @@ export class GroupReceipts {
 
   /** Adds a reader to the hold of its message (on the owner of the sender's account). */
   add(entry: GroupDelivered, reader: { account: number; device: number }): void {
-    const key = `${entry.senderAccount}:${entry.senderDevice}:${entry.clientId}`;
+    const key = `${entry.type}:${entry.senderAccount}:${entry.senderDevice}:${entry.clientId}`;
     let hold = this.holds.get(key);
     if (hold === undefined) {
       if (this.holds.size >= groupReceiptHoldsMax) {
@@ -117,7 +120,7 @@ export class GroupReceipts {
       }
       const entry = this.delivery.enqueue(batch, state, bytes, 0, null);
       const receipt = {
-        receiptType: ReceiptType.delivered,
+        receiptType: hold.type,
         groupId: hold.groupId,
         senderDevice: hold.senderDevice,
         clientId: hold.clientId,

@@ -114,6 +114,40 @@ describe("groups", () => {
     expect(readers.sort()).toEqual([`${bob.account}/${bob.device}`, `${carol.account}/${carol.device}`].sort());
     expect(alice.all("groupReceipt").length).toBeLessThanOrEqual(2);
     expect(alice.all("deliverReceipt")).toHaveLength(0);
+
+    // Read receipts naming the group are gathered the same way: one groupReceipt of type read naming both readers
+    // (they read within the hold), not a deliverReceipt per reader.
+    const deliveredFrames = alice.all("groupReceipt").length;
+    for (const member of [bob, carol]) {
+      member.sendStanza({
+        kind: "receipt",
+        type: 2,
+        to: alice.account,
+        toDevice: alice.device,
+        clientIds: [clientId],
+        groupId: info.groupId,
+      });
+    }
+    const readBy: string[] = [];
+    while (readBy.length < 2) {
+      const receipt = await alice.next("groupReceipt", (entry) => entry.clientId === clientId && entry.type === 2);
+      expect(receipt).toMatchObject({ groupId: info.groupId, senderDevice: alice.device });
+      for (const reader of receipt.readers) readBy.push(`${reader.account}/${reader.device}`);
+      alice.ack(receipt.seq);
+    }
+    expect(readBy.sort()).toEqual(readers);
+    expect(alice.all("groupReceipt").length - deliveredFrames).toBeLessThanOrEqual(2);
+    expect(alice.all("deliverReceipt")).toHaveLength(0);
+    // A read receipt naming the group for a client id never delivered to the reader is still refused as a whole.
+    bob.sendStanza({
+      kind: "receipt",
+      type: 2,
+      to: alice.account,
+      toDevice: alice.device,
+      clientIds: [clientId + 1000],
+      groupId: info.groupId,
+    });
+    expect((await bob.next("error")).code).toBe(ErrorCode.receiptUnknown);
   });
 
   test("device-list check: a stale list or hash gets deviceMismatch with the difference, and nothing is stored", async () => {

@@ -1,9 +1,10 @@
 // The one check of a signed prekey the server can make: Signal signs a prekey's 33-byte public key with XEdDSA by
 // the device's Curve25519 identity key. The verification is the audited curve25519-donna build that the client's
 // Signal library uses (@privacyresearch/curve25519-typescript); nothing here is home-made cryptography. It is loaded
-// on the first upload (an asm.js module of about 860 KB: workers that never see an upload never load it).
+// on the first upload (an asm.js module of about 860 KB of source: workers that never see an upload neither load nor
+// parse it, so the import is dynamic too, not only the instance).
 
-import { Curve25519Wrapper } from "@privacyresearch/curve25519-typescript";
+import type { Curve25519Wrapper } from "@privacyresearch/curve25519-typescript";
 
 let curve: Promise<Curve25519Wrapper> | null = null;
 
@@ -17,7 +18,7 @@ export async function signedPreKeyValid(
   signature: Uint8Array,
 ): Promise<boolean> {
   if (identityKey.length !== 33 || identityKey[0] !== djbKeyType) return false;
-  curve ??= Curve25519Wrapper.create();
+  curve ??= import("@privacyresearch/curve25519-typescript").then((module) => module.Curve25519Wrapper.create());
   const wrapper = await curve;
   return wrapper.signatureIsValid(copy(identityKey.subarray(1)), copy(signedPublicKey), copy(signature));
 }

@@ -20,20 +20,22 @@
 //   any -> all     dir {a}                    the devices of account a changed: forget the cached list
 //                  rm {a, ds, c, w}           devices ds of a removed (w: the whole account): close, forget
 
-import { ErrorCode, type Stanza } from "../protocol/index.ts";
+import { ErrorCode, type ReceiptTypeValue, type Stanza } from "../protocol/index.ts";
 import { ownerGoneRetryAfterMsMax } from "../protocol/limits.ts";
 import type { QueueBatch } from "../storage/index.ts";
 import type { ServerContext } from "./context.ts";
 import type { Delivery } from "./delivery.ts";
 import type { FanoutResult, FanoutWork } from "./group-fanout.ts";
 import type { GroupDispatch } from "./group-owner.ts";
+import type { GroupDelivered } from "./group-receipts.ts";
 import type { GroupStanza } from "./group-requests.ts";
 import type { KeyDirectory } from "./keys-directory.ts";
 import type { Mesh, MeshHandlers, MeshMessage } from "./mesh.ts";
 import { ownerOfPartition, type Partitions } from "./partitions.ts";
 import type { ReceiptIntent, Routing } from "./routing.ts";
-import { ProxySession, type Session, SessionState } from "./session.ts";
+import { ProxySession, type Session, SessionState, sameSession } from "./session.ts";
 import { attachSession } from "./session-attach.ts";
+import type { SessionSlots } from "./session-slots.ts";
 import type { TransportSocket } from "./transport.ts";
 
 /** A local session that talks to other workers: which of them hold a proxy of it. */
@@ -73,6 +75,7 @@ export class MeshRouting implements Routing, MeshHandlers {
     private readonly partitions: Partitions,
     private readonly self: number,
     private readonly workers: number,
+    private readonly slots: SessionSlots,
   ) {
     this.groupDispatch = {
       ownerOf: (account) => this.ownerOf(account),
@@ -138,7 +141,7 @@ export class MeshRouting implements Routing, MeshHandlers {
 
   closed(session: Session): void {
     const known = this.edgeSessions.get(session.id);
-    if (known === undefined || known.session !== session) return;
+    if (known === undefined || !sameSession(known.session, session)) return;
     this.edgeSessions.delete(session.id);
     for (const owner of known.owners) this.mesh?.send(owner, { t: "cl", i: this.incarnation, s: session.id });
   }
@@ -193,13 +196,11 @@ export class MeshRouting implements Routing, MeshHandlers {
     });
   }
 
-  groupReceipt(
-    entry: { groupId: number; senderAccount: number; senderDevice: number; clientId: number },
-    reader: { account: number; device: number },
-  ): void {
+  groupReceipt(entry: GroupDelivered, reader: { account: number; device: number }): void {
     // At most once, as receipts are (routing.ts).
     this.mesh?.send(this.ownerOf(entry.senderAccount), {
       t: "gr",
+      ty: entry.type,
       g: entry.groupId,
       a: entry.senderAccount,
       sd: entry.senderDevice,
@@ -250,7 +251,7 @@ export class MeshRouting implements Routing, MeshHandlers {
     if (proxy === undefined) {
       const { limits, now } = this.context;
       const socket = new MeshSocket(this, edge, incarnation, sessionId);
-      proxy = new ProxySession(socket, now(), limits.rateBurstStanzas, edge, incarnation, sessionId);
+      proxy = new ProxySession(this.slots, socket, now(), limits.rateBurstStanzas, edge, incarnation, sessionId);
       proxy.account = account;
       proxy.device = device;
       proxy.state = SessionState.ready;
@@ -316,6 +317,7 @@ export class MeshRouting implements Routing, MeshHandlers {
     if (proxy.deviceState !== null || proxy.stateReleased) this.context.lastSeen.note(proxy.account, proxy.device);
     this.context.router.detach(proxy.account, proxy.device, proxy);
     this.delivery.detach(proxy);
+    this.slots.release(proxy.slot);
   }
 
   // ---- mesh handlers ---------------------------------------------------------------------------------------------
@@ -392,6 +394,7 @@ export class MeshRouting implements Routing, MeshHandlers {
       case "gr":
         this.context.groups?.receipts.add(
           {
+            type: field.ty as ReceiptTypeValue,
             groupId: field.g as number,
             senderAccount: field.a as number,
             senderDevice: field.sd as number,

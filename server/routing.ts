@@ -15,6 +15,7 @@
 //   next loads the device (server/partitions.ts).
 
 import type { Stanza } from "../protocol/index.ts";
+import type { GroupDelivered } from "./group-receipts.ts";
 import type { Session } from "./session.ts";
 
 /** A receipt to queue for every device of an account (Delivery.queueReceipts). */
@@ -41,11 +42,8 @@ export interface Routing {
   writable(session: Session): void;
   /** Queues receipts for the devices of `account`, which another worker owns. */
   receipt(account: number, intent: ReceiptIntent): void;
-  /** A reader's delivered receipt of a group message, for the owner of its sender's account (group-receipts.ts). */
-  groupReceipt(
-    entry: { groupId: number; senderAccount: number; senderDevice: number; clientId: number },
-    reader: { account: number; device: number },
-  ): void;
+  /** A reader's delivered or read receipt of a group message, for the owner of its sender's account (group-receipts.ts). */
+  groupReceipt(entry: GroupDelivered, reader: { account: number; device: number }): void;
   /** Devices of an account were removed here: the other workers close their sessions and the owner its queues. */
   removed(account: number, devices: readonly number[], code: number, wholeAccount: boolean): void;
 }

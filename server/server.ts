@@ -12,7 +12,7 @@ import { createAdminApi, readAdminToken, writeAdminToken } from "./admin-api.ts"
 import { type AdminHttp, listenAdmin } from "./admin-http.ts";
 import type { Auth } from "./auth.ts";
 import { zlibCompressor } from "./compression-zlib.ts";
-import { type Config, databasePath, mergeReload } from "./config.ts";
+import { type Config, databasePath, mergeReload, plaintextExposed } from "./config.ts";
 import type { ConnectionHandler } from "./connection.ts";
 import type { ServerContext } from "./context.ts";
 import { type DataDirectoryLock, lockDataDirectory, prepareDataDirectory } from "./data-directory.ts";
@@ -48,6 +48,8 @@ import { SessionIo } from "./session-io.ts";
 import { drainWindowMs, SessionTable } from "./session-table.ts";
 import { asDataDirectoryError, asListenError, type ListenerName } from "./start-errors.ts";
 import { listenTcp, type TcpListeners } from "./tcp-listener.ts";
+import { readTlsFiles, type TlsFiles } from "./tls-files.ts";
+import type { NoiseServer } from "./transport-noise.ts";
 import { versionInfo } from "./version.ts";
 import { listenWebSocket, type WsListener } from "./ws-listener.ts";
 
@@ -170,13 +172,15 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   // node:zlib inflates a small frame ~10x faster than fflate here (bench/micro-codec.ts); the bytes are the same.
   const codec = new FrameCodec({ limits, compressor: zlibCompressor });
   const io = new SessionIo(codec, limits, metrics);
+  // Every session of the process, as slots: the router indexes them, the handlers and the mesh's proxies use them.
+  const table = new SessionTable(limits.timerTickMs, now);
   const base = {
     config,
     limits,
     codec,
     storage,
     directory: new Directory(storage, limits.directoryAccountsMax),
-    router: new LocalRouter(),
+    router: new LocalRouter(table.slots),
     routing: null,
     media: null,
     groups: null,
@@ -201,10 +205,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     // One sweeper per host: worker 0's, or the single process's.
     if (worker === undefined || worker.index === 0) mediaSweeper = new MediaSweeper(media, () => context.log);
   }
-  const table = new SessionTable(limits.timerTickMs, now);
   let mesh: Mesh | null = null;
   if (worker !== undefined && worker.count > 1 && partitions !== null) {
-    const meshRouting = new MeshRouting(context, delivery, keys, partitions, worker.index, worker.count);
+    const meshRouting = new MeshRouting(context, delivery, keys, partitions, worker.index, worker.count, table.slots);
     routing = meshRouting;
     context.routing = meshRouting;
     context.directory.onInvalidate = (account) => meshRouting.directoryChanged(account);
@@ -250,6 +253,36 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   );
   metrics.queueTotals.onStale = queueResync.onStale;
 
+  // Noise on the TCP listener: the static key of the data directory, made at first start (noise-static-key.ts).
+  let noiseServer: NoiseServer | null = null;
+  if (config.tcpEncryption === "noise") {
+    try {
+      prepareDataDirectory(config.dataDir);
+      // Imported only here: a plaintext or TLS server never loads the Noise code and its libraries.
+      const { NoiseServer } = await import("./transport-noise.ts");
+      const { loadNoiseStaticKey } = await import("./noise-static-key.ts");
+      noiseServer = new NoiseServer(loadNoiseStaticKey(config.dataDir));
+    } catch (error) {
+      if (options.storage === undefined) await storage.close();
+      lock?.release();
+      // A file system error names its cause in one line; a damaged or loose key file says what to do itself.
+      throw asDataDirectoryError(config.dataDir, error);
+    }
+  }
+
+  // TLS listeners: the operator's PEM files, read again on SIGHUP (tls-files.ts).
+  const tlsWanted = config.tcpEncryption === "tls" || (config.wsPort !== 0 && config.wsEncryption === "tls");
+  let tlsFiles: TlsFiles | null = null;
+  if (tlsWanted) {
+    try {
+      tlsFiles = readTlsFiles(config);
+    } catch (error) {
+      if (options.storage === undefined) await storage.close();
+      lock?.release();
+      throw error;
+    }
+  }
+
   // A port already in use fails the start: close what was opened before it, so a caller can retry cleanly.
   let listeners: TcpListeners | null = null;
   let webSocket: WsListener | null = null;
@@ -260,11 +293,20 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   try {
     const reusePort = worker !== undefined;
     listeners = listenTcp(
-      { host: config.host, port: config.port, listeners: config.listeners, reusePort },
+      {
+        host: config.host,
+        port: config.port,
+        listeners: config.listeners,
+        reusePort,
+        noise: noiseServer,
+        tls: config.tcpEncryption === "tls" ? tlsFiles : null,
+      },
       connections,
     );
     binding = ["websocket", config.wsHost, config.wsPort];
-    if (config.wsPort !== 0) webSocket = listenWebSocket(config, connections, reusePort);
+    if (config.wsPort !== 0) {
+      webSocket = listenWebSocket(config, connections, reusePort, config.wsEncryption === "tls" ? tlsFiles : null);
+    }
     binding = ["media", config.mediaHost, config.mediaPort];
     if (media !== null) {
       mediaListener = listenMedia(
@@ -322,6 +364,14 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     throw asListenError(...binding, error);
   }
   const tcp: TcpListeners = listeners;
+  const exposed = plaintextExposed(config);
+  if (exposed.length > 0) {
+    // Allowed by insecure = true (config.ts refuses it otherwise): say so at every start.
+    context.log.warn("plaintext_listener", {
+      listeners: exposed,
+      reason: "insecure = true: client traffic on these listeners is readable and alterable on the network",
+    });
+  }
   table.wheel.start();
   sweeper.start();
   mediaSweeper?.start();
@@ -339,6 +389,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     dataDir: config.dataDir,
     synchronous: config.synchronous,
     registration: config.registration,
+    tcpEncryption: config.tcpEncryption,
+    ...(noiseServer === null ? {} : { noiseKey: Buffer.from(noiseServer.staticKeyPair.publicKey).toString("hex") }),
   });
 
   let stopping: Promise<void> | null = null;
@@ -357,7 +409,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       const lameDuckMs = stopOptions.lameDuckMs ?? (admin === null ? 0 : context.config.lameDuckMs);
       table.lameDuck = true;
       if (lameDuckMs > 0) {
-        context.log.notice("lame_duck", { ms: lameDuckMs, sessions: table.sessions.size });
+        context.log.notice("lame_duck", { ms: lameDuckMs, sessions: table.count });
         let timer: ReturnType<typeof setTimeout> | undefined;
         await new Promise<void>((resolve) => {
           endLameDuck = resolve;
@@ -367,12 +419,12 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         endLameDuck = null;
       }
       const retryWindowMs = drainWindowMs(
-        table.sessions.size,
+        table.count,
         context.config.drainReconnectsPerSecond,
         context.limits.goawayRetryAfterMsMax,
       );
       table.beginDrain(retryWindowMs);
-      context.log.notice("draining", { sessions: table.sessions.size, retryWindowMs });
+      context.log.notice("draining", { sessions: table.count, retryWindowMs });
       tcp.stop();
       webSocket?.stop();
       // Uploads in flight are cut; what they wrote stays for a resume (PROTOCOL.md "Media").
@@ -380,12 +432,12 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       await mediaSweeper?.stop();
       sweeper.stop();
       await delivery.commit.idle();
-      for (const session of [...table.sessions]) {
+      for (const session of [...table.sessions()]) {
         const retryAfterMs = table.retryAfterMs(context.limits.goawayRetryAfterMsMax);
         io.goaway(session, ErrorCode.shuttingDown, retryAfterMs, "server shutting down");
       }
       const deadline = Date.now() + timeoutMs;
-      while (table.sessions.size > 0 && Date.now() < deadline) await Bun.sleep(10);
+      while (table.count > 0 && Date.now() < deadline) await Bun.sleep(10);
       await delivery.commit.idle();
       context.lastSeen.stop();
       await context.lastSeen.flush();
@@ -397,9 +449,23 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       if (options.storage === undefined) await storage.close();
       media?.close();
       lock?.release();
-      context.log.notice("server_stopped", { sessionsLeft: table.sessions.size });
+      context.log.notice("server_stopped", { sessionsLeft: table.count });
     })();
     return stopping;
+  };
+
+  /** A renewed certificate: read the files again; a broken one keeps the running certificate (and says so). */
+  const reloadTls = () => {
+    let files: TlsFiles;
+    try {
+      files = readTlsFiles(config);
+    } catch (error) {
+      context.log.error("tls_reload_failed", { error: String(error), keeping: "the certificate read before" });
+      return;
+    }
+    if (config.tcpEncryption === "tls") tcp.reloadTls(files);
+    if (config.wsEncryption === "tls") webSocket?.reloadTls(files);
+    context.log.info("tls_reloaded", { certFile: config.tlsCertFile });
   };
 
   const reload = async (nextConfig: Config = context.config) => {
@@ -416,6 +482,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       connections = build(modules);
       tcp.reload(connections);
       webSocket?.reload(connections);
+      if (tlsWanted) reloadTls();
       metrics.reloads.inc({ result: "ok" });
       metrics.lastReloadSuccessful = 1;
       // Queues an operator changed with a store command since the last start or reload are counted again.
@@ -562,7 +629,7 @@ function registerGauges(metrics: Metrics, table: SessionTable, delivery: Deliver
   const stateNames = ["preamble", "authenticating", "ready", "closed"] as const;
   metrics.gauge("switchboard_sessions", "Open sessions by state", () => {
     const counts = [0, 0, 0, 0];
-    for (const session of table.sessions) counts[session.state]!++;
+    for (const session of table.sessions()) counts[session.state]!++;
     return stateNames.map((name, index) => [{ state: name }, counts[index]!] as [Record<string, string>, number]);
   });
   metrics.gauge("switchboard_device_states", "Devices with delivery state in memory", () => delivery.deviceStates);

@@ -1,6 +1,6 @@
 // Writing to sessions. Frames produced while handling one event are queued on the session and written together at
 // the end of the turn (Bun's TCP sockets have no cork), in one write() per socket. Whatever write() does not take
-// stays queued until `drain`. Past outboundBytesMax the delivery pipeline stops pushing messages to the session (they
+// stays queued until `drain`. The queue of a session is an entry of its slot's side table only while it holds frames. Past outboundBytesMax the delivery pipeline stops pushing messages to the session (they
 // stay safe in its queue); past outboundBytesCloseMax the peer is closed as a slow consumer.
 
 import {
@@ -40,8 +40,10 @@ export class SessionIo {
 
   sendFrame(session: Session, frame: Uint8Array): boolean {
     if (session.state === SessionState.closed) return false;
-    if (session.outbound === null) {
-      session.outbound = [frame];
+    let outbound = session.outbound;
+    if (outbound === null) {
+      outbound = { frames: [frame], bytes: 0 };
+      session.outbound = outbound;
       this.dirty.push(session);
       if (!this.flushScheduled) {
         this.flushScheduled = true;
@@ -51,10 +53,10 @@ export class SessionIo {
         setImmediate(() => this.flushAll());
       }
     } else {
-      session.outbound.push(frame);
+      outbound.frames.push(frame);
     }
-    session.outboundBytes += frame.length;
-    if (session.outboundBytes > this.limits.outboundBytesCloseMax) {
+    outbound.bytes += frame.length;
+    if (outbound.bytes > this.limits.outboundBytesCloseMax) {
       this.abort(session, ErrorCode.slowConsumer);
       return false;
     }
@@ -79,30 +81,31 @@ export class SessionIo {
     const queued = session.outbound;
     if (queued === null || session.state === SessionState.closed) return;
     let bytes: Uint8Array;
-    if (queued.length === 1) bytes = queued[0]!;
+    if (queued.frames.length === 1) bytes = queued.frames[0]!;
     else {
-      bytes = new Uint8Array(session.outboundBytes);
+      bytes = new Uint8Array(queued.bytes);
       let offset = 0;
-      for (const frame of queued) {
+      for (const frame of queued.frames) {
         bytes.set(frame, offset);
         offset += frame.length;
       }
     }
-    const wasOverLimit = session.outboundBytes >= this.limits.outboundBytesMax;
+    const wasOverLimit = queued.bytes >= this.limits.outboundBytesMax;
     const written = Math.max(0, session.socket.write(bytes));
     this.metrics.socketWrites.inc();
     this.metrics.bytesOut.inc(undefined, written);
+    let left = 0;
     if (written >= bytes.length) {
       session.outbound = null;
-      session.outboundBytes = 0;
     } else {
       // Keep a copy of the tail only when it is much smaller than the buffer it lives in.
       const tail = bytes.subarray(written);
-      session.outbound = [tail.length * 2 < bytes.length ? tail.slice() : tail];
-      session.outboundBytes = tail.length;
+      queued.frames = [tail.length * 2 < bytes.length ? tail.slice() : tail];
+      queued.bytes = tail.length;
+      left = tail.length;
     }
-    if (wasOverLimit && session.outboundBytes < this.limits.outboundBytesMax) this.onWritable(session);
-    else if (!wasOverLimit && session.outboundBytes >= this.limits.outboundBytesMax) this.onBlocked(session);
+    if (wasOverLimit && left < this.limits.outboundBytesMax) this.onWritable(session);
+    else if (!wasOverLimit && left >= this.limits.outboundBytesMax) this.onBlocked(session);
   }
 
   /** The socket can take more: write the tail, and let delivery resume if it fell below the limit. */
@@ -131,7 +134,6 @@ export class SessionIo {
     if (session.state === SessionState.closed) return;
     this.metrics.errors.incLabel(errorCodeName(code));
     session.outbound = null;
-    session.outboundBytes = 0;
     session.state = SessionState.closed;
     session.socket.end();
   }
@@ -141,7 +143,6 @@ export class SessionIo {
     this.flush(session);
     session.state = SessionState.closed;
     session.outbound = null;
-    session.outboundBytes = 0;
     session.socket.end();
   }
 }

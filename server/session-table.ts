@@ -1,7 +1,9 @@
 // The sessions of this process and their deadlines: state that outlives a code reload (SIGHUP installs a new
 // ConnectionHandler over the same table, so no connection is dropped).
 
-import type { Session } from "./session.ts";
+import { sessionSlotsChunk } from "../protocol/limits.ts";
+import { type Session, sessionAt } from "./session.ts";
+import { SessionSlots, SlotFlag } from "./session-slots.ts";
 import { TimerWheel } from "./timer-wheel.ts";
 
 /**
@@ -15,8 +17,12 @@ export function drainWindowMs(sessions: number, reconnectsPerSecond: number, ret
 }
 
 export class SessionTable {
-  readonly sessions = new Set<Session>();
-  readonly wheel: TimerWheel<Session>;
+  /** Every session of this process, local and proxies, as slots (session-slots.ts). */
+  readonly slots: SessionSlots;
+  /** The deadlines of the local sessions, by slot. */
+  readonly wheel: TimerWheel;
+  /** Local sessions (sockets of this process) open now: the slots in use minus the proxies. */
+  count = 0;
   /**
    * Set first when stopping (the lame duck): /readyz answers 503 so that load balancers take the node out, while
    * sessions and new connections are still served.
@@ -27,8 +33,19 @@ export class SessionTable {
   /** The retry-hint window of the drain under way (drainWindowMs). */
   private retryWindowMs = Number.POSITIVE_INFINITY;
 
-  constructor(timerTickMs: number, now: () => number) {
-    this.wheel = new TimerWheel<Session>(timerTickMs, () => {}, now);
+  constructor(timerTickMs: number, now: () => number, capacity = sessionSlotsChunk) {
+    this.slots = new SessionSlots(capacity, now);
+    this.wheel = new TimerWheel(timerTickMs, () => {}, now, undefined, capacity);
+    this.slots.onGrow = (grown) => this.wheel.ensureCapacity(grown);
+  }
+
+  /** Every local session open now (not the proxies), as handles; for shutdown, metrics and the admin API. */
+  *sessions(): Generator<Session> {
+    // The columns are read afresh at each step: a caller may open sessions between two (the columns then grow).
+    const slots = this.slots;
+    for (let slot = 0; slot < slots.capacity; slot++) {
+      if (slots.ids[slot] !== 0 && (slots.flags[slot]! & SlotFlag.proxy) === 0) yield sessionAt(slots, slot);
+    }
   }
 
   /** False from the start of a stop: what /readyz answers. */

@@ -105,8 +105,10 @@ describe("start failures as root (like the suite)", () => {
   });
 
   test("an address not on this host: exit 2", async () => {
-    // 192.0.2.0/24 is TEST-NET-1 (RFC 5737): never assigned to a host.
+    // 192.0.2.0/24 is TEST-NET-1 (RFC 5737): never assigned to a host. Plaintext there needs --insecure (config.ts).
     const outcome = await start([
+      "--insecure",
+      "true",
       "--host",
       "192.0.2.1",
       "--port",

@@ -55,9 +55,12 @@ export function testConfig(options: {
   registration?: Config["registration"];
   port?: number;
   serverNames?: string;
+  /** Other config keys (tcpEncryption...). */
+  config?: Partial<Omit<Config, "limits">>;
 }): Config {
   return loadConfig({
     base: {
+      ...options.config,
       port: options.port ?? 0,
       dataDir: options.dataDir,
       registration: options.registration ?? "open",
@@ -78,6 +81,7 @@ export async function startTestServer(
     dataDir?: string;
     port?: number;
     serverNames?: string;
+    config?: Partial<Omit<Config, "limits">>;
   } = {},
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? temporaryDirectory();

@@ -10,4 +10,9 @@ export interface TransportSocket {
   pause(): void;
   resume(): void;
   readonly remoteAddress: string;
+  /**
+   * The Noise handshake hash of this connection (PROTOCOL.md section 19), which a login, registration or link must
+   * sign; absent or null on a transport without one (plaintext, TLS).
+   */
+  readonly channelBinding?: Uint8Array | null;
 }

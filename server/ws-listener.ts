@@ -1,20 +1,19 @@
 // WebSocket through Bun.serve: binary messages carry the protocol's bytes exactly as on TCP (the preamble, then
 // frames; a message may hold several whole frames or part of one, it is read as a stream), and every socket gets the
-// same Session, auth, routing and delivery as TCP through the TransportSocket shape. No per-connection compression:
-// permessage-deflate would cost tens of KB per socket; frames keep the protocol's own per-frame compression.
-//
-// Backpressure is handled as on TCP: write() takes bytes only while Bun holds nothing unsent for the socket, so the
-// session keeps the unsent tail itself (bounded by outboundBytesMax / outboundBytesCloseMax) and flushes on drain.
+// same session slot, auth, routing and delivery as TCP (the slot keeps the ServerWebSocket, ws-transport.ts adapts it
+// when written to). Each socket's `data` is its slot number, -1 before open and after close. No per-connection
+// compression: permessage-deflate would cost tens of KB per socket; frames keep the protocol's own per-frame
+// compression.
 
 import { existsSync, readFileSync } from "node:fs";
 import { extname, join, normalize } from "node:path";
-import type { Server, ServerWebSocket } from "bun";
+import type { Server } from "bun";
 import { ErrorCode, ProtocolError } from "../protocol/index.ts";
 import type { Config } from "./config.ts";
 import type { ConnectionHandler } from "./connection.ts";
 import { hostAllowed, serverNames } from "./server-names.ts";
-import type { Session } from "./session.ts";
-import type { TransportSocket } from "./transport.ts";
+import { TransportKind } from "./session-slots.ts";
+import type { TlsFiles } from "./tls-files.ts";
 import { webClientBundlePath, webClientBundleResponse } from "./web-client-bundle.ts";
 
 export interface WsListener {
@@ -22,12 +21,12 @@ export interface WsListener {
   stop(): void;
   /** Swaps the handler (SIGHUP reload): open sockets keep their sessions. */
   reload(connections: ConnectionHandler): void;
+  /** wss://: new connections get `tls` (a renewed certificate); open ones keep theirs. */
+  reloadTls(tls: TlsFiles): void;
 }
 
-interface WsData {
-  session: Session | undefined;
-  readonly remoteAddress: string;
-}
+/** The slot number, or -1 before open and after close. */
+type WsData = number;
 
 /** Bun's WebSocket idle timeout is in seconds and at most 960; ours (keepalive on the wheel) comes first. */
 const bunIdleTimeoutSecondsMax = 960;
@@ -38,34 +37,6 @@ const contentTypes: Record<string, string> = {
   ".css": "text/css; charset=utf-8",
   ".svg": "image/svg+xml",
 };
-
-class WebSocketTransport implements TransportSocket {
-  constructor(private readonly socket: ServerWebSocket<WsData>) {}
-
-  get remoteAddress(): string {
-    return this.socket.data.remoteAddress;
-  }
-
-  write(bytes: Uint8Array): number {
-    // While Bun still holds bytes for this socket, take nothing: the session keeps them (as write() on TCP).
-    if (this.socket.getBufferedAmount() > 0) return 0;
-    const status = this.socket.sendBinary(bytes);
-    // >0: sent; -1: accepted into Bun's buffer (backpressure; drain follows); 0: dropped (closed or over the limit).
-    return status === 0 ? 0 : bytes.length;
-  }
-
-  end(): void {
-    this.socket.close(1000, "closed by server");
-  }
-
-  pause(): void {
-    this.socket.pause();
-  }
-
-  resume(): void {
-    this.socket.resume();
-  }
-}
 
 /** Whether a browser page from `origin` may connect. No Origin header: not a browser, allowed. */
 export function originAllowed(origin: string | null, allowList: string, ownOrigin: string): boolean {
@@ -89,76 +60,97 @@ function staticFile(path: string): Response | undefined {
 }
 
 /** `reusePort`: the workers of a supervisor share the port (SO_REUSEPORT). */
-export function listenWebSocket(config: Config, initial: ConnectionHandler, reusePort = false): WsListener {
+export function listenWebSocket(
+  config: Config,
+  initial: ConnectionHandler,
+  reusePort = false,
+  /** wss:// with these PEM files; null: ws://. */
+  tls: TlsFiles | null = null,
+): WsListener {
   let connections = initial;
   const { limits } = config;
   const names = serverNames(config);
-  const server: Server<WsData> = Bun.serve<WsData>({
-    hostname: config.wsHost,
-    port: config.wsPort,
-    reusePort,
-    fetch(request, bunServer) {
-      // DNS rebinding: a page whose name was rebound to this address sends its own name as Host (and as Origin, so
-      // the Origin check alone would pass it). Only the server's names get an answer, page or WebSocket.
-      if (!hostAllowed(request.headers.get("host"), names)) {
-        return new Response("misdirected request: unknown Host\n", { status: 421 });
-      }
-      const url = new URL(request.url);
-      if (url.pathname === config.wsPath) {
-        const ownOrigin = `${url.protocol === "https:" ? "https" : "http"}://${url.host}`;
-        if (!originAllowed(request.headers.get("origin"), config.wsOrigins, ownOrigin)) {
-          return new Response("origin not allowed\n", { status: 403 });
+  const serve = (port: number, files: TlsFiles | null): Server<WsData> =>
+    Bun.serve<WsData>({
+      hostname: config.wsHost,
+      port,
+      // A wss:// listener always shares its port: a new certificate comes with a new server beside the old.
+      reusePort: reusePort || files !== null,
+      ...(files === null ? {} : { tls: { cert: files.cert, key: files.key } }),
+      fetch(request, bunServer) {
+        // DNS rebinding: a page whose name was rebound to this address sends its own name as Host (and as Origin, so
+        // the Origin check alone would pass it). Only the server's names get an answer, page or WebSocket.
+        if (!hostAllowed(request.headers.get("host"), names)) {
+          return new Response("misdirected request: unknown Host\n", { status: 421 });
         }
-        const remoteAddress = bunServer.requestIP(request)?.address ?? "";
-        if (bunServer.upgrade(request, { data: { session: undefined, remoteAddress } })) return undefined;
-        return new Response("expected a WebSocket upgrade\n", { status: 426 });
-      }
-      if (config.webClient === "on" && request.method === "GET") {
-        // The page's script: app.ts and the SDK bundled for browsers at the first request (web-client-bundle.ts).
-        if (url.pathname === webClientBundlePath) return webClientBundleResponse(config.wsPath);
-        const file = staticFile(url.pathname);
-        if (file !== undefined) return file;
-      }
-      return new Response("not found\n", { status: 404 });
-    },
-    websocket: {
-      // A message holds at most what a session may buffer inbound.
-      maxPayloadLength: limits.inboundBytesMax,
-      backpressureLimit: limits.outboundBytesCloseMax,
-      closeOnBackpressureLimit: false,
-      idleTimeout: Math.min(bunIdleTimeoutSecondsMax, Math.ceil((limits.idleTimeoutMs * 2) / 1000) + 30),
-      perMessageDeflate: false,
-      sendPings: false,
-      open(socket) {
-        socket.data.session = connections.open(new WebSocketTransport(socket));
-      },
-      message(socket, message) {
-        const session = socket.data.session;
-        if (session === undefined) return;
-        if (typeof message === "string") {
-          connections.reject(
-            session,
-            new ProtocolError(ErrorCode.malformedFrame, "text message: the protocol is binary"),
-          );
-          return;
+        const url = new URL(request.url);
+        if (url.pathname === config.wsPath) {
+          const ownOrigin = `${url.protocol === "https:" ? "https" : "http"}://${url.host}`;
+          if (!originAllowed(request.headers.get("origin"), config.wsOrigins, ownOrigin)) {
+            return new Response("origin not allowed\n", { status: 403 });
+          }
+          if (bunServer.upgrade(request, { data: -1 })) return undefined;
+          return new Response("expected a WebSocket upgrade\n", { status: 426 });
         }
-        connections.data(session, new Uint8Array(message.buffer, message.byteOffset, message.byteLength));
+        if (config.webClient === "on" && request.method === "GET") {
+          // The page's script: app.ts and the SDK bundled for browsers at the first request (web-client-bundle.ts).
+          if (url.pathname === webClientBundlePath) return webClientBundleResponse(config.wsPath);
+          const file = staticFile(url.pathname);
+          if (file !== undefined) return file;
+        }
+        return new Response("not found\n", { status: 404 });
       },
-      drain(socket) {
-        if (socket.data.session !== undefined) connections.writable(socket.data.session);
+      websocket: {
+        // A message holds at most what a session may buffer inbound.
+        maxPayloadLength: limits.inboundBytesMax,
+        backpressureLimit: limits.outboundBytesCloseMax,
+        closeOnBackpressureLimit: false,
+        idleTimeout: Math.min(bunIdleTimeoutSecondsMax, Math.ceil((limits.idleTimeoutMs * 2) / 1000) + 30),
+        perMessageDeflate: false,
+        sendPings: false,
+        open(socket) {
+          socket.data = connections.open(socket, TransportKind.webSocket);
+        },
+        message(socket, message) {
+          const slot = socket.data;
+          if (slot < 0) return;
+          if (typeof message === "string") {
+            connections.reject(
+              slot,
+              new ProtocolError(ErrorCode.malformedFrame, "text message: the protocol is binary"),
+            );
+            return;
+          }
+          connections.data(slot, new Uint8Array(message.buffer, message.byteOffset, message.byteLength));
+        },
+        drain(socket) {
+          if (socket.data >= 0) connections.writable(socket.data);
+        },
+        close(socket) {
+          const slot = socket.data;
+          if (slot < 0) return;
+          // Forget the slot first: it may be given to the next connection at once.
+          socket.data = -1;
+          connections.closed(slot);
+        },
       },
-      close(socket) {
-        if (socket.data.session !== undefined) connections.closed(socket.data.session);
-      },
-    },
-  });
+    });
+  let server = serve(config.wsPort, tls);
+  const port = server.port ?? config.wsPort;
   return {
-    port: server.port ?? config.wsPort,
+    port,
     stop() {
       void server.stop(false);
     },
     reload(next: ConnectionHandler) {
       connections = next;
+    },
+    reloadTls(files: TlsFiles) {
+      if (tls === null) return;
+      const replaced = server;
+      server = serve(port, files);
+      // Open WebSockets stay with the old server (stop(false) closes only its listening socket).
+      void replaced.stop(false);
     },
   };
 }

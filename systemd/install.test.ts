@@ -37,6 +37,7 @@ function excludedFromInstall(relative: string): boolean {
       "client/delivery-suite.ts",
       "storage/store-conformance.ts",
       "protocol/fuzz.ts",
+      "protocol/noise-fuzz.ts",
     ].includes(relative) ||
     relative.startsWith("protocol/vectors/") ||
     relative === "client/web/ensure-chromium.sh"
@@ -772,6 +773,8 @@ describe("switchboard.service", () => {
     const config = loadConfig({ file: join(systemdDir, "switchboard.toml") });
     expect(config.dataDir).toBe(`/var/lib/${directiveValue(unit, "StateDirectory")}`);
     expect(config.host).toBe("0.0.0.0");
+    // A public address, so the transport is encrypted: Noise (or TLS) is what allows it without insecure = true.
+    expect(config.tcpEncryption).toBe("noise");
     expect(config.adminHost).toBe("127.0.0.1");
     expect(config.port).toBeGreaterThanOrEqual(1024); // no capability needed without the low-port drop-in
   });

@@ -507,6 +507,34 @@ const frameCases: readonly FrameCase[] = [
     },
   },
   {
+    name: "groupReceipt, read, from two members",
+    stanza: {
+      kind: "groupReceipt",
+      seq: 14,
+      type: ReceiptType.read,
+      groupId: 0x1234_5678,
+      senderDevice: 1,
+      clientId: 74,
+      readers: [
+        { account: bob, device: 1 },
+        { account: 1_000_003, device: 1 },
+      ],
+      timeSeconds: time,
+    },
+  },
+  {
+    // Dictionary 4: a read receipt naming the group (section 18, Receipts): gathered across members.
+    name: "receipt, read, of a group message",
+    stanza: {
+      kind: "receipt",
+      type: ReceiptType.read,
+      to: alice,
+      toDevice: 1,
+      clientIds: [74],
+      groupId: 0x1234_5678,
+    },
+  },
+  {
     name: "error, deviceMismatch of a groupSend",
     stanza: {
       kind: "error",
