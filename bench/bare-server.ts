@@ -3,7 +3,8 @@
 // of use and answers nothing; or, with --ws, a bare Bun.serve that upgrades /ws to WebSocket (no per-message deflate,
 // no pings, empty handlers) and holds the sockets idle. Run as its own process (so its RSS is its own), it prints
 // {"event":"listening","port":N} and runs until its stdin closes or it gets SIGTERM. `startBareServer` is the
-// parent's side.
+// parent's side; with --shared-port N several of them share one port (SO_REUSEPORT), as a supervisor's workers do
+// (`startBareServerGroup`, the million scenario's floor).
 
 import type { Subprocess } from "bun";
 import { trackChild } from "./child-processes.ts";
