@@ -3,11 +3,12 @@
 // of use and answers nothing; or, with --ws, a bare Bun.serve that upgrades /ws to WebSocket (no per-message deflate,
 // no pings, empty handlers) and holds the sockets idle. Run as its own process (so its RSS is its own), it prints
 // {"event":"listening","port":N} and runs until its stdin closes or it gets SIGTERM. `startBareServer` is the
-// parent's side.
+// parent's side; with --shared-port N several of them share one port (SO_REUSEPORT), as a supervisor's workers do
+// (`startBareServerGroup`, the million scenario's floor).
 
 import type { Subprocess } from "bun";
 import { trackChild } from "./child-processes.ts";
-import { processRssBytes } from "./proc-stats.ts";
+import { processPssBytes, processRssBytes } from "./proc-stats.ts";
 
 const startTimeoutMs = 10_000;
 
@@ -21,9 +22,13 @@ export interface BareServer {
 /** The path the WebSocket floor upgrades (the server's default). */
 export const bareWebSocketPath = "/ws";
 
-export async function startBareServer(mode: "tcp" | "ws" = "tcp"): Promise<BareServer> {
+export async function startBareServer(
+  mode: "tcp" | "ws" = "tcp",
+  sharedPort: number | null = null,
+): Promise<BareServer> {
+  const flags = mode === "ws" ? ["--ws"] : sharedPort === null ? [] : ["--shared-port", String(sharedPort)];
   const child: Subprocess<"pipe", "pipe", "inherit"> = Bun.spawn(
-    [process.execPath, new URL(import.meta.url).pathname, ...(mode === "ws" ? ["--ws"] : [])],
+    [process.execPath, new URL(import.meta.url).pathname, ...flags],
     { stdin: "pipe", stdout: "pipe", stderr: "inherit" },
   );
   trackChild(child);
@@ -52,6 +57,42 @@ export async function startBareServer(mode: "tcp" | "ws" = "tcp"): Promise<BareS
         child.kill("SIGKILL");
         await child.exited;
       }
+    },
+  };
+}
+
+/** Bare Bun.listen processes sharing one port (SO_REUSEPORT), as the workers of `switchboard start --workers N` do. */
+export interface BareServerGroup {
+  readonly port: number;
+  readonly servers: readonly BareServer[];
+  /** PSS summed over the processes (the shared Bun binary counts once), or null when one is gone. */
+  pssBytes(): Promise<number | null>;
+  stop(): Promise<void>;
+}
+
+export async function startBareServerGroup(count: number, port: number): Promise<BareServerGroup> {
+  const servers: BareServer[] = [];
+  try {
+    // One after the other: a process must be listening before the next shares its port.
+    for (let index = 0; index < count; index++) servers.push(await startBareServer("tcp", port));
+  } catch (error) {
+    await Promise.all(servers.map((server) => server.stop()));
+    throw error;
+  }
+  return {
+    port,
+    servers,
+    async pssBytes() {
+      let total = 0;
+      for (const server of servers) {
+        const pss = await processPssBytes(server.pid);
+        if (pss === null) return null;
+        total += pss;
+      }
+      return total;
+    },
+    stop: async () => {
+      await Promise.all(servers.map((server) => server.stop()));
     },
   };
 }
@@ -95,9 +136,13 @@ if (import.meta.main && process.argv.includes("--ws")) {
   })();
 } else if (import.meta.main) {
   let open = 0;
+  const shared = process.argv.indexOf("--shared-port");
+  const port = shared > 0 ? Number(process.argv[shared + 1]) : 0;
   const listener = Bun.listen({
     hostname: "127.0.0.1",
-    port: 0,
+    port,
+    // Several bare processes on one port, as a supervisor's workers: reusePort is missing from bun-types' TCP options.
+    ...({ reusePort: shared > 0 } as object),
     data: undefined,
     socket: {
       open() {

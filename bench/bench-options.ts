@@ -3,6 +3,7 @@
 // unknown option is refused.
 
 import { parseArgs } from "node:util";
+import { sessionsPerWorkerMax } from "./load-fleet.ts";
 
 export const scenarioNames = [
   "density",
@@ -11,6 +12,7 @@ export const scenarioNames = [
   "rate",
   "storm",
   "micro",
+  "million",
   "groups",
   "encryption",
 ] as const;
@@ -18,6 +20,11 @@ export type ScenarioName = (typeof scenarioNames)[number];
 
 /** A server process holds at most ~19,900 sockets here (RLIMIT_NOFILE 20,000 cannot be raised). */
 export const serverSessionsMax = 19_000;
+/** million: its default size, its --quick size, the largest it accepts, and its bound on the whole run. */
+export const millionSessions = 1_000_000;
+export const millionQuickSessions = 400;
+export const millionSessionsMax = 2_000_000;
+export const millionDeadlineS = 1200;
 
 export interface BenchOptions {
   readonly scenario: ScenarioName;
@@ -123,6 +130,11 @@ Scenarios:
   storm        N sessions drop at once and reconnect with jittered backoff: time until all are back, failures,
                probe p99 during the storm
   micro        tinybench: codec, Ed25519 verification, the store's batch insert and ack-delete
+  million      N idle logged-in sessions (default 1,000,000) to \`switchboard start --workers W\` (W from the file
+               limit), from load processes on their own source addresses; tunes the host's sysctls (and puts them
+               back), refuses a size that does not fit in memory, then: server PSS per session and its split, kernel
+               memory per connection, logins/s, probe p99 with all against none, time to the target; and a bare
+               Bun.listen floor in as many processes
   groups       sends to groups of 10, 100 and 1,024 members with the full ack chain: sends/s, deliveries/s,
                server CPU per delivered message against 1:1 in the same run, worst event-loop delay, and the
                rows and payload copies one offline group message takes in the store
@@ -131,21 +143,23 @@ Scenarios:
 
 Options:
   --quick                  small sizes for a smoke run (500 sessions, ~2 s phases)
-  --sessions N             idle sessions (default 15000; at most ${serverSessionsMax} for a server started here)
+  --sessions N             idle sessions (default 15000; at most ${serverSessionsMax} for a server started here;
+                           million: default 1000000, --quick 400)
   --duration-s N           measuring time of a phase (default 10)
   --settle-s N             quiet time before memory is read / the probe starts (default 10 density, else 3)
   --seed N                 seeds keys, handles and jitter (default 1)
   --out FILE               result file (default bench/results/<scenario>-<timestamp>.json)
   --target HOST:PORT       use a running server (open registration) instead of starting one
   --admin HOST:PORT        its admin HTTP listener (metrics); --server-pid PID to read its /proc
-  --sessions-per-worker N  sessions per load worker process (default 5000, at most 15000)
+  --sessions-per-worker N  sessions per load worker process (default 5000; million and at most ${sessionsPerWorkerMax})
   --concurrency N          logins in flight per load worker while ramping (default 128)
   --workers N              load worker processes for throughput (default 1)
   --pairs K --window W --messages M --payload-bytes B   throughput sizes (100, 32, 100000, 20)
   --synchronous normal|full                             durability of the server's commits (throughput, rate)
   --rates R1,R2,...        rate: messages a second over all pairs, each in turn (default 1000,5000,20000)
   --interval-ms N          probe interval (default 5)
-  --baseline-s N --deadline-s N --backoff-initial-ms N  storm: probe time before the drop, bound, backoff
+  --baseline-s N --deadline-s N --backoff-initial-ms N  storm: probe time before the drop, bound, backoff;
+                           million: --deadline-s bounds the whole run (default ${millionDeadlineS})
   --drop fin|rst           storm: close the sockets gracefully (default) or reset them
   --micro-time-ms N        tinybench time per task (default 400)
   --transport tcp|ws       density: sessions over raw TCP (default) or WebSocket (the server's --ws-port, /ws),
@@ -244,7 +258,14 @@ export function parseBenchArguments(argv: readonly string[]): BenchOptions | "he
     values.has(name) ? number(name, 0, min, max) : null;
 
   const target = values.get("target") ?? null;
-  const sessions = number("sessions", defaults.sessions, 1, target === null ? serverSessionsMax : 1_000_000);
+  if (scenario === "million" && target !== null)
+    throw new OptionsError("--target: not for million (it starts its own server with many workers)");
+  const sessions = number(
+    "sessions",
+    scenario === "million" ? (quick ? millionQuickSessions : millionSessions) : defaults.sessions,
+    1,
+    target === null && scenario !== "million" ? serverSessionsMax : millionSessionsMax,
+  );
   const synchronous = values.get("synchronous") ?? "normal";
   const drop = values.get("drop") ?? "fin";
   if (drop !== "fin" && drop !== "rst") throw new OptionsError("--drop: fin or rst");
@@ -262,7 +283,8 @@ export function parseBenchArguments(argv: readonly string[]): BenchOptions | "he
       throw new OptionsError("--rates: integers in 1..1000000");
     return rate;
   });
-  const settleDefault = scenario === "density" ? defaults.settleS : Math.min(3, defaults.settleS);
+  const settleDefault =
+    scenario === "density" || scenario === "million" ? defaults.settleS : Math.min(3, defaults.settleS);
   return {
     scenario,
     quick,
@@ -275,7 +297,12 @@ export function parseBenchArguments(argv: readonly string[]): BenchOptions | "he
     durationS: number("duration-s", defaults.durationS, 0.1, 3600, false),
     warmupS: number("warmup-s", defaults.warmupS, 0, 600, false),
     settleS: number("settle-s", settleDefault, 0, 600, false),
-    sessionsPerWorker: number("sessions-per-worker", 5_000, 1, 15_000),
+    sessionsPerWorker: number(
+      "sessions-per-worker",
+      scenario === "million" ? sessionsPerWorkerMax : 5_000,
+      1,
+      sessionsPerWorkerMax,
+    ),
     concurrency: number("concurrency", 128, 1, 4096),
     workers: optionalNumber("workers", 1, 16),
     pairs: number("pairs", defaults.pairs, 1, 5_000),
@@ -286,7 +313,7 @@ export function parseBenchArguments(argv: readonly string[]): BenchOptions | "he
     rates,
     intervalMs: number("interval-ms", 5, 1, 10_000),
     baselineS: number("baseline-s", defaults.baselineS, 0.1, 600, false),
-    deadlineS: number("deadline-s", defaults.deadlineS, 1, 3600, false),
+    deadlineS: number("deadline-s", scenario === "million" ? millionDeadlineS : defaults.deadlineS, 1, 3600, false),
     backoffInitialMs: optionalNumber("backoff-initial-ms", 1, 600_000),
     dropAbort: (values.get("drop") ?? "fin") === "rst",
     microTimeMs: number("micro-time-ms", defaults.microTimeMs, 1, 60_000),

@@ -212,6 +212,50 @@ describe("bench runner (quick sizes, real processes on loopback)", () => {
   );
 
   test(
+    "million: every session logs in from its load process's own source address, the floor and kernel are measured",
+    async () => {
+      const result = await runBench(
+        "million",
+        "--sessions",
+        "300",
+        "--sessions-per-worker",
+        "150",
+        "--server-flag",
+        "workers=2",
+        "--settle-s",
+        "0.3",
+        // Long enough for a round trip or two on a busy 2-core host (a probe still in flight when it stops is cut).
+        "--duration-s",
+        "2",
+      );
+      const { switchboard, floor, sizing, perSession } = result.raw;
+      expect([sizing.serverWorkers, sizing.partitions, sizing.loadWorkers]).toEqual([2, 2, 2]);
+      expect(switchboard.ramp.connected).toBe(300);
+      expect(switchboard.ramp.failed).toBe(0);
+      expect(switchboard.ramp.stoppedBy).toBeNull();
+      // Two load processes, two distinct loopback source addresses (not 127.0.0.1).
+      const addresses = result.raw.sourceAddresses as string[];
+      expect(new Set(addresses).size).toBe(2);
+      for (const address of addresses) expect(address).toMatch(/^127\.\d+\.\d+\.1$/);
+      expect(floor.ramp.connected).toBe(300);
+      // The server grew with its sessions and the bare processes with their sockets; the split adds up.
+      expect(switchboard.pssAfterBytes).toBeGreaterThan(switchboard.pssEmptyBytes);
+      expect(floor.pssAfterBytes).toBeGreaterThan(floor.pssEmptyBytes);
+      expect(perSession.baselinePerSession + perSession.marginal).toBeCloseTo(perSession.pssPerSession, 3);
+      expect(perSession.floorPerSocket + perSession.sessionState).toBeCloseTo(perSession.marginal, 3);
+      // Both ends of 300 connections, at least (other work on the host may add more).
+      expect(switchboard.socketsAfter.tcpInUse - switchboard.socketsBefore.tcpInUse).toBeGreaterThanOrEqual(590);
+      expect(result.raw.probeNone.rttMs.count).toBeGreaterThan(0);
+      expect(result.raw.probeAll.rttMs.count).toBeGreaterThan(0);
+      expect(result.stdout).toContain("| probe p99 ratio");
+      expect(result.charts).toHaveLength(2);
+      for (const chart of result.charts) expect(readFileSync(chart, "utf8")).toStartWith("<svg");
+      expect(result.stderr).toContain("RLIMIT_NOFILE");
+    },
+    scenarioTimeoutMs,
+  );
+
+  test(
     "micro: codec, signature and store rows are all measured",
     async () => {
       const result = await runBench("micro", "--micro-time-ms", "20");

@@ -17,6 +17,7 @@ import { runGroups } from "./scenario-groups.ts";
 import { ScenarioHarness } from "./scenario-harness.ts";
 import { runLatency } from "./scenario-latency.ts";
 import { runMicro } from "./scenario-micro.ts";
+import { runMillion } from "./scenario-million.ts";
 import { runRate } from "./scenario-rate.ts";
 import type { ScenarioResult } from "./scenario-result.ts";
 import { runStorm } from "./scenario-storm.ts";
@@ -29,6 +30,7 @@ const scenarios: Record<ScenarioName, (harness: ScenarioHarness) => Promise<Scen
   rate: runRate,
   storm: runStorm,
   micro: runMicro,
+  million: runMillion,
   groups: runGroups,
   encryption: runEncryption,
 };

@@ -8,9 +8,18 @@ import { trackChild } from "./child-processes.ts";
 import type { Transport, WorkerCommand, WorkerCounters, WorkerEvent, WorkerInit } from "./worker-protocol.ts";
 
 const workerPath = new URL("./load-worker.ts", import.meta.url).pathname;
-/** A worker also holds its stdio, timers and a few files: this many sockets leave room under 20,000 files. */
-export const sessionsPerWorkerMax = 15_000;
+/**
+ * A worker also holds its stdio, timers and a few files: this many sockets leave 1,000 of 20,000 files for them (the
+ * million scenario packs workers this full, so that 53 of them hold a million; the others default to 5,000).
+ */
+export const sessionsPerWorkerMax = 19_000;
 const quitTimeoutMs = 5_000;
+/**
+ * A worker's init derives the Ed25519 key of every session it holds (~40 µs each here), and all workers do it at
+ * once on the host's cores: a million keys over 53 workers took longer than a fixed minute on this shared host.
+ */
+const initTimeoutBaseMs = 60_000;
+const initTimeoutMsPerSession = 0.2;
 
 /**
  * Each worker of this bench process gets source addresses of its own, 127.<run>.<worker>.<generation>: the second
@@ -194,6 +203,8 @@ export class LoadFleet {
     const workers: LoadWorker[] = [];
     const keyFirsts: number[] = [];
     let keyFirst = options.keyFirst;
+    const sessions = options.sessionsPerWorker.reduce((total, count) => total + count, 0);
+    const initTimeoutMs = initTimeoutBaseMs + Math.ceil(sessions * initTimeoutMsPerSession);
     try {
       for (const [index, count] of options.sessionsPerWorker.entries()) {
         if (count > sessionsPerWorkerMax) throw new Error(`a load worker holds at most ${sessionsPerWorkerMax}`);
@@ -222,7 +233,7 @@ export class LoadFleet {
             transport: options.transport ?? "tcp",
             wsPath: options.wsPath ?? "/ws",
           };
-          return worker.request({ cmd: "init", ...init }, 60_000);
+          return worker.request({ cmd: "init", ...init }, initTimeoutMs);
         }),
       );
     } catch (error) {

@@ -85,6 +85,8 @@ export class ScenarioHarness {
   async server(
     flags: Record<string, string>,
     accounts: number,
+    /** Seeding progress, and how long the server may take to be ready (dozens of workers take long on 2 cores). */
+    start: { onSeeded?: (written: number) => void; startTimeoutMs?: number } = {},
   ): Promise<{ server: BenchServer; accounts: number[] | null }> {
     const { options } = this;
     if (options.target !== null) {
@@ -94,13 +96,19 @@ export class ScenarioHarness {
       };
     }
     const dataDir = mkdtempSync(join(tmpdir(), `switchboard-bench-${options.scenario}-`));
-    const seeded = await seedAccounts({ dataDir, runSeed: this.runSeed, count: accounts });
+    const seeded = await seedAccounts({
+      dataDir,
+      runSeed: this.runSeed,
+      count: accounts,
+      ...(start.onSeeded === undefined ? {} : { onProgress: start.onSeeded }),
+    });
     this.seedingMs = seeded.elapsedMs;
     const server = await startBenchServer({
       dataDir,
       flags: { ...flags, ...options.serverFlags },
       profileDir: options.profile ? `${this.artefactBase}-profile` : null,
       removeDataDir: true,
+      ...(start.startTimeoutMs === undefined ? {} : { startTimeoutMs: start.startTimeoutMs }),
     });
     this.defer(async () => {
       const stopped = await server.stop();

@@ -51,12 +51,15 @@ export interface StartServerOptions {
   readonly profileDir?: string | null;
   /** Remove the data directory when the server stops. */
   readonly removeDataDir?: boolean;
+  /** How long to wait for /readyz (default startTimeoutMs; dozens of workers on 2 cores take longer). */
+  readonly startTimeoutMs?: number;
 }
 
-async function waitReady(admin: string, child: Subprocess, deadline: number): Promise<void> {
+async function waitReady(admin: string, child: Subprocess, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`server exited with code ${child.exitCode} before it was ready`);
-    if (Date.now() > deadline) throw new Error(`server not ready after ${startTimeoutMs} ms`);
+    if (Date.now() > deadline) throw new Error(`server not ready after ${timeoutMs} ms`);
     try {
       const response = await fetch(`http://${admin}/readyz`, { signal: AbortSignal.timeout(1000) });
       if (response.ok) return;
@@ -115,7 +118,7 @@ export async function startBenchServer(options: StartServerOptions): Promise<Ben
   keepLines(child.stderr, lines, () => true);
   const admin = `127.0.0.1:${adminPort}`;
   try {
-    await waitReady(admin, child, Date.now() + startTimeoutMs);
+    await waitReady(admin, child, options.startTimeoutMs ?? startTimeoutMs);
   } catch (error) {
     child.kill("SIGKILL");
     await child.exited;

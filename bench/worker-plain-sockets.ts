@@ -43,7 +43,7 @@ export class PlainSockets {
     connectError() {},
   };
 
-  constructor(private readonly sourceAddress: () => { localAddress?: string }) {}
+  constructor(private readonly sourceAddress: () => { localAddress?: string; localPort?: number }) {}
 
   get open(): number {
     return this.sockets.size;

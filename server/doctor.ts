@@ -115,11 +115,15 @@ export const bunListenBacklog = 512;
 /** Kernel buffer memory an idle-but-not-quite session may hold at once (a few small frames queued). */
 export const socketBufferBytesPerSession = 4096;
 /**
- * Memory of a server process before any session (RSS), and per idle logged-in session: the process's RSS and the
- * kernel's socket slab. BENCHMARKS.md, density: 57.6 MiB floor, 1,090 B per session, 4.9 KB of slab per socket.
+ * Memory of a server process before any session, and per idle logged-in session: the processes' memory and the
+ * kernel's socket slab (the server's end of the connection). BENCHMARKS.md, million (200,000 sessions, 12 workers,
+ * PSS summed over the supervisor and workers): 28 MiB per empty process, 2,697 B per session, 9.9 KB of slab per
+ * loopback connection (both ends, so 4.95 KB on the server's side). A single process (density) has a larger floor
+ * (57.6 MiB RSS) and a smaller session (1,090 B): a worker's sessions also hold a proxy at the worker owning the
+ * device; the larger of each is planned.
  */
 export const processBaselineBytes = 57.6 * 1_048_576;
-export const sessionMemoryBytes = 1_090 + 4_900;
+export const sessionMemoryBytes = 2_700 + 4_950;
 /** Planned memory above this share of MemTotal warns (the page cache and SQLite need the rest). */
 const memoryShareWarn = 0.8;
 /** Below this free space a commit may fail (the process exits 70); below the warning, plan for more. */

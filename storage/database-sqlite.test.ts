@@ -87,6 +87,37 @@ describe("sqlite database", () => {
     observer.close();
   });
 
+  test("a file at this build's migrations opens while another connection holds the write lock (workers start at once)", async () => {
+    const path = join(directory, "locked.sqlite");
+    await (await openSqliteStorage({ path })).close();
+    const holder = new Database(path);
+    holder.run("begin immediate");
+    try {
+      const started = performance.now();
+      const storage = await openSqliteStorage({ path });
+      // Without the lock: well inside busy_timeout, which a migration under the held lock would wait out and fail.
+      expect(performance.now() - started).toBeLessThan(busyTimeoutMs / 2);
+      expect(await storage.accounts.count()).toBe(0);
+      await storage.close();
+    } finally {
+      holder.run("rollback");
+      holder.close();
+    }
+    // A file missing a migration still migrates under the lock: with the lock held elsewhere it waits and fails.
+    const behind = join(directory, "behind.sqlite");
+    await (await openSqliteStorage({ path: behind })).close();
+    const editor = new Database(behind);
+    const last = Object.keys(migrations).at(-1)!;
+    editor.run("delete from kysely_migration where name = ?", [last]);
+    editor.run("begin immediate");
+    try {
+      await expect(openSqliteStorage({ path: behind })).rejects.toThrow(/locked/);
+    } finally {
+      editor.run("rollback");
+      editor.close();
+    }
+  }, 20_000);
+
   test("a closed store refuses further use", async () => {
     const storage = await openSqliteStorage({ path: ":memory:" });
     await storage.close();

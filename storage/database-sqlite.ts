@@ -16,7 +16,7 @@ import type { KeyStore } from "./key-store.ts";
 import { SqliteKeyStore } from "./key-store-sqlite.ts";
 import type { LinkCodeStore } from "./link-code-store.ts";
 import { SqliteLinkCodeStore } from "./link-code-store-sqlite.ts";
-import { migrateToLatest } from "./migrations/index.ts";
+import { migrateToLatest, migrations, migrationTableName } from "./migrations/index.ts";
 import { SqliteQueueRows } from "./queue-rows-sqlite.ts";
 import type { QueueStore } from "./queue-store.ts";
 import { SqliteQueueStore } from "./queue-store-sqlite.ts";
@@ -128,6 +128,10 @@ function restrictFileModes(path: string): void {
 // All migrations in one transaction, which Kysely does not open itself on SQLite: a crash half way leaves the schema
 // as it was, and "begin immediate" makes a second process opening the same file wait rather than migrate alongside.
 async function migrate(database: Database, kysely: Kysely<StorageSchema>): Promise<void> {
+  // The workers of a supervisor open the same directory file at once. Each taking the write lock just to find every
+  // migration applied queued dozens of them behind each other: with 56 workers starting on 2 cores, some waited past
+  // busy_timeout and exited with "database is locked". A file whose migrations are exactly ours needs no lock.
+  if (migrationsUpToDate(database)) return;
   database.run("begin immediate");
   try {
     await migrateToLatest(kysely);
@@ -136,6 +140,19 @@ async function migrate(database: Database, kysely: Kysely<StorageSchema>): Promi
     if (database.inTransaction) database.run("rollback");
     throw error;
   }
+}
+
+/** Whether the file records exactly the migrations this build has (a read: no write lock). */
+function migrationsUpToDate(database: Database): boolean {
+  const table = database
+    .query("select 1 as found from sqlite_master where type = 'table' and name = ?")
+    .get(migrationTableName);
+  if (table === null) return false;
+  const rows = database.query(`select name from ${migrationTableName}`).all() as Array<{ name: string }>;
+  const applied = new Set(rows.map((row) => row.name));
+  const ours = Object.keys(migrations);
+  // An unknown migration (a newer build wrote this file) goes through Kysely, which refuses it with its error.
+  return applied.size === ours.length && ours.every((name) => applied.has(name));
 }
 
 class SqliteStorage implements Storage {

@@ -19,6 +19,9 @@ export const migrations: Readonly<Record<string, Migration>> = Object.freeze({
   "0007-group-queue": groupQueue,
 });
 
+/** Where Kysely's Migrator records applied migrations: its default name, passed to it so database-sqlite.ts reads it. */
+export const migrationTableName = "kysely_migration";
+
 export const staticMigrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };
@@ -37,7 +40,7 @@ export class MigrationError extends Error {
 // The caller decides the transaction: Kysely runs SQLite migrations without one (its SQLite adapter reports no
 // transactional DDL), so openSqliteStorage wraps this call in one.
 export async function migrateToLatest<Schema>(database: Kysely<Schema>): Promise<void> {
-  const migrator = new Migrator({ db: database, provider: staticMigrationProvider });
+  const migrator = new Migrator({ db: database, provider: staticMigrationProvider, migrationTableName });
   const { error, results } = await migrator.migrateToLatest();
   if (error !== undefined) {
     const failed = results?.find((result) => result.status === "Error");
