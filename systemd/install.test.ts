@@ -34,6 +34,7 @@ function excludedFromInstall(relative: string): boolean {
     [
       "server/test-kit.ts",
       "server/media-test-kit.ts",
+      "server/tls-test-certificate.ts",
       "client/delivery-suite.ts",
       "storage/store-conformance.ts",
       "protocol/fuzz.ts",
