@@ -169,6 +169,12 @@ interface FrameCase {
   readonly compress?: boolean;
 }
 
+/** The two member devices the groupReceipt vectors name. */
+const groupReceiptReaders = [
+  { account: bob, device: 1 },
+  { account: 1_000_003, device: 1 },
+];
+
 const frameCases: readonly FrameCase[] = [
   {
     name: "challenge, invite registration",
@@ -499,10 +505,7 @@ const frameCases: readonly FrameCase[] = [
       groupId: 0x1234_5678,
       senderDevice: 1,
       clientId: 74,
-      readers: [
-        { account: bob, device: 1 },
-        { account: 1_000_003, device: 1 },
-      ],
+      readers: groupReceiptReaders,
       timeSeconds: time,
     },
   },
@@ -515,10 +518,7 @@ const frameCases: readonly FrameCase[] = [
       groupId: 0x1234_5678,
       senderDevice: 1,
       clientId: 74,
-      readers: [
-        { account: bob, device: 1 },
-        { account: 1_000_003, device: 1 },
-      ],
+      readers: groupReceiptReaders,
       timeSeconds: time,
     },
   },
