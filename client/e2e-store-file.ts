@@ -1,29 +1,15 @@
 // The end-to-end store in one JSON file (Bun/Node only: the SDK core does not import it), for the terminal chat.
 // It holds the device's Signal identity and prekey private keys and its sessions, so it is written like the key
-// file (key-file.ts): mode 0600, through a fresh temporary file flushed and renamed, so a crash leaves the old file
-// or the new one, never half of one. Writes are chained: one at a time, each with everything set before it.
+// file (private-file.ts): mode 0600, through a fresh temporary file flushed and renamed, so a crash leaves the old
+// file or the new one, never half of one. Writes are chained: one at a time, each with everything set before it.
 
-import {
-  chmodSync,
-  closeSync,
-  constants,
-  existsSync,
-  fsyncSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  statSync,
-  unlinkSync,
-  writeSync,
-} from "node:fs";
+import { readFileSync } from "node:fs";
 import type { E2eStore } from "./e2e-store.ts";
-
-const fileMode = 0o600;
+import { tightenPrivateFile, writePrivateFile } from "./private-file.ts";
 
 export class FileE2eStore implements E2eStore {
   private readonly entries: Map<string, string>;
   private writing: Promise<void> = Promise.resolve();
-  private sequence = 0;
 
   private constructor(
     readonly path: string,
@@ -34,8 +20,7 @@ export class FileE2eStore implements E2eStore {
 
   /** Opens the file, or starts an empty store that creates it on the first write. */
   static open(path: string): FileE2eStore {
-    if (!existsSync(path)) return new FileE2eStore(path, new Map());
-    if ((statSync(path).mode & 0o077) !== 0) chmodSync(path, fileMode);
+    if (!tightenPrivateFile(path)) return new FileE2eStore(path, new Map());
     const parsed = JSON.parse(readFileSync(path, "utf8")) as { version: number; entries: Record<string, string> };
     if (parsed.version !== 1 || typeof parsed.entries !== "object") throw new Error(`${path} is not an E2E store`);
     return new FileE2eStore(path, new Map(Object.entries(parsed.entries)));
@@ -61,18 +46,6 @@ export class FileE2eStore implements E2eStore {
   }
 
   private write(): void {
-    const text = JSON.stringify({ version: 1, entries: Object.fromEntries(this.entries) });
-    const temporary = `${this.path}.${process.pid}.${++this.sequence}.tmp`;
-    const fd = openSync(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, fileMode);
-    try {
-      writeSync(fd, text);
-      fsyncSync(fd);
-    } catch (error) {
-      closeSync(fd);
-      unlinkSync(temporary);
-      throw error;
-    }
-    closeSync(fd);
-    renameSync(temporary, this.path);
+    writePrivateFile(this.path, JSON.stringify({ version: 1, entries: Object.fromEntries(this.entries) }));
   }
 }

@@ -1,26 +1,14 @@
 // A device's identity in a JSON file, for the terminal chat and tools (Bun/Node only: the SDK core does not import
-// it). The file holds the private key: it is written with mode 0600 whatever the umask, through a fresh temporary file
-// (created exclusively, so a file or link planted at that name is never written through), flushed to disk and renamed,
-// so a crash never leaves half a key behind. Reading a key file tightens a looser mode to 0600, as ssh insists on.
+// it). The file holds the private key: written and read as a private file (private-file.ts: 0600, atomic, a looser
+// mode tightened on reading), so a crash never leaves half a key behind.
 
-import {
-  chmodSync,
-  closeSync,
-  constants,
-  existsSync,
-  fsyncSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  statSync,
-  unlinkSync,
-  writeSync,
-} from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import type { LoginCredentials } from "./client-options.ts";
 import { exportKeyPairJwk, importKeyPairJwk } from "./keys.ts";
+import { privateFileMode, tightenPrivateFile, writePrivateFile } from "./private-file.ts";
 
 export const keyFileVersion = 1;
-export const keyFileMode = 0o600;
+export const keyFileMode = privateFileMode;
 
 /** What the file stores, as JSON. */
 interface KeyFileJson {
@@ -51,7 +39,7 @@ export function keyFileExists(path: string): boolean {
 export async function readKeyFile(path: string): Promise<DeviceIdentity> {
   let parsed: KeyFileJson;
   try {
-    if ((statSync(path).mode & 0o077) !== 0) chmodSync(path, keyFileMode);
+    tightenPrivateFile(path);
     parsed = JSON.parse(readFileSync(path, "utf8")) as KeyFileJson;
   } catch (error) {
     throw new KeyFileError(`cannot read key file ${path}: ${(error as Error).message}`);
@@ -82,20 +70,5 @@ export async function writeKeyFile(path: string, identity: DeviceIdentity): Prom
     privateKeyJwk: await exportKeyPairJwk(identity.credentials.keyPair),
     nextClientId: identity.nextClientId,
   };
-  const temporary = `${path}.tmp-${process.pid}`;
-  // A leftover of a crashed run of this process id is removed; O_EXCL then refuses anything that appears meanwhile.
-  try {
-    unlinkSync(temporary);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
-  }
-  const descriptor = openSync(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, keyFileMode);
-  try {
-    chmodSync(temporary, keyFileMode);
-    writeSync(descriptor, `${JSON.stringify(json, null, 2)}\n`);
-    fsyncSync(descriptor);
-  } finally {
-    closeSync(descriptor);
-  }
-  renameSync(temporary, path);
+  writePrivateFile(path, `${JSON.stringify(json, null, 2)}\n`);
 }

@@ -1,9 +1,10 @@
 // Known Noise server keys in a text file, one `server key` line each (server as host:port, key in hex), like ssh's
-// known_hosts. Node/Bun only (imported by path, not from client/index.ts). Written with mode 0600: the file says whom
-// the user talks to.
+// known_hosts. Node/Bun only (imported by path, not from client/index.ts). Written as a private file (private-file.ts:
+// 0600, atomic): it says whom the user talks to, and a half-written file would lose the pins.
 
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { type KnownServerKeys, parseServerKey, serverKeyHex } from "./known-server-keys.ts";
+import { writePrivateFile } from "./private-file.ts";
 
 export class FileServerKeys implements KnownServerKeys {
   constructor(readonly where: string) {}
@@ -31,6 +32,6 @@ export class FileServerKeys implements KnownServerKeys {
     const keys = this.read();
     keys.set(server, key);
     const lines = [...keys].map(([name, value]) => `${name} ${serverKeyHex(value)}`);
-    writeFileSync(this.where, `${lines.join("\n")}\n`, { mode: 0o600 });
+    writePrivateFile(this.where, `${lines.join("\n")}\n`);
   }
 }
