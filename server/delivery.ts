@@ -615,18 +615,23 @@ export class Delivery {
     if (devices === undefined) return refuse(ErrorCode.unknownAccount, `no account ${stanza.to}`);
     const sender = { account: stanza.to, device: stanza.toDevice };
     await this.devices.loadReadWindows(reader, [sender]);
-    // The receipts go into the queues of `to`, which another worker may own (routing.ts): then it queues them.
+    // The receipts go into the queues of `to`, which another worker may own (routing.ts): then it queues them. A group
+    // message's receipt is gathered by the owner of `to` (group-receipts.ts), which loads the states when it queues.
     const routing = this.context.routing;
     const remote = routing !== null && !routing.owns(stanza.to);
-    const loaded = remote ? [] : await this.devices.statesOf(stanza.to, devices);
+    const groups = this.context.groups;
+    const groupId = stanza.groupId ?? null;
+    const gathered = groupId !== null && groups !== null;
+    const loaded = remote || gathered ? [] : await this.devices.statesOf(stanza.to, devices);
     if (loaded === undefined || session.state !== SessionState.ready) return;
     // Taken again in this turn (DeviceStates.statesNow); if one went meanwhile, queueReceipts loads them again.
-    const states = remote
-      ? []
-      : this.devices.statesNow(
-          stanza.to,
-          loaded.map((state) => state.device),
-        );
+    const states =
+      remote || gathered
+        ? []
+        : this.devices.statesNow(
+            stanza.to,
+            loaded.map((state) => state.device),
+          );
     // (A state is never released while its session's handler runs, so `reader` is still the session's state.)
     if (session.deviceState !== reader) return;
 
@@ -649,12 +654,10 @@ export class Delivery {
     reader.readWindows.set(key, window);
     const batch = this.commit.batch;
     batch.writeReadWindow(reader, key, sender);
-    const groups = this.context.groups;
-    if (stanza.groupId !== undefined && stanza.groupId !== null && groups !== null) {
+    if (gathered) {
       // Gathered with the other members' read receipts of the same message (group-receipts.ts). The client ids were
       // checked above as delivered to this reader from that sender device; the group id is the reader's word (it only
       // labels the sender's receipt, as the client ids do).
-      const groupId = stanza.groupId;
       groups.receipts.delivered(
         reader.account,
         reader.device,
