@@ -11,6 +11,7 @@ import type { Subprocess } from "bun";
 import { defaultLimits } from "../protocol/index.ts";
 import { ownerOfPartition, partitionOf } from "../server/partitions.ts";
 import type { GroupEventEvent, GroupMessageEvent } from "./client-events.ts";
+import { freePort, waitFor } from "./delivery-suite.ts";
 import { SwitchboardClient } from "./switchboard-client.ts";
 
 const cli = join(import.meta.dir, "..", "server", "cli.ts");
@@ -31,21 +32,6 @@ afterEach(async () => {
   for (const child of children.splice(0)) child.kill("SIGKILL");
   for (const directory of directories.splice(0)) rmSync(directory, { recursive: true, force: true });
 });
-
-async function waitFor(predicate: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(10);
-  }
-}
-
-function freePort(): number {
-  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = probe.port;
-  probe.stop(true);
-  return port;
-}
 
 async function supervisor(): Promise<{ port: number; pids: Map<number, number> }> {
   const dataDir = mkdtempSync(join(tmpdir(), "sb-groups-"));
