@@ -45,9 +45,14 @@ const bufferedBytesMax = 1 << 20;
 interface ModeFigures {
   readonly mode: Mode;
   readonly sessions: number;
+  /** The server's RSS growth per session, both ends read right after a full GC in the server. */
   readonly idleBytesPerSession: number | null;
-  /** The server's JS heap growth per session, as scraped (garbage not yet collected counts). */
+  /** The server's JS heap growth per session, after a full GC (what the sessions hold, not their logins' garbage). */
   readonly heapBytesPerSession: number | null;
+  /** Heap objects (cells) per session, after a full GC. */
+  readonly heapObjectsPerSession: number | null;
+  /** The RSS growth per session read without a GC (the figure this scenario reported before: garbage counts). */
+  readonly idleBytesNoGcPerSession: number | null;
   readonly messages: number;
   readonly cpuMicrosecondsPerMessage: number | null;
   readonly connectSeconds: number;
@@ -123,18 +128,20 @@ async function measureMode(
       await Promise.all(first.map((client) => client.close()));
     }
     await Bun.sleep(settleMs);
-    const rssBefore = await server.rssBytes();
-    const heapBefore = await server.heapUsedBytes();
+    const collectedBefore = await server.collectGarbage();
+    const rssBefore = collectedBefore?.rssBytes ?? null;
     const connectStartedAt = performance.now();
     await wave(clients);
     const connectSeconds = (performance.now() - connectStartedAt) / 1000;
     await Bun.sleep(settleMs);
-    const rssAfter = await server.rssBytes();
-    const heapAfter = await server.heapUsedBytes();
-    const idleBytesPerSession =
-      rssBefore === null || rssAfter === null ? null : Math.round((rssAfter - rssBefore) / sessions);
-    const heapBytesPerSession =
-      heapBefore === null || heapAfter === null ? null : Math.round((heapAfter - heapBefore) / sessions);
+    const rssNoGc = await server.rssBytes();
+    const collectedAfter = await server.collectGarbage();
+    const perSession = (after: number | undefined, before: number | undefined, digits = 0) =>
+      after === undefined || before === undefined ? null : round((after - before) / sessions, digits);
+    const idleBytesPerSession = perSession(collectedAfter?.rssBytes, collectedBefore?.rssBytes);
+    const heapBytesPerSession = perSession(collectedAfter?.heapBytes, collectedBefore?.heapBytes);
+    const heapObjectsPerSession = perSession(collectedAfter?.heapObjects, collectedBefore?.heapObjects, 2);
+    const idleBytesNoGcPerSession = perSession(rssNoGc ?? undefined, rssBefore ?? undefined);
 
     // Relay: pairs send in turn, each message awaited to its server-ack, and every delivery awaited.
     const pairs = Math.min(pairsMax, Math.floor(sessions / 2));
@@ -171,6 +178,8 @@ async function measureMode(
       sessions,
       idleBytesPerSession,
       heapBytesPerSession,
+      heapObjectsPerSession,
+      idleBytesNoGcPerSession,
       messages: total,
       cpuMicrosecondsPerMessage:
         cpuBefore === null || cpuAfter === null ? null : round(((cpuAfter - cpuBefore) * 1e6) / total, 1),
@@ -202,6 +211,8 @@ export async function runEncryption(harness: ScenarioHarness): Promise<ScenarioR
   for (const mode of measured) {
     figures.push({ name: `idle session, ${mode.mode}`, value: mode.idleBytesPerSession, unit: "B RSS" });
     figures.push({ name: `idle session heap, ${mode.mode}`, value: mode.heapBytesPerSession, unit: "B heap" });
+    figures.push({ name: `idle session heap objects, ${mode.mode}`, value: mode.heapObjectsPerSession, unit: "" });
+    figures.push({ name: `idle session, no GC, ${mode.mode}`, value: mode.idleBytesNoGcPerSession, unit: "B RSS" });
     figures.push({ name: `server CPU per message, ${mode.mode}`, value: mode.cpuMicrosecondsPerMessage, unit: "us" });
   }
   figures.push({
@@ -211,6 +222,11 @@ export async function runEncryption(harness: ScenarioHarness): Promise<ScenarioR
     goal: `<= ${idleRatioGoal}x`,
     met: idleNoise === null ? null : idleNoise <= idleRatioGoal,
     fullSize: true,
+  });
+  figures.push({
+    name: "idle session heap, noise / none",
+    value: ratio(noise.heapBytesPerSession, plain.heapBytesPerSession),
+    unit: "x",
   });
   figures.push({
     name: "server CPU per message, noise / none",
