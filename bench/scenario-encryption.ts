@@ -26,7 +26,7 @@ import { devicePrivateKey, rawPublicKey } from "./device-keys.ts";
 import type { ScenarioHarness } from "./scenario-harness.ts";
 import type { Figure, ScenarioResult } from "./scenario-result.ts";
 import { seedAccounts } from "./seed-accounts.ts";
-import { startBenchServer } from "./server-process.ts";
+import { type BenchServer, type CollectedHeap, startBenchServer } from "./server-process.ts";
 import { round } from "./stats.ts";
 
 type Mode = "none" | "noise" | "tls";
@@ -37,6 +37,10 @@ const cpuRatioGoal = 1.5;
 /** Logins in flight while connecting the crowd. */
 const connectConcurrency = 50;
 const settleMs = 3000;
+const settlePollMs = 2000;
+/** Longer than the default deviceStateIdleReleaseMs (10 s) plus a last-seen flush (5 s). */
+const settleMaxMs = 30_000;
+const settledObjectsPerSession = 0.02;
 const pairsMax = 50;
 /** Sends in flight per pair while relaying. */
 const sendWindow = 8;
@@ -51,11 +55,33 @@ interface ModeFigures {
   readonly heapBytesPerSession: number | null;
   /** Heap objects (cells) per session, after a full GC. */
   readonly heapObjectsPerSession: number | null;
+  /** Heap object types that grew by 0.1 or more per session, after a full GC (what to look at). */
+  readonly grownTypes: Readonly<Record<string, number>>;
   /** The RSS growth per session read without a GC (the figure this scenario reported before: garbage counts). */
   readonly idleBytesNoGcPerSession: number | null;
   readonly messages: number;
   readonly cpuMicrosecondsPerMessage: number | null;
   readonly connectSeconds: number;
+}
+
+/**
+ * The server's heap after a full GC, once idle sessions stopped releasing what they held after their login (a
+ * device's delivery state goes after deviceStateIdleReleaseMs of quiet, 10 s by default; its last-seen note at the
+ * next flush): collected every settlePollMs until the object count moves by less than settledObjectsPerSession per
+ * session, for at most settleMaxMs.
+ */
+async function settledHeap(server: BenchServer, sessions: number): Promise<CollectedHeap | null> {
+  const deadline = Date.now() + settleMaxMs;
+  let previous = await server.collectGarbage();
+  while (previous !== null && Date.now() < deadline) {
+    await Bun.sleep(settlePollMs);
+    const next = await server.collectGarbage();
+    if (next === null) return previous;
+    const moved = Math.abs(next.heapObjects - previous.heapObjects) / sessions;
+    previous = next;
+    if (moved < settledObjectsPerSession) break;
+  }
+  return previous;
 }
 
 /** Runs `task` for 0..count-1, connectConcurrency at a time. */
@@ -135,13 +161,18 @@ async function measureMode(
     const connectSeconds = (performance.now() - connectStartedAt) / 1000;
     await Bun.sleep(settleMs);
     const rssNoGc = await server.rssBytes();
-    const collectedAfter = await server.collectGarbage();
+    const collectedAfter = await settledHeap(server, sessions);
     const perSession = (after: number | undefined, before: number | undefined, digits = 0) =>
       after === undefined || before === undefined ? null : round((after - before) / sessions, digits);
     const idleBytesPerSession = perSession(collectedAfter?.rssBytes, collectedBefore?.rssBytes);
     const heapBytesPerSession = perSession(collectedAfter?.heapBytes, collectedBefore?.heapBytes);
     const heapObjectsPerSession = perSession(collectedAfter?.heapObjects, collectedBefore?.heapObjects, 2);
     const idleBytesNoGcPerSession = perSession(rssNoGc ?? undefined, rssBefore ?? undefined);
+    const grownTypes: Record<string, number> = {};
+    for (const [type, count] of Object.entries(collectedAfter?.objectTypeCounts ?? {})) {
+      const grown = perSession(count, collectedBefore?.objectTypeCounts[type] ?? 0, 2);
+      if (grown !== null && grown >= 0.1) grownTypes[type] = grown;
+    }
 
     // Relay: pairs send in turn, each message awaited to its server-ack, and every delivery awaited.
     const pairs = Math.min(pairsMax, Math.floor(sessions / 2));
@@ -179,6 +210,7 @@ async function measureMode(
       idleBytesPerSession,
       heapBytesPerSession,
       heapObjectsPerSession,
+      grownTypes,
       idleBytesNoGcPerSession,
       messages: total,
       cpuMicrosecondsPerMessage:
@@ -253,6 +285,7 @@ export async function runEncryption(harness: ScenarioHarness): Promise<ScenarioR
     raw: { modes: measured },
     server: { flags: "tcpEncryption none | noise | tls, otherwise the bench defaults" },
     notes: [
+      ...measured.map((mode) => `heap object types grown per ${mode.mode} session: ${JSON.stringify(mode.grownTypes)}`),
       "Clients are SDK clients in the bench process (they share the host's cores with the server); only the server process is measured.",
       "Each message is a 20-byte payload; 8 are in flight per pair, so a record often carries a few frames.",
       "Full-size runs log a first wave of N sessions in and out before the measured wave (see the method in the file).",

@@ -54,6 +54,8 @@ export interface CollectedHeap {
   readonly rssBytes: number;
   readonly heapBytes: number;
   readonly heapObjects: number;
+  readonly arrayBufferBytes: number;
+  readonly objectTypeCounts: Readonly<Record<string, number>>;
   readonly sessions: number;
   readonly collectMs: number;
 }
@@ -62,7 +64,7 @@ const collectTimeoutMs = 30_000;
 
 async function askCollect(admin: string, dataDir: string): Promise<CollectedHeap> {
   const token = readFileSync(join(dataDir, "admin.token"), "utf8").trim();
-  const response = await fetch(`http://${admin}/admin/gc`, {
+  const response = await fetch(`http://${admin}/admin/gc?types=1`, {
     method: "POST",
     headers: { authorization: `Bearer ${token}` },
     signal: AbortSignal.timeout(collectTimeoutMs),

@@ -325,8 +325,10 @@ export function createAdminApi(dependencies: AdminApiDependencies) {
    * their logins left. It stops the event loop for the collection (tens of ms at a few thousand sessions, more with a
    * large heap): a tool for measuring, not for production monitoring.
    */
-  const collectGarbage = (): Response => {
+  const collectGarbage = (url: URL): Response => {
     const startedAtMs = performance.now();
+    // Bun.gc(true) collects the JavaScript heap and asks mimalloc (the allocator of everything else) to give back
+    // what it can.
     Bun.gc(true);
     const collectMs = performance.now() - startedAtMs;
     const stats = heapStats();
@@ -336,7 +338,10 @@ export function createAdminApi(dependencies: AdminApiDependencies) {
       rssBytes: process.memoryUsage.rss(),
       heapBytes: stats.heapSize,
       heapObjects: stats.objectCount,
+      arrayBufferBytes: process.memoryUsage().arrayBuffers,
       sessions: table.count,
+      // ?types=1: the heap's objects by type (a few hundred names), to see what grew.
+      ...(url.searchParams.get("types") === "1" ? { objectTypeCounts: stats.objectTypeCounts } : {}),
     });
   };
 
@@ -347,7 +352,7 @@ export function createAdminApi(dependencies: AdminApiDependencies) {
     "POST /admin/invites/revoke": (request) => inviteRevoke(request),
     "POST /admin/accounts/remove": (request) => accountRemove(request),
     "POST /admin/drain": () => drain(),
-    "POST /admin/gc": () => collectGarbage(),
+    "POST /admin/gc": (_request, url) => collectGarbage(url),
   };
 
   return async (request: Request, peer: string | undefined): Promise<Response> => {

@@ -249,6 +249,8 @@ describe("server commands through the admin API", () => {
       expect(figures.heapObjects).toBeGreaterThan(0);
       expect(figures.heapBytes).toBeGreaterThan(0);
       expect(figures.rssBytes).toBeGreaterThan(figures.heapBytes!);
+      expect(figures.arrayBufferBytes).toBeGreaterThanOrEqual(0);
+      expect(figures.objectTypeCounts).toBeUndefined(); // only with ?types=1
       expect(figures.sessions).toBe(0);
     } finally {
       await server.stop({ timeoutMs: 1000 });

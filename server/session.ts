@@ -84,13 +84,14 @@ export class Session implements InboundBytes {
     if (this.live) this.slots.dictionaryVersion[this.slot] = value;
   }
 
-  /** The transport's socket, as a TransportSocket (a WebSocket gets a throwaway adapter). */
+  /** The transport's socket, as a TransportSocket (a WebSocket or a Noise socket gets a throwaway adapter). */
   get socket(): TransportSocket {
     if (!this.live) return goneSocket;
     const socket = this.slots.sockets[this.slot];
-    return this.slots.transport[this.slot] === TransportKind.webSocket
-      ? webSocketTransport(socket)
-      : (socket as TransportSocket);
+    const kind = this.slots.transport[this.slot];
+    if (kind === TransportKind.webSocket) return webSocketTransport(socket);
+    if (kind === TransportKind.noise) return this.slots.noiseSockets!.socketOf(socket, this.slot);
+    return socket as TransportSocket;
   }
 
   /** The device's delivery state, while logged in and not idle (see Delivery.releaseIfIdle). */
