@@ -140,7 +140,8 @@ async function measureMode(
       while ((await server.collectGarbage())?.sessions !== 0 && Date.now() < deadline) await Bun.sleep(200);
     }
     await Bun.sleep(settleMs);
-    const collectedBefore = await server.collectGarbage();
+    // Settled too: the first wave's last-seen notes and closed sessions' leftovers go before the baseline is read.
+    const collectedBefore = await settledHeap(server, sessions);
     const rssBefore = collectedBefore?.rssBytes ?? null;
     const connectStartedAt = performance.now();
     await connectAll();
