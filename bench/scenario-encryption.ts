@@ -37,10 +37,17 @@ const connectTimeoutMs = 15_000;
 const connectDeadlineMs = 120_000;
 const relayTimeoutMs = 60_000;
 const payloadBytes = 20;
-const settleMs = 3000;
-const settlePollMs = 2000;
-/** Longer than the default deviceStateIdleReleaseMs (10 s) plus a last-seen flush (5 s). */
-const settleMaxMs = 30_000;
+/**
+ * Waits around the measured wave. Full size: settleMaxMs is longer than the default deviceStateIdleReleaseMs (10 s)
+ * plus a last-seen flush (5 s). --quick (the smoke test) only checks that the figures come out, so it waits little.
+ */
+interface SettleTimes {
+  readonly settleMs: number;
+  readonly settlePollMs: number;
+  readonly settleMaxMs: number;
+}
+const fullSettle: SettleTimes = { settleMs: 3000, settlePollMs: 2000, settleMaxMs: 30_000 };
+const quickSettle: SettleTimes = { settleMs: 200, settlePollMs: 200, settleMaxMs: 1000 };
 const settledObjectsPerSession = 0.02;
 const pairsMax = 50;
 /** Sends in flight per pair while relaying. */
@@ -70,7 +77,11 @@ interface ModeFigures {
  * next flush): collected every settlePollMs until the object count moves by less than settledObjectsPerSession per
  * session, for at most settleMaxMs.
  */
-async function settledHeap(server: BenchServer, sessions: number): Promise<CollectedHeap | null> {
+async function settledHeap(
+  server: BenchServer,
+  sessions: number,
+  { settlePollMs, settleMaxMs }: SettleTimes,
+): Promise<CollectedHeap | null> {
   const deadline = Date.now() + settleMaxMs;
   let previous = await server.collectGarbage();
   while (previous !== null && Date.now() < deadline) {
@@ -90,6 +101,7 @@ async function measureMode(
   sessions: number,
   messages: number,
   warmWave: boolean,
+  settle: SettleTimes,
   certificate: { certFile: string; keyFile: string; cert: string },
 ): Promise<ModeFigures> {
   const dataDir = mkdtempSync(join(tmpdir(), "switchboard-bench-encryption-"));
@@ -106,6 +118,9 @@ async function measureMode(
       "rate-stanzas-per-second": "100000",
       "rate-burst-stanzas": "100000",
       "sessions-max": String(sessions + 100),
+      // --quick (the smoke test): 4 partitions start in a fraction of the default 64's time; the per-session
+      // figures do not depend on them.
+      ...(settle === quickSettle ? { partitions: "4" } : {}),
     },
   });
   let fleet: LoadFleet | null = null;
@@ -139,16 +154,16 @@ async function measureMode(
       const deadline = Date.now() + 30_000;
       while ((await server.collectGarbage())?.sessions !== 0 && Date.now() < deadline) await Bun.sleep(200);
     }
-    await Bun.sleep(settleMs);
+    await Bun.sleep(settle.settleMs);
     // Settled too: the first wave's last-seen notes and closed sessions' leftovers go before the baseline is read.
-    const collectedBefore = await settledHeap(server, sessions);
+    const collectedBefore = await settledHeap(server, sessions, settle);
     const rssBefore = collectedBefore?.rssBytes ?? null;
     const connectStartedAt = performance.now();
     await connectAll();
     const connectSeconds = (performance.now() - connectStartedAt) / 1000;
-    await Bun.sleep(settleMs);
+    await Bun.sleep(settle.settleMs);
     const rssNoGc = await server.rssBytes();
-    const collectedAfter = await settledHeap(server, sessions);
+    const collectedAfter = await settledHeap(server, sessions, settle);
     const perSession = (after: number | undefined, before: number | undefined, digits = 0) =>
       after === undefined || before === undefined ? null : round((after - before) / sessions, digits);
     const idleBytesPerSession = perSession(collectedAfter?.rssBytes, collectedBefore?.rssBytes);
@@ -219,14 +234,16 @@ async function measureMode(
 
 export async function runEncryption(harness: ScenarioHarness): Promise<ScenarioResult> {
   const { options } = harness;
-  const sessions = options.quick ? 300 : Math.min(options.sessions, 3000);
-  const messages = options.quick ? 2000 : Math.max(options.messages, 10_000);
+  // --quick: at most 300 sessions and 2,000 messages (fewer when asked: the smoke test in bench.test.ts).
+  const sessions = options.quick ? Math.min(options.sessions, 300) : Math.min(options.sessions, 3000);
+  const settle = options.quick ? quickSettle : fullSettle;
+  const messages = options.quick ? Math.min(options.messages, 2000) : Math.max(options.messages, 10_000);
   const certificate = makeTestCertificate();
   harness.defer(async () => rmSync(certificate.directory, { recursive: true, force: true }));
   const measured: ModeFigures[] = [];
   for (const mode of modes) {
     if (options.progress) process.stderr.write(`encryption: ${mode}, ${sessions} sessions, ${messages} messages\n`);
-    measured.push(await measureMode(harness, mode, sessions, messages, !options.quick, certificate));
+    measured.push(await measureMode(harness, mode, sessions, messages, !options.quick, settle, certificate));
   }
   const [plain, noise, tls] = measured as [ModeFigures, ModeFigures, ModeFigures];
   const ratio = (value: number | null, base: number | null) =>
