@@ -17,6 +17,7 @@ import {
   loginMessage,
   registerMessage,
   type Stanza,
+  tlsChannelBinding,
 } from "../protocol/index.ts";
 import type { NoiseHandshake } from "../protocol/noise-handshake.ts";
 import { devicePrivateKey, rawPublicKey, signWith } from "./device-keys.ts";
@@ -511,8 +512,14 @@ export class WorkerSessions {
         if (slot.state !== SlotState.connecting) return;
         slot.state = SlotState.authenticating;
         const key = this.keys[slot.index]!;
-        // Over Noise the signature covers the handshake hash (the v3 messages of protocol/auth-message.ts).
-        const binding = this.noise?.channelBinding(slot) ?? null;
+        // Over Noise the signature covers the handshake hash, over TLS the exporter value (the v3 messages of
+        // protocol/auth-message.ts).
+        const binding =
+          this.noise !== null
+            ? this.noise.channelBinding(slot)
+            : this.init.transport === "tls" && slot.socket !== null
+              ? tlsChannelBinding(slot.socket)
+              : null;
         if (slot.account !== 0) {
           const serverName = canonicalServerName(this.init.host);
           const signature = signWith(key, loginMessage(stanza.nonce, serverName, slot.account, 1, binding));

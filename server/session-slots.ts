@@ -64,6 +64,11 @@ export const TransportKind = Object.freeze({
    * (server/transport-noise.ts), which makes its TransportSocket when asked.
    */
   noise: 3,
+  /**
+   * A Bun.listen socket under TLS: a TransportSocket as it is, whose logins sign the connection's TLS exporter value
+   * (protocol/auth-message.ts tlsChannelBinding).
+   */
+  tls: 4,
 });
 export type TransportKindValue = (typeof TransportKind)[keyof typeof TransportKind];
 
