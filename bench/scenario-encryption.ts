@@ -53,8 +53,8 @@ const idleReleaseMs = 1000;
 const settledObjectsPerSession = 0.02;
 const pairsMax = 50;
 /**
- * Sessions per mode at most (--sessions; 3,000 by default in this scenario's docs). The allocator's noise is a few
- * MiB either way, so more sessions resolve smaller per-session differences.
+ * Sessions per mode at most (--sessions, default the bench's 15,000). The allocator's noise is a few MiB per reading
+ * either way, so more sessions resolve smaller per-session differences.
  */
 const sessionsMax = 30_000;
 /** Sends in flight per pair while relaying. */
