@@ -33,6 +33,7 @@ export {
   assertLimits,
   commitDelayMsMax,
   defaultLimits,
+  frameLengthVarintBytesMax,
   groupMembersMax,
   groupNameBytesMax,
   groupPartsPerSendMax,
