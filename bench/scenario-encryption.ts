@@ -36,6 +36,7 @@ const connectConcurrency = 64;
 const connectTimeoutMs = 15_000;
 const connectDeadlineMs = 120_000;
 const relayTimeoutMs = 60_000;
+const serverStartTimeoutMs = 90_000;
 const payloadBytes = 20;
 /**
  * Waits around the measured wave: settleMs past idleReleaseMs, then a GC every settlePollMs until the heap's object
@@ -119,6 +120,8 @@ async function measureMode(
   const server = await startBenchServer({
     dataDir,
     removeDataDir: true,
+    // A loaded host takes longer than the default 20 s to open 64 partitions beside tens of thousands of accounts.
+    startTimeoutMs: serverStartTimeoutMs,
     flags: {
       "tcp-encryption": mode,
       ...(mode === "tls" ? { "tls-cert-file": certificate.certFile, "tls-key-file": certificate.keyFile } : {}),
