@@ -18,7 +18,9 @@ const mergedReport = `${reportDir}/junit.xml`;
 const shardsMax = 4;
 const defaultSeconds = 1.5;
 const weights: Readonly<Record<string, number>> = {
-  "client/delivery-suite.test.ts": 64,
+  "client/delivery-suite.test.ts": 57,
+  // Estimated from the suite's ~1.2 s per test (18 tests); not yet measured on the CI kind.
+  "client/delivery-suite-tls.test.ts": 22,
   "client/web/web-chat.e2e.test.ts": 51,
   "systemd/install.test.ts": 48,
   "bench/bench.test.ts": 40,
@@ -34,7 +36,9 @@ const weights: Readonly<Record<string, number>> = {
   "server/process.test.ts": 9,
   "server/metrics.test.ts": 8,
   "server/delivery.test.ts": 8,
-  "server/session-density.test.ts": 8,
+  // Plus the Noise density test (1,000 sessions with their handshakes): estimated.
+  "server/session-density.test.ts": 12,
+  "bench/worker-noise.test.ts": 4,
   "server/log.test.ts": 8,
   "client/chat.test.ts": 8,
   "server/media-large.test.ts": 5,
