@@ -159,7 +159,10 @@ async function measureMode(
         connectDeadlineMs + 30_000,
       );
       const failed = replies.reduce((sum, reply) => sum + reply.failed, 0);
-      if (failed > 0) throw new Error(`${mode}: ${failed} of ${sessions} logins failed: ${JSON.stringify(replies)}`);
+      if (failed > 0) {
+        const failures = replies.map((reply) => reply.failures);
+        throw new Error(`${mode}: ${failed} of ${sessions} logins failed: ${JSON.stringify(failures)}`);
+      }
     };
     // A first wave logs in and leaves: what logins leave behind once (code, caches, the allocator's high-water mark
     // of a handshake's short-lived native objects) is then paid before the measured wave, the same for every mode.
