@@ -6,11 +6,11 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { copyFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as tls from "node:tls";
-import { freePort } from "../client/delivery-suite.ts";
 import { SwitchboardClient, tcpTransport, webSocketTransport } from "../client/index.ts";
 import { ErrorCode, loginMessage, testLimits } from "../protocol/index.ts";
 import { ConfigError, loadConfig, plaintextExposed } from "./config.ts";
 import {
+  freePort,
   newDeviceKey,
   RawClient,
   signWith,
