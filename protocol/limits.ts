@@ -437,7 +437,8 @@ export const groupFanoutDevicesPerTurn = 256;
 /**
  * Devices a commit's aftermath settles per event-loop turn (server/delivery.ts): each online one may be drained,
  * a synchronous store read. Measured: a batch holding one send to a 1,024-member group touched 1,023 devices, whose
- * drains took up to 960 ms in one turn on a loaded 2-core host; in slices of 256 the other sessions are served between.
+ * drains took up to 960 ms in one turn on a loaded 2-core host; slices of 256 still took 180-590 ms there (8-21 ms on
+ * a quieter one), so 64: a few milliseconds on a quiet host.
  */
 export const commitSettleStatesPerTurn = 64;
 /**
