@@ -75,6 +75,13 @@ export interface Limits {
    * behind it in each turn. A well-behaved device stays far from half its burst and keeps the whole share.
    */
   readonly sessionTurnSharePercentBursting: number;
+  /**
+   * Time all sessions' frames and the server's sliced background work (a commit's settling, a group send's pushes
+   * and state loads) may take together in one event-loop turn: past it, each stops at its next step and goes on in
+   * the next turn (server/turn-budget.ts). The acks of a 1,024-member send arrive from 1,023 sockets at once; without
+   * it they were all handled in one turn. At least sessionTurnWorkMsMax.
+   */
+  readonly turnWorkMsMax: number;
   /** A session that keeps sending after this many rate-limit errors in a row is closed as a flood. */
   readonly rateViolationsMax: number;
   /**
@@ -212,6 +219,7 @@ export const defaultLimits: Limits = Object.freeze({
   rateViolationsMax: 50,
   sessionTurnWorkMsMax: 1,
   sessionTurnSharePercentBursting: 25,
+  turnWorkMsMax: 10,
   rateControlStanzasPerToken: 4,
   queueMessagesMax: 10_000,
   queueBytesMax: 64 * 1024 * kibibyte,
@@ -344,6 +352,7 @@ export function assertLimits(limits: Limits): Limits {
   if (limits.outboundBytesCloseMax < 2 * limits.outboundBytesMax) fail("outboundBytesCloseMax >= 2 * outboundBytesMax");
   if (limits.rateBurstStanzas < limits.rateStanzasPerSecond / 10) fail("rateBurstStanzas >= rateStanzasPerSecond / 10");
   if (limits.sessionTurnSharePercentBursting > 100) fail("sessionTurnSharePercentBursting <= 100");
+  if (limits.turnWorkMsMax < limits.sessionTurnWorkMsMax) fail("turnWorkMsMax >= sessionTurnWorkMsMax");
   if (limits.timerTickMs * 2 > limits.loginTimeoutMs) fail("timerTickMs * 2 <= loginTimeoutMs");
   if (limits.eventLoopProbeMs < 1 || limits.eventLoopProbeMs > 10_000) fail("1 <= eventLoopProbeMs <= 10000");
   if (limits.loginTimeoutMs > limits.idleTimeoutMs) fail("loginTimeoutMs <= idleTimeoutMs");

@@ -290,8 +290,13 @@ export class GroupFanout {
     pushes: ReadonlyArray<{ state: DeviceState; seq: number; entry: LiveEntry }>,
     from: number,
   ): void {
-    const end = Math.min(pushes.length, from + groupFanoutDevicesPerTurn);
+    let end = Math.min(pushes.length, from + groupFanoutDevicesPerTurn);
     for (let index = from; index < end; index++) {
+      // The turn's shared budget spent: the rest waits for the next turn.
+      if (this.delivery.turn.spent()) {
+        end = index;
+        break;
+      }
       const push = pushes[index]!;
       if (!push.state.removed) this.delivery.pushLive(push.state, push.seq, push.entry);
     }
@@ -327,7 +332,7 @@ export class GroupFanout {
     const { devices } = this.delivery;
     const existing: number[][] = [];
     for (let index = 0; index < targets.length; index++) {
-      if (index > 0 && index % groupFanoutDevicesPerTurn === 0) await nextTurn();
+      if (index > 0 && (index % groupFanoutDevicesPerTurn === 0 || this.delivery.turn.spent())) await nextTurn();
       const target = targets[index]!;
       const states = await devices.statesOf(target.account, target.devices);
       if (states === undefined) return undefined;
