@@ -35,6 +35,7 @@ const weights: Readonly<Record<string, number>> = {
   "server/metrics.test.ts": 8,
   "server/group-turns.test.ts": 7,
   "server/delivery.test.ts": 8,
+  "server/session-density.test.ts": 8,
   "server/log.test.ts": 8,
   "client/chat.test.ts": 8,
   "server/media-large.test.ts": 5,
