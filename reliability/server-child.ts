@@ -171,13 +171,5 @@ async function startOnce(options: {
   };
 }
 
-/** A free TCP port on 127.0.0.1 (there is a small race between closing it and the server binding it). */
-export function freePort(): number {
-  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = probe.port;
-  probe.stop(true);
-  return port;
-}
-
 // The server's memory as PSS (/proc/PID/smaps_rollup): the bench's reading, shared with this suite.
 export { processPssBytes } from "../bench/proc-stats.ts";

@@ -10,6 +10,7 @@ import type { Subprocess } from "bun";
 import { SwitchboardClient } from "../client/index.ts";
 import { lockDataDirectory } from "./data-directory.ts";
 import { restartBackoffDefault, restartDelayMs, workerCount } from "./supervisor.ts";
+import { freePort } from "./test-kit.ts";
 
 const fakeSupervisor = new URL("./fixtures/fake-supervisor.ts", import.meta.url).pathname;
 const cli = new URL("./cli.ts", import.meta.url).pathname;
@@ -37,13 +38,6 @@ function dataDirectory(): string {
   const directory = mkdtempSync(join(tmpdir(), "sv-"));
   directories.push(directory);
   return directory;
-}
-
-function freePort(): number {
-  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = probe.port;
-  probe.stop(true);
-  return port;
 }
 
 function run(argv: string[], env: Record<string, string> = {}): Child {

@@ -30,6 +30,14 @@ export function temporaryDirectory(prefix = "switchboard-test-"): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
+/** A loopback port free at the time of the call (the kernel may hand it to someone else before it is bound). */
+export function freePort(): number {
+  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = probe.port;
+  probe.stop(true);
+  return port;
+}
+
 export async function waitFor(predicate: () => boolean, timeoutMs = waitTimeoutMs, what = "condition"): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!predicate()) {
