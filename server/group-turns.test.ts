@@ -15,9 +15,9 @@ import type { Subprocess } from "bun";
 import { type MetricSamples, parsePrometheusText, worstBoundBetween } from "../bench/admin-metrics.ts";
 import { deviceKeySeed, devicePrivateKey, rawPublicKey } from "../bench/device-keys.ts";
 import { seedAccounts } from "../bench/seed-accounts.ts";
-import { freePort, waitFor } from "../client/delivery-suite.ts";
 import { importKeyPairPkcs8, SwitchboardClient } from "../client/index.ts";
 import { defaultLimits, groupMembersMax } from "../protocol/index.ts";
+import { freePort, waitFor } from "./test-kit.ts";
 
 const cli = join(import.meta.dir, "cli.ts");
 const runSeed = "groupturns";
