@@ -7,7 +7,8 @@
 // Of each probe's lag, the part the loop's thread spent running (its own work) is reported apart, on Linux: the
 // thread's run time between two probes (thread-run-time.ts), capped at the lag. On a host whose cores are all busy
 // a turn of 2 ms can fire the probe 100 ms late; its busy part stays near 2 ms, so it shows whether the server's own
-// turns are bounded whatever else the host runs.
+// turns are bounded whatever else the host runs. It is an upper bound of the longest turn: when the loop has work
+// queued all through an interval that a wait for a core stretched, the thread's run time adds up the turns run in it.
 //
 // Two views, neither reset by a scrape (a second scraper, or a curl by hand, must not hide a spike from Prometheus):
 // every probe goes to a histogram (rates and quantiles over any range), and the worst lag of the last window is kept
