@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { freePort, waitFor } from "./test-kit.ts";
+import { forEachLine, freePort, waitFor } from "./test-kit.ts";
 
 const cli = join(import.meta.dir, "cli.ts");
 /** Bounds of the kit's waits: all workers serving, and one admin answer. */
@@ -151,20 +151,11 @@ export class SupervisorKit {
 
 /** Collects the JSON lines of a stream (anything else is not a log line and is skipped). */
 function readLines(stream: ReadableStream<Uint8Array>, into: Array<Record<string, unknown>>): void {
-  void (async () => {
-    const decoder = new TextDecoder();
-    let buffered = "";
-    for await (const chunk of stream) {
-      buffered += decoder.decode(chunk, { stream: true });
-      for (let newline = buffered.indexOf("\n"); newline >= 0; newline = buffered.indexOf("\n")) {
-        const line = buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
-        try {
-          into.push(JSON.parse(line) as Record<string, unknown>);
-        } catch {
-          // not a log line
-        }
-      }
+  forEachLine(stream, (line) => {
+    try {
+      into.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      // not a log line
     }
-  })().catch(() => {});
+  }).catch(() => {});
 }
