@@ -35,6 +35,7 @@ const weights: Readonly<Record<string, number>> = {
   "server/ws-listener.test.ts": 9,
   "server/process.test.ts": 9,
   "server/metrics.test.ts": 8,
+  "server/group-turns.test.ts": 10,
   "server/delivery.test.ts": 8,
   // Plus the Noise density test (1,000 sessions with their handshakes): estimated.
   "server/session-density.test.ts": 12,

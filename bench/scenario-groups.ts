@@ -7,17 +7,24 @@
 // flight; a phase ends when the sender has every serverAck, every member every message, and the sender receipts
 // naming every reader. Server CPU (its process, /proc) per delivered message is compared with a phase of 1:1 sends
 // from the sender to one member in the same run. The worst event-loop delay during each phase comes from the
-// server's histogram. Bytes stored: the members log out, the sender sends one message to each group, and the
-// partition files are read: rows, and copies of the shared payload (once per partition holding recipients).
+// server's histogram, with the probe every 10 ms (--event-loop-probe-ms 10: every stall over 10 ms is seen); the
+// server's main thread's wait for a core over the phase (/proc schedstat) tells a stall of its own work from one of
+// a busy host. A probe pair (two more devices in a load worker of its own, at normal priority) exchanges one
+// message at a time all along: its round trips during each phase against those of an idle stretch before the first
+// phase are what another session sees of a burst. A phase starts once every member has the group's creation event
+// (so it measures the sends, not the creation's 1,024 events). Bytes stored: the members log out, the sender sends
+// one message to each group, and the partition files are read: rows, and copies of the shared payload (once per
+// partition holding recipients).
 
 import { Database } from "bun:sqlite";
-import { mkdtempSync, readdirSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { setPriority, tmpdir } from "node:os";
 import { join } from "node:path";
 import { type SwitchboardClient as Client, importKeyPairPkcs8, SwitchboardClient } from "../client/index.ts";
 import { defaultLimits } from "../protocol/index.ts";
 import { worstBoundBetween } from "./admin-metrics.ts";
 import { deviceKeySeed, devicePrivateKey, rawPublicKey } from "./device-keys.ts";
+import { ProbePair, type ProbeSummary, summarise } from "./probe-pair.ts";
 import { hostCpuCores, hostCpuTimes } from "./proc-stats.ts";
 import type { ScenarioHarness } from "./scenario-harness.ts";
 import type { Figure, ScenarioResult } from "./scenario-result.ts";
@@ -37,6 +44,11 @@ const connectConcurrency = 32;
 /** The bound on one phase (a phase that does not finish is reported, not waited for forever). */
 const phaseMsMax = 120_000;
 const lagName = "switchboard_event_loop_delay_seconds";
+const busyName = "switchboard_event_loop_busy_seconds";
+/** The server's lag probe interval in this bench: every stall over it is seen (OPERATIONS.md, eventLoopProbeMs). */
+const lagProbeMs = 10;
+/** The probe pair's idle stretch before the first phase (its baseline round trips). */
+const probeBaselineMs = 3_000;
 /** The pkcs8 DER prefix of an Ed25519 private key (RFC 8410), as bench/device-keys.ts builds it. */
 const pkcs8Ed25519Prefix = Uint8Array.from(Buffer.from("302e020100300506032b657004220420", "hex"));
 
@@ -44,6 +56,8 @@ interface Member {
   readonly client: Client;
   readonly account: number;
   received: number;
+  /** Groups whose events reached this member. */
+  readonly groupEvents: Set<number>;
 }
 
 interface Phase {
@@ -54,7 +68,13 @@ interface Phase {
   readonly elapsedMs: number;
   readonly serverCpuSeconds: number | null;
   readonly worstLagMs: number;
+  /** The worst busy part of a probe's delay: the server's own longest turn, give or take a probe interval. */
+  readonly worstBusyMs: number;
   readonly worstCommitMs: number;
+  /** How long the server's main thread was runnable but waited for a core, over the phase (null: no /proc). */
+  readonly serverWaitMs: number | null;
+  /** The probe pair's round trips during the phase. */
+  readonly probe: ProbeSummary;
   /** The host's cores busy over the phase (the server, the members' SDKs in this process, and anything else). */
   readonly hostBusyCores: number;
   readonly finished: boolean;
@@ -76,15 +96,23 @@ export async function runGroups(harness: ScenarioHarness): Promise<ScenarioResul
   const messagesPer = options.quick ? messagesQuick : messagesFull;
   const largest = Math.max(...sizes);
   const dataDir = mkdtempSync(join(tmpdir(), "switchboard-bench-groups-"));
-  const seeded = await seedAccounts({ dataDir, runSeed: harness.runSeed, count: largest });
+  // The members, then the probe pair's two devices (key indexes largest and largest + 1).
+  const seeded = await seedAccounts({ dataDir, runSeed: harness.runSeed, count: largest + 2 });
   const server = await startBenchServer({
     dataDir,
     // Every member is one session of this process: the rate limit is per session, the sender's is what binds.
-    flags: { "rate-stanzas-per-second": "20000", "rate-burst-stanzas": "20000", ...options.serverFlags },
+    flags: {
+      "rate-stanzas-per-second": "20000",
+      "rate-burst-stanzas": "20000",
+      "event-loop-probe-ms": String(lagProbeMs),
+      ...options.serverFlags,
+    },
     profileDir: options.profile ? `${harness.artefactBase}-profile` : null,
     removeDataDir: true,
   });
   harness.defer(async () => void (await server.stop()));
+  // Started before this process lowers its priority: the probe's worker keeps the normal one, as the server does.
+  const probe = await ProbePair.start(harness, server, [...seeded.accounts], largest);
   // The members' SDKs run in this process: at the lowest priority (the server keeps its own), so that the server's
   // event-loop delay shows the server's work rather than the load generator taking its core.
   setPriority(19);
@@ -104,8 +132,9 @@ export async function runGroups(harness: ScenarioHarness): Promise<ScenarioResul
       limits: defaultLimits,
       clientLimits: { sendsInFlightMax: 64 },
     });
-    const member: Member = { client, account: seeded.accounts[index]!, received: 0 };
+    const member: Member = { client, account: seeded.accounts[index]!, received: 0, groupEvents: new Set() };
     client.on("groupMessage", () => void member.received++);
+    client.on("groupEvent", (event) => void member.groupEvents.add(event.groupId));
     client.on("message", () => void member.received++);
     client.on("error", () => {});
     await client.connect();
@@ -138,12 +167,17 @@ export async function runGroups(harness: ScenarioHarness): Promise<ScenarioResul
     const before = await server.metrics();
     const hostBefore = hostCpuTimes();
     const cpuBefore = server.cpuSeconds();
+    const waitBefore = mainThreadWaitMs(server.pid);
+    await probe.begin(phaseMsMax + 60_000);
     const started = performance.now();
     const finished = await run();
     const elapsedMs = performance.now() - started;
+    const probed = await probe.end();
+    const waitAfter = mainThreadWaitMs(server.pid);
     const cpuAfter = server.cpuSeconds();
     const after = await server.metrics();
     const worstLagMs = worstBoundBetween(before, after, lagName) * 1000;
+    const worstBusyMs = worstBoundBetween(before, after, busyName) * 1000;
     const worstCommitMs = worstBoundBetween(before, after, "switchboard_commit_duration_seconds") * 1000;
     const host = hostCpuCores(hostBefore, hostCpuTimes(), elapsedMs / 1000);
     phases.push({
@@ -154,11 +188,20 @@ export async function runGroups(harness: ScenarioHarness): Promise<ScenarioResul
       elapsedMs,
       serverCpuSeconds: cpuBefore === null || cpuAfter === null ? null : cpuAfter - cpuBefore,
       worstLagMs,
+      worstBusyMs,
       worstCommitMs,
+      serverWaitMs: waitBefore === null || waitAfter === null ? null : waitAfter - waitBefore,
+      probe: summarise(probed.samples, probed.lost),
       hostBusyCores: host.busyCores,
       finished,
     });
   };
+
+  // The probe pair alone (nothing else runs): the baseline of its round trips.
+  await probe.begin(probeBaselineMs + 60_000);
+  await Bun.sleep(probeBaselineMs);
+  const idleProbe = await probe.end();
+  const probeBaseline = summarise(idleProbe.samples, idleProbe.lost);
 
   // 1:1 baseline: the sender to one member, the same payload, with the same ack chain (deliverReceipt per message).
   const peer = clients[1]!;
@@ -179,6 +222,7 @@ export async function runGroups(harness: ScenarioHarness): Promise<ScenarioResul
     const info = await sender.client.createGroup(new TextEncoder().encode(`bench ${size}`), members);
     groups.set(size, info);
     const recipients = clients.slice(1, size);
+    await waitUntil(() => recipients.every((member) => member.groupEvents.has(info.groupId)), phaseMsMax);
     const messages = messagesPer[size]!;
     await measure(`group of ${size}`, size, messages, messages * (size - 1), async () => {
       const before = recipients.map((member) => member.received);
@@ -231,7 +275,13 @@ export async function runGroups(harness: ScenarioHarness): Promise<ScenarioResul
   const cpuPer = (phase: Phase) =>
     phase.serverCpuSeconds === null || phase.delivered === 0 ? null : (phase.serverCpuSeconds * 1e6) / phase.delivered;
   const baselineCpu = cpuPer(baseline);
-  const figures: Figure[] = [];
+  const figures: Figure[] = [
+    {
+      name: "probe pair alone: round trip p50 / p99 / max",
+      value: `${probeBaseline.rttMs.p50} / ${probeBaseline.rttMs.p99} / ${probeBaseline.rttMs.max}`,
+      unit: "ms",
+    },
+  ];
   for (const phase of phases) {
     const seconds = phase.elapsedMs / 1000;
     const cpu = cpuPer(phase);
@@ -251,8 +301,23 @@ export async function runGroups(harness: ScenarioHarness): Promise<ScenarioResul
       unit: "µs",
     });
     figures.push({
-      name: `${phase.name}: worst event-loop delay / worst commit (histogram bounds)`,
-      value: `${round(phase.worstLagMs, 1)} / ${round(phase.worstCommitMs, 1)}`,
+      name: `${phase.name}: worst event-loop delay / its busy part / worst commit (bounds)`,
+      value: `${round(phase.worstLagMs, 1)} / ${round(phase.worstBusyMs, 1)} / ${round(phase.worstCommitMs, 1)}`,
+      unit: "ms",
+    });
+    figures.push({
+      name: `${phase.name}: server main thread waiting for a core`,
+      value:
+        phase.serverWaitMs === null
+          ? null
+          : `${round(phase.serverWaitMs, 0)} (${round((100 * phase.serverWaitMs) / phase.elapsedMs, 0)}%)`,
+      unit: "ms",
+    });
+    figures.push({
+      name: `${phase.name}: probe pair round trip p50 / p99 / max (p99 vs idle)`,
+      value: `${phase.probe.rttMs.p50} / ${phase.probe.rttMs.p99} / ${phase.probe.rttMs.max} (${
+        probeBaseline.rttMs.p99 > 0 ? round(phase.probe.rttMs.p99 / probeBaseline.rttMs.p99, 1) : "-"
+      }x)`,
       unit: "ms",
     });
     figures.push({ name: `${phase.name}: host cores busy`, value: round(phase.hostBusyCores, 2), unit: "of 2" });
@@ -276,14 +341,27 @@ export async function runGroups(harness: ScenarioHarness): Promise<ScenarioResul
     scenario: "groups",
     title: `groups: sends to groups of ${sizes.join(", ")} members with the full ack chain, against 1:1 in the same run (${payloadBytes}-byte payload)`,
     figures,
-    raw: { phases, stored, sizes, messagesPer, payloadBytes, oneToOneMessages },
+    raw: { phases, stored, sizes, messagesPer, payloadBytes, oneToOneMessages, probeBaseline, lagProbeMs },
     server: { flags: server.flags },
     notes: [
       "Every member is an SDK client in the bench process (niced to 19 once the server runs), which shares the host's 2 cores with the server: rates are bounded by both; CPU per delivered message is the server's alone.",
       "A phase ends when the sender has every serverAck, every member every message (acked by the SDK), and the sender receipts naming every reader (gathered groupReceipts; deliverReceipts for 1:1).",
+      `Event-loop delay: the server's histogram with a probe every ${lagProbeMs} ms (a bucket bound, buckets 10, 15, 20, 30, 40, 50, 75, 100, 150, 250 ms ...). Its busy part (switchboard_event_loop_busy_seconds): of each probe's delay, what the server's loop thread spent running, i.e. its own longest turn within a probe interval. Waiting for a core: the server's main thread runnable but not running (/proc schedstat), which lengthens every turn on a busy host.`,
+      "Probe pair: two more devices in a load worker at normal priority, one message and its echo at a time, all along each phase; p99 against its idle stretch before the first phase.",
       "Bytes stored: members offline, one message per group; the payload is stored once per partition that holds recipients (64 partitions), each row 1 per recipient device.",
     ],
     charts: [],
     sane: finished && stored.every((entry) => entry.rows === entry.size - 1),
   };
+}
+
+/** The time (ms) a process's main thread has waited runnable for a core (/proc/<pid>/task/<pid>/schedstat); null without it. */
+function mainThreadWaitMs(pid: number | null): number | null {
+  if (pid === null) return null;
+  try {
+    const fields = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, "utf8").trim().split(/\s+/);
+    return Number(fields[1]) / 1e6;
+  } catch {
+    return null;
+  }
 }

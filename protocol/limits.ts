@@ -30,6 +30,12 @@ export interface Limits {
   readonly idleTimeoutMs: number;
   /** Resolution of the timer wheel that runs every session deadline. */
   readonly timerTickMs: number;
+  /**
+   * How often the event-loop lag probe fires (switchboard_event_loop_delay_seconds). A stall longer than this is
+   * always seen; a shorter one only when a probe falls due during it. 500 ms costs nothing measurable; 10 ms (100
+   * wake-ups a second, about 0.5% of a core) sees every stall over 10 ms, for a bench or an investigation.
+   */
+  readonly eventLoopProbeMs: number;
   /** Messages delivered to a device and not yet acknowledged; past this the server stops pushing to it. */
   readonly deliveryWindowMessages: number;
   /**
@@ -69,6 +75,13 @@ export interface Limits {
    * behind it in each turn. A well-behaved device stays far from half its burst and keeps the whole share.
    */
   readonly sessionTurnSharePercentBursting: number;
+  /**
+   * Time all sessions' frames and the server's sliced background work (a commit's settling, a group send's pushes
+   * and state loads) may take together in one event-loop turn: past it, each stops at its next step and goes on in
+   * the next turn (server/turn-budget.ts). The acks of a 1,024-member send arrive from 1,023 sockets at once; without
+   * it they were all handled in one turn. At least sessionTurnWorkMsMax.
+   */
+  readonly turnWorkMsMax: number;
   /** A session that keeps sending after this many rate-limit errors in a row is closed as a flood. */
   readonly rateViolationsMax: number;
   /**
@@ -195,6 +208,7 @@ export const defaultLimits: Limits = Object.freeze({
   loginTimeoutMs: 10 * second,
   idleTimeoutMs: 4 * minute,
   timerTickMs: 250,
+  eventLoopProbeMs: 500,
   deliveryWindowMessages: 128,
   deviceStateIdleReleaseMs: 10 * second,
   outboundBytesMax: 256 * kibibyte,
@@ -205,6 +219,7 @@ export const defaultLimits: Limits = Object.freeze({
   rateViolationsMax: 50,
   sessionTurnWorkMsMax: 1,
   sessionTurnSharePercentBursting: 25,
+  turnWorkMsMax: 10,
   rateControlStanzasPerToken: 4,
   queueMessagesMax: 10_000,
   queueBytesMax: 64 * 1024 * kibibyte,
@@ -337,7 +352,9 @@ export function assertLimits(limits: Limits): Limits {
   if (limits.outboundBytesCloseMax < 2 * limits.outboundBytesMax) fail("outboundBytesCloseMax >= 2 * outboundBytesMax");
   if (limits.rateBurstStanzas < limits.rateStanzasPerSecond / 10) fail("rateBurstStanzas >= rateStanzasPerSecond / 10");
   if (limits.sessionTurnSharePercentBursting > 100) fail("sessionTurnSharePercentBursting <= 100");
+  if (limits.turnWorkMsMax < limits.sessionTurnWorkMsMax) fail("turnWorkMsMax >= sessionTurnWorkMsMax");
   if (limits.timerTickMs * 2 > limits.loginTimeoutMs) fail("timerTickMs * 2 <= loginTimeoutMs");
+  if (limits.eventLoopProbeMs < 1 || limits.eventLoopProbeMs > 10_000) fail("1 <= eventLoopProbeMs <= 10000");
   if (limits.loginTimeoutMs > limits.idleTimeoutMs) fail("loginTimeoutMs <= idleTimeoutMs");
   if (limits.timerTickMs * 2 > limits.frameCompletionMs) fail("timerTickMs * 2 <= frameCompletionMs");
   if (limits.frameCompletionMs > limits.idleTimeoutMs) fail("frameCompletionMs <= idleTimeoutMs");
@@ -429,9 +446,26 @@ export const groupFanoutDevicesPerTurn = 256;
 /**
  * Devices a commit's aftermath settles per event-loop turn (server/delivery.ts): each online one may be drained,
  * a synchronous store read. Measured: a batch holding one send to a 1,024-member group touched 1,023 devices, whose
- * drains took up to 960 ms in one turn on a loaded 2-core host; in slices of 256 the other sessions are served between.
+ * drains took up to 960 ms in one turn on a loaded 2-core host; slices of 256 still took 180-590 ms there (8-21 ms on
+ * a quieter one), so 64: a few milliseconds on a quiet host.
  */
-export const commitSettleStatesPerTurn = 256;
+export const commitSettleStatesPerTurn = 64;
+/**
+ * Rows (inserts, updates, deletes) a partitioned store commits in one event-loop turn before it yields between two
+ * partitions' transactions (server/partitions.ts). One commit holding a send to a 1,024-member group writes 1,023
+ * entries, about as many sequence marks and the members' acks, spread over all 64 partitions: measured 13 ms in one
+ * turn on a quiet 2-core host and up to 580 ms on a loaded one. 256 rows take about 1 ms on a quiet host; a yield
+ * costs a few microseconds. A partition's own transaction is never split (it may pass this alone).
+ */
+export const commitRowsPerTurn = 256;
+/**
+ * A group fan-out waits (GroupCommit.room) until the open batch of the group commit holds fewer rows than this before
+ * it queues its entries. A commit prepares its whole batch in one turn before it writes the partitions a slice per
+ * turn (about 5 µs a row on an idle 2-core host, with the partitions' split): with 4,096 rows (commitBatchRowsMax)
+ * plus a 1,023-row send, 25-50 ms. At 1,024 a commit holds one or two large sends, and the next is queued while it
+ * is written.
+ */
+export const groupFanoutOpenRowsMax = 1024;
 /**
  * Group sends and membership changes the group's owner has accepted and not yet seen durable in every partition,
  * per group. Past it a sender gets groupBusy (retry): one chatty group cannot hold unbounded fan-out state.

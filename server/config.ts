@@ -186,6 +186,8 @@ export const restartOnlyKeys: ReadonlySet<string> = new Set([
   "receiptClientIdsMax",
   "compressionBodyBytesMin",
   "timerTickMs",
+  // The lag probe's timer is started once.
+  "eventLoopProbeMs",
   "commitBatchRowsMax",
   "commitDelayMs",
   "directoryAccountsMax",

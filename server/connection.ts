@@ -146,9 +146,10 @@ export class ConnectionHandler {
     let chargedAhead = false;
     try {
       while (session.inbound !== null && session.state !== SessionState.closed) {
-        // Fairness: past its share of this turn, the session's socket pauses and the rest waits for the next turn
-        // (a flooder's burst of costly frames would otherwise stall every other session for its whole length).
-        if (performance.now() - startedAtMs >= this.turnWorkMs(session)) {
+        // Fairness: past its share of this turn, or past what every session may do in it together (turnWorkMsMax),
+        // the session's socket pauses and the rest waits for the next turn (a flooder's burst of costly frames, or
+        // the acks of a large group's 1,023 members arriving at once, would otherwise stall everything else).
+        if (performance.now() - startedAtMs >= this.turnWorkMs(session) || this.delivery.turn.spent()) {
           yielded = true;
           break;
         }

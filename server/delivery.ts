@@ -37,6 +37,7 @@ import { frameForSession, receiptRowFrame } from "./keys-identity-event.ts";
 import { emptyReadWindow, markDelivered, markRead, readStatus } from "./read-receipt-window.ts";
 import type { ReceiptIntent } from "./routing.ts";
 import { type Session, SessionState, sameSession } from "./session.ts";
+import { TurnBudget } from "./turn-budget.ts";
 
 /**
  * Times a handler loads the states it is about to change and takes them again in the turn of the change
@@ -48,9 +49,12 @@ export class Delivery {
   readonly devices: DeviceStates;
   readonly pairs: ClientIdPairs;
   readonly commit: GroupCommit;
+  /** The work every session and background slice may do together in one turn (turnWorkMsMax). */
+  readonly turn: TurnBudget;
 
   constructor(private readonly context: ServerContext) {
     this.devices = new DeviceStates(context);
+    this.turn = new TurnBudget(() => context.limits.turnWorkMsMax);
     this.pairs = new ClientIdPairs(context.storage, context.now, () => context.limits.deviceStateIdleReleaseMs);
     this.commit = new GroupCommit(
       context.storage.queues,
@@ -830,8 +834,13 @@ export class Delivery {
    * settled commitSettleStatesPerTurn devices per event-loop turn, not all in one.
    */
   private settleTouched(states: readonly DeviceState[], from: number): void {
-    const end = Math.min(states.length, from + commitSettleStatesPerTurn);
+    let end = Math.min(states.length, from + commitSettleStatesPerTurn);
     for (let index = from; index < end; index++) {
+      // The turn's shared budget spent (by sessions or other slices): the rest waits for the next turn.
+      if (this.turn.spent()) {
+        end = index;
+        break;
+      }
       const state = states[index]!;
       const session = state.session;
       if (session === null) this.devices.dropIfIdle(state);

@@ -162,18 +162,35 @@ export class DeviceStates {
   private endHolds(): void {
     const states = this.heldUntilNext;
     this.heldUntilNext = [];
-    for (const state of states) {
-      const count = (this.held.get(state.key) ?? 1) - 1;
-      if (count > 0) {
-        this.held.set(state.key, count);
-        continue;
-      }
-      this.held.delete(state.key);
-      // A release or drop skipped during the hold happens now, as it would have then.
-      if (this.states.get(state.key) !== state) continue;
-      if (state.session === null) this.dropIfIdle(state);
-      else this.releaseIfIdle(state.session);
+    for (const state of states) this.unhold(state);
+  }
+
+  /**
+   * Keeps `states` from being released or dropped until the returned function is called: for a caller that loads
+   * states over several event-loop turns (a group fan-out loads its members' states a slice per turn) and takes them
+   * all at the end. The caller must call it on every path (once; later calls do nothing).
+   */
+  hold(states: readonly DeviceState[]): () => void {
+    for (const state of states) this.held.set(state.key, (this.held.get(state.key) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      for (const state of states) this.unhold(state);
+    };
+  }
+
+  private unhold(state: DeviceState): void {
+    const count = (this.held.get(state.key) ?? 1) - 1;
+    if (count > 0) {
+      this.held.set(state.key, count);
+      return;
     }
+    this.held.delete(state.key);
+    // A release or drop skipped during the hold happens now, as it would have then.
+    if (this.states.get(state.key) !== state) return;
+    if (state.session === null) this.dropIfIdle(state);
+    else this.releaseIfIdle(state.session);
   }
 
   dropIfIdle(state: DeviceState): void {

@@ -149,6 +149,8 @@ export class GroupCommit {
   private open = new OpenBatch();
   private committing: Promise<void> | null = null;
   private scheduled = false;
+  /** Fan-outs waiting for room in the open batch (see room); resolved when a commit takes the full batch away. */
+  private roomWaiters: Array<() => void> = [];
 
   constructor(
     private readonly store: QueueStore,
@@ -182,12 +184,30 @@ export class GroupCommit {
     else setImmediate(run);
   }
 
+  /**
+   * Resolves once the open batch holds fewer than `rowsMax` rows (at most batchRowsMax). A group fan-out (up to
+   * 1,023 rows) waits here before it takes its states (groupFanoutOpenRowsMax): while a commit runs (across several
+   * turns, see commitRowsPerTurn) the open batch would otherwise gather the sends of a burst, and the next commit
+   * would prepare them all in one turn. One-to-one sends never wait: they add a row or two.
+   */
+  room(rowsMax: number): Promise<void> {
+    if (this.open.rows < Math.min(rowsMax, this.batchRowsMax)) return Promise.resolve();
+    // A batch that a fan-out waits on is committed now (after the running commit), not after commitDelayMs; the
+    // waiters go on with the next open batch.
+    const waiting = new Promise<void>((resolve) => this.roomWaiters.push(resolve));
+    void this.flush();
+    return waiting;
+  }
+
   /** Commits the open batch (after any commit already running). Resolves when it is durable. */
   async flush(): Promise<void> {
     while (this.committing !== null) await this.committing;
     if (this.open.isEmpty) return;
     const batch = this.open;
     this.open = new OpenBatch();
+    const waiters = this.roomWaiters;
+    this.roomWaiters = [];
+    for (const resolve of waiters) resolve();
     // Entries of this batch can no longer be cancelled in place: a later ack becomes a delete in a later batch.
     // (Every device with an entry in the batch is in `touched`: assigning a sequence touches it.)
     for (const state of batch.touched) state.pending = null;
@@ -336,7 +356,8 @@ function toQueueBatch(
       op: event.op,
       actorAccount: event.actorAccount,
       actorDevice: event.actorDevice,
-      accounts: [...event.accounts],
+      // The one list of the event, shared by every device's row (a 1,024-member create: 1,024 rows of 1,024).
+      accounts: event.accounts,
       name: event.name,
       createdAtMs: event.createdAtMs,
     });

@@ -18,7 +18,7 @@
 // the item: its partition would store it again. The SDK drops such a duplicate (same sender device and client id).
 
 import { ErrorCode, type GroupPart } from "../protocol/index.ts";
-import { groupFanoutDevicesPerTurn } from "../protocol/limits.ts";
+import { groupFanoutDevicesPerTurn, groupFanoutOpenRowsMax } from "../protocol/limits.ts";
 import type { ClientIdPair } from "./client-id-pairs.ts";
 import { clientIdStatus, markStored } from "./client-id-window.ts";
 import type { ServerContext } from "./context.ts";
@@ -26,6 +26,7 @@ import type { Delivery, LiveEntry } from "./delivery.ts";
 import type { DeviceState } from "./device-state.ts";
 import type { PendingMessage, PendingRecipient } from "./group-commit.ts";
 import { type GroupEventFields, groupEventLiveEntry, groupMessageLiveEntry } from "./group-entries.ts";
+import { nextTurn } from "./next-turn.ts";
 import type { Session } from "./session.ts";
 
 /** The devices of one member account that get an entry (the sending device is never among them). */
@@ -98,6 +99,20 @@ export class GroupFanout {
   }
 
   private async take(work: FanoutWork, done: (result: FanoutResult) => void): Promise<void> {
+    // The states loaded over several turns are held until the entries are queued (or the work refused).
+    const releases: Array<() => void> = [];
+    try {
+      await this.takeHeld(work, done, releases);
+    } finally {
+      for (const release of releases) release();
+    }
+  }
+
+  private async takeHeld(
+    work: FanoutWork,
+    done: (result: FanoutResult) => void,
+    releases: Array<() => void>,
+  ): Promise<void> {
     const { delivery } = this;
     const actor =
       work.kind === "message"
@@ -119,9 +134,11 @@ export class GroupFanout {
         // A store that answers at once resolves in the same turn: give the loop to others between slices.
         if ((index + 1) % groupFanoutDevicesPerTurn === 0) await nextTurn();
       }
-      const existing = await this.loadStates(work.targets);
+      // Room in the open batch first (GroupCommit.room): a burst's sends go into successive commits of bounded size.
+      await delivery.commit.room(groupFanoutOpenRowsMax);
+      const existing = await this.loadStates(work.targets, releases);
       if (existing === undefined) break;
-      // Synchronous from here to the end of take().
+      // Synchronous from here to the end of takeHeld().
       states = this.statesNow(work.targets, existing);
       pairs = loadedPairs.map((pair) => delivery.pairs.current(pair));
     }
@@ -165,7 +182,8 @@ export class GroupFanout {
     if (work.kind === "message") this.queueMessage(work, fresh, pushes, done);
     else this.queueEvent(work, fresh, pushes, done);
     delivery.commit.schedule();
-    this.pushInSteps(pushes, 0);
+    // The pushes start in the next turn: this one queued up to 1,023 entries already.
+    setImmediate(() => this.pushInSteps(pushes, 0));
   }
 
   private queueMessage(
@@ -272,8 +290,13 @@ export class GroupFanout {
     pushes: ReadonlyArray<{ state: DeviceState; seq: number; entry: LiveEntry }>,
     from: number,
   ): void {
-    const end = Math.min(pushes.length, from + groupFanoutDevicesPerTurn);
+    let end = Math.min(pushes.length, from + groupFanoutDevicesPerTurn);
     for (let index = from; index < end; index++) {
+      // The turn's shared budget spent: the rest waits for the next turn.
+      if (this.delivery.turn.spent()) {
+        end = index;
+        break;
+      }
       const push = pushes[index]!;
       if (!push.state.removed) this.delivery.pushLive(push.state, push.seq, push.entry);
     }
@@ -296,15 +319,24 @@ export class GroupFanout {
     return [...shares.values()];
   }
 
-  /** Loads the states of every target's devices: the devices that exist, by target; undefined when busy. */
-  private async loadStates(targets: readonly FanoutTarget[]): Promise<number[][] | undefined> {
+  /**
+   * Loads the states of every target's devices: the devices that exist, by target; undefined when busy. A slice of
+   * groupFanoutDevicesPerTurn accounts per turn (a state not in memory is a store read each); every state loaded is
+   * held (DeviceStates.hold, released through `releases` by the caller) so that none is dropped before the turn that
+   * takes them all.
+   */
+  private async loadStates(
+    targets: readonly FanoutTarget[],
+    releases: Array<() => void>,
+  ): Promise<number[][] | undefined> {
+    const { devices } = this.delivery;
     const existing: number[][] = [];
-    // In one turn, with no yield: the states are held for their caller only until the next immediate
-    // (DeviceStates.holdForCaller), and an offline device's state is dropped as soon as it is not held.
     for (let index = 0; index < targets.length; index++) {
+      if (index > 0 && (index % groupFanoutDevicesPerTurn === 0 || this.delivery.turn.spent())) await nextTurn();
       const target = targets[index]!;
-      const states = await this.delivery.devices.statesOf(target.account, target.devices);
+      const states = await devices.statesOf(target.account, target.devices);
       if (states === undefined) return undefined;
+      releases.push(devices.hold(states));
       // Devices that no longer exist were left out: only these are taken from here on.
       existing.push(states.map((state) => state.device));
     }
@@ -320,11 +352,6 @@ export class GroupFanout {
     }
     return all;
   }
-}
-
-/** Resolves in a later event-loop turn (after pending I/O), not in this turn's microtasks. */
-export function nextTurn(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
 }
 
 function groupOf(work: FanoutWork): number {

@@ -33,7 +33,8 @@ import {
 } from "../protocol/limits.ts";
 import type { GroupChange, GroupDelta, GroupRecord } from "../storage/index.ts";
 import type { ServerContext } from "./context.ts";
-import { type FanoutResult, type FanoutTarget, type FanoutWork, type GroupFanout, nextTurn } from "./group-fanout.ts";
+import type { FanoutResult, FanoutTarget, FanoutWork, GroupFanout } from "./group-fanout.ts";
+import { nextTurn } from "./next-turn.ts";
 import { type Session, SessionState } from "./session.ts";
 
 /** Hands a fan-out to the worker that owns `account`'s partition; "lost" when that worker died before answering. */

@@ -241,7 +241,12 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   };
   let connections = build(await importHandlers(generation));
   const sweeper = new RetentionSweeper(context, (devices) => delivery.resyncCounters(devices));
-  const lag = new EventLoopLag((lagMs) => metrics.eventLoopLag.observe(lagMs / 1000));
+  const lag = new EventLoopLag(
+    (lagMs) => metrics.eventLoopLag.observe(lagMs / 1000),
+    () => performance.now(),
+    limits.eventLoopProbeMs,
+    (busyMs) => metrics.eventLoopBusy.observe(busyMs / 1000),
+  );
   registerGauges(metrics, table, delivery, lag);
   registerProcessMetrics(metrics);
   // Queue totals: read once here, then kept by the commit path (queue-totals.ts).
@@ -639,7 +644,7 @@ function registerGauges(metrics: Metrics, table: SessionTable, delivery: Deliver
   metrics.gauge("switchboard_queue_bytes", "Payload bytes in all device queues (committed)", () => totals.bytes);
   metrics.gauge(
     "switchboard_event_loop_lag_seconds",
-    "Worst event-loop lag of the last minute (probe every 500 ms)",
+    "Worst event-loop lag of the last minute (a probe every eventLoopProbeMs)",
     () => lag.windowMaxMs() / 1000,
   );
   metrics.gauge(

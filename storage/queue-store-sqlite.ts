@@ -421,9 +421,15 @@ export class SqliteQueueStore implements QueueStore {
       );
     }
 
+    // An event's rows (one per member device) share one accounts list: packed once.
+    let packedFor: readonly number[] | null = null;
+    let packed: Uint8Array = new Uint8Array(0);
     for (const event of batch.groupEvents ?? []) {
       if (!changes.get(deviceKeyText(event.account, event.device))!.exists) continue;
-      const packed = packAccountsBigEndian(event.accounts);
+      if (event.accounts !== packedFor) {
+        packedFor = event.accounts;
+        packed = packAccountsBigEndian(event.accounts);
+      }
       this.#insertGroupEvent.run(
         event.account,
         event.device,

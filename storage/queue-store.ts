@@ -108,7 +108,7 @@ export interface GroupEventRow {
   op: number;
   actorAccount: number;
   actorDevice: number;
-  accounts: number[];
+  readonly accounts: readonly number[];
   name: Uint8Array | null;
   createdAtMs: number;
 }
