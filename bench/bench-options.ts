@@ -68,8 +68,11 @@ export interface BenchOptions {
   /** Write a CPU profile of the server (bun --cpu-prof) next to the result. */
   readonly profile: boolean;
   readonly progress: boolean;
-  /** Density: the sessions' transport, raw TCP or WebSocket (the server's --ws-port, binary messages). */
-  readonly transport: "tcp" | "ws";
+  /**
+   * Density: the sessions' transport, raw TCP, WebSocket (the server's --ws-port, binary messages) or Noise on raw
+   * TCP (the server started with tcpEncryption = "noise"); throughput: tcp or noise.
+   */
+  readonly transport: "tcp" | "ws" | "noise";
   /** Extra server flags, name=value (kebab-case, no dashes). */
   readonly serverFlags: Readonly<Record<string, string>>;
   /** Density: project memory and file limits for this many sessions from the measured figures. */
@@ -162,9 +165,11 @@ Options:
                            million: --deadline-s bounds the whole run (default ${millionDeadlineS})
   --drop fin|rst           storm: close the sockets gracefully (default) or reset them
   --micro-time-ms N        tinybench time per task (default 400)
-  --transport tcp|ws       density: sessions over raw TCP (default) or WebSocket (the server's --ws-port, /ws),
+  --transport tcp|ws|noise density: sessions over raw TCP (default) or WebSocket (the server's --ws-port, /ws),
                            against a bare Bun.listen or a bare Bun.serve WebSocket floor; with --target, the target
-                           is the WebSocket host:port
+                           is the WebSocket host:port. noise: Noise on raw TCP (the server with tcpEncryption =
+                           "noise", the load workers as XX initiators) against the bare Bun.listen floor; density and
+                           throughput
   --server-flag NAME=VALUE extra flag for the server (repeatable), e.g. --server-flag listeners=2
   --activity               density: then every session exchanges one message (the full ack chain) and goes quiet for
                            deviceStateIdleReleaseMs: memory per session after activity against idle
@@ -271,8 +276,13 @@ export function parseBenchArguments(argv: readonly string[]): BenchOptions | "he
   if (drop !== "fin" && drop !== "rst") throw new OptionsError("--drop: fin or rst");
   if (synchronous !== "normal" && synchronous !== "full") throw new OptionsError("--synchronous: normal or full");
   const transport = values.get("transport") ?? "tcp";
-  if (transport !== "tcp" && transport !== "ws") throw new OptionsError("--transport: tcp or ws");
+  if (transport !== "tcp" && transport !== "ws" && transport !== "noise") {
+    throw new OptionsError("--transport: tcp, ws or noise");
+  }
   if (transport === "ws" && scenario !== "density") throw new OptionsError("--transport ws: density only");
+  if (transport === "noise" && scenario !== "density" && scenario !== "throughput") {
+    throw new OptionsError("--transport noise: density and throughput only");
+  }
   if (values.has("activity") && scenario !== "density") throw new OptionsError("--activity: density only");
   if (values.has("plan") && scenario !== "density") {
     throw new OptionsError("--plan: density only (it projects from the memory each session takes)");

@@ -167,9 +167,11 @@ export interface FleetOptions {
   readonly accounts: readonly number[] | null;
   readonly connectTimeoutMs: number;
   readonly randomSeed: number;
-  /** Raw TCP (default), or WebSocket at wsPath of host:port. */
+  /** Raw TCP (default), WebSocket at wsPath of host:port, Noise or TLS on raw TCP (worker-protocol.ts). */
   readonly transport?: Transport;
   readonly wsPath?: string;
+  /** The CA certificate (PEM) the TLS transport checks the server's against. */
+  readonly tlsCa?: string;
 }
 
 /** Several load workers driven together. */
@@ -232,6 +234,7 @@ export class LoadFleet {
             randomSeed: options.randomSeed * 1000 + index,
             transport: options.transport ?? "tcp",
             wsPath: options.wsPath ?? "/ws",
+            tlsCa: options.tlsCa ?? null,
           };
           return worker.request({ cmd: "init", ...init }, initTimeoutMs);
         }),

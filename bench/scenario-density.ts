@@ -87,7 +87,8 @@ function perUnit(before: number | null, after: number | null, count: number): nu
 
 async function measureBare(harness: ScenarioHarness, sessions: number, warmup: number) {
   const { options } = harness;
-  const bare = await startBareServer(options.transport);
+  // Noise is measured against the plain socket floor: what the layer costs is part of the session.
+  const bare = await startBareServer(options.transport === "ws" ? "ws" : "tcp");
   const split = LoadFleet.split(sessions, options.sessionsPerWorker);
   const warmSplit = warmupSplit(split, sessions, warmup);
   const fleet = await LoadFleet.start({
@@ -173,7 +174,11 @@ export async function runDensity(harness: ScenarioHarness): Promise<ScenarioResu
   const bareResult = await measureBare(harness, sessions, warmup);
 
   const ws = options.transport === "ws";
-  const serverFlags: Record<string, string> = ws ? { "ws-host": "127.0.0.1", "ws-port": String(freePort()) } : {};
+  const serverFlags: Record<string, string> = ws
+    ? { "ws-host": "127.0.0.1", "ws-port": String(freePort()) }
+    : options.transport === "noise"
+      ? { "tcp-encryption": "noise" }
+      : {};
   const { server, accounts } = await harness.server(serverFlags, sessions);
   const split = LoadFleet.split(sessions, options.sessionsPerWorker);
   const warmSplit = warmupSplit(split, sessions, warmup);
@@ -351,7 +356,9 @@ export async function runDensity(harness: ScenarioHarness): Promise<ScenarioResu
     scenario: "density",
     title: ws
       ? `density over WebSocket: ${sessions.toLocaleString("en-US")} idle logged-in WebSocket sessions vs a bare Bun.serve WebSocket floor`
-      : `density: ${sessions.toLocaleString("en-US")} idle logged-in sessions vs a bare Bun.listen floor`,
+      : options.transport === "noise"
+        ? `density over Noise: ${sessions.toLocaleString("en-US")} idle logged-in Noise sessions vs a bare Bun.listen floor`
+        : `density: ${sessions.toLocaleString("en-US")} idle logged-in sessions vs a bare Bun.listen floor`,
     figures,
     raw: {
       transport: options.transport,

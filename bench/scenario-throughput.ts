@@ -91,12 +91,15 @@ export async function pairedFleet(harness: ScenarioHarness, flags: Record<string
   const workerCount = Math.min(options.workers ?? 1, options.pairs);
   const pairsPerWorker = splitPairs(options.pairs, workerCount);
   const pairs = pairsPerWorker.reduce((sum, count) => sum + count, 0);
-  const { server, accounts } = await harness.server(flags, 2 * pairs);
+  // --transport noise: the server encrypts its TCP listener and the workers speak Noise (worker-noise.ts).
+  const noise = options.transport === "noise";
+  const { server, accounts } = await harness.server(noise ? { ...flags, "tcp-encryption": "noise" } : flags, 2 * pairs);
   const fleet = await harness.fleet(
     server,
     accounts,
     0,
     pairsPerWorker.map((count) => 2 * count),
+    noise ? "noise" : "tcp",
   );
   const ramp = await harness.ramp(fleet, server, "logging in pairs");
   const pairsOf = (workerIndex: number) => {

@@ -4,7 +4,8 @@
 // /proc/<pid>; a --target server is measured through its admin /metrics instead (and /proc when --server-pid names
 // it).
 
-import { rmSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { type MetricSamples, sample, scrapeMetrics } from "./admin-metrics.ts";
 import { trackChild } from "./child-processes.ts";
@@ -29,6 +30,11 @@ export interface BenchServer {
   rssBytes(): Promise<number | null>;
   heapUsedBytes(): Promise<number | null>;
   cpuSeconds(): number | null;
+  /**
+   * Asks the server for a full garbage collection (the admin API's POST /admin/gc, with the token of the data
+   * directory) and returns what it reads after it; null when the bench cannot ask (a --target server).
+   */
+  collectGarbage(): Promise<CollectedHeap | null>;
   metrics(): Promise<MetricSamples | null>;
   /** warn and error lines the server logged, and its stderr tail (for a failed run). */
   logTail(): string[];
@@ -41,6 +47,30 @@ export function freePort(): number {
   const port = probe.port;
   probe.stop(true);
   return port;
+}
+
+/** The server's own figures right after a full collection (server/admin-api.ts). */
+export interface CollectedHeap {
+  readonly rssBytes: number;
+  readonly heapBytes: number;
+  readonly heapObjects: number;
+  readonly arrayBufferBytes: number;
+  readonly objectTypeCounts: Readonly<Record<string, number>>;
+  readonly sessions: number;
+  readonly collectMs: number;
+}
+
+const collectTimeoutMs = 30_000;
+
+async function askCollect(admin: string, dataDir: string): Promise<CollectedHeap> {
+  const token = readFileSync(join(dataDir, "admin.token"), "utf8").trim();
+  const response = await fetch(`http://${admin}/admin/gc?types=1`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}` },
+    signal: AbortSignal.timeout(collectTimeoutMs),
+  });
+  if (!response.ok) throw new Error(`POST /admin/gc: ${response.status} ${await response.text()}`);
+  return (await response.json()) as CollectedHeap;
 }
 
 export interface StartServerOptions {
@@ -142,6 +172,8 @@ export async function startBenchServer(options: StartServerOptions): Promise<Ben
       return samples === null ? null : sample(samples, "switchboard_heap_used_bytes");
     },
     cpuSeconds: () => processTreeCpuSeconds(child.pid),
+    // One process: with workers the supervisor's admin API has no such route (each worker would need asking).
+    collectGarbage: async () => (flags.workers === "1" ? askCollect(admin, options.dataDir) : null),
     metrics: () => scrapeMetrics(admin),
     logTail: () => [...lines],
     stop() {
@@ -186,6 +218,7 @@ export function targetServer(options: { target: string; admin: string | null; pi
       return samples === null ? null : sample(samples, "switchboard_heap_used_bytes");
     },
     cpuSeconds: () => (pid === null ? null : processCpuSeconds(pid)),
+    collectGarbage: async () => null,
     metrics: async () => (admin === null ? null : scrapeMetrics(admin)),
     logTail: () => [],
     stop: async () => ({ exitCode: null, profileDir: null }),

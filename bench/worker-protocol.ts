@@ -24,12 +24,18 @@ export interface WorkerInit {
   readonly connectTimeoutMs: number;
   /** Seeds this worker's jitter. */
   readonly randomSeed: number;
-  /** Raw TCP, or WebSocket over the same sockets (upgrade at wsPath, then binary messages). */
+  /**
+   * Raw TCP, WebSocket over the same sockets (upgrade at wsPath, then binary messages), Noise on raw TCP (an XX
+   * handshake, then records: worker-noise.ts; the server's tcpEncryption must be "noise"), or TLS on raw TCP (Bun's
+   * TLS client, the server's certificate checked against tlsCa; tcpEncryption "tls").
+   */
   readonly transport: Transport;
   readonly wsPath: string;
+  /** PEM of the CA that signed the server's certificate (transport "tls"); null otherwise. */
+  readonly tlsCa: string | null;
 }
 
-export type Transport = "tcp" | "ws";
+export type Transport = "tcp" | "ws" | "noise" | "tls";
 
 export interface TrafficCommand {
   /** [sender, receiver] local slot indexes. */

@@ -17,7 +17,9 @@ import {
   loginMessage,
   registerMessage,
   type Stanza,
+  tlsChannelBinding,
 } from "../protocol/index.ts";
+import type { NoiseHandshake } from "../protocol/noise-handshake.ts";
 import { devicePrivateKey, rawPublicKey, signWith } from "./device-keys.ts";
 import { benchHandle } from "./seed-accounts.ts";
 import {
@@ -27,6 +29,7 @@ import {
   upgradeRequest,
   WsOpcode,
 } from "./websocket-client-frames.ts";
+import { type NoiseSlot, NoiseState, type NoiseStateValue, WorkerNoise } from "./worker-noise.ts";
 import type { DropReply, WorkerCounters, WorkerInit } from "./worker-protocol.ts";
 
 export const SlotState = { idle: 0, connecting: 1, authenticating: 2, ready: 3, closing: 4 } as const;
@@ -40,7 +43,7 @@ const outboundBytesMax = 8 * 1024 * 1024;
 const sweepIntervalMs = 100;
 
 /** One device's session. Fixed shape; everything per socket lives here. */
-export class Slot {
+export class Slot implements NoiseSlot {
   socket: Socket<Slot> | null = null;
   state: SlotStateValue = SlotState.idle;
   /** Bumped per attempt, so callbacks of an abandoned attempt are ignored. */
@@ -51,6 +54,11 @@ export class Slot {
   /** WebSocket transport: the layer's state, and the bytes of a partial handshake answer or WebSocket frame. */
   ws: WsStateValue = WsState.none;
   wsPending: Uint8Array | null = null;
+  /** Noise transport (worker-noise.ts): the layer's state, its handshake, its cipher row, a partial message. */
+  noiseState: NoiseStateValue = NoiseState.none;
+  noiseHandshake: NoiseHandshake | null = null;
+  noiseRow = -1;
+  noisePending: Uint8Array | null = null;
   maxSeq = 0;
   ackedSeq = 0;
   nextClientId = 1;
@@ -142,6 +150,8 @@ export class WorkerSessions {
   private readonly publicKeys: Uint8Array[] = [];
   private readonly codec = new FrameCodec({ limits: defaultLimits });
   private readonly preamble = encodePreamble();
+  /** Present when the transport is "noise". */
+  private readonly noise: WorkerNoise | null;
   private readonly handlers;
   private readonly sweep: ReturnType<typeof setInterval>;
   /** Frames produced while one read is handled, written together at its end. */
@@ -150,6 +160,7 @@ export class WorkerSessions {
   private batchSlot: Slot | null = null;
 
   constructor(readonly init: WorkerInit) {
+    this.noise = init.transport === "noise" ? new WorkerNoise() : null;
     for (let index = 0; index < init.count; index++) {
       const key = devicePrivateKey(init.runSeed, init.keyFirst + index);
       this.keys.push(key);
@@ -209,6 +220,7 @@ export class WorkerSessions {
     slot.outbound = null;
     slot.ws = this.init.transport === "ws" ? WsState.upgrading : WsState.none;
     slot.wsPending = null;
+    slot.noiseState = NoiseState.none;
     slot.closeCode = 0;
     slot.retryAfterMs = 0;
     // maxSeq stays: entries redelivered after a reconnect are duplicates. The ack is sent again (the old one may
@@ -222,6 +234,7 @@ export class WorkerSessions {
       port: this.init.port,
       data: slot,
       socket: this.handlers,
+      ...(this.init.transport === "tls" ? { tls: { ca: this.init.tlsCa ?? undefined } } : {}),
       ...this.sourceAddress(),
     } as TCPSocketConnectOptions<Slot>;
     Bun.connect(options).catch(() => {
@@ -238,6 +251,7 @@ export class WorkerSessions {
     slot.pending = null;
     slot.outbound = null;
     slot.wsPending = null;
+    this.noise?.release(slot);
     socket?.terminate();
     this.counters.failedAttempts++;
     this.loginRun?.settled(slot, false, reason);
@@ -251,9 +265,11 @@ export class WorkerSessions {
       return;
     }
     slot.socket = socket;
-    // WebSocket: the upgrade request first; the preamble follows the server's 101 (wsRead).
+    // WebSocket: the upgrade request first; the preamble follows the server's 101 (wsRead). Noise: the handshake
+    // first; the preamble goes in the first record (noiseRead).
     if (slot.ws === WsState.upgrading)
       this.writeRaw(slot, upgradeRequest(this.init.host, this.init.port, this.init.wsPath));
+    else if (this.noise !== null) this.writeRaw(slot, this.noise.open(slot));
     else this.write(slot, this.preamble);
   }
 
@@ -273,6 +289,7 @@ export class WorkerSessions {
     slot.pending = null;
     slot.outbound = null;
     slot.wsPending = null;
+    this.noise?.release(slot);
     if (state === SlotState.ready) {
       this.readyCount--;
       this.counters.unexpectedCloses++;
@@ -345,9 +362,17 @@ export class WorkerSessions {
     this.write(slot, bytes);
   }
 
-  /** Writes protocol bytes: as they are on TCP, as one masked binary message on WebSocket. */
+  /**
+   * Writes protocol bytes: as they are on TCP, as one masked binary message on WebSocket, sealed into records on
+   * Noise (nothing before the handshake completed).
+   */
   private write(slot: Slot, bytes: Uint8Array): void {
-    if (slot.ws === WsState.none) this.writeRaw(slot, bytes);
+    if (slot.noiseState === NoiseState.transport) {
+      const records = this.noise!.seal(slot, bytes);
+      if (records === null) slot.socket?.terminate();
+      else this.writeRaw(slot, records);
+    } else if (slot.noiseState === NoiseState.handshake) return;
+    else if (slot.ws === WsState.none) this.writeRaw(slot, bytes);
     else if (slot.ws === WsState.open) this.writeRaw(slot, encodeClientFrame(WsOpcode.binary, bytes));
   }
 
@@ -383,8 +408,22 @@ export class WorkerSessions {
 
   private received(slot: Slot, chunk: Uint8Array): void {
     this.counters.bytesIn += chunk.length;
-    if (slot.ws === WsState.none) this.read(slot, chunk);
-    else this.wsRead(slot, chunk);
+    if (slot.ws !== WsState.none) this.wsRead(slot, chunk);
+    else if (slot.noiseState !== NoiseState.none) this.noiseRead(slot, chunk);
+    else this.read(slot, chunk);
+  }
+
+  /** Noise: handshake messages, then records whose plaintext is the protocol's stream (worker-noise.ts). */
+  private noiseRead(slot: Slot, chunk: Uint8Array): void {
+    const result = this.noise!.read(slot, chunk, (bytes) => this.writeRaw(slot, bytes));
+    if (result.error !== null) {
+      increment(this.counters.errorCodes, result.error);
+      if (slot.state === SlotState.connecting) this.attemptFailed(slot, result.error);
+      else slot.socket?.terminate();
+      return;
+    }
+    if (result.established) this.write(slot, this.preamble);
+    if (result.plaintext !== null) this.read(slot, result.plaintext);
   }
 
   /**
@@ -473,14 +512,22 @@ export class WorkerSessions {
         if (slot.state !== SlotState.connecting) return;
         slot.state = SlotState.authenticating;
         const key = this.keys[slot.index]!;
+        // Over Noise the signature covers the handshake hash, over TLS the exporter value (the v3 messages of
+        // protocol/auth-message.ts).
+        const binding =
+          this.noise !== null
+            ? this.noise.channelBinding(slot)
+            : this.init.transport === "tls" && slot.socket !== null
+              ? tlsChannelBinding(slot.socket)
+              : null;
         if (slot.account !== 0) {
           const serverName = canonicalServerName(this.init.host);
-          const signature = signWith(key, loginMessage(stanza.nonce, serverName, slot.account, 1));
+          const signature = signWith(key, loginMessage(stanza.nonce, serverName, slot.account, 1, binding));
           this.send(slot, { kind: "login", account: slot.account, device: 1, signature, serverName });
         } else {
           const handle = benchHandle(this.init.runSeed, this.init.keyFirst + slot.index);
           const serverName = canonicalServerName(this.init.host);
-          const signature = signWith(key, registerMessage(stanza.nonce, serverName, handle));
+          const signature = signWith(key, registerMessage(stanza.nonce, serverName, handle, binding));
           const publicKey = this.publicKeys[slot.index]!;
           this.send(slot, { kind: "register", invite: null, handle, publicKey, signature, serverName });
         }

@@ -2,10 +2,8 @@
 // each other through the same server.
 
 import { afterEach, describe, expect, test } from "bun:test";
-import { rmSync } from "node:fs";
 import { nodeAead } from "../protocol/noise-aead-node.ts";
 import { nodeDh } from "../protocol/noise-dh-node.ts";
-import { makeTestCertificate } from "../server/tls-test-certificate.ts";
 import {
   cleanups,
   describeDeliverySuite,
@@ -38,22 +36,8 @@ describeDeliverySuite(
     }),
   { config: { tcpEncryption: "noise" } },
 );
-// TLS on the TCP listener and wss:// on the WebSocket listener, with a certificate made for this run: the tests of
-// connections (online delivery, offline delivery, reconnects across a restart, which reads the certificate again).
-const tlsTests = /^(online|offline|reconnects by itself)/;
-const certificate = makeTestCertificate();
-process.on("exit", () => rmSync(certificate.directory, { recursive: true, force: true }));
-const tlsFiles = { tlsCertFile: certificate.certFile, tlsKeyFile: certificate.keyFile };
-describeDeliverySuite(
-  "tls tcp",
-  ({ port }) => tcpTransport({ host: "127.0.0.1", port, bufferedBytesMax, tls: { ca: certificate.cert } }),
-  { config: { tcpEncryption: "tls", ...tlsFiles }, only: tlsTests },
-);
-describeDeliverySuite(
-  "wss",
-  ({ wsPort }) => webSocketTransport({ url: `wss://127.0.0.1:${wsPort}/ws`, bufferedBytesMax, ca: certificate.cert }),
-  { config: { wsEncryption: "tls", ...tlsFiles }, only: tlsTests },
-);
+// TLS on the TCP listener and wss:// on the WebSocket listener: delivery-suite-tls.test.ts (a file of its own, so
+// that the test shards run it beside this one).
 // The same suite against `switchboard start --workers 4`: a test's clients land on workers as the kernel spreads
 // them, so senders and recipients sit on different workers and on the same one (server/workers.test.ts makes sure
 // of both).

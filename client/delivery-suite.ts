@@ -1,8 +1,9 @@
-// The SDK's delivery tests as one suite, run once per transport (delivery-suite.test.ts runs it over raw TCP and over
-// WebSocket): a real server in this process (127.0.0.1, a temporary data directory, small limits) with both
-// listeners on; every client of a test reaches it through the transport under test. Online and offline delivery,
-// receipts, reconnects across a server restart with resends stored once, duplicate deliveries dropped, keepalive,
-// request timeouts, stop-range codes, per-device payloads, linked devices. Every wait is bounded.
+// The SDK's delivery tests as one suite, run once per transport (delivery-suite.test.ts runs it over raw TCP,
+// WebSocket and Noise, delivery-suite-tls.test.ts over TLS TCP and wss): a real server in this process (127.0.0.1,
+// a temporary data directory, small limits) with both listeners on; every client of a test reaches it through the
+// transport under test. Online and offline delivery, receipts, reconnects across a server restart with resends
+// stored once, duplicate deliveries dropped, keepalive, request timeouts, stop-range codes, per-device payloads,
+// linked devices. Every wait is bounded.
 
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -331,17 +332,8 @@ export function describeDeliverySuite(
   options: {
     workers?: number;
     config?: Partial<Config>;
-    /**
-     * Only the tests whose names match: for a transport whose difference lies below the protocol (TLS), the
-     * connection-level tests say what is needed; the full suite costs about 45 s per run on a loaded CI host.
-     */
-    only?: RegExp;
   } = {},
 ) {
-  const only = options.only;
-  const suiteTest: typeof test = ((name: string, ...rest: unknown[]) => {
-    if (only === undefined || only.test(name)) (test as (...args: unknown[]) => void)(name, ...rest);
-  }) as typeof test;
   const clientFor = (ports: ServerPorts, options: Partial<ClientOptions>): Recorder =>
     recordedClient({ transport: makeTransport(ports), ...options } as ClientOptions);
 
@@ -365,7 +357,7 @@ export function describeDeliverySuite(
     });
     afterEach(runCleanups);
 
-    suiteTest(
+    test(
       "online: the message arrives, the sender gets its server-ack, a delivered and then a read receipt",
       async () => {
         const server = await serverForTest();
@@ -397,7 +389,7 @@ export function describeDeliverySuite(
       suiteTestTimeoutMs,
     );
 
-    suiteTest(
+    test(
       "offline: queued messages arrive in order after login, then queueEmpty",
       async () => {
         const server = await serverForTest();
@@ -419,7 +411,7 @@ export function describeDeliverySuite(
       suiteTestTimeoutMs,
     );
 
-    suiteTest(
+    test(
       "reconnects by itself across a server restart; unacked sends are resent and stored once",
       async () => {
         const dataDir = temporaryDataDir();
@@ -466,7 +458,7 @@ export function describeDeliverySuite(
       suiteTestTimeoutMs,
     );
 
-    suiteTest(
+    test(
       "a delivery repeated after a lost connection is dropped, and acked once the app is done",
       async () => {
         const server = await serverForTest();
@@ -497,7 +489,7 @@ export function describeDeliverySuite(
       suiteTestTimeoutMs,
     );
 
-    suiteTest(
+    test(
       "keepalive: a silent connection is dropped and reopened; pending requests are written again",
       async () => {
         const server = await serverForTest();
@@ -513,7 +505,7 @@ export function describeDeliverySuite(
       suiteTestTimeoutMs,
     );
 
-    suiteTest(
+    test(
       "a request without an answer times out",
       async () => {
         const server = await serverForTest();
@@ -528,7 +520,7 @@ export function describeDeliverySuite(
       suiteTestTimeoutMs,
     );
 
-    suiteTest(
+    test(
       "a stop-range code (wrong key: badCredentials) ends the client without reconnecting",
       async () => {
         const server = await serverForTest();
@@ -558,7 +550,7 @@ export function describeDeliverySuite(
       suiteTestTimeoutMs,
     );
 
-    suiteTest(
+    test(
       "per-device payloads, and deviceMismatch with the missing and extra devices",
       async () => {
         const server = await serverForTest();
@@ -592,7 +584,7 @@ export function describeDeliverySuite(
       suiteTestTimeoutMs,
     );
 
-    suiteTest(
+    test(
       "a linked device joins the account and gets the account's messages",
       async () => {
         const server = await serverForTest();

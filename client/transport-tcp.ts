@@ -4,6 +4,7 @@
 // Uses the `Bun` global only when connecting, so importing this file elsewhere (a browser bundle) does no harm.
 
 import type { Socket } from "bun";
+import { tlsChannelBinding } from "../protocol/auth-message.ts";
 import type { Transport, TransportEvents, TransportFactory } from "./transport.ts";
 
 export interface TcpTransportOptions {
@@ -37,6 +38,17 @@ export class TcpTransport implements Transport {
 
   get bufferedBytes(): number {
     return this.pendingBytes;
+  }
+
+  /**
+   * Over TLS, the connection's TLS exporter value (RFC 9266), which the login signs (PROTOCOL.md section 19): a
+   * relay terminating TLS with us and opening its own connection to the server cannot reuse the signature. Null on
+   * plain TCP and before connecting.
+   */
+  get channelBinding(): Uint8Array | null {
+    const tls = this.options.tls;
+    if (this.socket === null || tls === undefined || tls === false) return null;
+    return tlsChannelBinding(this.socket);
   }
 
   async connect(events: TransportEvents): Promise<void> {

@@ -20,7 +20,10 @@ export interface Transport {
   close(): void;
   /** Bytes written but not yet taken by the connection. */
   readonly bufferedBytes: number;
-  /** The Noise handshake hash once connected over Noise (the login signs it); absent or null otherwise. */
+  /**
+   * What the login signs besides the nonce: the Noise handshake hash over Noise, the TLS exporter value over TLS TCP;
+   * absent or null otherwise (plaintext, WebSocket).
+   */
   readonly channelBinding?: Uint8Array | null;
 }
 

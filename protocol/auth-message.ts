@@ -29,8 +29,31 @@ export function canonicalServerName(host: string): string {
   return name;
 }
 
-/** Bytes of the channel binding (a SHA-256 handshake hash). */
+/** Bytes of the channel binding (a SHA-256 handshake hash, or a TLS exporter value). */
 export const channelBindingBytes = 32;
+
+/**
+ * The channel binding of a TLS connection (PROTOCOL.md section 19): RFC 9266 "tls-exporter", the keying material
+ * exported with the label "EXPORTER-Channel-Binding" and an empty context, 32 bytes. Both ends of one TLS connection
+ * compute the same value and no one else can, so a login that signs it cannot be relayed to another connection.
+ */
+export const tlsExporterLabel = "EXPORTER-Channel-Binding";
+
+/** A TLS socket that can export keying material (Bun's Socket does; a plain one returns nothing). */
+export interface KeyingMaterialExporter {
+  exportKeyingMaterial(length: number, label: string, context: Uint8Array): Uint8Array | undefined;
+}
+
+/** The tls-exporter binding of `socket`'s connection; null before its handshake completed, or without TLS. */
+export function tlsChannelBinding(socket: KeyingMaterialExporter): Uint8Array | null {
+  let exported: Uint8Array | undefined;
+  try {
+    exported = socket.exportKeyingMaterial(channelBindingBytes, tlsExporterLabel, new Uint8Array(0));
+  } catch {
+    return null;
+  }
+  return exported instanceof Uint8Array && exported.length === channelBindingBytes ? new Uint8Array(exported) : null;
+}
 
 function join(
   label: string,

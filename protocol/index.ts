@@ -1,10 +1,13 @@
 // The public face of protocol/: a pure codec (no I/O, no timers, no Bun-only APIs) shared by server and client.
 export {
   canonicalServerName,
+  type KeyingMaterialExporter,
   linkMessage,
   loginMessage,
   registerMessage,
   serverNameBytesMax,
+  tlsChannelBinding,
+  tlsExporterLabel,
 } from "./auth-message.ts";
 export { type Compressor, fflateCompressor, presetDictionary } from "./compression.ts";
 export {

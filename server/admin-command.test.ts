@@ -49,6 +49,11 @@ async function cli(args: readonly string[], env: Record<string, string> = {}): P
   return { code, stdout, stderr };
 }
 
+/** A WeakRef to an object nothing else holds: it reads undefined once a full collection ran. */
+function unreferencedObject(): WeakRef<object> {
+  return new WeakRef({ payload: new Array(1000).fill("garbage") });
+}
+
 /** A server in this process with its admin listener on a free loopback port. */
 async function adminServer(
   dataDir: string,
@@ -224,6 +229,22 @@ describe("server commands through the admin API", () => {
       const token = readFileSync(tokenPath, "utf8").trim();
       const ok = await fetch(`${base}/admin/sessions`, { headers: { authorization: `Bearer ${token}` } });
       expect(ok.status).toBe(200);
+      // POST /admin/gc (what the encryption bench reads): behind the same token; it collects what nothing holds.
+      expect((await fetch(`${base}/admin/gc`, { method: "POST" })).status).toBe(401);
+      const garbage = unreferencedObject();
+      const collected = await fetch(`${base}/admin/gc`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}` },
+      });
+      expect(collected.status).toBe(200);
+      const figures = (await collected.json()) as Record<string, number>;
+      expect(garbage.deref()).toBeUndefined();
+      expect(figures.heapObjects).toBeGreaterThan(0);
+      expect(figures.heapBytes).toBeGreaterThan(0);
+      expect(figures.rssBytes).toBeGreaterThan(figures.heapBytes!);
+      expect(figures.arrayBufferBytes).toBeGreaterThanOrEqual(0);
+      expect(figures.objectTypeCounts).toBeUndefined(); // only with ?types=1
+      expect(figures.sessions).toBe(0);
     } finally {
       await server.stop({ timeoutMs: 1000 });
     }

@@ -29,9 +29,9 @@ export { isValidHandle } from "./handle-rules.ts";
 
 const nonceBytes = 32;
 
-/** The Noise handshake hash a signature on this session must cover (null on plaintext and TLS). */
+/** The channel binding a signature on this session must cover: Noise handshake hash, TLS exporter, or null. */
 function binding(session: Session): Uint8Array | null {
-  return session.socket.channelBinding ?? null;
+  return session.channelBinding;
 }
 /** Invites given back at once (each is a valid operator-issued code whose holder picked a taken handle). */
 const inviteRefundsMax = 10_000;

@@ -267,6 +267,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       const { NoiseServer } = await import("./transport-noise.ts");
       const { loadNoiseStaticKey } = await import("./noise-static-key.ts");
       noiseServer = new NoiseServer(loadNoiseStaticKey(config.dataDir));
+      table.slots.noiseSockets = noiseServer;
     } catch (error) {
       if (options.storage === undefined) await storage.close();
       lock?.release();

@@ -3,7 +3,8 @@
 // process (fixtures/density-server.ts) takes a few thousand sessions that log in over loopback with signed challenges;
 // its heap objects are counted (Bun's heapStats().objectTypeCounts, after a full GC) before and after, and the growth
 // per session may not pass what the design allows: the runtime's own objects of one socket, which a bare Bun socket
-// has too, and nothing of ours.
+// has too, and nothing of ours. The same over Noise (the SDK's Noise transport against a fixture with
+// tcpEncryption = "noise").
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
@@ -11,12 +12,20 @@ import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { devicePrivateKey, rawPublicKey } from "../bench/device-keys.ts";
 import { seedAccounts } from "../bench/seed-accounts.ts";
+import { importKeyPairPkcs8, SwitchboardClient } from "../client/index.ts";
+import { noiseTransport } from "../client/transport-noise.ts";
+import { tcpTransport } from "../client/transport-tcp.ts";
+import { defaultLimits } from "../protocol/limits.ts";
+import { nodeAead } from "../protocol/noise-aead-node.ts";
+import { nodeDh } from "../protocol/noise-dh-node.ts";
 import { RawClient, temporaryDirectory, waitFor } from "./test-kit.ts";
 
 /** Sessions opened: enough that a per-session object shows as a whole number, few enough for a few seconds. */
 const sessions = 2000;
 /** Logins in flight at once. */
 const loginsInFlight = 100;
+/** Over Noise: fewer, as each costs a handshake on both sides (the test's clients and the server share the host). */
+const noiseSessions = 1000;
 /**
  * Heap objects an idle logged-in TCP session may add to the server's heap, per session: the JS wrapper Bun makes
  * for each accepted socket (a bare Bun.listen socket has it too), and a margin below one for the noise of a heap
@@ -186,5 +195,113 @@ describe("session density", () => {
     );
     expect(objectsPerSession).toBeLessThanOrEqual(activeSessionObjectsMax);
     for (const client of clients) client.close();
+  }, 30_000);
+});
+
+/** A server fixture in its own process (fixtures/density-server.ts) with the TCP listener in `encryption` mode. */
+async function startFixture(
+  dataDir: string,
+  encryption: "none" | "noise",
+  answers: Array<(counts: Counts) => void>,
+): Promise<{ fixture: Subprocess; port: number }> {
+  let listening: (value: number) => void = () => {};
+  const started = new Promise<number>((resolve) => {
+    listening = resolve;
+  });
+  const fixture = Bun.spawn(
+    [process.execPath, join(import.meta.dir, "fixtures", "density-server.ts"), dataDir, encryption],
+    {
+      stdio: ["ignore", "inherit", "inherit"],
+      ipc(message: Counts | { port: number }) {
+        if ("port" in message) listening(message.port);
+        else answers.shift()?.(message);
+      },
+    },
+  );
+  // A fixture that dies before it listens fails the test at once, with its exit code.
+  const died = fixture.exited.then((code) => Promise.reject(new Error(`density fixture exited with ${code}`)));
+  died.catch(() => {}); // its normal exit at the end is no error
+  return { fixture, port: await Promise.race([started, died]) };
+}
+
+// Noise: the handshake's state goes when it completes, the keys and counters are columns by slot
+// (transport-noise.ts): an idle Noise session holds no more objects than a plaintext one (before, each held its
+// NoiseServerSocket wrapper: 2.2 objects per session).
+describe("session density over Noise", () => {
+  let noiseDataDir = "";
+  let noiseFixture: Subprocess | null = null;
+  let noisePort = 0;
+  let noiseAccounts: readonly number[] = [];
+  const noiseAnswers: Array<(counts: Counts) => void> = [];
+  const noiseCount = async (): Promise<Counts> => {
+    const answer = new Promise<Counts>((resolve) => noiseAnswers.push(resolve));
+    noiseFixture!.send("count");
+    return answer;
+  };
+
+  /** The SDK over Noise (node:crypto primitives, as a Bun client would): the login signs the handshake hash. */
+  const logInNoise = async (clients: SwitchboardClient[], from: number, to: number): Promise<void> => {
+    let next = from;
+    const worker = async () => {
+      while (next < to) {
+        const index = next++;
+        const privateKey = devicePrivateKey(runSeed, index);
+        const pkcs8 = new Uint8Array(privateKey.export({ format: "der", type: "pkcs8" }));
+        const keyPair = await importKeyPairPkcs8(pkcs8, rawPublicKey(privateKey));
+        const tcp = tcpTransport({ host: "127.0.0.1", port: noisePort, bufferedBytesMax: 1 << 16 });
+        const client = new SwitchboardClient({
+          credentials: { account: noiseAccounts[index]!, device: 1, keyPair },
+          transport: noiseTransport(tcp, `127.0.0.1:${noisePort}`, { aead: nodeAead, dh: nodeDh }),
+          limits: defaultLimits,
+          pingIntervalMs: 600_000,
+        });
+        clients.push(client);
+        await client.connect();
+      }
+    };
+    await Promise.all(Array.from({ length: loginsInFlight }, worker));
+  };
+
+  beforeAll(async () => {
+    noiseDataDir = temporaryDirectory();
+    noiseAccounts = (await seedAccounts({ dataDir: noiseDataDir, runSeed, count: noiseSessions + loginsInFlight }))
+      .accounts;
+    ({ fixture: noiseFixture, port: noisePort } = await startFixture(noiseDataDir, "noise", noiseAnswers));
+  });
+
+  afterAll(async () => {
+    noiseFixture?.send("stop");
+    await Promise.race([noiseFixture?.exited, Bun.sleep(3000)]);
+    noiseFixture?.kill();
+    rmSync(noiseDataDir, { recursive: true, force: true });
+  });
+
+  test("an idle logged-in Noise session holds no object of the server's", async () => {
+    const clients: SwitchboardClient[] = [];
+    try {
+      // Warm-up, then the measured sessions, as over plaintext.
+      await logInNoise(clients, 0, loginsInFlight);
+      await Bun.sleep(500);
+      const before = await noiseCount();
+      await logInNoise(clients, loginsInFlight, loginsInFlight + noiseSessions);
+      for (const client of clients) expect(client.phase).toBe("ready");
+      await Bun.sleep(500);
+      const after = await noiseCount();
+      expect(after.sessions).toBe(loginsInFlight + noiseSessions);
+      // Compiled code left out (dataObjects): the handshake's paths tier up and are thrown away as sessions log in.
+      const perSession = (dataObjects(after) - dataObjects(before)) / noiseSessions;
+      const grown = Object.entries(after.types)
+        .map(([type, n]) => [type, (n - (before.types[type] ?? 0)) / noiseSessions] as const)
+        .filter(([, n]) => n >= 0.1)
+        .sort((a, b) => b[1] - a[1]);
+      console.log(
+        `noise: objects per idle session: ${perSession.toFixed(2)}`,
+        JSON.stringify(grown),
+        `heap after a full GC: ${Math.round((after.heapBytes - before.heapBytes) / noiseSessions)} B per session`,
+      );
+      expect(perSession).toBeLessThanOrEqual(idleSessionObjectsMax);
+    } finally {
+      await Promise.all(clients.map((client) => client.close()));
+    }
   }, 30_000);
 });

@@ -10,7 +10,8 @@
 //   state, flags, dictionaryVersion, transport   one byte each
 //   rateViolations Uint16; account, device Uint32; rateTokens Float32
 //   lastInboundAt, loginDueAt, partialSinceAt, rateRefilledAt   Uint32 clock stamps (clock-stamp.ts)
-//   socket      the transport's own socket object (the TCP socket or the ServerWebSocket, which exist anyway).
+//   socket      the transport's own socket object (the TCP socket or the ServerWebSocket, which exist anyway; under
+//               Noise the TCP socket too, its cipher state in the Noise layer's own columns by the same slot).
 // plus, elsewhere: the wheel's links and due time (14 bytes) and the device index (8 to 16 bytes per logged-in
 // session: 4 per entry, at a load factor between 1/4 and 1/2). About 80 bytes in all.
 // Sparse side tables (Maps keyed by slot), holding an entry only while there is something to hold: bytes received
@@ -28,6 +29,7 @@
 import { sessionSlotsChunk } from "../protocol/limits.ts";
 import { clockStamp } from "./clock-stamp.ts";
 import type { DeviceState } from "./device-state.ts";
+import type { SlotSocketSource } from "./transport.ts";
 
 /** Bits of the `flags` column. */
 export const SlotFlag = Object.freeze({
@@ -57,6 +59,16 @@ export const TransportKind = Object.freeze({
   webSocket: 1,
   /** Any other object implementing TransportSocket (the mesh's socket of a proxy, a test's socket). */
   object: 2,
+  /**
+   * A Bun.listen socket under Noise: its cipher state lives in the columns of `SessionSlots.noiseSockets`
+   * (server/transport-noise.ts), which makes its TransportSocket when asked.
+   */
+  noise: 3,
+  /**
+   * A Bun.listen socket under TLS: a TransportSocket as it is, whose logins sign the connection's TLS exporter value
+   * (protocol/auth-message.ts tlsChannelBinding).
+   */
+  tls: 4,
 });
 export type TransportKindValue = (typeof TransportKind)[keyof typeof TransportKind];
 
@@ -94,6 +106,8 @@ export class SessionSlots {
   rateRefilledAt: Uint32Array;
   /** The transport's socket per slot (see TransportKind); undefined while free. */
   readonly sockets: unknown[] = [];
+  /** The Noise layer of this process's TCP listener, when it has one: it adapts the sockets of noise slots. */
+  noiseSockets: SlotSocketSource | null = null;
 
   readonly inbound = new Map<number, Uint8Array>();
   readonly outbound = new Map<number, Outbound>();
@@ -153,6 +167,8 @@ export class SessionSlots {
     this.partialSinceAt[slot] = 0;
     this.rateRefilledAt[slot] = stamp;
     this.sockets[slot] = socket;
+    // The Noise layer's columns of this slot start fresh before the caller may write (a goaway to a full server).
+    if (transport === TransportKind.noise) this.noiseSockets!.opened(slot);
     this.used++;
     return slot;
   }

@@ -5,7 +5,7 @@
 // that takes nothing) and its writes are ignored, so a handler that resumes after an await can never touch the
 // session that reused its slot. Two handles of one session are equal by `id` (sameSession), not by identity.
 
-import type { InboundBytes } from "../protocol/index.ts";
+import { type InboundBytes, type KeyingMaterialExporter, tlsChannelBinding } from "../protocol/index.ts";
 import { clockStamp, stampToMs } from "./clock-stamp.ts";
 import type { DeviceState } from "./device-state.ts";
 import { type Outbound, type SessionSlots, SlotFlag, TransportKind } from "./session-slots.ts";
@@ -84,13 +84,27 @@ export class Session implements InboundBytes {
     if (this.live) this.slots.dictionaryVersion[this.slot] = value;
   }
 
-  /** The transport's socket, as a TransportSocket (a WebSocket gets a throwaway adapter). */
+  /** The transport's socket, as a TransportSocket (a WebSocket or a Noise socket gets a throwaway adapter). */
   get socket(): TransportSocket {
     if (!this.live) return goneSocket;
     const socket = this.slots.sockets[this.slot];
-    return this.slots.transport[this.slot] === TransportKind.webSocket
-      ? webSocketTransport(socket)
-      : (socket as TransportSocket);
+    const kind = this.slots.transport[this.slot];
+    if (kind === TransportKind.webSocket) return webSocketTransport(socket);
+    if (kind === TransportKind.noise) return this.slots.noiseSockets!.socketOf(socket, this.slot);
+    return socket as TransportSocket;
+  }
+
+  /**
+   * What a login, registration or link on this connection must sign besides the nonce (PROTOCOL.md section 19):
+   * the Noise handshake hash, the TLS exporter value of a TLS TCP connection, null otherwise (plaintext, WebSocket).
+   * Computed when asked, never kept.
+   */
+  get channelBinding(): Uint8Array | null {
+    if (!this.live) return null;
+    if (this.slots.transport[this.slot] === TransportKind.tls) {
+      return tlsChannelBinding(this.slots.sockets[this.slot] as KeyingMaterialExporter);
+    }
+    return this.socket.channelBinding ?? null;
   }
 
   /** The device's delivery state, while logged in and not idle (see Delivery.releaseIfIdle). */

@@ -29,10 +29,10 @@ function closed(connections: ConnectionHandler, socket: SessionSocket): void {
   connections.closed(slot);
 }
 
-function handlers(connections: ConnectionHandler) {
+function handlers(connections: ConnectionHandler, kind: typeof TransportKind.tcp | typeof TransportKind.tls) {
   return {
     open(socket: SessionSocket) {
-      socket.data = connections.open(socket, TransportKind.tcp);
+      socket.data = connections.open(socket, kind);
     },
     data(socket: SessionSocket, chunk: Buffer) {
       // The chunk is decoded where it lies (views); only a partial frame left at its end is ever copied.
@@ -67,7 +67,10 @@ export function listenTcp(
   connections: ConnectionHandler,
 ): TcpListeners {
   const noise = options.noise ?? null;
-  const socketHandlers = (next: ConnectionHandler) => (noise === null ? handlers(next) : noise.socketHandlers(next));
+  // A TLS socket's sessions are TransportKind.tls: their logins sign the connection's TLS exporter value.
+  const kind = (options.tls ?? null) === null ? TransportKind.tcp : TransportKind.tls;
+  const socketHandlers = (next: ConnectionHandler) =>
+    noise === null ? handlers(next, kind) : noise.socketHandlers(next);
   let listeners: TCPSocketListener<number>[] = [];
   let port = options.port;
   let current = connections;

@@ -19,6 +19,7 @@ import {
   type Stanza,
   type StanzaOf,
   testLimits,
+  tlsChannelBinding,
 } from "../protocol/index.ts";
 import { type Config, loadConfig } from "./config.ts";
 import { createLogger } from "./log.ts";
@@ -151,6 +152,11 @@ export class RawClient {
   challenge: StanzaOf<"challenge"> | null = null;
   /** The name signed in login, register and link: the host dialed, unless connect() was told another. */
   serverName = "127.0.0.1";
+  /**
+   * What login, register and link sign besides the nonce: over TLS the connection's exporter value (set once the
+   * challenge came), null on plaintext. A test may replace it to sign something else.
+   */
+  channelBinding: Uint8Array | null = null;
   private nextClientId = 1;
 
   constructor(limits: Limits = testLimits) {
@@ -160,13 +166,21 @@ export class RawClient {
 
   static async connect(
     port: number,
-    options: { preamble?: boolean; host?: string; limits?: Limits; serverName?: string } = {},
+    options: {
+      preamble?: boolean;
+      host?: string;
+      limits?: Limits;
+      serverName?: string;
+      /** TLS to a listener with tcpEncryption = "tls", trusting `ca`. */
+      tls?: { ca: string };
+    } = {},
   ): Promise<RawClient> {
     const client = new RawClient(options.limits);
     client.serverName = canonicalServerName(options.serverName ?? options.host ?? "127.0.0.1");
     client.socket = await Bun.connect({
       hostname: options.host ?? "127.0.0.1",
       port,
+      ...(options.tls === undefined ? {} : { tls: { ca: options.tls.ca } }),
       socket: {
         data: (_socket, chunk) => client.onData(chunk),
         drain: () => client.flushUnsent(),
@@ -183,6 +197,7 @@ export class RawClient {
       const challenge = await client.next("challenge");
       client.nonce = challenge.nonce;
       client.challenge = challenge;
+      if (options.tls !== undefined) client.channelBinding = tlsChannelBinding(client.socket);
     }
     return client;
   }
@@ -278,7 +293,7 @@ export class RawClient {
       invite,
       handle,
       publicKey: key.publicKey,
-      signature: signWith(key, registerMessage(this.nonce!, this.serverName, handle)),
+      signature: signWith(key, registerMessage(this.nonce!, this.serverName, handle, this.channelBinding)),
       serverName: this.serverName,
     });
     const welcome = await this.next("welcome");
@@ -292,7 +307,7 @@ export class RawClient {
       kind: "login",
       account,
       device,
-      signature: signWith(key, loginMessage(this.nonce!, this.serverName, account, device)),
+      signature: signWith(key, loginMessage(this.nonce!, this.serverName, account, device, this.channelBinding)),
       serverName: this.serverName,
     });
     const welcome = await this.next("welcome");
@@ -307,7 +322,7 @@ export class RawClient {
       kind: "link",
       code,
       publicKey: key.publicKey,
-      signature: signWith(key, linkMessage(this.nonce!, this.serverName, code)),
+      signature: signWith(key, linkMessage(this.nonce!, this.serverName, code, this.channelBinding)),
       serverName: this.serverName,
     });
     const welcome = await this.next("welcome");

@@ -7,9 +7,18 @@ import { copyFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as tls from "node:tls";
 import { SwitchboardClient, tcpTransport, webSocketTransport } from "../client/index.ts";
-import { testLimits } from "../protocol/index.ts";
+import { ErrorCode, loginMessage, testLimits } from "../protocol/index.ts";
 import { ConfigError, loadConfig, plaintextExposed } from "./config.ts";
-import { freePort, startTestServer, type TestServer, waitFor, waitTimeoutMs } from "./test-kit.ts";
+import {
+  freePort,
+  newDeviceKey,
+  RawClient,
+  signWith,
+  startTestServer,
+  type TestServer,
+  waitFor,
+  waitTimeoutMs,
+} from "./test-kit.ts";
 import { makeTestCertificate } from "./tls-test-certificate.ts";
 
 const first = makeTestCertificate();
@@ -89,6 +98,43 @@ describe("TLS listeners", () => {
     writeFileSync(live.certFile, "not a certificate\n");
     await server.server.reload();
     expect(await presented(port)).toBe(secondPrint);
+  });
+
+  test("a TLS login signs the connection's exporter value: unbound or another connection's signature is refused", async () => {
+    server = await startTestServer({
+      config: { tcpEncryption: "tls", tlsCertFile: first.certFile, tlsKeyFile: first.keyFile },
+    });
+    const tlsOptions = { tls: { ca: first.cert } };
+    const key = newDeviceKey();
+    // Registration and login sign the v3 messages with this connection's tls-exporter value (RFC 9266).
+    const firstClient = await RawClient.connect(server.port, tlsOptions);
+    expect(firstClient.channelBinding).toHaveLength(32);
+    const welcome = await firstClient.register("bound", key);
+    firstClient.close();
+    const again = await RawClient.connect(server.port, tlsOptions);
+    expect((await again.login(welcome.account, welcome.device, key)).account).toBe(welcome.account);
+    // Both ends compute the same value, and each connection has its own.
+    const other = await RawClient.connect(server.port, tlsOptions);
+    expect(other.channelBinding).not.toEqual(again.channelBinding);
+    again.close();
+
+    const refusedLogin = async (client: RawClient, binding: Uint8Array | null) => {
+      client.sendStanza({
+        kind: "login",
+        account: welcome.account,
+        device: welcome.device,
+        signature: signWith(key, loginMessage(client.nonce!, "127.0.0.1", welcome.account, welcome.device, binding)),
+        serverName: "127.0.0.1",
+      });
+      return (await client.next("error")).code;
+    };
+    // The v2 message (no binding, as before this version or through a relay that terminates TLS) is refused.
+    expect(await refusedLogin(other, null)).toBe(ErrorCode.badCredentials);
+    // A signature over another connection's value (what a relay holds from its own connection) is refused too.
+    const relayed = await RawClient.connect(server.port, tlsOptions);
+    const victim = await RawClient.connect(server.port, tlsOptions);
+    expect(await refusedLogin(relayed, victim.channelBinding)).toBe(ErrorCode.badCredentials);
+    for (const client of [other, relayed, victim]) client.close();
   });
 
   test("a client that does not trust the certificate fails to connect (and retries), never logs in", async () => {

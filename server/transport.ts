@@ -16,3 +16,14 @@ export interface TransportSocket {
    */
   readonly channelBinding?: Uint8Array | null;
 }
+
+/**
+ * A layer whose per-connection state lives in columns indexed by the session's slot (Noise, transport-noise.ts):
+ * it makes a throwaway TransportSocket for the slot's raw socket when a handler asks (session.ts), so an idle
+ * session holds no object of the layer's.
+ */
+export interface SlotSocketSource {
+  socketOf(raw: unknown, slot: number): TransportSocket;
+  /** A connection took `slot` (called by SessionSlots.allocate, before anything can write to it). */
+  opened(slot: number): void;
+}
