@@ -2,7 +2,7 @@
 
 export type { AccountRecord, AccountStore } from "./account-store.ts";
 export { openSqliteStorage, type SqliteStorageOptions } from "./database-sqlite.ts";
-export type { DeviceKey, DeviceRecord, DeviceStore } from "./device-store.ts";
+export type { DeviceKey, DeviceRecord, DeviceStore, LastSeenEntry } from "./device-store.ts";
 export type { GroupChange, GroupDelta, GroupMember, GroupRecord, GroupStore } from "./group-store.ts";
 export type { InviteRecord, InviteStore } from "./invite-store.ts";
 export type {
