@@ -13,14 +13,16 @@ import { LastSeenRecorder } from "./last-seen.ts";
 import { createLogger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 
-// Holds the file's write lock ("begin immediate") from "locked" on stdout until a line arrives on stdin.
+// Holds the file's write lock ("begin immediate") from "locked" on stdout until a line arrives on stdin, or for the
+// milliseconds of its second argument when given.
 const lockHolderScript = `
 import { Database } from "bun:sqlite";
 const database = new Database(process.argv[1]);
 database.run("pragma busy_timeout = 5000");
 database.run("begin immediate");
 process.stdout.write("locked\\n");
-for await (const _ of console) break;
+if (process.argv[2] !== undefined) await Bun.sleep(Number(process.argv[2]));
+else for await (const _ of console) break;
 database.run("commit");
 database.close();
 process.stdout.write("released\\n");
@@ -33,12 +35,15 @@ class LockHolder {
     private readonly lines: AsyncIterator<string>,
   ) {}
 
-  static async take(path: string): Promise<LockHolder> {
-    const child = Bun.spawn([process.execPath, "-e", lockHolderScript, path], {
-      stdin: "pipe",
-      stdout: "pipe",
-      stderr: "inherit",
-    });
+  static async take(path: string, holdMs?: number): Promise<LockHolder> {
+    const child = Bun.spawn(
+      [process.execPath, "-e", lockHolderScript, path, ...(holdMs === undefined ? [] : [`${holdMs}`])],
+      {
+        stdin: "pipe",
+        stdout: "pipe",
+        stderr: "inherit",
+      },
+    );
     const holder = new LockHolder(child, lines(child.stdout));
     expect(await holder.nextLine()).toBe("locked");
     return holder;
@@ -53,6 +58,10 @@ class LockHolder {
   async release(): Promise<void> {
     this.child.stdin.write("release\n");
     await this.child.stdin.flush();
+    await this.released();
+  }
+
+  async released(): Promise<void> {
     expect(await this.nextLine()).toBe("released");
     await this.child.exited;
   }
@@ -174,7 +183,7 @@ test("a write that finds the directory locked by another process neither waits n
 test("while the lock stays taken, notes wait up to lastSeenPendingMax; the rest are counted, and stop writes them", async () => {
   const limits = { lastSeenFlushMs: 50, lastSeenBatchMax: 2, lastSeenPendingMax: 4 };
   const accounts = await createDevices(6);
-  const { recorder, metrics } = newRecorder(() => 70_000, limits);
+  const { recorder, metrics, warnings } = newRecorder(() => 70_000, limits);
   recorder.start();
   holder = await LockHolder.take(path);
   const stalledMs = await longestStallMs(async () => {
@@ -186,14 +195,22 @@ test("while the lock stays taken, notes wait up to lastSeenPendingMax; the rest 
   expect(metrics.lastSeenDropped.get()).toBe(accounts.length - limits.lastSeenPendingMax);
   recorder.note(accounts[0]!, 1); // a device already waiting is noted again (its time moves), not dropped
   expect(metrics.lastSeenDropped.get()).toBe(accounts.length - limits.lastSeenPendingMax);
+  recorder.stop(); // no interval writes them between the two holders
+  await holder.release();
+  holder = null;
+  expect(recorder.pendingCount).toBe(limits.lastSeenPendingMax);
 
-  // At stop the write may wait: it takes the lock once the holder lets go, within the store's busy timeout.
-  recorder.stop();
-  const release = Bun.sleep(100).then(() => holder!.release());
+  // At stop the write may wait (nothing is served any more): it takes the lock once the other process lets go, within
+  // the store's busy timeout. The holder lets go by itself: this process's loop is blocked in the wait.
+  const holdMs = 200;
+  holder = await LockHolder.take(path, holdMs);
+  const started = performance.now();
   await recorder.flush({ wait: true });
-  await release;
+  expect(performance.now() - started).toBeGreaterThanOrEqual(holdMs / 2);
+  await holder.released();
   holder = null;
   expect(recorder.pendingCount).toBe(0);
   const stored = await Promise.all(accounts.map(lastSeenOf));
   expect(stored).toEqual([70_000, 70_000, 70_000, 70_000, 1_000, 1_000]);
+  expect(warnings).toEqual([]);
 });
