@@ -1,8 +1,9 @@
 import type { Database, Statement } from "bun:sqlite";
-import type { Kysely, Selectable } from "kysely";
+import type { Selectable } from "kysely";
 import type { DeviceKey, DeviceRecord, DeviceStore, LastSeenEntry } from "./device-store.ts";
+import type { LazyKysely } from "./kysely-lazy.ts";
 import type { SqliteQueueRows } from "./queue-rows-sqlite.ts";
-import type { DevicesTable, StorageSchema } from "./schema.ts";
+import type { DevicesTable } from "./schema.ts";
 import { AccountNotFoundError } from "./storage-errors.ts";
 
 // get and touch run on every login, so they are prepared statements; list is a cold query through Kysely. Writes
@@ -15,7 +16,7 @@ import { AccountNotFoundError } from "./storage-errors.ts";
 // between setting the timeout and putting it back, since every call here is synchronous.
 
 export class SqliteDeviceStore implements DeviceStore {
-  readonly #kysely: Kysely<StorageSchema>;
+  readonly #kysely: LazyKysely;
   readonly #get: Statement<Selectable<DevicesTable>, [number, number]>;
   readonly #touch: Statement<unknown, [number, number, number]>;
   readonly #takeDeviceId: Statement<{ device_id: number }, [number]>;
@@ -29,7 +30,7 @@ export class SqliteDeviceStore implements DeviceStore {
   readonly #busyTimeoutMs: number;
   readonly #removeTransaction: (account: number, device: number) => boolean;
 
-  constructor(database: Database, kysely: Kysely<StorageSchema>, queueRows: SqliteQueueRows) {
+  constructor(database: Database, kysely: LazyKysely, queueRows: SqliteQueueRows) {
     this.#kysely = kysely;
     this.#database = database;
     this.#busyTimeoutMs = database.query<{ timeout: number }, []>("pragma busy_timeout").get()?.timeout ?? 0;
@@ -83,7 +84,7 @@ export class SqliteDeviceStore implements DeviceStore {
   }
 
   async list(account: number): Promise<DeviceRecord[]> {
-    const rows = await this.#kysely
+    const rows = await (await this.#kysely())
       .selectFrom("devices")
       .selectAll()
       .where("account_id", "=", account)

@@ -14,7 +14,7 @@ export type {
   TakenBundle,
 } from "./key-store.ts";
 export type { LinkCodeStore } from "./link-code-store.ts";
-export { MigrationError } from "./migrations/index.ts";
+export { MigrationError } from "./migrations/names.ts";
 export {
   type ClientIdWindow,
   type GroupEventRow,
