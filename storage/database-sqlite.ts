@@ -82,6 +82,25 @@ export async function openSqliteStorage(options: SqliteStorageOptions): Promise<
   }
 }
 
+/**
+ * Brings the file at `options.path` (created if absent) to this build's migrations, and closes it. A supervisor does
+ * this for the directory file before its workers open it (server/supervisor.ts): 56 workers finding it new (a fresh
+ * data directory, an upgrade) each took its write lock in turn to migrate, and on a loaded host some waited past
+ * busy_timeout and exited ("database is locked"). Returns whether it migrated.
+ */
+export async function migrateSqliteFile(options: SqliteStorageOptions): Promise<boolean> {
+  const database = openSqliteDatabase(options);
+  const kysely = lazyKysely(database);
+  try {
+    const migrated = await migrate(database, kysely.kysely);
+    restrictFileModes(options.path);
+    return migrated;
+  } finally {
+    database.close(true);
+    await kysely.destroy();
+  }
+}
+
 // The connection with the settings every store relies on. Not part of the public face: tests use it to check them.
 export function openSqliteDatabase(options: SqliteStorageOptions): Database {
   // Created 0600 before SQLite opens it, so there is no moment at which another user may open it; SQLite then creates
@@ -126,11 +145,11 @@ function restrictFileModes(path: string): void {
 
 // All migrations in one transaction, which Kysely does not open itself on SQLite: a crash half way leaves the schema
 // as it was, and "begin immediate" makes a second process opening the same file wait rather than migrate alongside.
-async function migrate(database: Database, kysely: LazyKysely): Promise<void> {
+async function migrate(database: Database, kysely: LazyKysely): Promise<boolean> {
   // The workers of a supervisor open the same directory file at once. Each taking the write lock just to find every
   // migration applied queued dozens of them behind each other: with 56 workers starting on 2 cores, some waited past
   // busy_timeout and exited with "database is locked". A file whose migrations are exactly ours needs no lock.
-  if (migrationsUpToDate(database)) return;
+  if (migrationsUpToDate(database)) return false;
   // Kysely and the migrations load only here: a file at this build's migrations (every start after the first) needs
   // neither.
   const [{ migrateToLatest }, migrator] = await Promise.all([import("./migrations/index.ts"), kysely()]);
@@ -138,6 +157,7 @@ async function migrate(database: Database, kysely: LazyKysely): Promise<void> {
   try {
     await migrateToLatest(migrator);
     database.run("commit");
+    return true;
   } catch (error) {
     if (database.inTransaction) database.run("rollback");
     throw error;

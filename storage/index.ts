@@ -1,7 +1,7 @@
 // The public face of storage/: the store interfaces and the SQLite implementation. Other folders import only this.
 
 export type { AccountRecord, AccountStore } from "./account-store.ts";
-export { openSqliteStorage, type SqliteStorageOptions } from "./database-sqlite.ts";
+export { migrateSqliteFile, openSqliteStorage, type SqliteStorageOptions } from "./database-sqlite.ts";
 export type { DeviceKey, DeviceRecord, DeviceStore, LastSeenEntry } from "./device-store.ts";
 export type { GroupChange, GroupDelta, GroupMember, GroupRecord, GroupStore } from "./group-store.ts";
 export type { InviteRecord, InviteStore } from "./invite-store.ts";
