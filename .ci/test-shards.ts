@@ -34,6 +34,7 @@ const weights: Readonly<Record<string, number>> = {
   "server/process.test.ts": 9,
   "server/metrics.test.ts": 8,
   "server/delivery.test.ts": 8,
+  "server/session-density.test.ts": 8,
   "server/log.test.ts": 8,
   "client/chat.test.ts": 8,
   "server/media-large.test.ts": 5,

@@ -16,8 +16,8 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { Subprocess } from "bun";
 import { startServerProcess } from "../server/fixtures/server-process.ts";
-import { askDownload, askUpload, bearer, freePort, granted, hex } from "../server/media-test-kit.ts";
-import { registeredClient } from "../server/test-kit.ts";
+import { askDownload, askUpload, bearer, granted, hex } from "../server/media-test-kit.ts";
+import { freePort, registeredClient } from "../server/test-kit.ts";
 import { processCpuSeconds } from "./proc-stats.ts";
 
 const mebibyte = 1024 * 1024;

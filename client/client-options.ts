@@ -18,6 +18,14 @@ export interface ClientLimits {
   readonly requestsPendingMax: number;
   /** Receipt stanzas queued while disconnected; past it the oldest are dropped (receipts are best effort). */
   readonly receiptsPendingMax: number;
+  /**
+   * Receipt stanzas that waited, written at once when a session comes back; the rest follow this many at a time every
+   * receiptsResumeIntervalMs. With the outbox's window (sendsInFlightMax) and the pending requests this stays within
+   * the server's rate burst (rateBurstStanzas, 128): written all at once, a long offline spell's receipts passed it
+   * and the session was closed as a flood (PROTOCOL.md section 10, rate limit).
+   */
+  readonly receiptsResumeBurst: number;
+  readonly receiptsResumeIntervalMs: number;
   /** Sender devices whose highest client id is remembered to drop duplicate deliveries (least recent forgotten). */
   readonly duplicateSenderDevicesMax: number;
   /** Unsent bytes a transport keeps; past it the connection is closed as stuck (and reopened). */
@@ -34,6 +42,9 @@ export const defaultClientLimits: ClientLimits = Object.freeze({
   sendsInFlightMax: 64,
   requestsPendingMax: 64,
   receiptsPendingMax: 1024,
+  // 32 every 250 ms: 128 stanzas a second, within the server's 200 a second with room for sends and acks.
+  receiptsResumeBurst: 32,
+  receiptsResumeIntervalMs: 250,
   duplicateSenderDevicesMax: 4096,
   transportBufferedBytesMax: 4 * 1024 * 1024,
   requestTimeoutMs: 30_000,

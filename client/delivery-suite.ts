@@ -12,6 +12,7 @@ import { ErrorCode, type Limits, testLimits } from "../protocol/index.ts";
 import { type Config, loadConfig } from "../server/config.ts";
 import { createLogger } from "../server/log.ts";
 import { type RunningServer, startServer } from "../server/server.ts";
+import { freePort } from "../server/test-kit.ts";
 import {
   ClientClosedError,
   ClientError,
@@ -139,14 +140,6 @@ async function startSupervisorProcess(config: Config, workers: number): Promise<
       await child.exited;
     },
   };
-}
-
-/** A port that was free a moment ago (the WebSocket listener takes no port 0: 0 disables it). */
-export function freePort(): number {
-  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = probe.port;
-  probe.stop(true);
-  return port;
 }
 
 function addressInUse(error: unknown): boolean {

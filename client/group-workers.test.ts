@@ -4,17 +4,13 @@
 // device exactly once in the app, in the sender's order, and the membership events arrive in version order.
 
 import { afterEach, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import type { Subprocess } from "bun";
 import { defaultLimits } from "../protocol/index.ts";
 import { ownerOfPartition, partitionOf } from "../server/partitions.ts";
+import { SupervisorKit } from "../server/supervisor-test-kit.ts";
 import type { GroupEventEvent, GroupMessageEvent } from "./client-events.ts";
-import { freePort, waitFor } from "./delivery-suite.ts";
+import { waitFor } from "./delivery-suite.ts";
 import { SwitchboardClient } from "./switchboard-client.ts";
 
-const cli = join(import.meta.dir, "..", "server", "cli.ts");
 const workers = 4;
 const partitions = 8;
 const members = 10;
@@ -23,59 +19,13 @@ const sends = 40;
 const killAfter = 12;
 const settleMs = 20_000;
 
-const children: Subprocess[] = [];
-const directories: string[] = [];
+const supervisors = new SupervisorKit();
 const sdkClients: SwitchboardClient[] = [];
 
 afterEach(async () => {
   for (const client of sdkClients.splice(0)) await client.close();
-  for (const child of children.splice(0)) child.kill("SIGKILL");
-  for (const directory of directories.splice(0)) rmSync(directory, { recursive: true, force: true });
+  supervisors.cleanup();
 });
-
-async function supervisor(): Promise<{ port: number; pids: Map<number, number> }> {
-  const dataDir = mkdtempSync(join(tmpdir(), "sb-groups-"));
-  directories.push(dataDir);
-  const port = freePort();
-  const child = Bun.spawn(
-    [
-      process.execPath,
-      cli,
-      "start",
-      `--workers=${workers}`,
-      `--port=${port}`,
-      "--admin-port=0",
-      `--data-dir=${dataDir}`,
-      "--registration=open",
-      `--partitions=${partitions}`,
-      "--lame-duck-ms=0",
-      "--log-level=info",
-    ],
-    { stdin: "ignore", stdout: "pipe", stderr: "pipe" },
-  );
-  children.push(child);
-  const lines: Array<Record<string, unknown>> = [];
-  for (const stream of [child.stdout, child.stderr]) {
-    void (async () => {
-      let buffered = "";
-      for await (const chunk of stream) {
-        buffered += new TextDecoder().decode(chunk);
-        for (let newline = buffered.indexOf("\n"); newline >= 0; newline = buffered.indexOf("\n")) {
-          try {
-            lines.push(JSON.parse(buffered.slice(0, newline)) as Record<string, unknown>);
-          } catch {
-            // not a log line
-          }
-          buffered = buffered.slice(newline + 1);
-        }
-      }
-    })().catch(() => {});
-  }
-  await waitFor(() => lines.filter((line) => line.event === "server_started").length >= workers, 15_000, "workers");
-  const pids = new Map<number, number>();
-  for (const line of lines) if (line.event === "worker_started") pids.set(line.worker as number, line.pid as number);
-  return { port, pids };
-}
 
 interface Member {
   readonly client: SwitchboardClient;
@@ -102,7 +52,9 @@ async function member(port: number, handle: string): Promise<Member> {
 }
 
 test("--workers 4: kill -9 of the group's owner during a burst of group sends loses, doubles and reorders nothing acked", async () => {
-  const { port, pids } = await supervisor();
+  const server = await supervisors.start({ workers, partitions });
+  const port = server.port;
+  const pids = server.pids();
   const sender = await member(port, "sender");
   const group: Member[] = [];
   for (let index = 0; index < members; index++) group.push(await member(port, `member${index}`));

@@ -2,7 +2,8 @@
 // Receipts asked for in one event-loop turn are merged per (type, sender account, sender device, group) and written at the
 // end of the turn, after the pending ack (so a sender sees "delivered" before "read" even when the app sends the
 // read receipt from inside its message listener), in chunks of receiptClientIdsMax. While disconnected they wait,
-// at most receiptsPendingMax stanzas (the oldest are dropped first).
+// at most receiptsPendingMax stanzas (the oldest are dropped first), and when a session comes back they go out paced
+// (receiptsResumeBurst every receiptsResumeIntervalMs), within the server's rate burst.
 
 import type { ReceiptStanza, ReceiptTypeValue } from "../protocol/index.ts";
 
@@ -20,6 +21,8 @@ export class ReceiptQueue {
   private batchIds = 0;
   private timer: ReturnType<typeof setTimeout> | null = null;
   private readonly waiting: ReceiptStanza[] = [];
+  /** Runs while a paced resume has stanzas left to write. */
+  private resumeTimer: ReturnType<typeof setTimeout> | null = null;
 
   /** `beforeFlush` writes the pending ack; `write` returns false when no session takes the stanza now. */
   constructor(
@@ -27,6 +30,8 @@ export class ReceiptQueue {
     private readonly pendingMax: number,
     private readonly beforeFlush: () => void,
     private readonly write: (stanza: ReceiptStanza) => boolean,
+    private readonly resumeBurst: number,
+    private readonly resumeIntervalMs: number,
   ) {}
 
   add(
@@ -71,19 +76,26 @@ export class ReceiptQueue {
     }
   }
 
-  /** A session is up again: write what waited. */
+  /** A session is up again: write what waited, resumeBurst now and as many again every resumeIntervalMs. */
   resume(): void {
-    const waiting = this.waiting.splice(0);
-    for (let index = 0; index < waiting.length; index++) {
-      if (this.write(waiting[index]!)) continue;
-      this.waiting.push(...waiting.slice(index));
-      return;
+    if (this.resumeTimer === null) this.resumeChunk();
+  }
+
+  private resumeChunk(): void {
+    this.resumeTimer = null;
+    for (let written = 0; written < this.resumeBurst && this.waiting.length > 0; written++) {
+      // No session takes it: the rest waits for the next resume.
+      if (!this.write(this.waiting[0]!)) return;
+      this.waiting.shift();
     }
+    if (this.waiting.length > 0) this.resumeTimer = setTimeout(() => this.resumeChunk(), this.resumeIntervalMs);
   }
 
   clear(): void {
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
+    if (this.resumeTimer !== null) clearTimeout(this.resumeTimer);
+    this.resumeTimer = null;
     this.batch.clear();
     this.batchIds = 0;
     this.waiting.length = 0;

@@ -165,6 +165,8 @@ export class SwitchboardClient {
       clientLimits.receiptsPendingMax,
       () => this.acks.flushNow(),
       (stanza) => this.writeIfReady(stanza),
+      clientLimits.receiptsResumeBurst,
+      clientLimits.receiptsResumeIntervalMs,
     );
     this.handleCache = new HandleCache(async (accounts) => {
       const answer = await this.request("reverseLookupResult", (clientId) => ({

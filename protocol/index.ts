@@ -30,6 +30,7 @@ export {
   assertLimits,
   commitDelayMsMax,
   defaultLimits,
+  frameLengthVarintBytesMax,
   groupMembersMax,
   groupNameBytesMax,
   groupPartsPerSendMax,

@@ -16,7 +16,7 @@
 import type { LoginCredentials } from "../client/client-options.ts";
 import { Random } from "../protocol/fuzz.ts";
 import { commitDelayMsMax, defaultLimits } from "../protocol/index.ts";
-import { newDeviceKey, RawClient } from "../server/test-kit.ts";
+import { freePort, newDeviceKey, RawClient } from "../server/test-kit.ts";
 import { deviceKey, Ledger, type LedgerCounts, messageKey } from "./ledger.ts";
 import { RawDevice } from "./raw-device.ts";
 import {
@@ -29,7 +29,7 @@ import {
   type TransportKind,
   textDecoder,
 } from "./sdk-app.ts";
-import { freePort, removeDataDir, type ServerChild, startServerChild, temporaryDataDir } from "./server-child.ts";
+import { removeDataDir, type ServerChild, startServerChild, temporaryDataDir } from "./server-child.ts";
 
 /**
  * commitDelayMs values the trials cycle through: the config accepts 0..commitDelayMsMax (protocol/limits.ts); these

@@ -1,10 +1,12 @@
 // A device that speaks the protocol with frames of its own (independent of the SDK), the way PROTOCOL.md section 11
 // tells a client to behave: an outbox of its own that keeps every send until its server-ack and writes every
-// unacked one again, in client-id order and with its original id, after each reconnect; a client id counter that
+// unacked one again, in client-id order and with its original id, after each reconnect, never more than
+// sendsInFlightMax written and unanswered at once (PROTOCOL.md section 11: more at once is a flood); a client id counter that
 // survives reconnects; cumulative acks of what it stored (synchronously, so after each read); pongs for pings.
 // It reconnects by itself (short fixed backoff, bounded by the caller's stop()).
 
 import type { Socket } from "bun";
+import { defaultClientLimits } from "../client/client-options.ts";
 import {
   defaultLimits,
   ErrorCode,
@@ -17,6 +19,9 @@ import {
   type Stanza,
 } from "../protocol/index.ts";
 import { type DeviceKey as SigningKey, signWith } from "../server/test-kit.ts";
+
+/** Sends written and not answered yet, as the SDK keeps them (PROTOCOL.md section 11, "Sends in flight"). */
+const sendsInFlightMax = defaultClientLimits.sendsInFlightMax;
 
 export interface RawDeviceEvents {
   /** A deliver or deliverReceipt arrived (before the ack); the device acks it after this returns. */
@@ -57,6 +62,8 @@ export class RawDevice {
   private socket: Socket<undefined> | null = null;
   private unsent: Uint8Array[] = [];
   private readonly outbox = new Map<number, OutboxEntry>();
+  /** Outbox entries written on this session and not answered yet (at most sendsInFlightMax). */
+  private inFlight = 0;
   private nextClientId = 1;
   private running = false;
   private ready = false;
@@ -163,6 +170,7 @@ export class RawDevice {
     this.ready = false;
     this.socket = null;
     for (const entry of this.outbox.values()) entry.written = false;
+    this.inFlight = 0;
     this.options.events?.closed?.(this.lastCode);
     if (!this.running || this.retryTimer !== null) return;
     // A stop-range code (replaced, badCredentials...) means do not come back on our own.
@@ -198,8 +206,9 @@ export class RawDevice {
   }
 
   private writeEntry(entry: OutboxEntry): void {
-    if (entry.written || Date.now() < entry.notBeforeMs) return;
+    if (entry.written || Date.now() < entry.notBeforeMs || this.inFlight >= sendsInFlightMax) return;
     entry.written = true;
+    this.inFlight++;
     this.write(this.codec.encode({ kind: "send", clientId: entry.clientId, to: entry.to, payload: entry.payload }));
   }
 
@@ -208,6 +217,9 @@ export class RawDevice {
     if (!this.ready) return;
     let waiting = false;
     for (const entry of this.outbox.values()) {
+      if (entry.written) continue;
+      // The window is full: answers free it, and each answer pumps again.
+      if (this.inFlight >= sendsInFlightMax) break;
       if (Date.now() < entry.notBeforeMs) {
         waiting = true;
         // Keep client-id order: nothing after a waiting entry overtakes it.
@@ -248,7 +260,9 @@ export class RawDevice {
           const entry = this.outbox.get(stanza.clientId);
           if (entry === undefined) break;
           this.outbox.delete(stanza.clientId);
+          if (entry.written) this.inFlight--;
           this.options.events?.serverAck?.(entry.token, entry.clientId);
+          this.pumpOutbox();
           break;
         }
         case "error": {
@@ -256,12 +270,15 @@ export class RawDevice {
           const action = errorAction(stanza.code);
           if (entry !== undefined && action === "retry") {
             this.options.events?.retry?.(entry.token, stanza.code);
+            if (entry.written) this.inFlight--;
             entry.written = false;
             entry.notBeforeMs = Date.now() + 100;
             setTimeout(() => this.pumpOutbox(), 110);
           } else if (entry !== undefined && action === "rejected") {
             this.outbox.delete(entry.clientId);
+            if (entry.written) this.inFlight--;
             this.options.events?.refused?.(entry.token, stanza.code);
+            this.pumpOutbox();
           } else if (action === "reconnect" || action === "stop") {
             this.lastCode = stanza.code;
           }

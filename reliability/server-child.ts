@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { forEachLine } from "../server/test-kit.ts";
 
 const cliPath = new URL("../server/cli.ts", import.meta.url).pathname;
 export const serverStartTimeoutMs = 15_000;
@@ -114,26 +115,18 @@ async function startOnce(options: {
     tail.push(line);
     if (tail.length > logLinesKept) tail.shift();
   };
-  const readLines = async (stream: ReadableStream<Uint8Array>, json: boolean) => {
-    const decoder = new TextDecoder();
-    let buffered = "";
-    for await (const chunk of stream) {
-      buffered += decoder.decode(chunk, { stream: true });
-      for (let newline = buffered.indexOf("\n"); newline >= 0; newline = buffered.indexOf("\n")) {
-        const line = buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
-        keep(line);
-        if (!json) continue;
-        try {
-          const record = JSON.parse(line) as Record<string, unknown>;
-          if (parsed.length < 10_000) parsed.push(record);
-          if (record.event === "server_started") port = Number(record.port);
-        } catch {
-          // Not a log line: kept in the tail only.
-        }
+  const readLines = (stream: ReadableStream<Uint8Array>, json: boolean) =>
+    forEachLine(stream, (line) => {
+      keep(line);
+      if (!json) return;
+      try {
+        const record = JSON.parse(line) as Record<string, unknown>;
+        if (parsed.length < 10_000) parsed.push(record);
+        if (record.event === "server_started") port = Number(record.port);
+      } catch {
+        // Not a log line: kept in the tail only.
       }
-    }
-  };
+    });
   void readLines(child.stdout, true).catch(() => {});
   void readLines(child.stderr, false).catch(() => {});
   const deadline = Date.now() + serverStartTimeoutMs;
@@ -169,14 +162,6 @@ async function startOnce(options: {
       return child.exitCode;
     },
   };
-}
-
-/** A free TCP port on 127.0.0.1 (there is a small race between closing it and the server binding it). */
-export function freePort(): number {
-  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = probe.port;
-  probe.stop(true);
-  return port;
 }
 
 // The server's memory as PSS (/proc/PID/smaps_rollup): the bench's reading, shared with this suite.

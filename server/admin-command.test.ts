@@ -10,7 +10,7 @@ import { adminTokenFileName, createAdminApi } from "./admin-api.ts";
 import { type Config, databasePath } from "./config.ts";
 import { createLogger } from "./log.ts";
 import { type RunningServer, startServer } from "./server.ts";
-import { newDeviceKey, RawClient, temporaryDirectory, testConfig, waitFor } from "./test-kit.ts";
+import { freePort, newDeviceKey, RawClient, temporaryDirectory, testConfig, waitFor } from "./test-kit.ts";
 
 const cliPath = new URL("./cli.ts", import.meta.url).pathname;
 const processTimeoutMs = 15_000;
@@ -25,13 +25,6 @@ function scratch(): string {
   const directory = temporaryDirectory("switchboard-admin-");
   directories.push(directory);
   return directory;
-}
-
-function freePort(): number {
-  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = listener.port;
-  listener.stop(true);
-  return port;
 }
 
 interface Run {

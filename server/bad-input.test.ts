@@ -122,7 +122,43 @@ describe("bad input", () => {
     expect(textOf((await bob.next("deliver")).payload)).toBe("drip");
   });
 
-  test("a flood is rate-limited with rateLimited errors, then closed as a flood", async () => {
+  test("a peer over its budget gets rateLimited errors, then is closed as a flood", async () => {
+    running = await startTestServer({
+      limits: { rateStanzasPerSecond: 20, rateBurstStanzas: 10, rateViolationsMax: 5 },
+    });
+    const { alice, bob } = await pairAndBystander(running);
+    const flooder = (await registeredClient(running.port, "flooder")).client;
+    clients.push(flooder);
+    const lookups = (count: number) =>
+      new Uint8Array(
+        Buffer.concat(
+          Array.from({ length: count }, () =>
+            flooder.codec.encode({ kind: "lookup", clientId: flooder.clientId(), handle: "alice" }),
+          ),
+        ),
+      );
+    // The burst (10) and 3 over it: within the violations allowed, so every frame is handled, the 3 refused.
+    flooder.write(lookups(13));
+    const limited = await flooder.next("error", (error) => error.code === ErrorCode.rateLimited);
+    expect(limited.code).toBe(ErrorCode.rateLimited);
+    expect(flooder.closed).toBe(false);
+    // More over the budget, a few frames at a time, until the violations in a row pass rateViolationsMax.
+    for (let round = 0; round < 20 && !flooder.closed; round++) {
+      flooder.write(lookups(2));
+      await Bun.sleep(5);
+    }
+    const closing = await flooder.next("error", (error) => error.code === ErrorCode.flood);
+    expect(closing.code).toBe(ErrorCode.flood);
+    await flooder.waitClosed();
+    // Only the burst (and what refilled meanwhile) was answered.
+    expect(flooder.all("lookupResult").length).toBeLessThanOrEqual(13);
+    expect(flooder.all("error").filter((error) => error.code === ErrorCode.rateLimited).length).toBeGreaterThan(0);
+    await stillWorks(alice, bob, "after the flood");
+  });
+
+  // Charged frame by frame, a flooder got its whole burst handled (128 sends stored, or 128 lookups read) before its
+  // close, and every other session waited behind that work. The frames of one read are charged together now.
+  test("a read that holds more than the whole budget is closed as a flood with none of its frames handled", async () => {
     running = await startTestServer({
       limits: { rateStanzasPerSecond: 20, rateBurstStanzas: 10, rateViolationsMax: 5 },
     });
@@ -131,17 +167,21 @@ describe("bad input", () => {
     clients.push(flooder);
     const frames: Uint8Array[] = [];
     for (let index = 0; index < 40; index++) {
-      frames.push(flooder.codec.encode({ kind: "lookup", clientId: flooder.clientId(), handle: "alice" }));
+      frames.push(
+        flooder.codec.encode({ kind: "send", clientId: flooder.clientId(), to: bob.account, payload: bytesOf("f") }),
+      );
     }
+    // 40 sends in one write: 10 within the burst, then 30 refusals in a row, more than the 5 allowed.
     flooder.write(new Uint8Array(Buffer.concat(frames)));
-    const limited = await flooder.next("error", (error) => error.code === ErrorCode.rateLimited);
-    expect(limited.code).toBe(ErrorCode.rateLimited);
     const closing = await flooder.next("error", (error) => error.code === ErrorCode.flood);
     expect(closing.code).toBe(ErrorCode.flood);
     await flooder.waitClosed();
-    // Only the burst was answered.
-    expect(flooder.all("lookupResult").length).toBeLessThanOrEqual(11);
+    // Nothing of that read was handled: no send acknowledged (so none stored), none refused one by one.
+    expect(flooder.all("serverAck")).toHaveLength(0);
+    expect(flooder.all("error").filter((error) => error.code === ErrorCode.rateLimited)).toHaveLength(0);
     await stillWorks(alice, bob, "after the flood");
+    // Bob got only the pair's own traffic, none of the flooder's sends.
+    expect(bob.all("deliver").filter((deliver) => deliver.from === flooder.account)).toHaveLength(0);
   });
 
   // Acks, pings and pongs were once free: one connection writing pongs kept the server at 100 % CPU and was never

@@ -169,15 +169,15 @@ async function start(argv: readonly string[]): Promise<number> {
   if (typeof config === "number") return config;
   const workers = workerCount(config);
   if (workers > 1) return await supervise(config, workers, argv);
-  let server: Awaited<ReturnType<typeof startServer>>;
+  const starting = startServer(config);
+  installServerSignals(starting, values, { interrupt: true });
   try {
-    server = await startServer(config);
+    await starting;
   } catch (error) {
     const exitCode = startErrorExit(error, config);
     if (exitCode === undefined) throw error;
     return exitCode;
   }
-  installServerSignals(server, values, { interrupt: true });
   return -1;
 }
 
@@ -197,33 +197,52 @@ async function supervise(config: Config, workers: number, argv: readonly string[
 }
 
 /**
- * The signals of a running server: SIGTERM (and SIGINT when `interrupt`) stop it gracefully and exit 0, a second one
- * ends the lame duck; SIGHUP reads the config again (same file, environment and flags) and reloads. A worker passes
- * interrupt false: Ctrl-C reaches the whole process group, and its supervisor forwards SIGTERM already.
+ * The signals of a server, installed before it starts: SIGTERM (and SIGINT when `interrupt`) stop it gracefully and
+ * exit 0, a second one ends the lame duck; SIGHUP reads the config again (same file, environment and flags) and
+ * reloads. A worker passes interrupt false: Ctrl-C reaches the whole process group, and its supervisor forwards
+ * SIGTERM already. A stop asked for while the server is still starting waits for the start and then runs (installed
+ * only after the start, a SIGTERM just after `server_started` killed the process with the default action: exit 143,
+ * no graceful stop; seen under load by the supervisor test).
  */
 export function installServerSignals(
-  server: RunningServer,
+  starting: Promise<RunningServer>,
   values: Parsed["values"],
   options: { interrupt: boolean },
 ): void {
+  let server: RunningServer | null = null;
+  let stopAsked: string | null = null;
   const stop = async (signal: string) => {
+    if (server === null) {
+      stopAsked ??= signal;
+      return;
+    }
     server.context.log.info("signal", { signal });
     await server.stop();
     process.exit(0);
   };
+  starting.then(
+    (started) => {
+      server = started;
+      if (stopAsked !== null) void stop(stopAsked);
+    },
+    () => {}, // the caller reports a failed start
+  );
   process.on("SIGTERM", () => void stop("SIGTERM"));
   if (options.interrupt) process.on("SIGINT", () => void stop("SIGINT"));
-  else process.on("SIGINT", () => server.context.log.debug("signal_ignored", { signal: "SIGINT" }));
+  else process.on("SIGINT", () => server?.context.log.debug("signal_ignored", { signal: "SIGINT" }));
   process.on("SIGHUP", () => {
-    server.context.log.info("signal", { signal: "SIGHUP" });
+    // Still starting: it reads the config it was started with, which is what a reload would read.
+    if (server === null) return;
+    const running = server;
+    running.context.log.info("signal", { signal: "SIGHUP" });
     let next: Config;
     try {
       next = loadFromValues(values).config;
     } catch (error) {
-      server.context.log.error("reload_failed", { error: String(error) });
+      running.context.log.error("reload_failed", { error: String(error) });
       return;
     }
-    server.reload(next).catch(() => {
+    running.reload(next).catch(() => {
       // Logged by reload; the running code and config stay.
     });
   });

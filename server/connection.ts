@@ -12,12 +12,14 @@ import {
   ProtocolError,
   preambleBytes,
   type Stanza,
+  StanzaKind,
 } from "../protocol/index.ts";
 import type { AccountRequests } from "./account-requests.ts";
 import type { Auth } from "./auth.ts";
 import type { ServerContext } from "./context.ts";
 import type { Delivery } from "./delivery.ts";
 import type { KeyDirectory } from "./keys-directory.ts";
+import { floodsAhead, frameCost, refilledTokens } from "./rate-budget.ts";
 import { type Session, SessionState, sessionAt } from "./session.ts";
 import type { SessionSlots, TransportKindValue } from "./session-slots.ts";
 import type { SessionTable } from "./session-table.ts";
@@ -141,6 +143,7 @@ export class ConnectionHandler {
     session.busy = true;
     const startedAtMs = performance.now();
     let yielded = false;
+    let chargedAhead = false;
     try {
       while (session.inbound !== null && session.state !== SessionState.closed) {
         // Fairness: past its share of this turn, the session's socket pauses and the rest waits for the next turn
@@ -163,6 +166,12 @@ export class ConnectionHandler {
           }
           this.auth.challenge(session);
           continue;
+        }
+        // Once per pass, the frames already received are charged together: a read that proves its peer a flooder
+        // closes it before any of its frames is handled (rate-budget.ts says why).
+        if (!chargedAhead) {
+          chargedAhead = true;
+          if (this.chargeAhead(session, source)) return;
         }
         const result = codec.decode(source, 0);
         if (result.status === "more") break;
@@ -264,10 +273,9 @@ export class ConnectionHandler {
   private admit(session: Session, stanza: Stanza): boolean {
     const { limits, now, io } = this.context;
     const control = stanza.kind === "ack" || stanza.kind === "pong" || stanza.kind === "ping";
-    const cost = stanza.kind === "ack" || stanza.kind === "pong" ? 1 / limits.rateControlStanzasPerToken : 1;
+    const cost = frameCost(StanzaKind[stanza.kind], limits);
     const nowMs = now();
-    const refill = ((nowMs - session.rateRefilledAtMs) * limits.rateStanzasPerSecond) / 1000;
-    session.rateTokens = Math.min(limits.rateBurstStanzas, session.rateTokens + refill);
+    session.rateTokens = refilledTokens(session.rateTokens, session.rateRefilledAtMs, nowMs, limits);
     session.rateRefilledAtMs = nowMs;
     if (session.rateTokens >= cost) {
       session.rateTokens -= cost;
@@ -285,6 +293,16 @@ export class ConnectionHandler {
     this.context.metrics.errors.incLabel("rateLimited");
     io.send(session, { kind: "error", code: ErrorCode.rateLimited, clientId, message: "rate limited; slow down" });
     return false;
+  }
+
+  /** The look-ahead charge of `source` (rate-budget.ts); true if it closed the session as a flood. */
+  private chargeAhead(session: Session, source: Uint8Array): boolean {
+    const { limits, now } = this.context;
+    const tokens = refilledTokens(session.rateTokens, session.rateRefilledAtMs, now(), limits);
+    if (!floodsAhead(source, tokens, session.rateViolations, limits)) return false;
+    this.context.metrics.errors.incLabel("flood");
+    this.closeFor(session, ErrorCode.flood, "frames received past the rate limit");
+    return true;
   }
 
   private dispatch(session: Session, stanza: Stanza): Promise<void> | void {

@@ -10,7 +10,7 @@ import { defaultLimits, ErrorCode } from "../protocol/index.ts";
 import { defaultConfig } from "./config.ts";
 import { type ServerProcess, startServerProcess } from "./fixtures/server-process.ts";
 import { drainWindowMs } from "./session-table.ts";
-import { bytesOf, newDeviceKey, RawClient, temporaryDirectory, textOf, waitFor } from "./test-kit.ts";
+import { bytesOf, freePort, newDeviceKey, RawClient, temporaryDirectory, textOf, waitFor } from "./test-kit.ts";
 
 const repositoryRoot = new URL("..", import.meta.url).pathname;
 const cleanups: Array<() => void | Promise<void>> = [];
@@ -33,14 +33,6 @@ async function serverProcess(flags: Record<string, string | number>, cli?: strin
     server.process.kill("SIGKILL");
   });
   return server;
-}
-
-/** A port that was free a moment ago (for the admin listener, whose port 0 means "off"). */
-function freePort(): number {
-  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = listener.port;
-  listener.stop(true);
-  return port;
 }
 
 async function metricsText(adminPort: number): Promise<string> {

@@ -8,8 +8,8 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { type ServerProcess, startServerProcess } from "./fixtures/server-process.ts";
-import { askDownload, askUpload, bearer, freePort, granted, head, hex, mediaFiles, patch } from "./media-test-kit.ts";
-import { registeredClient, temporaryDirectory } from "./test-kit.ts";
+import { askDownload, askUpload, bearer, granted, head, hex, mediaFiles, patch } from "./media-test-kit.ts";
+import { freePort, registeredClient, temporaryDirectory } from "./test-kit.ts";
 
 const mebibyte = 1024 * 1024;
 const sizeBytes = Number(process.env.MEDIA_LARGE_MB ?? 200) * mebibyte;

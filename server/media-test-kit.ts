@@ -8,15 +8,7 @@ import { loadConfig } from "./config.ts";
 import { createLogger } from "./log.ts";
 import { tokenToText } from "./media-token.ts";
 import { type RunningServer, startServer } from "./server.ts";
-import { type RawClient, registeredClient, temporaryDirectory, testPartitions } from "./test-kit.ts";
-
-/** A port that was free a moment ago (the media listener's port 0 means "off", as wsPort's does). */
-export function freePort(): number {
-  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = listener.port;
-  listener.stop(true);
-  return port;
-}
+import { freePort, type RawClient, registeredClient, temporaryDirectory, testPartitions } from "./test-kit.ts";
 
 export interface MediaTestServer {
   readonly server: RunningServer;

@@ -3,77 +3,24 @@
 // and the index are shared files), and an upload spread over many connections ends as one verified blob.
 
 import { afterEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Subprocess } from "bun";
-import { askDownload, askUpload, bearer, freePort, granted, hex, mediaFiles } from "./media-test-kit.ts";
-import { type RawClient, registeredClient, waitFor } from "./test-kit.ts";
+import { askDownload, askUpload, bearer, granted, hex, mediaFiles } from "./media-test-kit.ts";
+import { SupervisorKit } from "./supervisor-test-kit.ts";
+import { type RawClient, registeredClient } from "./test-kit.ts";
 
-const cli = join(import.meta.dir, "cli.ts");
-const startMs = 15_000;
-
-const children: Subprocess[] = [];
-const directories: string[] = [];
+const supervisors = new SupervisorKit();
 const clients: RawClient[] = [];
 afterEach(() => {
   for (const client of clients.splice(0)) client.close();
-  for (const child of children.splice(0)) child.kill("SIGKILL");
-  for (const directory of directories.splice(0)) rmSync(directory, { recursive: true, force: true });
+  supervisors.cleanup();
 });
-
-async function supervisor(
-  workers: number,
-): Promise<{ port: number; mediaPort: number; dataDir: string; started: Array<Record<string, unknown>> }> {
-  const dataDir = mkdtempSync(join(tmpdir(), "sb-media-w-"));
-  directories.push(dataDir);
-  const port = freePort();
-  let mediaPort = freePort();
-  for (let pick = 0; pick < 10 && mediaPort === port; pick++) mediaPort = freePort();
-  const child = Bun.spawn(
-    [
-      process.execPath,
-      cli,
-      "start",
-      `--workers=${workers}`,
-      `--port=${port}`,
-      "--admin-port=0",
-      `--media-port=${mediaPort}`,
-      `--data-dir=${dataDir}`,
-      "--registration=open",
-      "--partitions=8",
-      "--lame-duck-ms=0",
-      "--log-level=info",
-    ],
-    { stdin: "ignore", stdout: "pipe", stderr: "inherit" },
-  );
-  children.push(child);
-  const started: Array<Record<string, unknown>> = [];
-  void (async () => {
-    const decoder = new TextDecoder();
-    let buffered = "";
-    for await (const chunk of child.stdout) {
-      buffered += decoder.decode(chunk, { stream: true });
-      for (let newline = buffered.indexOf("\n"); newline >= 0; newline = buffered.indexOf("\n")) {
-        const line = buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
-        try {
-          const parsed = JSON.parse(line) as Record<string, unknown>;
-          if (parsed.event === "server_started") started.push(parsed);
-        } catch {
-          // not a log line
-        }
-      }
-    }
-  })();
-  await waitFor(() => started.length >= workers, startMs, `${workers} workers serving`);
-  return { port, mediaPort, dataDir, started };
-}
 
 describe("media with workers", () => {
   test("two workers serve the media port; an upload over 8 connections and downloads on others give one verified blob", async () => {
-    const server = await supervisor(2);
-    expect(server.started.map((line) => line.mediaPort)).toEqual([server.mediaPort, server.mediaPort]);
+    const server = await supervisors.start({ workers: 2, media: true });
+    const started = server.lines.filter((line) => line.event === "server_started");
+    expect(started.map((line) => line.mediaPort)).toEqual([server.mediaPort, server.mediaPort]);
     const alice = (await registeredClient(server.port, "alice")).client;
     const bob = (await registeredClient(server.port, "bob")).client;
     clients.push(alice, bob);

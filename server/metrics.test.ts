@@ -13,20 +13,12 @@ import { EventLoopLag } from "./event-loop-lag.ts";
 import { createLogger } from "./log.ts";
 import { queueTotalsResyncDelayMs } from "./queue-totals.ts";
 import { type RunningServer, type StartOptions, startServer } from "./server.ts";
-import { bytesOf, newDeviceKey, RawClient, signWith, temporaryDirectory, waitFor } from "./test-kit.ts";
+import { bytesOf, freePort, newDeviceKey, RawClient, signWith, temporaryDirectory, waitFor } from "./test-kit.ts";
 
 const cleanups: Array<() => void | Promise<void>> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
-
-/** A port that was free a moment ago (the admin listener's port 0 means "off"). */
-function freePort(): number {
-  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = listener.port;
-  listener.stop(true);
-  return port;
-}
 
 interface Running {
   readonly server: RunningServer;

@@ -10,6 +10,7 @@ import type { Subprocess } from "bun";
 import { SwitchboardClient } from "../client/index.ts";
 import { lockDataDirectory } from "./data-directory.ts";
 import { restartBackoffDefault, restartDelayMs, workerCount } from "./supervisor.ts";
+import { forEachLine, freePort } from "./test-kit.ts";
 
 const fakeSupervisor = new URL("./fixtures/fake-supervisor.ts", import.meta.url).pathname;
 const cli = new URL("./cli.ts", import.meta.url).pathname;
@@ -39,13 +40,6 @@ function dataDirectory(): string {
   return directory;
 }
 
-function freePort(): number {
-  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = probe.port;
-  probe.stop(true);
-  return port;
-}
-
 function run(argv: string[], env: Record<string, string> = {}): Child {
   const child = Bun.spawn(argv, {
     stdin: "ignore",
@@ -56,23 +50,15 @@ function run(argv: string[], env: Record<string, string> = {}): Child {
   children.push(child);
   const lines: Line[] = [];
   const stderr: string[] = [];
-  const read = async (stream: ReadableStream<Uint8Array>, raw?: string[]) => {
-    const decoder = new TextDecoder();
-    let buffered = "";
-    for await (const chunk of stream) {
-      buffered += decoder.decode(chunk, { stream: true });
-      for (let newline = buffered.indexOf("\n"); newline >= 0; newline = buffered.indexOf("\n")) {
-        const text = buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
-        raw?.push(text);
-        try {
-          lines.push(JSON.parse(text) as Line);
-        } catch {
-          lines.push({ raw: text });
-        }
+  const read = (stream: ReadableStream<Uint8Array>, raw?: string[]) =>
+    forEachLine(stream, (text) => {
+      raw?.push(text);
+      try {
+        lines.push(JSON.parse(text) as Line);
+      } catch {
+        lines.push({ raw: text });
       }
-    }
-  };
+    });
   void read(child.stdout);
   void read(child.stderr, stderr);
   const waitCount = async (predicate: (line: Line) => boolean, count: number, timeoutMs = waitMsMax) => {

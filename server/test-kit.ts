@@ -30,6 +30,28 @@ export function temporaryDirectory(prefix = "switchboard-test-"): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
+/** Calls `onLine` with each line of a text stream (a child's stdout or stderr) until it ends. */
+export async function forEachLine(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void): Promise<void> {
+  const decoder = new TextDecoder();
+  let buffered = "";
+  for await (const chunk of stream) {
+    buffered += decoder.decode(chunk, { stream: true });
+    for (let newline = buffered.indexOf("\n"); newline >= 0; newline = buffered.indexOf("\n")) {
+      const line = buffered.slice(0, newline);
+      buffered = buffered.slice(newline + 1);
+      onLine(line);
+    }
+  }
+}
+
+/** A loopback port free at the time of the call (the kernel may hand it to someone else before it is bound). */
+export function freePort(): number {
+  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = probe.port;
+  probe.stop(true);
+  return port;
+}
+
 export async function waitFor(predicate: () => boolean, timeoutMs = waitTimeoutMs, what = "condition"): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!predicate()) {

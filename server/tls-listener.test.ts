@@ -6,11 +6,10 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { copyFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as tls from "node:tls";
-import { freePort } from "../client/delivery-suite.ts";
 import { SwitchboardClient, tcpTransport, webSocketTransport } from "../client/index.ts";
 import { testLimits } from "../protocol/index.ts";
 import { ConfigError, loadConfig, plaintextExposed } from "./config.ts";
-import { startTestServer, type TestServer, waitFor, waitTimeoutMs } from "./test-kit.ts";
+import { freePort, startTestServer, type TestServer, waitFor, waitTimeoutMs } from "./test-kit.ts";
 import { makeTestCertificate } from "./tls-test-certificate.ts";
 
 const first = makeTestCertificate();

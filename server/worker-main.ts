@@ -50,16 +50,16 @@ export async function runWorker(argv: readonly string[]): Promise<number> {
   if (worker.index >= worker.count || worker.runDir === "") throw new Error("worker: bad placement arguments");
   const config = loadStartConfig(values);
   if (typeof config === "number") return config;
-  let server: Awaited<ReturnType<typeof startServer>>;
+  // `worker` is StartOptions' field from server.ts's worker mode (reusePort, no lock, admin on the Unix socket).
+  const starting = startServer(config, { worker });
+  installServerSignals(starting, values, { interrupt: false });
   try {
-    // `worker` is StartOptions' field from server.ts's worker mode (reusePort, no lock, admin on the Unix socket).
-    server = await startServer(config, { worker });
+    await starting;
   } catch (error) {
     const exitCode = startErrorExit(error, config);
     if (exitCode === undefined) throw error;
     return exitCode;
   }
-  installServerSignals(server, values, { interrupt: false });
   // The supervisor restarts a worker that exits after this; one that exits before it fails the supervisor's start.
   process.send?.(workerStartedMessage);
   return -1;

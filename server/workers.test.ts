@@ -3,146 +3,29 @@
 // asks the supervisor's admin API which worker holds which session and picks its cases from that.
 
 import { afterEach, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { KeyHelper } from "@privacyresearch/libsignal-protocol-typescript";
-import type { Subprocess } from "bun";
 import { defaultLimits, ErrorCode } from "../protocol/index.ts";
 import { meshSocketPath } from "./mesh-unix.ts";
 import { partitionOf } from "./partitions.ts";
+import { type Supervised, SupervisorKit, supervisorStartMs } from "./supervisor-test-kit.ts";
 import { newDeviceKey, RawClient, waitFor } from "./test-kit.ts";
 
-const cli = join(import.meta.dir, "cli.ts");
-/** Bounds of this file's waits. */
-const startMs = 15_000;
+/** Bound of this file's own waits (answers, exits). */
 const answerMs = 5_000;
+const startMs = supervisorStartMs;
 
-const children: Subprocess[] = [];
-const directories: string[] = [];
+const supervisors = new SupervisorKit();
 const clients: RawClient[] = [];
 
 afterEach(() => {
   for (const client of clients.splice(0)) client.close();
-  for (const child of children.splice(0)) child.kill("SIGKILL");
-  for (const directory of directories.splice(0)) rmSync(directory, { recursive: true, force: true });
+  supervisors.cleanup();
 });
 
-function freePort(): number {
-  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = probe.port;
-  probe.stop(true);
-  return port;
-}
-
-interface Supervised {
-  readonly port: number;
-  readonly adminPort: number;
-  readonly dataDir: string;
-  readonly child: Subprocess;
-  /** Log lines (JSON) seen so far. */
-  readonly lines: Array<Record<string, unknown>>;
-  admin(path: string, init?: RequestInit): Promise<Record<string, unknown>>;
-}
-
-/** How often a supervisor that finds a picked port taken before serving is started again. */
-const portRetries = 3;
-
-async function supervised(workers: number, existingDataDir?: string, flags: string[] = []): Promise<Supervised> {
-  const dataDir = existingDataDir ?? mkdtempSync(join(tmpdir(), "sb-w-"));
-  if (existingDataDir === undefined) directories.push(dataDir);
-  for (let attempt = 1; ; attempt++) {
-    const started = await startSupervisor(workers, dataDir, flags);
-    if (started !== "port taken" || attempt === portRetries) {
-      if (started === "port taken") throw new Error(`the supervisor found its port taken ${portRetries} times`);
-      return started;
-    }
-  }
-}
-
-/**
- * One supervisor on freshly picked ports. A port picked free can be taken before the supervisor binds it (other
- * processes of the run connect from the same ephemeral range): the supervisor then exits with `start_failed`
- * EADDRINUSE before any worker serves,
- * and the caller starts it again on other ports rather than waiting out `startMs`.
- */
-async function startSupervisor(workers: number, dataDir: string, flags: string[]): Promise<Supervised | "port taken"> {
-  const port = freePort();
-  let adminPort = freePort();
-  // Each probe closes its port, so the kernel may hand out the same one twice.
-  for (let pick = 0; pick < 10 && adminPort === port; pick++) adminPort = freePort();
-  const child = Bun.spawn(
-    [
-      process.execPath,
-      cli,
-      "start",
-      `--workers=${workers}`,
-      `--port=${port}`,
-      `--admin-port=${adminPort}`,
-      `--data-dir=${dataDir}`,
-      "--registration=open",
-      "--partitions=8",
-      "--lame-duck-ms=0",
-      "--log-level=info",
-      ...flags,
-    ],
-    { stdin: "ignore", stdout: "pipe", stderr: "pipe" },
-  );
-  children.push(child);
-  const lines: Array<Record<string, unknown>> = [];
-  // info lines come on stdout, warn and error (a worker's exit) on stderr.
-  for (const stream of [child.stdout, child.stderr]) readLines(stream, lines);
-  let exitCode: number | null = null;
-  void child.exited.then((code) => {
-    exitCode = code;
-  });
-  const serving = () => lines.filter((line) => line.event === "server_started").length >= workers;
-  try {
-    await waitFor(() => serving() || exitCode !== null, startMs, `${workers} workers serving`);
-  } catch (error) {
-    throw new Error(`${(error as Error).message}; the supervisor said: ${JSON.stringify(lines.slice(-10))}`);
-  }
-  if (!serving()) {
-    // Give the pipes a moment to hand over the last lines, for the message.
-    await Bun.sleep(50);
-    if (lines.some((line) => line.event === "start_failed" && line.code === "EADDRINUSE")) return "port taken";
-    throw new Error(`the supervisor exited ${exitCode} before serving: ${JSON.stringify(lines.slice(-10))}`);
-  }
-  const token = readFileSync(join(dataDir, "admin.token"), "utf8").trim();
-  return {
-    port,
-    adminPort,
-    dataDir,
-    child,
-    lines,
-    async admin(path, init = {}) {
-      const response = await fetch(`http://127.0.0.1:${adminPort}${path}`, {
-        ...init,
-        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-        signal: AbortSignal.timeout(answerMs),
-      });
-      return (await response.json()) as Record<string, unknown>;
-    },
-  };
-}
-
-function readLines(stream: ReadableStream<Uint8Array>, into: Array<Record<string, unknown>>): void {
-  void (async () => {
-    const decoder = new TextDecoder();
-    let buffered = "";
-    for await (const chunk of stream) {
-      buffered += decoder.decode(chunk, { stream: true });
-      for (let newline = buffered.indexOf("\n"); newline >= 0; newline = buffered.indexOf("\n")) {
-        const line = buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
-        try {
-          into.push(JSON.parse(line) as Record<string, unknown>);
-        } catch {
-          // not a log line
-        }
-      }
-    }
-  })().catch(() => {});
+function supervised(workers: number, dataDir?: string, flags: string[] = []): Promise<Supervised> {
+  return supervisors.start({ workers, dataDir, flags });
 }
 
 interface Placed {

@@ -20,6 +20,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig } from "../server/config.ts";
 import { stopTimeoutMsDefault } from "../server/server.ts";
+import { freePort } from "../server/test-kit.ts";
 
 const repoRoot = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const systemdDir = join(repoRoot, "systemd");
@@ -31,9 +32,8 @@ const installedDirs = ["protocol", "storage", "server", "client", "systemd"];
 function excludedFromInstall(relative: string): boolean {
   return (
     relative.endsWith(".test.ts") ||
+    relative.endsWith("test-kit.ts") ||
     [
-      "server/test-kit.ts",
-      "server/media-test-kit.ts",
       "server/tls-test-certificate.ts",
       "client/delivery-suite.ts",
       "storage/store-conformance.ts",
@@ -124,13 +124,6 @@ function mode(path: string): string {
 
 function read(path: string): string {
   return readFileSync(path, "utf8");
-}
-
-function freePort(): number {
-  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = listener.port;
-  listener.stop(true);
-  return port;
 }
 
 async function waitForFile(path: string, timeoutMs: number): Promise<void> {
