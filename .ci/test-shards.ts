@@ -43,6 +43,7 @@ const weights: Readonly<Record<string, number>> = {
   "server/log.test.ts": 8,
   "client/chat.test.ts": 8,
   "server/media-large.test.ts": 5,
+  "server/last-seen.test.ts": 2,
 };
 
 const bun = process.execPath;

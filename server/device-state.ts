@@ -38,6 +38,11 @@ export function deviceKey(account: number, device: number): number {
   return account * devicesPerAccountIdSpace + device;
 }
 
+/** The account and device of a deviceKey. */
+export function deviceOfKey(key: number): { account: number; device: number } {
+  return { account: Math.floor(key / devicesPerAccountIdSpace), device: key % devicesPerAccountIdSpace };
+}
+
 export class DeviceState {
   readonly key: number;
   /** Highest sequence assigned; committedSeq is the highest whose batch committed. */

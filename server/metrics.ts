@@ -189,6 +189,14 @@ export class Metrics {
     "TCP/WebSocket connections accepted",
   );
   readonly connectionsClosed = new Counter("switchboard_connections_closed_total", "Connections closed");
+  readonly lastSeenBusy = new Counter(
+    "switchboard_last_seen_busy_total",
+    "Last-seen writes that found the directory locked by another process and were put off to the next interval",
+  );
+  readonly lastSeenDropped = new Counter(
+    "switchboard_last_seen_dropped_total",
+    "Last-seen notes not kept because lastSeenPendingMax devices already waited",
+  );
   readonly turnsYielded = new Counter(
     "switchboard_session_turns_yielded_total",
     "Times a session used up sessionTurnWorkMsMax in one event-loop turn and waited for the next with its socket paused",

@@ -226,7 +226,7 @@ function partitionedDevices(directory: DeviceStore, partitions: Partitions, now:
       return record;
     },
     list: (account) => directory.list(account),
-    touch: (keys, nowMs) => directory.touch(keys, nowMs),
+    touch: (entries, options) => directory.touch(entries, options),
     mirror: async (key, nowMs) => partitions.store(key.account).devices.mirror(key, nowMs),
     async get(key: DeviceKey): Promise<DeviceRecord | undefined> {
       const record = await directory.get(key);

@@ -47,6 +47,7 @@ import { serverNames } from "./server-names.ts";
 import { SessionIo } from "./session-io.ts";
 import { drainWindowMs, SessionTable } from "./session-table.ts";
 import { asDataDirectoryError, asListenError, type ListenerName } from "./start-errors.ts";
+import { StartMarks } from "./start-marks.ts";
 import { listenTcp, type TcpListeners } from "./tcp-listener.ts";
 import { readTlsFiles, type TlsFiles } from "./tls-files.ts";
 import type { NoiseServer } from "./transport-noise.ts";
@@ -134,6 +135,9 @@ async function importHandlers(generation: number): Promise<HandlerModules> {
 }
 
 export async function startServer(config: Config, options: StartOptions = {}): Promise<RunningServer> {
+  // Where a start's time goes, logged with server_started (OPERATIONS.md, "Start time"): 56 workers on 2 cores took
+  // minutes to start, and this says which step to cut. Times are ms since the process started (performance.now()).
+  const startMarks = new StartMarks();
   const limits = config.limits;
   let storage = options.storage;
   // Held from before the database opens until after it closes: one server per data directory (data-directory.ts).
@@ -163,6 +167,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       );
       storage = opened.storage;
       partitions = opened.partitions;
+      startMarks.mark("storage");
     } catch (error) {
       lock?.release();
       // A path the user may not write, a file where the directory should be: one line and exit 2 (start-errors.ts).
@@ -223,7 +228,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       },
     });
     meshRouting.mesh = mesh;
+    startMarks.mark("meshListen");
     await waitForPeers(mesh, meshPeersWaitMs);
+    startMarks.mark("meshPeers");
   }
   // Groups (issue 14): their owners hand fan-outs to other workers over the mesh, so they come after it.
   const groupPartitions = partitions;
@@ -240,6 +247,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     return new modules.ConnectionHandler(context, delivery, auth, requests, table, keys);
   };
   let connections = build(await importHandlers(generation));
+  startMarks.mark("handlers");
   const sweeper = new RetentionSweeper(context, (devices) => delivery.resyncCounters(devices));
   const lag = new EventLoopLag(
     (lagMs) => metrics.eventLoopLag.observe(lagMs / 1000),
@@ -397,6 +405,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     registration: config.registration,
     tcpEncryption: config.tcpEncryption,
     ...(noiseServer === null ? {} : { noiseKey: Buffer.from(noiseServer.staticKeyPair.publicKey).toString("hex") }),
+    startMs: startMarks.done(),
   });
 
   let stopping: Promise<void> | null = null;
@@ -446,7 +455,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       while (table.count > 0 && Date.now() < deadline) await Bun.sleep(10);
       await delivery.commit.idle();
       context.lastSeen.stop();
-      await context.lastSeen.flush();
+      // Nothing is served any more: this last write may wait for another worker's lock.
+      await context.lastSeen.flush({ wait: true });
       table.wheel.stop();
       lag.stop();
       queueResync.stop();

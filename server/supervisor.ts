@@ -1,7 +1,8 @@
 // `switchboard start` with more than one worker: this process (the supervisor) holds the data directory lock, creates
 // the run directory, spawns N worker processes (server/worker-main.ts) that share host:port with SO_REUSEPORT,
 // restarts a worker that exits unexpectedly (with backoff), forwards SIGHUP and SIGTERM to them, and answers the
-// admin HTTP port for all of them (supervisor-admin.ts). It serves no client itself and opens no database.
+// admin HTTP port for all of them (supervisor-admin.ts). It serves no client itself and keeps no database open: it
+// only brings the shared directory file to this build's migrations, once, before the workers start.
 //
 // How a worker gets its config: the supervisor passes on its own command line (the same --config and config flags)
 // and its environment, and the worker loads them as `start` does. So a SIGHUP, forwarded to every worker, makes
@@ -13,6 +14,7 @@ import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { workersMax } from "../protocol/limits.ts";
+import { migrateSqliteFile } from "../storage/index.ts";
 import { WalCheckpointer } from "../storage/wal-checkpointer.ts";
 import { writeAdminToken } from "./admin-api.ts";
 import type { AdminHttp } from "./admin-http.ts";
@@ -307,6 +309,10 @@ export async function startSupervisor(config: Config, options: SupervisorOptions
     // the lock, and the partition count is fixed (workers would otherwise race to write it).
     await migrateToPartitions({ dataDir: config.dataDir, count: config.partitions, synchronous: config.synchronous });
     ensurePartitionCount(config.dataDir, config.partitions);
+    // The directory file at this build's migrations before any worker opens it (storage/database-sqlite.ts,
+    // migrateSqliteFile): every worker opens it, and N of them finding it new would queue for its write lock. (A
+    // partition has one owner, which migrates it alone.)
+    await migrateSqliteFile({ path: databasePath(config), synchronous: config.synchronous });
   } catch (error) {
     lock?.release();
     throw asDataDirectoryError(config.dataDir, error);

@@ -1,10 +1,11 @@
 import type { Database, Statement } from "bun:sqlite";
-import type { Kysely, Selectable } from "kysely";
+import type { Selectable } from "kysely";
 import type { AccountRecord, AccountStore } from "./account-store.ts";
 import type { DeviceRecord } from "./device-store.ts";
 import { insertDeviceSql, newDeviceRecord } from "./device-store-sqlite.ts";
+import type { LazyKysely } from "./kysely-lazy.ts";
 import type { SqliteQueueRows } from "./queue-rows-sqlite.ts";
-import type { AccountsTable, StorageSchema } from "./schema.ts";
+import type { AccountsTable } from "./schema.ts";
 
 // Lookups are cold queries through Kysely. create and remove take several statements, so they run in bun:sqlite's
 // synchronous transactions (see database-sqlite.ts).
@@ -14,11 +15,11 @@ const firstDeviceId = 1;
 type Created = { account: AccountRecord; device: DeviceRecord };
 
 export class SqliteAccountStore implements AccountStore {
-  readonly #kysely: Kysely<StorageSchema>;
+  readonly #kysely: LazyKysely;
   readonly #createTransaction: (handle: string, publicKey: Uint8Array, nowMs: number) => Created | undefined;
   readonly #removeTransaction: (id: number) => boolean;
 
-  constructor(database: Database, kysely: Kysely<StorageSchema>, queueRows: SqliteQueueRows) {
+  constructor(database: Database, kysely: LazyKysely, queueRows: SqliteQueueRows) {
     this.#kysely = kysely;
     // "on conflict do nothing" returns no row for a taken handle, which is an answer rather than an error.
     const insertAccount: Statement<{ id: number }, [string, number, number]> = database.prepare(
@@ -55,19 +56,23 @@ export class SqliteAccountStore implements AccountStore {
   }
 
   async byId(id: number): Promise<AccountRecord | undefined> {
-    const row = await this.#kysely.selectFrom("accounts").selectAll().where("id", "=", id).executeTakeFirst();
+    const row = await (await this.#kysely()).selectFrom("accounts").selectAll().where("id", "=", id).executeTakeFirst();
     return row === undefined ? undefined : toAccountRecord(row);
   }
 
   async byHandle(handle: string): Promise<AccountRecord | undefined> {
-    const row = await this.#kysely.selectFrom("accounts").selectAll().where("handle", "=", handle).executeTakeFirst();
+    const row = await (await this.#kysely())
+      .selectFrom("accounts")
+      .selectAll()
+      .where("handle", "=", handle)
+      .executeTakeFirst();
     return row === undefined ? undefined : toAccountRecord(row);
   }
 
   async list(options: { limit: number; afterId?: number }): Promise<AccountRecord[]> {
     // SQLite reads a negative limit as "no limit".
     if (options.limit <= 0) return [];
-    const rows = await this.#kysely
+    const rows = await (await this.#kysely())
       .selectFrom("accounts")
       .selectAll()
       .where("id", ">", options.afterId ?? 0)
@@ -82,7 +87,7 @@ export class SqliteAccountStore implements AccountStore {
   }
 
   async count(): Promise<number> {
-    const row = await this.#kysely
+    const row = await (await this.#kysely())
       .selectFrom("accounts")
       .select((expression) => expression.fn.countAll<number>().as("count"))
       .executeTakeFirstOrThrow();

@@ -1,8 +1,6 @@
 import { Database } from "bun:sqlite";
 import { chmodSync, closeSync, constants, openSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { Kysely } from "kysely";
-import { BunSqliteDialect } from "kysely-bun-sqlite";
 import type { AccountStore } from "./account-store.ts";
 import { SqliteAccountStore } from "./account-store-sqlite.ts";
 import { CodeHasher, codeKeyFileName, loadOrCreateCodeKey, privateFileMode } from "./code-hasher.ts";
@@ -14,13 +12,13 @@ import type { InviteStore } from "./invite-store.ts";
 import { SqliteInviteStore } from "./invite-store-sqlite.ts";
 import type { KeyStore } from "./key-store.ts";
 import { SqliteKeyStore } from "./key-store-sqlite.ts";
+import { type LazyKysely, type LazyKyselyHandle, lazyKysely } from "./kysely-lazy.ts";
 import type { LinkCodeStore } from "./link-code-store.ts";
 import { SqliteLinkCodeStore } from "./link-code-store-sqlite.ts";
-import { migrateToLatest, migrations, migrationTableName } from "./migrations/index.ts";
+import { migrationNames, migrationTableName } from "./migrations/names.ts";
 import { SqliteQueueRows } from "./queue-rows-sqlite.ts";
 import type { QueueStore } from "./queue-store.ts";
 import { SqliteQueueStore } from "./queue-store-sqlite.ts";
-import type { StorageSchema } from "./schema.ts";
 import type { Storage } from "./storage.ts";
 import { fallbackCheckpointPages, WalCheckpointer } from "./wal-checkpointer.ts";
 
@@ -52,7 +50,8 @@ export interface SqliteStorageOptions {
 const sqliteFileSuffixes = ["", "-wal", "-shm"] as const;
 
 // One connection, shared by two ways in:
-// - Kysely (over kysely-bun-sqlite) for migrations and cold queries, each a single statement;
+// - Kysely (over kysely-bun-sqlite) for migrations and cold queries, each a single statement, loaded on the first of
+//   them (kysely-lazy.ts);
 // - bun:sqlite prepared statements, prepared once, for the hot paths and for every write of several statements,
 //   inside bun:sqlite's synchronous transactions.
 // Multi-statement writes must not use Kysely transactions at run time: a Kysely transaction awaits between its
@@ -64,8 +63,8 @@ export async function openSqliteStorage(options: SqliteStorageOptions): Promise<
     : CodeHasher.ephemeral();
   const database = openSqliteDatabase(options);
   try {
-    const kysely = new Kysely<StorageSchema>({ dialect: new BunSqliteDialect({ database }) });
-    await migrate(database, kysely);
+    const kysely = lazyKysely(database);
+    await migrate(database, kysely.kysely);
     // The migration wrote the log, so -wal and -shm exist now (SQLite gives them the main file's mode already).
     restrictFileModes(options.path);
     const checkpointer =
@@ -80,6 +79,25 @@ export async function openSqliteStorage(options: SqliteStorageOptions): Promise<
   } catch (error) {
     database.close();
     throw error;
+  }
+}
+
+/**
+ * Brings the file at `options.path` (created if absent) to this build's migrations, and closes it. A supervisor does
+ * this for the directory file before its workers open it (server/supervisor.ts): 56 workers finding it new (a fresh
+ * data directory, an upgrade) each took its write lock in turn to migrate, and on a loaded host some waited past
+ * busy_timeout and exited ("database is locked"). Returns whether it migrated.
+ */
+export async function migrateSqliteFile(options: SqliteStorageOptions): Promise<boolean> {
+  const database = openSqliteDatabase(options);
+  const kysely = lazyKysely(database);
+  try {
+    const migrated = await migrate(database, kysely.kysely);
+    restrictFileModes(options.path);
+    return migrated;
+  } finally {
+    database.close(true);
+    await kysely.destroy();
   }
 }
 
@@ -127,15 +145,19 @@ function restrictFileModes(path: string): void {
 
 // All migrations in one transaction, which Kysely does not open itself on SQLite: a crash half way leaves the schema
 // as it was, and "begin immediate" makes a second process opening the same file wait rather than migrate alongside.
-async function migrate(database: Database, kysely: Kysely<StorageSchema>): Promise<void> {
+async function migrate(database: Database, kysely: LazyKysely): Promise<boolean> {
   // The workers of a supervisor open the same directory file at once. Each taking the write lock just to find every
   // migration applied queued dozens of them behind each other: with 56 workers starting on 2 cores, some waited past
   // busy_timeout and exited with "database is locked". A file whose migrations are exactly ours needs no lock.
-  if (migrationsUpToDate(database)) return;
+  if (migrationsUpToDate(database)) return false;
+  // Kysely and the migrations load only here: a file at this build's migrations (every start after the first) needs
+  // neither.
+  const [{ migrateToLatest }, migrator] = await Promise.all([import("./migrations/index.ts"), kysely()]);
   database.run("begin immediate");
   try {
-    await migrateToLatest(kysely);
+    await migrateToLatest(migrator);
     database.run("commit");
+    return true;
   } catch (error) {
     if (database.inTransaction) database.run("rollback");
     throw error;
@@ -150,7 +172,7 @@ function migrationsUpToDate(database: Database): boolean {
   if (table === null) return false;
   const rows = database.query(`select name from ${migrationTableName}`).all() as Array<{ name: string }>;
   const applied = new Set(rows.map((row) => row.name));
-  const ours = Object.keys(migrations);
+  const ours = migrationNames;
   // An unknown migration (a newer build wrote this file) goes through Kysely, which refuses it with its error.
   return applied.size === ours.length && ours.every((name) => applied.has(name));
 }
@@ -164,13 +186,13 @@ class SqliteStorage implements Storage {
   readonly keys: KeyStore;
   readonly groups: GroupStore;
   readonly #database: Database;
-  readonly #kysely: Kysely<StorageSchema>;
+  readonly #kysely: LazyKyselyHandle;
   readonly #checkpoints: { readonly checkpointer: WalCheckpointer; readonly path: string } | null;
   #closed = false;
 
   constructor(
     database: Database,
-    kysely: Kysely<StorageSchema>,
+    kysely: LazyKyselyHandle,
     hasher: CodeHasher,
     checkpoints: { readonly checkpointer: WalCheckpointer; readonly path: string } | null,
   ) {
@@ -178,11 +200,11 @@ class SqliteStorage implements Storage {
     this.#kysely = kysely;
     this.#checkpoints = checkpoints;
     const queueRows = new SqliteQueueRows(database);
-    this.accounts = new SqliteAccountStore(database, kysely, queueRows);
-    this.devices = new SqliteDeviceStore(database, kysely, queueRows);
-    this.queues = new SqliteQueueStore(database, kysely, queueRows);
-    this.invites = new SqliteInviteStore(kysely, hasher);
-    this.linkCodes = new SqliteLinkCodeStore(kysely, hasher);
+    this.accounts = new SqliteAccountStore(database, kysely.kysely, queueRows);
+    this.devices = new SqliteDeviceStore(database, kysely.kysely, queueRows);
+    this.queues = new SqliteQueueStore(database, queueRows);
+    this.invites = new SqliteInviteStore(kysely.kysely, hasher);
+    this.linkCodes = new SqliteLinkCodeStore(kysely.kysely, hasher);
     this.keys = new SqliteKeyStore(database);
     this.groups = new SqliteGroupStore(database);
   }
@@ -194,7 +216,8 @@ class SqliteStorage implements Storage {
     // and removes it, as it does without the thread.
     if (this.#checkpoints !== null) await this.#checkpoints.checkpointer.unwatch(this.#checkpoints.path);
     // close(true) finalizes the prepared statements and closes now, checkpointing the log, rather than when the
-    // statements are garbage collected. Kysely's destroy then closes the same connection again, which does nothing.
+    // statements are garbage collected. Kysely's destroy (if it was loaded) then closes the same connection again,
+    // which does nothing.
     this.#database.close(true);
     await this.#kysely.destroy();
   }

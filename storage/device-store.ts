@@ -5,6 +5,11 @@ export interface DeviceKey {
   readonly device: number;
 }
 
+/** When a device was last seen (it logged in, or its session ended). */
+export interface LastSeenEntry extends DeviceKey {
+  readonly atMs: number;
+}
+
 export interface DeviceRecord {
   account: number;
   device: number;
@@ -36,8 +41,11 @@ export interface DeviceStore {
   list(account: number): Promise<DeviceRecord[]>;
   // Also deletes the device's queue rows (and releases their shared payloads). Returns false if absent.
   remove(key: DeviceKey): Promise<boolean>;
-  // Records when the device was last seen; does nothing if the device is absent.
   // Records when these devices were last seen, in one transaction (the server batches logins and logouts: one write
-  // per login would cost as much as the login's signature check). Unknown devices are ignored.
-  touch(keys: readonly DeviceKey[], nowMs: number): Promise<void>;
+  // per login would cost as much as the login's signature check). Unknown devices are ignored, and so is a time older
+  // than the stored one (two workers may write one device's times out of order). With `wait: false` the write gives up
+  // at once, nothing written, when another connection holds the store's write lock, and resolves false: the caller
+  // keeps the entries and tries again later (server/last-seen.ts), so its event loop never waits on another process.
+  // Resolves true once written.
+  touch(entries: readonly LastSeenEntry[], options: { readonly wait: boolean }): Promise<boolean>;
 }

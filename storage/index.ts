@@ -1,8 +1,8 @@
 // The public face of storage/: the store interfaces and the SQLite implementation. Other folders import only this.
 
 export type { AccountRecord, AccountStore } from "./account-store.ts";
-export { openSqliteStorage, type SqliteStorageOptions } from "./database-sqlite.ts";
-export type { DeviceKey, DeviceRecord, DeviceStore } from "./device-store.ts";
+export { migrateSqliteFile, openSqliteStorage, type SqliteStorageOptions } from "./database-sqlite.ts";
+export type { DeviceKey, DeviceRecord, DeviceStore, LastSeenEntry } from "./device-store.ts";
 export type { GroupChange, GroupDelta, GroupMember, GroupRecord, GroupStore } from "./group-store.ts";
 export type { InviteRecord, InviteStore } from "./invite-store.ts";
 export type {
@@ -14,7 +14,7 @@ export type {
   TakenBundle,
 } from "./key-store.ts";
 export type { LinkCodeStore } from "./link-code-store.ts";
-export { MigrationError } from "./migrations/index.ts";
+export { MigrationError } from "./migrations/names.ts";
 export {
   type ClientIdWindow,
   type GroupEventRow,

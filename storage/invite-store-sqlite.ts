@@ -1,7 +1,6 @@
-import type { Kysely } from "kysely";
 import { type CodeHasher, codeHashBytes } from "./code-hasher.ts";
 import type { InviteRecord, InviteStore } from "./invite-store.ts";
-import type { StorageSchema } from "./schema.ts";
+import type { LazyKysely } from "./kysely-lazy.ts";
 
 // Invites are cold: every query goes through Kysely, each a single statement. Codes are looked up by their keyed
 // hash, so the database never holds a code (see code-hasher.ts).
@@ -10,16 +9,16 @@ import type { StorageSchema } from "./schema.ts";
 export const inviteListRowsMax = 10_000;
 
 export class SqliteInviteStore implements InviteStore {
-  readonly #kysely: Kysely<StorageSchema>;
+  readonly #kysely: LazyKysely;
   readonly #hasher: CodeHasher;
 
-  constructor(kysely: Kysely<StorageSchema>, hasher: CodeHasher) {
+  constructor(kysely: LazyKysely, hasher: CodeHasher) {
     this.#kysely = kysely;
     this.#hasher = hasher;
   }
 
   async issue(code: string, nowMs: number, expiresAtMs: number): Promise<void> {
-    await this.#kysely
+    await (await this.#kysely())
       .insertInto("invites")
       .values({
         code_hash: this.#hasher.hash(code),
@@ -33,7 +32,7 @@ export class SqliteInviteStore implements InviteStore {
 
   async consume(code: string, nowMs: number, usedBy?: number): Promise<boolean> {
     // One conditional update, so two registrations racing for the same code cannot both win.
-    const result = await this.#kysely
+    const result = await (await this.#kysely())
       .updateTable("invites")
       .set({ used_at: nowMs, used_by: usedBy ?? null })
       .where("code_hash", "=", this.#hasher.hash(code))
@@ -46,7 +45,7 @@ export class SqliteInviteStore implements InviteStore {
   async revoke(target: { code: string } | { codeHash: string }): Promise<boolean> {
     const hash = "code" in target ? this.#hasher.hash(target.code) : hexBytes(target.codeHash);
     if (hash === undefined) return false;
-    const result = await this.#kysely
+    const result = await (await this.#kysely())
       .deleteFrom("invites")
       .where("code_hash", "=", hash)
       .where("used_at", "is", null)
@@ -55,7 +54,7 @@ export class SqliteInviteStore implements InviteStore {
   }
 
   async list(): Promise<InviteRecord[]> {
-    const rows = await this.#kysely
+    const rows = await (await this.#kysely())
       .selectFrom("invites")
       .select(["code_hash", "created_at", "expires_at", "used_at"])
       .orderBy("created_at")

@@ -1,5 +1,4 @@
 import type { Database, Statement } from "bun:sqlite";
-import { type Kysely, sql } from "kysely";
 import { clientIdBytes, packClientIds, unpackClientIds } from "./client-id-list.ts";
 import type { DeviceKey } from "./device-store.ts";
 import { deviceKeyText, type SqliteQueueRows, type SweptRows } from "./queue-rows-sqlite.ts";
@@ -19,7 +18,6 @@ import {
   queueKindGroupReceipt,
   queueKindMessage,
   queueKindReceipt,
-  type StorageSchema,
 } from "./schema.ts";
 
 // The hot paths (commit, read) run prepared statements, prepared once, inside bun:sqlite's synchronous transactions:
@@ -59,8 +57,8 @@ type QueueRow = Pick<
 type Recipient = QueueBatch["messages"][number]["recipients"][number];
 
 export class SqliteQueueStore implements QueueStore {
-  readonly #kysely: Kysely<StorageSchema>;
   readonly #queueRows: SqliteQueueRows;
+  readonly #totals: Statement<{ rows: number; bytes: number }, []>;
   readonly #changeDevice: Statement<unknown, [number, number, number, number, number, number]>;
   readonly #readClientIdWindow: Statement<
     { last_client_id: number; window: Uint8Array; updated_at: number },
@@ -106,9 +104,12 @@ export class SqliteQueueStore implements QueueStore {
   readonly #commitTransaction: (batch: QueueBatch) => void;
   readonly #sweepTransaction: (beforeMs: number, limit: number) => SweptRows;
 
-  constructor(database: Database, kysely: Kysely<StorageSchema>, queueRows: SqliteQueueRows) {
-    this.#kysely = kysely;
+  constructor(database: Database, queueRows: SqliteQueueRows) {
     this.#queueRows = queueRows;
+    // Read at every start, per partition: a prepared statement, so that a start needs no Kysely (kysely-lazy.ts).
+    this.#totals = database.prepare(
+      "select coalesce(sum(queue_rows), 0) as rows, coalesce(sum(queue_bytes), 0) as bytes from devices",
+    );
     // The high-water marks take the max, so a late or repeated batch never lowers them.
     this.#changeDevice = database.prepare(
       `update devices set queue_rows = queue_rows + ?, queue_bytes = queue_bytes + ?,
@@ -200,14 +201,8 @@ export class SqliteQueueStore implements QueueStore {
   }
 
   async totals(): Promise<{ rows: number; bytes: number }> {
-    const totals = await this.#kysely
-      .selectFrom("devices")
-      .select([
-        sql<number>`coalesce(sum(queue_rows), 0)`.as("rows"),
-        sql<number>`coalesce(sum(queue_bytes), 0)`.as("bytes"),
-      ])
-      .executeTakeFirstOrThrow();
-    return { rows: totals.rows, bytes: totals.bytes };
+    const totals = this.#totals.get();
+    return { rows: totals?.rows ?? 0, bytes: totals?.bytes ?? 0 };
   }
 
   async peerDepth(key: DeviceKey, peerAccount: number): Promise<{ rows: number; bytes: number }> {

@@ -170,21 +170,34 @@ export function describeStorageConformance(
         await expect(storage.devices.add(12345, publicKey(1), 1_000)).rejects.toBeInstanceOf(AccountNotFoundError);
       });
 
-      test("touch records when the device was last seen", async () => {
+      test("touch records when the device was last seen, and never moves it back", async () => {
         const alice = await createAccount(storage, "alice");
         await storage.devices.add(alice, publicKey(2), 1_000);
-        await storage.devices.touch(
+        const written = await storage.devices.touch(
           [
-            { account: alice, device: 1 },
-            { account: alice, device: 9 },
+            { account: alice, device: 1, atMs: 5_000 },
+            { account: alice, device: 9, atMs: 5_000 },
           ],
-          5_000,
+          { wait: false },
         );
+        expect(written).toBe(true);
         const device = await storage.devices.get({ account: alice, device: 1 });
         expect(device?.lastSeenAtMs).toBe(5_000);
         expect(device?.createdAtMs).toBe(1_000);
         expect((await storage.devices.get({ account: alice, device: 2 }))?.lastSeenAtMs).toBe(1_000);
         expect(await storage.devices.get({ account: alice, device: 9 })).toBeUndefined();
+        // An older time written late (another worker's batch) keeps the newer one; a newer time replaces it.
+        expect(
+          await storage.devices.touch(
+            [
+              { account: alice, device: 1, atMs: 4_000 },
+              { account: alice, device: 2, atMs: 6_000 },
+            ],
+            { wait: true },
+          ),
+        ).toBe(true);
+        expect((await storage.devices.get({ account: alice, device: 1 }))?.lastSeenAtMs).toBe(5_000);
+        expect((await storage.devices.get({ account: alice, device: 2 }))?.lastSeenAtMs).toBe(6_000);
       });
 
       test("remove deletes the device's queue and keeps the payloads it shared", async () => {

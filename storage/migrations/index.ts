@@ -6,6 +6,9 @@ import * as clientIdWindows from "./0004-client-id-windows.ts";
 import * as prekeys from "./0005-prekeys.ts";
 import * as groups from "./0006-groups.ts";
 import * as groupQueue from "./0007-group-queue.ts";
+import { MigrationError, migrationNames, migrationTableName } from "./names.ts";
+
+export { MigrationError, migrationTableName };
 
 // Every migration, by name. A static record rather than Kysely's FileMigrationProvider, so migrations work the same
 // from a bundled or compiled server where there is no migrations folder to glob. Names sort in the order they apply.
@@ -19,22 +22,14 @@ export const migrations: Readonly<Record<string, Migration>> = Object.freeze({
   "0007-group-queue": groupQueue,
 });
 
-/** Where Kysely's Migrator records applied migrations: its default name, passed to it so database-sqlite.ts reads it. */
-export const migrationTableName = "kysely_migration";
+// names.ts lists them for the files that need no migration (read without loading Kysely): both must agree.
+if (Object.keys(migrations).join() !== migrationNames.join()) {
+  throw new Error("storage/migrations/names.ts does not list exactly the migrations of index.ts");
+}
 
 export const staticMigrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };
-
-export class MigrationError extends Error {
-  override readonly name = "MigrationError";
-  readonly migrationName: string | undefined;
-
-  constructor(migrationName: string | undefined, cause: unknown) {
-    super(`migration ${migrationName ?? "(setup)"} failed`, { cause });
-    this.migrationName = migrationName;
-  }
-}
 
 // Applies every migration not yet recorded in the database; applying them again does nothing. Throws MigrationError.
 // The caller decides the transaction: Kysely runs SQLite migrations without one (its SQLite adapter reports no
