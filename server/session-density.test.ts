@@ -94,21 +94,7 @@ describe("session density", () => {
   beforeAll(async () => {
     dataDir = temporaryDirectory();
     accounts = (await seedAccounts({ dataDir, runSeed, count: sessions + loginsInFlight })).accounts;
-    let listening: (value: number) => void = () => {};
-    const started = new Promise<number>((resolve) => {
-      listening = resolve;
-    });
-    fixture = Bun.spawn([process.execPath, join(import.meta.dir, "fixtures", "density-server.ts"), dataDir], {
-      stdio: ["ignore", "inherit", "inherit"],
-      ipc(message: Counts | { port: number }) {
-        if ("port" in message) listening(message.port);
-        else answers.shift()?.(message);
-      },
-    });
-    // A fixture that dies before it listens fails the test at once, with its exit code.
-    const died = fixture.exited.then((code) => Promise.reject(new Error(`density fixture exited with ${code}`)));
-    died.catch(() => {}); // its normal exit at the end is no error
-    port = await Promise.race([started, died]);
+    ({ fixture, port } = await startFixture(dataDir, "none", answers));
   });
 
   afterAll(async () => {
