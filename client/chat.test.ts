@@ -5,10 +5,9 @@ import { afterEach, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { testLimits } from "../protocol/index.ts";
-import { loadConfig } from "../server/config.ts";
 import { startMediaServer } from "../server/media-test-kit.ts";
 import { startServer } from "../server/server.ts";
+import { testConfig } from "../server/test-kit.ts";
 import { type ChatIo, runChat } from "./chat.ts";
 
 const waitTimeoutMs = 4000;
@@ -80,9 +79,7 @@ function temporaryDir(): string {
 
 async function openServer(registration: "open" | "invite") {
   const dataDir = temporaryDir();
-  const config = loadConfig({
-    base: { port: 0, dataDir, registration, adminPort: 0, logLevel: "warn", limits: testLimits },
-  });
+  const config = testConfig({ dataDir, registration });
   const server = await startServer(config);
   cleanups.push(() => server.stop({ timeoutMs: 1000 }));
   return { server, dataDir, port: String(server.port) };
@@ -454,17 +451,7 @@ test("a server that cannot be reached is named, with the time to the next attemp
 
 test("over Noise: --noise registers and remembers the server's key; a wrong --server-key stops with a warning", async () => {
   const dataDir = temporaryDir();
-  const config = loadConfig({
-    base: {
-      port: 0,
-      dataDir,
-      registration: "open",
-      adminPort: 0,
-      logLevel: "warn",
-      limits: testLimits,
-      tcpEncryption: "noise",
-    },
-  });
+  const config = testConfig({ dataDir, config: { tcpEncryption: "noise" } });
   const server = await startServer(config);
   cleanups.push(() => server.stop({ timeoutMs: 1000 }));
   const port = String(server.port);

@@ -3,12 +3,11 @@
 
 import { existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { type Limits, type Stanza, type StanzaOf, testLimits } from "../protocol/index.ts";
-import { loadConfig } from "./config.ts";
+import type { Limits, Stanza, StanzaOf } from "../protocol/index.ts";
 import { createLogger } from "./log.ts";
 import { tokenToText } from "./media-token.ts";
 import { type RunningServer, startServer } from "./server.ts";
-import { freePort, type RawClient, registeredClient, temporaryDirectory, testPartitions } from "./test-kit.ts";
+import { freePort, type RawClient, registeredClient, temporaryDirectory, testConfig } from "./test-kit.ts";
 
 export interface MediaTestServer {
   readonly server: RunningServer;
@@ -26,18 +25,7 @@ export async function startMediaServer(
   // A port picked free can be taken by another test before the bind: try a few.
   for (let attempt = 0; ; attempt++) {
     const mediaPort = options.mediaPort ?? freePort();
-    const config = loadConfig({
-      base: {
-        port: 0,
-        dataDir,
-        registration: "open",
-        adminPort: 0,
-        logLevel: "warn",
-        partitions: testPartitions,
-        mediaPort,
-        limits: { ...testLimits, ...options.limits },
-      },
-    });
+    const config = testConfig({ dataDir, limits: options.limits, config: { mediaPort } });
     try {
       const server = await startServer(config, { log: createLogger("warn", (line) => process.stderr.write(line)) });
       return {
